@@ -1,0 +1,264 @@
+//! `cairn plan FILE`: the dry-run, as text or JSON.
+
+use crate::exit;
+use cairn_engine::plan::{Invocation, Plan, PlannedStep};
+use cairn_engine::prepare::Prepared;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The runbook
+    file: PathBuf,
+    /// Set an input: --set key=value (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+    /// A YAML or JSON file of inputs (--set wins over it)
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// text, or json (stable key order, for diffing plans in CI)
+    #[arg(long, value_enum, default_value = "text")]
+    output: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Read `--inputs FILE` into a map.
+pub fn read_inputs(path: Option<&PathBuf>) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    match cairn_model::yaml_to_json(&text) {
+        Ok(serde_json::Value::Object(m)) => Ok(Some(m)),
+        Ok(serde_json::Value::Null) => Ok(Some(Default::default())),
+        Ok(_) => anyhow::bail!("{}: expected a map of input names to values", path.display()),
+        Err(d) => {
+            let name = path.display().to_string();
+            let rendered: String = d.0.iter().map(|x| x.render(&name, &text, false)).collect();
+            anyhow::bail!("{name} is not valid YAML\n{rendered}")
+        }
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` (the reproducible-builds convention) fixes the plan's `run.started_at`.
+pub fn plan_time() -> chrono::DateTime<chrono::Utc> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .unwrap_or_else(chrono::Utc::now)
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let templates = cairn_template::Templates::new();
+    let checked = match crate::load(&args.file, &templates)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let inv = Invocation { sets: args.sets, inputs_file: read_inputs(args.inputs.as_ref())? };
+    let plan = match cairn_engine::plan::plan(&checked, &templates, &inv, plan_time()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}error{}: {e}", crate::output::red(), crate::output::reset());
+            return Ok(exit::INVALID);
+        }
+    };
+    match args.output {
+        Format::Json => crate::output::print_json(&plan)?,
+        Format::Text => crate::output::print(&text(&plan))?,
+    }
+    Ok(exit::OK)
+}
+
+fn json(v: &serde_json::Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The human plan.
+pub fn text(p: &Plan) -> String {
+    let mut o = String::new();
+    let _ = write!(o, "plan: {} ({})", p.runbook, p.path);
+    if let Some(rto) = &p.rto {
+        let _ = write!(o, "  rto {rto}");
+    }
+    o.push('\n');
+    let section = |o: &mut String, title: &str, items: Vec<(String, String)>| {
+        if items.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "{title}:");
+        let w = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in items {
+            let _ = writeln!(o, "  {k:<w$} = {v}");
+        }
+    };
+    section(&mut o, "inputs", p.inputs.iter().map(|(k, v)| (k.clone(), json(v))).collect());
+    section(&mut o, "vars", p.vars.iter().map(|(k, v)| (k.clone(), json(v))).collect());
+    section(&mut o, "targets", p.targets.iter().map(|(k, t)| (k.clone(), format!("{} {}", t.kind, t.url))).collect());
+    o.push('\n');
+    let mut n = 0;
+    for s in &p.steps {
+        n += 1;
+        step(&mut o, n, s);
+    }
+    if !p.finally.is_empty() {
+        o.push_str("finally:\n");
+        for s in &p.finally {
+            n += 1;
+            step(&mut o, n, s);
+        }
+    }
+    if !p.outputs.is_empty() {
+        o.push('\n');
+        section(&mut o, "outputs", p.outputs.iter().map(|(k, v)| (k.clone(), json(v))).collect());
+    }
+    o
+}
+
+fn step(o: &mut String, n: usize, s: &PlannedStep) {
+    let _ = write!(o, "{n:>3}. {}  [group {}] {}", s.id, s.group, s.kind);
+    if !s.needs.is_empty() {
+        let _ = write!(o, "  needs: {}", s.needs.join(", "));
+    }
+    o.push('\n');
+    let pad = "       ";
+    if let Some(name) = &s.name {
+        let _ = writeln!(o, "{pad}# {name}");
+    }
+    if let Some(w) = &s.when {
+        let _ = write!(o, "{pad}when {} -> {}", w.expr, w.decision);
+        if let Some(d) = &w.depends_on {
+            let _ = write!(o, " (depends on <{d}>)");
+        }
+        o.push('\n');
+    }
+    let mut flags = Vec::new();
+    if let Some(t) = &s.timeout {
+        flags.push(format!("timeout {t}"));
+    }
+    if let Some(r) = &s.retry {
+        flags.push(format!("retry {r}"));
+    }
+    if s.continue_on_failure {
+        flags.push("on_failure continue".into());
+    }
+    if s.not_idempotent {
+        flags.push("not idempotent".into());
+    }
+    if s.readonly {
+        flags.push("readonly".into());
+    }
+    if !flags.is_empty() {
+        let _ = writeln!(o, "{pad}{}", flags.join(", "));
+    }
+    if let Some(fe) = &s.for_each {
+        let _ = writeln!(o, "{pad}for_each {}", json(fe));
+    }
+    let many = s.actions.len() > 1;
+    for (i, a) in s.actions.iter().enumerate() {
+        let pad = if many { format!("{pad}[{i}] ") } else { pad.to_string() };
+        action(o, &pad, a);
+    }
+}
+
+fn action(o: &mut String, pad: &str, a: &Prepared) {
+    let cont = " ".repeat(pad.chars().count());
+    let lines = |o: &mut String, first: &str, text: &str| {
+        for (i, l) in text.lines().enumerate() {
+            let _ = writeln!(o, "{}{}{l}", if i == 0 { pad } else { &cont }, if i == 0 { first } else { "  " });
+        }
+    };
+    match a {
+        Prepared::Shell { command, env, cwd } => {
+            lines(o, "$ ", command);
+            env_cwd(o, &cont, env, cwd.as_deref());
+        }
+        Prepared::Argv { argv, env, cwd } => {
+            let _ = writeln!(o, "{pad}argv {}", json(&serde_json::json!(argv)));
+            env_cwd(o, &cont, env, cwd.as_deref());
+        }
+        Prepared::Sql { target, url, sql, params } => {
+            let _ = writeln!(o, "{pad}on {target} ({url})");
+            lines(o, "", sql.trim());
+            for (i, v) in params.iter().enumerate() {
+                let mark = if url.starts_with("postgres") { format!("${}", i + 1) } else { format!("?{}", i + 1) };
+                let _ = writeln!(o, "{cont}  {mark} = {}", json(v));
+            }
+        }
+        Prepared::Http { method, url, headers, json: body_json, body, auth, insecure, .. } => {
+            let _ = writeln!(o, "{pad}{method} {url}{}", if *insecure { "  (insecure TLS)" } else { "" });
+            for (k, v) in headers {
+                let _ = writeln!(o, "{cont}  {k}: {v}");
+            }
+            if let Some(a) = auth {
+                let _ = writeln!(o, "{cont}  auth: {a}");
+            }
+            if let Some(j) = body_json {
+                let _ = writeln!(o, "{cont}  json: {}", json(j));
+            }
+            if let Some(b) = body {
+                lines(o, "  body: ", b);
+            }
+        }
+        Prepared::Chroma { target, url, action, params } => {
+            let _ = writeln!(o, "{pad}chroma {action} on {target} ({url})");
+            if !params.is_null() {
+                let _ = writeln!(o, "{cont}  {}", json(params));
+            }
+        }
+        Prepared::Check { value, warning, critical, unit } => {
+            let _ = write!(o, "{pad}value {}", json(value));
+            if let Some(u) = unit {
+                let _ = write!(o, " {u}");
+            }
+            if let Some(w) = warning {
+                let _ = write!(o, "; warning {w}");
+            }
+            if let Some(c) = critical {
+                let _ = write!(o, "; critical {c}");
+            }
+            o.push('\n');
+        }
+        Prepared::Approval { message, timeout, on_timeout } => {
+            lines(o, "? ", message);
+            if let Some(t) = timeout {
+                let _ = writeln!(o, "{cont}  timeout {t}, then {on_timeout}");
+            }
+        }
+        Prepared::Sleep { duration } => {
+            let _ = writeln!(o, "{pad}sleep {duration}");
+        }
+        Prepared::Poll { action: inner, until, interval, timeout } => {
+            let _ = writeln!(o, "{pad}every {interval} until {until} (give up after {timeout}):");
+            action(o, &format!("{cont}  "), inner);
+        }
+        Prepared::Report { template, to } => {
+            let _ = writeln!(o, "{pad}render {} -> {to}", template.as_deref().unwrap_or("inline template"));
+        }
+        Prepared::Uses { runbook, with } => {
+            let _ = writeln!(o, "{pad}run {runbook}");
+            for (k, v) in with {
+                let _ = writeln!(o, "{cont}  {k} = {}", json(v));
+            }
+        }
+    }
+}
+
+fn env_cwd(o: &mut String, pad: &str, env: &indexmap::IndexMap<String, String>, cwd: Option<&str>) {
+    for (k, v) in env {
+        let _ = writeln!(o, "{pad}  env {k}={v}");
+    }
+    if let Some(c) = cwd {
+        let _ = writeln!(o, "{pad}  cwd {c}");
+    }
+}

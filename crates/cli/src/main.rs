@@ -1,0 +1,146 @@
+//! `cairn`: run runbooks as code. See `cairn --help`.
+
+mod cmd_graph;
+mod cmd_plan;
+mod cmd_validate;
+mod output;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes of the contract.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const STEP_FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const PAUSED: u8 = 3;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Declarative runbooks: validate, dry-run and run DAGs of SQL, shell, HTTP and Chroma steps",
+    long_about = "Cairn runs runbooks written as YAML: health checks, backups, restores, maintenance, outage \
+response. Each runbook is a DAG of steps (SQL, shell, HTTP, ChromaDB, checks, approvals, waits, reports, \
+sub-runbooks) with a dry-run that touches nothing.",
+    after_help = "Examples:\n  cairn validate runbooks/\n  cairn plan runbooks/backup.yaml --set backup_dir=/tmp/b\n  \
+cairn graph runbooks/dr-drill.yaml --format mermaid\n\nExit codes: 0 ok, 1 a step failed, 2 invalid runbook or usage, \
+3 paused for approval, 130 interrupted."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check runbook files or folders: every problem at once, with file:line:col
+    #[command(after_help = "Examples:\n  cairn validate runbooks/\n  cairn validate backup.yaml restore.yaml\n  \
+cairn validate runbooks/ --output json\n\nFolders are searched recursively for *.yaml and *.yml. Exit 2 when any \
+file has an error; warnings alone exit 0.")]
+    Validate(cmd_validate::Args),
+    /// Dry-run: show every step as it would run, touching nothing
+    #[command(after_help = "Examples:\n  cairn plan runbooks/backup.yaml\n  cairn plan runbooks/backup.yaml --set \
+backup_dir=/tmp/b --output json > plan.json\n\nNo process is spawned, no connection opened, no file or state \
+written. Outputs of steps that have not run show as placeholders like <steps.dump.result.exit_code>; secrets \
+show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plans.")]
+    Plan(cmd_plan::Args),
+    /// Print the step DAG as Graphviz dot or Mermaid
+    #[command(after_help = "Examples:\n  cairn graph runbooks/dr-drill.yaml | dot -Tsvg > dr.svg\n  \
+cairn graph runbooks/dr-drill.yaml --format mermaid")]
+    Graph(cmd_graph::Args),
+    /// Print the JSON Schema of the runbook format
+    #[command(after_help = "Example:\n  cairn schema > schemas/runbook.schema.json\n\nEditors use it through \
+the first line of a runbook:\n  # yaml-language-server: $schema=../schemas/runbook.schema.json")]
+    Schema,
+    /// Print shell completions
+    #[command(after_help = "Example:\n  cairn completions bash > /etc/bash_completion.d/cairn")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::INVALID } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Validate(a) => cmd_validate::run(a),
+        Command::Plan(a) => cmd_plan::run(a),
+        Command::Graph(a) => cmd_graph::run(a),
+        Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("{}error{}: {e:#}", output::red(), output::reset());
+            ExitCode::from(exit::INVALID)
+        }
+    }
+}
+
+/// Files named on the command line, folders searched recursively for `*.yaml`/`*.yml`.
+pub fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            anyhow::bail!("{}: no such file or folder", p.display());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Load and validate a runbook; on failure print its diagnostics and give the exit code.
+pub fn load(path: &std::path::Path, templates: &cairn_template::Templates) -> anyhow::Result<Result<cairn_model::Checked, u8>> {
+    match cairn_model::load(path, templates) {
+        Ok((checked, warnings)) => {
+            for w in &warnings.0 {
+                eprint!("{}", w.render(&path.display().to_string(), &checked.runbook.source, output::color_stderr()));
+            }
+            Ok(Ok(checked))
+        }
+        Err(cairn_model::LoadError::Invalid { path, text, diagnostics }) => {
+            for d in &diagnostics.0 {
+                eprint!("{}", d.render(&path, &text, output::color_stderr()));
+                eprintln!();
+            }
+            let n = diagnostics.errors().count();
+            eprintln!("x {path}: {n} error{}; nothing was run", if n == 1 { "" } else { "s" });
+            Ok(Err(exit::INVALID))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,152 @@
+//! The names templates read: `inputs`, `vars`, `secrets`, `targets`, `env`, `run`, `steps`,
+//! and, per step, `item`, `index`, `result` and `run.step_key`.
+//!
+//! Built once per run; each step's context is a small object over shared, reference-counted
+//! parts, so a 10,000-step runbook does not copy the world 10,000 times.
+
+use cairn_template::{Value, placeholder};
+use minijinja::value::{Enumerator, Object, ObjectRepr};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// What one finished (or skipped) step exposes as `steps.ID`.
+#[derive(Clone, Debug)]
+pub struct StepView {
+    pub status: String,
+    pub result: Json,
+    pub outputs: Json,
+}
+
+/// `steps`: finished steps by id; in a dry run, a placeholder for every step not run.
+#[derive(Debug, Default)]
+pub struct Steps {
+    done: RwLock<HashMap<String, Value>>,
+    dry_run: bool,
+}
+
+impl Steps {
+    pub fn new(dry_run: bool) -> Self {
+        Steps { done: RwLock::new(HashMap::new()), dry_run }
+    }
+
+    pub fn set(&self, id: &str, view: &StepView) {
+        let v = Value::from_serialize(serde_json::json!({
+            "status": view.status, "result": view.result, "outputs": view.outputs,
+        }));
+        if let Ok(mut m) = self.done.write() {
+            m.insert(id.to_string(), v);
+        }
+    }
+}
+
+impl Object for Steps {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let id = key.as_str()?;
+        let found = self.done.read().ok().and_then(|m| m.get(id).cloned());
+        match found {
+            Some(v) => Some(v),
+            None if self.dry_run => Some(placeholder(&format!("steps.{id}"))),
+            None => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self.done.read().map(|m| m.keys().map(|k| Value::from(k.as_str())).collect()).unwrap_or_default();
+        Enumerator::Values(keys)
+    }
+}
+
+/// The parts of the context that are the same for every step of a run.
+#[derive(Debug)]
+pub struct Base {
+    pub inputs: Value,
+    pub vars: RwLock<Value>,
+    pub secrets: Value,
+    pub targets: RwLock<Value>,
+    pub env: Value,
+    /// `run` without `step_key`.
+    pub run: Json,
+    pub steps: Arc<Steps>,
+}
+
+impl Base {
+    pub fn new(inputs: &Json, secrets: Value, run: Json, dry_run: bool) -> Arc<Base> {
+        let env: serde_json::Map<String, Json> = std::env::vars().map(|(k, v)| (k, Json::String(v))).collect();
+        Arc::new(Base {
+            inputs: Value::from_serialize(inputs),
+            vars: RwLock::new(Value::from(minijinja::value::ValueMap::new())),
+            secrets,
+            targets: RwLock::new(Value::from(minijinja::value::ValueMap::new())),
+            env: Value::from_serialize(&env),
+            run,
+            steps: Arc::new(Steps::new(dry_run)),
+        })
+    }
+
+    pub fn set_vars(&self, vars: &serde_json::Map<String, Json>) {
+        if let Ok(mut v) = self.vars.write() {
+            *v = Value::from_serialize(vars);
+        }
+    }
+
+    pub fn set_targets(&self, targets: &Json) {
+        if let Ok(mut t) = self.targets.write() {
+            *t = Value::from_serialize(targets);
+        }
+    }
+}
+
+/// One template's view: the base plus what is local to the step.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    pub item: Option<(Json, usize)>,
+    pub result: Option<Json>,
+    pub step_key: Option<String>,
+}
+
+#[derive(Debug)]
+struct Ctx {
+    base: Arc<Base>,
+    local: Local,
+}
+
+const KEYS: &[&str] = &["inputs", "vars", "secrets", "targets", "env", "run", "steps", "item", "index", "result"];
+
+impl Object for Ctx {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let b = &self.base;
+        Some(match key.as_str()? {
+            "inputs" => b.inputs.clone(),
+            "vars" => b.vars.read().ok()?.clone(),
+            "secrets" => b.secrets.clone(),
+            "targets" => b.targets.read().ok()?.clone(),
+            "env" => b.env.clone(),
+            "steps" => Value::from_dyn_object(b.steps.clone()),
+            "run" => {
+                let mut run = b.run.clone();
+                if let (Some(k), Some(o)) = (&self.local.step_key, run.as_object_mut()) {
+                    o.insert("step_key".into(), Json::String(k.clone()));
+                }
+                Value::from_serialize(&run)
+            }
+            "item" => Value::from_serialize(&self.local.item.as_ref()?.0),
+            "index" => Value::from(self.local.item.as_ref()?.1),
+            "result" => Value::from_serialize(self.local.result.as_ref()?),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(KEYS)
+    }
+}
+
+/// The context for one template.
+pub fn context(base: &Arc<Base>, local: Local) -> Value {
+    Value::from_object(Ctx { base: base.clone(), local })
+}

@@ -1,0 +1,16 @@
+//! cairn-engine: turns a checked runbook into actions, and prints them (dry-run) or performs
+//! them (run), sharing one path so the plan cannot drift from the run.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let templates = cairn_template::Templates::new();
+//! let (checked, _warnings) = cairn_model::load("runbooks/health-check.yaml".as_ref(), &templates)?;
+//! let plan = cairn_engine::plan::plan(&checked, &templates, &Default::default(), chrono::Utc::now())?;
+//! println!("{}", serde_json::to_string_pretty(&plan)?);
+//! # Ok(()) }
+//! ```
+
+pub mod context;
+pub mod inputs;
+pub mod plan;
+pub mod prepare;

@@ -1,0 +1,329 @@
+//! Templates -> actions. One step's definition and a context become a [`Prepared`] action: the
+//! exact command, SQL with its bound values, request or call. The dry-run prints it; a run performs
+//! it. Sharing this one path is what keeps a plan from drifting from a run.
+
+use crate::context::{Base, Local, context};
+use cairn_model::{Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, OnTimeout, SqlStep, Step, TValue, TargetKind, Tmpl};
+use cairn_template::{SqlStyle, Templates, Value};
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::sync::Arc;
+
+/// A target with its templates rendered (once per run, after vars).
+#[derive(Clone, Debug, Serialize)]
+pub struct ResolvedTarget {
+    pub name: String,
+    pub kind: TargetKind,
+    pub url: String,
+    #[serde(skip)]
+    pub password: Option<String>,
+    #[serde(skip)]
+    pub bearer: Option<String>,
+    #[serde(skip)]
+    pub basic: Option<(String, Option<String>)>,
+    pub headers: IndexMap<String, String>,
+    pub insecure: bool,
+    pub tenant: Option<String>,
+    pub database: Option<String>,
+}
+
+/// An action ready to perform (or to print, in a dry-run).
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Prepared {
+    Shell {
+        command: String,
+        #[serde(skip_serializing_if = "IndexMap::is_empty")]
+        env: IndexMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+    },
+    Argv {
+        argv: Vec<String>,
+        #[serde(skip_serializing_if = "IndexMap::is_empty")]
+        env: IndexMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+    },
+    Sql {
+        target: String,
+        url: String,
+        sql: String,
+        params: Vec<Json>,
+    },
+    Http {
+        method: String,
+        url: String,
+        #[serde(skip_serializing_if = "IndexMap::is_empty")]
+        headers: IndexMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        json: Option<Json>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth: Option<String>,
+        insecure: bool,
+        follow_redirects: bool,
+        #[serde(skip)]
+        target: Option<String>,
+    },
+    Chroma {
+        target: String,
+        url: String,
+        action: String,
+        params: Json,
+    },
+    Check {
+        value: Json,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        critical: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unit: Option<String>,
+    },
+    Approval {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout: Option<String>,
+        on_timeout: String,
+    },
+    Sleep {
+        duration: String,
+    },
+    Poll {
+        action: Box<Prepared>,
+        until: String,
+        interval: String,
+        timeout: String,
+    },
+    Report {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        to: String,
+    },
+    Uses {
+        runbook: String,
+        with: IndexMap<String, Json>,
+    },
+}
+
+impl Prepared {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Prepared::Shell { .. } => "shell",
+            Prepared::Argv { .. } => "argv",
+            Prepared::Sql { .. } => "sql",
+            Prepared::Http { .. } => "http",
+            Prepared::Chroma { .. } => "chroma",
+            Prepared::Check { .. } => "check",
+            Prepared::Approval { .. } => "approval",
+            Prepared::Sleep { .. } | Prepared::Poll { .. } => "wait",
+            Prepared::Report { .. } => "report",
+            Prepared::Uses { .. } => "uses",
+        }
+    }
+}
+
+/// A template that could not be rendered, with the field it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RenderError {
+    pub field: String,
+    pub message: String,
+    /// The placeholder an expression depended on (dry-run only).
+    pub undecided: Option<String>,
+}
+
+/// Renders one step's templates against a context.
+pub struct Renderer<'a> {
+    pub templates: &'a Templates,
+    pub base: &'a Arc<Base>,
+    pub targets: &'a IndexMap<String, ResolvedTarget>,
+    pub local: Local,
+}
+
+fn err(field: &str, e: cairn_template::TemplateError) -> RenderError {
+    RenderError { field: field.to_string(), undecided: e.undecided().map(str::to_string), message: e.message }
+}
+
+impl Renderer<'_> {
+    fn cx(&self) -> Value {
+        context(self.base, self.local.clone())
+    }
+
+    pub fn text(&self, t: &Tmpl, field: &str) -> Result<String, RenderError> {
+        if !has_template(&t.src) {
+            return Ok(t.src.clone());
+        }
+        self.templates.render_text(&t.src, &self.cx()).map_err(|e| err(field, e))
+    }
+
+    /// A templated YAML value to JSON; single-expression strings keep their type.
+    pub fn value(&self, v: &TValue, field: &str) -> Result<Json, RenderError> {
+        Ok(match v {
+            TValue::Null => Json::Null,
+            TValue::Bool(b) => Json::Bool(*b),
+            TValue::Int(i) => Json::from(*i),
+            TValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            TValue::Str(t) if !has_template(&t.src) => Json::String(t.src.clone()),
+            TValue::Str(t) => {
+                let v = self.templates.render_value(&t.src, &self.cx()).map_err(|e| err(field, e))?;
+                to_json(&v)
+            }
+            TValue::Seq(items) => Json::Array(items.iter().map(|i| self.value(&i.value, field)).collect::<Result<_, _>>()?),
+            TValue::Map(entries) => Json::Object(
+                entries.iter().map(|(k, v)| Ok((k.value.clone(), self.value(&v.value, &format!("{field}.{}", k.value))?))).collect::<Result<_, RenderError>>()?,
+            ),
+        })
+    }
+
+    /// A bare expression (`when`, `until`): `Ok(value)` or an error (undecided in a dry-run).
+    pub fn expr(&self, t: &Tmpl, field: &str) -> Result<Value, RenderError> {
+        self.templates.eval_expr(&t.src, &self.cx()).map_err(|e| err(field, e))
+    }
+
+    fn env(&self, step: &Step) -> Result<IndexMap<String, String>, RenderError> {
+        step.env.iter().map(|(k, v)| Ok((k.clone(), self.text(v, &format!("env.{k}"))?))).collect()
+    }
+
+    fn target(&self, name: &str) -> Result<&ResolvedTarget, RenderError> {
+        self.targets.get(name).ok_or_else(|| RenderError { field: "target".into(), message: format!("unknown target `{name}`"), undecided: None })
+    }
+
+    /// The step's action, rendered.
+    pub fn prepare(&self, step: &Step) -> Result<Prepared, RenderError> {
+        self.action(step, step.action())
+    }
+
+    fn action(&self, step: &Step, action: Action<'_>) -> Result<Prepared, RenderError> {
+        let cwd = step.cwd.as_ref().map(|c| self.text(c, "cwd")).transpose()?;
+        Ok(match action {
+            Action::Shell(t) => Prepared::Shell {
+                command: if has_template(&t.src) {
+                    self.templates.render_shell(&t.src, &self.cx()).map_err(|e| err("shell", e))?
+                } else {
+                    t.src.clone()
+                },
+                env: self.env(step)?,
+                cwd,
+            },
+            Action::Argv(items) => Prepared::Argv {
+                argv: items.iter().enumerate().map(|(i, t)| self.text(t, &format!("argv[{i}]"))).collect::<Result<_, _>>()?,
+                env: self.env(step)?,
+                cwd,
+            },
+            Action::Sql(q) => self.sql(q)?,
+            Action::Http(h) => self.http(h)?,
+            Action::Chroma(c) => self.chroma(c)?,
+            Action::Check(c) => self.check(c)?,
+            Action::Approval(a) => self.approval(a)?,
+            Action::Wait(w) => match (&w.duration, w.poll()) {
+                (Some(d), _) => Prepared::Sleep { duration: fmt_dur(d.value.0) },
+                (None, Some(p)) => Prepared::Poll {
+                    action: Box::new(self.action(step, p)?),
+                    until: w.until.as_ref().map(|u| u.src.clone()).unwrap_or_default(),
+                    interval: fmt_dur(w.interval.as_ref().map_or(DEFAULT_POLL_INTERVAL, |i| i.value.0)),
+                    timeout: fmt_dur(w.timeout.as_ref().map_or(DEFAULT_POLL_TIMEOUT, |t| t.value.0)),
+                },
+                (None, None) => Prepared::Sleep { duration: "0s".into() },
+            },
+            Action::Report(r) => Prepared::Report { template: r.template.as_ref().map(|t| t.value.clone()), to: self.text(&r.to, "report.to")? },
+            Action::Uses(u) => Prepared::Uses {
+                runbook: u.value.clone(),
+                with: step.with.iter().map(|(k, v)| Ok((k.clone(), self.value(&v.value, &format!("with.{k}"))?))).collect::<Result<_, RenderError>>()?,
+            },
+        })
+    }
+
+    fn sql(&self, q: &SqlStep) -> Result<Prepared, RenderError> {
+        let t = self.target(&q.target.value)?;
+        let style = if t.kind == TargetKind::Postgres { SqlStyle::Dollar } else { SqlStyle::Question };
+        let bound = self.templates.render_sql(&q.query.src, &self.cx(), style).map_err(|e| err("sql.query", e))?;
+        Ok(Prepared::Sql { target: t.name.clone(), url: cairn_steps::sql::masked_url(&t.url), sql: bound.sql, params: bound.params })
+    }
+
+    fn http(&self, h: &HttpStep) -> Result<Prepared, RenderError> {
+        let (method, url) = h.method();
+        let mut url = self.text(url, "http.url")?;
+        let target = h.target.as_ref().map(|t| self.target(&t.value)).transpose()?;
+        let mut headers = IndexMap::new();
+        let mut auth = None;
+        let mut insecure = false;
+        if let Some(t) = target {
+            if !url.contains("://") {
+                url = format!("{}/{}", t.url.trim_end_matches('/'), url.trim_start_matches('/'));
+            }
+            headers.extend(t.headers.clone());
+            insecure = t.insecure;
+            auth = match (&t.bearer, &t.basic) {
+                (Some(_), _) => Some("bearer ***".to_string()),
+                (None, Some((u, _))) => Some(format!("basic {u}:***")),
+                _ => None,
+            };
+        }
+        for (k, v) in &h.headers {
+            headers.insert(k.clone(), self.text(v, &format!("http.headers.{k}"))?);
+        }
+        let json = h.json.as_ref().map(|j| self.value(&j.value, "http.json")).transpose()?;
+        let body = h.body.as_ref().map(|b| self.text(b, "http.body")).transpose()?;
+        Ok(Prepared::Http {
+            method: method.as_str().to_string(),
+            url,
+            headers,
+            json,
+            body,
+            auth,
+            insecure: h.insecure.unwrap_or(insecure),
+            follow_redirects: h.follow_redirects.unwrap_or(true),
+            target: h.target.as_ref().map(|t| t.value.clone()),
+        })
+    }
+
+    fn chroma(&self, c: &ChromaStep) -> Result<Prepared, RenderError> {
+        let t = self.target(&c.target.value)?;
+        let params = self.value(&c.action.1.value, &format!("chroma.{}", c.action.0.value))?;
+        Ok(Prepared::Chroma { target: t.name.clone(), url: cairn_steps::sql::masked_url(&t.url), action: c.action.0.value.clone(), params })
+    }
+
+    fn check(&self, c: &CheckStep) -> Result<Prepared, RenderError> {
+        let value = match has_template(&c.value.src) {
+            true => to_json(&self.templates.render_value(&c.value.src, &self.cx()).map_err(|e| err("check.value", e))?),
+            false => c.value.src.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or_else(|| Json::String(c.value.src.clone()), Json::Number),
+        };
+        Ok(Prepared::Check {
+            value,
+            warning: c.warning.as_ref().map(|w| w.value.to_string()),
+            critical: c.critical.as_ref().map(|w| w.value.to_string()),
+            unit: c.unit.clone(),
+        })
+    }
+
+    fn approval(&self, a: &ApprovalStep) -> Result<Prepared, RenderError> {
+        Ok(Prepared::Approval {
+            message: self.text(&a.message, "approval.message")?,
+            timeout: a.timeout.as_ref().map(|t| fmt_dur(t.value.0)),
+            on_timeout: match a.on_timeout.unwrap_or(OnTimeout::Reject) {
+                OnTimeout::Reject => "reject".into(),
+                OnTimeout::Approve => "approve".into(),
+            },
+        })
+    }
+}
+
+pub const DEFAULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+pub const DEFAULT_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+pub fn fmt_dur(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+pub fn has_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// A template value as JSON; placeholders become their `<path>` text.
+pub fn to_json(v: &Value) -> Json {
+    cairn_template::to_json(v).unwrap_or_else(|_| Json::String(v.to_string()))
+}

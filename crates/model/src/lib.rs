@@ -1,0 +1,135 @@
+//! cairn-model: the runbook format as Rust types, read from YAML with every position kept,
+//! validated with every problem collected, and ordered into the step DAG.
+//!
+//! ```
+//! use cairn_model::check;
+//! let yaml = "cairn: 1\nname: demo\nsteps:\n  - id: hello\n    shell: echo hi\n";
+//! let templates = cairn_template::Templates::new();
+//! let (checked, diags) = check("demo.yaml".as_ref(), yaml, &templates);
+//! assert!(!diags.has_errors());
+//! let checked = checked.unwrap();
+//! assert_eq!(checked.runbook.steps[0].id.value, "hello");
+//! assert_eq!(checked.dag.order, vec![0]);
+//! ```
+
+pub mod dag;
+pub mod diag;
+mod parse;
+mod read;
+pub mod runbook;
+pub mod span;
+pub mod step;
+mod validate;
+pub mod yaml;
+
+pub use dag::{Dag, Edge};
+pub use diag::{Diagnostic, Diagnostics, Severity, did_you_mean};
+pub use parse::FORMAT_VERSIONS;
+pub use runbook::*;
+pub use span::{Span, Spanned};
+pub use step::*;
+pub use validate::{RUN_FIELDS, STEP_FIELDS, TARGET_FIELDS};
+
+use std::path::Path;
+
+/// A runbook that passed validation, with its DAG.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub runbook: Runbook,
+    pub dag: Dag,
+}
+
+impl Checked {
+    /// Index of a step by id in `steps` followed by `finally`.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.all_steps().position(|s| s.id.value == id)
+    }
+
+    /// `steps` then `finally`.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.runbook.steps.iter().chain(&self.runbook.finally)
+    }
+}
+
+/// YAML and shape only: the typed runbook, without semantic checks.
+pub fn parse_only(path: &Path, source: &str) -> (Option<Runbook>, Diagnostics) {
+    let mut d = Vec::new();
+    let rb = yaml::parse(source, &mut d).and_then(|root| parse::runbook(&mut d, &root));
+    let rb = rb.map(|mut rb| {
+        rb.path = path.to_path_buf();
+        rb.source = source.to_string();
+        rb
+    });
+    let mut diags = Diagnostics(d);
+    diags.sort();
+    (rb, diags)
+}
+
+/// Parse and validate one runbook. The diagnostics hold every problem found (errors and
+/// warnings); a `Checked` comes back only when there is no error.
+pub fn check(path: &Path, source: &str, templates: &cairn_template::Templates) -> (Option<Checked>, Diagnostics) {
+    let (rb, mut diags) = parse_only(path, source);
+    let Some(rb) = rb else { return (None, diags) };
+    let mut v = validate::Validator::new(&rb, templates);
+    let deps = v.ids_and_needs();
+    let dag = Dag::build(&deps);
+    let dag = match dag {
+        Ok(dag) => Some(dag),
+        Err(cycle) => {
+            v.cycle(&cycle, &deps);
+            None
+        }
+    };
+    if let Some(dag) = &dag {
+        v.set_dag(dag);
+    }
+    v.everything();
+    diags.0.extend(v.d);
+    diags.sort();
+    if diags.has_errors() {
+        return (None, diags);
+    }
+    match dag {
+        Some(dag) => (Some(Checked { runbook: rb, dag }), diags),
+        None => (None, diags),
+    }
+}
+
+/// Why a runbook could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} is not a valid runbook")]
+    Invalid { path: String, text: String, diagnostics: Diagnostics },
+}
+
+/// Read and validate a runbook file.
+pub fn load(path: &Path, templates: &cairn_template::Templates) -> Result<(Checked, Diagnostics), LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    match check(path, &text, templates) {
+        (Some(c), d) => Ok((c, d)),
+        (None, diagnostics) => Err(LoadError::Invalid { path: path.display().to_string(), text, diagnostics }),
+    }
+}
+
+/// The JSON Schema of the runbook format, generated from these types.
+pub fn schema() -> serde_json::Value {
+    let settings = schemars::generate::SchemaSettings::draft07();
+    let schema = settings.into_generator().into_root_schema_for::<Runbook>();
+    let mut v = serde_json::to_value(schema).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("$id".into(), "https://cairn.dev/schemas/runbook.schema.json".into());
+    }
+    v
+}
+
+/// Any YAML (or JSON) document as JSON, e.g. an `--inputs` file; errors are located.
+pub fn yaml_to_json(source: &str) -> Result<serde_json::Value, Diagnostics> {
+    let mut d = Vec::new();
+    match yaml::parse(source, &mut d) {
+        Some(root) if d.is_empty() => Ok(read::json(&root)),
+        Some(_) | None if !d.is_empty() => Err(Diagnostics(d)),
+        _ => Ok(serde_json::Value::Null),
+    }
+}

@@ -1,0 +1,351 @@
+//! The runbook model: typed values for every key of the format, each keeping where it was written.
+//!
+//! The types mirror the YAML one to one, so the JSON Schema generated from them (schemars) is the
+//! schema users' editors check against. Which step kind a step is, and similar "exactly one of"
+//! rules, are enforced by the parser and exposed through accessors such as [`Step::action`].
+
+use crate::span::{Span, Spanned};
+use crate::step::Step;
+use crate::yaml::Style;
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Serialize;
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+/// A template string as written in the YAML (`"{{ inputs.dir }}/x"`), with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tmpl {
+    pub src: String,
+    pub span: Span,
+    pub style: Style,
+}
+
+impl Serialize for Tmpl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.src.serialize(s)
+    }
+}
+
+impl JsonSchema for Tmpl {
+    fn schema_name() -> Cow<'static, str> {
+        "Template".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "number", "boolean"],
+            "description": "Text; `{{ expression }}` parts are minijinja templates."
+        })
+    }
+}
+
+/// A YAML value whose strings are templates: SQL-free data such as an HTTP JSON body, Chroma
+/// parameters, `with:` inputs, outputs and `for_each` lists.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Tmpl),
+    Seq(Vec<Spanned<TValue>>),
+    Map(Vec<(Spanned<String>, Spanned<TValue>)>),
+}
+
+impl Serialize for TValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            TValue::Null => s.serialize_unit(),
+            TValue::Bool(b) => s.serialize_bool(*b),
+            TValue::Int(i) => s.serialize_i64(*i),
+            TValue::Float(f) => s.serialize_f64(*f),
+            TValue::Str(t) => t.serialize(s),
+            TValue::Seq(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(&i.value)?;
+                }
+                seq.end()
+            }
+            TValue::Map(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(&k.value, &v.value)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl JsonSchema for TValue {
+    fn schema_name() -> Cow<'static, str> {
+        "TemplatedValue".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "description": "Any YAML value; strings in it are templates." })
+    }
+}
+
+/// A duration written like `30s`, `10m`, `4h`, `1h30m` (humantime).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub std::time::Duration);
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl JsonSchema for Dur {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^\\s*([0-9]+\\s*(ns|us|ms|msec|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|week|weeks)\\s*)+$",
+            "description": "A duration such as `30s`, `10m`, `4h` or `1h30m`."
+        })
+    }
+}
+
+/// A whole runbook file.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Cairn runbook", description = "A Cairn runbook: a DAG of SQL, shell, HTTP, Chroma and control steps.")]
+pub struct Runbook {
+    /// Format version; this Cairn reads version 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub cairn: Spanned<u32>,
+    /// `[a-z0-9][a-z0-9-]*`
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]*$"))]
+    pub name: Spanned<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub labels: IndexMap<String, String>,
+    /// Recovery time objective: every run reports its elapsed time against it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto: Option<Spanned<Dur>>,
+    /// Recovery point objective (informational; reported with the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<Spanned<Dur>>,
+    /// At most one active (running or paused) run holds this lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<Spanned<String>>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub inputs: IndexMap<String, Input>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub secrets: IndexMap<String, Secret>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub targets: IndexMap<String, Target>,
+    /// Evaluated once, in order, before the first step.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub vars: IndexMap<String, Spanned<TValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+    pub steps: Vec<Step>,
+    /// Run after the DAG ends, whatever its result, in written order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<Step>,
+    /// What the run returns (to `cairn show`, and to a parent's `uses` step).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub outputs: IndexMap<String, Spanned<TValue>>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub path: PathBuf,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub source: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    #[default]
+    String,
+    Int,
+    Number,
+    Bool,
+    List,
+    Map,
+}
+
+impl InputType {
+    pub const NAMES: &'static [&'static str] = &["string", "int", "number", "bool", "list", "map"];
+}
+
+/// An input, given with `--set key=value` or `--inputs file.yaml`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    #[serde(rename = "type")]
+    pub ty: InputType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// A regular expression the whole value must match (strings only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The only values accepted.
+    #[serde(rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+/// A secret, read at run time from the environment or a file; never written anywhere.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Postgres,
+    Sqlite,
+    Mysql,
+    Chroma,
+    Http,
+}
+
+impl TargetKind {
+    pub const ALL: [TargetKind; 5] =
+        [TargetKind::Postgres, TargetKind::Sqlite, TargetKind::Mysql, TargetKind::Chroma, TargetKind::Http];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Postgres => "postgres",
+            TargetKind::Sqlite => "sqlite",
+            TargetKind::Mysql => "mysql",
+            TargetKind::Chroma => "chroma",
+            TargetKind::Http => "http",
+        }
+    }
+    pub fn is_sql(self) -> bool {
+        matches!(self, TargetKind::Postgres | TargetKind::Sqlite | TargetKind::Mysql)
+    }
+}
+
+/// A named connection. Exactly one of `postgres`, `sqlite`, `mysql`, `chroma`, `http` gives its
+/// kind and URL; the other keys add credentials and options.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chroma: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<Tmpl>,
+    /// SQL password (kept out of the URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Tmpl>,
+    /// Bearer token for `http` and `chroma` targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, Tmpl>,
+    /// Accept self-signed TLS certificates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    /// Chroma tenant (default `default_tenant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Tmpl>,
+    /// Chroma database (default `default_database`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+impl Target {
+    /// The kind and URL template (the parser guarantees exactly one).
+    pub fn kind(&self) -> (TargetKind, &Tmpl) {
+        let all = [&self.postgres, &self.sqlite, &self.mysql, &self.chroma, &self.http];
+        for (kind, url) in TargetKind::ALL.into_iter().zip(all) {
+            if let Some(u) = url {
+                return (kind, u);
+            }
+        }
+        unreachable!("the parser refuses a target without a kind")
+    }
+}
+
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: Tmpl,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Tmpl>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Dur>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+}
+
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Total attempts, including the first (1 = no retry).
+    #[schemars(range(min = 1))]
+    pub attempts: u32,
+    /// Wait before the second attempt (default 1s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Dur>,
+    /// Multiplier applied to the delay after each attempt (default 1.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Dur>,
+    /// Randomise each delay by up to ±50 % (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Abort,
+    Continue,
+}
+
+/// Assertions on a step's `result`: a map of result paths to expected values (a list = any of
+/// them), or a list of expressions that must all be true.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Expect {
+    Fields(IndexMap<String, Spanned<TValue>>),
+    Exprs(Vec<Tmpl>),
+}

@@ -1,0 +1,528 @@
+//! Steps and their kinds.
+
+use crate::runbook::{Dur, Expect, OnFailure, Retry, TValue, TargetKind, Tmpl};
+use crate::span::{Span, Spanned};
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Serialize;
+use std::borrow::Cow;
+
+/// One node of the DAG: the common keys, plus exactly one kind
+/// (`shell`, `argv`, `sql`, `http`, `chroma`, `check`, `approval`, `wait`, `report`, `uses`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// `[a-z0-9_][a-z0-9_-]*`, unique in the runbook (steps and finally together).
+    #[schemars(regex(pattern = r"^[a-z0-9_][a-z0-9_-]*$"))]
+    pub id: Spanned<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Steps this one waits for; `[]` starts at once. Without it: the step written before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<Spanned<String>>>,
+    /// The step cannot change anything: `plan --probe` may run it for real.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<bool>,
+    /// An expression; false = the step is skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<Tmpl>,
+    /// A list, or a template giving a list; `item` and `index` are in scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<Spanned<TValue>>,
+    /// How many `for_each` items run at once (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<Spanned<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Dur>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+    /// Named templates over `result`.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub outputs: IndexMap<String, Spanned<TValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    /// Safe to run again after a crash interrupted it (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<Tmpl>,
+    /// A named lock held while the step runs, shared across runbooks and runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<Spanned<String>>,
+
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<Tmpl>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<SqlStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chroma: Option<ChromaStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportStep>,
+    /// Path of another runbook (relative to this file) run as a sub-run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uses: Option<Spanned<String>>,
+    /// Inputs for the `uses` runbook.
+    #[serde(rename = "with", skip_serializing_if = "IndexMap::is_empty")]
+    pub with: IndexMap<String, Spanned<TValue>>,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub span: Span,
+}
+
+/// The step kinds a step or a `wait` can hold.
+pub const ACTION_KEYS: &[&str] =
+    &["shell", "argv", "sql", "http", "chroma", "check", "approval", "wait", "report", "uses"];
+/// The kinds a `wait` may poll.
+pub const POLL_KEYS: &[&str] = &["shell", "argv", "sql", "http", "chroma"];
+
+/// A borrowed view of a step's kind.
+#[derive(Clone, Copy, Debug)]
+pub enum Action<'a> {
+    Shell(&'a Tmpl),
+    Argv(&'a [Tmpl]),
+    Sql(&'a SqlStep),
+    Http(&'a HttpStep),
+    Chroma(&'a ChromaStep),
+    Check(&'a CheckStep),
+    Approval(&'a ApprovalStep),
+    Wait(&'a WaitStep),
+    Report(&'a ReportStep),
+    Uses(&'a Spanned<String>),
+}
+
+impl Action<'_> {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Shell(_) => "shell",
+            Action::Argv(_) => "argv",
+            Action::Sql(_) => "sql",
+            Action::Http(_) => "http",
+            Action::Chroma(_) => "chroma",
+            Action::Check(_) => "check",
+            Action::Approval(_) => "approval",
+            Action::Wait(_) => "wait",
+            Action::Report(_) => "report",
+            Action::Uses(_) => "uses",
+        }
+    }
+}
+
+impl Step {
+    /// The step's kind (the parser guarantees exactly one).
+    pub fn action(&self) -> Action<'_> {
+        if let Some(s) = &self.shell {
+            Action::Shell(s)
+        } else if let Some(a) = &self.argv {
+            Action::Argv(a)
+        } else if let Some(s) = &self.sql {
+            Action::Sql(s)
+        } else if let Some(h) = &self.http {
+            Action::Http(h)
+        } else if let Some(c) = &self.chroma {
+            Action::Chroma(c)
+        } else if let Some(c) = &self.check {
+            Action::Check(c)
+        } else if let Some(a) = &self.approval {
+            Action::Approval(a)
+        } else if let Some(w) = &self.wait {
+            Action::Wait(w)
+        } else if let Some(r) = &self.report {
+            Action::Report(r)
+        } else if let Some(u) = &self.uses {
+            Action::Uses(u)
+        } else {
+            unreachable!("the parser refuses a step without a kind")
+        }
+    }
+
+    pub fn idempotent(&self) -> bool {
+        self.idempotent.unwrap_or(true)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlStep {
+    /// A `postgres`, `sqlite` or `mysql` target.
+    pub target: Spanned<String>,
+    /// Every `{{ value }}` becomes a bind parameter; `{{ name | ident }}` quotes an identifier.
+    pub query: Tmpl,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+}
+
+impl Method {
+    pub const KEYS: [(&'static str, Method); 6] = [
+        ("get", Method::Get),
+        ("post", Method::Post),
+        ("put", Method::Put),
+        ("patch", Method::Patch),
+        ("delete", Method::Delete),
+        ("head", Method::Head),
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+        }
+    }
+}
+
+/// An HTTP request: exactly one of `get`/`post`/`put`/`patch`/`delete`/`head` holds the URL
+/// (absolute, or a path joined to the `target`'s URL).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStep {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub get: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub put: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<Tmpl>,
+    /// An `http` target: base URL, auth, headers and TLS options.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Spanned<String>>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<Spanned<TValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
+    /// Same as the step's `expect`; default: status < 400.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+impl HttpStep {
+    pub fn method(&self) -> (Method, &Tmpl) {
+        let urls = [&self.get, &self.post, &self.put, &self.patch, &self.delete, &self.head];
+        for ((_, m), url) in Method::KEYS.into_iter().zip(urls) {
+            if let Some(u) = url {
+                return (m, u);
+            }
+        }
+        unreachable!("the parser refuses an http step without a method")
+    }
+}
+
+/// A Chroma call: `target` plus exactly one action key whose value holds its parameters.
+#[derive(Clone, Debug)]
+pub struct ChromaStep {
+    pub target: Spanned<String>,
+    /// The action's key (`count`, `export`, ...) and its parameters (a map, or null).
+    pub action: (Spanned<String>, Spanned<TValue>),
+}
+
+impl Serialize for ChromaStep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("target", &self.target)?;
+        map.serialize_entry(&self.action.0.value, &self.action.1)?;
+        map.end()
+    }
+}
+
+impl JsonSchema for ChromaStep {
+    fn schema_name() -> Cow<'static, str> {
+        "ChromaStep".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut props = serde_json::Map::new();
+        props.insert("target".into(), serde_json::json!({ "type": "string" }));
+        let mut one_of = Vec::new();
+        for (action, params) in CHROMA_ACTIONS {
+            let keys: Vec<&str> = params.iter().map(|p| p.trim_end_matches('?')).collect();
+            let required: Vec<&str> = params.iter().filter(|p| !p.ends_with('?')).copied().collect();
+            props.insert(
+                (*action).into(),
+                if keys.is_empty() {
+                    serde_json::json!({ "type": ["object", "null"], "additionalProperties": false })
+                } else {
+                    let mut p = serde_json::Map::new();
+                    for k in &keys {
+                        p.insert((*k).into(), serde_json::json!({}));
+                    }
+                    serde_json::json!({ "type": "object", "properties": p, "required": required, "additionalProperties": false })
+                },
+            );
+            one_of.push(serde_json::json!({ "required": [action] }));
+        }
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A Chroma call: `target` plus exactly one action.",
+            "properties": props,
+            "required": ["target"],
+            "oneOf": one_of,
+            "additionalProperties": false
+        })
+    }
+}
+
+/// Chroma actions and the parameters each takes (`?` = optional).
+pub const CHROMA_ACTIONS: &[(&str, &[&str])] = &[
+    ("heartbeat", &[]),
+    ("version", &[]),
+    ("list", &[]),
+    ("count", &["collection"]),
+    ("create", &["name", "metadata?", "hnsw?", "get_or_create?"]),
+    ("delete", &["name", "missing_ok?"]),
+    ("add", &["collection", "ids", "embeddings", "metadatas?", "documents?"]),
+    ("upsert", &["collection", "ids", "embeddings", "metadatas?", "documents?"]),
+    ("get", &["collection", "ids?", "where?", "limit?", "offset?", "include?"]),
+    ("query", &["collection", "query_embeddings", "n_results?", "where?", "include?"]),
+    ("export", &["collections", "to", "batch_size?"]),
+    ("import", &["from", "collections?", "replace?", "batch_size?"]),
+];
+
+/// Chroma actions that only read, which `plan --probe` may run for real.
+pub const CHROMA_READ_ACTIONS: &[&str] = &["heartbeat", "version", "list", "count", "get", "query"];
+
+/// Compare a number with thresholds: `warning: "> 1000"`, `critical: ">= 0.95"` (a bare number
+/// means `>`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckStep {
+    pub value: Tmpl,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<Spanned<Threshold>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical: Option<Spanned<Threshold>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Fail the step when the state is critical (default true) or warning (`fail_on: warning`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_on: Option<CheckState>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    Ok,
+    Warning,
+    Critical,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Threshold {
+    pub op: CmpOp,
+    pub value: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+        }
+    }
+}
+
+impl Threshold {
+    /// `"> 1000"`, `">=0.95"`, `"< 10"`, `"== 0"`, `"!= 0"`, or a bare number (meaning `>`).
+    pub fn parse(text: &str) -> Option<Threshold> {
+        let t = text.trim();
+        let (op, rest) = [(">=", CmpOp::Ge), ("<=", CmpOp::Le), ("==", CmpOp::Eq), ("!=", CmpOp::Ne), (">", CmpOp::Gt), ("<", CmpOp::Lt)]
+            .into_iter()
+            .find_map(|(p, op)| t.strip_prefix(p).map(|r| (op, r)))
+            .unwrap_or((CmpOp::Gt, t));
+        let value: f64 = rest.trim().replace('_', "").parse().ok()?;
+        value.is_finite().then_some(Threshold { op, value })
+    }
+
+    /// Whether `v` crosses this threshold.
+    pub fn crossed(&self, v: f64) -> bool {
+        match self.op {
+            CmpOp::Gt => v > self.value,
+            CmpOp::Ge => v >= self.value,
+            CmpOp::Lt => v < self.value,
+            CmpOp::Le => v <= self.value,
+            CmpOp::Eq => v == self.value,
+            CmpOp::Ne => v != self.value,
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.op.as_str(), self.value)
+    }
+}
+
+impl Serialize for Threshold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl JsonSchema for Threshold {
+    fn schema_name() -> Cow<'static, str> {
+        "Threshold".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "number"],
+            "pattern": "^\\s*(>=|<=|==|!=|>|<)?\\s*-?[0-9][0-9_]*(\\.[0-9]+)?([eE][-+]?[0-9]+)?\\s*$",
+            "description": "`> N`, `>= N`, `< N`, `<= N`, `== N`, `!= N`, or a bare number meaning `> N`."
+        })
+    }
+}
+
+/// A human gate. Written as a message string, or a map with `message`, `timeout`, `on_timeout`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApprovalStep {
+    pub message: Tmpl,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Dur>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ApprovalFull {
+    message: Tmpl,
+    timeout: Option<Dur>,
+    /// What happens when `timeout` passes with no answer (default reject).
+    on_timeout: Option<OnTimeout>,
+}
+
+impl JsonSchema for ApprovalStep {
+    fn schema_name() -> Cow<'static, str> {
+        "ApprovalStep".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let full = generator.subschema_for::<ApprovalFull>();
+        schemars::json_schema!({
+            "description": "A human gate: a message, or `{ message, timeout, on_timeout }`.",
+            "anyOf": [{ "type": "string" }, full]
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    Reject,
+    Approve,
+}
+
+/// Poll a nested `shell`/`argv`/`sql`/`http`/`chroma` action every `interval` until `until`
+/// holds (over its `result`) or `timeout` passes; or, with only `duration`, sleep.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Spanned<Dur>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Spanned<Dur>>,
+    /// Just wait this long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Spanned<Dur>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<Tmpl>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<SqlStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpStep>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chroma: Option<ChromaStep>,
+}
+
+impl WaitStep {
+    /// The polled action, if any.
+    pub fn poll(&self) -> Option<Action<'_>> {
+        if let Some(s) = &self.shell {
+            Some(Action::Shell(s))
+        } else if let Some(a) = &self.argv {
+            Some(Action::Argv(a))
+        } else if let Some(s) = &self.sql {
+            Some(Action::Sql(s))
+        } else if let Some(h) = &self.http {
+            Some(Action::Http(h))
+        } else {
+            self.chroma.as_ref().map(Action::Chroma)
+        }
+    }
+}
+
+/// Render a template (a file next to the runbook, or `inline`) to the file `to`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportStep {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<Spanned<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inline: Option<Tmpl>,
+    pub to: Tmpl,
+}
+
+/// Which target kinds a step kind accepts.
+pub fn accepts(kind: &str, target: TargetKind) -> bool {
+    match kind {
+        "sql" => target.is_sql(),
+        "chroma" => target == TargetKind::Chroma,
+        "http" => target == TargetKind::Http,
+        _ => false,
+    }
+}

@@ -1,0 +1,261 @@
+//! YAML text -> a small node tree that keeps the position of every node.
+//!
+//! We walk saphyr's event stream ourselves instead of going through serde: serde stops at the
+//! first error and drops positions, and validation must report every problem at its place.
+
+use crate::diag::Diagnostic;
+use crate::span::{LineIndex, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use std::collections::HashMap;
+
+/// How a scalar was written; decides whether `true`/`12`/`null` are typed or text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Quoted,
+    Block,
+}
+
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    Scalar(String, Style),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub span: Span,
+}
+
+/// A scalar's YAML 1.2 core-schema type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+}
+
+impl Node {
+    pub fn scalar(&self) -> Option<Scalar<'_>> {
+        let NodeKind::Scalar(text, style) = &self.kind else { return None };
+        if *style != Style::Plain {
+            return Some(Scalar::Str(text));
+        }
+        Some(match text.as_str() {
+            "" | "~" | "null" | "Null" | "NULL" => Scalar::Null,
+            "true" | "True" | "TRUE" => Scalar::Bool(true),
+            "false" | "False" | "FALSE" => Scalar::Bool(false),
+            t => {
+                if let Some(i) = parse_int(t) {
+                    Scalar::Int(i)
+                } else if let Some(f) = parse_float(t) {
+                    Scalar::Float(f)
+                } else {
+                    Scalar::Str(t)
+                }
+            }
+        })
+    }
+
+    /// What the node is, for "expected a list, found a map" messages.
+    pub fn describe(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a map",
+            NodeKind::Scalar(..) => match self.scalar() {
+                Some(Scalar::Null) => "nothing (null)",
+                Some(Scalar::Bool(_)) => "a boolean",
+                Some(Scalar::Int(_)) => "an integer",
+                Some(Scalar::Float(_)) => "a number",
+                _ => "a string",
+            },
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.kind {
+            NodeKind::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The text of a scalar of any type (`12` -> "12"), for keys and templated strings.
+    pub fn text(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Scalar(t, _) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn style(&self) -> Option<Style> {
+        match &self.kind {
+            NodeKind::Scalar(_, s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.scalar(), Some(Scalar::Null))
+    }
+}
+
+fn parse_int(t: &str) -> Option<i64> {
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let v = if let Some(h) = digits.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()?
+    } else if let Some(o) = digits.strip_prefix("0o") {
+        i64::from_str_radix(o, 8).ok()?
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -v } else { v })
+}
+
+fn parse_float(t: &str) -> Option<f64> {
+    match t {
+        ".inf" | ".Inf" | ".INF" | "+.inf" => return Some(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
+        _ => {}
+    }
+    let ok = t.bytes().any(|b| b.is_ascii_digit())
+        && t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    if ok { t.parse().ok() } else { None }
+}
+
+enum Frame {
+    Seq(Span, Vec<Node>, usize),
+    Map(Span, Vec<(Node, Node)>, Option<Node>, usize),
+}
+
+/// Parse one YAML document. Syntax errors, aliases to unknown anchors, duplicate keys and
+/// further documents are reported as diagnostics; `None` when no tree could be built.
+pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
+    let index = LineIndex::new(source);
+    let mut parser = Parser::new_from_str(source);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut root: Option<Node> = None;
+    let mut documents = 0;
+    // Caps nesting so a hostile file cannot exhaust the stack of later recursive passes.
+    const MAX_DEPTH: usize = 64;
+
+    loop {
+        let (event, span) = match parser.next_event() {
+            None => break,
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                let m = e.marker();
+                let at = index.span((m.line(), m.col()), (m.line(), m.col() + 1));
+                diags.push(Diagnostic::error(at, format!("invalid YAML: {}", e.info())).with_help(
+                    "check indentation, unclosed quotes and brackets, and `key: value` spacing",
+                ));
+                return None;
+            }
+        };
+        let sp = index.span((span.start.line(), span.start.col()), (span.end.line(), span.end.col()));
+        let node = match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => continue,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    diags.push(
+                        Diagnostic::error(sp, "a runbook file holds exactly one YAML document")
+                            .with_help("put each runbook in its own file"),
+                    );
+                    return root;
+                }
+                continue;
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                let style = match style {
+                    ScalarStyle::Plain => Style::Plain,
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
+                    ScalarStyle::Literal | ScalarStyle::Folded => Style::Block,
+                };
+                let node = Node { kind: NodeKind::Scalar(text.into_owned(), style), span: sp };
+                if anchor > 0 {
+                    anchors.insert(anchor, node.clone());
+                }
+                node
+            }
+            Event::Alias(id) => match anchors.get(&id) {
+                Some(n) => Node { kind: n.kind.clone(), span: sp },
+                None => {
+                    diags.push(Diagnostic::error(sp, "alias to an unknown anchor"));
+                    Node { kind: NodeKind::Scalar(String::new(), Style::Plain), span: sp }
+                }
+            },
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) if stack.len() >= MAX_DEPTH => {
+                let _ = anchor;
+                diags.push(Diagnostic::error(sp, format!("nesting deeper than {MAX_DEPTH} levels")));
+                return None;
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Frame::Seq(sp, Vec::new(), anchor));
+                continue;
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Frame::Map(sp, Vec::new(), None, anchor));
+                continue;
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Frame::Seq(start, items, anchor)) => {
+                    let node = Node { kind: NodeKind::Seq(items), span: start };
+                    if anchor > 0 {
+                        anchors.insert(anchor, node.clone());
+                    }
+                    node
+                }
+                _ => return None,
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Frame::Map(start, entries, _, anchor)) => {
+                    let node = Node { kind: NodeKind::Map(entries), span: start };
+                    if anchor > 0 {
+                        anchors.insert(anchor, node.clone());
+                    }
+                    node
+                }
+                _ => return None,
+            },
+        };
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq(_, items, _)) => items.push(node),
+            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+                None => *pending = Some(node),
+                Some(key) => {
+                    if let Some(k) = key.text() {
+                        if let Some((first, _)) = entries.iter().find(|(e, _)| e.text() == Some(k)) {
+                            diags.push(
+                                Diagnostic::error(key.span, format!("duplicate key `{k}`")).with_help(format!(
+                                    "`{k}` is already set on line {}",
+                                    first.span.line
+                                )),
+                            );
+                        }
+                    }
+                    entries.push((key, node));
+                }
+            },
+        }
+    }
+    root
+}
