@@ -118,6 +118,7 @@ pub fn schema() -> serde_json::Value {
     let settings = schemars::generate::SchemaSettings::draft07();
     let schema = settings.into_generator().into_root_schema_for::<Runbook>();
     let mut v = serde_json::to_value(schema).unwrap_or_default();
+    drop_null(&mut v);
     if let Some(o) = v.as_object_mut() {
         o.insert("$id".into(), "https://cairn.dev/schemas/runbook.schema.json".into());
     }
@@ -131,5 +132,41 @@ pub fn yaml_to_json(source: &str) -> Result<serde_json::Value, Diagnostics> {
         Some(root) if d.is_empty() => Ok(read::json(&root)),
         Some(_) | None if !d.is_empty() => Err(Diagnostics(d)),
         _ => Ok(serde_json::Value::Null),
+    }
+}
+
+/// Optional keys are written absent, not `null` (the parser refuses `key: null` for typed
+/// values), so the schema must not offer `null` for them either.
+fn drop_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::Array(types)) = o.get_mut("type") {
+                if types.len() > 1 {
+                    types.retain(|t| t != "null");
+                }
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    o.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(any)) = o.get_mut("anyOf") {
+                any.retain(|s| s != &serde_json::json!({ "type": "null" }));
+                if any.len() == 1 {
+                    let only = any.remove(0);
+                    o.remove("anyOf");
+                    if let Value::Object(inner) = only {
+                        for (k, x) in inner {
+                            o.entry(k).or_insert(x);
+                        }
+                    }
+                }
+            }
+            for x in o.values_mut() {
+                drop_null(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_null),
+        _ => {}
     }
 }

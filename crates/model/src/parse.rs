@@ -172,6 +172,7 @@ fn secret(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option
     let mut f = map(d, n, &what)?;
     let env = f.get("env").and_then(|n| string(d, n, "`env`")).map(|s| s.value);
     let file = f.get("file").and_then(|n| string(d, n, "`file`")).map(|s| s.value);
+    let optional = f.get("optional").and_then(|n| boolean(d, n, "`optional`")).unwrap_or(false);
     let description = f.get("description").and_then(|n| text(d, n, "`description`"));
     if env.is_some() == file.is_some() && (f.has("env") == f.has("file")) {
         d.push(
@@ -179,10 +180,8 @@ fn secret(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option
                 .with_help("e.g. `{ env: DB_PASSWORD }` or `{ file: /run/secrets/db_password }`"),
         );
     }
-    let span = f.span;
-    f.finish(d, &["env", "file", "description"], &what);
-    let _ = span;
-    Some(Secret { env, file, description, span: key })
+    f.finish(d, &["env", "file", "optional", "description"], &what);
+    Some(Secret { env, file, optional, description, span: key })
 }
 
 fn target(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option<Target> {

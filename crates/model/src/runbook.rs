@@ -124,7 +124,7 @@ pub struct Runbook {
     pub name: Spanned<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
     /// Recovery time objective: every run reports its elapsed time against it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,23 +135,23 @@ pub struct Runbook {
     /// At most one active (running or paused) run holds this lock.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock: Option<Spanned<String>>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub inputs: IndexMap<String, Input>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub secrets: IndexMap<String, Secret>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub targets: IndexMap<String, Target>,
     /// Evaluated once, in order, before the first step.
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub vars: IndexMap<String, Spanned<TValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Defaults>,
     pub steps: Vec<Step>,
     /// Run after the DAG ends, whatever its result, in written order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finally: Vec<Step>,
     /// What the run returns (to `cairn show`, and to a parent's `uses` step).
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub outputs: IndexMap<String, Spanned<TValue>>,
     #[serde(skip)]
     #[schemars(skip)]
@@ -181,11 +181,11 @@ impl InputType {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub ty: InputType,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub required: bool,
     /// A regular expression the whole value must match (strings only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +208,10 @@ pub struct Secret {
     pub env: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// A missing variable or file gives an empty secret instead of refusing to run
+    /// (e.g. a database password under trust authentication).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(skip)]
@@ -265,7 +269,7 @@ pub struct Target {
     pub bearer: Option<Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub headers: IndexMap<String, Tmpl>,
     /// Accept self-signed TLS certificates.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -42,14 +42,14 @@ pub struct Step {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
     /// Named templates over `result`.
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub outputs: IndexMap<String, Spanned<TValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
     /// Safe to run again after a crash interrupted it (default true).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotent: Option<bool>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<Tmpl>,
@@ -79,7 +79,7 @@ pub struct Step {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uses: Option<Spanned<String>>,
     /// Inputs for the `uses` runbook.
-    #[serde(rename = "with", skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(rename = "with", default, skip_serializing_if = "IndexMap::is_empty")]
     pub with: IndexMap<String, Spanned<TValue>>,
     #[serde(skip)]
     #[schemars(skip)]
@@ -218,7 +218,7 @@ pub struct HttpStep {
     /// An `http` target: base URL, auth, headers and TLS options.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Spanned<String>>,
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub headers: IndexMap<String, Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub json: Option<Spanned<TValue>>,

@@ -1,0 +1,74 @@
+//! The committed JSON Schema is generated from the model types; this fails when it is stale.
+//! Regenerate with `CAIRN_BLESS=1 cargo test -p cairn-model --test schema` (or `cairn schema`).
+
+use std::path::PathBuf;
+
+fn committed() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas/runbook.schema.json")
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let fresh = serde_json::to_string_pretty(&cairn_model::schema()).expect("schema serializes") + "\n";
+    if std::env::var_os("CAIRN_BLESS").is_some() {
+        std::fs::write(committed(), &fresh).expect("write schema");
+    }
+    let on_disk = std::fs::read_to_string(committed()).unwrap_or_default();
+    assert!(on_disk == fresh, "schemas/runbook.schema.json is stale: run `CAIRN_BLESS=1 cargo test -p cairn-model --test schema`");
+}
+
+#[test]
+fn schema_refuses_unknown_keys_everywhere_it_matters() {
+    let s = cairn_model::schema();
+    assert_eq!(s["additionalProperties"], false, "runbook");
+    let defs = &s["definitions"];
+    for name in ["Step", "Input", "Secret", "Target", "Retry", "SqlStep", "HttpStep", "CheckStep", "WaitStep", "ReportStep"] {
+        assert_eq!(defs[name]["additionalProperties"], false, "{name}");
+    }
+    assert_eq!(s["required"], serde_json::json!(["cairn", "name", "steps"]));
+}
+
+fn validator() -> jsonschema::Validator {
+    jsonschema::validator_for(&cairn_model::schema()).expect("the schema compiles")
+}
+
+fn as_json(yaml: &str) -> serde_json::Value {
+    cairn_model::yaml_to_json(yaml).expect("valid YAML")
+}
+
+#[test]
+fn schema_accepts_every_runbook_in_the_repository() {
+    let v = validator();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../runbooks");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("runbooks/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let errors: Vec<String> = v.iter_errors(&as_json(&text)).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "expected runbooks in {}", dir.display());
+}
+
+#[test]
+fn schema_rejects_misspelt_keys_and_wrong_types() {
+    let v = validator();
+    let good = "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo\n    timeout: 5s\n";
+    assert!(v.is_valid(&as_json(good)));
+    for bad in [
+        "cairn: 1\nname: demo\nstepz: []\nsteps: []\n",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shel: echo\n",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo\n    timeout: [5]\n",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo\n    retry: { attempts: many }\n",
+        "cairn: 1\nname: Demo\nsteps: []\n",
+        "cairn: 2\nname: demo\nsteps: []\n",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: x, pasword: y }\nsteps: []\n",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    chroma: { target: c, count: { colection: x } }\n",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    check: { value: 1, warning: lots }\n",
+    ] {
+        assert!(!v.is_valid(&as_json(bad)), "schema accepted:\n{bad}");
+    }
+}
