@@ -31,7 +31,7 @@ impl Steps {
     }
 
     pub fn set(&self, id: &str, view: &StepView) {
-        let v = Value::from_serialize(serde_json::json!({
+        let v = value_of(&serde_json::json!({
             "status": view.status, "result": view.result, "outputs": view.outputs,
         }));
         if let Ok(mut m) = self.done.write() {
@@ -74,11 +74,11 @@ impl Base {
     pub fn new(inputs: &Json, secrets: Value, run: Json, dry_run: bool) -> Arc<Base> {
         let env: serde_json::Map<String, Json> = std::env::vars().map(|(k, v)| (k, Json::String(v))).collect();
         Arc::new(Base {
-            inputs: Value::from_serialize(inputs),
-            vars: RwLock::new(Value::from(minijinja::value::ValueMap::new())),
+            inputs: crate::context::value_of(inputs),
+            vars: RwLock::new(crate::context::value_of(&serde_json::json!({}))),
             secrets,
-            targets: RwLock::new(Value::from(minijinja::value::ValueMap::new())),
-            env: Value::from_serialize(&env),
+            targets: RwLock::new(crate::context::value_of(&serde_json::json!({}))),
+            env: crate::context::value_of(&env),
             run,
             steps: Arc::new(Steps::new(dry_run)),
         })
@@ -86,13 +86,13 @@ impl Base {
 
     pub fn set_vars(&self, vars: &serde_json::Map<String, Json>) {
         if let Ok(mut v) = self.vars.write() {
-            *v = Value::from_serialize(vars);
+            *v = crate::context::value_of(vars);
         }
     }
 
     pub fn set_targets(&self, targets: &Json) {
         if let Ok(mut t) = self.targets.write() {
-            *t = Value::from_serialize(targets);
+            *t = crate::context::value_of(targets);
         }
     }
 }
@@ -132,11 +132,11 @@ impl Object for Ctx {
                 if let (Some(k), Some(o)) = (&self.local.step_key, run.as_object_mut()) {
                     o.insert("step_key".into(), Json::String(k.clone()));
                 }
-                Value::from_serialize(&run)
+                crate::context::value_of(&run)
             }
-            "item" => Value::from_serialize(&self.local.item.as_ref()?.0),
+            "item" => crate::context::value_of(&self.local.item.as_ref()?.0),
             "index" => Value::from(self.local.item.as_ref()?.1),
-            "result" => Value::from_serialize(self.local.result.as_ref()?),
+            "result" => crate::context::value_of(self.local.result.as_ref()?),
             _ => return None,
         })
     }
@@ -149,4 +149,9 @@ impl Object for Ctx {
 /// The context for one template.
 pub fn context(base: &Arc<Base>, local: Local) -> Value {
     Value::from_object(Ctx { base: base.clone(), local })
+}
+
+/// Any serializable value as a template value.
+pub fn value_of(x: &impl serde::Serialize) -> Value {
+    cairn_template::from_json(&serde_json::to_value(x).unwrap_or(Json::Null))
 }

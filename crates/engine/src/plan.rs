@@ -5,7 +5,7 @@
 use crate::context::{Base, Local};
 use crate::prepare::{Prepared, RenderError, Renderer, ResolvedTarget, fmt_dur};
 use cairn_model::{Checked, OnFailure, Runbook, Step, TValue};
-use cairn_template::{MASK, Templates, Value};
+use cairn_template::{MASK, Templates};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -93,7 +93,7 @@ pub fn plan(checked: &Checked, templates: &Templates, inv: &Invocation, now: Dat
         "id": "dry-run", "started_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "attempt": 1, "runbook": rb.name.value, "dry_run": true,
     });
-    let base = Base::new(&serde_json::to_value(&inputs).unwrap_or_default(), Value::from_serialize(&secrets), run, true);
+    let base = Base::new(&serde_json::to_value(&inputs).unwrap_or_default(), crate::context::value_of(&secrets), run, true);
     let targets = IndexMap::new();
     let vars = eval_vars(rb, templates, &base, &targets).map_err(|(what, source)| PlanError::Render { what, source })?;
     let targets = resolve_targets(rb, templates, &base).map_err(|(what, source)| PlanError::Render { what, source })?;
@@ -167,7 +167,7 @@ pub fn resolve_targets(rb: &Runbook, templates: &Templates, base: &Arc<Base>) ->
             password: text(&t.password, "password")?,
             bearer: text(&t.bearer, "bearer")?,
             basic: match &t.basic {
-                Some(b) => Some((r.text(&b.username, &what("basic"))).map_err(|e| (what("basic"), e))?, text(&b.password, "basic")?)),
+                Some(b) => Some((r.text(&b.username, &what("basic")).map_err(|e| (what("basic"), e))?, text(&b.password, "basic")?)),
                 None => None,
             },
             headers: t.headers.iter().map(|(k, v)| Ok((k.clone(), r.text(v, &what("headers")).map_err(|e| (what("headers"), e))?))).collect::<Result<_, (String, RenderError)>>()?,

@@ -22,7 +22,7 @@ pub enum Edge {
 #[derive(Clone, Debug)]
 pub struct Dag {
     graph: DiGraph<usize, Edge>,
-    /// Execution order (topological, ties broken by written order).
+    /// Execution order: by parallel group, then written order (a topological order).
     pub order: Vec<usize>,
     /// Parallel group of each step: 0 for steps that start at once, else 1 + the highest group of
     /// what it waits for. Steps of one group can run side by side.
@@ -62,6 +62,9 @@ impl Dag {
         if order.len() < n {
             return Err(find_cycle(&graph, &nodes, &indegree));
         }
+        // Present (and start) steps wave by wave: by group, then as written. Still topological,
+        // since a step's group is above every group it waits for.
+        order.sort_by_key(|&i| (group[i], i));
         let mut ancestors = vec![FixedBitSet::with_capacity(n); n];
         for &i in &order {
             let mut set = FixedBitSet::with_capacity(n);

@@ -1,0 +1,83 @@
+//! Golden files for `plan` (text and JSON) and `graph` (dot and mermaid), under tests/golden/.
+//! Regenerate with `CAIRN_BLESS=1 cargo test -p cairn-cli --test golden`, then review the diff.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// Run cairn from the repository root with a fixed clock and none of the runbooks' env knobs.
+fn cairn(args: &[&str]) -> String {
+    let out = Command::cargo_bin("cairn")
+        .expect("binary")
+        .current_dir(root())
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1795000000")
+        .env("NO_COLOR", "1")
+        .env_remove("DB_USER")
+        .env_remove("DB_HOST")
+        .env_remove("DB_PORT")
+        .env_remove("DB_NAME")
+        .env_remove("CHROMA_URL")
+        .output()
+        .expect("run cairn");
+    assert!(out.status.success(), "cairn {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("CAIRN_BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write golden");
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}: run with CAIRN_BLESS=1", path.display()));
+    assert!(expected == actual, "{} differs from the output:\n{actual}", path.display());
+}
+
+fn stem(p: &str) -> String {
+    Path::new(p).file_stem().and_then(|s| s.to_str()).unwrap_or(p).to_string()
+}
+
+const RUNBOOKS: &[(&str, &[&str])] = &[
+    ("tests/golden/mixed.yaml", &["--set", "actor_id=client_42"]),
+    ("runbooks/backup.yaml", &[]),
+    ("runbooks/health-check.yaml", &[]),
+];
+
+#[test]
+fn plan_text() {
+    for (file, extra) in RUNBOOKS {
+        let mut args = vec!["plan", file];
+        args.extend_from_slice(extra);
+        golden(&format!("{}.plan.txt", stem(file)), &cairn(&args));
+    }
+}
+
+#[test]
+fn plan_json() {
+    for (file, extra) in RUNBOOKS {
+        let mut args = vec!["plan", file, "--output", "json"];
+        args.extend_from_slice(extra);
+        let out = cairn(&args);
+        let parsed: serde_json::Value = serde_json::from_str(&out).expect("plan JSON parses");
+        assert!(parsed["steps"].is_array());
+        golden(&format!("{}.plan.json", stem(file)), &out);
+    }
+}
+
+#[test]
+fn graphs() {
+    for (file, _) in RUNBOOKS {
+        golden(&format!("{}.dot", stem(file)), &cairn(&["graph", file, "--format", "dot"]));
+        golden(&format!("{}.mmd", stem(file)), &cairn(&["graph", file, "--format", "mermaid"]));
+    }
+}
+
+#[test]
+fn plan_json_is_stable_between_runs() {
+    let a = cairn(&["plan", "tests/golden/mixed.yaml", "--set", "actor_id=client_1", "--output", "json"]);
+    let b = cairn(&["plan", "tests/golden/mixed.yaml", "--set", "actor_id=client_1", "--output", "json"]);
+    assert_eq!(a, b);
+}
