@@ -1,0 +1,371 @@
+//! Static analysis for `cairn validate`: which names a template reads, where, and which
+//! filters, functions and tests it uses that do not exist.
+//!
+//! This walks minijinja's own AST (the `unstable_machinery` feature), so offsets come from the
+//! parser's spans and agree with what rendering would do; scoping follows minijinja's runtime
+//! (`for` and `with` bodies, macros and `set` blocks are scopes; `if` bodies are not).
+
+use std::collections::HashSet;
+
+use minijinja::machinery::ast::{self, CallArg, Expr, Stmt};
+use minijinja::machinery::{self, Span};
+
+use crate::error::TemplateError;
+use crate::names::{BUILTIN_FILTERS, CAIRN_FILTERS, FUNCTIONS, TESTS};
+use crate::sql::{Scanner, SqlStyle};
+
+/// What a source string holds, for [`crate::Templates::analyze`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text rendered with [`crate::Templates::render_text`] or `render_value`.
+    Text,
+    /// An SQL query rendered with [`crate::Templates::render_sql`].
+    Sql,
+    /// A shell command rendered with [`crate::Templates::render_shell`].
+    Shell,
+    /// A bare expression (`when`, `until`), optionally wrapped in `{{ }}`.
+    Expr,
+}
+
+/// A name, filter or function used at `offset..offset + len` in the analysed source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRef {
+    /// The path read: `["steps", "db_ready", "outputs", "ok"]`. It stops before the first part
+    /// that is not a constant (`rows[i]` gives `["rows"]`); constant subscripts are kept
+    /// (`rows[0]` gives `["rows", "0"]`). For filters and functions it is just the name.
+    pub path: Vec<String>,
+    /// Byte offset of the name in the source.
+    pub offset: usize,
+    /// Byte length of the whole path as written (`steps.db_ready.outputs.ok`).
+    pub len: usize,
+}
+
+/// The result of [`crate::Templates::analyze`]; every list is in source order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Analysis {
+    /// Every read of a name that the template does not bind itself (each occurrence).
+    pub names: Vec<NameRef>,
+    /// Byte offsets of the name `raw` in each `| raw`.
+    pub raw_uses: Vec<usize>,
+    /// Filters used that do not exist (the path is the filter name).
+    pub unknown_filters: Vec<NameRef>,
+    /// Functions called that do not exist (`strftme(...)`).
+    pub unknown_functions: Vec<NameRef>,
+    /// Tests used that do not exist (`x is fooo`).
+    pub unknown_tests: Vec<NameRef>,
+    /// For [`Kind::Sql`]: byte offsets of `{{ }}` expressions written inside a quoted SQL
+    /// literal or a comment (`WHERE name = '{{ x }}'`), where a bind parameter cannot go;
+    /// rendering refuses them.
+    pub sql_in_quotes: Vec<usize>,
+}
+
+/// Parses `src` and collects its [`Analysis`].
+pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> {
+    let mut walker = Walker {
+        scopes: vec![HashSet::new()],
+        out: Analysis::default(),
+        // The style only matters for `$$` strings, which are harmless to follow for `?` too.
+        sql: (kind == Kind::Sql).then(|| Scanner::new(SqlStyle::Dollar)),
+    };
+    let parse_error = |e: minijinja::Error| TemplateError::from_minijinja(&e, src);
+    if kind == Kind::Expr && !src.trim_start().starts_with("{{") {
+        let expr = machinery::parse_expr(src).map_err(parse_error)?;
+        walker.expr(&expr);
+    } else {
+        let syntax = crate::env::syntax();
+        let stmt = machinery::parse(src, "<template>", syntax).map_err(parse_error)?;
+        walker.stmt(&stmt);
+    }
+    let mut out = walker.out;
+    out.names.sort_by_key(|n| n.offset);
+    out.raw_uses.sort_unstable();
+    out.unknown_filters.sort_by_key(|n| n.offset);
+    out.unknown_functions.sort_by_key(|n| n.offset);
+    out.unknown_tests.sort_by_key(|n| n.offset);
+    out.sql_in_quotes.sort_unstable();
+    Ok(out)
+}
+
+struct Walker<'a> {
+    /// Names bound by the template itself, innermost scope last.
+    scopes: Vec<HashSet<&'a str>>,
+    out: Analysis,
+    /// For SQL: where the literal text seen so far leaves off (in code, in quotes...).
+    sql: Option<Scanner>,
+}
+
+fn name_ref(name: &str, span: Span) -> NameRef {
+    NameRef {
+        path: vec![name.to_string()],
+        offset: span.start_offset as usize,
+        len: name.len(),
+    }
+}
+
+impl<'a> Walker<'a> {
+    fn is_bound(&self, name: &str) -> bool {
+        FUNCTIONS.contains(&name) || self.scopes.iter().any(|s| s.contains(name))
+    }
+
+    fn bind(&mut self, target: &Expr<'a>) {
+        match target {
+            Expr::Var(var) => {
+                if let Some(scope) = self.scopes.last_mut() {
+                    scope.insert(var.id);
+                }
+            }
+            Expr::List(list) => list.items.iter().for_each(|x| self.bind(x)),
+            Expr::Tuple(tuple) => tuple.items.iter().for_each(|x| self.bind(x)),
+            // `{% set ns.count = 1 %}` reads `ns`.
+            other => self.expr(other),
+        }
+    }
+
+    fn scoped(&mut self, bound: &[&'a str], f: impl FnOnce(&mut Self)) {
+        self.scopes.push(bound.iter().copied().collect());
+        f(self);
+        self.scopes.pop();
+    }
+
+    fn body(&mut self, body: &[Stmt<'a>]) {
+        body.iter().for_each(|s| self.stmt(s));
+    }
+
+    fn stmt(&mut self, stmt: &Stmt<'a>) {
+        match stmt {
+            Stmt::Template(t) => self.body(&t.children),
+            Stmt::EmitExpr(e) => {
+                if let Some(sql) = &mut self.sql {
+                    let is_ident = matches!(&e.expr, Expr::Filter(f) if f.name == "ident");
+                    if sql.quoted().is_some() && !is_ident {
+                        self.out
+                            .sql_in_quotes
+                            .push(e.expr.span().start_offset as usize);
+                    }
+                    sql.after_placeholder();
+                }
+                self.expr(&e.expr);
+            }
+            Stmt::EmitRaw(raw) => {
+                if let Some(sql) = &mut self.sql {
+                    sql.feed(raw.raw);
+                }
+            }
+            Stmt::ForLoop(f) => {
+                self.expr(&f.iter);
+                self.scoped(&["loop"], |w| {
+                    w.bind(&f.target);
+                    if let Some(filter) = &f.filter_expr {
+                        w.expr(filter);
+                    }
+                    w.body(&f.body);
+                });
+                self.scoped(&[], |w| w.body(&f.else_body));
+            }
+            Stmt::IfCond(i) => {
+                self.expr(&i.expr);
+                self.body(&i.true_body);
+                self.body(&i.false_body);
+            }
+            Stmt::WithBlock(w) => self.scoped(&[], |w2| {
+                for (target, value) in &w.assignments {
+                    w2.expr(value);
+                    w2.bind(target);
+                }
+                w2.body(&w.body);
+            }),
+            Stmt::Set(s) => {
+                self.expr(&s.expr);
+                self.bind(&s.target);
+            }
+            Stmt::SetBlock(s) => {
+                if let Some(filter) = &s.filter {
+                    self.expr(filter);
+                }
+                self.scoped(&[], |w| w.body(&s.body));
+                self.bind(&s.target);
+            }
+            Stmt::AutoEscape(a) => {
+                self.expr(&a.enabled);
+                self.body(&a.body);
+            }
+            Stmt::FilterBlock(f) => {
+                self.expr(&f.filter);
+                self.body(&f.body);
+            }
+            Stmt::Block(b) => self.scoped(&["super"], |w| w.body(&b.body)),
+            Stmt::Extends(e) => self.expr(&e.name),
+            Stmt::Include(i) => self.expr(&i.name),
+            Stmt::Import(i) => {
+                self.expr(&i.expr);
+                self.bind(&i.name);
+            }
+            Stmt::FromImport(i) => {
+                self.expr(&i.expr);
+                for (name, alias) in &i.names {
+                    self.bind(alias.as_ref().unwrap_or(name));
+                }
+            }
+            Stmt::Macro(m) => {
+                self.bind_name(m.name);
+                self.macro_decl(m);
+            }
+            Stmt::CallBlock(c) => {
+                self.call(&c.call);
+                self.macro_decl(&c.macro_decl);
+            }
+            Stmt::Do(d) => self.call(&d.call),
+            #[allow(unreachable_patterns)] // `break`/`continue` exist with `loop_controls` only
+            _ => {}
+        }
+    }
+
+    fn bind_name(&mut self, name: &'a str) {
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.insert(name);
+        }
+    }
+
+    fn macro_decl(&mut self, m: &ast::Macro<'a>) {
+        m.defaults.iter().for_each(|d| self.expr(d));
+        self.scoped(&["caller", "varargs", "kwargs"], |w| {
+            m.args.iter().for_each(|a| w.bind(a));
+            w.body(&m.body);
+        });
+    }
+
+    fn args(&mut self, args: &[CallArg<'a>]) {
+        for arg in args {
+            match arg {
+                CallArg::Pos(e)
+                | CallArg::Kwarg(_, e)
+                | CallArg::PosSplat(e)
+                | CallArg::KwargSplat(e) => self.expr(e),
+            }
+        }
+    }
+
+    fn call(&mut self, call: &ast::Call<'a>) {
+        match &call.expr {
+            Expr::Var(var) if !self.is_bound(var.id) => {
+                self.out
+                    .unknown_functions
+                    .push(name_ref(var.id, var.span()));
+            }
+            Expr::Var(_) => {}
+            // `x.upper()`: a method call reads `x`, not `x.upper`.
+            Expr::GetAttr(method) => self.expr(&method.expr),
+            other => self.expr(other),
+        }
+        self.args(&call.args);
+    }
+
+    fn expr(&mut self, expr: &Expr<'a>) {
+        match expr {
+            Expr::Var(_) | Expr::GetAttr(_) | Expr::GetItem(_) => self.path(expr),
+            Expr::Const(_) => {}
+            Expr::Slice(s) => {
+                self.expr(&s.expr);
+                [&s.start, &s.stop, &s.step]
+                    .into_iter()
+                    .flatten()
+                    .for_each(|e| self.expr(e));
+            }
+            Expr::UnaryOp(u) => self.expr(&u.expr),
+            Expr::BinOp(b) => {
+                self.expr(&b.left);
+                self.expr(&b.right);
+            }
+            Expr::Compare(c) => {
+                self.expr(&c.expr);
+                c.ops.iter().for_each(|op| self.expr(&op.expr));
+            }
+            Expr::IfExpr(i) => {
+                self.expr(&i.test_expr);
+                self.expr(&i.true_expr);
+                if let Some(e) = &i.false_expr {
+                    self.expr(e);
+                }
+            }
+            Expr::Filter(f) => {
+                let span = f.span();
+                if f.name == "raw" {
+                    self.out.raw_uses.push(span.start_offset as usize);
+                }
+                if !BUILTIN_FILTERS.contains(&f.name) && !CAIRN_FILTERS.contains(&f.name) {
+                    self.out.unknown_filters.push(name_ref(f.name, span));
+                }
+                if let Some(e) = &f.expr {
+                    self.expr(e);
+                }
+                self.args(&f.args);
+            }
+            Expr::Test(t) => {
+                if !TESTS.contains(&t.name) {
+                    self.out.unknown_tests.push(name_ref(t.name, t.span()));
+                }
+                self.expr(&t.expr);
+                self.args(&t.args);
+            }
+            Expr::Call(c) => self.call(c),
+            Expr::List(l) => l.items.iter().for_each(|e| self.expr(e)),
+            Expr::Tuple(t) => t.items.iter().for_each(|e| self.expr(e)),
+            Expr::Map(m) => m.keys.iter().chain(&m.values).for_each(|e| self.expr(e)),
+        }
+    }
+
+    /// A chain of attribute and item lookups: records the longest constant path from its root
+    /// variable, and walks whatever is dynamic in it.
+    fn path(&mut self, expr: &Expr<'a>) {
+        // Segments from the outside in; cleared at each dynamic part.
+        let mut segments: Vec<String> = Vec::new();
+        let mut end: Option<u32> = None;
+        let mut node = expr;
+        loop {
+            match node {
+                Expr::GetAttr(a) => {
+                    end.get_or_insert(a.span().end_offset);
+                    segments.push(a.name.to_string());
+                    node = &a.expr;
+                }
+                Expr::GetItem(i) => {
+                    match &i.subscript_expr {
+                        Expr::Const(c) if c.value.as_str().is_some() || c.value.is_integer() => {
+                            end.get_or_insert(i.span().end_offset);
+                            let key = c
+                                .value
+                                .as_str()
+                                .map_or_else(|| c.value.to_string(), str::to_string);
+                            segments.push(key);
+                        }
+                        dynamic => {
+                            self.expr(dynamic);
+                            segments.clear();
+                            end = None;
+                        }
+                    }
+                    node = &i.expr;
+                }
+                Expr::Var(var) => {
+                    if !self.is_bound(var.id) {
+                        let span = var.span();
+                        let start = span.start_offset as usize;
+                        let end = end.unwrap_or(span.end_offset) as usize;
+                        let mut path = vec![var.id.to_string()];
+                        path.extend(segments.into_iter().rev());
+                        self.out.names.push(NameRef {
+                            path,
+                            offset: start,
+                            len: end.saturating_sub(start),
+                        });
+                    }
+                    return;
+                }
+                other => {
+                    self.expr(other);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Cairn's templates: minijinja with the runbook contract's safety rules built into rendering.
+//!
+//! * **Strict**: an undefined name is an error naming it (`undefined value `inputs.bakup_dir``).
+//! * **SQL** ([`Templates::render_sql`]): every `{{ value }}` becomes a bind parameter (`$1` or
+//!   `?`); only `{{ name | ident }}` writes into the SQL text, as a double-quoted identifier.
+//! * **Shell** ([`Templates::render_shell`]): every `{{ value }}` is one single-quoted bash word
+//!   (a list: one word per item); `{{ x | raw }}` opts out.
+//! * **Types survive** ([`Templates::render_value`]): a template that is one `{{ expression }}`
+//!   keeps the expression's type.
+//! * **Dry runs**: [`placeholder`] stands for values not known yet; it renders as `<path>` and
+//!   makes [`Templates::eval_expr`] answer [`ErrorKind::Undecided`].
+//! * **Static checks** ([`Templates::analyze`]): the names a template reads, with byte offsets.
+//!
+//! Beside minijinja's builtin filters (`default`, `length`, `join`, `int`, `tojson`,
+//! `urlencode`...) there are `strftime(fmt)`, `from_json`, `to_json`, `duration`, `ident`, `raw`,
+//! `b64encode`, `b64decode`, `basename`, `dirname`, and the function `now()`.
+//!
+//! ```
+//! use cairn_template::{SqlStyle, Templates, Value, from_json};
+//!
+//! let t = Templates::new();
+//! let ctx = from_json(&serde_json::json!({
+//!     "inputs": { "actor": "client_1'; DROP TABLE x; --", "table": "memory entities", "n": 3 }
+//! }));
+//!
+//! let q = t.render_sql(
+//!     "SELECT * FROM {{ inputs.table | ident }} WHERE actor = {{ inputs.actor }} LIMIT {{ inputs.n }}",
+//!     &ctx,
+//!     SqlStyle::Dollar,
+//! )?;
+//! assert_eq!(q.sql, r#"SELECT * FROM "memory entities" WHERE actor = $1 LIMIT $2"#);
+//! assert_eq!(q.params, vec![serde_json::json!("client_1'; DROP TABLE x; --"), serde_json::json!(3)]);
+//!
+//! assert_eq!(t.render_shell("echo {{ inputs.actor }}", &ctx)?, r#"echo 'client_1'\''; DROP TABLE x; --'"#);
+//! assert_eq!(t.render_value("{{ inputs.n * 2 }}", &ctx)?, Value::from(6));
+//! # Ok::<(), cairn_template::TemplateError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod analyze;
+mod env;
+mod error;
+mod filters;
+mod json;
+mod names;
+mod placeholder;
+mod shell;
+mod sql;
+
+use minijinja::Environment;
+use minijinja::machinery::{self, ast};
+
+pub use analyze::{Analysis, Kind, NameRef};
+pub use error::{ErrorKind, TemplateError};
+pub use json::{from_json, to_json, value_map};
+pub use minijinja::Value;
+pub use placeholder::{MASK, is_placeholder, masked, placeholder};
+pub use shell::shell_quote;
+pub use sql::{BoundSql, SqlStyle};
+
+use env::Mode;
+
+/// The outcome of a `when`/`until` condition, see [`Templates::eval_condition`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// The condition depends on a dry-run placeholder (named by `path`): it cannot be decided
+    /// before the run.
+    Undecided {
+        /// The placeholder's path, e.g. `steps.verify_dump.result.exit_code`.
+        path: String,
+    },
+}
+
+/// The template engine: one minijinja environment per rendering mode, built once.
+///
+/// Cheap to share by reference across threads (`Send + Sync`); rendering never mutates it.
+#[derive(Debug)]
+pub struct Templates {
+    text: Environment<'static>,
+    sql: Environment<'static>,
+    shell: Environment<'static>,
+    capture: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// Builds the environments. Cheap, but there is no reason to do it more than once: share it.
+    pub fn new() -> Self {
+        let inner = env::inner();
+        Self {
+            text: env::build(Mode::Text, &inner),
+            sql: env::build(Mode::Sql, &inner),
+            shell: env::build(Mode::Shell, &inner),
+            capture: env::build(Mode::Capture, &inner),
+        }
+    }
+
+    /// Renders plain text (URLs, headers, file paths, messages). Strict undefined. A string is
+    /// written as it is, any other value as compact JSON (`true`, `null`, `[1,"a"]`), a
+    /// placeholder as `<path>`.
+    ///
+    /// In every `render_*` method, a type error caused by a dry-run placeholder
+    /// (`{{ steps.q.outputs.n + 1 }}`) is reported as [`ErrorKind::Undecided`].
+    pub fn render_text(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
+        unknown_yet(|| {
+            self.text
+                .render_str(src, ctx.clone())
+                .map_err(|e| TemplateError::from_minijinja(&e, src))
+        })
+    }
+
+    /// Renders keeping types: when `src` (trimmed) is exactly one `{{ expr }}`, the value of
+    /// `expr` is returned as is (number, string, bool, list, map, null, or a placeholder);
+    /// otherwise `src` is rendered as text and returned as a string. A string without `{{`,
+    /// `{%` or `{#` is returned unchanged.
+    pub fn render_value(&self, src: &str, ctx: &Value) -> Result<Value, TemplateError> {
+        if !has_template_syntax(src) {
+            return Ok(Value::from(src));
+        }
+        if !is_single_expression(src)? {
+            return self.render_text(src, ctx).map(Value::from);
+        }
+        let values = unknown_yet(|| {
+            env::capture(|| self.capture.render_str(src, ctx.clone()))
+                .map_err(|e| TemplateError::from_minijinja(&e, src))
+        })?;
+        Ok(values
+            .into_iter()
+            .next()
+            .map_or(Value::from(()), filters::unmark))
+    }
+
+    /// Renders SQL: every `{{ value }}` becomes a placeholder (`$1`... or `?`) and its value,
+    /// typed, is pushed to `params` (a list is one JSON-array parameter: write a `for` loop for
+    /// `IN (...)`); the same value used twice is bound twice. `{{ x | ident }}` writes a
+    /// double-quoted identifier (`"` doubled; empty or control characters refused). Nothing else
+    /// from a value ever reaches the SQL text. A `{{ }}` inside quotes or a comment is an error,
+    /// since a placeholder there would not be a parameter.
+    pub fn render_sql(
+        &self,
+        src: &str,
+        ctx: &Value,
+        style: SqlStyle,
+    ) -> Result<BoundSql, TemplateError> {
+        if let Some(at) = src.find(sql::SENTINEL) {
+            return Err(TemplateError::new(
+                ErrorKind::InvalidValue,
+                "an SQL template cannot contain the control character U+0001",
+            )
+            .at(src, at, 1));
+        }
+        let (rendered, params) = unknown_yet(|| {
+            sql::collect(|| self.sql.render_str(src, ctx.clone()))
+                .map_err(|e| TemplateError::from_minijinja(&e, src))
+        })?;
+        let sql = sql::finish(&rendered, style)?;
+        Ok(BoundSql { sql, params })
+    }
+
+    /// Renders a bash command: every `{{ value }}` is single-quoted (`'` as `'\''`); a list is
+    /// one quoted word per item, a map one word of compact JSON. `{{ x | raw }}` is inserted
+    /// verbatim. A value holding a NUL byte is an error: bash cannot carry NUL in an argument.
+    pub fn render_shell(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
+        unknown_yet(|| {
+            self.shell
+                .render_str(src, ctx.clone())
+                .map_err(|e| TemplateError::from_minijinja(&e, src))
+        })
+    }
+
+    /// Evaluates a bare expression (`inputs.incremental`, `steps.q.result.rows | length > 0`),
+    /// or one wrapped in `{{ }}`, keeping its type.
+    ///
+    /// If the evaluation touched a dry-run [`placeholder`] (or yields one), the value is not
+    /// known before the run and the result is an error of kind [`ErrorKind::Undecided`] naming
+    /// the placeholder's path. Short-circuits are respected: `true or steps.x.result.ok` is
+    /// `true`.
+    pub fn eval_expr(&self, expr: &str, ctx: &Value) -> Result<Value, TemplateError> {
+        let (result, touched) = placeholder::track(|| self.eval_untracked(expr, ctx));
+        let value = result?;
+        match touched.or_else(|| is_placeholder(&value)) {
+            Some(path) => Err(undecided(path, None)),
+            None => Ok(value),
+        }
+    }
+
+    /// Evaluates a `when`/`until` condition: [`Decision::Undecided`] when it depends on a
+    /// dry-run placeholder, otherwise the truth of [`Templates::eval_expr`]'s value.
+    pub fn eval_condition(&self, expr: &str, ctx: &Value) -> Result<Decision, TemplateError> {
+        match self.eval_expr(expr, ctx) {
+            Ok(value) if value.is_true() => Ok(Decision::True),
+            Ok(_) => Ok(Decision::False),
+            Err(TemplateError {
+                kind: ErrorKind::Undecided { path },
+                ..
+            }) => Ok(Decision::Undecided { path }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn eval_untracked(&self, expr: &str, ctx: &Value) -> Result<Value, TemplateError> {
+        if expr.trim_start().starts_with("{{") {
+            if !is_single_expression(expr)? {
+                return Err(TemplateError::new(
+                    ErrorKind::Syntax,
+                    "syntax error: an expression wrapped in `{{ }}` must be exactly one `{{ ... }}`",
+                )
+                .at(expr, 0, expr.len()));
+            }
+            return self.render_value(expr, ctx);
+        }
+        // Parse as an expression first, for errors that speak of expressions...
+        self.text
+            .compile_expression_owned(expr.to_string())
+            .map_err(|e| TemplateError::from_minijinja(&e, expr))?;
+        // ...then evaluate it as `{{ expr }}`, where strictness also covers the final value
+        // (an expression that is just an undefined name evaluates to undefined, silently).
+        let wrapped = format!("{{{{ {expr} }}}}");
+        self.render_value(&wrapped, ctx)
+            .map_err(|e| e.shifted_back(3, expr))
+    }
+
+    /// Parses `src` without rendering it and reports the names it reads (with byte offsets,
+    /// excluding names it binds itself), its `| raw` uses, and the filters, functions and tests
+    /// it uses that do not exist. Syntax errors come back located in `src`.
+    pub fn analyze(&self, src: &str, kind: Kind) -> Result<Analysis, TemplateError> {
+        analyze::analyze(src, kind)
+    }
+
+    /// Every filter name, sorted (for "did you mean" hints).
+    pub fn filter_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = names::BUILTIN_FILTERS
+            .iter()
+            .chain(names::CAIRN_FILTERS)
+            .copied()
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Every global function name, sorted (`now`, `range`...).
+    pub fn function_names(&self) -> Vec<&'static str> {
+        names::FUNCTIONS.to_vec()
+    }
+
+    /// Every test name, sorted (`defined`, `number`...).
+    pub fn test_names(&self) -> Vec<&'static str> {
+        names::TESTS.to_vec()
+    }
+}
+
+/// Runs a render; if it failed on a type error after touching a dry-run placeholder
+/// (`{{ steps.q.outputs.n + 1 }}`), the failure is the placeholder's: report it as
+/// [`ErrorKind::Undecided`] so that a dry run can show "not known before the run" instead of
+/// failing. Other errors (undefined names, syntax, refused values) stay what they are.
+fn unknown_yet<T>(render: impl FnOnce() -> Result<T, TemplateError>) -> Result<T, TemplateError> {
+    match placeholder::track(render) {
+        (Err(e), Some(path)) if e.kind == ErrorKind::Render => Err(TemplateError {
+            offset: e.offset,
+            len: e.len,
+            line: e.line,
+            ..undecided(path, Some(&e.message))
+        }),
+        (result, _) => result,
+    }
+}
+
+fn undecided(path: String, cause: Option<&str>) -> TemplateError {
+    let message = match cause {
+        Some(cause) => format!("depends on `{path}`, which is not known before the run ({cause})"),
+        None => format!("depends on `{path}`, which is not known before the run"),
+    };
+    TemplateError::new(ErrorKind::Undecided { path }, message)
+}
+
+fn has_template_syntax(src: &str) -> bool {
+    src.contains("{{") || src.contains("{%") || src.contains("{#")
+}
+
+/// Whether `src`, trimmed, is exactly one `{{ expression }}` (whitespace around it aside).
+fn is_single_expression(src: &str) -> Result<bool, TemplateError> {
+    let trimmed = src.trim();
+    if !trimmed.starts_with("{{") || !trimmed.ends_with("}}") {
+        return Ok(false);
+    }
+    let syntax = crate::env::syntax();
+    let root = machinery::parse(src, "<template>", syntax)
+        .map_err(|e| TemplateError::from_minijinja(&e, src))?;
+    let ast::Stmt::Template(t) = &root else {
+        return Ok(false);
+    };
+    let mut emitted = t.children.iter().filter(|s| match s {
+        ast::Stmt::EmitRaw(raw) => !raw.raw.trim().is_empty(),
+        _ => true,
+    });
+    Ok(matches!(
+        (emitted.next(), emitted.next()),
+        (Some(ast::Stmt::EmitExpr(_)), None)
+    ))
+}
