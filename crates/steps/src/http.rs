@@ -1,0 +1,396 @@
+//! The `http` step kind: one HTTP request, its response as JSON.
+//!
+//! ```no_run
+//! use cairn_steps::http::{HttpClients, HttpSpec, run};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo() -> Result<(), cairn_steps::StepError> {
+//! let clients = HttpClients::new(); // one per run: connections are pooled and reused
+//! let spec = HttpSpec::new("GET", "http://localhost:8001/health");
+//! let result = run(&clients, &spec, &CancellationToken::new()).await?;
+//! assert_eq!(result["status"], 200);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Result
+//! ```json
+//! {"status": 200, "headers": {"content-type": "application/json"}, "body": "{\"ok\":true}",
+//!  "body_truncated": false, "json": {"ok": true}, "url": "http://localhost:8001/health", "duration_ms": 12}
+//! ```
+//! - Every received status is `Ok`: judging it is the engine's `expect` (default: status < 400).
+//! - `headers`: names lowercased; a header sent several times is joined with `, `.
+//! - `body`: lossy UTF-8, at most [`BODY_CAP`] bytes; reading stops there and `body_truncated` is true.
+//! - `json`: the body parsed as JSON, or null when it is not JSON (or was truncated).
+//! - `url`: the final URL after redirects, without userinfo.
+//!
+//! # Errors
+//! One line naming the URL (userinfo removed): connection refused, DNS lookup failed, TLS
+//! certificate problem (with the `insecure: true` hint), too many redirects. A request that
+//! outlives `timeout` is [`StepError::Timeout`]; without `timeout` only the step's own timeout
+//! (enforced by the engine through cancellation) bounds it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, Url, redirect};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::StepError;
+
+/// The most response body kept in the result, in bytes (1 MiB).
+pub const BODY_CAP: usize = 1024 * 1024;
+/// Redirects followed before giving up, like curl's and browsers' limits.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// One fully rendered HTTP request.
+#[derive(Clone, Default)]
+pub struct HttpSpec {
+    /// GET, POST, PUT, DELETE, HEAD or PATCH (any case).
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// Sent as the body with `content-type: application/json` (unless a header says otherwise).
+    pub json: Option<Value>,
+    /// Sent as-is; exclusive with `json`.
+    pub body: Option<String>,
+    /// Deadline for the whole exchange, connect to last body byte.
+    pub timeout: Option<Duration>,
+    /// Accept any server certificate (self-signed, expired, wrong host).
+    pub insecure: bool,
+    pub bearer: Option<String>,
+    /// User name and optional password.
+    pub basic: Option<(String, Option<String>)>,
+    pub follow_redirects: bool,
+}
+
+impl HttpSpec {
+    /// A request with no body, headers or auth that follows redirects.
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
+        HttpSpec {
+            method: method.into(),
+            url: url.into(),
+            follow_redirects: true,
+            ..Default::default()
+        }
+    }
+}
+
+// Hand-written so that a stray `{:?}` never prints a credential.
+impl std::fmt::Debug for HttpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSpec")
+            .field("method", &self.method)
+            .field("url", &redact_url(&self.url))
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("json", &self.json.is_some())
+            .field("body", &self.body.as_ref().map(String::len))
+            .field("timeout", &self.timeout)
+            .field("insecure", &self.insecure)
+            .field("bearer", &self.bearer.as_ref().map(|_| "***"))
+            .field("basic", &self.basic.as_ref().map(|(user, _)| (user, "***")))
+            .field("follow_redirects", &self.follow_redirects)
+            .finish()
+    }
+}
+
+/// The HTTP clients of one run: one per (insecure, follow_redirects) combination, built on first
+/// use, so that steps share connection pools. Cloning is cheap and shares the cache.
+#[derive(Clone, Default)]
+pub struct HttpClients {
+    cache: Arc<Mutex<HashMap<(bool, bool), reqwest::Client>>>,
+}
+
+impl HttpClients {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client for this combination (also what a Chroma target should use).
+    pub fn client(
+        &self,
+        insecure: bool,
+        follow_redirects: bool,
+    ) -> Result<reqwest::Client, StepError> {
+        // A panic elsewhere while holding the lock leaves the map intact: keep using it.
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = cache.get(&(insecure, follow_redirects)) {
+            return Ok(client.clone());
+        }
+        let policy = if follow_redirects {
+            redirect::Policy::limited(MAX_REDIRECTS)
+        } else {
+            redirect::Policy::none()
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .redirect(policy)
+            .tls_danger_accept_invalid_certs(insecure)
+            .build()
+            .map_err(|e| {
+                StepError::setup(format!("cannot build an HTTP client: {}", root_cause(&e)))
+            })?;
+        cache.insert((insecure, follow_redirects), client.clone());
+        Ok(client)
+    }
+}
+
+/// Sends the request and returns the response as JSON (see the module docs for its shape).
+pub async fn run(
+    clients: &HttpClients,
+    spec: &HttpSpec,
+    cancel: &CancellationToken,
+) -> Result<Value, StepError> {
+    let shown = redact_url(&spec.url);
+    let request = build(clients, spec, &shown)?;
+    let started = Instant::now();
+    let exchange = async {
+        let mut response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = headers_json(response.headers());
+        let url = redact_url(response.url().as_str());
+        let mut body = Vec::new();
+        let mut truncated = false;
+        // Read chunk by chunk so that a huge body is not downloaded only to be thrown away.
+        while let Some(chunk) = response.chunk().await? {
+            let room = BODY_CAP - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok::<_, reqwest::Error>((status, headers, url, body, truncated))
+    };
+    let (status, headers, url, body, truncated) = tokio::select! {
+        outcome = exchange => outcome.map_err(|e| describe_error(&e, &spec.method, &shown, spec.timeout))?,
+        () = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
+    };
+    let parsed = if truncated || body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
+    Ok(json!({
+        "status": status,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+        "body_truncated": truncated,
+        "json": parsed,
+        "url": url,
+        "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }))
+}
+
+fn build(
+    clients: &HttpClients,
+    spec: &HttpSpec,
+    shown: &str,
+) -> Result<reqwest::RequestBuilder, StepError> {
+    let method = match spec.method.to_ascii_uppercase().as_str() {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "DELETE" => Method::DELETE,
+        "HEAD" => Method::HEAD,
+        "PATCH" => Method::PATCH,
+        other => {
+            return Err(StepError::setup(format!(
+                "unsupported HTTP method `{other}` (expected GET, POST, PUT, DELETE, HEAD or PATCH)"
+            )));
+        }
+    };
+    let url = Url::parse(&spec.url)
+        .map_err(|e| StepError::setup(format!("invalid URL `{shown}`: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(StepError::setup(format!(
+            "invalid URL `{shown}`: the scheme must be http or https"
+        )));
+    }
+    if spec.json.is_some() && spec.body.is_some() {
+        return Err(StepError::setup(
+            "an http step takes `json` or `body`, not both",
+        ));
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in &spec.headers {
+        let key = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| StepError::setup(format!("invalid HTTP header name `{name}`")))?;
+        // The value may be a secret: name the header, never echo the value.
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            StepError::setup(format!(
+                "invalid value for HTTP header `{name}` (control characters?)"
+            ))
+        })?;
+        headers.append(key, value);
+    }
+    let client = clients.client(spec.insecure, spec.follow_redirects)?;
+    let mut request = client.request(method, url).headers(headers);
+    if let Some(token) = &spec.bearer {
+        request = request.bearer_auth(token);
+    }
+    if let Some((user, password)) = &spec.basic {
+        request = request.basic_auth(user, password.as_ref());
+    }
+    if let Some(timeout) = spec.timeout {
+        request = request.timeout(timeout);
+    }
+    if let Some(value) = &spec.json {
+        request = request.json(value);
+    } else if let Some(body) = &spec.body {
+        request = request.body(body.clone());
+    }
+    Ok(request)
+}
+
+fn headers_json(headers: &HeaderMap) -> Value {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        match map.get_mut(name.as_str()) {
+            Some(Value::String(joined)) => {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            }
+            _ => {
+                map.insert(name.as_str().to_owned(), Value::String(value.into_owned()));
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// `url` without its userinfo (`user:password@`); unparsable input is cut at the `@` by hand.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut parsed) = Url::parse(url) {
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // Only "cannot-be-a-base" URLs refuse these, and they carry no userinfo.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+        }
+        return parsed.to_string();
+    }
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &url[scheme_end + at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Turns a transport failure into the one line an operator reads; `url` is already redacted.
+pub(crate) fn describe_error(
+    err: &reqwest::Error,
+    method: &str,
+    url: &str,
+    timeout: Option<Duration>,
+) -> StepError {
+    let method = method.to_ascii_uppercase();
+    if err.is_timeout() {
+        return match timeout {
+            Some(after) => StepError::Timeout {
+                after,
+                result: Some(json!({"method": method, "url": url})),
+            },
+            None => StepError::failed(format!("timed out: {method} {url}"), None),
+        };
+    }
+    if err.is_redirect() {
+        return StepError::failed(
+            format!("too many redirects (more than {MAX_REDIRECTS}): {method} {url}"),
+            None,
+        );
+    }
+    if err.is_builder() {
+        return StepError::setup(format!(
+            "invalid request {method} {url}: {}",
+            root_cause(err)
+        ));
+    }
+    if let Some(tls) = find_tls_error(err) {
+        return match tls {
+            rustls::Error::InvalidCertificate(reason) => StepError::setup(format!(
+                "TLS certificate problem ({reason:?}) at {url}; set `insecure: true` for a self-signed certificate"
+            )),
+            other => StepError::setup(format!("TLS handshake failed at {url}: {other}")),
+        };
+    }
+    if err.is_connect() {
+        if has_io_kind(err, std::io::ErrorKind::ConnectionRefused) {
+            return StepError::setup(format!("connection refused: {method} {url}"));
+        }
+        if err.is_dns() || chain_mentions(err, "dns error") {
+            let host = Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            return StepError::setup(format!("DNS lookup failed for `{host}`: {method} {url}"));
+        }
+        return StepError::setup(format!(
+            "cannot connect: {method} {url}: {}",
+            root_cause(err)
+        ));
+    }
+    StepError::failed(format!("{method} {url} failed: {}", root_cause(err)), None)
+}
+
+/// Walks the source chain, looking inside `io::Error`s too: their `source()` skips the error they wrap.
+fn walk<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+    visit: &mut dyn FnMut(&'a (dyn std::error::Error + 'static)),
+) {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        visit(e);
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            walk(inner, visit);
+        }
+        current = e.source();
+    }
+}
+
+fn find_tls_error(err: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut found = None;
+    walk(err, &mut |e| {
+        if found.is_none() {
+            found = e.downcast_ref::<rustls::Error>();
+        }
+    });
+    found
+}
+
+fn has_io_kind(err: &reqwest::Error, kind: std::io::ErrorKind) -> bool {
+    let mut found = false;
+    walk(err, &mut |e| {
+        found |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == kind)
+    });
+    found
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err.to_string();
+    walk(err, &mut |e| last = e.to_string());
+    last
+}
+
+fn chain_mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut found = false;
+    walk(err, &mut |e| found |= e.to_string().contains(needle));
+    found
+}

@@ -1,0 +1,296 @@
+//! The `shell` step kind: a command under `bash -euo pipefail`, or an argv with no shell.
+//!
+//! What an operator can rely on:
+//! - stdin is /dev/null; `env` is added to Cairn's environment; `cwd` must exist.
+//! - The child leads its own process group and is SIGKILLed by the kernel if Cairn dies.
+//!   On timeout or cancel the whole group gets SIGTERM, [`GRACE`] to finish, then SIGKILL.
+//!   When the main process exits, anything still in its group is stopped the same way: a
+//!   step cannot leave a daemon behind (short of `setsid`), and a backgrounded grandchild
+//!   holding the output pipe cannot make the step hang.
+//! - `stdout`/`stderr` in the result keep the LAST `capture_limit` bytes of each stream
+//!   (the tail is where the error is), lossy UTF-8; `*_truncated` says bytes were dropped.
+//!   `log_path`, when set, receives both whole streams, appended as they arrive.
+//! - `exit_code` is the process's exit code, or 128 + N when signal N ended it (as bash reports).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_steps::StepError> {
+//! use cairn_steps::shell::{run, Command, ShellSpec};
+//! let mut spec = ShellSpec::new(Command::Shell("pg_isready -h db".into()));
+//! spec.timeout = Some(std::time::Duration::from_secs(10));
+//! let result = run(&spec, &tokio_util::sync::CancellationToken::new()).await?;
+//! assert_eq!(result["exit_code"], 0);
+//! # Ok(()) }
+//! ```
+
+mod capture;
+mod group;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::StepError;
+use capture::{SharedTail, Tail};
+
+/// How long a stopped step's processes get between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the output pipes to close once every process in the group is gone.
+const DRAIN: Duration = Duration::from_secs(1);
+/// Default bytes of each stream kept in the result.
+pub const DEFAULT_CAPTURE_LIMIT: usize = 1 << 20;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A script for `bash -euo pipefail -c`.
+    Shell(String),
+    /// A program and its arguments, passed as-is with no shell.
+    Argv(Vec<String>),
+}
+
+/// A fully rendered shell step.
+#[derive(Debug, Clone)]
+pub struct ShellSpec {
+    pub command: Command,
+    /// Added to (or overriding) Cairn's own environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    /// Both whole streams are appended here; missing folders are created.
+    pub log_path: Option<PathBuf>,
+    /// Bytes kept in memory per stream (the last ones); default [`DEFAULT_CAPTURE_LIMIT`].
+    pub capture_limit: usize,
+}
+
+impl ShellSpec {
+    pub fn new(command: Command) -> Self {
+        ShellSpec {
+            command,
+            env: Vec::new(),
+            cwd: None,
+            timeout: None,
+            log_path: None,
+            capture_limit: DEFAULT_CAPTURE_LIMIT,
+        }
+    }
+}
+
+/// How the wait for the main process ended.
+enum Ending {
+    Exited(std::io::Result<ExitStatus>),
+    TimedOut,
+    Cancelled,
+}
+
+/// Runs the step. `Ok` only for exit code 0; the result JSON is also inside every error
+/// except `Setup`.
+pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, StepError> {
+    let cmd = build(spec)?;
+    let log = capture::open_log(spec.log_path.as_deref()).await?;
+    let started = Instant::now();
+    let mut child = group::spawn(cmd)
+        .await
+        .map_err(|e| spawn_error(e, &spec.command))?;
+    let Some(pgid) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw)
+    else {
+        return Err(StepError::setup(
+            "the command exited before Cairn could track it",
+        ));
+    };
+    let mut guard = group::GroupGuard::new(pgid);
+
+    let out = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
+    let err = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
+    let mut pumps = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        pumps.push(tokio::spawn(capture::pump(
+            stdout,
+            out.clone(),
+            log.clone(),
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        pumps.push(tokio::spawn(capture::pump(
+            stderr,
+            err.clone(),
+            log.clone(),
+        )));
+    }
+
+    let ending = tokio::select! {
+        status = child.wait() => Ending::Exited(status),
+        () = sleep_opt(spec.timeout) => Ending::TimedOut,
+        () = cancel.cancelled() => Ending::Cancelled,
+    };
+    let (status, stopped) = match ending {
+        Ending::Exited(status) => {
+            group::stop_leftovers(pgid, GRACE).await;
+            (status, None)
+        }
+        stop @ (Ending::TimedOut | Ending::Cancelled) => {
+            (group::terminate(&mut child, pgid, GRACE).await, Some(stop))
+        }
+    };
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    guard.disarm();
+
+    // Every process of the group is gone, so the pipes close unless something escaped the
+    // group with them: do not wait for that one.
+    let drain = tokio::time::sleep(DRAIN);
+    tokio::pin!(drain);
+    for pump in &mut pumps {
+        tokio::select! {
+            _ = &mut *pump => {}
+            () = &mut drain => pump.abort(),
+        }
+    }
+
+    let status =
+        status.map_err(|e| StepError::setup(format!("waiting for the command failed: {e}")))?;
+    let exit_code = status
+        .code()
+        .or(status.signal().map(|s| 128 + s))
+        .unwrap_or(-1);
+    let result = result_json(exit_code, &out, &err, duration_ms);
+
+    match stopped {
+        Some(Ending::TimedOut) => {
+            let after = spec.timeout.unwrap_or_default();
+            return Err(StepError::Timeout {
+                after,
+                result: Some(result),
+            });
+        }
+        Some(_) => {
+            return Err(StepError::Cancelled {
+                result: Some(result),
+            });
+        }
+        None if status.success() => return Ok(result),
+        None => {}
+    }
+    let stderr = result["stderr"].as_str().unwrap_or_default();
+    Err(StepError::failed(
+        failure_message(&spec.command, &status, stderr),
+        Some(result),
+    ))
+}
+
+fn build(spec: &ShellSpec) -> Result<tokio::process::Command, StepError> {
+    if let Some(cwd) = spec.cwd.as_ref().filter(|cwd| !cwd.is_dir()) {
+        return Err(StepError::setup(format!(
+            "working directory `{}` does not exist or is not a directory",
+            cwd.display()
+        )));
+    }
+    let mut cmd = match &spec.command {
+        Command::Shell(script) => {
+            let mut cmd = tokio::process::Command::new("bash");
+            cmd.args(["-euo", "pipefail", "-c", script]);
+            cmd
+        }
+        Command::Argv(argv) => {
+            let Some((program, args)) = argv.split_first() else {
+                return Err(StepError::setup("argv is empty: nothing to run"));
+            };
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args);
+            cmd
+        }
+    };
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    Ok(cmd)
+}
+
+fn spawn_error(error: std::io::Error, command: &Command) -> StepError {
+    let program = match command {
+        Command::Shell(_) => "bash",
+        Command::Argv(argv) => argv.first().map(String::as_str).unwrap_or_default(),
+    };
+    match error.kind() {
+        std::io::ErrorKind::NotFound => StepError::setup(format!(
+            "command not found: `{program}` (is it installed and on PATH?)"
+        )),
+        std::io::ErrorKind::PermissionDenied => StepError::setup(format!(
+            "permission denied running `{program}` (is it executable?)"
+        )),
+        _ => StepError::setup(format!("cannot start `{program}`: {error}")),
+    }
+}
+
+fn failure_message(command: &Command, status: &ExitStatus, stderr: &str) -> String {
+    let line = last_line(stderr);
+    if matches!(command, Command::Shell(_)) && status.code() == Some(127) {
+        // bash: "bash: line 1: pg_dumpx: command not found"
+        if let Some(name) = line
+            .strip_suffix(": command not found")
+            .and_then(|l| l.rsplit(": ").next())
+        {
+            return format!("command not found: `{name}` (is it installed and on PATH?)");
+        }
+        if !line.is_empty() {
+            return format!("command not found: {line}");
+        }
+    }
+    let head = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(name) => format!("killed by signal {signal} ({name})"),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        (None, None) => "failed".to_string(),
+    };
+    if line.is_empty() {
+        head
+    } else {
+        format!("{head}: {line}")
+    }
+}
+
+/// The last non-empty line, trimmed to about 200 characters.
+fn last_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or_default();
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+fn result_json(exit_code: i32, out: &SharedTail, err: &SharedTail, duration_ms: u64) -> Value {
+    let out = out.lock().unwrap_or_else(PoisonError::into_inner);
+    let err = err.lock().unwrap_or_else(PoisonError::into_inner);
+    json!({
+        "exit_code": exit_code,
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "stdout_truncated": out.truncated(),
+        "stderr_truncated": err.truncated(),
+        "duration_ms": duration_ms,
+    })
+}
+
+async fn sleep_opt(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,391 @@
+//! The shell step against real processes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cairn_steps::StepError;
+use cairn_steps::shell::{Command, ShellSpec, run};
+use tokio_util::sync::CancellationToken;
+
+fn sh(script: &str) -> ShellSpec {
+    ShellSpec::new(Command::Shell(script.to_string()))
+}
+
+fn argv(args: &[&str]) -> ShellSpec {
+    ShellSpec::new(Command::Argv(args.iter().map(|s| s.to_string()).collect()))
+}
+
+async fn ok(spec: &ShellSpec) -> serde_json::Value {
+    match run(spec, &CancellationToken::new()).await {
+        Ok(v) => v,
+        Err(e) => panic!("step failed: {e} {:?}", e.result()),
+    }
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+fn live_in_group(pgid: i32) -> Vec<String> {
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.get(2).and_then(|p| p.parse::<i32>().ok()) == Some(pgid) && fields[0] != "Z" {
+            live.push(stat.clone());
+        }
+    }
+    live
+}
+
+/// Reads the pid a script wrote (its own `$$`, which is its process group id).
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+#[tokio::test]
+async fn captures_stdout_stderr_and_exit_code() {
+    let v = ok(&sh("echo out; echo err >&2")).await;
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["stdout"], "out\n");
+    assert_eq!(v["stderr"], "err\n");
+    assert_eq!(v["stdout_truncated"], false);
+    assert!(v["duration_ms"].is_u64());
+
+    let e = run(
+        &sh("echo partial; echo 'first' >&2; echo '  the real cause  ' >&2; echo >&2; exit 3"),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("exit 3 fails");
+    assert_eq!(e.to_string(), "exit code 3: the real cause");
+    let r = e.result().expect("result kept");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stdout"], "partial\n");
+}
+
+#[tokio::test]
+async fn env_and_cwd_are_applied_and_stdin_is_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh("echo \"$GREETING\"; pwd; cat");
+    spec.env = vec![("GREETING".into(), "hello there".into())];
+    spec.cwd = Some(dir.path().to_path_buf());
+    let v = ok(&spec).await;
+    let canonical = dir.path().canonicalize().expect("canonical");
+    assert_eq!(
+        v["stdout"],
+        format!("hello there\n{}\n", canonical.display())
+    );
+
+    let mut missing = sh("true");
+    missing.cwd = Some(dir.path().join("nope"));
+    let e = run(&missing, &CancellationToken::new())
+        .await
+        .expect_err("missing cwd");
+    assert!(matches!(e, StepError::Setup { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("working directory") && e.to_string().contains("nope"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn bash_runs_with_euo_pipefail() {
+    let e = run(
+        &sh("false | true; echo not reached"),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("pipefail");
+    assert_eq!(e.result().expect("result")["exit_code"], 1);
+    assert_eq!(e.result().expect("result")["stdout"], "");
+
+    let e = run(
+        &sh("echo \"$UNSET_VARIABLE_XYZ\""),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("nounset");
+    assert!(
+        e.to_string()
+            .contains("UNSET_VARIABLE_XYZ: unbound variable"),
+        "{e}"
+    );
+
+    let e = run(&sh("false; echo not reached"), &CancellationToken::new())
+        .await
+        .expect_err("errexit");
+    assert_eq!(e.to_string(), "exit code 1");
+}
+
+#[tokio::test]
+async fn argv_passes_arguments_untouched() {
+    let tricky = [
+        "two words",
+        "it's \"quoted\"",
+        "$(touch /tmp/cairn-pwned)",
+        "*",
+        "$HOME",
+        "",
+    ];
+    let mut args = vec!["printf", "[%s]\\n"];
+    args.extend(tricky);
+    let v = ok(&argv(&args)).await;
+    let expected: String = tricky.iter().map(|a| format!("[{a}]\n")).collect();
+    assert_eq!(v["stdout"], expected);
+    assert!(!Path::new("/tmp/cairn-pwned").exists());
+}
+
+#[tokio::test]
+async fn capture_keeps_the_tail_and_the_log_keeps_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("logs/deeper/step.log");
+    let mut spec = sh("for i in $(seq 1 1000); do echo \"line $i\"; done; echo oops >&2");
+    spec.capture_limit = 100;
+    spec.log_path = Some(log.clone());
+    let v = ok(&spec).await;
+    let stdout = v["stdout"].as_str().expect("stdout");
+    assert_eq!(stdout.len(), 100);
+    assert!(stdout.ends_with("line 999\nline 1000\n"), "{stdout}");
+    assert_eq!(v["stdout_truncated"], true);
+    assert_eq!(v["stderr"], "oops\n");
+    assert_eq!(v["stderr_truncated"], false);
+
+    let logged = std::fs::read_to_string(&log).expect("log");
+    let expected: String = (1..=1000).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(logged.replace("oops\n", ""), expected);
+    assert!(logged.contains("oops\n"));
+
+    // Appended, not replaced.
+    ok(&spec).await;
+    let twice = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(twice.len(), logged.len() * 2);
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut spec = sh(&format!(
+        "echo $$ > {}; sleep 30 & sleep 30 & echo started; wait",
+        pid_file.display()
+    ));
+    spec.timeout = Some(Duration::from_millis(500));
+    let started = Instant::now();
+    let e = run(&spec, &CancellationToken::new())
+        .await
+        .expect_err("timeout");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(500) + Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    let StepError::Timeout {
+        after,
+        result: Some(result),
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(*after, Duration::from_millis(500));
+    assert_eq!(result["stdout"], "started\n");
+    assert_eq!(result["exit_code"], 128 + 15);
+    assert_eq!(e.to_string(), "timeout after 0.5 s");
+    let pgid = read_pid(&pid_file);
+    assert!(live_in_group(pgid).is_empty(), "{:?}", live_in_group(pgid));
+}
+
+#[tokio::test]
+async fn sigterm_ignored_means_sigkill_after_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut spec = sh(&format!(
+        "trap '' TERM; echo $$ > {}; sleep 30 & wait; sleep 30",
+        pid_file.display()
+    ));
+    spec.timeout = Some(Duration::from_millis(300));
+    let started = Instant::now();
+    let e = run(&spec, &CancellationToken::new())
+        .await
+        .expect_err("timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e, StepError::Timeout { .. }));
+    assert!(live_in_group(read_pid(&pid_file)).is_empty());
+}
+
+#[tokio::test]
+async fn cancel_stops_the_whole_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let spec = sh(&format!(
+        "echo $$ > {}; sleep 30 & wait",
+        pid_file.display()
+    ));
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let e = run(&spec, &cancel).await.expect_err("cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(e, StepError::Cancelled { result: Some(_) }),
+        "{e:?}"
+    );
+    assert!(live_in_group(read_pid(&pid_file)).is_empty());
+}
+
+#[tokio::test]
+async fn a_background_grandchild_is_killed_when_the_main_process_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    // The grandchild keeps stdout open: reading it must not wait 30 s.
+    let spec = sh(&format!(
+        "echo $$ > {}; sleep 30 & echo done",
+        pid_file.display()
+    ));
+    let started = Instant::now();
+    let v = ok(&spec).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(v["stdout"], "done\n");
+    assert!(live_in_group(read_pid(&pid_file)).is_empty());
+}
+
+#[tokio::test]
+async fn command_not_found_both_ways() {
+    let e = run(
+        &argv(&["cairn-no-such-tool", "--x"]),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("enoent");
+    assert!(matches!(e, StepError::Setup { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "command not found: `cairn-no-such-tool` (is it installed and on PATH?)"
+    );
+
+    let e = run(&sh("cairn-no-such-tool --x"), &CancellationToken::new())
+        .await
+        .expect_err("127");
+    assert!(matches!(e, StepError::Failed { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "command not found: `cairn-no-such-tool` (is it installed and on PATH?)"
+    );
+    assert_eq!(e.result().expect("result")["exit_code"], 127);
+
+    let e = run(&argv(&[]), &CancellationToken::new())
+        .await
+        .expect_err("empty");
+    assert!(matches!(e, StepError::Setup { .. }));
+}
+
+#[tokio::test]
+async fn non_utf8_output_is_lossy_and_long_lines_are_trimmed() {
+    let v = ok(&sh("printf 'a\\377b'")).await;
+    assert_eq!(v["stdout"], "a\u{FFFD}b");
+    let e = run(
+        &sh("printf 'x%.0s' $(seq 1 500) >&2; exit 2"),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect_err("exit 2");
+    let message = e.to_string();
+    assert!(
+        message.starts_with("exit code 2: xxx") && message.ends_with('…'),
+        "{message}"
+    );
+    assert!(message.chars().count() < 220);
+}
+
+/// Polls until `check` holds or two seconds pass.
+async fn eventually(check: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn dropping_the_step_future_kills_the_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let spec = sh(&format!(
+        "echo $$ > {}; sleep 30 & wait",
+        pid_file.display()
+    ));
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(300),
+        run(&spec, &CancellationToken::new()),
+    )
+    .await;
+    assert!(dropped.is_err(), "the step should still have been running");
+    let pgid = read_pid(&pid_file);
+    assert!(
+        eventually(|| live_in_group(pgid).is_empty()).await,
+        "{:?}",
+        live_in_group(pgid)
+    );
+}
+
+/// Not a test by itself: run by `the_child_dies_with_cairn` in a separate process that is
+/// then SIGKILLed, leaving the kernel's parent-death signal as the only thing that can act.
+#[tokio::test]
+async fn pdeathsig_helper() {
+    let Ok(pid_file) = std::env::var("CAIRN_PDEATHSIG_PID_FILE") else {
+        return;
+    };
+    let spec = sh(&format!("echo $$ > {pid_file}; exec sleep 30"));
+    // Spawned from a task on another runtime thread that goes away: the dedicated spawner
+    // thread must keep the child alive until the whole process dies.
+    let _ = run(&spec, &CancellationToken::new()).await;
+}
+
+#[tokio::test]
+async fn the_child_dies_with_cairn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut helper = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["pdeathsig_helper", "--exact", "--nocapture"])
+        .env("CAIRN_PDEATHSIG_PID_FILE", &pid_file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("helper");
+    assert!(
+        eventually(|| std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))).await
+    );
+    let pid = read_pid(&pid_file);
+    // Still alive while its parent lives, whatever thread spawned it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!live_in_group(pid).is_empty());
+    helper.kill().expect("SIGKILL the helper");
+    let _ = helper.wait();
+    assert!(
+        eventually(|| live_in_group(pid).is_empty()).await,
+        "child outlived cairn"
+    );
+}
