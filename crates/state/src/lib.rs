@@ -1,0 +1,237 @@
+//! Cairn's durable state: the checkpoint [`Store`] the engine writes after every step
+//! transition, and reads to resume a run after a failure, a crash or an approval pause.
+//!
+//! [`open`] picks the backend from a URL (`--state URL` / `$CAIRN_STATE`, see [`default_url`]):
+//!
+//! | URL | backend |
+//! |---|---|
+//! | `sqlite://PATH`, `sqlite://PATH?sync=full`, or a bare `PATH` | [`SqliteStore`], one file |
+//! | `postgres://…` (or `postgresql://…`) | [`PgStore`], shared between machines |
+//! | `memory:` | [`MemoryStore`], nothing kept after the process (dry tests, benchmarks) |
+//!
+//! ```
+//! use cairn_state::{RunFilter, RunRecord, StepRecord, StepStatus};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cairn_state::StateError> {
+//! let store = cairn_state::open("memory:").await?;
+//! let run = RunRecord::start("nightly-backup", "runbooks/backup.yaml", "sha256:…",
+//!                            serde_json::json!({ "incremental": false }), "sre");
+//! store.create_run(&run, &[]).await?;
+//!
+//! let mut step = StepRecord::new(&run.id, "pg_dump", None, "sha256:…");
+//! step.status = StepStatus::Running;
+//! store.put_step(&step).await?; // committed: a crash from here on leaves it "in doubt"
+//!
+//! let runs = store.list_runs(&RunFilter::default()).await?;
+//! assert_eq!(runs[0].id, run.id);
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//!
+//! Every write is committed when its call returns, as one transaction (a run with its step
+//! DAG, a step checkpoint, a lock). What "committed" survives depends on the backend:
+//!
+//! - **SQLite** (default `.cairn/state.db`): WAL journal. With the default `synchronous=NORMAL`
+//!   a commit survives a crash or kill of the process, but the last commits before a power
+//!   loss or kernel crash may be lost (the database stays consistent). `sqlite://PATH?sync=full`
+//!   fsyncs every commit, so it survives power loss too, at the price of one fsync per
+//!   checkpoint. Several processes on one host may share the file (writers take turns,
+//!   waiting up to 30 s); do not put it on a network file system.
+//! - **PostgreSQL**: whatever the server promises (with its defaults, durable on commit).
+//!   Tables are prefixed `cairn_` and live in the connection's `search_path`
+//!   (`?options=-c%20search_path%3Dops`). Any number of processes on any number of hosts may
+//!   share it; taking a lock is atomic across all of them. Liveness compares timestamps
+//!   written by different hosts, so their clocks must be synchronised (NTP). JSON is stored
+//!   as JSONB, which does not keep object key order (values compare equal, and SQLite and
+//!   memory keep the order) and cannot hold the NUL character: a `\u0000` in a string or key
+//!   is saved as U+FFFD rather than failing the checkpoint; likewise in error text.
+//! - **Memory**: same semantics, held in a mutex; gone with the process.
+//!
+//! Times are kept to the microsecond on every backend ([`now`] gives such a time).
+//!
+//! Schema migrations are versioned (`cairn_schema`), applied on open, and safe when several
+//! processes open the same database at once.
+//!
+//! # Liveness
+//!
+//! A `running` run whose process is gone is reported `interrupted` by [`Store::get_run`] and
+//! [`Store::list_runs`] (and saved so). Gone means its pid is dead on this host, or it has not
+//! heartbeated for [`STALE_AFTER`] on any host (which also catches a reused pid). Locks follow
+//! the same rules plus a lease: see [`Store::try_lock`]. So the engine should build
+//! `host` with [`current_host`], heartbeat every [`HEARTBEAT_EVERY`], and know that a process
+//! stalled for longer than [`STALE_AFTER`] loses its claim to the run and its locks.
+
+// The run columns in the order both SQL backends select and insert them; a macro so that
+// `concat!` can build whole `&'static str` queries from it.
+macro_rules! run_columns {
+    () => {
+        "id, runbook, path, content_hash, inputs, status, started_at, finished_at, \
+         heartbeat_at, host, pid, username, parent_run, outputs, error, attempt"
+    };
+}
+
+// Likewise for the step columns.
+macro_rules! step_columns {
+    () => {
+        "run_id, step_id, item, status, attempt, started_at, finished_at, result, outputs, \
+         error, log_path, def_hash, idempotent"
+    };
+}
+
+mod codec;
+mod error;
+mod lock;
+mod memory;
+mod postgres;
+mod sqlite;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use error::StateError;
+pub use lock::{HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive};
+pub use memory::MemoryStore;
+pub use postgres::PgStore;
+pub use sqlite::{Durability, SqliteStore};
+pub use types::{
+    Approval, Decision, LockHolder, LockInfo, ParseStatusError, RunFilter, RunRecord, RunStatus,
+    StepDef, StepRecord, StepStatus,
+};
+
+/// The schema version this build creates and understands, kept in the `cairn_schema` table.
+/// Both SQL backends are migrated to the same version.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The checkpoint store. Implementations are cheap to share (`Arc<dyn Store>`) and safe to call
+/// from many tasks at once.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Records a new run with its step DAG, in one transaction. Fails with
+    /// [`StateError::RunExists`] if the id is taken.
+    async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError>;
+
+    /// Saves everything but `id` and `started_at`: status, finished_at, outputs, error,
+    /// attempt, and pid/host/user/content_hash on resume. `heartbeat_at` never moves back.
+    async fn update_run(&self, run: &RunRecord) -> Result<(), StateError>;
+
+    /// Replaces the run's step DAG (on resume, with the runbook as it is now).
+    async fn set_step_defs(&self, run_id: &str, defs: &[StepDef]) -> Result<(), StateError>;
+
+    /// The run's step DAG in the order it was given; empty for an unknown run.
+    async fn step_defs(&self, run_id: &str) -> Result<Vec<StepDef>, StateError>;
+
+    /// Marks the run alive now and renews the leases of every lock it holds.
+    async fn heartbeat(&self, run_id: &str) -> Result<(), StateError>;
+
+    /// The run with this id, or the only run whose id starts with this prefix (case-insensitive
+    /// for ULIDs). A prefix matching several runs is [`StateError::AmbiguousRunId`].
+    async fn get_run(&self, id_or_unique_prefix: &str) -> Result<Option<RunRecord>, StateError>;
+
+    /// Runs matching the filter, newest `started_at` first. The status filter applies to the
+    /// effective status, so `interrupted` finds dead `running` runs.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError>;
+
+    /// Inserts or replaces the checkpoint of (run_id, step_id, item). Committed when it
+    /// returns. Fails with [`StateError::RunNotFound`] for an unknown run.
+    async fn put_step(&self, rec: &StepRecord) -> Result<(), StateError>;
+
+    /// The run's step checkpoints in the order they were first written.
+    async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError>;
+
+    /// Takes the named lock for `holder.run_id` for `lease` (renewed by [`Store::heartbeat`]),
+    /// atomically across processes and hosts. `Ok(Err(info))` means it is held: `info` names
+    /// the holder. A lock is free when nobody holds it; the requesting run already holds it;
+    /// the holder run succeeded, failed or was interrupted; or the holder is not paused and
+    /// either its lease ran out or its pid is dead on this host. A paused run keeps its locks.
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &LockHolder,
+        lease: Duration,
+    ) -> Result<Result<(), LockInfo>, StateError>;
+
+    /// Releases one lock if `run_id` holds it (a step-level `lock:` when the step ends).
+    async fn release_lock(&self, name: &str, run_id: &str) -> Result<(), StateError>;
+
+    /// Releases every lock the run holds.
+    async fn release_locks(&self, run_id: &str) -> Result<(), StateError>;
+
+    /// Every lock row, by name, including ones whose holder is gone but not yet replaced.
+    async fn locks(&self) -> Result<Vec<LockInfo>, StateError>;
+
+    /// Appends an answer to an approval gate. Fails with [`StateError::RunNotFound`] for an
+    /// unknown run.
+    async fn record_approval(&self, a: &Approval) -> Result<(), StateError>;
+
+    /// The run's approvals in the order they were recorded.
+    async fn approvals(&self, run_id: &str) -> Result<Vec<Approval>, StateError>;
+
+    /// Closes connections cleanly (SQLite checkpoints its WAL). Calls after it fail.
+    async fn close(&self) {}
+}
+
+/// Opens the store a URL names, creating and migrating it as needed: `sqlite://PATH` (with
+/// optional `?sync=full` or `?sync=normal`), a bare path (SQLite), `postgres://…` or
+/// `postgresql://…`, or `memory:`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StateError> {
+    let trimmed = url.trim();
+    if trimmed == "memory:" || trimmed == "memory://" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::connect(trimmed).await?));
+    }
+    // `sqlite:PATH` as sqlx spells it is accepted too.
+    if let Some(rest) = trimmed
+        .strip_prefix("sqlite://")
+        .or_else(|| trimmed.strip_prefix("sqlite:"))
+    {
+        let (path, sync) = sqlite::parse_url_tail(trimmed, rest)?;
+        return Ok(Arc::new(SqliteStore::open(path, sync).await?));
+    }
+    if let Some(scheme_end) = trimmed.find("://") {
+        return Err(StateError::BadUrl {
+            url: error::redact_url(trimmed),
+            reason: format!(
+                "unknown scheme `{}` (expected sqlite://PATH, a path, postgres://… or memory:)",
+                &trimmed[..scheme_end]
+            ),
+        });
+    }
+    if trimmed.is_empty() {
+        return Err(StateError::BadUrl {
+            url: String::new(),
+            reason: "empty (expected sqlite://PATH, a path, postgres://… or memory:)".to_string(),
+        });
+    }
+    Ok(Arc::new(
+        SqliteStore::open(trimmed, Durability::Normal).await?,
+    ))
+}
+
+/// The state URL to use when `--state` is not given: `$CAIRN_STATE`, else `.cairn/state.db`.
+pub fn default_url() -> String {
+    match std::env::var("CAIRN_STATE") {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => ".cairn/state.db".to_string(),
+    }
+}
+
+/// A new run id: a ULID, so ids sort by creation time and a short prefix usually suffices.
+/// Ids made by one process are strictly increasing, even within a millisecond.
+pub fn new_run_id() -> String {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let monotonic = match GENERATOR.lock() {
+        Ok(mut g) => g.generate().ok(),
+        // A panic elsewhere while holding the lock cannot corrupt a generator worth keeping.
+        Err(poisoned) => poisoned.into_inner().generate().ok(),
+    };
+    // The monotonic generator only fails after 2^80 ids in one millisecond.
+    monotonic.unwrap_or_else(ulid::Ulid::new).to_string()
+}

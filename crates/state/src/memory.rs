@@ -1,0 +1,254 @@
+//! The in-memory store: the same semantics as the database backends, held in a mutex and gone
+//! with the process. For dry tests and for benchmarking the engine without I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::Store;
+use crate::codec::{MAX_CANDIDATES, pick_unique, prefix_forms};
+use crate::error::StateError;
+use crate::lock::{effective_status, lease_end, lock_is_free, now, taken_since, trunc};
+use crate::types::{Approval, LockHolder, LockInfo, RunFilter, RunRecord, StepDef, StepRecord};
+
+/// A [`Store`] in memory. `open("memory:")` makes one.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    runs: BTreeMap<String, RunRecord>,
+    defs: HashMap<String, Vec<StepDef>>,
+    // Per run, in first-write order, like the SQL backends' insertion order.
+    steps: HashMap<String, Vec<StepRecord>>,
+    locks: BTreeMap<String, (LockInfo, Duration)>,
+    approvals: HashMap<String, Vec<Approval>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing here panics half-way through an update, so a poisoned lock still guards
+        // consistent data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn run_mut(&mut self, id: &str) -> Result<&mut RunRecord, StateError> {
+        self.runs
+            .get_mut(id)
+            .ok_or_else(|| StateError::RunNotFound(id.to_string()))
+    }
+
+    /// The run as a reader should see it, saving `interrupted` when its process is gone.
+    fn observe(&mut self, id: &str) -> Option<RunRecord> {
+        let now = now();
+        let run = self.runs.get_mut(id)?;
+        run.status = effective_status(run.status, &run.host, run.pid, run.heartbeat_at, now);
+        Some(run.clone())
+    }
+}
+
+// Times are kept at microsecond precision, like the SQL backends, so a record read back
+// compares equal to the one written whatever the backend.
+fn normalized_run(run: &RunRecord) -> RunRecord {
+    let mut r = run.clone();
+    r.started_at = trunc(r.started_at);
+    r.finished_at = r.finished_at.map(trunc);
+    r.heartbeat_at = trunc(r.heartbeat_at);
+    r
+}
+
+fn normalized_step(rec: &StepRecord) -> StepRecord {
+    let mut r = rec.clone();
+    r.started_at = r.started_at.map(trunc);
+    r.finished_at = r.finished_at.map(trunc);
+    r
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        if inner.runs.contains_key(&run.id) {
+            return Err(StateError::RunExists(run.id.clone()));
+        }
+        inner.runs.insert(run.id.clone(), normalized_run(run));
+        inner.defs.insert(run.id.clone(), defs.to_vec());
+        Ok(())
+    }
+
+    async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        let stored = inner.run_mut(&run.id)?;
+        let new = normalized_run(run);
+        let heartbeat_at = stored.heartbeat_at.max(new.heartbeat_at);
+        let started_at = stored.started_at;
+        *stored = RunRecord {
+            started_at,
+            heartbeat_at,
+            ..new
+        };
+        Ok(())
+    }
+
+    async fn set_step_defs(&self, run_id: &str, defs: &[StepDef]) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.run_mut(run_id)?;
+        inner.defs.insert(run_id.to_string(), defs.to_vec());
+        Ok(())
+    }
+
+    async fn step_defs(&self, run_id: &str) -> Result<Vec<StepDef>, StateError> {
+        Ok(self.lock().defs.get(run_id).cloned().unwrap_or_default())
+    }
+
+    async fn heartbeat(&self, run_id: &str) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        let now = now();
+        let run = inner.run_mut(run_id)?;
+        run.heartbeat_at = run.heartbeat_at.max(now);
+        for (info, lease) in inner.locks.values_mut() {
+            if info.run_id == run_id {
+                info.lease_until = lease_end(now, *lease);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_run(&self, id_or_prefix: &str) -> Result<Option<RunRecord>, StateError> {
+        let mut inner = self.lock();
+        if id_or_prefix.is_empty() {
+            return Ok(None);
+        }
+        if inner.runs.contains_key(id_or_prefix) {
+            return Ok(inner.observe(id_or_prefix));
+        }
+        let (p, upper) = prefix_forms(id_or_prefix);
+        let ids: Vec<String> = inner
+            .runs
+            .keys()
+            .filter(|id| id.starts_with(&p) || id.starts_with(&upper))
+            .take(usize::try_from(MAX_CANDIDATES).unwrap_or(10))
+            .cloned()
+            .collect();
+        match pick_unique(id_or_prefix, ids)? {
+            Some(id) => Ok(inner.observe(&id)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError> {
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner.runs.keys().cloned().collect();
+        let mut runs: Vec<RunRecord> = ids
+            .iter()
+            .filter_map(|id| inner.observe(id))
+            .filter(|r| filter.runbook.as_ref().is_none_or(|b| &r.runbook == b))
+            .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .collect();
+        runs.sort_by(|a, b| (b.started_at, &b.id).cmp(&(a.started_at, &a.id)));
+        if let Some(limit) = filter.limit {
+            runs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Ok(runs)
+    }
+
+    async fn put_step(&self, rec: &StepRecord) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.run_mut(&rec.run_id)?;
+        let steps = inner.steps.entry(rec.run_id.clone()).or_default();
+        let new = normalized_step(rec);
+        match steps
+            .iter_mut()
+            .find(|s| s.step_id == rec.step_id && s.item == rec.item)
+        {
+            Some(existing) => *existing = new,
+            None => steps.push(new),
+        }
+        Ok(())
+    }
+
+    async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
+        Ok(self.lock().steps.get(run_id).cloned().unwrap_or_default())
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &LockHolder,
+        lease: Duration,
+    ) -> Result<Result<(), LockInfo>, StateError> {
+        let mut inner = self.lock();
+        let now = now();
+        let held = inner.locks.get(name).map(|(l, _)| l.clone());
+        let since = match held {
+            None => now,
+            Some(held) => {
+                let holder_status = inner.observe(&held.run_id).map(|r| r.status);
+                if !lock_is_free(&held, holder_status, &holder.run_id, now) {
+                    return Ok(Err(held));
+                }
+                taken_since(&held, &holder.run_id, now)
+            }
+        };
+        let info = LockInfo {
+            name: name.to_string(),
+            run_id: holder.run_id.clone(),
+            host: holder.host.clone(),
+            pid: holder.pid,
+            since,
+            lease_until: lease_end(now, lease),
+        };
+        inner.locks.insert(name.to_string(), (info, lease));
+        Ok(Ok(()))
+    }
+
+    async fn release_lock(&self, name: &str, run_id: &str) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        if inner
+            .locks
+            .get(name)
+            .is_some_and(|(l, _)| l.run_id == run_id)
+        {
+            inner.locks.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn release_locks(&self, run_id: &str) -> Result<(), StateError> {
+        self.lock().locks.retain(|_, (l, _)| l.run_id != run_id);
+        Ok(())
+    }
+
+    async fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
+        Ok(self.lock().locks.values().map(|(l, _)| l.clone()).collect())
+    }
+
+    async fn record_approval(&self, a: &Approval) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.run_mut(&a.run_id)?;
+        let mut a = a.clone();
+        a.at = trunc(a.at);
+        inner.approvals.entry(a.run_id.clone()).or_default().push(a);
+        Ok(())
+    }
+
+    async fn approvals(&self, run_id: &str) -> Result<Vec<Approval>, StateError> {
+        Ok(self
+            .lock()
+            .approvals
+            .get(run_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,339 @@
+//! The records the store keeps: runs, steps, the step DAG, locks and approvals.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A status string that is not one of the known values, e.g. `cairn runs --status finished`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}` (expected one of: {})", expected.join(", "))]
+pub struct ParseStatusError {
+    /// What was being parsed: "run status", "step status", "decision".
+    pub kind: &'static str,
+    /// The text that was given.
+    pub value: String,
+    /// The accepted values.
+    pub expected: &'static [&'static str],
+}
+
+// One definition gives each enum its canonical lowercase text, used by serde (through
+// `rename_all`), Display, FromStr and the database columns alike, so the four cannot drift.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The canonical lowercase text, as stored and printed.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseStatusError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ParseStatusError {
+                        kind: $kind,
+                        value: s.to_string(),
+                        expected: &[$($text),+],
+                    }),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a run stands. `Interrupted` is also computed on read for a `running` run whose
+    /// process is gone (see [`crate::pid_alive`] and [`crate::STALE_AFTER`]).
+    RunStatus, "run status", {
+        /// A process is executing it (and heartbeating).
+        Running = "running",
+        /// Every step that had to run succeeded.
+        Succeeded = "succeeded",
+        /// A step failed with `on_failure: abort`, or an approval was rejected.
+        Failed = "failed",
+        /// Waiting for `cairn approve`; keeps its locks.
+        Paused = "paused",
+        /// The process died or was stopped before the run ended; resumable.
+        Interrupted = "interrupted",
+    }
+);
+
+impl RunStatus {
+    /// True once the run has ended and gives up its locks: succeeded, failed or interrupted.
+    /// A paused run is not finished: it still holds its locks until it is resumed to an end.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Interrupted
+        )
+    }
+}
+
+text_enum!(
+    /// Where one step (or one `for_each` item of it) stands.
+    StepStatus, "step status", {
+        /// Not started yet.
+        Pending = "pending",
+        /// Started; committed before the action begins, so a crash leaves it "in doubt".
+        Running = "running",
+        /// Finished and its `expect` held.
+        Succeeded = "succeeded",
+        /// Finished with an error or a failed `expect`.
+        Failed = "failed",
+        /// Its `when` was false, or it was skipped on resume.
+        Skipped = "skipped",
+        /// An approval gate waiting for an answer.
+        Waiting = "waiting",
+        /// Not run because an upstream step aborted the run.
+        Cancelled = "cancelled",
+    }
+);
+
+text_enum!(
+    /// The answer given at an approval gate.
+    Decision, "decision", {
+        /// `cairn approve`.
+        Approved = "approved",
+        /// `cairn reject`.
+        Rejected = "rejected",
+    }
+);
+
+/// One execution of a runbook, across all its attempts (resumes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// A ULID ([`crate::new_run_id`]): sorts by creation time; any unique prefix finds it.
+    pub id: String,
+    /// The runbook's `name`.
+    pub runbook: String,
+    /// The runbook file as given on the command line.
+    pub path: String,
+    /// Hash of the runbook file's content at the latest attempt.
+    pub content_hash: String,
+    /// The inputs, already masked by the engine: never secrets.
+    pub inputs: serde_json::Value,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// When the first attempt started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended (succeeded or failed); `None` while running, paused or interrupted.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Last sign of life of the executing process ([`crate::Store::heartbeat`]).
+    pub heartbeat_at: DateTime<Utc>,
+    /// Host name of the executing process ([`crate::current_host`]).
+    pub host: String,
+    /// Process id of the executing process.
+    pub pid: u32,
+    /// Who started (or last resumed) it.
+    pub user: String,
+    /// The run whose `uses` step started this one as a sub-run.
+    pub parent_run: Option<String>,
+    /// The runbook's `outputs`, once rendered.
+    pub outputs: Option<serde_json::Value>,
+    /// Why it failed, one line.
+    pub error: Option<String>,
+    /// 1 for the first execution, +1 per resume.
+    pub attempt: u32,
+}
+
+impl RunRecord {
+    /// A fresh `running` record for this process: new id, attempt 1, started and heartbeating now.
+    pub fn start(
+        runbook: impl Into<String>,
+        path: impl Into<String>,
+        content_hash: impl Into<String>,
+        inputs: serde_json::Value,
+        user: impl Into<String>,
+    ) -> Self {
+        let now = crate::now();
+        RunRecord {
+            id: crate::new_run_id(),
+            runbook: runbook.into(),
+            path: path.into(),
+            content_hash: content_hash.into(),
+            inputs,
+            status: RunStatus::Running,
+            started_at: now,
+            finished_at: None,
+            heartbeat_at: now,
+            host: crate::current_host(),
+            pid: std::process::id(),
+            user: user.into(),
+            parent_run: None,
+            outputs: None,
+            error: None,
+            attempt: 1,
+        }
+    }
+}
+
+/// The checkpoint of one step, or of one `for_each` item of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The run it belongs to.
+    pub run_id: String,
+    /// The step's `id`.
+    pub step_id: String,
+    /// The `for_each` index; `None` is the step as a whole.
+    pub item: Option<u32>,
+    /// Where it stands.
+    pub status: StepStatus,
+    /// 1 for the first try, +1 per retry or re-run.
+    pub attempt: u32,
+    /// When the latest try started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the latest try ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The step kind's `result` (exit code, rows, response...), secrets masked.
+    pub result: Option<serde_json::Value>,
+    /// The step's rendered `outputs`.
+    pub outputs: Option<serde_json::Value>,
+    /// Why it failed, one line.
+    pub error: Option<String>,
+    /// Where the full captured output was written, if anywhere.
+    pub log_path: Option<String>,
+    /// Hash of the step's definition, to refuse resuming over an edited succeeded step.
+    pub def_hash: String,
+    /// The step's `idempotent` flag: an in-doubt non-idempotent step is not re-run blindly.
+    pub idempotent: bool,
+}
+
+impl StepRecord {
+    /// A `pending` record with no timings, result or outputs yet.
+    pub fn new(
+        run_id: impl Into<String>,
+        step_id: impl Into<String>,
+        item: Option<u32>,
+        def_hash: impl Into<String>,
+    ) -> Self {
+        StepRecord {
+            run_id: run_id.into(),
+            step_id: step_id.into(),
+            item,
+            status: StepStatus::Pending,
+            attempt: 0,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            outputs: None,
+            error: None,
+            log_path: None,
+            def_hash: def_hash.into(),
+            idempotent: true,
+        }
+    }
+}
+
+/// One node of the step DAG as it was when the run started or was last resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDef {
+    /// The step's `id`.
+    pub step_id: String,
+    /// Hash of the step's definition.
+    pub def_hash: String,
+    /// The steps it waits for (explicit or implied by order).
+    pub needs: Vec<String>,
+}
+
+/// Who asks for a lock: a run, and the process executing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    /// The run that will hold the lock.
+    pub run_id: String,
+    /// Host name of the process ([`crate::current_host`]).
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+impl LockHolder {
+    /// The holder for `run_id` executed by this process on this host.
+    pub fn this_process(run_id: impl Into<String>) -> Self {
+        LockHolder {
+            run_id: run_id.into(),
+            host: crate::current_host(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// A lock as held, returned when a [`crate::Store::try_lock`] is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// The lock's name, e.g. `db:prod`.
+    pub name: String,
+    /// The run holding it.
+    pub run_id: String,
+    /// The holder's host.
+    pub host: String,
+    /// The holder's process id.
+    pub pid: u32,
+    /// When the holder took it.
+    pub since: DateTime<Utc>,
+    /// Until when it holds without a heartbeat.
+    pub lease_until: DateTime<Utc>,
+}
+
+impl fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lock `{}` is held by run {} on host {} (pid {}) since {}",
+            self.name,
+            self.run_id,
+            self.host,
+            self.pid,
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+/// An answer at an approval gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The paused run.
+    pub run_id: String,
+    /// The approval step.
+    pub step_id: String,
+    /// Approved or rejected.
+    pub decision: Decision,
+    /// Who answered (`--by`, default the OS user; `auto:<user>` for `--auto-approve`).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Which runs [`crate::Store::list_runs`] returns. The default lists every run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this runbook `name`.
+    pub runbook: Option<String>,
+    /// Only runs in this (effective) status.
+    pub status: Option<RunStatus>,
+    /// At most this many, the newest.
+    pub limit: Option<u32>,
+}

@@ -1,0 +1,389 @@
+//! The one test suite every backend runs. Each function gets a fresh, empty store; the backend
+//! test files instantiate them all through `store_tests!`.
+
+mod locks;
+
+use std::sync::Arc;
+
+use cairn_state::{
+    Approval, Decision, RunFilter, RunRecord, RunStatus, StateError, StepDef, StepRecord,
+    StepStatus, Store, current_host, now,
+};
+use chrono::TimeDelta;
+use serde_json::json;
+
+pub use locks::*;
+
+/// Generates one `#[tokio::test]` per suite function; `$with` is an async fn taking the
+/// suite function and running it against a fresh store of the backend.
+macro_rules! store_tests {
+    ($with:ident) => {
+        store_tests!(@each $with:
+            runs_create_get_list, run_update, prefix_lookup, steps_upsert_by_item,
+            json_round_trip, step_defs_replaced, heartbeat_revives_and_renews, approvals,
+            interrupted_detection, locks_acquire_refuse_release, locks_finished_and_paused,
+            locks_dead_holders);
+    };
+    (@each $with:ident: $($name:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $with(suite::$name).await;
+            }
+        )+
+    };
+}
+
+/// A running run of `runbook` on this host and process, started `ago` before now.
+pub fn run(runbook: &str, ago: TimeDelta) -> RunRecord {
+    let mut r = RunRecord::start(
+        runbook,
+        format!("runbooks/{runbook}.yaml"),
+        "h1",
+        json!({}),
+        "sre",
+    );
+    r.started_at = now() - ago;
+    r
+}
+
+/// The pid of a process that has exited and been reaped.
+pub fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let pid = child.id();
+    child.wait().expect("wait for true");
+    pid
+}
+
+fn def(id: &str, needs: &[&str]) -> StepDef {
+    StepDef {
+        step_id: id.to_string(),
+        def_hash: format!("hash-{id}"),
+        needs: needs.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, run: &RunRecord) {
+    store.create_run(run, &[]).await.expect("create_run");
+}
+
+async fn get(store: &Arc<dyn Store>, id: &str) -> RunRecord {
+    store
+        .get_run(id)
+        .await
+        .expect("get_run")
+        .expect("run exists")
+}
+
+async fn ids(store: &Arc<dyn Store>, filter: RunFilter) -> Vec<String> {
+    let runs = store.list_runs(&filter).await.expect("list_runs");
+    runs.into_iter().map(|r| r.id).collect()
+}
+
+pub async fn runs_create_get_list(store: Arc<dyn Store>) {
+    let old = run("backup", TimeDelta::hours(3));
+    let mid = run("restore", TimeDelta::hours(2));
+    let new = run("backup", TimeDelta::hours(1));
+    // Created out of order: the listing sorts by started_at, not by insertion.
+    for r in [&mid, &new, &old] {
+        create(&store, r).await;
+    }
+    assert_eq!(get(&store, &mid.id).await, mid);
+    assert_eq!(store.get_run("nope").await.expect("get_run"), None);
+
+    let all = ids(&store, RunFilter::default()).await;
+    assert_eq!(all, [new.id.clone(), mid.id.clone(), old.id.clone()]);
+    let backups = RunFilter {
+        runbook: Some("backup".into()),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(&store, backups).await, [new.id.clone(), old.id.clone()]);
+    let limited = RunFilter {
+        limit: Some(2),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(&store, limited).await, [new.id.clone(), mid.id.clone()]);
+
+    let mut failed = old.clone();
+    failed.status = RunStatus::Failed;
+    failed.finished_at = Some(now());
+    store.update_run(&failed).await.expect("update_run");
+    let by_status = RunFilter {
+        status: Some(RunStatus::Failed),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(&store, by_status).await, vec![old.id.clone()]);
+    let none = RunFilter {
+        runbook: Some("restore".into()),
+        status: Some(RunStatus::Failed),
+        limit: None,
+    };
+    assert!(ids(&store, none).await.is_empty());
+
+    let again = store.create_run(&mid, &[]).await;
+    assert!(
+        matches!(&again, Err(StateError::RunExists(id)) if *id == mid.id),
+        "{again:?}"
+    );
+}
+
+pub async fn run_update(store: Arc<dyn Store>) {
+    let mut r = run("backup", TimeDelta::minutes(1));
+    create(&store, &r).await;
+    r.status = RunStatus::Succeeded;
+    r.finished_at = Some(now());
+    r.outputs = Some(json!({ "dump": "/backups/x.dump", "entities": 42 }));
+    r.error = Some("step `verify` failed".into());
+    r.attempt = 2;
+    r.pid = 4242;
+    r.host = "other-host".into();
+    r.content_hash = "h2".into();
+    store.update_run(&r).await.expect("update_run");
+    assert_eq!(get(&store, &r.id).await, r);
+
+    // started_at is fixed at creation and heartbeat_at never moves back.
+    let mut stale = r.clone();
+    stale.started_at = now() - TimeDelta::days(9);
+    stale.heartbeat_at = now() - TimeDelta::days(9);
+    store.update_run(&stale).await.expect("update_run");
+    let got = get(&store, &r.id).await;
+    assert_eq!(
+        (got.started_at, got.heartbeat_at),
+        (r.started_at, r.heartbeat_at)
+    );
+
+    let mut ghost = run("backup", TimeDelta::zero());
+    ghost.id = "GHOST".into();
+    let e = store.update_run(&ghost).await;
+    assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+pub async fn prefix_lookup(store: Arc<dyn Store>) {
+    let mut a1 = run("a", TimeDelta::zero());
+    a1.id = "01HAAA0001".into();
+    let mut a2 = run("a", TimeDelta::zero());
+    a2.id = "01HAAA0002".into();
+    let mut b = run("b", TimeDelta::zero());
+    b.id = "01HBBB0001".into();
+    for r in [&a1, &a2, &b] {
+        create(&store, r).await;
+    }
+    assert_eq!(get(&store, "01HB").await.id, b.id);
+    assert_eq!(
+        get(&store, "01hbbb").await.id,
+        b.id,
+        "prefixes are case-insensitive"
+    );
+    assert_eq!(get(&store, "01HAAA0002").await.id, a2.id);
+    assert_eq!(store.get_run("01HC").await.expect("get_run"), None);
+    assert_eq!(store.get_run("").await.expect("get_run"), None);
+    match store.get_run("01HAAA").await {
+        Err(StateError::AmbiguousRunId { prefix, candidates }) => {
+            assert_eq!(prefix, "01HAAA");
+            assert_eq!(candidates, [a1.id.clone(), a2.id.clone()]);
+            let e = StateError::AmbiguousRunId { prefix, candidates }.to_string();
+            assert_eq!(
+                e,
+                "run id prefix `01HAAA` is ambiguous: it matches 01HAAA0001, 01HAAA0002"
+            );
+        }
+        other => panic!("expected an ambiguity, got {other:?}"),
+    }
+}
+
+pub async fn steps_upsert_by_item(store: Arc<dyn Store>) {
+    let r = run("fan-out", TimeDelta::zero());
+    create(&store, &r).await;
+    let mut whole = StepRecord::new(&r.id, "api_health", None, "d1");
+    whole.status = StepStatus::Running;
+    whole.started_at = Some(now());
+    store.put_step(&whole).await.expect("put_step");
+    let mut items = Vec::new();
+    for i in 0..3 {
+        let mut s = StepRecord::new(&r.id, "api_health", Some(i), "d1");
+        s.status = StepStatus::Running;
+        s.attempt = 1;
+        store.put_step(&s).await.expect("put_step");
+        items.push(s);
+    }
+    let mut other = StepRecord::new(&r.id, "report", None, "d2");
+    other.idempotent = false;
+    other.log_path = Some(".cairn/logs/report.log".into());
+    store.put_step(&other).await.expect("put_step");
+
+    // Re-writing item 1 and the whole step replaces them in place.
+    items[1].status = StepStatus::Failed;
+    items[1].attempt = 2;
+    items[1].finished_at = Some(now());
+    items[1].error = Some("HTTP 503 from http://localhost:8443/health".into());
+    store.put_step(&items[1]).await.expect("put_step");
+    whole.status = StepStatus::Failed;
+    store.put_step(&whole).await.expect("put_step");
+
+    let got = store.steps(&r.id).await.expect("steps");
+    let want = vec![
+        whole,
+        items[0].clone(),
+        items[1].clone(),
+        items[2].clone(),
+        other,
+    ];
+    assert_eq!(got, want);
+    assert!(store.steps("nope").await.expect("steps").is_empty());
+
+    let orphan = StepRecord::new("nope", "x", None, "d");
+    let e = store.put_step(&orphan).await;
+    assert!(
+        matches!(&e, Err(StateError::RunNotFound(id)) if id == "nope"),
+        "{e:?}"
+    );
+}
+
+pub async fn json_round_trip(store: Arc<dyn Store>) {
+    let value = json!({
+        "rows": [{ "n": 1_250_000, "name": "Zoë 🚀 «日本語»", "ok": true, "none": null }],
+        "nested": { "deep": { "list": [1, -2, 3.5, [], {}], "empty": "" } },
+        "big": i64::MAX, "neg": i64::MIN, "float": 0.1, "quote": "a\"b\\c\nd\te",
+        "row_count": 1
+    });
+    let mut r = run("json", TimeDelta::zero());
+    r.inputs = json!({ "actor_id": "client_7", "dirs": ["/a", "/b"], "n": 3 });
+    r.outputs = Some(value.clone());
+    create(&store, &r).await;
+    assert_eq!(get(&store, &r.id).await, r);
+
+    let mut s = StepRecord::new(&r.id, "q", Some(0), "d");
+    s.result = Some(value.clone());
+    s.outputs = Some(json!("just a string"));
+    store.put_step(&s).await.expect("put_step");
+    let got = store.steps(&r.id).await.expect("steps");
+    assert_eq!(got, [s.clone()]);
+    s.outputs = Some(json!(null));
+    s.result = Some(json!([]));
+    store.put_step(&s).await.expect("put_step");
+    assert_eq!(store.steps(&r.id).await.expect("steps"), [s]);
+}
+
+pub async fn step_defs_replaced(store: Arc<dyn Store>) {
+    let r = run("dag", TimeDelta::zero());
+    let first = vec![def("a", &[]), def("b", &["a"]), def("c", &["a", "b"])];
+    store.create_run(&r, &first).await.expect("create_run");
+    assert_eq!(store.step_defs(&r.id).await.expect("step_defs"), first);
+    let second = vec![def("a", &[]), def("b2", &["a"])];
+    store
+        .set_step_defs(&r.id, &second)
+        .await
+        .expect("set_step_defs");
+    assert_eq!(store.step_defs(&r.id).await.expect("step_defs"), second);
+    store
+        .set_step_defs(&r.id, &[])
+        .await
+        .expect("set_step_defs");
+    assert!(store.step_defs(&r.id).await.expect("step_defs").is_empty());
+    let e = store.set_step_defs("nope", &first).await;
+    assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+pub async fn heartbeat_revives_and_renews(store: Arc<dyn Store>) {
+    // A run on another host, last seen 5 minutes ago, heartbeats before anyone looks.
+    let mut r = run("hb", TimeDelta::minutes(10));
+    r.host = "elsewhere".into();
+    r.heartbeat_at = now() - TimeDelta::minutes(5);
+    create(&store, &r).await;
+    let before = now();
+    store.heartbeat(&r.id).await.expect("heartbeat");
+    let got = get(&store, &r.id).await;
+    assert_eq!(got.status, RunStatus::Running);
+    assert!(
+        got.heartbeat_at >= before,
+        "{} < {before}",
+        got.heartbeat_at
+    );
+
+    let e = store.heartbeat("nope").await;
+    assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+pub async fn approvals(store: Arc<dyn Store>) {
+    let r = run("gate", TimeDelta::zero());
+    create(&store, &r).await;
+    assert!(store.approvals(&r.id).await.expect("approvals").is_empty());
+    let rejected = Approval {
+        run_id: r.id.clone(),
+        step_id: "confirm_dns".into(),
+        decision: Decision::Rejected,
+        by: "alice".into(),
+        at: now() - TimeDelta::minutes(1),
+    };
+    let approved = Approval {
+        decision: Decision::Approved,
+        by: "auto:bob".into(),
+        at: now(),
+        ..rejected.clone()
+    };
+    store
+        .record_approval(&rejected)
+        .await
+        .expect("record_approval");
+    store
+        .record_approval(&approved)
+        .await
+        .expect("record_approval");
+    assert_eq!(
+        store.approvals(&r.id).await.expect("approvals"),
+        [rejected.clone(), approved]
+    );
+    let orphan = Approval {
+        run_id: "nope".into(),
+        ..rejected
+    };
+    let e = store.record_approval(&orphan).await;
+    assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+pub async fn interrupted_detection(store: Arc<dyn Store>) {
+    let mut dead_here = run("i", TimeDelta::minutes(4));
+    dead_here.pid = dead_pid();
+    let mut stale_there = run("i", TimeDelta::minutes(3));
+    stale_there.host = "elsewhere".into();
+    stale_there.heartbeat_at = now() - TimeDelta::minutes(3);
+    let mut fresh_there = run("i", TimeDelta::minutes(2));
+    fresh_there.host = "elsewhere".into();
+    fresh_there.pid = dead_pid(); // meaningless on another host
+    let alive_here = run("i", TimeDelta::minutes(1));
+    let mut paused = run("i", TimeDelta::minutes(5));
+    paused.status = RunStatus::Paused;
+    paused.pid = dead_pid();
+    for r in [&dead_here, &stale_there, &fresh_there, &alive_here, &paused] {
+        create(&store, r).await;
+    }
+    assert_eq!(alive_here.host, current_host());
+    assert_eq!(
+        get(&store, &dead_here.id).await.status,
+        RunStatus::Interrupted
+    );
+    let interrupted = RunFilter {
+        status: Some(RunStatus::Interrupted),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        ids(&store, interrupted).await,
+        [stale_there.id.clone(), dead_here.id.clone()]
+    );
+    let running = RunFilter {
+        status: Some(RunStatus::Running),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        ids(&store, running).await,
+        [alive_here.id.clone(), fresh_there.id.clone()]
+    );
+    assert_eq!(get(&store, &paused.id).await.status, RunStatus::Paused);
+    // Seen once, it stays interrupted: resuming is what brings it back.
+    assert_eq!(
+        get(&store, &stale_there.id).await.status,
+        RunStatus::Interrupted
+    );
+}
