@@ -35,13 +35,19 @@ pub fn parse_set(s: &str) -> Result<(String, String), String> {
 }
 
 /// Read `--inputs FILE` into a map.
-pub fn read_inputs(path: Option<&PathBuf>) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+pub fn read_inputs(
+    path: Option<&PathBuf>,
+) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
     let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     match cairn_model::yaml_to_json(&text) {
         Ok(serde_json::Value::Object(m)) => Ok(Some(m)),
         Ok(serde_json::Value::Null) => Ok(Some(Default::default())),
-        Ok(_) => anyhow::bail!("{}: expected a map of input names to values", path.display()),
+        Ok(_) => anyhow::bail!(
+            "{}: expected a map of input names to values",
+            path.display()
+        ),
         Err(d) => {
             let name = path.display().to_string();
             let rendered: String = d.0.iter().map(|x| x.render(&name, &text, false)).collect();
@@ -65,11 +71,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let inv = Invocation { sets: args.sets, inputs_file: read_inputs(args.inputs.as_ref())? };
+    let inv = Invocation {
+        sets: args.sets,
+        inputs_file: read_inputs(args.inputs.as_ref())?,
+    };
     let plan = match cairn_engine::plan::plan(&checked, &templates, &inv, plan_time()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{}error{}: {e}", crate::output::red(), crate::output::reset());
+            eprintln!(
+                "{}error{}: {e}",
+                crate::output::red(),
+                crate::output::reset()
+            );
             return Ok(exit::INVALID);
         }
     };
@@ -102,9 +115,24 @@ pub fn text(p: &Plan) -> String {
             let _ = writeln!(o, "  {k:<w$} = {v}");
         }
     };
-    section(&mut o, "inputs", p.inputs.iter().map(|(k, v)| (k.clone(), json(v))).collect());
-    section(&mut o, "vars", p.vars.iter().map(|(k, v)| (k.clone(), json(v))).collect());
-    section(&mut o, "targets", p.targets.iter().map(|(k, t)| (k.clone(), format!("{} {}", t.kind, t.url))).collect());
+    section(
+        &mut o,
+        "inputs",
+        p.inputs.iter().map(|(k, v)| (k.clone(), json(v))).collect(),
+    );
+    section(
+        &mut o,
+        "vars",
+        p.vars.iter().map(|(k, v)| (k.clone(), json(v))).collect(),
+    );
+    section(
+        &mut o,
+        "targets",
+        p.targets
+            .iter()
+            .map(|(k, t)| (k.clone(), format!("{} {}", t.kind, t.url)))
+            .collect(),
+    );
     o.push('\n');
     let mut n = 0;
     for s in &p.steps {
@@ -120,7 +148,14 @@ pub fn text(p: &Plan) -> String {
     }
     if !p.outputs.is_empty() {
         o.push('\n');
-        section(&mut o, "outputs", p.outputs.iter().map(|(k, v)| (k.clone(), json(v))).collect());
+        section(
+            &mut o,
+            "outputs",
+            p.outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), json(v)))
+                .collect(),
+        );
     }
     o
 }
@@ -166,7 +201,11 @@ fn step(o: &mut String, n: usize, s: &PlannedStep) {
     }
     let many = s.actions.len() > 1;
     for (i, a) in s.actions.iter().enumerate() {
-        let pad = if many { format!("{pad}[{i}] ") } else { pad.to_string() };
+        let pad = if many {
+            format!("{pad}[{i}] ")
+        } else {
+            pad.to_string()
+        };
         action(o, &pad, a);
     }
 }
@@ -175,7 +214,12 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
     let cont = " ".repeat(pad.chars().count());
     let lines = |o: &mut String, first: &str, text: &str| {
         for (i, l) in text.lines().enumerate() {
-            let _ = writeln!(o, "{}{}{l}", if i == 0 { pad } else { &cont }, if i == 0 { first } else { "  " });
+            let _ = writeln!(
+                o,
+                "{}{}{l}",
+                if i == 0 { pad } else { &cont },
+                if i == 0 { first } else { "  " }
+            );
         }
     };
     match a {
@@ -187,16 +231,38 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
             let _ = writeln!(o, "{pad}argv {}", json(&serde_json::json!(argv)));
             env_cwd(o, &cont, env, cwd.as_deref());
         }
-        Prepared::Sql { target, url, sql, params } => {
+        Prepared::Sql {
+            target,
+            url,
+            sql,
+            params,
+        } => {
             let _ = writeln!(o, "{pad}on {target} ({url})");
             lines(o, "", sql.trim());
             for (i, v) in params.iter().enumerate() {
-                let mark = if url.starts_with("postgres") { format!("${}", i + 1) } else { format!("?{}", i + 1) };
+                let mark = if url.starts_with("postgres") {
+                    format!("${}", i + 1)
+                } else {
+                    format!("?{}", i + 1)
+                };
                 let _ = writeln!(o, "{cont}  {mark} = {}", json(v));
             }
         }
-        Prepared::Http { method, url, headers, json: body_json, body, auth, insecure, .. } => {
-            let _ = writeln!(o, "{pad}{method} {url}{}", if *insecure { "  (insecure TLS)" } else { "" });
+        Prepared::Http {
+            method,
+            url,
+            headers,
+            json: body_json,
+            body,
+            auth,
+            insecure,
+            ..
+        } => {
+            let _ = writeln!(
+                o,
+                "{pad}{method} {url}{}",
+                if *insecure { "  (insecure TLS)" } else { "" }
+            );
             for (k, v) in headers {
                 let _ = writeln!(o, "{cont}  {k}: {v}");
             }
@@ -210,13 +276,23 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
                 lines(o, "  body: ", b);
             }
         }
-        Prepared::Chroma { target, url, action, params } => {
+        Prepared::Chroma {
+            target,
+            url,
+            action,
+            params,
+        } => {
             let _ = writeln!(o, "{pad}chroma {action} on {target} ({url})");
             if !params.is_null() {
                 let _ = writeln!(o, "{cont}  {}", json(params));
             }
         }
-        Prepared::Check { value, warning, critical, unit } => {
+        Prepared::Check {
+            value,
+            warning,
+            critical,
+            unit,
+        } => {
             let _ = write!(o, "{pad}value {}", json(value));
             if let Some(u) = unit {
                 let _ = write!(o, " {u}");
@@ -229,7 +305,11 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
             }
             o.push('\n');
         }
-        Prepared::Approval { message, timeout, on_timeout } => {
+        Prepared::Approval {
+            message,
+            timeout,
+            on_timeout,
+        } => {
             lines(o, "? ", message);
             if let Some(t) = timeout {
                 let _ = writeln!(o, "{cont}  timeout {t}, then {on_timeout}");
@@ -238,12 +318,24 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
         Prepared::Sleep { duration } => {
             let _ = writeln!(o, "{pad}sleep {duration}");
         }
-        Prepared::Poll { action: inner, until, interval, timeout } => {
-            let _ = writeln!(o, "{pad}every {interval} until {until} (give up after {timeout}):");
+        Prepared::Poll {
+            action: inner,
+            until,
+            interval,
+            timeout,
+        } => {
+            let _ = writeln!(
+                o,
+                "{pad}every {interval} until {until} (give up after {timeout}):"
+            );
             action(o, &format!("{cont}  "), inner);
         }
         Prepared::Report { template, to } => {
-            let _ = writeln!(o, "{pad}render {} -> {to}", template.as_deref().unwrap_or("inline template"));
+            let _ = writeln!(
+                o,
+                "{pad}render {} -> {to}",
+                template.as_deref().unwrap_or("inline template")
+            );
         }
         Prepared::Uses { runbook, with } => {
             let _ = writeln!(o, "{pad}run {runbook}");

@@ -71,7 +71,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if args.output == Format::Json {
         print_json(&report)?;
     } else if files.len() > 1 {
-        eprintln!("{} file{} checked: {bad_files} invalid, {errors} error{}, {warnings} warning{}", files.len(), plural(files.len()), plural(errors), plural(warnings));
+        eprintln!(
+            "{} file{} checked: {bad_files} invalid, {errors} error{}, {warnings} warning{}",
+            files.len(),
+            plural(files.len()),
+            plural(errors),
+            plural(warnings)
+        );
     }
     Ok(if errors > 0 { exit::INVALID } else { exit::OK })
 }

@@ -38,23 +38,31 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check runbook files or folders: every problem at once, with file:line:col
-    #[command(after_help = "Examples:\n  cairn validate runbooks/\n  cairn validate backup.yaml restore.yaml\n  \
+    #[command(
+        after_help = "Examples:\n  cairn validate runbooks/\n  cairn validate backup.yaml restore.yaml\n  \
 cairn validate runbooks/ --output json\n\nFolders are searched recursively for *.yaml and *.yml. Exit 2 when any \
-file has an error; warnings alone exit 0.")]
+file has an error; warnings alone exit 0."
+    )]
     Validate(cmd_validate::Args),
     /// Dry-run: show every step as it would run, touching nothing
-    #[command(after_help = "Examples:\n  cairn plan runbooks/backup.yaml\n  cairn plan runbooks/backup.yaml --set \
+    #[command(
+        after_help = "Examples:\n  cairn plan runbooks/backup.yaml\n  cairn plan runbooks/backup.yaml --set \
 backup_dir=/tmp/b --output json > plan.json\n\nNo process is spawned, no connection opened, no file or state \
 written. Outputs of steps that have not run show as placeholders like <steps.dump.result.exit_code>; secrets \
-show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plans.")]
+show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plans."
+    )]
     Plan(cmd_plan::Args),
     /// Print the step DAG as Graphviz dot or Mermaid
-    #[command(after_help = "Examples:\n  cairn graph runbooks/dr-drill.yaml | dot -Tsvg > dr.svg\n  \
-cairn graph runbooks/dr-drill.yaml --format mermaid")]
+    #[command(
+        after_help = "Examples:\n  cairn graph runbooks/dr-drill.yaml | dot -Tsvg > dr.svg\n  \
+cairn graph runbooks/dr-drill.yaml --format mermaid"
+    )]
     Graph(cmd_graph::Args),
     /// Print the JSON Schema of the runbook format
-    #[command(after_help = "Example:\n  cairn schema > schemas/runbook.schema.json\n\nEditors use it through \
-the first line of a runbook:\n  # yaml-language-server: $schema=../schemas/runbook.schema.json")]
+    #[command(
+        after_help = "Example:\n  cairn schema > schemas/runbook.schema.json\n\nEditors use it through \
+the first line of a runbook:\n  # yaml-language-server: $schema=../schemas/runbook.schema.json"
+    )]
     Schema,
     /// Print shell completions
     #[command(after_help = "Example:\n  cairn completions bash > /etc/bash_completion.d/cairn")]
@@ -68,7 +76,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::INVALID } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -124,21 +136,38 @@ fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// Load and validate a runbook; on failure print its diagnostics and give the exit code.
-pub fn load(path: &std::path::Path, templates: &cairn_template::Templates) -> anyhow::Result<Result<cairn_model::Checked, u8>> {
+pub fn load(
+    path: &std::path::Path,
+    templates: &cairn_template::Templates,
+) -> anyhow::Result<Result<cairn_model::Checked, u8>> {
     match cairn_model::load(path, templates) {
         Ok((checked, warnings)) => {
             for w in &warnings.0 {
-                eprint!("{}", w.render(&path.display().to_string(), &checked.runbook.source, output::color_stderr()));
+                eprint!(
+                    "{}",
+                    w.render(
+                        &path.display().to_string(),
+                        &checked.runbook.source,
+                        output::color_stderr()
+                    )
+                );
             }
             Ok(Ok(checked))
         }
-        Err(cairn_model::LoadError::Invalid { path, text, diagnostics }) => {
+        Err(cairn_model::LoadError::Invalid {
+            path,
+            text,
+            diagnostics,
+        }) => {
             for d in &diagnostics.0 {
                 eprint!("{}", d.render(&path, &text, output::color_stderr()));
                 eprintln!();
             }
             let n = diagnostics.errors().count();
-            eprintln!("x {path}: {n} error{}; nothing was run", if n == 1 { "" } else { "s" });
+            eprintln!(
+                "x {path}: {n} error{}; nothing was run",
+                if n == 1 { "" } else { "s" }
+            );
             Ok(Err(exit::INVALID))
         }
         Err(e) => Err(e.into()),

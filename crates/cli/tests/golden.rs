@@ -5,7 +5,10 @@ use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// Run cairn from the repository root with a fixed clock and none of the runbooks' env knobs.
@@ -23,7 +26,11 @@ fn cairn(args: &[&str]) -> String {
         .env_remove("CHROMA_URL")
         .output()
         .expect("run cairn");
-    assert!(out.status.success(), "cairn {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -32,12 +39,21 @@ fn golden(name: &str, actual: &str) {
     if std::env::var_os("CAIRN_BLESS").is_some() {
         std::fs::write(&path, actual).expect("write golden");
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}: run with CAIRN_BLESS=1", path.display()));
-    assert!(expected == actual, "{} differs from the output:\n{actual}", path.display());
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}: run with CAIRN_BLESS=1", path.display()));
+    assert!(
+        expected == actual,
+        "{} differs from the output:\n{actual}",
+        path.display()
+    );
 }
 
 fn stem(p: &str) -> String {
-    Path::new(p).file_stem().and_then(|s| s.to_str()).unwrap_or(p).to_string()
+    Path::new(p)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(p)
+        .to_string()
 }
 
 const RUNBOOKS: &[(&str, &[&str])] = &[
@@ -70,14 +86,34 @@ fn plan_json() {
 #[test]
 fn graphs() {
     for (file, _) in RUNBOOKS {
-        golden(&format!("{}.dot", stem(file)), &cairn(&["graph", file, "--format", "dot"]));
-        golden(&format!("{}.mmd", stem(file)), &cairn(&["graph", file, "--format", "mermaid"]));
+        golden(
+            &format!("{}.dot", stem(file)),
+            &cairn(&["graph", file, "--format", "dot"]),
+        );
+        golden(
+            &format!("{}.mmd", stem(file)),
+            &cairn(&["graph", file, "--format", "mermaid"]),
+        );
     }
 }
 
 #[test]
 fn plan_json_is_stable_between_runs() {
-    let a = cairn(&["plan", "tests/golden/mixed.yaml", "--set", "actor_id=client_1", "--output", "json"]);
-    let b = cairn(&["plan", "tests/golden/mixed.yaml", "--set", "actor_id=client_1", "--output", "json"]);
+    let a = cairn(&[
+        "plan",
+        "tests/golden/mixed.yaml",
+        "--set",
+        "actor_id=client_1",
+        "--output",
+        "json",
+    ]);
+    let b = cairn(&[
+        "plan",
+        "tests/golden/mixed.yaml",
+        "--set",
+        "actor_id=client_1",
+        "--output",
+        "json",
+    ]);
     assert_eq!(a, b);
 }

@@ -27,7 +27,10 @@ pub struct Steps {
 
 impl Steps {
     pub fn new(dry_run: bool) -> Self {
-        Steps { done: RwLock::new(HashMap::new()), dry_run }
+        Steps {
+            done: RwLock::new(HashMap::new()),
+            dry_run,
+        }
     }
 
     pub fn set(&self, id: &str, view: &StepView) {
@@ -52,7 +55,11 @@ impl Object for Steps {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let keys: Vec<Value> = self.done.read().map(|m| m.keys().map(|k| Value::from(k.as_str())).collect()).unwrap_or_default();
+        let keys: Vec<Value> = self
+            .done
+            .read()
+            .map(|m| m.keys().map(|k| Value::from(k.as_str())).collect())
+            .unwrap_or_default();
         Enumerator::Values(keys)
     }
 }
@@ -72,7 +79,9 @@ pub struct Base {
 
 impl Base {
     pub fn new(inputs: &Json, secrets: Value, run: Json, dry_run: bool) -> Arc<Base> {
-        let env: serde_json::Map<String, Json> = std::env::vars().map(|(k, v)| (k, Json::String(v))).collect();
+        let env: serde_json::Map<String, Json> = std::env::vars()
+            .map(|(k, v)| (k, Json::String(v)))
+            .collect();
         Arc::new(Base {
             inputs: crate::context::value_of(inputs),
             vars: RwLock::new(crate::context::value_of(&serde_json::json!({}))),
@@ -111,7 +120,9 @@ struct Ctx {
     local: Local,
 }
 
-const KEYS: &[&str] = &["inputs", "vars", "secrets", "targets", "env", "run", "steps", "item", "index", "result"];
+const KEYS: &[&str] = &[
+    "inputs", "vars", "secrets", "targets", "env", "run", "steps", "item", "index", "result",
+];
 
 impl Object for Ctx {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -148,7 +159,10 @@ impl Object for Ctx {
 
 /// The context for one template.
 pub fn context(base: &Arc<Base>, local: Local) -> Value {
-    Value::from_object(Ctx { base: base.clone(), local })
+    Value::from_object(Ctx {
+        base: base.clone(),
+        local,
+    })
 }
 
 /// Any serializable value as a template value.

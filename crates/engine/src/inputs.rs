@@ -7,13 +7,22 @@ use serde_json::Value as Json;
 
 /// Resolve every declared input: given value (typed), else default, else refused if required.
 /// All problems are returned together, one line each.
-pub fn resolve(rb: &Runbook, sets: &[(String, String)], file: Option<&serde_json::Map<String, Json>>) -> Result<IndexMap<String, Json>, Vec<String>> {
+pub fn resolve(
+    rb: &Runbook,
+    sets: &[(String, String)],
+    file: Option<&serde_json::Map<String, Json>>,
+) -> Result<IndexMap<String, Json>, Vec<String>> {
     let mut problems = Vec::new();
     let mut given: IndexMap<String, Json> = IndexMap::new();
     let names: Vec<&str> = rb.inputs.keys().map(String::as_str).collect();
     let unknown = |k: &str| {
-        let hint = did_you_mean(k, names.iter().copied())
-            .unwrap_or_else(|| if names.is_empty() { "it takes no inputs".into() } else { format!("inputs: {}", names.join(", ")) });
+        let hint = did_you_mean(k, names.iter().copied()).unwrap_or_else(|| {
+            if names.is_empty() {
+                "it takes no inputs".into()
+            } else {
+                format!("inputs: {}", names.join(", "))
+            }
+        });
         format!("`{}` has no input `{k}` ({hint})", rb.name.value)
     };
     if let Some(file) = file {
@@ -47,7 +56,9 @@ pub fn resolve(rb: &Runbook, sets: &[(String, String)], file: Option<&serde_json
             None => match &decl.default {
                 Some(d) => d.clone(),
                 None if decl.required => {
-                    problems.push(format!("input `{name}` is required: give it with `--set {name}=...`"));
+                    problems.push(format!(
+                        "input `{name}` is required: give it with `--set {name}=...`"
+                    ));
                     continue;
                 }
                 None => Json::Null,
@@ -56,28 +67,42 @@ pub fn resolve(rb: &Runbook, sets: &[(String, String)], file: Option<&serde_json
         if let (Some(p), Json::String(s)) = (&decl.pattern, &value) {
             // Anchored: the whole value must match, as an SRE reading `pattern` expects.
             let whole = format!("^(?:{p})$");
-            if let Ok(re) = regex::Regex::new(&whole) {
-                if !re.is_match(s) {
-                    problems.push(format!("input `{name}` = {s:?} does not match the pattern `{p}`"));
-                }
+            if let Ok(re) = regex::Regex::new(&whole)
+                && !re.is_match(s)
+            {
+                problems.push(format!(
+                    "input `{name}` = {s:?} does not match the pattern `{p}`"
+                ));
             }
         }
-        if let Some(allowed) = &decl.allowed {
-            if !value.is_null() && !allowed.contains(&value) {
-                let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-                problems.push(format!("input `{name}` = {value} is not one of {}", list.join(", ")));
-            }
+        if let Some(allowed) = &decl.allowed
+            && !value.is_null()
+            && !allowed.contains(&value)
+        {
+            let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+            problems.push(format!(
+                "input `{name}` = {value} is not one of {}",
+                list.join(", ")
+            ));
         }
         out.insert(name.clone(), value);
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 /// `--set` text to the declared type.
 pub fn parse_text(ty: InputType, raw: &str) -> Result<Json, String> {
     match ty {
         InputType::String => Ok(Json::String(raw.to_string())),
-        InputType::Int => raw.trim().parse::<i64>().map(Json::from).map_err(|_| format!("expected an integer, got {raw:?}")),
+        InputType::Int => raw
+            .trim()
+            .parse::<i64>()
+            .map(Json::from)
+            .map_err(|_| format!("expected an integer, got {raw:?}")),
         InputType::Number => raw
             .trim()
             .parse::<f64>()
@@ -93,7 +118,12 @@ pub fn parse_text(ty: InputType, raw: &str) -> Result<Json, String> {
         InputType::List => match serde_json::from_str::<Json>(raw) {
             Ok(v @ Json::Array(_)) => Ok(v),
             // `--set hosts=a,b,c` is what people type.
-            _ => Ok(Json::Array(raw.split(',').map(|s| Json::String(s.trim().to_string())).filter(|s| s != "").collect())),
+            _ => Ok(Json::Array(
+                raw.split(',')
+                    .map(|s| Json::String(s.trim().to_string()))
+                    .filter(|s| s != "")
+                    .collect(),
+            )),
         },
         InputType::Map => match serde_json::from_str::<Json>(raw) {
             Ok(v @ Json::Object(_)) => Ok(v),
@@ -113,6 +143,9 @@ fn coerce_json(ty: InputType, v: &Json) -> Result<Json, String> {
         | (InputType::Number, Json::Number(_)) => Ok(v.clone()),
         (InputType::Int, Json::Number(n)) if n.is_i64() || n.is_u64() => Ok(v.clone()),
         (InputType::String, Json::Number(_) | Json::Bool(_)) => Ok(Json::String(v.to_string())),
-        _ => Err(format!("expected {}, got {v}", InputType::NAMES[ty as usize])),
+        _ => Err(format!(
+            "expected {}, got {v}",
+            InputType::NAMES[ty as usize]
+        )),
     }
 }

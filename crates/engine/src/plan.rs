@@ -85,42 +85,101 @@ pub struct When {
 }
 
 /// Dry-run a checked runbook.
-pub fn plan(checked: &Checked, templates: &Templates, inv: &Invocation, now: DateTime<Utc>) -> Result<Plan, PlanError> {
+pub fn plan(
+    checked: &Checked,
+    templates: &Templates,
+    inv: &Invocation,
+    now: DateTime<Utc>,
+) -> Result<Plan, PlanError> {
     let rb = &checked.runbook;
-    let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref()).map_err(PlanError::Inputs)?;
-    let secrets: serde_json::Map<String, Json> = rb.secrets.keys().map(|k| (k.clone(), Json::String(MASK.into()))).collect();
+    let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
+        .map_err(PlanError::Inputs)?;
+    let secrets: serde_json::Map<String, Json> = rb
+        .secrets
+        .keys()
+        .map(|k| (k.clone(), Json::String(MASK.into())))
+        .collect();
     let run = serde_json::json!({
         "id": "dry-run", "started_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "attempt": 1, "runbook": rb.name.value, "dry_run": true,
     });
-    let base = Base::new(&serde_json::to_value(&inputs).unwrap_or_default(), crate::context::value_of(&secrets), run, true);
+    let base = Base::new(
+        &serde_json::to_value(&inputs).unwrap_or_default(),
+        crate::context::value_of(&secrets),
+        run,
+        true,
+    );
     let targets = IndexMap::new();
-    let vars = eval_vars(rb, templates, &base, &targets).map_err(|(what, source)| PlanError::Render { what, source })?;
-    let targets = resolve_targets(rb, templates, &base).map_err(|(what, source)| PlanError::Render { what, source })?;
+    let vars = eval_vars(rb, templates, &base, &targets)
+        .map_err(|(what, source)| PlanError::Render { what, source })?;
+    let targets = resolve_targets(rb, templates, &base)
+        .map_err(|(what, source)| PlanError::Render { what, source })?;
     let planned_targets = targets
         .iter()
-        .map(|(k, t)| (k.clone(), PlannedTarget { kind: t.kind.as_str(), url: cairn_steps::sql::masked_url(&t.url) }))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                PlannedTarget {
+                    kind: t.kind.as_str(),
+                    url: cairn_steps::sql::masked_url(&t.url),
+                },
+            )
+        })
         .collect();
-    let r = |local| Renderer { templates, base: &base, targets: &targets, local };
+    let r = |local| Renderer {
+        templates,
+        base: &base,
+        targets: &targets,
+        local,
+    };
     let mut steps = Vec::with_capacity(rb.steps.len());
     for &i in &checked.dag.order {
         let s = &rb.steps[i];
-        let needs = checked.dag.parents(i).into_iter().map(|p| rb.steps[p].id.value.clone()).collect();
-        steps.push(plan_step(rb, s, checked.dag.group[i], needs, &r).map_err(|source| PlanError::Render { what: format!("step `{}`", s.id.value), source })?);
+        let needs = checked
+            .dag
+            .parents(i)
+            .into_iter()
+            .map(|p| rb.steps[p].id.value.clone())
+            .collect();
+        steps.push(
+            plan_step(rb, s, checked.dag.group[i], needs, &r).map_err(|source| {
+                PlanError::Render {
+                    what: format!("step `{}`", s.id.value),
+                    source,
+                }
+            })?,
+        );
     }
     let mut finally = Vec::new();
     let last_group = checked.dag.group.iter().max().map_or(0, |g| g + 1);
     for (k, s) in rb.finally.iter().enumerate() {
-        let needs = if k == 0 { vec![] } else { vec![rb.finally[k - 1].id.value.clone()] };
-        finally.push(plan_step(rb, s, last_group + k, needs, &r).map_err(|source| PlanError::Render { what: format!("step `{}`", s.id.value), source })?);
+        let needs = if k == 0 {
+            vec![]
+        } else {
+            vec![rb.finally[k - 1].id.value.clone()]
+        };
+        finally.push(
+            plan_step(rb, s, last_group + k, needs, &r).map_err(|source| PlanError::Render {
+                what: format!("step `{}`", s.id.value),
+                source,
+            })?,
+        );
     }
     let renderer = r(Local::default());
     let outputs = rb
         .outputs
         .iter()
-        .map(|(k, v)| Ok((k.clone(), renderer.value(&v.value, &format!("outputs.{k}"))?)))
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                renderer.value(&v.value, &format!("outputs.{k}"))?,
+            ))
+        })
         .collect::<Result<_, RenderError>>()
-        .map_err(|source| PlanError::Render { what: "outputs".into(), source })?;
+        .map_err(|source| PlanError::Render {
+            what: "outputs".into(),
+            source,
+        })?;
     Ok(Plan {
         runbook: rb.name.value.clone(),
         path: rb.path.display().to_string(),
@@ -143,8 +202,15 @@ pub fn eval_vars(
 ) -> Result<serde_json::Map<String, Json>, (String, RenderError)> {
     let mut vars = serde_json::Map::new();
     for (k, v) in &rb.vars {
-        let r = Renderer { templates, base, targets, local: Local::default() };
-        let value = r.value(&v.value, &format!("vars.{k}")).map_err(|e| (format!("vars.{k}"), e))?;
+        let r = Renderer {
+            templates,
+            base,
+            targets,
+            local: Local::default(),
+        };
+        let value = r
+            .value(&v.value, &format!("vars.{k}"))
+            .map_err(|e| (format!("vars.{k}"), e))?;
         vars.insert(k.clone(), value);
         base.set_vars(&vars);
     }
@@ -152,14 +218,27 @@ pub fn eval_vars(
 }
 
 /// Targets rendered once; `targets.NAME` in templates gives `{url, kind, name}`.
-pub fn resolve_targets(rb: &Runbook, templates: &Templates, base: &Arc<Base>) -> Result<IndexMap<String, ResolvedTarget>, (String, RenderError)> {
+pub fn resolve_targets(
+    rb: &Runbook,
+    templates: &Templates,
+    base: &Arc<Base>,
+) -> Result<IndexMap<String, ResolvedTarget>, (String, RenderError)> {
     let empty = IndexMap::new();
-    let r = Renderer { templates, base, targets: &empty, local: Local::default() };
+    let r = Renderer {
+        templates,
+        base,
+        targets: &empty,
+        local: Local::default(),
+    };
     let mut out = IndexMap::new();
     for (name, t) in &rb.targets {
         let what = |f: &str| format!("targets.{name}.{f}");
         let (kind, url) = t.kind();
-        let text = |x: &Option<cairn_model::Tmpl>, f: &str| x.as_ref().map(|v| r.text(v, &what(f)).map_err(|e| (what(f), e))).transpose();
+        let text = |x: &Option<cairn_model::Tmpl>, f: &str| {
+            x.as_ref()
+                .map(|v| r.text(v, &what(f)).map_err(|e| (what(f), e)))
+                .transpose()
+        };
         let resolved = ResolvedTarget {
             name: name.clone(),
             kind,
@@ -167,10 +246,24 @@ pub fn resolve_targets(rb: &Runbook, templates: &Templates, base: &Arc<Base>) ->
             password: text(&t.password, "password")?,
             bearer: text(&t.bearer, "bearer")?,
             basic: match &t.basic {
-                Some(b) => Some((r.text(&b.username, &what("basic")).map_err(|e| (what("basic"), e))?, text(&b.password, "basic")?)),
+                Some(b) => Some((
+                    r.text(&b.username, &what("basic"))
+                        .map_err(|e| (what("basic"), e))?,
+                    text(&b.password, "basic")?,
+                )),
                 None => None,
             },
-            headers: t.headers.iter().map(|(k, v)| Ok((k.clone(), r.text(v, &what("headers")).map_err(|e| (what("headers"), e))?))).collect::<Result<_, (String, RenderError)>>()?,
+            headers: t
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.clone(),
+                        r.text(v, &what("headers"))
+                            .map_err(|e| (what("headers"), e))?,
+                    ))
+                })
+                .collect::<Result<_, (String, RenderError)>>()?,
             insecure: t.insecure.unwrap_or(false),
             tenant: text(&t.tenant, "tenant")?,
             database: text(&t.database, "database")?,
@@ -179,19 +272,41 @@ pub fn resolve_targets(rb: &Runbook, templates: &Templates, base: &Arc<Base>) ->
     }
     let view: serde_json::Map<String, Json> = out
         .iter()
-        .map(|(k, t)| (k.clone(), serde_json::json!({ "url": t.url, "kind": t.kind.as_str(), "name": k })))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                serde_json::json!({ "url": t.url, "kind": t.kind.as_str(), "name": k }),
+            )
+        })
         .collect();
     base.set_targets(&Json::Object(view));
     Ok(out)
 }
 
-fn plan_step<'a>(rb: &Runbook, s: &Step, group: usize, needs: Vec<String>, r: &dyn Fn(Local) -> Renderer<'a>) -> Result<PlannedStep, RenderError> {
-    let plain = r(Local { step_key: Some(format!("dry-run:{}", s.id.value)), ..Local::default() });
+fn plan_step<'a>(
+    rb: &Runbook,
+    s: &Step,
+    group: usize,
+    needs: Vec<String>,
+    r: &dyn Fn(Local) -> Renderer<'a>,
+) -> Result<PlannedStep, RenderError> {
+    let plain = r(Local {
+        step_key: Some(format!("dry-run:{}", s.id.value)),
+        ..Local::default()
+    });
     let when = match &s.when {
         None => None,
         Some(w) => Some(match plain.expr(w, "when") {
-            Ok(v) => When { expr: w.src.clone(), decision: if v.is_true() { "run" } else { "skip" }, depends_on: None },
-            Err(e) if e.undecided.is_some() => When { expr: w.src.clone(), decision: "at run time", depends_on: e.undecided },
+            Ok(v) => When {
+                expr: w.src.clone(),
+                decision: if v.is_true() { "run" } else { "skip" },
+                depends_on: None,
+            },
+            Err(e) if e.undecided.is_some() => When {
+                expr: w.src.clone(),
+                decision: "at run time",
+                depends_on: e.undecided,
+            },
             Err(e) => return Err(e),
         }),
     };
@@ -202,9 +317,15 @@ fn plan_step<'a>(rb: &Runbook, s: &Step, group: usize, needs: Vec<String>, r: &d
             match &v {
                 Json::Array(items) => (Some(v.clone()), Some(items.clone())),
                 // A placeholder: the items come from a step that has not run.
-                other if matches!(fe.value, TValue::Str(_)) => (Some(other.clone()), Some(Vec::new())),
+                other if matches!(fe.value, TValue::Str(_)) => {
+                    (Some(other.clone()), Some(Vec::new()))
+                }
                 other => {
-                    return Err(RenderError { field: "for_each".into(), message: format!("expected a list, got {other}"), undecided: None });
+                    return Err(RenderError {
+                        field: "for_each".into(),
+                        message: format!("expected a list, got {other}"),
+                        undecided: None,
+                    });
                 }
             }
         }
@@ -213,27 +334,47 @@ fn plan_step<'a>(rb: &Runbook, s: &Step, group: usize, needs: Vec<String>, r: &d
         None => vec![plain.prepare(s)?],
         Some(items) if items.is_empty() && for_each.as_ref().is_some_and(|f| !f.is_array()) => {
             // Show the action once, with `item` itself as a placeholder.
-            let local = Local { item: Some((Json::String(format!("<{}.item>", s.id.value)), 0)), step_key: plain.local.step_key.clone(), ..Local::default() };
+            let local = Local {
+                item: Some((Json::String(format!("<{}.item>", s.id.value)), 0)),
+                step_key: plain.local.step_key.clone(),
+                ..Local::default()
+            };
             vec![r(local).prepare(s)?]
         }
         Some(items) => items
             .into_iter()
             .enumerate()
-            .map(|(i, item)| r(Local { item: Some((item, i)), step_key: Some(format!("dry-run:{}:{i}", s.id.value)), ..Local::default() }).prepare(s))
+            .map(|(i, item)| {
+                r(Local {
+                    item: Some((item, i)),
+                    step_key: Some(format!("dry-run:{}:{i}", s.id.value)),
+                    ..Local::default()
+                })
+                .prepare(s)
+            })
             .collect::<Result<_, _>>()?,
     };
     let defaults = rb.defaults.as_ref();
-    let timeout = s.timeout.as_ref().or(defaults.and_then(|d| d.timeout.as_ref())).map(|t| fmt_dur(t.value.0));
-    let retry = s.retry.as_ref().or(defaults.and_then(|d| d.retry.as_ref())).filter(|r| r.attempts > 1).map(|r| {
-        let mut text = format!("{} attempts", r.attempts);
-        if let Some(d) = r.delay {
-            text.push_str(&format!(", delay {}", fmt_dur(d.0)));
-        }
-        if let Some(b) = r.backoff.filter(|b| *b != 1.0) {
-            text.push_str(&format!(", backoff x{b}"));
-        }
-        text
-    });
+    let timeout = s
+        .timeout
+        .as_ref()
+        .or(defaults.and_then(|d| d.timeout.as_ref()))
+        .map(|t| fmt_dur(t.value.0));
+    let retry = s
+        .retry
+        .as_ref()
+        .or(defaults.and_then(|d| d.retry.as_ref()))
+        .filter(|r| r.attempts > 1)
+        .map(|r| {
+            let mut text = format!("{} attempts", r.attempts);
+            if let Some(d) = r.delay {
+                text.push_str(&format!(", delay {}", fmt_dur(d.0)));
+            }
+            if let Some(b) = r.backoff.filter(|b| *b != 1.0) {
+                text.push_str(&format!(", backoff x{b}"));
+            }
+            text
+        });
     let on_failure = s.on_failure.or(defaults.and_then(|d| d.on_failure));
     Ok(PlannedStep {
         id: s.id.value.clone(),

@@ -3,7 +3,10 @@
 //! it. Sharing this one path is what keeps a plan from drifting from a run.
 
 use crate::context::{Base, Local, context};
-use cairn_model::{Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, OnTimeout, SqlStep, Step, TValue, TargetKind, Tmpl};
+use cairn_model::{
+    Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, OnTimeout, SqlStep, Step, TValue,
+    TargetKind, Tmpl,
+};
 use cairn_template::{SqlStyle, Templates, Value};
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -145,7 +148,11 @@ pub struct Renderer<'a> {
 }
 
 fn err(field: &str, e: cairn_template::TemplateError) -> RenderError {
-    RenderError { field: field.to_string(), undecided: e.undecided().map(str::to_string), message: e.message }
+    RenderError {
+        field: field.to_string(),
+        undecided: e.undecided().map(str::to_string),
+        message: e.message,
+    }
 }
 
 impl Renderer<'_> {
@@ -157,7 +164,9 @@ impl Renderer<'_> {
         if !has_template(&t.src) {
             return Ok(t.src.clone());
         }
-        self.templates.render_text(&t.src, &self.cx()).map_err(|e| err(field, e))
+        self.templates
+            .render_text(&t.src, &self.cx())
+            .map_err(|e| err(field, e))
     }
 
     /// A templated YAML value to JSON; single-expression strings keep their type.
@@ -169,27 +178,52 @@ impl Renderer<'_> {
             TValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
             TValue::Str(t) if !has_template(&t.src) => Json::String(t.src.clone()),
             TValue::Str(t) => {
-                let v = self.templates.render_value(&t.src, &self.cx()).map_err(|e| err(field, e))?;
+                let v = self
+                    .templates
+                    .render_value(&t.src, &self.cx())
+                    .map_err(|e| err(field, e))?;
                 to_json(&v)
             }
-            TValue::Seq(items) => Json::Array(items.iter().map(|i| self.value(&i.value, field)).collect::<Result<_, _>>()?),
+            TValue::Seq(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|i| self.value(&i.value, field))
+                    .collect::<Result<_, _>>()?,
+            ),
             TValue::Map(entries) => Json::Object(
-                entries.iter().map(|(k, v)| Ok((k.value.clone(), self.value(&v.value, &format!("{field}.{}", k.value))?))).collect::<Result<_, RenderError>>()?,
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.value.clone(),
+                            self.value(&v.value, &format!("{field}.{}", k.value))?,
+                        ))
+                    })
+                    .collect::<Result<_, RenderError>>()?,
             ),
         })
     }
 
     /// A bare expression (`when`, `until`): `Ok(value)` or an error (undecided in a dry-run).
     pub fn expr(&self, t: &Tmpl, field: &str) -> Result<Value, RenderError> {
-        self.templates.eval_expr(&t.src, &self.cx()).map_err(|e| err(field, e))
+        self.templates
+            .eval_expr(&t.src, &self.cx())
+            .map_err(|e| err(field, e))
     }
 
     fn env(&self, step: &Step) -> Result<IndexMap<String, String>, RenderError> {
-        step.env.iter().map(|(k, v)| Ok((k.clone(), self.text(v, &format!("env.{k}"))?))).collect()
+        step.env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), self.text(v, &format!("env.{k}"))?)))
+            .collect()
     }
 
     fn target(&self, name: &str) -> Result<&ResolvedTarget, RenderError> {
-        self.targets.get(name).ok_or_else(|| RenderError { field: "target".into(), message: format!("unknown target `{name}`"), undecided: None })
+        self.targets.get(name).ok_or_else(|| RenderError {
+            field: "target".into(),
+            message: format!("unknown target `{name}`"),
+            undecided: None,
+        })
     }
 
     /// The step's action, rendered.
@@ -202,7 +236,9 @@ impl Renderer<'_> {
         Ok(match action {
             Action::Shell(t) => Prepared::Shell {
                 command: if has_template(&t.src) {
-                    self.templates.render_shell(&t.src, &self.cx()).map_err(|e| err("shell", e))?
+                    self.templates
+                        .render_shell(&t.src, &self.cx())
+                        .map_err(|e| err("shell", e))?
                 } else {
                     t.src.clone()
                 },
@@ -210,7 +246,11 @@ impl Renderer<'_> {
                 cwd,
             },
             Action::Argv(items) => Prepared::Argv {
-                argv: items.iter().enumerate().map(|(i, t)| self.text(t, &format!("argv[{i}]"))).collect::<Result<_, _>>()?,
+                argv: items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| self.text(t, &format!("argv[{i}]")))
+                    .collect::<Result<_, _>>()?,
                 env: self.env(step)?,
                 cwd,
             },
@@ -220,40 +260,79 @@ impl Renderer<'_> {
             Action::Check(c) => self.check(c)?,
             Action::Approval(a) => self.approval(a)?,
             Action::Wait(w) => match (&w.duration, w.poll()) {
-                (Some(d), _) => Prepared::Sleep { duration: fmt_dur(d.value.0) },
+                (Some(d), _) => Prepared::Sleep {
+                    duration: fmt_dur(d.value.0),
+                },
                 (None, Some(p)) => Prepared::Poll {
                     action: Box::new(self.action(step, p)?),
                     until: w.until.as_ref().map(|u| u.src.clone()).unwrap_or_default(),
-                    interval: fmt_dur(w.interval.as_ref().map_or(DEFAULT_POLL_INTERVAL, |i| i.value.0)),
-                    timeout: fmt_dur(w.timeout.as_ref().map_or(DEFAULT_POLL_TIMEOUT, |t| t.value.0)),
+                    interval: fmt_dur(
+                        w.interval
+                            .as_ref()
+                            .map_or(DEFAULT_POLL_INTERVAL, |i| i.value.0),
+                    ),
+                    timeout: fmt_dur(
+                        w.timeout
+                            .as_ref()
+                            .map_or(DEFAULT_POLL_TIMEOUT, |t| t.value.0),
+                    ),
                 },
-                (None, None) => Prepared::Sleep { duration: "0s".into() },
+                (None, None) => Prepared::Sleep {
+                    duration: "0s".into(),
+                },
             },
-            Action::Report(r) => Prepared::Report { template: r.template.as_ref().map(|t| t.value.clone()), to: self.text(&r.to, "report.to")? },
+            Action::Report(r) => Prepared::Report {
+                template: r.template.as_ref().map(|t| t.value.clone()),
+                to: self.text(&r.to, "report.to")?,
+            },
             Action::Uses(u) => Prepared::Uses {
                 runbook: u.value.clone(),
-                with: step.with.iter().map(|(k, v)| Ok((k.clone(), self.value(&v.value, &format!("with.{k}"))?))).collect::<Result<_, RenderError>>()?,
+                with: step
+                    .with
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), self.value(&v.value, &format!("with.{k}"))?)))
+                    .collect::<Result<_, RenderError>>()?,
             },
         })
     }
 
     fn sql(&self, q: &SqlStep) -> Result<Prepared, RenderError> {
         let t = self.target(&q.target.value)?;
-        let style = if t.kind == TargetKind::Postgres { SqlStyle::Dollar } else { SqlStyle::Question };
-        let bound = self.templates.render_sql(&q.query.src, &self.cx(), style).map_err(|e| err("sql.query", e))?;
-        Ok(Prepared::Sql { target: t.name.clone(), url: cairn_steps::sql::masked_url(&t.url), sql: bound.sql, params: bound.params })
+        let style = if t.kind == TargetKind::Postgres {
+            SqlStyle::Dollar
+        } else {
+            SqlStyle::Question
+        };
+        let bound = self
+            .templates
+            .render_sql(&q.query.src, &self.cx(), style)
+            .map_err(|e| err("sql.query", e))?;
+        Ok(Prepared::Sql {
+            target: t.name.clone(),
+            url: cairn_steps::sql::masked_url(&t.url),
+            sql: bound.sql,
+            params: bound.params,
+        })
     }
 
     fn http(&self, h: &HttpStep) -> Result<Prepared, RenderError> {
         let (method, url) = h.method();
         let mut url = self.text(url, "http.url")?;
-        let target = h.target.as_ref().map(|t| self.target(&t.value)).transpose()?;
+        let target = h
+            .target
+            .as_ref()
+            .map(|t| self.target(&t.value))
+            .transpose()?;
         let mut headers = IndexMap::new();
         let mut auth = None;
         let mut insecure = false;
         if let Some(t) = target {
             if !url.contains("://") {
-                url = format!("{}/{}", t.url.trim_end_matches('/'), url.trim_start_matches('/'));
+                url = format!(
+                    "{}/{}",
+                    t.url.trim_end_matches('/'),
+                    url.trim_start_matches('/')
+                );
             }
             headers.extend(t.headers.clone());
             insecure = t.insecure;
@@ -266,8 +345,16 @@ impl Renderer<'_> {
         for (k, v) in &h.headers {
             headers.insert(k.clone(), self.text(v, &format!("http.headers.{k}"))?);
         }
-        let json = h.json.as_ref().map(|j| self.value(&j.value, "http.json")).transpose()?;
-        let body = h.body.as_ref().map(|b| self.text(b, "http.body")).transpose()?;
+        let json = h
+            .json
+            .as_ref()
+            .map(|j| self.value(&j.value, "http.json"))
+            .transpose()?;
+        let body = h
+            .body
+            .as_ref()
+            .map(|b| self.text(b, "http.body"))
+            .transpose()?;
         Ok(Prepared::Http {
             method: method.as_str().to_string(),
             url,
@@ -284,13 +371,30 @@ impl Renderer<'_> {
     fn chroma(&self, c: &ChromaStep) -> Result<Prepared, RenderError> {
         let t = self.target(&c.target.value)?;
         let params = self.value(&c.action.1.value, &format!("chroma.{}", c.action.0.value))?;
-        Ok(Prepared::Chroma { target: t.name.clone(), url: cairn_steps::sql::masked_url(&t.url), action: c.action.0.value.clone(), params })
+        Ok(Prepared::Chroma {
+            target: t.name.clone(),
+            url: cairn_steps::sql::masked_url(&t.url),
+            action: c.action.0.value.clone(),
+            params,
+        })
     }
 
     fn check(&self, c: &CheckStep) -> Result<Prepared, RenderError> {
         let value = match has_template(&c.value.src) {
-            true => to_json(&self.templates.render_value(&c.value.src, &self.cx()).map_err(|e| err("check.value", e))?),
-            false => c.value.src.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or_else(|| Json::String(c.value.src.clone()), Json::Number),
+            true => to_json(
+                &self
+                    .templates
+                    .render_value(&c.value.src, &self.cx())
+                    .map_err(|e| err("check.value", e))?,
+            ),
+            false => c
+                .value
+                .src
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| Json::String(c.value.src.clone()), Json::Number),
         };
         Ok(Prepared::Check {
             value,

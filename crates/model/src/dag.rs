@@ -44,8 +44,15 @@ impl Dag {
         }
         // Kahn's algorithm with a min-heap on the written index: deterministic, and it finds
         // cycles as leftovers.
-        let mut indegree: Vec<usize> = (0..n).map(|i| graph.neighbors_directed(nodes[i], petgraph::Incoming).count()).collect();
-        let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+        let mut indegree: Vec<usize> = (0..n)
+            .map(|i| {
+                graph
+                    .neighbors_directed(nodes[i], petgraph::Incoming)
+                    .count()
+            })
+            .collect();
+        let mut ready: BinaryHeap<Reverse<usize>> =
+            (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
         let mut group = vec![0usize; n];
         while let Some(Reverse(i)) = ready.pop() {
@@ -75,7 +82,12 @@ impl Dag {
             }
             ancestors[i] = set;
         }
-        Ok(Dag { graph, order, group, ancestors })
+        Ok(Dag {
+            graph,
+            order,
+            group,
+            ancestors,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -120,7 +132,9 @@ impl Dag {
 
     /// Why `child` waits for `parent` (if it does directly).
     pub fn edge(&self, parent: usize, child: usize) -> Option<Edge> {
-        self.graph.find_edge(NodeIndex::new(parent), NodeIndex::new(child)).map(|e| self.graph[e])
+        self.graph
+            .find_edge(NodeIndex::new(parent), NodeIndex::new(child))
+            .map(|e| self.graph[e])
     }
 
     /// `i` and everything downstream of it.
@@ -149,7 +163,11 @@ fn find_cycle(graph: &DiGraph<usize, Edge>, nodes: &[NodeIndex], indegree: &[usi
         if seen[cur] != usize::MAX {
             let mut cycle = path[seen[cur]..].to_vec();
             // Start the spelling at the first-written step of the cycle, for stable messages.
-            let min_pos = cycle.iter().enumerate().min_by_key(|(_, v)| **v).map_or(0, |(p, _)| p);
+            let min_pos = cycle
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, v)| **v)
+                .map_or(0, |(p, _)| p);
             cycle.rotate_left(min_pos);
             cycle.push(cycle[0]);
             return cycle;

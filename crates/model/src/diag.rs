@@ -22,10 +22,20 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Error, message: message.into(), span, help: None }
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            span,
+            help: None,
+        }
     }
     pub fn warning(span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, message: message.into(), span, help: None }
+        Diagnostic {
+            severity: Severity::Warning,
+            message: message.into(),
+            span,
+            help: None,
+        }
     }
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
@@ -47,7 +57,13 @@ impl Diagnostic {
     /// ```
     pub fn render(&self, file: &str, source: &str, color: bool) -> String {
         let (bold, red, yellow, blue, reset) = if color {
-            ("\x1b[1m", "\x1b[1;31m", "\x1b[1;33m", "\x1b[1;34m", "\x1b[0m")
+            (
+                "\x1b[1m",
+                "\x1b[1;31m",
+                "\x1b[1;33m",
+                "\x1b[1;34m",
+                "\x1b[0m",
+            )
         } else {
             ("", "", "", "", "")
         };
@@ -60,7 +76,12 @@ impl Diagnostic {
         let line_no = self.span.line.max(1) as usize;
         let gutter = line_no.to_string().len();
         let pad = " ".repeat(gutter);
-        let _ = writeln!(out, "{pad}{blue}-->{reset} {file}:{}:{}", line_no, self.span.col.max(1));
+        let _ = writeln!(
+            out,
+            "{pad}{blue}-->{reset} {file}:{}:{}",
+            line_no,
+            self.span.col.max(1)
+        );
         if let Some(text) = source.lines().nth(line_no - 1) {
             let text = text.replace('\t', " ");
             let col = (self.span.col.max(1) - 1) as usize;
@@ -106,13 +127,17 @@ impl Diagnostics {
     }
     /// Source order, errors before warnings at the same place; identical duplicates dropped.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| (a.span.start, a.severity).cmp(&(b.span.start, b.severity)));
-        self.0.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+        self.0.sort_by_key(|a| (a.span.start, a.severity));
+        self.0
+            .dedup_by(|a, b| a.span == b.span && a.message == b.message);
     }
 }
 
 /// `did you mean `x`?` when one candidate is close enough to be the intended one.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);

@@ -67,7 +67,11 @@ pub fn parse_only(path: &Path, source: &str) -> (Option<Runbook>, Diagnostics) {
 
 /// Parse and validate one runbook. The diagnostics hold every problem found (errors and
 /// warnings); a `Checked` comes back only when there is no error.
-pub fn check(path: &Path, source: &str, templates: &cairn_template::Templates) -> (Option<Checked>, Diagnostics) {
+pub fn check(
+    path: &Path,
+    source: &str,
+    templates: &cairn_template::Templates,
+) -> (Option<Checked>, Diagnostics) {
     let (rb, mut diags) = parse_only(path, source);
     let Some(rb) = rb else { return (None, diags) };
     let mut v = validate::Validator::new(&rb, templates);
@@ -99,17 +103,34 @@ pub fn check(path: &Path, source: &str, templates: &cairn_template::Templates) -
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid runbook")]
-    Invalid { path: String, text: String, diagnostics: Diagnostics },
+    Invalid {
+        path: String,
+        text: String,
+        diagnostics: Diagnostics,
+    },
 }
 
 /// Read and validate a runbook file.
-pub fn load(path: &Path, templates: &cairn_template::Templates) -> Result<(Checked, Diagnostics), LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+pub fn load(
+    path: &Path,
+    templates: &cairn_template::Templates,
+) -> Result<(Checked, Diagnostics), LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     match check(path, &text, templates) {
         (Some(c), d) => Ok((c, d)),
-        (None, diagnostics) => Err(LoadError::Invalid { path: path.display().to_string(), text, diagnostics }),
+        (None, diagnostics) => Err(LoadError::Invalid {
+            path: path.display().to_string(),
+            text,
+            diagnostics,
+        }),
     }
 }
 
@@ -120,7 +141,10 @@ pub fn schema() -> serde_json::Value {
     let mut v = serde_json::to_value(schema).unwrap_or_default();
     drop_null(&mut v);
     if let Some(o) = v.as_object_mut() {
-        o.insert("$id".into(), "https://cairn.dev/schemas/runbook.schema.json".into());
+        o.insert(
+            "$id".into(),
+            "https://cairn.dev/schemas/runbook.schema.json".into(),
+        );
     }
     v
 }

@@ -12,12 +12,41 @@ use indexmap::IndexMap;
 pub const FORMAT_VERSIONS: &[u32] = &[1];
 
 const RUNBOOK_KEYS: &[&str] = &[
-    "cairn", "name", "description", "labels", "rto", "rpo", "lock", "inputs", "secrets", "targets", "vars",
-    "defaults", "steps", "finally", "outputs",
+    "cairn",
+    "name",
+    "description",
+    "labels",
+    "rto",
+    "rpo",
+    "lock",
+    "inputs",
+    "secrets",
+    "targets",
+    "vars",
+    "defaults",
+    "steps",
+    "finally",
+    "outputs",
 ];
 const STEP_COMMON: &[&str] = &[
-    "id", "name", "description", "needs", "readonly", "when", "for_each", "concurrency", "timeout", "retry",
-    "expect", "outputs", "on_failure", "idempotent", "env", "cwd", "lock", "with",
+    "id",
+    "name",
+    "description",
+    "needs",
+    "readonly",
+    "when",
+    "for_each",
+    "concurrency",
+    "timeout",
+    "retry",
+    "expect",
+    "outputs",
+    "on_failure",
+    "idempotent",
+    "env",
+    "cwd",
+    "lock",
+    "with",
 ];
 
 pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
@@ -29,16 +58,22 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
                 Some(v)
             } else {
                 d.push(
-                    Diagnostic::error(v.span, format!("unsupported format version `cairn: {}`", v.value))
-                        .with_help("this Cairn reads `cairn: 1`"),
+                    Diagnostic::error(
+                        v.span,
+                        format!("unsupported format version `cairn: {}`", v.value),
+                    )
+                    .with_help("this Cairn reads `cairn: 1`"),
                 );
                 None
             }
         }),
         None => {
             d.push(
-                Diagnostic::error(f.span, "the runbook is missing `cairn:` (the format version)")
-                    .with_help("start the file with `cairn: 1`"),
+                Diagnostic::error(
+                    f.span,
+                    "the runbook is missing `cairn:` (the format version)",
+                )
+                .with_help("start the file with `cairn: 1`"),
             );
             None
         }
@@ -59,16 +94,24 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
             None
         }
     };
-    let description = f.get("description").and_then(|n| text(d, n, "`description`"));
+    let description = f
+        .get("description")
+        .and_then(|n| text(d, n, "`description`"));
     let labels = f.get("labels").map_or_else(IndexMap::new, |n| {
         named(d, n, "`labels`", |d, _, _, v| text(d, v, "a label value"))
     });
     let rto = f.get("rto").and_then(|n| duration(d, n, "`rto`"));
     let rpo = f.get("rpo").and_then(|n| duration(d, n, "`rpo`"));
     let lock = f.get("lock").and_then(|n| string(d, n, "`lock`"));
-    let inputs = f.get("inputs").map_or_else(IndexMap::new, |n| named(d, n, "`inputs`", input));
-    let secrets = f.get("secrets").map_or_else(IndexMap::new, |n| named(d, n, "`secrets`", secret));
-    let targets = f.get("targets").map_or_else(IndexMap::new, |n| named(d, n, "`targets`", target));
+    let inputs = f
+        .get("inputs")
+        .map_or_else(IndexMap::new, |n| named(d, n, "`inputs`", input));
+    let secrets = f
+        .get("secrets")
+        .map_or_else(IndexMap::new, |n| named(d, n, "`secrets`", secret));
+    let targets = f
+        .get("targets")
+        .map_or_else(IndexMap::new, |n| named(d, n, "`targets`", target));
     let vars = f.get("vars").map_or_else(IndexMap::new, |n| {
         named(d, n, "`vars`", |d, k, ks, v| {
             check_ident(d, k, ks, "var");
@@ -83,8 +126,13 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
             Vec::new()
         }
     };
-    let finally = f.get("finally").map(|n| steps(d, n, "`finally`")).unwrap_or_default();
-    let outputs = f.get("outputs").map_or_else(IndexMap::new, |n| outputs(d, n));
+    let finally = f
+        .get("finally")
+        .map(|n| steps(d, n, "`finally`"))
+        .unwrap_or_default();
+    let outputs = f
+        .get("outputs")
+        .map_or_else(IndexMap::new, |n| outputs(d, n));
     f.finish(d, RUNBOOK_KEYS, what);
     Some(Runbook {
         cairn: cairn?,
@@ -130,8 +178,9 @@ fn input(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option<
                 None => {
                     d.push(
                         Diagnostic::error(t.span, format!("unknown input type `{s}`")).maybe_help(
-                            did_you_mean(s, InputType::NAMES.iter().copied())
-                                .or_else(|| Some(format!("types: {}", InputType::NAMES.join(", ")))),
+                            did_you_mean(s, InputType::NAMES.iter().copied()).or_else(|| {
+                                Some(format!("types: {}", InputType::NAMES.join(", ")))
+                            }),
                         ),
                     );
                     InputType::String
@@ -145,58 +194,120 @@ fn input(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option<
         None => InputType::String,
     };
     let default = f.get("default").map(json);
-    let required = f.get("required").and_then(|n| boolean(d, n, "`required`")).unwrap_or(false);
-    let pattern = f.get("pattern").and_then(|n| string(d, n, "`pattern`")).and_then(|p| {
-        match regex_lite_check(&p.value) {
+    let required = f
+        .get("required")
+        .and_then(|n| boolean(d, n, "`required`"))
+        .unwrap_or(false);
+    let pattern = f
+        .get("pattern")
+        .and_then(|n| string(d, n, "`pattern`"))
+        .and_then(|p| match regex_lite_check(&p.value) {
             Ok(()) => Some(p.value),
             Err(e) => {
                 d.push(Diagnostic::error(p.span, format!("invalid pattern: {e}")));
                 None
             }
-        }
-    });
-    let allowed = f.get("enum").and_then(|n| list(d, n, "`enum`", |_, i| Some(json(i))));
-    let description = f.get("description").and_then(|n| text(d, n, "`description`"));
-    f.finish(d, &["type", "default", "required", "pattern", "enum", "description"], &what);
-    Some(Input { ty, default, required, pattern, allowed, description, span: key })
+        });
+    let allowed = f
+        .get("enum")
+        .and_then(|n| list(d, n, "`enum`", |_, i| Some(json(i))));
+    let description = f
+        .get("description")
+        .and_then(|n| text(d, n, "`description`"));
+    f.finish(
+        d,
+        &[
+            "type",
+            "default",
+            "required",
+            "pattern",
+            "enum",
+            "description",
+        ],
+        &what,
+    );
+    Some(Input {
+        ty,
+        default,
+        required,
+        pattern,
+        allowed,
+        description,
+        span: key,
+    })
 }
 
 /// Compiles the pattern once at validation so a bad one is reported at its place.
 fn regex_lite_check(p: &str) -> Result<(), String> {
-    regex::Regex::new(p).map(|_| ()).map_err(|e| e.to_string().lines().last().unwrap_or_default().trim().to_string())
+    regex::Regex::new(p).map(|_| ()).map_err(|e| {
+        e.to_string()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    })
 }
 
 fn secret(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option<Secret> {
     check_ident(d, name, key, "secret");
     let what = format!("secret `{name}`");
     let mut f = map(d, n, &what)?;
-    let env = f.get("env").and_then(|n| string(d, n, "`env`")).map(|s| s.value);
-    let file = f.get("file").and_then(|n| string(d, n, "`file`")).map(|s| s.value);
-    let optional = f.get("optional").and_then(|n| boolean(d, n, "`optional`")).unwrap_or(false);
-    let description = f.get("description").and_then(|n| text(d, n, "`description`"));
+    let env = f
+        .get("env")
+        .and_then(|n| string(d, n, "`env`"))
+        .map(|s| s.value);
+    let file = f
+        .get("file")
+        .and_then(|n| string(d, n, "`file`"))
+        .map(|s| s.value);
+    let optional = f
+        .get("optional")
+        .and_then(|n| boolean(d, n, "`optional`"))
+        .unwrap_or(false);
+    let description = f
+        .get("description")
+        .and_then(|n| text(d, n, "`description`"));
     if env.is_some() == file.is_some() && (f.has("env") == f.has("file")) {
         d.push(
-            Diagnostic::error(f.span, format!("{what} needs exactly one of `env` or `file`"))
-                .with_help("e.g. `{ env: DB_PASSWORD }` or `{ file: /run/secrets/db_password }`"),
+            Diagnostic::error(
+                f.span,
+                format!("{what} needs exactly one of `env` or `file`"),
+            )
+            .with_help("e.g. `{ env: DB_PASSWORD }` or `{ file: /run/secrets/db_password }`"),
         );
     }
     f.finish(d, &["env", "file", "optional", "description"], &what);
-    Some(Secret { env, file, optional, description, span: key })
+    Some(Secret {
+        env,
+        file,
+        optional,
+        description,
+        span: key,
+    })
 }
 
 fn target(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option<Target> {
     check_ident(d, name, key, "target");
     let what = format!("target `{name}`");
     let mut f = map(d, n, &what)?;
-    let kinds: Vec<&str> = TargetKind::ALL.iter().map(|k| k.as_str()).filter(|k| f.has(k)).collect();
+    let kinds: Vec<&str> = TargetKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .filter(|k| f.has(k))
+        .collect();
     if kinds.is_empty() {
         d.push(
-            Diagnostic::error(f.span, format!("{what} has no kind"))
-                .with_help("add one of `postgres:`, `sqlite:`, `mysql:`, `chroma:`, `http:` with its URL"),
+            Diagnostic::error(f.span, format!("{what} has no kind")).with_help(
+                "add one of `postgres:`, `sqlite:`, `mysql:`, `chroma:`, `http:` with its URL",
+            ),
         );
     } else if kinds.len() > 1 {
         let at = f.key_span(kinds[1]).unwrap_or(f.span);
-        d.push(Diagnostic::error(at, format!("{what} has two kinds: `{}` and `{}`", kinds[0], kinds[1])));
+        d.push(Diagnostic::error(
+            at,
+            format!("{what} has two kinds: `{}` and `{}`", kinds[0], kinds[1]),
+        ));
     }
     let mut url = |k: &str| f.get(k).and_then(|n| tmpl(d, n, &format!("the `{k}` URL")));
     let postgres = url("postgres");
@@ -217,7 +328,10 @@ fn target(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option
         };
         let password = b.get("password").and_then(|p| tmpl(d, p, "`password`"));
         b.finish(d, &["username", "password"], "`basic`");
-        Some(BasicAuth { username: username?, password })
+        Some(BasicAuth {
+            username: username?,
+            password,
+        })
     });
     let headers = f.get("headers").map_or_else(IndexMap::new, |n| {
         named(d, n, "`headers`", |d, _, _, v| tmpl(d, v, "a header value"))
@@ -225,32 +339,50 @@ fn target(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option
     let insecure = f.get("insecure").and_then(|n| boolean(d, n, "`insecure`"));
     let tenant = f.get("tenant").and_then(|n| tmpl(d, n, "`tenant`"));
     let database = f.get("database").and_then(|n| tmpl(d, n, "`database`"));
-    let description = f.get("description").and_then(|n| text(d, n, "`description`"));
+    let description = f
+        .get("description")
+        .and_then(|n| text(d, n, "`description`"));
     f.finish(
         d,
         &[
-            "postgres", "sqlite", "mysql", "chroma", "http", "password", "bearer", "basic", "headers", "insecure",
-            "tenant", "database", "description",
+            "postgres",
+            "sqlite",
+            "mysql",
+            "chroma",
+            "http",
+            "password",
+            "bearer",
+            "basic",
+            "headers",
+            "insecure",
+            "tenant",
+            "database",
+            "description",
         ],
         &what,
     );
-    (!kinds.is_empty()).then_some(Target {
-        postgres,
-        sqlite,
-        mysql,
-        chroma,
-        http,
-        password,
-        bearer,
-        basic,
-        headers,
-        insecure,
-        tenant,
-        database,
-        description,
-        span: key,
-    })
-    .filter(|t| [&t.postgres, &t.sqlite, &t.mysql, &t.chroma, &t.http].iter().any(|u| u.is_some()))
+    (!kinds.is_empty())
+        .then_some(Target {
+            postgres,
+            sqlite,
+            mysql,
+            chroma,
+            http,
+            password,
+            bearer,
+            basic,
+            headers,
+            insecure,
+            tenant,
+            database,
+            description,
+            span: key,
+        })
+        .filter(|t| {
+            [&t.postgres, &t.sqlite, &t.mysql, &t.chroma, &t.http]
+                .iter()
+                .any(|u| u.is_some())
+        })
 }
 
 fn defaults(d: &mut Diags, n: &Node) -> Option<Defaults> {
@@ -259,7 +391,11 @@ fn defaults(d: &mut Diags, n: &Node) -> Option<Defaults> {
     let retry = f.get("retry").and_then(|n| retry(d, n));
     let on_failure = f.get("on_failure").and_then(|n| on_failure(d, n));
     f.finish(d, &["timeout", "retry", "on_failure"], "`defaults`");
-    Some(Defaults { timeout, retry, on_failure })
+    Some(Defaults {
+        timeout,
+        retry,
+        on_failure,
+    })
 }
 
 fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
@@ -267,7 +403,10 @@ fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
     let attempts = match f.get("attempts") {
         Some(a) => uint(d, a, "`attempts`").and_then(|v| {
             if v.value == 0 {
-                d.push(Diagnostic::error(v.span, "`attempts` counts the first try too: it must be at least 1"));
+                d.push(Diagnostic::error(
+                    v.span,
+                    "`attempts` counts the first try too: it must be at least 1",
+                ));
                 None
             } else {
                 Some(v.value)
@@ -278,19 +417,41 @@ fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
             None
         }
     };
-    let delay = f.get("delay").and_then(|n| duration(d, n, "`delay`")).map(|s| s.value);
-    let backoff = f.get("backoff").and_then(|n| float(d, n, "`backoff`")).and_then(|b| {
-        if b < 1.0 {
-            d.push(Diagnostic::error(f.span, "`backoff` must be at least 1.0").with_help("1.0 keeps the delay constant, 2.0 doubles it"));
-            None
-        } else {
-            Some(b)
-        }
-    });
-    let max_delay = f.get("max_delay").and_then(|n| duration(d, n, "`max_delay`")).map(|s| s.value);
+    let delay = f
+        .get("delay")
+        .and_then(|n| duration(d, n, "`delay`"))
+        .map(|s| s.value);
+    let backoff = f
+        .get("backoff")
+        .and_then(|n| float(d, n, "`backoff`"))
+        .and_then(|b| {
+            if b < 1.0 {
+                d.push(
+                    Diagnostic::error(f.span, "`backoff` must be at least 1.0")
+                        .with_help("1.0 keeps the delay constant, 2.0 doubles it"),
+                );
+                None
+            } else {
+                Some(b)
+            }
+        });
+    let max_delay = f
+        .get("max_delay")
+        .and_then(|n| duration(d, n, "`max_delay`"))
+        .map(|s| s.value);
     let jitter = f.get("jitter").and_then(|n| boolean(d, n, "`jitter`"));
-    f.finish(d, &["attempts", "delay", "backoff", "max_delay", "jitter"], "`retry`");
-    Some(Retry { attempts: attempts?, delay, backoff, max_delay, jitter })
+    f.finish(
+        d,
+        &["attempts", "delay", "backoff", "max_delay", "jitter"],
+        "`retry`",
+    );
+    Some(Retry {
+        attempts: attempts?,
+        delay,
+        backoff,
+        max_delay,
+        jitter,
+    })
 }
 
 fn on_failure(d: &mut Diags, n: &Node) -> Option<OnFailure> {
@@ -306,25 +467,38 @@ fn on_failure(d: &mut Diags, n: &Node) -> Option<OnFailure> {
 
 fn expect(d: &mut Diags, n: &Node) -> Option<Expect> {
     if n.as_seq().is_some() {
-        return list(d, n, "`expect`", |d, i| tmpl(d, i, "an `expect` expression")).map(Expect::Exprs);
+        return list(d, n, "`expect`", |d, i| {
+            tmpl(d, i, "an `expect` expression")
+        })
+        .map(Expect::Exprs);
     }
     if n.as_map().is_some() {
-        return Some(Expect::Fields(named(d, n, "`expect`", |_, _, _, v| Some(tvalue(v)))));
+        return Some(Expect::Fields(named(d, n, "`expect`", |_, _, _, v| {
+            Some(tvalue(v))
+        })));
     }
-    d.push(wrong(n, "a map of result fields or a list of expressions", "`expect`"));
+    d.push(wrong(
+        n,
+        "a map of result fields or a list of expressions",
+        "`expect`",
+    ));
     None
 }
 
 fn steps(d: &mut Diags, n: &Node, what: &str) -> Vec<Step> {
-    list(d, n, what, |d, s| step(d, s)).unwrap_or_default()
+    list(d, n, what, step).unwrap_or_default()
 }
 
 fn step(d: &mut Diags, n: &Node) -> Option<Step> {
     let mut f = map(d, n, "a step")?;
     let id = match f.get("id") {
         Some(i) => string(d, i, "a step `id`").inspect(|s| {
-            let ok = s.value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && s.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            let ok = s
+                .value
+                .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && s.value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             if !ok {
                 d.push(
                     Diagnostic::error(s.span, format!("invalid step id `{}`", s.value))
@@ -333,26 +507,41 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
             }
         }),
         None => {
-            d.push(Diagnostic::error(f.span, "step has no `id`").with_help("add `id: a_name` to the step"));
+            d.push(
+                Diagnostic::error(f.span, "step has no `id`")
+                    .with_help("add `id: a_name` to the step"),
+            );
             None
         }
     };
-    let label = id.as_ref().map_or("step".to_string(), |i| format!("step `{}`", i.value));
+    let label = id
+        .as_ref()
+        .map_or("step".to_string(), |i| format!("step `{}`", i.value));
     let kinds: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| f.has(k)).collect();
     match kinds.as_slice() {
         [] => d.push(
-            Diagnostic::error(id.as_ref().map_or(f.span, |i| i.span), format!("{label} has no kind"))
-                .with_help(format!("add one of: {}", ACTION_KEYS.join(", "))),
+            Diagnostic::error(
+                id.as_ref().map_or(f.span, |i| i.span),
+                format!("{label} has no kind"),
+            )
+            .with_help(format!("add one of: {}", ACTION_KEYS.join(", "))),
         ),
         [_] => {}
         [a, b, ..] => d.push(
-            Diagnostic::error(f.key_span(b).unwrap_or(f.span), format!("{label} has two kinds: `{a}` and `{b}`"))
-                .with_help("a step does one thing: split it into two steps"),
+            Diagnostic::error(
+                f.key_span(b).unwrap_or(f.span),
+                format!("{label} has two kinds: `{a}` and `{b}`"),
+            )
+            .with_help("a step does one thing: split it into two steps"),
         ),
     }
     let name = f.get("name").and_then(|n| text(d, n, "`name`"));
-    let description = f.get("description").and_then(|n| text(d, n, "`description`"));
-    let needs = f.get("needs").and_then(|n| list(d, n, "`needs`", |d, i| string(d, i, "a `needs` entry")));
+    let description = f
+        .get("description")
+        .and_then(|n| text(d, n, "`description`"));
+    let needs = f
+        .get("needs")
+        .and_then(|n| list(d, n, "`needs`", |d, i| string(d, i, "a `needs` entry")));
     let readonly = f.get("readonly").and_then(|n| boolean(d, n, "`readonly`"));
     let when = f.get("when").and_then(|n| tmpl(d, n, "`when`"));
     let for_each = f.get("for_each").and_then(|n| {
@@ -365,22 +554,35 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
             }
         }
     });
-    let concurrency = f.get("concurrency").and_then(|n| uint(d, n, "`concurrency`")).and_then(|c| {
-        if c.value == 0 {
-            d.push(Diagnostic::error(c.span, "`concurrency` must be at least 1"));
-            return None;
-        }
-        Some(c)
-    });
+    let concurrency = f
+        .get("concurrency")
+        .and_then(|n| uint(d, n, "`concurrency`"))
+        .and_then(|c| {
+            if c.value == 0 {
+                d.push(Diagnostic::error(
+                    c.span,
+                    "`concurrency` must be at least 1",
+                ));
+                return None;
+            }
+            Some(c)
+        });
     if let (Some(c), None) = (&concurrency, &for_each) {
-        d.push(Diagnostic::error(c.span, "`concurrency` needs `for_each`").with_help("it limits how many items run at once"));
+        d.push(
+            Diagnostic::error(c.span, "`concurrency` needs `for_each`")
+                .with_help("it limits how many items run at once"),
+        );
     }
     let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
     let retry = f.get("retry").and_then(|n| retry(d, n));
     let expect = f.get("expect").and_then(|n| expect(d, n));
-    let outputs = f.get("outputs").map_or_else(IndexMap::new, |n| outputs(d, n));
+    let outputs = f
+        .get("outputs")
+        .map_or_else(IndexMap::new, |n| outputs(d, n));
     let on_failure = f.get("on_failure").and_then(|n| on_failure(d, n));
-    let idempotent = f.get("idempotent").and_then(|n| boolean(d, n, "`idempotent`"));
+    let idempotent = f
+        .get("idempotent")
+        .and_then(|n| boolean(d, n, "`idempotent`"));
     let env = f.get("env").map_or_else(IndexMap::new, |n| {
         named(d, n, "`env`", |d, _, _, v| tmpl(d, v, "an `env` value"))
     });
@@ -401,7 +603,10 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
     });
     if uses.is_none() && f.has("with") {
         let at = f.key_span("with").unwrap_or(f.span);
-        d.push(Diagnostic::error(at, "`with` is only for `uses` steps").with_help("pass inputs to a sub-runbook: `uses: other.yaml` + `with:`"));
+        d.push(
+            Diagnostic::error(at, "`with` is only for `uses` steps")
+                .with_help("pass inputs to a sub-runbook: `uses: other.yaml` + `with:`"),
+        );
     }
     let mut allowed: Vec<&str> = STEP_COMMON.to_vec();
     allowed.extend(ACTION_KEYS);
@@ -457,7 +662,10 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
 fn argv(d: &mut Diags, n: &Node) -> Option<Vec<Tmpl>> {
     let items = list(d, n, "`argv`", |d, i| tmpl(d, i, "an `argv` item"))?;
     if items.is_empty() {
-        d.push(Diagnostic::error(n.span, "`argv` is empty").with_help("the first item is the program to run"));
+        d.push(
+            Diagnostic::error(n.span, "`argv` is empty")
+                .with_help("the first item is the program to run"),
+        );
         return None;
     }
     Some(items)
@@ -474,23 +682,42 @@ fn sql(d: &mut Diags, n: &Node) -> Option<SqlStep> {
         missing(d, f.span, "query", "`sql`");
     }
     f.finish(d, &["target", "query"], "`sql`");
-    Some(SqlStep { target: target?, query: query? })
+    Some(SqlStep {
+        target: target?,
+        query: query?,
+    })
 }
 
 fn http(d: &mut Diags, n: &Node) -> Option<HttpStep> {
     let mut f = map(d, n, "`http`")?;
-    let methods: Vec<&str> = Method::KEYS.iter().map(|(k, _)| *k).filter(|k| f.has(k)).collect();
+    let methods: Vec<&str> = Method::KEYS
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| f.has(k))
+        .collect();
     if methods.is_empty() {
-        d.push(
-            Diagnostic::error(f.span, "`http` has no method")
-                .with_help("add one of `get:`, `post:`, `put:`, `patch:`, `delete:`, `head:` with the URL"),
-        );
+        d.push(Diagnostic::error(f.span, "`http` has no method").with_help(
+            "add one of `get:`, `post:`, `put:`, `patch:`, `delete:`, `head:` with the URL",
+        ));
     } else if methods.len() > 1 {
         let at = f.key_span(methods[1]).unwrap_or(f.span);
-        d.push(Diagnostic::error(at, format!("`http` has two methods: `{}` and `{}`", methods[0], methods[1])));
+        d.push(Diagnostic::error(
+            at,
+            format!(
+                "`http` has two methods: `{}` and `{}`",
+                methods[0], methods[1]
+            ),
+        ));
     }
     let mut url = |k: &str| f.get(k).and_then(|n| tmpl(d, n, &format!("the `{k}` URL")));
-    let (get, post, put, patch, delete, head) = (url("get"), url("post"), url("put"), url("patch"), url("delete"), url("head"));
+    let (get, post, put, patch, delete, head) = (
+        url("get"),
+        url("post"),
+        url("put"),
+        url("patch"),
+        url("delete"),
+        url("head"),
+    );
     let target = f.get("target").and_then(|n| string(d, n, "`target`"));
     let headers = f.get("headers").map_or_else(IndexMap::new, |n| {
         named(d, n, "`headers`", |d, _, _, v| tmpl(d, v, "a header value"))
@@ -498,19 +725,62 @@ fn http(d: &mut Diags, n: &Node) -> Option<HttpStep> {
     let json = f.get("json").map(tvalue);
     let body = f.get("body").and_then(|n| tmpl(d, n, "`body`"));
     if let (Some(_), Some(b)) = (&json, &body) {
-        d.push(Diagnostic::error(b.span, "`http` has both `json` and `body`").with_help("send one of them"));
+        d.push(
+            Diagnostic::error(b.span, "`http` has both `json` and `body`")
+                .with_help("send one of them"),
+        );
     }
     let insecure = f.get("insecure").and_then(|n| boolean(d, n, "`insecure`"));
-    let follow_redirects = f.get("follow_redirects").and_then(|n| boolean(d, n, "`follow_redirects`"));
+    let follow_redirects = f
+        .get("follow_redirects")
+        .and_then(|n| boolean(d, n, "`follow_redirects`"));
     let expect = f.get("expect").and_then(|n| expect(d, n));
     f.finish(
         d,
-        &["get", "post", "put", "patch", "delete", "head", "target", "headers", "json", "body", "insecure", "follow_redirects", "expect"],
+        &[
+            "get",
+            "post",
+            "put",
+            "patch",
+            "delete",
+            "head",
+            "target",
+            "headers",
+            "json",
+            "body",
+            "insecure",
+            "follow_redirects",
+            "expect",
+        ],
         "`http`",
     );
-    let step = HttpStep { get, post, put, patch, delete, head, target, headers, json, body, insecure, follow_redirects, expect };
-    (methods.len() == 1 && [&step.get, &step.post, &step.put, &step.patch, &step.delete, &step.head].iter().any(|u| u.is_some()))
-        .then_some(step)
+    let step = HttpStep {
+        get,
+        post,
+        put,
+        patch,
+        delete,
+        head,
+        target,
+        headers,
+        json,
+        body,
+        insecure,
+        follow_redirects,
+        expect,
+    };
+    (methods.len() == 1
+        && [
+            &step.get,
+            &step.post,
+            &step.put,
+            &step.patch,
+            &step.delete,
+            &step.head,
+        ]
+        .iter()
+        .any(|u| u.is_some()))
+    .then_some(step)
 }
 
 fn chroma(d: &mut Diags, n: &Node) -> Option<ChromaStep> {
@@ -526,12 +796,21 @@ fn chroma(d: &mut Diags, n: &Node) -> Option<ChromaStep> {
     let present: Vec<&str> = names.iter().copied().filter(|a| f.has(a)).collect();
     let mut action = None;
     match present.as_slice() {
-        [] => d.push(Diagnostic::error(f.span, "`chroma` has no action").with_help(format!("add one of: {}", names.join(", ")))),
-        [a, b, ..] => d.push(Diagnostic::error(f.key_span(b).unwrap_or(f.span), format!("`chroma` has two actions: `{a}` and `{b}`"))),
+        [] => d.push(
+            Diagnostic::error(f.span, "`chroma` has no action")
+                .with_help(format!("add one of: {}", names.join(", "))),
+        ),
+        [a, b, ..] => d.push(Diagnostic::error(
+            f.key_span(b).unwrap_or(f.span),
+            format!("`chroma` has two actions: `{a}` and `{b}`"),
+        )),
         [a] => {
             let key_span = f.key_span(a).unwrap_or(f.span);
             if let Some(p) = f.get(a) {
-                let params = CHROMA_ACTIONS.iter().find(|(x, _)| x == a).map_or(&[][..], |(_, p)| *p);
+                let params = CHROMA_ACTIONS
+                    .iter()
+                    .find(|(x, _)| x == a)
+                    .map_or(&[][..], |(_, p)| *p);
                 if chroma_params(d, a, params, p) {
                     action = Some((Spanned::new(a.to_string(), key_span), tvalue(p)));
                 }
@@ -541,7 +820,10 @@ fn chroma(d: &mut Diags, n: &Node) -> Option<ChromaStep> {
     let mut allowed = vec!["target"];
     allowed.extend(&names);
     f.finish(d, &allowed, "`chroma`");
-    Some(ChromaStep { target: target?, action: action? })
+    Some(ChromaStep {
+        target: target?,
+        action: action?,
+    })
 }
 
 /// Checks an action's parameter keys: required present, none unknown.
@@ -550,7 +832,9 @@ fn chroma_params(d: &mut Diags, action: &str, params: &[&str], n: &Node) -> bool
     if n.is_null() && params.iter().all(|p| p.ends_with('?')) {
         return true;
     }
-    let Some(mut f) = map(d, n, &what) else { return false };
+    let Some(mut f) = map(d, n, &what) else {
+        return false;
+    };
     let before = d.len();
     let keys: Vec<&str> = params.iter().map(|p| p.trim_end_matches('?')).collect();
     for p in params.iter().filter(|p| !p.ends_with('?')) {
@@ -576,7 +860,11 @@ fn check(d: &mut Diags, n: &Node) -> Option<CheckStep> {
     };
     let mut threshold = |key: &str| {
         let n = f.get(key)?;
-        match n.text().filter(|_| n.as_map().is_none()).and_then(Threshold::parse) {
+        match n
+            .text()
+            .filter(|_| n.as_map().is_none())
+            .and_then(Threshold::parse)
+        {
             Some(t) => Some(Spanned::new(t, n.span)),
             None => {
                 d.push(
@@ -590,7 +878,10 @@ fn check(d: &mut Diags, n: &Node) -> Option<CheckStep> {
     let warning = threshold("warning");
     let critical = threshold("critical");
     if !f.has("warning") && !f.has("critical") {
-        d.push(Diagnostic::error(f.span, "`check` has no threshold").with_help("add `warning:` and/or `critical:`"));
+        d.push(
+            Diagnostic::error(f.span, "`check` has no threshold")
+                .with_help("add `warning:` and/or `critical:`"),
+        );
     }
     let unit = f.get("unit").and_then(|n| text(d, n, "`unit`"));
     let fail_on = f.get("fail_on").and_then(|n| match n.scalar() {
@@ -602,13 +893,27 @@ fn check(d: &mut Diags, n: &Node) -> Option<CheckStep> {
             None
         }
     });
-    f.finish(d, &["value", "warning", "critical", "unit", "fail_on"], "`check`");
-    Some(CheckStep { value: value?, warning, critical, unit, fail_on })
+    f.finish(
+        d,
+        &["value", "warning", "critical", "unit", "fail_on"],
+        "`check`",
+    );
+    Some(CheckStep {
+        value: value?,
+        warning,
+        critical,
+        unit,
+        fail_on,
+    })
 }
 
 fn approval(d: &mut Diags, n: &Node) -> Option<ApprovalStep> {
     if n.as_map().is_none() {
-        return tmpl(d, n, "`approval`").map(|message| ApprovalStep { message, timeout: None, on_timeout: None });
+        return tmpl(d, n, "`approval`").map(|message| ApprovalStep {
+            message,
+            timeout: None,
+            on_timeout: None,
+        });
     }
     let mut f = map(d, n, "`approval`")?;
     let message = match f.get("message") {
@@ -628,7 +933,11 @@ fn approval(d: &mut Diags, n: &Node) -> Option<ApprovalStep> {
         }
     });
     f.finish(d, &["message", "timeout", "on_timeout"], "`approval`");
-    Some(ApprovalStep { message: message?, timeout, on_timeout })
+    Some(ApprovalStep {
+        message: message?,
+        timeout,
+        on_timeout,
+    })
 }
 
 fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
@@ -646,19 +955,47 @@ fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
     let help = "poll with `until:` + one of shell/argv/sql/http/chroma, or sleep with `duration:`";
     if kinds.len() > 1 {
         let at = f.key_span(kinds[1]).unwrap_or(f.span);
-        d.push(Diagnostic::error(at, format!("`wait` polls two actions: `{}` and `{}`", kinds[0], kinds[1])));
+        d.push(Diagnostic::error(
+            at,
+            format!(
+                "`wait` polls two actions: `{}` and `{}`",
+                kinds[0], kinds[1]
+            ),
+        ));
     }
     match (f.has("until"), kinds.is_empty(), f.has("duration")) {
         (true, false, false) | (false, true, true) => {}
-        (_, _, true) => d.push(Diagnostic::error(f.key_span("duration").unwrap_or(f.span), "`duration` cannot be combined with polling").with_help(help)),
-        (true, true, false) => d.push(Diagnostic::error(f.span, "`wait` has `until` but nothing to poll").with_help(help)),
-        (false, false, false) => d.push(Diagnostic::error(f.span, "`wait` polls without `until`").with_help(help)),
-        (false, true, false) => d.push(Diagnostic::error(f.span, "`wait` has nothing to do").with_help(help)),
+        (_, _, true) => d.push(
+            Diagnostic::error(
+                f.key_span("duration").unwrap_or(f.span),
+                "`duration` cannot be combined with polling",
+            )
+            .with_help(help),
+        ),
+        (true, true, false) => d.push(
+            Diagnostic::error(f.span, "`wait` has `until` but nothing to poll").with_help(help),
+        ),
+        (false, false, false) => {
+            d.push(Diagnostic::error(f.span, "`wait` polls without `until`").with_help(help))
+        }
+        (false, true, false) => {
+            d.push(Diagnostic::error(f.span, "`wait` has nothing to do").with_help(help))
+        }
     }
     let mut allowed = vec!["until", "interval", "timeout", "duration"];
     allowed.extend(POLL_KEYS);
     f.finish(d, &allowed, "`wait`");
-    Some(WaitStep { until, interval, timeout, duration: duration_, shell, argv, sql, http, chroma })
+    Some(WaitStep {
+        until,
+        interval,
+        timeout,
+        duration: duration_,
+        shell,
+        argv,
+        sql,
+        http,
+        chroma,
+    })
 }
 
 fn report(d: &mut Diags, n: &Node) -> Option<ReportStep> {
@@ -673,8 +1010,15 @@ fn report(d: &mut Diags, n: &Node) -> Option<ReportStep> {
         }
     };
     if f.has("template") == f.has("inline") {
-        d.push(Diagnostic::error(f.span, "`report` needs exactly one of `template` (a file) or `inline` (the text)"));
+        d.push(Diagnostic::error(
+            f.span,
+            "`report` needs exactly one of `template` (a file) or `inline` (the text)",
+        ));
     }
     f.finish(d, &["template", "inline", "to"], "`report`");
-    Some(ReportStep { template, inline, to: to? })
+    Some(ReportStep {
+        template,
+        inline,
+        to: to?,
+    })
 }

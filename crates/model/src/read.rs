@@ -18,7 +18,10 @@ pub(crate) struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     pub fn get(&mut self, key: &str) -> Option<&'n Node> {
-        let i = self.entries.iter().position(|(k, _)| k.text() == Some(key))?;
+        let i = self
+            .entries
+            .iter()
+            .position(|(k, _)| k.text() == Some(key))?;
         self.used[i] = true;
         Some(&self.entries[i].1)
     }
@@ -28,7 +31,10 @@ impl<'n> Fields<'n> {
     }
 
     pub fn key_span(&self, key: &str) -> Option<Span> {
-        self.entries.iter().find(|(k, _)| k.text() == Some(key)).map(|(k, _)| k.span)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.text() == Some(key))
+            .map(|(k, _)| k.span)
     }
 
     /// Report every key not read, with a did-you-mean among `allowed`.
@@ -40,11 +46,15 @@ impl<'n> Fields<'n> {
             match k.text() {
                 Some(name) => d.push(
                     Diagnostic::error(k.span, format!("unknown key `{name}` in {what}"))
-                        .maybe_help(did_you_mean(name, allowed.iter().copied()).or_else(|| {
-                            Some(format!("{what} takes: {}", allowed.join(", ")))
-                        })),
+                        .maybe_help(
+                            did_you_mean(name, allowed.iter().copied())
+                                .or_else(|| Some(format!("{what} takes: {}", allowed.join(", ")))),
+                        ),
                 ),
-                None => d.push(Diagnostic::error(k.span, format!("keys in {what} must be plain names"))),
+                None => d.push(Diagnostic::error(
+                    k.span,
+                    format!("keys in {what} must be plain names"),
+                )),
             }
         }
     }
@@ -52,7 +62,11 @@ impl<'n> Fields<'n> {
 
 pub(crate) fn map<'n>(d: &mut Diags, n: &'n Node, what: &str) -> Option<Fields<'n>> {
     match &n.kind {
-        NodeKind::Map(entries) => Some(Fields { span: n.span, entries, used: vec![false; entries.len()] }),
+        NodeKind::Map(entries) => Some(Fields {
+            span: n.span,
+            entries,
+            used: vec![false; entries.len()],
+        }),
         _ => {
             d.push(wrong(n, "a map", what));
             None
@@ -61,11 +75,17 @@ pub(crate) fn map<'n>(d: &mut Diags, n: &'n Node, what: &str) -> Option<Fields<'
 }
 
 pub(crate) fn wrong(n: &Node, expected: &str, what: &str) -> Diagnostic {
-    Diagnostic::error(n.span, format!("{what} must be {expected}, found {}", n.describe()))
+    Diagnostic::error(
+        n.span,
+        format!("{what} must be {expected}, found {}", n.describe()),
+    )
 }
 
 pub(crate) fn missing(d: &mut Diags, at: Span, key: &str, what: &str) {
-    d.push(Diagnostic::error(at, format!("{what} is missing `{key}`")).with_help(format!("add `{key}:`")));
+    d.push(
+        Diagnostic::error(at, format!("{what} is missing `{key}`"))
+            .with_help(format!("add `{key}:`")),
+    );
 }
 
 /// A plain string (a name, an id, a path): numbers and booleans are refused.
@@ -93,7 +113,11 @@ pub(crate) fn text(d: &mut Diags, n: &Node, what: &str) -> Option<String> {
 /// A template: any non-null scalar, kept as written.
 pub(crate) fn tmpl(d: &mut Diags, n: &Node, what: &str) -> Option<Tmpl> {
     match (n.text(), n.style()) {
-        (Some(t), Some(style)) if !n.is_null() => Some(Tmpl { src: t.to_string(), span: n.span, style }),
+        (Some(t), Some(style)) if !n.is_null() => Some(Tmpl {
+            src: t.to_string(),
+            span: n.span,
+            style,
+        }),
         _ => {
             d.push(wrong(n, "text", what));
             None
@@ -113,9 +137,14 @@ pub(crate) fn boolean(d: &mut Diags, n: &Node, what: &str) -> Option<bool> {
 
 pub(crate) fn uint(d: &mut Diags, n: &Node, what: &str) -> Option<Spanned<u32>> {
     match n.scalar() {
-        Some(Scalar::Int(i)) if (0..=u32::MAX as i64).contains(&i) => Some(Spanned::new(i as u32, n.span)),
+        Some(Scalar::Int(i)) if (0..=u32::MAX as i64).contains(&i) => {
+            Some(Spanned::new(i as u32, n.span))
+        }
         Some(Scalar::Int(_)) => {
-            d.push(Diagnostic::error(n.span, format!("{what} must be a whole number from 0 to {}", u32::MAX)));
+            d.push(Diagnostic::error(
+                n.span,
+                format!("{what} must be a whole number from 0 to {}", u32::MAX),
+            ));
             None
         }
         _ => {
@@ -142,7 +171,10 @@ pub(crate) fn duration(d: &mut Diags, n: &Node, what: &str) -> Option<Spanned<Du
         Some(Scalar::Str(s)) => match humantime::parse_duration(s.trim()) {
             Ok(v) => Some(Spanned::new(Dur(v), n.span)),
             Err(e) => {
-                d.push(Diagnostic::error(n.span, format!("invalid duration `{s}` for {what}: {e}")).with_help(help));
+                d.push(
+                    Diagnostic::error(n.span, format!("invalid duration `{s}` for {what}: {e}"))
+                        .with_help(help),
+                );
                 None
             }
         },
@@ -192,8 +224,14 @@ pub(crate) fn named<T>(
         return out;
     };
     for (k, v) in entries {
-        let Some(key) = k.text().filter(|_| k.as_map().is_none() && k.as_seq().is_none()) else {
-            d.push(Diagnostic::error(k.span, format!("keys in {what} must be plain names")));
+        let Some(key) = k
+            .text()
+            .filter(|_| k.as_map().is_none() && k.as_seq().is_none())
+        else {
+            d.push(Diagnostic::error(
+                k.span,
+                format!("keys in {what} must be plain names"),
+            ));
             continue;
         };
         if let Some(t) = value(d, key, k.span, v) {
@@ -206,7 +244,9 @@ pub(crate) fn named<T>(
 /// Names usable as template attributes: `inputs.backup_dir`, `targets.db`.
 pub(crate) fn check_ident(d: &mut Diags, name: &str, span: Span, what: &str) {
     let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok {
         d.push(
@@ -223,7 +263,12 @@ pub(crate) fn tvalue(n: &Node) -> Spanned<TValue> {
         NodeKind::Map(entries) => TValue::Map(
             entries
                 .iter()
-                .map(|(k, v)| (Spanned::new(k.text().unwrap_or_default().to_string(), k.span), tvalue(v)))
+                .map(|(k, v)| {
+                    (
+                        Spanned::new(k.text().unwrap_or_default().to_string(), k.span),
+                        tvalue(v),
+                    )
+                })
                 .collect(),
         ),
         NodeKind::Scalar(text, style) => match n.scalar() {
@@ -231,7 +276,11 @@ pub(crate) fn tvalue(n: &Node) -> Spanned<TValue> {
             Some(Scalar::Bool(b)) => TValue::Bool(b),
             Some(Scalar::Int(i)) => TValue::Int(i),
             Some(Scalar::Float(f)) => TValue::Float(f),
-            _ => TValue::Str(Tmpl { src: text.clone(), span: n.span, style: *style }),
+            _ => TValue::Str(Tmpl {
+                src: text.clone(),
+                span: n.span,
+                style: *style,
+            }),
         },
     };
     Spanned::new(v, n.span)
@@ -243,12 +292,17 @@ pub(crate) fn json(n: &Node) -> serde_json::Value {
     match &n.kind {
         NodeKind::Seq(items) => Value::Array(items.iter().map(json).collect()),
         NodeKind::Map(entries) => Value::Object(
-            entries.iter().map(|(k, v)| (k.text().unwrap_or_default().to_string(), json(v))).collect(),
+            entries
+                .iter()
+                .map(|(k, v)| (k.text().unwrap_or_default().to_string(), json(v)))
+                .collect(),
         ),
         NodeKind::Scalar(..) => match n.scalar() {
             Some(Scalar::Bool(b)) => Value::Bool(b),
             Some(Scalar::Int(i)) => Value::from(i),
-            Some(Scalar::Float(f)) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+            Some(Scalar::Float(f)) => {
+                serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+            }
             Some(Scalar::Str(s)) => Value::String(s.to_string()),
             Some(Scalar::Null) | None => Value::Null,
         },

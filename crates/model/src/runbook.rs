@@ -114,7 +114,10 @@ impl JsonSchema for Dur {
 /// A whole runbook file.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "Cairn runbook", description = "A Cairn runbook: a DAG of SQL, shell, HTTP, Chroma and control steps.")]
+#[schemars(
+    title = "Cairn runbook",
+    description = "A Cairn runbook: a DAG of SQL, shell, HTTP, Chroma and control steps."
+)]
 pub struct Runbook {
     /// Format version; this Cairn reads version 1.
     #[schemars(range(min = 1, max = 1))]
@@ -230,8 +233,13 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 5] =
-        [TargetKind::Postgres, TargetKind::Sqlite, TargetKind::Mysql, TargetKind::Chroma, TargetKind::Http];
+    pub const ALL: [TargetKind; 5] = [
+        TargetKind::Postgres,
+        TargetKind::Sqlite,
+        TargetKind::Mysql,
+        TargetKind::Chroma,
+        TargetKind::Http,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::Postgres => "postgres",
@@ -242,7 +250,10 @@ impl TargetKind {
         }
     }
     pub fn is_sql(self) -> bool {
-        matches!(self, TargetKind::Postgres | TargetKind::Sqlite | TargetKind::Mysql)
+        matches!(
+            self,
+            TargetKind::Postgres | TargetKind::Sqlite | TargetKind::Mysql
+        )
     }
 }
 
@@ -290,7 +301,13 @@ pub struct Target {
 impl Target {
     /// The kind and URL template (the parser guarantees exactly one).
     pub fn kind(&self) -> (TargetKind, &Tmpl) {
-        let all = [&self.postgres, &self.sqlite, &self.mysql, &self.chroma, &self.http];
+        let all = [
+            &self.postgres,
+            &self.sqlite,
+            &self.mysql,
+            &self.chroma,
+            &self.http,
+        ];
         for (kind, url) in TargetKind::ALL.into_iter().zip(all) {
             if let Some(u) = url {
                 return (kind, u);

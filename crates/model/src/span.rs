@@ -16,7 +16,9 @@ pub struct Span {
 impl Span {
     /// Length in characters of the spanned text in `source` (at least 1, so a caret always shows).
     pub fn width(&self, source: &str) -> usize {
-        source.get(self.start..self.end).map_or(1, |s| s.chars().count().max(1))
+        source
+            .get(self.start..self.end)
+            .map_or(1, |s| s.chars().count().max(1))
     }
 }
 
@@ -93,7 +95,10 @@ impl<'a> LineIndex<'a> {
         };
         let rest = &self.source[start..];
         let line_len = rest.find('\n').unwrap_or(rest.len());
-        rest[..line_len].char_indices().nth(col).map_or(start + line_len, |(i, _)| start + i)
+        rest[..line_len]
+            .char_indices()
+            .nth(col)
+            .map_or(start + line_len, |(i, _)| start + i)
     }
 
     /// Line and 0-based char column of a byte offset.
@@ -101,19 +106,32 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.source.len());
         let line = self.starts.partition_point(|&s| s <= offset);
         let start = self.starts[line.saturating_sub(1).min(self.starts.len() - 1)];
-        let col = self.source.get(start..offset).map_or(0, |s| s.chars().count());
+        let col = self
+            .source
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count());
         (line.max(1), col)
     }
 
     pub(crate) fn span(&self, (l1, c1): (usize, usize), (l2, c2): (usize, usize)) -> Span {
         let start = self.offset(l1, c1);
         let end = self.offset(l2, c2).max(start);
-        Span { line: l1 as u32, col: c1 as u32 + 1, start, end }
+        Span {
+            line: l1 as u32,
+            col: c1 as u32 + 1,
+            start,
+            end,
+        }
     }
 
     /// A span over the byte range `start..end` of the source.
     pub(crate) fn span_bytes(&self, start: usize, end: usize) -> Span {
         let (line, col) = self.position(start);
-        Span { line: line as u32, col: col as u32 + 1, start, end: end.max(start) }
+        Span {
+            line: line as u32,
+            col: col as u32 + 1,
+            start,
+            end: end.max(start),
+        }
     }
 }

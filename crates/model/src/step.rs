@@ -87,8 +87,9 @@ pub struct Step {
 }
 
 /// The step kinds a step or a `wait` can hold.
-pub const ACTION_KEYS: &[&str] =
-    &["shell", "argv", "sql", "http", "chroma", "check", "approval", "wait", "report", "uses"];
+pub const ACTION_KEYS: &[&str] = &[
+    "shell", "argv", "sql", "http", "chroma", "check", "approval", "wait", "report", "uses",
+];
 /// The kinds a `wait` may poll.
 pub const POLL_KEYS: &[&str] = &["shell", "argv", "sql", "http", "chroma"];
 
@@ -235,7 +236,14 @@ pub struct HttpStep {
 
 impl HttpStep {
     pub fn method(&self) -> (Method, &Tmpl) {
-        let urls = [&self.get, &self.post, &self.put, &self.patch, &self.delete, &self.head];
+        let urls = [
+            &self.get,
+            &self.post,
+            &self.put,
+            &self.patch,
+            &self.delete,
+            &self.head,
+        ];
         for ((_, m), url) in Method::KEYS.into_iter().zip(urls) {
             if let Some(u) = url {
                 return (m, u);
@@ -273,7 +281,11 @@ impl JsonSchema for ChromaStep {
         let mut one_of = Vec::new();
         for (action, params) in CHROMA_ACTIONS {
             let keys: Vec<&str> = params.iter().map(|p| p.trim_end_matches('?')).collect();
-            let required: Vec<&str> = params.iter().filter(|p| !p.ends_with('?')).copied().collect();
+            let required: Vec<&str> = params
+                .iter()
+                .filter(|p| !p.ends_with('?'))
+                .copied()
+                .collect();
             props.insert(
                 (*action).into(),
                 if keys.is_empty() {
@@ -307,12 +319,52 @@ pub const CHROMA_ACTIONS: &[(&str, &[&str])] = &[
     ("count", &["collection"]),
     ("create", &["name", "metadata?", "hnsw?", "get_or_create?"]),
     ("delete", &["name", "missing_ok?"]),
-    ("add", &["collection", "ids", "embeddings", "metadatas?", "documents?"]),
-    ("upsert", &["collection", "ids", "embeddings", "metadatas?", "documents?"]),
-    ("get", &["collection", "ids?", "where?", "limit?", "offset?", "include?"]),
-    ("query", &["collection", "query_embeddings", "n_results?", "where?", "include?"]),
+    (
+        "add",
+        &[
+            "collection",
+            "ids",
+            "embeddings",
+            "metadatas?",
+            "documents?",
+        ],
+    ),
+    (
+        "upsert",
+        &[
+            "collection",
+            "ids",
+            "embeddings",
+            "metadatas?",
+            "documents?",
+        ],
+    ),
+    (
+        "get",
+        &[
+            "collection",
+            "ids?",
+            "where?",
+            "limit?",
+            "offset?",
+            "include?",
+        ],
+    ),
+    (
+        "query",
+        &[
+            "collection",
+            "query_embeddings",
+            "n_results?",
+            "where?",
+            "include?",
+        ],
+    ),
     ("export", &["collections", "to", "batch_size?"]),
-    ("import", &["from", "collections?", "replace?", "batch_size?"]),
+    (
+        "import",
+        &["from", "collections?", "replace?", "batch_size?"],
+    ),
 ];
 
 /// Chroma actions that only read, which `plan --probe` may run for real.
@@ -377,10 +429,17 @@ impl Threshold {
     /// `"> 1000"`, `">=0.95"`, `"< 10"`, `"== 0"`, `"!= 0"`, or a bare number (meaning `>`).
     pub fn parse(text: &str) -> Option<Threshold> {
         let t = text.trim();
-        let (op, rest) = [(">=", CmpOp::Ge), ("<=", CmpOp::Le), ("==", CmpOp::Eq), ("!=", CmpOp::Ne), (">", CmpOp::Gt), ("<", CmpOp::Lt)]
-            .into_iter()
-            .find_map(|(p, op)| t.strip_prefix(p).map(|r| (op, r)))
-            .unwrap_or((CmpOp::Gt, t));
+        let (op, rest) = [
+            (">=", CmpOp::Ge),
+            ("<=", CmpOp::Le),
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            (">", CmpOp::Gt),
+            ("<", CmpOp::Lt),
+        ]
+        .into_iter()
+        .find_map(|(p, op)| t.strip_prefix(p).map(|r| (op, r)))
+        .unwrap_or((CmpOp::Gt, t));
         let value: f64 = rest.trim().replace('_', "").parse().ok()?;
         value.is_finite().then_some(Threshold { op, value })
     }

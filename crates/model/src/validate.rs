@@ -13,14 +13,33 @@ use cairn_template::{Kind, Templates};
 use std::collections::HashMap;
 
 /// Attributes of `run` in templates.
-pub const RUN_FIELDS: &[&str] = &["id", "started_at", "attempt", "step_key", "runbook", "dry_run"];
+pub const RUN_FIELDS: &[&str] = &[
+    "id",
+    "started_at",
+    "attempt",
+    "step_key",
+    "runbook",
+    "dry_run",
+];
 /// Attributes of `targets.NAME`.
 pub const TARGET_FIELDS: &[&str] = &["url", "kind", "name"];
 /// Attributes of `steps.ID`.
 pub const STEP_FIELDS: &[&str] = &["status", "result", "outputs"];
-const ROOTS: &[&str] = &["inputs", "vars", "secrets", "targets", "steps", "run", "env", "item", "index", "result"];
+const ROOTS: &[&str] = &[
+    "inputs", "vars", "secrets", "targets", "steps", "run", "env", "item", "index", "result",
+];
 /// Functions every template may call.
-const GLOBALS: &[&str] = &["range", "dict", "namespace", "now", "lipsum", "cycler", "joiner", "debug", "loop"];
+const GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "now",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "debug",
+    "loop",
+];
 
 /// Where a template is written decides what it may read.
 #[derive(Clone, Copy)]
@@ -50,7 +69,15 @@ pub(crate) struct Validator<'a> {
 impl<'a> Validator<'a> {
     pub(crate) fn new(rb: &'a Runbook, templates: &'a Templates) -> Self {
         let all: Vec<&Step> = rb.steps.iter().chain(&rb.finally).collect();
-        Validator { rb, index: LineIndex::new(&rb.source), templates, ids: HashMap::new(), all, dag: None, d: Vec::new() }
+        Validator {
+            rb,
+            index: LineIndex::new(&rb.source),
+            templates,
+            ids: HashMap::new(),
+            all,
+            dag: None,
+            d: Vec::new(),
+        }
     }
 
     /// Ids unique over steps and finally; returns each step's dependencies for the DAG.
@@ -60,7 +87,10 @@ impl<'a> Validator<'a> {
                 let line = self.all[first].id.span.line;
                 self.d.push(
                     Diagnostic::error(s.id.span, format!("duplicate step id `{}`", s.id.value))
-                        .with_help(format!("`{}` is already the id of the step on line {line}", s.id.value)),
+                        .with_help(format!(
+                            "`{}` is already the id of the step on line {line}",
+                            s.id.value
+                        )),
                 );
             } else {
                 self.ids.insert(&s.id.value, i);
@@ -76,10 +106,19 @@ impl<'a> Validator<'a> {
                 Some(needs) => {
                     for n in needs {
                         match self.ids.get(n.value.as_str()) {
-                            Some(&j) if j == i => self.d.push(Diagnostic::error(n.span, format!("step `{}` needs itself", s.id.value))),
+                            Some(&j) if j == i => self.d.push(Diagnostic::error(
+                                n.span,
+                                format!("step `{}` needs itself", s.id.value),
+                            )),
                             Some(&j) if j >= main => self.d.push(
-                                Diagnostic::error(n.span, format!("step `{}` needs `{}`, a `finally` step", s.id.value, n.value))
-                                    .with_help("`finally` steps run after all others"),
+                                Diagnostic::error(
+                                    n.span,
+                                    format!(
+                                        "step `{}` needs `{}`, a `finally` step",
+                                        s.id.value, n.value
+                                    ),
+                                )
+                                .with_help("`finally` steps run after all others"),
                             ),
                             Some(&j) => mine.push((j, Edge::Needs)),
                             None => self.unknown_step(n.span, &s.id.value, &n.value),
@@ -111,17 +150,32 @@ impl<'a> Validator<'a> {
 
     /// Spell a cycle `a -> b -> c -> a` at the `needs` entry that closes it.
     pub(crate) fn cycle(&mut self, cycle: &[usize], deps: &[Vec<(usize, Edge)>]) {
-        let names: Vec<&str> = cycle.iter().map(|&i| self.rb.steps[i].id.value.as_str()).collect();
+        let names: Vec<&str> = cycle
+            .iter()
+            .map(|&i| self.rb.steps[i].id.value.as_str())
+            .collect();
         let first = &self.rb.steps[cycle[0]];
-        let second = cycle.get(1).map_or("", |&i| self.rb.steps[i].id.value.as_str());
+        let second = cycle
+            .get(1)
+            .map_or("", |&i| self.rb.steps[i].id.value.as_str());
         let at = first
             .needs
             .as_ref()
             .and_then(|n| n.iter().find(|n| n.value == second))
             .map_or(first.id.span, |n| n.span);
-        let implicit = cycle.windows(2).any(|w| deps[w[0]].iter().any(|&(j, e)| j == w[1] && e == Edge::Follows));
-        let mut diag = Diagnostic::error(at, format!("steps wait for each other in a cycle: {}", names.join(" -> ")))
-            .with_help("each step waits for the next; remove one of these `needs`");
+        let implicit = cycle.windows(2).any(|w| {
+            deps[w[0]]
+                .iter()
+                .any(|&(j, e)| j == w[1] && e == Edge::Follows)
+        });
+        let mut diag = Diagnostic::error(
+            at,
+            format!(
+                "steps wait for each other in a cycle: {}",
+                names.join(" -> ")
+            ),
+        )
+        .with_help("each step waits for the next; remove one of these `needs`");
         if implicit {
             diag = diag.with_help(
                 "each step waits for the next (a step without `needs` waits for the one written before it); remove one of these `needs` or add `needs: []`",
@@ -137,13 +191,32 @@ impl<'a> Validator<'a> {
     /// Every template, target reference and file reference in the runbook.
     pub(crate) fn everything(&mut self) {
         let rb = self.rb;
-        let before_steps = |vars| Scope { step: None, item: false, result: false, vars, steps: false };
+        let before_steps = |vars| Scope {
+            step: None,
+            item: false,
+            result: false,
+            vars,
+            steps: false,
+        };
         for (i, (_, v)) in rb.vars.iter().enumerate() {
             self.tvalue(&v.value, Kind::Text, before_steps(i));
         }
         for t in rb.targets.values() {
             let s = before_steps(rb.vars.len());
-            for x in [&t.postgres, &t.sqlite, &t.mysql, &t.chroma, &t.http, &t.password, &t.bearer, &t.tenant, &t.database].into_iter().flatten() {
+            for x in [
+                &t.postgres,
+                &t.sqlite,
+                &t.mysql,
+                &t.chroma,
+                &t.http,
+                &t.password,
+                &t.bearer,
+                &t.tenant,
+                &t.database,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 self.tmpl(x, Kind::Text, s);
             }
             if let Some(b) = &t.basic {
@@ -159,7 +232,13 @@ impl<'a> Validator<'a> {
         for i in 0..self.all.len() {
             self.step(i);
         }
-        let end = Scope { step: None, item: false, result: false, vars: rb.vars.len(), steps: true };
+        let end = Scope {
+            step: None,
+            item: false,
+            result: false,
+            vars: rb.vars.len(),
+            steps: true,
+        };
         for v in rb.outputs.values() {
             self.tvalue(&v.value, Kind::Text, end);
         }
@@ -167,19 +246,31 @@ impl<'a> Validator<'a> {
 
     fn step(&mut self, i: usize) {
         let s = self.all[i];
-        let base = Scope { step: Some(i), item: false, result: false, vars: self.rb.vars.len(), steps: true };
+        let base = Scope {
+            step: Some(i),
+            item: false,
+            result: false,
+            vars: self.rb.vars.len(),
+            steps: true,
+        };
         if let Some(fe) = &s.for_each {
-            if let TValue::Str(t) = &fe.value {
-                if !t.src.contains("{{") {
-                    self.d.push(
-                        Diagnostic::error(t.span, "`for_each` must be a list or a template giving a list")
-                            .with_help("write a YAML list `[a, b]` or `\"{{ steps.q.result.rows }}\"`"),
-                    );
-                }
+            if let TValue::Str(t) = &fe.value
+                && !t.src.contains("{{")
+            {
+                self.d.push(
+                    Diagnostic::error(
+                        t.span,
+                        "`for_each` must be a list or a template giving a list",
+                    )
+                    .with_help("write a YAML list `[a, b]` or `\"{{ steps.q.result.rows }}\"`"),
+                );
             }
             self.tvalue(&fe.value, Kind::Text, base);
         }
-        let inner = Scope { item: s.for_each.is_some(), ..base };
+        let inner = Scope {
+            item: s.for_each.is_some(),
+            ..base
+        };
         if let Some(w) = &s.when {
             self.tmpl(w, Kind::Expr, inner);
         }
@@ -190,7 +281,10 @@ impl<'a> Validator<'a> {
             self.tmpl(c, Kind::Text, inner);
         }
         self.action(s.action(), inner);
-        let with_result = Scope { result: true, ..inner };
+        let with_result = Scope {
+            result: true,
+            ..inner
+        };
         if let Some(e) = &s.expect {
             self.expect(e, with_result);
         }
@@ -244,7 +338,13 @@ impl<'a> Validator<'a> {
                     self.tmpl(b, Kind::Text, scope);
                 }
                 if let Some(e) = &h.expect {
-                    self.expect(e, Scope { result: true, ..scope });
+                    self.expect(
+                        e,
+                        Scope {
+                            result: true,
+                            ..scope
+                        },
+                    );
                 }
             }
             Action::Chroma(c) => {
@@ -258,7 +358,14 @@ impl<'a> Validator<'a> {
                     self.action(p, scope);
                 }
                 if let Some(u) = &w.until {
-                    self.tmpl(u, Kind::Expr, Scope { result: true, ..scope });
+                    self.tmpl(
+                        u,
+                        Kind::Expr,
+                        Scope {
+                            result: true,
+                            ..scope
+                        },
+                    );
                 }
             }
             Action::Report(r) => {
@@ -271,10 +378,16 @@ impl<'a> Validator<'a> {
                     match std::fs::read_to_string(&path) {
                         Ok(text) => {
                             if let Err(e) = self.templates.analyze(&text, Kind::Text) {
-                                self.d.push(Diagnostic::error(t.span, format!("report template {}: {e}", path.display())));
+                                self.d.push(Diagnostic::error(
+                                    t.span,
+                                    format!("report template {}: {e}", path.display()),
+                                ));
                             }
                         }
-                        Err(e) => self.d.push(Diagnostic::error(t.span, format!("cannot read report template {}: {e}", path.display()))),
+                        Err(e) => self.d.push(Diagnostic::error(
+                            t.span,
+                            format!("cannot read report template {}: {e}", path.display()),
+                        )),
                     }
                 }
             }
@@ -292,8 +405,11 @@ impl<'a> Validator<'a> {
         let path = self.relative(&u.value);
         let Ok(source) = std::fs::read_to_string(&path) else {
             self.d.push(
-                Diagnostic::error(u.span, format!("cannot read the runbook `{}`", path.display()))
-                    .with_help("`uses` paths are relative to this runbook's folder"),
+                Diagnostic::error(
+                    u.span,
+                    format!("cannot read the runbook `{}`", path.display()),
+                )
+                .with_help("`uses` paths are relative to this runbook's folder"),
             );
             return;
         };
@@ -301,13 +417,22 @@ impl<'a> Validator<'a> {
         let Some(sub) = sub else {
             if diags.has_errors() {
                 self.d.push(
-                    Diagnostic::error(u.span, format!("the runbook `{}` is invalid", path.display()))
-                        .with_help(format!("run `cairn validate {}`", path.display())),
+                    Diagnostic::error(
+                        u.span,
+                        format!("the runbook `{}` is invalid", path.display()),
+                    )
+                    .with_help(format!("run `cairn validate {}`", path.display())),
                 );
             }
             return;
         };
-        let Some(step) = self.all.iter().find(|s| s.uses.as_ref().is_some_and(|x| x.span == u.span)) else { return };
+        let Some(step) = self
+            .all
+            .iter()
+            .find(|s| s.uses.as_ref().is_some_and(|x| x.span == u.span))
+        else {
+            return;
+        };
         let names: Vec<&str> = sub.inputs.keys().map(String::as_str).collect();
         for (k, v) in &step.with {
             if !sub.inputs.contains_key(k) {
@@ -319,7 +444,13 @@ impl<'a> Validator<'a> {
         }
         for (k, i) in &sub.inputs {
             if i.required && i.default.is_none() && !step.with.contains_key(k) {
-                self.d.push(Diagnostic::error(u.span, format!("`{}` requires the input `{k}`", sub.name.value)).with_help(format!("add `{k}:` under `with:`")));
+                self.d.push(
+                    Diagnostic::error(
+                        u.span,
+                        format!("`{}` requires the input `{k}`", sub.name.value),
+                    )
+                    .with_help(format!("add `{k}:` under `with:`")),
+                );
             }
         }
     }
@@ -334,15 +465,27 @@ impl<'a> Validator<'a> {
                         "chroma" => "a `chroma` target",
                         _ => "an `http` target",
                     };
-                    self.d.push(Diagnostic::error(at, format!("target `{name}` is a `{}` target; a `{kind}` step needs {want}", tk.as_str())));
+                    self.d.push(Diagnostic::error(
+                        at,
+                        format!(
+                            "target `{name}` is a `{}` target; a `{kind}` step needs {want}",
+                            tk.as_str()
+                        ),
+                    ));
                 }
             }
             None => {
                 let names: Vec<&str> = self.rb.targets.keys().map(String::as_str).collect();
                 let help = did_you_mean(name, names.iter().copied()).or_else(|| {
-                    Some(if names.is_empty() { "declare it under `targets:`".to_string() } else { format!("targets: {}", names.join(", ")) })
+                    Some(if names.is_empty() {
+                        "declare it under `targets:`".to_string()
+                    } else {
+                        format!("targets: {}", names.join(", "))
+                    })
                 });
-                self.d.push(Diagnostic::error(at, format!("unknown target `{name}`")).maybe_help(help));
+                self.d.push(
+                    Diagnostic::error(at, format!("unknown target `{name}`")).maybe_help(help),
+                );
             }
         }
     }
@@ -366,22 +509,35 @@ impl<'a> Validator<'a> {
 
     /// Byte range of `offset..offset+len` of the template, in the file.
     fn locate(&self, t: &Tmpl, offset: usize, len: usize) -> Span {
-        let raw = self.rb.source.get(t.span.start..t.span.end.max(t.span.start)).unwrap_or("");
+        let raw = self
+            .rb
+            .source
+            .get(t.span.start..t.span.end.max(t.span.start))
+            .unwrap_or("");
         if let Some(needle) = t.src.get(offset..offset + len).filter(|n| !n.is_empty()) {
             // The n-th occurrence in the template is the n-th in the file text (escapes aside).
             let nth = t.src[..offset].matches(needle).count();
             if let Some((pos, _)) = raw.match_indices(needle).nth(nth) {
-                return self.index.span_bytes(t.span.start + pos, t.span.start + pos + needle.len());
+                return self
+                    .index
+                    .span_bytes(t.span.start + pos, t.span.start + pos + needle.len());
             }
         }
         if raw.len() == t.src.len() {
-            return self.index.span_bytes(t.span.start + offset.min(raw.len()), t.span.start + (offset + len).min(raw.len()));
+            return self.index.span_bytes(
+                t.span.start + offset.min(raw.len()),
+                t.span.start + (offset + len).min(raw.len()),
+            );
         }
         t.span
     }
 
     fn tmpl(&mut self, t: &Tmpl, kind: Kind, scope: Scope) {
-        if kind != Kind::Expr && !t.src.contains("{{") && !t.src.contains("{%") && !t.src.contains("{#") {
+        if kind != Kind::Expr
+            && !t.src.contains("{{")
+            && !t.src.contains("{%")
+            && !t.src.contains("{#")
+        {
             return;
         }
         let analysis = match self.templates.analyze(&t.src, kind) {
@@ -391,7 +547,10 @@ impl<'a> Validator<'a> {
                     Some(o) => self.locate(t, o, e.len.max(1)),
                     None => t.span,
                 };
-                self.d.push(Diagnostic::error(at, format!("template error: {}", e.message)));
+                self.d.push(Diagnostic::error(
+                    at,
+                    format!("template error: {}", e.message),
+                ));
                 return;
             }
         };
@@ -399,13 +558,17 @@ impl<'a> Validator<'a> {
             let at = self.locate(t, *r, 3);
             if kind == Kind::Sql {
                 self.d.push(
-                    Diagnostic::error(at, "`| raw` is not allowed in SQL")
-                        .with_help("values are bound as parameters; quote an identifier with `| ident`"),
+                    Diagnostic::error(at, "`| raw` is not allowed in SQL").with_help(
+                        "values are bound as parameters; quote an identifier with `| ident`",
+                    ),
                 );
             } else if kind == Kind::Shell {
                 self.d.push(
-                    Diagnostic::warning(at, "`| raw` puts this value into the shell command unquoted")
-                        .with_help("make sure it can never hold text from outside the runbook"),
+                    Diagnostic::warning(
+                        at,
+                        "`| raw` puts this value into the shell command unquoted",
+                    )
+                    .with_help("make sure it can never hold text from outside the runbook"),
                 );
             }
         }
@@ -413,7 +576,8 @@ impl<'a> Validator<'a> {
             let name = f.path.join(".");
             let at = self.locate(t, f.offset, f.len);
             let help = did_you_mean(&name, self.templates.filter_names().iter().copied());
-            self.d.push(Diagnostic::error(at, format!("unknown filter `{name}`")).maybe_help(help));
+            self.d
+                .push(Diagnostic::error(at, format!("unknown filter `{name}`")).maybe_help(help));
         }
         for n in &analysis.names {
             if let Some((msg, help)) = self.check_name(&n.path, scope) {
@@ -430,47 +594,83 @@ impl<'a> Validator<'a> {
         let full = path.join(".");
         let undefined = |what: &str, names: Vec<&str>, name: &str| {
             let help = did_you_mean(name, names.iter().copied()).or_else(|| {
-                Some(if names.is_empty() { format!("no {what} declared") } else { format!("{what}: {}", names.join(", ")) })
+                Some(if names.is_empty() {
+                    format!("no {what} declared")
+                } else {
+                    format!("{what}: {}", names.join(", "))
+                })
             });
             Some((format!("undefined name `{full}`"), help))
         };
         let rb = self.rb;
         match root {
             "env" => None,
-            "inputs" => attr.filter(|a| !rb.inputs.contains_key(*a)).and_then(|a| undefined("inputs", rb.inputs.keys().map(String::as_str).collect(), a)),
-            "secrets" => attr.filter(|a| !rb.secrets.contains_key(*a)).and_then(|a| undefined("secrets", rb.secrets.keys().map(String::as_str).collect(), a)),
+            "inputs" => attr.filter(|a| !rb.inputs.contains_key(*a)).and_then(|a| {
+                undefined("inputs", rb.inputs.keys().map(String::as_str).collect(), a)
+            }),
+            "secrets" => attr.filter(|a| !rb.secrets.contains_key(*a)).and_then(|a| {
+                undefined(
+                    "secrets",
+                    rb.secrets.keys().map(String::as_str).collect(),
+                    a,
+                )
+            }),
             "vars" => {
-                let visible: Vec<&str> = rb.vars.keys().take(scope.vars).map(String::as_str).collect();
+                let visible: Vec<&str> = rb
+                    .vars
+                    .keys()
+                    .take(scope.vars)
+                    .map(String::as_str)
+                    .collect();
                 let a = attr?;
                 if visible.contains(&a) {
                     return None;
                 }
                 if rb.vars.contains_key(a) {
-                    return Some((format!("`vars.{a}` is used before it is defined"), Some("vars are evaluated in written order".into())));
+                    return Some((
+                        format!("`vars.{a}` is used before it is defined"),
+                        Some("vars are evaluated in written order".into()),
+                    ));
                 }
                 undefined("vars", visible, a)
             }
             "targets" => {
                 let a = attr?;
                 if !rb.targets.contains_key(a) {
-                    return undefined("targets", rb.targets.keys().map(String::as_str).collect(), a);
+                    return undefined(
+                        "targets",
+                        rb.targets.keys().map(String::as_str).collect(),
+                        a,
+                    );
                 }
                 let field = path.get(2)?;
                 (!TARGET_FIELDS.contains(&field.as_str())).then(|| {
-                    (format!("targets have no attribute `{field}`"), did_you_mean(field, TARGET_FIELDS.iter().copied()).or(Some(format!("use one of: {}", TARGET_FIELDS.join(", ")))))
+                    (
+                        format!("targets have no attribute `{field}`"),
+                        did_you_mean(field, TARGET_FIELDS.iter().copied())
+                            .or(Some(format!("use one of: {}", TARGET_FIELDS.join(", ")))),
+                    )
                 })
             }
             "run" => {
                 let a = attr?;
                 (!RUN_FIELDS.contains(&a)).then(|| {
-                    (format!("`run` has no attribute `{a}`"), did_you_mean(a, RUN_FIELDS.iter().copied()).or(Some(format!("use one of: {}", RUN_FIELDS.join(", ")))))
+                    (
+                        format!("`run` has no attribute `{a}`"),
+                        did_you_mean(a, RUN_FIELDS.iter().copied())
+                            .or(Some(format!("use one of: {}", RUN_FIELDS.join(", ")))),
+                    )
                 })
             }
             "item" | "index" if scope.item => None,
-            "item" | "index" => Some((format!("`{root}` is only defined in a `for_each` step"), Some("add `for_each:` to the step".into()))),
+            "item" | "index" => Some((
+                format!("`{root}` is only defined in a `for_each` step"),
+                Some("add `for_each:` to the step".into()),
+            )),
             "result" if scope.result => None,
             "result" => Some((
-                "`result` is only defined in the step's own `outputs`, `expect` and `wait.until`".into(),
+                "`result` is only defined in the step's own `outputs`, `expect` and `wait.until`"
+                    .into(),
                 Some("read another step's result as `steps.ID.result`".into()),
             )),
             "steps" => self.check_step_ref(path, scope),
@@ -483,7 +683,8 @@ impl<'a> Validator<'a> {
                 } else if rb.vars.contains_key(root) {
                     Some(format!("did you mean `vars.{root}`?"))
                 } else {
-                    did_you_mean(root, ROOTS.iter().copied()).or(Some(format!("names in scope: {}", ROOTS.join(", "))))
+                    did_you_mean(root, ROOTS.iter().copied())
+                        .or(Some(format!("names in scope: {}", ROOTS.join(", "))))
                 };
                 Some((format!("undefined name `{full}`"), help))
             }
@@ -493,11 +694,17 @@ impl<'a> Validator<'a> {
     fn check_step_ref(&self, path: &[String], scope: Scope) -> Option<(String, Option<String>)> {
         let id = path.get(1)?;
         if !scope.steps {
-            return Some((format!("`steps.{id}` is not available here"), Some("vars and targets are evaluated before any step runs".into())));
+            return Some((
+                format!("`steps.{id}` is not available here"),
+                Some("vars and targets are evaluated before any step runs".into()),
+            ));
         }
         let Some(&j) = self.ids.get(id.as_str()) else {
             let ids: Vec<&str> = self.all.iter().map(|s| s.id.value.as_str()).collect();
-            return Some((format!("unknown step `{id}` in `{}`", path.join(".")), did_you_mean(id, ids)));
+            return Some((
+                format!("unknown step `{id}` in `{}`", path.join(".")),
+                did_you_mean(id, ids),
+            ));
         };
         let main = self.rb.steps.len();
         if let Some(i) = scope.step {
@@ -512,19 +719,29 @@ impl<'a> Validator<'a> {
                 let msg = if i == j {
                     format!("step `{me}` reads its own `steps.{id}`")
                 } else {
-                    format!("step `{me}` reads `steps.{id}`, but `{id}` is not among the steps it waits for")
+                    format!(
+                        "step `{me}` reads `steps.{id}`, but `{id}` is not among the steps it waits for"
+                    )
                 };
-                let help = if i == j { "use `result` for the step's own result".to_string() } else { format!("add `{id}` to `needs` of `{me}`") };
+                let help = if i == j {
+                    "use `result` for the step's own result".to_string()
+                } else {
+                    format!("add `{id}` to `needs` of `{me}`")
+                };
                 return Some((msg, Some(help)));
             }
         } else if j >= main {
-            return Some((format!("the runbook's outputs cannot read the `finally` step `{id}`"), None));
+            return Some((
+                format!("the runbook's outputs cannot read the `finally` step `{id}`"),
+                None,
+            ));
         }
         let field = path.get(2)?;
         if !STEP_FIELDS.contains(&field.as_str()) {
             return Some((
                 format!("steps have no attribute `{field}`"),
-                did_you_mean(field, STEP_FIELDS.iter().copied()).or(Some(format!("use one of: {}", STEP_FIELDS.join(", ")))),
+                did_you_mean(field, STEP_FIELDS.iter().copied())
+                    .or(Some(format!("use one of: {}", STEP_FIELDS.join(", ")))),
             ));
         }
         if field == "outputs" {
@@ -532,8 +749,13 @@ impl<'a> Validator<'a> {
             let step = self.all[j];
             if !step.outputs.contains_key(out) {
                 let names: Vec<&str> = step.outputs.keys().map(String::as_str).collect();
-                let help = did_you_mean(out, names.iter().copied())
-                    .or_else(|| Some(if names.is_empty() { format!("step `{id}` declares no `outputs`") } else { format!("outputs of `{id}`: {}", names.join(", ")) }));
+                let help = did_you_mean(out, names.iter().copied()).or_else(|| {
+                    Some(if names.is_empty() {
+                        format!("step `{id}` declares no `outputs`")
+                    } else {
+                        format!("outputs of `{id}`: {}", names.join(", "))
+                    })
+                });
                 return Some((format!("step `{id}` has no output `{out}`"), help));
             }
         }

@@ -41,7 +41,9 @@ pub enum Scalar<'a> {
 
 impl Node {
     pub fn scalar(&self) -> Option<Scalar<'_>> {
-        let NodeKind::Scalar(text, style) = &self.kind else { return None };
+        let NodeKind::Scalar(text, style) = &self.kind else {
+            return None;
+        };
         if *style != Style::Plain {
             return Some(Scalar::Str(text));
         }
@@ -135,7 +137,8 @@ fn parse_float(t: &str) -> Option<f64> {
         _ => {}
     }
     let ok = t.bytes().any(|b| b.is_ascii_digit())
-        && t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+        && t.bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
     if ok { t.parse().ok() } else { None }
 }
 
@@ -163,13 +166,18 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
             Some(Err(e)) => {
                 let m = e.marker();
                 let at = index.span((m.line(), m.col()), (m.line(), m.col() + 1));
-                diags.push(Diagnostic::error(at, format!("invalid YAML: {}", e.info())).with_help(
-                    "check indentation, unclosed quotes and brackets, and `key: value` spacing",
-                ));
+                diags.push(
+                    Diagnostic::error(at, format!("invalid YAML: {}", e.info())).with_help(
+                        "check indentation, unclosed quotes and brackets, and `key: value` spacing",
+                    ),
+                );
                 return None;
             }
         };
-        let sp = index.span((span.start.line(), span.start.col()), (span.end.line(), span.end.col()));
+        let sp = index.span(
+            (span.start.line(), span.start.col()),
+            (span.end.line(), span.end.col()),
+        );
         let node = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => continue,
             Event::DocumentStart(_) => {
@@ -189,22 +197,36 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
                     ScalarStyle::Literal | ScalarStyle::Folded => Style::Block,
                 };
-                let node = Node { kind: NodeKind::Scalar(text.into_owned(), style), span: sp };
+                let node = Node {
+                    kind: NodeKind::Scalar(text.into_owned(), style),
+                    span: sp,
+                };
                 if anchor > 0 {
                     anchors.insert(anchor, node.clone());
                 }
                 node
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => Node { kind: n.kind.clone(), span: sp },
+                Some(n) => Node {
+                    kind: n.kind.clone(),
+                    span: sp,
+                },
                 None => {
                     diags.push(Diagnostic::error(sp, "alias to an unknown anchor"));
-                    Node { kind: NodeKind::Scalar(String::new(), Style::Plain), span: sp }
+                    Node {
+                        kind: NodeKind::Scalar(String::new(), Style::Plain),
+                        span: sp,
+                    }
                 }
             },
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) if stack.len() >= MAX_DEPTH => {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _)
+                if stack.len() >= MAX_DEPTH =>
+            {
                 let _ = anchor;
-                diags.push(Diagnostic::error(sp, format!("nesting deeper than {MAX_DEPTH} levels")));
+                diags.push(Diagnostic::error(
+                    sp,
+                    format!("nesting deeper than {MAX_DEPTH} levels"),
+                ));
                 return None;
             }
             Event::SequenceStart(anchor, _) => {
@@ -217,7 +239,10 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
             }
             Event::SequenceEnd => match stack.pop() {
                 Some(Frame::Seq(start, items, anchor)) => {
-                    let node = Node { kind: NodeKind::Seq(items), span: start };
+                    let node = Node {
+                        kind: NodeKind::Seq(items),
+                        span: start,
+                    };
                     if anchor > 0 {
                         anchors.insert(anchor, node.clone());
                     }
@@ -227,7 +252,10 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
             },
             Event::MappingEnd => match stack.pop() {
                 Some(Frame::Map(start, entries, _, anchor)) => {
-                    let node = Node { kind: NodeKind::Map(entries), span: start };
+                    let node = Node {
+                        kind: NodeKind::Map(entries),
+                        span: start,
+                    };
                     if anchor > 0 {
                         anchors.insert(anchor, node.clone());
                     }
@@ -242,15 +270,14 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
             Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
-                    if let Some(k) = key.text() {
-                        if let Some((first, _)) = entries.iter().find(|(e, _)| e.text() == Some(k)) {
-                            diags.push(
-                                Diagnostic::error(key.span, format!("duplicate key `{k}`")).with_help(format!(
-                                    "`{k}` is already set on line {}",
-                                    first.span.line
-                                )),
-                            );
-                        }
+                    if let Some(k) = key.text()
+                        && let Some((first, _)) = entries.iter().find(|(e, _)| e.text() == Some(k))
+                    {
+                        diags.push(
+                            Diagnostic::error(key.span, format!("duplicate key `{k}`")).with_help(
+                                format!("`{k}` is already set on line {}", first.span.line),
+                            ),
+                        );
                     }
                     entries.push((key, node));
                 }

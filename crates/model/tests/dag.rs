@@ -7,9 +7,8 @@ use proptest::prelude::*;
 /// once (`needs: []`), or needs a random subset of earlier steps: acyclic by construction.
 fn runbook(n: usize, choices: &[(u8, Vec<usize>)]) -> String {
     let mut y = String::from("cairn: 1\nname: prop\nsteps:\n");
-    for i in 0..n {
+    for (i, (kind, picks)) in choices.iter().enumerate().take(n) {
         y.push_str(&format!("  - id: s{i}\n    shell: echo {i}\n"));
-        let (kind, picks) = &choices[i];
         match kind % 3 {
             0 => {}
             1 => y.push_str("    needs: []\n"),

@@ -10,57 +10,345 @@ struct Case {
     message: &'static str,
 }
 
-const fn case(name: &'static str, yaml: &'static str, line: u32, col: u32, message: &'static str) -> Case {
-    Case { name, yaml, line, col, message }
+const fn case(
+    name: &'static str,
+    yaml: &'static str,
+    line: u32,
+    col: u32,
+    message: &'static str,
+) -> Case {
+    Case {
+        name,
+        yaml,
+        line,
+        col,
+        message,
+    }
 }
 
 const CASES: &[Case] = &[
-    case("yaml syntax", "cairn: 1\nname: [demo\nsteps: []\n", 3, 6, "invalid YAML: illegal placement of ':' indicator"),
-    case("unknown top-level key", "cairn: 1\nname: demo\nstepz: []\nsteps: []\n", 3, 1, "unknown key `stepz` in the runbook"),
-    case("unknown step key", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    need: []\n    shell: x\n", 5, 5, "unknown key `need` in step `a`"),
-    case("version of wrong type", "cairn: one\nname: demo\nsteps: []\n", 1, 8, "`cairn` (the format version) must be a whole number, found a string"),
-    case("unsupported version", "cairn: 2\nname: demo\nsteps: []\n", 1, 8, "unsupported format version `cairn: 2`"),
-    case("missing version", "name: demo\nsteps: []\n", 1, 1, "the runbook is missing `cairn:` (the format version)"),
-    case("missing name", "cairn: 1\nsteps: []\n", 1, 1, "the runbook is missing `name`"),
-    case("missing steps", "cairn: 1\nname: demo\n", 1, 1, "the runbook is missing `steps`"),
-    case("invalid runbook name", "cairn: 1\nname: Demo_1\nsteps: []\n", 2, 7, "invalid runbook name `Demo_1`"),
-    case("step without kind", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    timeout: 5s\n", 4, 9, "step `a` has no kind"),
-    case("step with two kinds", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    argv: [y]\n", 6, 5, "step `a` has two kinds: `shell` and `argv`"),
-    case("step without id", "cairn: 1\nname: demo\nsteps:\n  - shell: x\n", 4, 5, "step has no `id`"),
-    case("invalid step id", "cairn: 1\nname: demo\nsteps:\n  - id: Bad Id\n    shell: x\n", 4, 9, "invalid step id `Bad Id`"),
-    case("duplicate step id", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n  - id: a\n    shell: y\n", 6, 9, "duplicate step id `a`"),
-    case("duplicate id across finally", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\nfinally:\n  - id: a\n    shell: y\n", 7, 9, "duplicate step id `a`"),
-    case("unknown needs", "cairn: 1\nname: demo\nsteps:\n  - id: restore-db\n    shell: x\n  - id: verify\n    needs: [restore_db]\n    shell: y\n", 7, 13, "step `verify` needs unknown step `restore_db`"),
-    case("cycle", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    needs: [c]\n    shell: x\n  - id: b\n    needs: [a]\n    shell: x\n  - id: c\n    needs: [b]\n    shell: x\n", 5, 13, "steps wait for each other in a cycle: a -> c -> b -> a"),
-    case("reference to a non-ancestor", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    needs: []\n    shell: x\n  - id: b\n    needs: []\n    shell: echo {{ steps.a.result.stdout }}\n", 9, 20, "step `b` reads `steps.a`, but `a` is not among the steps it waits for"),
-    case("undefined input", "cairn: 1\nname: demo\ninputs:\n  backup_dir: { default: /b }\nsteps:\n  - id: a\n    shell: ls {{ inputs.bakup_dir }}\n", 7, 18, "undefined name `inputs.bakup_dir`"),
-    case("template syntax error", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: \"ls {{ inputs.x \"\n", 5, 26, "template error: syntax error: unexpected end of input, expected end of variable block"),
-    case("unknown target", "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x/y\" }\nsteps:\n  - id: a\n    sql: { target: dbb, query: SELECT 1 }\n", 7, 20, "unknown target `dbb`"),
-    case("target of the wrong kind", "cairn: 1\nname: demo\ntargets:\n  vec: { chroma: \"http://localhost:8000\" }\nsteps:\n  - id: a\n    sql: { target: vec, query: SELECT 1 }\n", 7, 20, "target `vec` is a `chroma` target; a `sql` step needs a `postgres`, `sqlite` or `mysql` target"),
-    case("bad duration", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    timeout: 10 minutes please\n", 6, 14, "invalid duration `10 minutes please` for `timeout`: expected number at 11"),
-    case("duration without unit", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    timeout: 30\n", 6, 14, "`timeout` needs a unit"),
-    case("bad check threshold", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    check: { value: \"3\", warning: \"more than 5\" }\n", 5, 35, "invalid `warning` threshold"),
-    case("check without threshold", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    check: { value: \"3\" }\n", 5, 12, "`check` has no threshold"),
-    case("for_each a number", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    for_each: 5\n    shell: x\n", 5, 15, "`for_each` must be a list or a template giving a list, found an integer"),
-    case("for_each plain text", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    for_each: hosts\n    shell: x\n", 5, 15, "`for_each` must be a list or a template giving a list"),
-    case("unknown filter", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: \"echo {{ run.started_at | strftme('%Y') }}\"\n", 5, 38, "unknown filter `strftme`"),
-    case("item outside for_each", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ item }}\n", 5, 20, "`item` is only defined in a `for_each` step"),
-    case("result outside outputs", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ result.stdout }}\n", 5, 20, "`result` is only defined in the step's own `outputs`, `expect` and `wait.until`"),
-    case("unknown output", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    outputs: { n: \"{{ result.stdout }}\" }\n  - id: b\n    shell: echo {{ steps.a.outputs.m }}\n", 8, 20, "step `a` has no output `m`"),
-    case("duplicate yaml key", "cairn: 1\nname: demo\nname: again\nsteps: []\n", 3, 1, "duplicate key `name`"),
-    case("retry attempts zero", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    retry: { attempts: 0 }\n", 6, 24, "`attempts` counts the first try too: it must be at least 1"),
-    case("raw in sql", "cairn: 1\nname: demo\ntargets:\n  db: { sqlite: \"sqlite::memory:\" }\ninputs:\n  t: {}\nsteps:\n  - id: a\n    sql: { target: db, query: \"SELECT {{ inputs.t | raw }}\" }\n", 9, 53, "`| raw` is not allowed in SQL"),
-    case("secret with env and file", "cairn: 1\nname: demo\nsecrets:\n  pw: { env: PW, file: /run/pw }\nsteps: []\n", 4, 7, "secret `pw` needs exactly one of `env` or `file`"),
-    case("http with two methods", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    http: { get: \"http://x\", post: \"http://y\" }\n", 5, 30, "`http` has two methods: `get` and `post`"),
-    case("chroma unknown parameter", "cairn: 1\nname: demo\ntargets:\n  vec: { chroma: \"http://localhost:8000\" }\nsteps:\n  - id: a\n    chroma: { target: vec, count: { colection: x } }\n", 7, 35, "chroma `count` is missing `collection`"),
-    case("with without uses", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    with: { a: 1 }\n", 6, 5, "`with` is only for `uses` steps"),
-    case("unknown input type", "cairn: 1\nname: demo\ninputs:\n  n: { type: integer }\nsteps: []\n", 4, 14, "unknown input type `integer`"),
-    case("var used before defined", "cairn: 1\nname: demo\nvars:\n  a: \"{{ vars.b }}\"\n  b: x\nsteps: []\n", 4, 10, "`vars.b` is used before it is defined"),
-    case("needs not a list", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n  - id: b\n    needs: a\n    shell: y\n", 7, 12, "`needs` must be a list, found a string"),
-    case("unknown key in target", "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x\", pasword: y }\nsteps: []\n", 4, 35, "unknown key `pasword` in target `db`"),
-    case("finally with needs", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\nfinally:\n  - id: z\n    needs: [a]\n    shell: y\n", 8, 13, "`finally` step `z` has `needs`"),
-    case("undefined root name", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ input.x }}\n", 5, 20, "undefined name `input.x`"),
-    case("run attribute", "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ run.started }}\n", 5, 20, "`run` has no attribute `started`"),
+    case(
+        "yaml syntax",
+        "cairn: 1\nname: [demo\nsteps: []\n",
+        3,
+        6,
+        "invalid YAML: illegal placement of ':' indicator",
+    ),
+    case(
+        "unknown top-level key",
+        "cairn: 1\nname: demo\nstepz: []\nsteps: []\n",
+        3,
+        1,
+        "unknown key `stepz` in the runbook",
+    ),
+    case(
+        "unknown step key",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    need: []\n    shell: x\n",
+        5,
+        5,
+        "unknown key `need` in step `a`",
+    ),
+    case(
+        "version of wrong type",
+        "cairn: one\nname: demo\nsteps: []\n",
+        1,
+        8,
+        "`cairn` (the format version) must be a whole number, found a string",
+    ),
+    case(
+        "unsupported version",
+        "cairn: 2\nname: demo\nsteps: []\n",
+        1,
+        8,
+        "unsupported format version `cairn: 2`",
+    ),
+    case(
+        "missing version",
+        "name: demo\nsteps: []\n",
+        1,
+        1,
+        "the runbook is missing `cairn:` (the format version)",
+    ),
+    case(
+        "missing name",
+        "cairn: 1\nsteps: []\n",
+        1,
+        1,
+        "the runbook is missing `name`",
+    ),
+    case(
+        "missing steps",
+        "cairn: 1\nname: demo\n",
+        1,
+        1,
+        "the runbook is missing `steps`",
+    ),
+    case(
+        "invalid runbook name",
+        "cairn: 1\nname: Demo_1\nsteps: []\n",
+        2,
+        7,
+        "invalid runbook name `Demo_1`",
+    ),
+    case(
+        "step without kind",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    timeout: 5s\n",
+        4,
+        9,
+        "step `a` has no kind",
+    ),
+    case(
+        "step with two kinds",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    argv: [y]\n",
+        6,
+        5,
+        "step `a` has two kinds: `shell` and `argv`",
+    ),
+    case(
+        "step without id",
+        "cairn: 1\nname: demo\nsteps:\n  - shell: x\n",
+        4,
+        5,
+        "step has no `id`",
+    ),
+    case(
+        "invalid step id",
+        "cairn: 1\nname: demo\nsteps:\n  - id: Bad Id\n    shell: x\n",
+        4,
+        9,
+        "invalid step id `Bad Id`",
+    ),
+    case(
+        "duplicate step id",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n  - id: a\n    shell: y\n",
+        6,
+        9,
+        "duplicate step id `a`",
+    ),
+    case(
+        "duplicate id across finally",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\nfinally:\n  - id: a\n    shell: y\n",
+        7,
+        9,
+        "duplicate step id `a`",
+    ),
+    case(
+        "unknown needs",
+        "cairn: 1\nname: demo\nsteps:\n  - id: restore-db\n    shell: x\n  - id: verify\n    needs: [restore_db]\n    shell: y\n",
+        7,
+        13,
+        "step `verify` needs unknown step `restore_db`",
+    ),
+    case(
+        "cycle",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    needs: [c]\n    shell: x\n  - id: b\n    needs: [a]\n    shell: x\n  - id: c\n    needs: [b]\n    shell: x\n",
+        5,
+        13,
+        "steps wait for each other in a cycle: a -> c -> b -> a",
+    ),
+    case(
+        "reference to a non-ancestor",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    needs: []\n    shell: x\n  - id: b\n    needs: []\n    shell: echo {{ steps.a.result.stdout }}\n",
+        9,
+        20,
+        "step `b` reads `steps.a`, but `a` is not among the steps it waits for",
+    ),
+    case(
+        "undefined input",
+        "cairn: 1\nname: demo\ninputs:\n  backup_dir: { default: /b }\nsteps:\n  - id: a\n    shell: ls {{ inputs.bakup_dir }}\n",
+        7,
+        18,
+        "undefined name `inputs.bakup_dir`",
+    ),
+    case(
+        "template syntax error",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: \"ls {{ inputs.x \"\n",
+        5,
+        26,
+        "template error: syntax error: unexpected end of input, expected end of variable block",
+    ),
+    case(
+        "unknown target",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x/y\" }\nsteps:\n  - id: a\n    sql: { target: dbb, query: SELECT 1 }\n",
+        7,
+        20,
+        "unknown target `dbb`",
+    ),
+    case(
+        "target of the wrong kind",
+        "cairn: 1\nname: demo\ntargets:\n  vec: { chroma: \"http://localhost:8000\" }\nsteps:\n  - id: a\n    sql: { target: vec, query: SELECT 1 }\n",
+        7,
+        20,
+        "target `vec` is a `chroma` target; a `sql` step needs a `postgres`, `sqlite` or `mysql` target",
+    ),
+    case(
+        "bad duration",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    timeout: 10 minutes please\n",
+        6,
+        14,
+        "invalid duration `10 minutes please` for `timeout`: expected number at 11",
+    ),
+    case(
+        "duration without unit",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    timeout: 30\n",
+        6,
+        14,
+        "`timeout` needs a unit",
+    ),
+    case(
+        "bad check threshold",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    check: { value: \"3\", warning: \"more than 5\" }\n",
+        5,
+        35,
+        "invalid `warning` threshold",
+    ),
+    case(
+        "check without threshold",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    check: { value: \"3\" }\n",
+        5,
+        12,
+        "`check` has no threshold",
+    ),
+    case(
+        "for_each a number",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    for_each: 5\n    shell: x\n",
+        5,
+        15,
+        "`for_each` must be a list or a template giving a list, found an integer",
+    ),
+    case(
+        "for_each plain text",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    for_each: hosts\n    shell: x\n",
+        5,
+        15,
+        "`for_each` must be a list or a template giving a list",
+    ),
+    case(
+        "unknown filter",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: \"echo {{ run.started_at | strftme('%Y') }}\"\n",
+        5,
+        38,
+        "unknown filter `strftme`",
+    ),
+    case(
+        "item outside for_each",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ item }}\n",
+        5,
+        20,
+        "`item` is only defined in a `for_each` step",
+    ),
+    case(
+        "result outside outputs",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ result.stdout }}\n",
+        5,
+        20,
+        "`result` is only defined in the step's own `outputs`, `expect` and `wait.until`",
+    ),
+    case(
+        "unknown output",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    outputs: { n: \"{{ result.stdout }}\" }\n  - id: b\n    shell: echo {{ steps.a.outputs.m }}\n",
+        8,
+        20,
+        "step `a` has no output `m`",
+    ),
+    case(
+        "duplicate yaml key",
+        "cairn: 1\nname: demo\nname: again\nsteps: []\n",
+        3,
+        1,
+        "duplicate key `name`",
+    ),
+    case(
+        "retry attempts zero",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    retry: { attempts: 0 }\n",
+        6,
+        24,
+        "`attempts` counts the first try too: it must be at least 1",
+    ),
+    case(
+        "raw in sql",
+        "cairn: 1\nname: demo\ntargets:\n  db: { sqlite: \"sqlite::memory:\" }\ninputs:\n  t: {}\nsteps:\n  - id: a\n    sql: { target: db, query: \"SELECT {{ inputs.t | raw }}\" }\n",
+        9,
+        53,
+        "`| raw` is not allowed in SQL",
+    ),
+    case(
+        "secret with env and file",
+        "cairn: 1\nname: demo\nsecrets:\n  pw: { env: PW, file: /run/pw }\nsteps: []\n",
+        4,
+        7,
+        "secret `pw` needs exactly one of `env` or `file`",
+    ),
+    case(
+        "http with two methods",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    http: { get: \"http://x\", post: \"http://y\" }\n",
+        5,
+        30,
+        "`http` has two methods: `get` and `post`",
+    ),
+    case(
+        "chroma unknown parameter",
+        "cairn: 1\nname: demo\ntargets:\n  vec: { chroma: \"http://localhost:8000\" }\nsteps:\n  - id: a\n    chroma: { target: vec, count: { colection: x } }\n",
+        7,
+        35,
+        "chroma `count` is missing `collection`",
+    ),
+    case(
+        "with without uses",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    with: { a: 1 }\n",
+        6,
+        5,
+        "`with` is only for `uses` steps",
+    ),
+    case(
+        "unknown input type",
+        "cairn: 1\nname: demo\ninputs:\n  n: { type: integer }\nsteps: []\n",
+        4,
+        14,
+        "unknown input type `integer`",
+    ),
+    case(
+        "var used before defined",
+        "cairn: 1\nname: demo\nvars:\n  a: \"{{ vars.b }}\"\n  b: x\nsteps: []\n",
+        4,
+        10,
+        "`vars.b` is used before it is defined",
+    ),
+    case(
+        "needs not a list",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n  - id: b\n    needs: a\n    shell: y\n",
+        7,
+        12,
+        "`needs` must be a list, found a string",
+    ),
+    case(
+        "unknown key in target",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x\", pasword: y }\nsteps: []\n",
+        4,
+        35,
+        "unknown key `pasword` in target `db`",
+    ),
+    case(
+        "finally with needs",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\nfinally:\n  - id: z\n    needs: [a]\n    shell: y\n",
+        8,
+        13,
+        "`finally` step `z` has `needs`",
+    ),
+    case(
+        "undefined root name",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ input.x }}\n",
+        5,
+        20,
+        "undefined name `input.x`",
+    ),
+    case(
+        "run attribute",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ run.started }}\n",
+        5,
+        20,
+        "`run` has no attribute `started`",
+    ),
 ];
 
 #[test]
@@ -71,12 +359,28 @@ fn every_malformed_runbook_is_refused_at_its_place() {
         let (checked, diags) = check("t.yaml".as_ref(), c.yaml, &templates);
         let first = diags.0.iter().find(|d| d.severity == Severity::Error);
         match first {
-            Some(d) if d.span.line == c.line && d.span.col == c.col && d.message == c.message && checked.is_none() => {}
-            Some(d) => failures.push(format!("{}: got {}:{} {:?}, want {}:{} {:?}", c.name, d.span.line, d.span.col, d.message, c.line, c.col, c.message)),
-            None => failures.push(format!("{}: accepted, want {}:{} {:?}", c.name, c.line, c.col, c.message)),
+            Some(d)
+                if d.span.line == c.line
+                    && d.span.col == c.col
+                    && d.message == c.message
+                    && checked.is_none() => {}
+            Some(d) => failures.push(format!(
+                "{}: got {}:{} {:?}, want {}:{} {:?}",
+                c.name, d.span.line, d.span.col, d.message, c.line, c.col, c.message
+            )),
+            None => failures.push(format!(
+                "{}: accepted, want {}:{} {:?}",
+                c.name, c.line, c.col, c.message
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -92,13 +396,39 @@ fn did_you_mean_hints() {
     let templates = cairn_template::Templates::new();
     let hint = |yaml: &str| {
         let (_, d) = check("t.yaml".as_ref(), yaml, &templates);
-        d.errors().next().and_then(|d| d.help.clone()).unwrap_or_default()
+        d.errors()
+            .next()
+            .and_then(|d| d.help.clone())
+            .unwrap_or_default()
     };
-    assert_eq!(hint("cairn: 1\nname: demo\nstepz: []\nsteps: []\n"), "did you mean `steps`?");
-    assert_eq!(hint("cairn: 1\nname: demo\nsteps:\n  - id: restore-db\n    shell: x\n  - id: v\n    needs: [restore_db]\n    shell: y\n"), "did you mean `restore-db`?");
-    assert_eq!(hint("cairn: 1\nname: demo\ninputs:\n  backup_dir: {}\nsteps:\n  - id: a\n    shell: ls {{ inputs.bakup_dir }}\n"), "did you mean `backup_dir`?");
-    assert_eq!(hint("cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x/y\" }\nsteps:\n  - id: a\n    sql: { target: dbb, query: SELECT 1 }\n"), "did you mean `db`?");
-    assert_eq!(hint("cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: \"{{ run.started_at | strftme('%Y') }}\"\n"), "did you mean `strftime`?");
+    assert_eq!(
+        hint("cairn: 1\nname: demo\nstepz: []\nsteps: []\n"),
+        "did you mean `steps`?"
+    );
+    assert_eq!(
+        hint(
+            "cairn: 1\nname: demo\nsteps:\n  - id: restore-db\n    shell: x\n  - id: v\n    needs: [restore_db]\n    shell: y\n"
+        ),
+        "did you mean `restore-db`?"
+    );
+    assert_eq!(
+        hint(
+            "cairn: 1\nname: demo\ninputs:\n  backup_dir: {}\nsteps:\n  - id: a\n    shell: ls {{ inputs.bakup_dir }}\n"
+        ),
+        "did you mean `backup_dir`?"
+    );
+    assert_eq!(
+        hint(
+            "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x/y\" }\nsteps:\n  - id: a\n    sql: { target: dbb, query: SELECT 1 }\n"
+        ),
+        "did you mean `db`?"
+    );
+    assert_eq!(
+        hint(
+            "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: \"{{ run.started_at | strftme('%Y') }}\"\n"
+        ),
+        "did you mean `strftime`?"
+    );
 }
 
 #[test]
@@ -109,14 +439,24 @@ fn raw_in_shell_is_a_warning_not_an_error() {
     let w: Vec<_> = diags.warnings().collect();
     assert_eq!(w.len(), 1);
     assert_eq!((w[0].span.line, w[0].span.col), (7, 32));
-    assert_eq!(w[0].message, "`| raw` puts this value into the shell command unquoted");
+    assert_eq!(
+        w[0].message,
+        "`| raw` puts this value into the shell command unquoted"
+    );
 }
 
 #[test]
 fn rendering_points_a_caret_under_the_text() {
     let yaml = "cairn: 1\nname: demo\nsteps:\n  - id: restore-db\n    shell: x\n  - id: verify\n    needs: [a, restore_db]\n    shell: y\n";
-    let (_, diags) = check("runbooks/restore.yaml".as_ref(), yaml, &cairn_template::Templates::new());
-    let d = diags.errors().find(|d| d.message.contains("restore_db")).expect("an error about restore_db");
+    let (_, diags) = check(
+        "runbooks/restore.yaml".as_ref(),
+        yaml,
+        &cairn_template::Templates::new(),
+    );
+    let d = diags
+        .errors()
+        .find(|d| d.message.contains("restore_db"))
+        .expect("an error about restore_db");
     assert_eq!(
         d.render("runbooks/restore.yaml", yaml, false),
         "error: step `verify` needs unknown step `restore_db`\n --> runbooks/restore.yaml:7:16\n  |\n7 |     needs: [a, restore_db]\n  |                ^^^^^^^^^^\n  = help: did you mean `restore-db`?\n"

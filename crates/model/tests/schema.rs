@@ -9,12 +9,16 @@ fn committed() -> PathBuf {
 
 #[test]
 fn committed_schema_is_current() {
-    let fresh = serde_json::to_string_pretty(&cairn_model::schema()).expect("schema serializes") + "\n";
+    let fresh =
+        serde_json::to_string_pretty(&cairn_model::schema()).expect("schema serializes") + "\n";
     if std::env::var_os("CAIRN_BLESS").is_some() {
         std::fs::write(committed(), &fresh).expect("write schema");
     }
     let on_disk = std::fs::read_to_string(committed()).unwrap_or_default();
-    assert!(on_disk == fresh, "schemas/runbook.schema.json is stale: run `CAIRN_BLESS=1 cargo test -p cairn-model --test schema`");
+    assert!(
+        on_disk == fresh,
+        "schemas/runbook.schema.json is stale: run `CAIRN_BLESS=1 cargo test -p cairn-model --test schema`"
+    );
 }
 
 #[test]
@@ -22,7 +26,18 @@ fn schema_refuses_unknown_keys_everywhere_it_matters() {
     let s = cairn_model::schema();
     assert_eq!(s["additionalProperties"], false, "runbook");
     let defs = &s["definitions"];
-    for name in ["Step", "Input", "Secret", "Target", "Retry", "SqlStep", "HttpStep", "CheckStep", "WaitStep", "ReportStep"] {
+    for name in [
+        "Step",
+        "Input",
+        "Secret",
+        "Target",
+        "Retry",
+        "SqlStep",
+        "HttpStep",
+        "CheckStep",
+        "WaitStep",
+        "ReportStep",
+    ] {
         assert_eq!(defs[name]["additionalProperties"], false, "{name}");
     }
     assert_eq!(s["required"], serde_json::json!(["cairn", "name", "steps"]));
@@ -45,7 +60,10 @@ fn schema_accepts_every_runbook_in_the_repository() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).expect("read");
-            let errors: Vec<String> = v.iter_errors(&as_json(&text)).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+            let errors: Vec<String> = v
+                .iter_errors(&as_json(&text))
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
             assert!(errors.is_empty(), "{}: {errors:?}", path.display());
             seen += 1;
         }
