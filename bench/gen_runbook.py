@@ -35,7 +35,8 @@ for i in range(n):
         out.append("    needs: []")
     elif i % 3 == 0 and i >= 2:
         out.append(f"    needs: [s{i - 1}, s{i - 2}]")
-    m = i % 3
+    # A branch head (needs: []) reads nothing from other steps.
+    m = 0 if i % 10 == 0 else i % 3
     if m == 0:
         out += [f"    shell: echo {{{{ inputs.dir }}}}/{i}_{{{{ vars.stamp }}}} {{{{ inputs.actor }}}}",
                 f"    outputs: {{ n: \"{{{{ result.stdout | length }}}}\" }}"]

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod context;
+pub mod events;
 pub mod inputs;
 pub mod plan;
 pub mod prepare;

@@ -1,0 +1,163 @@
+//! What the executor reports while it runs: one event per transition. The CLI renders them
+//! (live view on a TTY, one line per transition otherwise, JSON lines with --log-format json);
+//! the engine never prints.
+
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::time::Duration;
+
+/// Final or current state of a step (or of one `for_each` item).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    /// `when` was false, or something it depends on failed.
+    Skipped,
+    /// An approval gate without a TTY: the run pauses.
+    Waiting,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Waiting => "waiting",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+    Paused,
+    Interrupted,
+}
+
+impl RunOutcome {
+    /// The exit code of the contract.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            RunOutcome::Succeeded => 0,
+            RunOutcome::Failed => 1,
+            RunOutcome::Paused => 3,
+            RunOutcome::Interrupted => 130,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Paused => "paused",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The summary line of one step at the end of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepSummary {
+    pub id: String,
+    pub kind: &'static str,
+    pub status: Status,
+    pub attempts: u32,
+    #[serde(serialize_with = "ms")]
+    pub duration: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For `check` steps: ok / warning / critical.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// Elapsed time against the runbook's `rto`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RtoVerdict {
+    #[serde(serialize_with = "ms")]
+    pub rto: Duration,
+    #[serde(serialize_with = "ms")]
+    pub elapsed: Duration,
+    pub met: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        runbook: String,
+        steps: usize,
+        dry_run: bool,
+    },
+    StepStarted {
+        step: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        attempt: u32,
+        /// One line: the command, `GET url`, `sql on db`...
+        what: String,
+    },
+    StepRetrying {
+        step: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        attempt: u32,
+        #[serde(serialize_with = "ms")]
+        delay: Duration,
+        error: String,
+    },
+    StepFinished {
+        step: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        status: Status,
+        attempts: u32,
+        #[serde(serialize_with = "ms")]
+        duration: Duration,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// A short result note: `exit 0`, `HTTP 200 in 12 ms`, `3 rows`, `check warning: 85 %`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    ApprovalWaiting {
+        step: String,
+        message: String,
+    },
+    RunFinished {
+        run_id: String,
+        outcome: RunOutcome,
+        #[serde(serialize_with = "ms")]
+        duration: Duration,
+        steps: Vec<StepSummary>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rto: Option<RtoVerdict>,
+        outputs: Json,
+    },
+}
+
+fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Where events go. The CLI's renderer implements it; tests collect events in a Vec.
+pub trait Sink: Send + Sync {
+    fn emit(&self, event: &Event);
+}
+
+/// Discards events.
+pub struct NoSink;
+impl Sink for NoSink {
+    fn emit(&self, _: &Event) {}
+}
