@@ -27,6 +27,18 @@ pub enum Format {
     Json,
 }
 
+impl Args {
+    /// `cairn run --dry-run` is `cairn plan`.
+    pub fn from_run(file: PathBuf, sets: Vec<(String, String)>, inputs: Option<PathBuf>) -> Args {
+        Args {
+            file,
+            sets,
+            inputs,
+            output: Format::Text,
+        }
+    }
+}
+
 pub fn parse_set(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),

@@ -2,8 +2,11 @@
 
 mod cmd_graph;
 mod cmd_plan;
+mod cmd_run;
 mod cmd_validate;
 mod output;
+mod progress;
+mod signals;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,6 +55,14 @@ written. Outputs of steps that have not run show as placeholders like <steps.dum
 show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plans."
     )]
     Plan(cmd_plan::Args),
+    /// Run a runbook: prints the run id first, progress on stderr, a summary at the end
+    #[command(
+        after_help = "Examples:\n  cairn run runbooks/health-check.yaml\n  cairn run runbooks/backup.yaml --set \
+backup_dir=/srv/backups --state postgres://cairn@db/cairn\n  cairn run dr-drill.yaml --auto-approve --log-format json > events.jsonl\n\n\
+Every step transition is committed to the state store before the next step starts. Exit codes: 0 succeeded, \
+1 a step failed, 2 invalid runbook or inputs, 3 paused for approval, 130 interrupted."
+    )]
+    Run(cmd_run::Args),
     /// Print the step DAG as Graphviz dot or Mermaid
     #[command(
         after_help = "Examples:\n  cairn graph runbooks/dr-drill.yaml | dot -Tsvg > dr.svg\n  \
@@ -88,6 +99,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(a) => cmd_validate::run(a),
         Command::Plan(a) => cmd_plan::run(a),
+        Command::Run(a) => cmd_run::run(a),
         Command::Graph(a) => cmd_graph::run(a),
         Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),
         Command::Completions { shell } => {

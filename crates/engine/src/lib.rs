@@ -11,7 +11,12 @@
 //! ```
 
 pub mod context;
+mod control;
 pub mod events;
+mod exec;
 pub mod inputs;
 pub mod plan;
 pub mod prepare;
+pub mod run;
+pub mod secrets;
+mod subrun;

@@ -1,0 +1,138 @@
+//! `cairn run FILE`: execute a runbook.
+
+use crate::cmd_plan::{parse_set, plan_time, read_inputs};
+use crate::exit;
+use crate::progress::{LogFormat, Progress};
+use cairn_engine::plan::Invocation;
+use cairn_engine::run::{RunError, RunOptions, execute};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The runbook
+    file: PathBuf,
+    /// Set an input: --set key=value (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    sets: Vec<(String, String)>,
+    /// A YAML or JSON file of inputs (--set wins over it)
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// Print the plan instead of running (same as `cairn plan`)
+    #[arg(long)]
+    dry_run: bool,
+    /// Independent steps run at once
+    #[arg(long, env = "CAIRN_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+    /// State store: a path or sqlite://PATH (default .cairn/state.db), or postgres://...
+    #[arg(long, env = "CAIRN_STATE", value_name = "URL")]
+    state: Option<String>,
+    /// Approve every approval gate, recorded as `auto:<user>` (for CI drills)
+    #[arg(long)]
+    auto_approve: bool,
+    /// text (progress on stderr) or json (one event per line on stdout)
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+pub fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Where per-step logs go: beside a SQLite state file, else `.cairn/logs`.
+pub fn logs_dir(state_url: &str) -> PathBuf {
+    let path = state_url
+        .strip_prefix("sqlite://")
+        .or_else(|| state_url.strip_prefix("sqlite:"))
+        .unwrap_or(state_url);
+    if state_url.contains("://") && !state_url.starts_with("sqlite") || state_url == "memory:" {
+        return PathBuf::from(".cairn/logs");
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    PathBuf::from(path)
+        .parent()
+        .map_or_else(|| PathBuf::from(".cairn/logs"), |p| p.join("logs"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    if args.dry_run {
+        return crate::cmd_plan::run(crate::cmd_plan::Args::from_run(
+            args.file,
+            args.sets,
+            args.inputs,
+        ));
+    }
+    let templates = Arc::new(cairn_template::Templates::new());
+    let checked = match crate::load(&args.file, &templates)? {
+        Ok(c) => Arc::new(c),
+        Err(code) => return Ok(code),
+    };
+    let inv = Invocation {
+        sets: args.sets,
+        inputs_file: read_inputs(args.inputs.as_ref())?,
+    };
+    let _ = plan_time;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let url = args.state.clone().unwrap_or_else(cairn_state::default_url);
+        let store = cairn_state::open(&url).await?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        crate::signals::cancel_on_signals(cancel.clone());
+        let who = user();
+        let opts = RunOptions {
+            concurrency: args.concurrency.max(1),
+            auto_approve: args.auto_approve.then(|| format!("auto:{who}")),
+            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+            user: who,
+            logs: logs_dir(&url),
+            cancel,
+            parent_run: None,
+        };
+        let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(RunIdFirst {
+            inner: Progress::new(args.log_format),
+            json: args.log_format == LogFormat::Json,
+        });
+        match execute(checked, templates, &inv, store.clone(), progress, opts).await {
+            Ok(report) => {
+                store.close().await;
+                Ok(report.outcome.exit_code())
+            }
+            Err(e @ (RunError::Inputs(_) | RunError::Secrets(_) | RunError::Render { .. })) => {
+                eprintln!(
+                    "{}error{}: {e}",
+                    crate::output::red(),
+                    crate::output::reset()
+                );
+                Ok(exit::INVALID)
+            }
+            Err(e @ RunError::Locked(_)) => {
+                eprintln!(
+                    "{}error{}: {e}",
+                    crate::output::red(),
+                    crate::output::reset()
+                );
+                Ok(exit::STEP_FAILED)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+/// Prints the run id on stdout's first line (text mode), as the contract says.
+struct RunIdFirst {
+    inner: Progress,
+    json: bool,
+}
+
+impl cairn_engine::events::Sink for RunIdFirst {
+    fn emit(&self, event: &cairn_engine::events::Event) {
+        if let (cairn_engine::events::Event::RunStarted { run_id, .. }, false) = (event, self.json)
+        {
+            println!("{run_id}");
+        }
+        self.inner.emit(event);
+    }
+}

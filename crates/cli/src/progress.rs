@@ -1,0 +1,242 @@
+//! Rendering engine events: a live view of running steps on a TTY (indicatif), one plain line
+//! per transition otherwise, or one JSON object per event (`--log-format json`, on stdout).
+//! At the end: a summary table and the RTO verdict.
+
+use cairn_engine::events::{Event, RunOutcome, Sink, Status};
+use comfy_table::{Cell, Table, presets::UTF8_BORDERS_ONLY};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub struct Progress {
+    format: LogFormat,
+    live: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+    color: bool,
+}
+
+impl Progress {
+    pub fn new(format: LogFormat) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let live = (format == LogFormat::Text && tty).then(MultiProgress::new);
+        Progress {
+            format,
+            live,
+            bars: Mutex::new(HashMap::new()),
+            color: crate::output::color_stderr(),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.live {
+            Some(mp) => {
+                let _ = mp.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn paint(&self, status: Status, text: &str) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        let code = match status {
+            Status::Succeeded => "32",
+            Status::Failed => "1;31",
+            Status::Skipped | Status::Pending => "2",
+            Status::Waiting => "33",
+            Status::Cancelled => "35",
+            Status::Running => "36",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+fn key(step: &str, item: Option<usize>) -> String {
+    match item {
+        Some(i) => format!("{step}[{i}]"),
+        None => step.to_string(),
+    }
+}
+
+pub fn secs(d: Duration) -> String {
+    if d.as_secs() >= 60 {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+impl Sink for Progress {
+    fn emit(&self, event: &Event) {
+        if self.format == LogFormat::Json {
+            let mut out = std::io::stdout().lock();
+            if serde_json::to_writer(&mut out, event).is_ok() {
+                let _ = writeln!(out);
+                let _ = out.flush();
+            }
+            return;
+        }
+        match event {
+            Event::RunStarted { runbook, steps, .. } => {
+                self.line(&format!("running {runbook}: {steps} steps"))
+            }
+            Event::StepStarted {
+                step,
+                item,
+                attempt,
+                what,
+            } => {
+                let k = key(step, *item);
+                let retry = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                match &self.live {
+                    Some(mp) => {
+                        let bar = mp.add(ProgressBar::new_spinner());
+                        bar.set_style(
+                            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        bar.set_message(format!("{k}{retry}  {what}"));
+                        bar.enable_steady_tick(Duration::from_millis(120));
+                        if let Ok(mut bars) = self.bars.lock() {
+                            bars.insert(k, bar);
+                        }
+                    }
+                    None => self.line(&format!(
+                        "{} {k}{retry}  {what}",
+                        self.paint(Status::Running, "▶")
+                    )),
+                }
+            }
+            Event::StepRetrying {
+                step,
+                item,
+                attempt,
+                delay,
+                error,
+            } => {
+                self.line(&format!(
+                    "↻ {} attempt {attempt} failed: {error}; retrying in {}",
+                    key(step, *item),
+                    secs(*delay)
+                ));
+            }
+            Event::StepFinished {
+                step,
+                item,
+                status,
+                attempts,
+                duration,
+                error,
+                note,
+            } => {
+                let k = key(step, *item);
+                if let Ok(mut bars) = self.bars.lock()
+                    && let Some(bar) = bars.remove(&k)
+                {
+                    bar.finish_and_clear();
+                }
+                let mark = match status {
+                    Status::Succeeded => "✓",
+                    Status::Failed => "✗",
+                    Status::Skipped => "–",
+                    Status::Waiting => "⏸",
+                    Status::Cancelled => "■",
+                    _ => "·",
+                };
+                let mut text = format!(
+                    "{} {k} {} in {}",
+                    self.paint(*status, mark),
+                    status.as_str(),
+                    secs(*duration)
+                );
+                if *attempts > 1 {
+                    text.push_str(&format!(" after {attempts} attempts"));
+                }
+                if let Some(n) = note.as_ref().filter(|n| !n.is_empty()) {
+                    text.push_str(&format!(" ({n})"));
+                }
+                if let Some(e) = error {
+                    text.push_str(&format!("\n    {e}"));
+                }
+                self.line(&text);
+            }
+            Event::ApprovalWaiting { step, message } => {
+                self.line(&format!("⏸ approval `{step}`: {message}"));
+                if std::io::stdin().is_terminal() {
+                    self.line("  approve? [y/N] ");
+                }
+            }
+            Event::RunFinished {
+                run_id,
+                outcome,
+                duration,
+                steps,
+                rto,
+                ..
+            } => {
+                if let Some(mp) = &self.live {
+                    let _ = mp.clear();
+                }
+                let mut t = Table::new();
+                t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+                    "step", "kind", "status", "attempts", "duration", "note",
+                ]);
+                for s in steps {
+                    let note = s.error.clone().or(s.state.clone()).unwrap_or_default();
+                    let note = if note.chars().count() > 60 {
+                        format!("{}…", note.chars().take(60).collect::<String>())
+                    } else {
+                        note
+                    };
+                    t.add_row(vec![
+                        Cell::new(&s.id),
+                        Cell::new(s.kind),
+                        Cell::new(s.status.as_str()),
+                        Cell::new(s.attempts),
+                        Cell::new(secs(s.duration)),
+                        Cell::new(note),
+                    ]);
+                }
+                eprintln!("{t}");
+                if let Some(r) = rto {
+                    let verdict = if r.met { "within" } else { "OVER" };
+                    eprintln!(
+                        "RTO {}: elapsed {} ({verdict} objective)",
+                        humantime::format_duration(r.rto),
+                        secs(r.elapsed)
+                    );
+                }
+                let status = match outcome {
+                    RunOutcome::Succeeded => Status::Succeeded,
+                    RunOutcome::Failed => Status::Failed,
+                    RunOutcome::Paused => Status::Waiting,
+                    RunOutcome::Interrupted => Status::Cancelled,
+                };
+                let mut end = format!("run {run_id} {} in {}", outcome.as_str(), secs(*duration));
+                match outcome {
+                    RunOutcome::Paused => end.push_str(&format!(
+                        "; approve with `cairn approve {run_id} STEP`, then `cairn resume {run_id}`"
+                    )),
+                    RunOutcome::Failed | RunOutcome::Interrupted => {
+                        end.push_str(&format!("; fix and continue with `cairn resume {run_id}`"))
+                    }
+                    RunOutcome::Succeeded => {}
+                }
+                eprintln!("{}", self.paint(status, &end));
+            }
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The step kinds the executor performs itself (check, approval, wait, report, uses), the
+//! dispatch to the external kinds, expectations and retry delays.
+
+use crate::context::Local;
+use crate::prepare::Prepared;
+use crate::run::Shared;
+use cairn_model::{Action, CheckState, Expect, Retry, Step};
+use cairn_steps::StepError;
+use serde_json::Value as Json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What an action produced.
+#[derive(Debug, Default)]
+pub(crate) struct Done {
+    pub result: Json,
+    pub note: Option<String>,
+    /// The action ran but its verdict is a failure (a critical check, a rejection).
+    pub failure: Option<String>,
+    /// An approval without a TTY: the run pauses.
+    pub waiting: bool,
+    pub state: Option<String>,
+}
+
+impl Done {
+    fn ok(result: Json, note: impl Into<String>) -> Done {
+        Done {
+            result,
+            note: Some(note.into()),
+            ..Done::default()
+        }
+    }
+}
+
+/// One line for progress output.
+pub(crate) fn describe(p: &Prepared) -> String {
+    let first = |s: &str| {
+        let line = s
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+            .to_string();
+        if line.chars().count() > 100 {
+            format!("{}…", line.chars().take(100).collect::<String>())
+        } else {
+            line
+        }
+    };
+    match p {
+        Prepared::Shell { command, .. } => format!("$ {}", first(command)),
+        Prepared::Argv { argv, .. } => format!("$ {}", argv.join(" ")),
+        Prepared::Sql { target, sql, .. } => format!("sql on {target}: {}", first(sql)),
+        Prepared::Http { method, url, .. } => format!("{method} {url}"),
+        Prepared::Chroma { target, action, .. } => format!("chroma {action} on {target}"),
+        Prepared::Check { value, .. } => format!("check {value}"),
+        Prepared::Approval { message, .. } => format!("approval: {}", first(message)),
+        Prepared::Sleep { duration } => format!("sleep {duration}"),
+        Prepared::Poll { action, until, .. } => format!("until {until}: {}", describe(action)),
+        Prepared::Report { to, .. } => format!("report -> {to}"),
+        Prepared::Uses { runbook, .. } => format!("run {runbook}"),
+    }
+}
+
+/// Delay before the attempt after `attempt` (1-based): delay × backoff^(attempt-1), capped,
+/// with up to ±50 % jitter when asked.
+pub(crate) fn backoff(retry: Option<&Retry>, attempt: u32) -> Duration {
+    let Some(r) = retry else {
+        return Duration::ZERO;
+    };
+    let base = r
+        .delay
+        .map_or(Duration::from_secs(1), |d| d.0)
+        .as_secs_f64();
+    let mut secs = base
+        * r.backoff
+            .unwrap_or(1.0)
+            .powi(attempt.saturating_sub(1) as i32);
+    if let Some(max) = r.max_delay {
+        secs = secs.min(max.0.as_secs_f64());
+    }
+    if r.jitter.unwrap_or(false) {
+        secs *= 0.5 + rand::random::<f64>();
+    }
+    Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
+}
+
+pub(crate) async fn perform(
+    shared: &Arc<Shared>,
+    step: &Step,
+    p: &Prepared,
+    local: &Local,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    log: Option<PathBuf>,
+) -> Result<Done, StepError> {
+    match p {
+        Prepared::Shell { .. }
+        | Prepared::Argv { .. }
+        | Prepared::Sql { .. }
+        | Prepared::Http { .. }
+        | Prepared::Chroma { .. } => {
+            let a = crate::exec::Attempt {
+                timeout,
+                cancel,
+                targets: &shared.targets,
+                read_only: false,
+            };
+            let r = shared.peers.perform(p, &a).await;
+            if matches!(p, Prepared::Shell { .. } | Prepared::Argv { .. }) {
+                write_log(
+                    shared,
+                    log.as_deref(),
+                    r.as_ref()
+                        .ok()
+                        .or_else(|| r.as_ref().err().and_then(|e| e.result())),
+                );
+            }
+            let result = r?;
+            Ok(Done {
+                note: Some(note(p, &result)),
+                result,
+                ..Done::default()
+            })
+        }
+        Prepared::Check {
+            value,
+            warning,
+            critical,
+            unit,
+        } => Ok(check(step, value, warning, critical, unit)),
+        Prepared::Approval {
+            message,
+            timeout: t,
+            on_timeout,
+        } => approval(shared, step, message, t.is_some(), on_timeout, cancel).await,
+        Prepared::Sleep { .. } => {
+            let d = match step.action() {
+                Action::Wait(w) => w.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0),
+                _ => Duration::ZERO,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(d) => Ok(Done::ok(serde_json::json!({ "slept_ms": d.as_millis() as u64 }), format!("slept {}", crate::prepare::fmt_dur(d)))),
+                _ = cancel.cancelled() => Err(StepError::Cancelled { result: None }),
+            }
+        }
+        Prepared::Poll { action, until, .. } => {
+            poll(shared, step, action, until, local, cancel).await
+        }
+        Prepared::Report { template, to } => report(shared, step, template.as_deref(), to, local),
+        Prepared::Uses { runbook, with } => {
+            crate::subrun::uses(shared, step, runbook, with, cancel).await
+        }
+    }
+}
+
+fn note(p: &Prepared, r: &Json) -> String {
+    match p {
+        Prepared::Shell { .. } | Prepared::Argv { .. } => format!("exit {}", r["exit_code"]),
+        Prepared::Sql { .. } => format!("{} rows", r["row_count"]),
+        Prepared::Http { .. } => format!("HTTP {} in {} ms", r["status"], r["duration_ms"]),
+        Prepared::Chroma { action, .. } => match (action.as_str(), &r["count"], &r["records"]) {
+            (_, Json::Number(n), _) => format!("{action}: {n}"),
+            (_, _, Json::Number(n)) => format!("{action}: {n} records"),
+            _ => action.clone(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The captured streams, masked, in the step's log (never the raw bytes).
+fn write_log(shared: &Shared, path: Option<&std::path::Path>, result: Option<&Json>) {
+    let (Some(path), Some(r)) = (path, result) else {
+        return;
+    };
+    let text = format!(
+        "$ exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+        r["exit_code"],
+        r["stdout"].as_str().unwrap_or_default(),
+        r["stderr"].as_str().unwrap_or_default()
+    );
+    let masked = shared.masker.mask(&text);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(path, masked) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write step log");
+    }
+}
+
+fn as_number(v: &Json) -> Option<f64> {
+    match v {
+        Json::Number(n) => n.as_f64(),
+        Json::String(s) => s.trim().parse().ok(),
+        Json::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+fn check(
+    step: &Step,
+    value: &Json,
+    warning: &Option<String>,
+    critical: &Option<String>,
+    unit: &Option<String>,
+) -> Done {
+    let Action::Check(c) = step.action() else {
+        return Done::default();
+    };
+    let Some(v) = as_number(value) else {
+        return Done {
+            result: serde_json::json!({ "value": value, "state": "unknown" }),
+            failure: Some(format!("check value {value} is not a number")),
+            state: Some("unknown".into()),
+            ..Done::default()
+        };
+    };
+    let state = if c.critical.as_ref().is_some_and(|t| t.value.crossed(v)) {
+        CheckState::Critical
+    } else if c.warning.as_ref().is_some_and(|t| t.value.crossed(v)) {
+        CheckState::Warning
+    } else {
+        CheckState::Ok
+    };
+    let name = match state {
+        CheckState::Critical => "critical",
+        CheckState::Warning => "warning",
+        _ => "ok",
+    };
+    let unit_s = unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+    let shown = if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    };
+    let fail_on = c.fail_on.unwrap_or(CheckState::Critical);
+    let failure = (fail_on != CheckState::Never && state >= fail_on).then(|| {
+        let limit = if state == CheckState::Critical {
+            critical
+        } else {
+            warning
+        };
+        format!(
+            "check {name}: {shown}{unit_s} ({})",
+            limit.as_deref().unwrap_or_default()
+        )
+    });
+    Done {
+        result: serde_json::json!({ "value": v, "state": name, "warning": warning, "critical": critical, "unit": unit }),
+        note: Some(format!("{name}: {shown}{unit_s}")),
+        failure,
+        waiting: false,
+        state: Some(name.into()),
+    }
+}
+
+async fn approval(
+    shared: &Arc<Shared>,
+    step: &Step,
+    message: &str,
+    has_timeout: bool,
+    on_timeout: &str,
+    cancel: &CancellationToken,
+) -> Result<Done, StepError> {
+    let at = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if let Some(who) = &shared.opts.auto_approve {
+        return Ok(Done::ok(
+            serde_json::json!({ "approved": true, "approved_by": who, "at": at() }),
+            format!("approved by {who}"),
+        ));
+    }
+    if !shared.opts.interactive {
+        return Ok(Done {
+            waiting: true,
+            result: serde_json::json!({ "message": message }),
+            ..Done::default()
+        });
+    }
+    shared.sink.emit(&crate::events::Event::ApprovalWaiting {
+        step: step.id.value.clone(),
+        message: shared.masker.mask(message),
+    });
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    let limit = match step.action() {
+        Action::Approval(a) if has_timeout => a.timeout.as_ref().map(|t| t.value.0),
+        _ => None,
+    };
+    let who = shared.opts.user.clone();
+    let answer = tokio::select! {
+        a = answer => a.ok().and_then(|r| r.ok()),
+        _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
+        _ = async { match limit { Some(l) => tokio::time::sleep(l).await, None => std::future::pending().await } } => {
+            let approved = on_timeout == "approve";
+            let verdict = serde_json::json!({ "approved": approved, "approved_by": "timeout", "at": at() });
+            return Ok(if approved { Done::ok(verdict, "approved on timeout") } else { Done { failure: Some("approval timed out: rejected".into()), result: verdict, ..Done::default() } });
+        }
+    };
+    let yes = answer
+        .as_deref()
+        .map(str::trim)
+        .is_some_and(|a| a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes"));
+    let verdict = serde_json::json!({ "approved": yes, "approved_by": who, "at": at() });
+    Ok(if yes {
+        Done::ok(verdict, format!("approved by {who}"))
+    } else {
+        Done {
+            failure: Some(format!("rejected by {who}")),
+            result: verdict,
+            ..Done::default()
+        }
+    })
+}
+
+async fn poll(
+    shared: &Arc<Shared>,
+    step: &Step,
+    inner: &Prepared,
+    until: &str,
+    local: &Local,
+    cancel: &CancellationToken,
+) -> Result<Done, StepError> {
+    let Action::Wait(w) = step.action() else {
+        return Err(StepError::setup("not a wait step"));
+    };
+    let interval = w
+        .interval
+        .as_ref()
+        .map_or(crate::prepare::DEFAULT_POLL_INTERVAL, |i| i.value.0);
+    let deadline = w
+        .timeout
+        .as_ref()
+        .map_or(crate::prepare::DEFAULT_POLL_TIMEOUT, |t| t.value.0);
+    let Some(until_t) = &w.until else {
+        return Err(StepError::setup("wait without until"));
+    };
+    let started = Instant::now();
+    let mut polls = 0u32;
+    let mut last;
+    loop {
+        polls += 1;
+        let left = deadline.saturating_sub(started.elapsed());
+        let a = crate::exec::Attempt {
+            timeout: Some(left.max(Duration::from_millis(1))),
+            cancel,
+            targets: &shared.targets,
+            read_only: false,
+        };
+        match shared.peers.perform(inner, &a).await {
+            Ok(result) => {
+                let result = shared.masker.mask_json(&result);
+                let r = shared.renderer(Local {
+                    result: Some(result.clone()),
+                    ..local.clone()
+                });
+                match r.expr(until_t, "wait.until") {
+                    Ok(v) if v.is_true() => {
+                        return Ok(Done::ok(
+                            result,
+                            format!("condition met after {polls} polls"),
+                        ));
+                    }
+                    Ok(_) => last = format!("`{until}` was false"),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(StepError::Cancelled { .. }) => return Err(StepError::Cancelled { result: None }),
+            Err(e) => last = e.to_string(),
+        }
+        if started.elapsed() + interval > deadline {
+            return Err(StepError::failed(
+                format!(
+                    "`{until}` not met after {} ({polls} polls); last: {last}",
+                    crate::prepare::fmt_dur(deadline)
+                ),
+                None,
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
+        }
+    }
+}
+
+fn report(
+    shared: &Shared,
+    step: &Step,
+    template: Option<&str>,
+    to: &str,
+    local: &Local,
+) -> Result<Done, StepError> {
+    let Action::Report(r) = step.action() else {
+        return Err(StepError::setup("not a report step"));
+    };
+    let text = match (template, &r.inline) {
+        (Some(t), _) => {
+            let base = shared
+                .checked
+                .runbook
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            let path = base.join(t);
+            std::fs::read_to_string(&path).map_err(|e| {
+                StepError::setup(format!(
+                    "cannot read report template {}: {e}",
+                    path.display()
+                ))
+            })?
+        }
+        (None, Some(i)) => i.src.clone(),
+        (None, None) => String::new(),
+    };
+    let ctx = crate::context::context(&shared.base, local.clone());
+    let rendered = shared
+        .templates
+        .render_text(&text, &ctx)
+        .map_err(|e| StepError::failed(format!("report template: {e}"), None))?;
+    let rendered = shared.masker.mask(&rendered);
+    let path = PathBuf::from(to);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StepError::setup(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    std::fs::write(&path, &rendered)
+        .map_err(|e| StepError::setup(format!("cannot write {}: {e}", path.display())))?;
+    Ok(Done::ok(
+        serde_json::json!({ "path": to, "bytes": rendered.len() }),
+        format!("wrote {to}"),
+    ))
+}
+
+/// Apply `expect` (the step's, or the http step's own); an http step without any expects
+/// status < 400.
+pub(crate) fn expect(
+    shared: &Shared,
+    step: &Step,
+    local: &Local,
+    result: &Json,
+) -> Result<(), String> {
+    let own = step.expect.as_ref();
+    let http = match step.action() {
+        Action::Http(h) => Some(h.expect.as_ref()),
+        _ => None,
+    };
+    let exp = own.or(http.flatten());
+    if exp.is_none() && http.is_some() {
+        let status = result["status"].as_u64().unwrap_or(0);
+        if status >= 400 || status == 0 {
+            return Err(format!(
+                "HTTP {status} (expected a status below 400; set `expect: {{ status: ... }}` to accept it)"
+            ));
+        }
+        return Ok(());
+    }
+    let Some(exp) = exp else { return Ok(()) };
+    let r = shared.renderer(local.clone());
+    match exp {
+        Expect::Exprs(xs) => {
+            for x in xs {
+                match r.expr(x, "expect") {
+                    Ok(v) if v.is_true() => {}
+                    Ok(_) => return Err(format!("expectation failed: `{}`", x.src.trim())),
+                    Err(e) => return Err(format!("expectation `{}`: {e}", x.src.trim())),
+                }
+            }
+        }
+        Expect::Fields(fields) => {
+            for (path, want) in fields {
+                let want = r
+                    .value(&want.value, &format!("expect.{path}"))
+                    .map_err(|e| e.to_string())?;
+                let got = lookup(result, path);
+                let ok = match &want {
+                    Json::Array(any) => any.iter().any(|w| same(w, &got)),
+                    w => same(w, &got),
+                };
+                if !ok {
+                    return Err(format!(
+                        "expectation failed: {path}: expected {}, got {}",
+                        want, got
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lookup(v: &Json, path: &str) -> Json {
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = match (cur, part.parse::<usize>()) {
+            (Json::Array(a), Ok(i)) => a.get(i).unwrap_or(&Json::Null),
+            (Json::Object(o), _) => o.get(part).unwrap_or(&Json::Null),
+            _ => &Json::Null,
+        };
+    }
+    cur.clone()
+}
+
+/// Equality where 200 == 200.0 and "200" == 200 (result fields are often text).
+fn same(want: &Json, got: &Json) -> bool {
+    match (as_number(want), as_number(got)) {
+        (Some(a), Some(b)) if !matches!(want, Json::Bool(_)) && !matches!(got, Json::Bool(_)) => {
+            a == b
+        }
+        _ => want == got,
+    }
+}

@@ -1,0 +1,174 @@
+//! Performing a [`Prepared`] action with the step kinds of cairn-steps. Clients and pools are
+//! shared for the whole run and opened lazily.
+
+use crate::prepare::{Prepared, ResolvedTarget};
+use cairn_steps::StepError;
+use cairn_steps::chroma::{ChromaAction, ChromaClient, ChromaTarget};
+use cairn_steps::http::{HttpClients, HttpSpec};
+use cairn_steps::shell::{Command, ShellSpec};
+use cairn_steps::sql::{Pools, SqlSpec, SqlTarget};
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Connections of one run.
+#[derive(Default)]
+pub struct Peers {
+    pub pools: Pools,
+    pub http: HttpClients,
+    chroma: Mutex<HashMap<String, ChromaClient>>,
+}
+
+/// How one action attempt is run.
+pub struct Attempt<'a> {
+    pub timeout: Option<Duration>,
+    pub cancel: &'a CancellationToken,
+    pub targets: &'a IndexMap<String, ResolvedTarget>,
+    /// Run `readonly` SQL inside a read-only transaction (`plan --probe`).
+    pub read_only: bool,
+}
+
+impl Peers {
+    fn chroma(&self, t: &ResolvedTarget) -> Result<ChromaClient, StepError> {
+        let mut map = self
+            .chroma
+            .lock()
+            .map_err(|_| StepError::setup("chroma client cache poisoned"))?;
+        if let Some(c) = map.get(&t.name) {
+            return Ok(c.clone());
+        }
+        let mut target = ChromaTarget::new(t.url.clone());
+        if let Some(tenant) = &t.tenant {
+            target.tenant = tenant.clone();
+        }
+        if let Some(db) = &t.database {
+            target.database = db.clone();
+        }
+        target.token = t.bearer.clone();
+        let client = ChromaClient::new(target, self.http.client(t.insecure, true)?);
+        map.insert(t.name.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Perform an external action: shell, argv, sql, http or chroma. Control actions (check,
+    /// approval, wait, report, uses) are the executor's own.
+    pub async fn perform(&self, action: &Prepared, a: &Attempt<'_>) -> Result<Json, StepError> {
+        let target = |name: &str| {
+            a.targets
+                .get(name)
+                .ok_or_else(|| StepError::setup(format!("unknown target `{name}`")))
+        };
+        match action {
+            Prepared::Shell { command, env, cwd } => {
+                self.shell(Command::Shell(command.clone()), env, cwd, a)
+                    .await
+            }
+            Prepared::Argv { argv, env, cwd } => {
+                self.shell(Command::Argv(argv.clone()), env, cwd, a).await
+            }
+            Prepared::Sql {
+                target: name,
+                sql,
+                params,
+                ..
+            } => {
+                let t = target(name)?;
+                let st = SqlTarget {
+                    name: t.name.clone(),
+                    url: t.url.clone(),
+                    password: t.password.clone().filter(|p| !p.is_empty()),
+                };
+                let spec = SqlSpec {
+                    query: sql.clone(),
+                    params: params.clone(),
+                    timeout: a.timeout,
+                    read_only: a.read_only,
+                };
+                cairn_steps::sql::run(&self.pools, &st, &spec, a.cancel).await
+            }
+            Prepared::Http {
+                method,
+                url,
+                headers,
+                json,
+                body,
+                insecure,
+                follow_redirects,
+                target: tname,
+                ..
+            } => {
+                let mut spec = HttpSpec::new(method.clone(), url.clone());
+                spec.headers = headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                spec.json = json.clone();
+                spec.body = body.clone();
+                spec.timeout = a.timeout;
+                spec.insecure = *insecure;
+                spec.follow_redirects = *follow_redirects;
+                if let Some(name) = tname {
+                    let t = target(name)?;
+                    spec.bearer = t.bearer.clone().filter(|b| !b.is_empty());
+                    spec.basic = t.basic.clone();
+                }
+                cairn_steps::http::run(&self.http, &spec, a.cancel).await
+            }
+            Prepared::Chroma {
+                target: name,
+                action,
+                params,
+                ..
+            } => {
+                let client = self.chroma(target(name)?)?;
+                let params = if params.is_null() {
+                    Json::Object(Default::default())
+                } else {
+                    params.clone()
+                };
+                let wrapped = serde_json::json!({ action.as_str(): params });
+                let action: ChromaAction = serde_json::from_value(wrapped)
+                    .map_err(|e| StepError::setup(format!("chroma `{action}`: {e}")))?;
+                let cancel = a.cancel.child_token();
+                let call = cairn_steps::chroma::run(&client, &action, &cancel);
+                match a.timeout {
+                    Some(t) => match tokio::time::timeout(t, call).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            cancel.cancel();
+                            Err(StepError::Timeout {
+                                after: t,
+                                result: None,
+                            })
+                        }
+                    },
+                    None => call.await,
+                }
+            }
+            other => Err(StepError::setup(format!(
+                "`{}` is not an external action",
+                other.kind()
+            ))),
+        }
+    }
+
+    async fn shell(
+        &self,
+        command: Command,
+        env: &IndexMap<String, String>,
+        cwd: &Option<String>,
+        a: &Attempt<'_>,
+    ) -> Result<Json, StepError> {
+        let mut spec = ShellSpec::new(command);
+        spec.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        spec.cwd = cwd.as_ref().map(PathBuf::from);
+        spec.timeout = a.timeout;
+        // Streams are written to the log by the executor, masked: never raw to disk.
+        spec.log_path = None;
+        cairn_steps::shell::run(&spec, a.cancel).await
+    }
+}

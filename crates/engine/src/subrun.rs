@@ -1,0 +1,114 @@
+//! `uses`: another runbook run as a sub-run, with `with:` as its inputs and its `outputs` as
+//! this step's result. Its events appear under `parent_step/child_step`.
+
+use crate::control::Done;
+use crate::events::{Event, RunOutcome, Sink};
+use crate::plan::Invocation;
+use crate::run::{RunOptions, Shared, execute};
+use cairn_model::Step;
+use cairn_steps::StepError;
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+struct Prefixed {
+    prefix: String,
+    inner: Arc<dyn Sink>,
+}
+
+impl Sink for Prefixed {
+    fn emit(&self, event: &Event) {
+        let mut e = event.clone();
+        match &mut e {
+            Event::StepStarted { step, .. }
+            | Event::StepRetrying { step, .. }
+            | Event::StepFinished { step, .. }
+            | Event::ApprovalWaiting { step, .. } => *step = format!("{}/{step}", self.prefix),
+            // The parent reports its own start and end.
+            Event::RunStarted { .. } | Event::RunFinished { .. } => return,
+        }
+        self.inner.emit(&e);
+    }
+}
+
+/// Boxed with an explicit `Send` so the recursion (a sub-run runs steps that may be `uses`)
+/// has a nameable future type.
+pub(crate) fn uses<'a>(
+    shared: &'a Arc<Shared>,
+    step: &'a Step,
+    runbook: &'a str,
+    with: &'a IndexMap<String, Json>,
+    cancel: &'a CancellationToken,
+) -> futures::future::BoxFuture<'a, Result<Done, StepError>> {
+    Box::pin(uses_inner(shared, step, runbook, with, cancel))
+}
+
+async fn uses_inner(
+    shared: &Arc<Shared>,
+    step: &Step,
+    runbook: &str,
+    with: &IndexMap<String, Json>,
+    cancel: &CancellationToken,
+) -> Result<Done, StepError> {
+    let base = shared
+        .checked
+        .runbook
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let path = base.join(runbook);
+    let (checked, _) = cairn_model::load(&path, &shared.templates)
+        .map_err(|e| StepError::setup(format!("`uses: {runbook}`: {e}")))?;
+    let inv = Invocation {
+        sets: Vec::new(),
+        inputs_file: Some(with.clone().into_iter().collect()),
+    };
+    let opts = RunOptions {
+        parent_run: Some(shared.run_id.clone()),
+        cancel: cancel.child_token(),
+        ..shared.opts.clone()
+    };
+    let sink: Arc<dyn Sink> = Arc::new(Prefixed {
+        prefix: step.id.value.clone(),
+        inner: shared.sink.clone(),
+    });
+    let report = (execute(
+        Arc::new(checked),
+        shared.templates.clone(),
+        &inv,
+        shared.store.clone(),
+        sink,
+        opts,
+    ))
+    .await
+    .map_err(|e| StepError::setup(format!("`uses: {runbook}`: {e}")))?;
+    let result = serde_json::json!({ "run_id": report.run_id, "outcome": report.outcome.as_str(), "outputs": report.outputs });
+    match report.outcome {
+        RunOutcome::Succeeded => Ok(Done {
+            result: report.outputs.clone(),
+            note: Some(format!("sub-run {} succeeded", report.run_id)),
+            ..Done::default()
+        }),
+        RunOutcome::Paused => Ok(Done {
+            result,
+            waiting: true,
+            ..Done::default()
+        }),
+        RunOutcome::Interrupted => Err(StepError::Cancelled {
+            result: Some(result),
+        }),
+        RunOutcome::Failed => {
+            let why = report
+                .steps
+                .iter()
+                .find(|s| s.error.is_some())
+                .map(|s| format!("step `{}`: {}", s.id, s.error.clone().unwrap_or_default()))
+                .unwrap_or_default();
+            Err(StepError::failed(
+                format!("sub-run {} failed: {why}", report.run_id),
+                Some(result),
+            ))
+        }
+    }
+}
