@@ -1,6 +1,6 @@
 //! `cairn run FILE`: execute a runbook.
 
-use crate::cmd_plan::{parse_set, plan_time, read_inputs};
+use crate::cmd_plan::{parse_set, read_inputs};
 use crate::exit;
 use crate::progress::{LogFormat, Progress};
 use cairn_engine::plan::Invocation;
@@ -74,7 +74,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         sets: args.sets,
         inputs_file: read_inputs(args.inputs.as_ref())?,
     };
-    let _ = plan_time;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let url = args.state.clone().unwrap_or_else(cairn_state::default_url);

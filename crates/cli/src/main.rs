@@ -3,6 +3,7 @@
 mod cmd_graph;
 mod cmd_plan;
 mod cmd_run;
+mod cmd_state;
 mod cmd_validate;
 mod output;
 mod progress;
@@ -63,6 +64,32 @@ Every step transition is committed to the state store before the next step start
 1 a step failed, 2 invalid runbook or inputs, 3 paused for approval, 130 interrupted."
     )]
     Run(cmd_run::Args),
+    /// Continue a failed, interrupted or paused run
+    #[command(
+        after_help = "Examples:\n  cairn resume 01J9Z...\n  cairn resume 01J9Z --from verify_dump\n  \
+cairn resume 01J9Z --rerun load_data   # an in-doubt step that is not idempotent\n\n\
+Succeeded steps are not run again; their outputs are restored. Failed and interrupted steps run again. \
+A step that succeeded and has been edited since is refused (name it, or pass --allow-changed)."
+    )]
+    Resume(cmd_state::ResumeArgs),
+    /// Approve a waiting approval step of a paused run
+    #[command(
+        after_help = "Example:\n  cairn approve 01J9Z confirm_dns --by alice && cairn resume 01J9Z"
+    )]
+    Approve(cmd_state::AnswerArgs),
+    /// Reject a waiting approval step (the step fails on resume)
+    #[command(after_help = "Example:\n  cairn reject 01J9Z confirm_dns --by alice")]
+    Reject(cmd_state::AnswerArgs),
+    /// Run history, newest first
+    #[command(
+        after_help = "Examples:\n  cairn runs\n  cairn runs --runbook backup --status failed\n  cairn runs --output json | jq '.[0].id'"
+    )]
+    Runs(cmd_state::RunsArgs),
+    /// One run: steps, attempts, timings, outputs (secrets masked), a step's captured log
+    #[command(
+        after_help = "Examples:\n  cairn show 01J9Z\n  cairn show 01J9Z --step pg_dump\n  cairn show 01J9Z --output json"
+    )]
+    Show(cmd_state::ShowArgs),
     /// Print the step DAG as Graphviz dot or Mermaid
     #[command(
         after_help = "Examples:\n  cairn graph runbooks/dr-drill.yaml | dot -Tsvg > dr.svg\n  \
@@ -100,6 +127,11 @@ fn main() -> ExitCode {
         Command::Validate(a) => cmd_validate::run(a),
         Command::Plan(a) => cmd_plan::run(a),
         Command::Run(a) => cmd_run::run(a),
+        Command::Resume(a) => cmd_state::resume_cmd(a),
+        Command::Approve(a) => cmd_state::answer(a, cairn_state::Decision::Approved),
+        Command::Reject(a) => cmd_state::answer(a, cairn_state::Decision::Rejected),
+        Command::Runs(a) => cmd_state::runs(a),
+        Command::Show(a) => cmd_state::show(a),
         Command::Graph(a) => cmd_graph::run(a),
         Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),
         Command::Completions { shell } => {

@@ -17,6 +17,7 @@ mod exec;
 pub mod inputs;
 pub mod plan;
 pub mod prepare;
+pub mod resume;
 pub mod run;
 pub mod secrets;
 mod subrun;

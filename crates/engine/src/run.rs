@@ -95,6 +95,25 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// A step's outcome read back from the store on resume.
+    pub(crate) fn restored(
+        status: Status,
+        result: Json,
+        outputs: Json,
+        error: Option<String>,
+    ) -> Outcome {
+        Outcome {
+            status,
+            result,
+            outputs,
+            error,
+            attempts: 0,
+            duration: Duration::ZERO,
+            note: Some("done earlier".into()),
+            state: None,
+        }
+    }
+
     fn skipped(note: impl Into<String>) -> Outcome {
         Outcome {
             status: Status::Skipped,
@@ -172,38 +191,43 @@ pub async fn execute(
     let rb = &checked.runbook;
     let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
         .map_err(RunError::Inputs)?;
+    let inputs_json = serde_json::to_value(&inputs).unwrap_or_default();
+    // Secrets are read first so a missing one refuses the run before anything is recorded.
     let secrets = crate::secrets::read(rb).map_err(RunError::Secrets)?;
     let masker = Masker::new(
         secrets
             .values()
             .filter_map(|v| v.as_str().map(str::to_string)),
     );
-    let inputs_json = serde_json::to_value(&inputs).unwrap_or_default();
     let mut record = RunRecord::start(
         rb.name.value.clone(),
         rb.path.display().to_string(),
-        hex(&sha2::Sha256::digest(rb.source.as_bytes())),
+        content_hash(&checked),
         masker.mask_json(&inputs_json),
         opts.user.clone(),
     );
     record.parent_run = opts.parent_run.clone();
-    let run_id = record.id.clone();
-    let started_rfc = record
-        .started_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let run = serde_json::json!({
-        "id": run_id, "started_at": started_rfc, "attempt": 1, "runbook": rb.name.value, "dry_run": false,
-    });
-    let base = Base::new(&inputs_json, crate::context::value_of(&secrets), run, false);
-    let no_targets = IndexMap::new();
-    eval_vars(rb, &templates, &base, &no_targets)
-        .map_err(|(what, source)| RunError::Render { what, source })?;
-    let targets = resolve_targets(rb, &templates, &base)
-        .map_err(|(what, source)| RunError::Render { what, source })?;
+    let defs = step_defs(&checked);
+    let setup = Setup::new(&checked, &templates, &inputs_json, secrets, masker, &record)?;
+    store.create_run(&record, &defs).await?;
+    take_run_lock(&checked, &store, &mut record).await?;
+    let outcomes = vec![None; defs.len()];
+    drive(
+        checked, templates, store, sink, opts, record, setup, &defs, outcomes,
+    )
+    .await
+}
 
-    let all: Vec<&Step> = checked.all_steps().collect();
-    let defs: Vec<cairn_state::StepDef> = all
-        .iter()
+/// Content hash of the runbook file.
+pub fn content_hash(checked: &Checked) -> String {
+    hex(&sha2::Sha256::digest(checked.runbook.source.as_bytes()))
+}
+
+/// Each step's definition hash and direct dependencies, as recorded with a run.
+pub fn step_defs(checked: &Checked) -> Vec<cairn_state::StepDef> {
+    let rb = &checked.runbook;
+    checked
+        .all_steps()
         .enumerate()
         .map(|(i, s)| cairn_state::StepDef {
             step_id: s.id.value.clone(),
@@ -219,34 +243,106 @@ pub async fn execute(
                 vec![]
             },
         })
-        .collect();
-    store.create_run(&record, &defs).await?;
-    if let Some(lock) = &rb.lock
-        && let Err(holder) = store
-            .try_lock(&lock.value, &LockHolder::this_process(&run_id), LOCK_LEASE)
-            .await?
+        .collect()
+}
+
+pub(crate) async fn take_run_lock(
+    checked: &Checked,
+    store: &Arc<dyn Store>,
+    record: &mut RunRecord,
+) -> Result<(), RunError> {
+    let Some(lock) = &checked.runbook.lock else {
+        return Ok(());
+    };
+    if let Err(holder) = store
+        .try_lock(
+            &lock.value,
+            &LockHolder::this_process(&record.id),
+            LOCK_LEASE,
+        )
+        .await?
     {
         record.status = RunStatus::Failed;
         record.finished_at = Some(cairn_state::now());
         record.error = Some(holder.to_string());
-        store.update_run(&record).await?;
+        store.update_run(record).await?;
         return Err(RunError::Locked(holder));
     }
+    Ok(())
+}
+
+/// The evaluated context of a run attempt: secrets, masker, vars, targets.
+pub(crate) struct Setup {
+    masker: Masker,
+    base: Arc<Base>,
+    targets: IndexMap<String, ResolvedTarget>,
+}
+
+impl Setup {
+    pub(crate) fn new(
+        checked: &Checked,
+        templates: &Templates,
+        inputs: &Json,
+        secrets: serde_json::Map<String, Json>,
+        masker: Masker,
+        record: &RunRecord,
+    ) -> Result<Setup, RunError> {
+        let rb = &checked.runbook;
+        let run = serde_json::json!({
+            "id": record.id,
+            "started_at": record.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "attempt": record.attempt,
+            "runbook": rb.name.value,
+            "dry_run": false,
+        });
+        let base = Base::new(inputs, crate::context::value_of(&secrets), run, false);
+        eval_vars(rb, templates, &base, &IndexMap::new())
+            .map_err(|(what, source)| RunError::Render { what, source })?;
+        let targets = resolve_targets(rb, templates, &base)
+            .map_err(|(what, source)| RunError::Render { what, source })?;
+        Ok(Setup {
+            masker,
+            base,
+            targets,
+        })
+    }
+
+    pub(crate) fn restore(&self, id: &str, view: &StepView) {
+        self.base.steps.set(id, view);
+    }
+}
+
+/// Run the DAG (skipping steps whose outcome is already known), then `finally`, then record
+/// the end of the attempt.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn drive(
+    checked: Arc<Checked>,
+    templates: Arc<Templates>,
+    store: Arc<dyn Store>,
+    sink: Arc<dyn Sink>,
+    opts: RunOptions,
+    mut record: RunRecord,
+    setup: Setup,
+    defs: &[cairn_state::StepDef],
+    mut outcomes: Vec<Option<Outcome>>,
+) -> Result<RunReport, RunError> {
+    let rb = &checked.runbook;
+    let run_id = record.id.clone();
+    let all: Vec<&Step> = checked.all_steps().collect();
     sink.emit(&Event::RunStarted {
         run_id: run_id.clone(),
         runbook: rb.name.value.clone(),
         steps: all.len(),
         dry_run: false,
     });
-
     let shared = Arc::new(Shared {
         def_hashes: defs.iter().map(|d| d.def_hash.clone()).collect(),
         checked: checked.clone(),
         templates,
-        base,
-        targets,
+        base: setup.base,
+        targets: setup.targets,
         peers: Peers::default(),
-        masker,
+        masker: setup.masker,
         store: store.clone(),
         sink: sink.clone(),
         opts,
@@ -263,7 +359,6 @@ pub async fn execute(
         })
     };
     let clock = Instant::now();
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; all.len()];
     let paused = run_dag(&shared, &mut outcomes).await;
     let interrupted = shared.opts.cancel.is_cancelled();
     if !paused {
@@ -392,10 +487,19 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
     let dag = &shared.checked.dag;
     let n = shared.checked.runbook.steps.len();
     let mut waiting_on: Vec<usize> = (0..n).map(|i| dag.parents(i).len()).collect();
+    // Steps whose outcome is already known (restored on resume) are not run again; they only
+    // release what waits for them.
+    let known: Vec<bool> = outcomes.iter().take(n).map(Option::is_some).collect();
     let mut ready: BTreeSet<(usize, usize)> = (0..n)
-        .filter(|&i| waiting_on[i] == 0)
+        .filter(|&i| waiting_on[i] == 0 && !known[i])
         .map(|i| (dag.group[i], i))
         .collect();
+    for &i in &dag.order {
+        if known[i] {
+            release(dag, i, &mut waiting_on, &mut ready);
+        }
+    }
+    ready.retain(|&(_, i)| !known[i]);
     let mut running = JoinSet::new();
     let mut paused = false;
     let cancel = shared.opts.cancel.clone();
@@ -851,7 +955,9 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
         Status::Running => StepStatus::Running,
     };
     rec.attempt = o.attempts;
-    rec.finished_at = Some(cairn_state::now());
+    let now = cairn_state::now();
+    rec.finished_at = Some(now);
+    rec.started_at = chrono::Duration::from_std(o.duration).ok().map(|d| now - d);
     rec.result = Some(o.result.clone());
     rec.outputs = Some(o.outputs.clone());
     rec.error = o.error.clone();

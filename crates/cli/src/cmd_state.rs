@@ -1,0 +1,414 @@
+//! Commands over the state store: `resume`, `approve`, `reject`, `runs`, `show`.
+
+use crate::cmd_run::{logs_dir, user};
+use crate::exit;
+use crate::output::{print, print_json, red, reset};
+use crate::progress::{LogFormat, Progress};
+use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
+use cairn_engine::run::RunOptions;
+use cairn_state::{Approval, Decision, RunFilter, RunStatus, StepStatus};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct StateArg {
+    /// State store: a path or sqlite://PATH (default .cairn/state.db), or postgres://...
+    #[arg(long, env = "CAIRN_STATE", value_name = "URL", global = true)]
+    state: Option<String>,
+}
+
+impl StateArg {
+    fn url(&self) -> String {
+        self.state.clone().unwrap_or_else(cairn_state::default_url)
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Runtime::new()?)
+}
+
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// The run id (or a unique prefix)
+    run: String,
+    /// Re-run STEP and everything downstream of it
+    #[arg(long, value_name = "STEP")]
+    from: Option<String>,
+    /// Re-run STEP even if it is in doubt or succeeded (repeatable)
+    #[arg(long, value_name = "STEP")]
+    rerun: Vec<String>,
+    /// Count STEP as done without running it (repeatable)
+    #[arg(long, value_name = "STEP")]
+    skip: Vec<String>,
+    /// Accept edits to steps that already succeeded
+    #[arg(long)]
+    allow_changed: bool,
+    #[arg(long, env = "CAIRN_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+    /// Approve every approval gate, recorded as `auto:<user>`
+    #[arg(long)]
+    auto_approve: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
+    let url = a.state.url();
+    runtime()?.block_on(async move {
+        let store = cairn_state::open(&url).await?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        crate::signals::cancel_on_signals(cancel.clone());
+        let who = user();
+        let opts = RunOptions {
+            concurrency: a.concurrency.max(1),
+            auto_approve: a.auto_approve.then(|| format!("auto:{who}")),
+            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+            user: who,
+            logs: logs_dir(&url),
+            cancel,
+            parent_run: None,
+        };
+        let ropts = ResumeOptions {
+            from: a.from,
+            rerun: a.rerun,
+            skip: a.skip,
+            allow_changed: a.allow_changed,
+        };
+        let templates = Arc::new(cairn_template::Templates::new());
+        let sink = Arc::new(Progress::new(a.log_format));
+        let r = resume(&a.run, templates, store.clone(), sink, opts, &ropts).await;
+        store.close().await;
+        match r {
+            Ok(Resumed::AlreadyDone { run_id }) => {
+                eprintln!("run {run_id} already succeeded: nothing to resume");
+                Ok(exit::OK)
+            }
+            Ok(Resumed::Ran(report)) => Ok(report.outcome.exit_code()),
+            Err(
+                e @ (ResumeError::State(_)
+                | ResumeError::Run(cairn_engine::run::RunError::State(_))),
+            ) => Err(e.into()),
+            Err(e @ ResumeError::Run(cairn_engine::run::RunError::Locked(_))) => {
+                eprintln!("{}error{}: {e}", red(), reset());
+                Ok(exit::STEP_FAILED)
+            }
+            Err(e) => {
+                eprintln!("{}error{}: {e}", red(), reset());
+                Ok(exit::INVALID)
+            }
+        }
+    })
+}
+
+#[derive(clap::Args)]
+pub struct AnswerArgs {
+    /// The run id (or a unique prefix)
+    run: String,
+    /// The approval step's id
+    step: String,
+    /// Who answers (default: the OS user)
+    #[arg(long)]
+    by: Option<String>,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
+    let url = a.state.url();
+    runtime()?.block_on(async move {
+        let store = cairn_state::open(&url).await?;
+        let Some(run) = store.get_run(&a.run).await? else {
+            eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);
+            return Ok(exit::INVALID);
+        };
+        let steps = store.steps(&run.id).await?;
+        let waiting = steps
+            .iter()
+            .find(|s| s.step_id == a.step && s.item.is_none());
+        match waiting {
+            Some(s) if s.status == StepStatus::Waiting => {}
+            Some(s) => {
+                eprintln!(
+                    "{}error{}: step `{}` of run {} is {}, not waiting for approval",
+                    red(),
+                    reset(),
+                    a.step,
+                    run.id,
+                    s.status
+                );
+                return Ok(exit::INVALID);
+            }
+            None => {
+                let names: Vec<&str> = steps
+                    .iter()
+                    .filter(|s| s.status == StepStatus::Waiting)
+                    .map(|s| s.step_id.as_str())
+                    .collect();
+                let hint = if names.is_empty() {
+                    "no step of this run waits for approval".to_string()
+                } else {
+                    format!("waiting: {}", names.join(", "))
+                };
+                eprintln!(
+                    "{}error{}: run {} has no waiting step `{}` ({hint})",
+                    red(),
+                    reset(),
+                    run.id,
+                    a.step
+                );
+                return Ok(exit::INVALID);
+            }
+        }
+        let by = a.by.unwrap_or_else(user);
+        store
+            .record_approval(&Approval {
+                run_id: run.id.clone(),
+                step_id: a.step.clone(),
+                decision,
+                by: by.clone(),
+                at: cairn_state::now(),
+            })
+            .await?;
+        let verb = if decision == Decision::Approved {
+            "approved"
+        } else {
+            "rejected"
+        };
+        eprintln!(
+            "{verb} `{}` of run {} as {by}; continue with `cairn resume {}`",
+            a.step, run.id, run.id
+        );
+        store.close().await;
+        Ok(exit::OK)
+    })
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct RunsArgs {
+    /// Only runs of this runbook (its `name`)
+    #[arg(long)]
+    runbook: Option<String>,
+    /// Only runs with this status: running, succeeded, failed, paused, interrupted
+    #[arg(long)]
+    status: Option<RunStatus>,
+    /// At most this many, newest first
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Format,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+fn duration(r: &cairn_state::RunRecord) -> String {
+    let end = r.finished_at.unwrap_or(r.heartbeat_at);
+    let d = (end - r.started_at).to_std().unwrap_or_default();
+    crate::progress::secs(d)
+}
+
+pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
+    let url = a.state.url();
+    runtime()?.block_on(async move {
+        let store = cairn_state::open(&url).await?;
+        let list = store
+            .list_runs(&RunFilter {
+                runbook: a.runbook,
+                status: a.status,
+                limit: Some(a.limit),
+            })
+            .await?;
+        store.close().await;
+        if a.output == Format::Json {
+            print_json(&list)?;
+            return Ok(exit::OK);
+        }
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+            "run",
+            "runbook",
+            "status",
+            "started",
+            "duration",
+            "attempt",
+            "user@host",
+        ]);
+        for r in &list {
+            t.add_row(vec![
+                r.id.clone(),
+                r.runbook.clone(),
+                r.status.to_string(),
+                r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                duration(r),
+                r.attempt.to_string(),
+                format!("{}@{}", r.user, r.host),
+            ]);
+        }
+        print(&format!("{t}\n"))?;
+        Ok(exit::OK)
+    })
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// The run id (or a unique prefix)
+    run: String,
+    /// Show one step: its result, outputs and captured log
+    #[arg(long)]
+    step: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Format,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
+    let url = a.state.url();
+    runtime()?.block_on(async move {
+        let store = cairn_state::open(&url).await?;
+        let Some(run) = store.get_run(&a.run).await? else {
+            eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);
+            return Ok(exit::INVALID);
+        };
+        let steps = store.steps(&run.id).await?;
+        let approvals = store.approvals(&run.id).await?;
+        store.close().await;
+        if let Some(step) = &a.step {
+            let mine: Vec<&cairn_state::StepRecord> =
+                steps.iter().filter(|s| &s.step_id == step).collect();
+            if mine.is_empty() {
+                eprintln!(
+                    "{}error{}: run {} has no step `{step}`",
+                    red(),
+                    reset(),
+                    run.id
+                );
+                return Ok(exit::INVALID);
+            }
+            if a.output == Format::Json {
+                print_json(&mine)?;
+                return Ok(exit::OK);
+            }
+            let mut out = String::new();
+            for s in mine {
+                let label = s
+                    .item
+                    .map_or(s.step_id.clone(), |i| format!("{}[{i}]", s.step_id));
+                out.push_str(&format!("{label}: {} (attempt {})\n", s.status, s.attempt));
+                if let Some(e) = &s.error {
+                    out.push_str(&format!("  error: {e}\n"));
+                }
+                if let Some(o) = s
+                    .outputs
+                    .as_ref()
+                    .filter(|o| !o.is_null() && o.as_object().is_none_or(|m| !m.is_empty()))
+                {
+                    out.push_str(&format!("  outputs: {o}\n"));
+                }
+                if let Some(r) = s.result.as_ref().filter(|r| !r.is_null()) {
+                    out.push_str(&format!(
+                        "  result: {}\n",
+                        serde_json::to_string_pretty(r)
+                            .unwrap_or_default()
+                            .replace('\n', "\n  ")
+                    ));
+                }
+                if let Some(log) = &s.log_path {
+                    match std::fs::read_to_string(log) {
+                        Ok(text) => out.push_str(&format!("  log ({log}):\n{text}\n")),
+                        Err(e) => out.push_str(&format!("  log {log}: {e}\n")),
+                    }
+                }
+            }
+            print(&out)?;
+            return Ok(exit::OK);
+        }
+        if a.output == Format::Json {
+            print_json(&serde_json::json!({ "run": run, "steps": steps, "approvals": approvals }))?;
+            return Ok(exit::OK);
+        }
+        let mut out = format!(
+            "run {}  {}  {}\n  runbook {} ({})\n  started {} by {}@{} (pid {}), attempt {}, {}\n",
+            run.id,
+            run.runbook,
+            run.status,
+            run.runbook,
+            run.path,
+            run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            run.user,
+            run.host,
+            run.pid,
+            run.attempt,
+            duration(&run)
+        );
+        if let Some(e) = &run.error {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+        if !run.inputs.as_object().is_none_or(|m| m.is_empty()) {
+            out.push_str(&format!("  inputs: {}\n", run.inputs));
+        }
+        if let Some(o) = run.outputs.as_ref().filter(|o| !o.is_null()) {
+            out.push_str(&format!("  outputs: {o}\n"));
+        }
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+            "step",
+            "status",
+            "attempt",
+            "started",
+            "duration",
+            "outputs / error",
+        ]);
+        for s in steps.iter().filter(|s| s.item.is_none()) {
+            let d = match (s.started_at, s.finished_at) {
+                (Some(a), Some(b)) => crate::progress::secs((b - a).to_std().unwrap_or_default()),
+                _ => String::new(),
+            };
+            let note = s
+                .error
+                .clone()
+                .or_else(|| {
+                    s.outputs
+                        .as_ref()
+                        .filter(|o| o.as_object().is_some_and(|m| !m.is_empty()))
+                        .map(|o| o.to_string())
+                })
+                .unwrap_or_default();
+            let note = if note.chars().count() > 70 {
+                format!("{}…", note.chars().take(70).collect::<String>())
+            } else {
+                note
+            };
+            t.add_row(vec![
+                s.step_id.clone(),
+                s.status.to_string(),
+                s.attempt.to_string(),
+                s.started_at
+                    .map(|x| x.format("%H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                d,
+                note,
+            ]);
+        }
+        out.push_str(&format!("{t}\n"));
+        for ap in &approvals {
+            out.push_str(&format!(
+                "  {} {:?} by {} at {}\n",
+                ap.step_id,
+                ap.decision,
+                ap.by,
+                ap.at.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+        print(&out)?;
+        Ok(exit::OK)
+    })
+}

@@ -1,0 +1,570 @@
+//! What every `cairn run` test needs: a temp dir holding the runbook, the state and the files
+//! the steps write; the real binary run with `--state <dir>/state.db --log-format json`; its
+//! events parsed; a small real HTTP server; and PostgreSQL helpers.
+//!
+//! Each test binary module uses only part of this: what it leaves unused is not dead code.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Hang protection only: no test here expects to come near it.
+pub const HANG: Duration = Duration::from_secs(180);
+
+/// The PostgreSQL server of the test environment (trust authentication).
+pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A temp dir for one test; removed on drop.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("cairn-run-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path in the sandbox, as text for templates and shell commands.
+    pub fn file(&self, name: &str) -> String {
+        self.path().join(name).display().to_string()
+    }
+
+    /// Writes `text` to `name` (parents created) and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create parent dir");
+        }
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        let path = self.path().join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.path().join(name).exists()
+    }
+
+    /// `cairn` with this sandbox as working directory, the state in it, JSON events on stdout
+    /// and none of the environment knobs of the machine running the tests.
+    pub fn command(&self, runbook: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.current_dir(self.path())
+            .arg("run")
+            .arg(runbook)
+            .arg("--state")
+            .arg(self.path().join("state.db"))
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("CAIRN_STATE")
+            .env_remove("CAIRN_CONCURRENCY")
+            .env_remove("CAIRN_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Writes the runbook as `runbook.yaml` and runs it to its end.
+    pub fn run_yaml(&self, yaml: &str, args: &[&str]) -> Run {
+        self.write("runbook.yaml", yaml);
+        self.run("runbook.yaml", args)
+    }
+
+    /// Runs `cairn run FILE ARGS` to its end (or kills it after [`HANG`]).
+    pub fn run(&self, runbook: &str, args: &[&str]) -> Run {
+        self.run_with(self.command(runbook, args))
+    }
+
+    pub fn run_with(&self, mut command: Command) -> Run {
+        let mut child = command.spawn().expect("spawn cairn");
+        let out = reader(child.stdout.take().expect("stdout"));
+        let err = reader(child.stderr.take().expect("stderr"));
+        let status = wait_or_kill(&mut child, HANG);
+        let stdout = String::from_utf8(out.join().expect("stdout reader")).expect("utf-8 stdout");
+        let stderr = String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned();
+        let Some(status) = status else {
+            panic!("cairn hung for {HANG:?} and was killed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        };
+        Run::new(status, stdout, stderr)
+    }
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Waits for the child; after `limit`, kills it (by its own pid) and returns None.
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for cairn") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A finished `cairn run`: exit code, raw streams and the parsed events.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub events: Vec<Value>,
+}
+
+impl Run {
+    fn new(status: ExitStatus, stdout: String, stderr: String) -> Run {
+        let events = stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not a JSON event ({e}): {l}"))
+            })
+            .collect();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            events,
+        }
+    }
+
+    /// Panics with the whole output unless the exit code is `code`.
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (expected {code})\n{}",
+            self.code, self
+        );
+        self
+    }
+
+    /// Every event named `kind` (`step_started`...) of `step` (any item).
+    pub fn all(&self, kind: &str, step: &str) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == kind && e["step"] == step)
+            .collect()
+    }
+
+    /// The `step_finished` event of a step (not of one of its items).
+    pub fn finished(&self, step: &str) -> &Value {
+        self.events
+            .iter()
+            .find(|e| e["event"] == "step_finished" && e["step"] == step && e.get("item").is_none())
+            .unwrap_or_else(|| panic!("no step_finished for `{step}`\n{self}"))
+    }
+
+    /// The final status of a step: `succeeded`, `failed`, `skipped`...
+    pub fn status(&self, step: &str) -> &str {
+        self.finished(step)["status"].as_str().unwrap_or_default()
+    }
+
+    pub fn run_finished(&self) -> &Value {
+        let last = self.events.last().unwrap_or_else(|| panic!("no events\n{self}"));
+        assert_eq!(last["event"], "run_finished", "the last event\n{self}");
+        last
+    }
+
+    pub fn outcome(&self) -> &str {
+        self.run_finished()["outcome"].as_str().unwrap_or_default()
+    }
+
+    pub fn outputs(&self) -> &Value {
+        &self.run_finished()["outputs"]
+    }
+
+    /// A step's line of the run_finished summary.
+    pub fn summary(&self, step: &str) -> &Value {
+        self.run_finished()["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["id"] == step))
+            .unwrap_or_else(|| panic!("`{step}` is not in the summary\n{self}"))
+    }
+
+    pub fn started(&self, step: &str) -> bool {
+        !self.all("step_started", step).is_empty()
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--- exit {} ---\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A `cairn run` still going: its events arrive one by one.
+pub struct Live {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<Value>,
+}
+
+impl Live {
+    pub fn spawn(mut command: Command) -> Live {
+        let mut child = command.spawn().expect("spawn cairn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Stderr is drained so that cairn never blocks on a full pipe.
+        let stderr = child.stderr.take().expect("stderr");
+        thread::spawn(move || {
+            let _ = std::io::copy(&mut BufReader::new(stderr), &mut std::io::sink());
+        });
+        Live {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits i32")
+    }
+
+    /// Reads events until one satisfies `pred` (hang protection: [`HANG`]).
+    pub fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let e: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|err| panic!("not a JSON event ({err}): {line}"));
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("the awaited event never came; seen: {:#?}", self.seen);
+                }
+            }
+        }
+    }
+
+    /// The rest of the events, after the process ended.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            if let Ok(e) = serde_json::from_str(&line) {
+                self.seen.push(e);
+            }
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether a process is gone: no such pid, or a zombie waiting for its reaper. Polls up to
+/// `wait`, since an orphan is reaped a little after its killing.
+pub fn gone_within(pid: i32, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        let alive = match stat {
+            Err(_) => false,
+            // The state follows the parenthesised command name: `123 (sleep) Z ...`.
+            Ok(s) => !s
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        };
+        if !alive {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One request the test server received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A small real HTTP/1.1 server on 127.0.0.1:0 (one thread per connection, `Connection: close`).
+///
+/// - `/health`: 200 `ok`
+/// - `/slow/MS`: 200 after MS milliseconds
+/// - `/status/N`: status N
+/// - `/echo`: 200, JSON `{"method","path","headers":{..},"body"}` of the request
+/// - `/json`: 200, `{"version":"1.2.3","items":[1,2,3],"ok":true}`
+/// - anything else: 404
+///
+/// Every request is recorded, so tests count hits and read what arrived.
+pub struct HttpServer {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpServer {
+    pub fn start() -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("address").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reqs, stopped) = (requests.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let reqs = reqs.clone();
+                thread::spawn(move || serve(stream, &reqs));
+            }
+        });
+        HttpServer {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("requests").clone()
+    }
+
+    /// Requests whose path (query excluded) is `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.requests().iter().filter(|r| r.path == path).count()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() || line.trim().is_empty() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let path = target.split('?').next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).is_err() {
+            return;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if r.read_exact(&mut body).is_err() {
+        return;
+    }
+    let req = Request {
+        method,
+        path,
+        headers,
+        body,
+    };
+    requests.lock().expect("requests").push(req.clone());
+    let (status, content_type, text) = route(&req);
+    let reason = if status < 400 { "OK" } else { "Error" };
+    let answer = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let mut w = write_half;
+    let _ = w.write_all(answer.as_bytes());
+    let _ = w.flush();
+}
+
+fn route(req: &Request) -> (u16, &'static str, String) {
+    let number = |prefix: &str| req.path.strip_prefix(prefix)?.parse::<u64>().ok();
+    if req.path == "/health" {
+        (200, "text/plain", "ok".into())
+    } else if let Some(ms) = number("/slow/") {
+        thread::sleep(Duration::from_millis(ms));
+        (200, "text/plain", "slow".into())
+    } else if let Some(code) = number("/status/").and_then(|n| u16::try_from(n).ok()) {
+        (code, "text/plain", format!("status {code}"))
+    } else if req.path == "/echo" {
+        let headers: serde_json::Map<String, Value> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+            .collect();
+        let echo = serde_json::json!({
+            "method": req.method, "path": req.path, "headers": headers,
+            "body": String::from_utf8_lossy(&req.body),
+        });
+        (200, "application/json", echo.to_string())
+    } else if req.path == "/json" {
+        (
+            200,
+            "application/json",
+            r#"{"version":"1.2.3","items":[1,2,3],"ok":true}"#.into(),
+        )
+    } else {
+        (404, "text/plain", "no such route".into())
+    }
+}
+
+/// A name unique to this test process and call: tables, collections, markers.
+pub fn unique(stem: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{stem}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `sql` on the test database and returns every row as text (NULL as `None`).
+/// Columns must be text: cast them in the query (`SELECT n::text`).
+pub fn pg(sql: &str) -> Vec<Vec<Option<String>>> {
+    use sqlx::{Connection, Row};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(PG_URL)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {PG_URL}: {e}"));
+        let rows = sqlx::raw_sql(sql)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let out = rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| row.try_get::<Option<String>, _>(i).expect("a text column"))
+                    .collect()
+            })
+            .collect();
+        let _ = conn.close().await;
+        out
+    })
+}
+
+/// A table name of this test, dropped (if it exists) when the guard goes.
+pub struct Table(pub String);
+
+impl Table {
+    pub fn new(stem: &str) -> Table {
+        let t = Table(unique(&format!("cairn_it_{stem}")));
+        pg(&format!("DROP TABLE IF EXISTS {}", t.0));
+        t
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        pg(&format!("DROP TABLE IF EXISTS {}", self.0));
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,306 @@
+//! `cairn resume RUN`: continue a failed, interrupted or paused run.
+//!
+//! Succeeded steps are not run again: their results and outputs are restored into templates.
+//! Failed, cancelled and never-started steps run. A step recorded `running` (its process died
+//! mid-action) is *in doubt*: it runs again when `idempotent` (the default), otherwise only with
+//! `--rerun STEP` (or is passed over with `--skip STEP`). An approval step that waits is
+//! answered from `cairn approve` / `cairn reject`. Edits are accepted on steps that have not
+//! succeeded; an edited succeeded step, or a changed DAG above the resume point, is refused
+//! with the steps named unless `--allow-changed`.
+
+use crate::context::StepView;
+use crate::events::{Sink, Status};
+use crate::run::{
+    Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs, take_run_lock,
+};
+use crate::secrets::Masker;
+use cairn_model::Checked;
+use cairn_state::{Decision, RunStatus, StepStatus, Store};
+use cairn_template::Templates;
+use serde_json::Value as Json;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOptions {
+    /// Re-run this step and everything downstream of it.
+    pub from: Option<String>,
+    /// Re-run these in-doubt (or succeeded) steps.
+    pub rerun: Vec<String>,
+    /// Treat these steps as done without running them.
+    pub skip: Vec<String>,
+    /// Accept edits to succeeded steps and to the DAG above the resume point.
+    pub allow_changed: bool,
+}
+
+/// Why a resume is refused before anything runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("no run `{0}` in the state store")]
+    NotFound(String),
+    #[error("run {id} is still running (pid {pid} on {host}); wait for it or stop it first")]
+    StillRunning { id: String, pid: u32, host: String },
+    #[error("cannot load the runbook of run {id} ({path}): {reason}")]
+    Runbook {
+        id: String,
+        path: String,
+        reason: String,
+    },
+    #[error("the runbook changed since run {id}:\n  {}\nresume with --allow-changed to accept, or start a new run", .changes.join("\n  "))]
+    Changed { id: String, changes: Vec<String> },
+    #[error("{}\nre-run with --rerun STEP (it runs again) or --skip STEP (it counts as done)", .0.join("\n"))]
+    InDoubt(Vec<String>),
+    #[error("unknown step `{0}` in --from/--rerun/--skip")]
+    UnknownStep(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("state store: {0}")]
+    State(#[from] cairn_state::StateError),
+}
+
+/// What `resume` did.
+pub enum Resumed {
+    /// The run had already succeeded: nothing to do.
+    AlreadyDone {
+        run_id: String,
+    },
+    Ran(RunReport),
+}
+
+pub async fn resume(
+    run: &str,
+    templates: Arc<Templates>,
+    store: Arc<dyn Store>,
+    sink: Arc<dyn Sink>,
+    opts: RunOptions,
+    ropts: &ResumeOptions,
+) -> Result<Resumed, ResumeError> {
+    let mut record = store
+        .get_run(run)
+        .await?
+        .ok_or_else(|| ResumeError::NotFound(run.to_string()))?;
+    let id = record.id.clone();
+    match record.status {
+        RunStatus::Succeeded => return Ok(Resumed::AlreadyDone { run_id: id }),
+        RunStatus::Running
+            if cairn_state::pid_alive(record.pid) && record.host == cairn_state::current_host() =>
+        {
+            return Err(ResumeError::StillRunning {
+                id,
+                pid: record.pid,
+                host: record.host,
+            });
+        }
+        _ => {}
+    }
+    let path = std::path::PathBuf::from(&record.path);
+    let (checked, _) = cairn_model::load(&path, &templates).map_err(|e| ResumeError::Runbook {
+        id: id.clone(),
+        path: record.path.clone(),
+        reason: e.to_string(),
+    })?;
+    let checked = Arc::new(checked);
+    let defs = step_defs(&checked);
+    let old_defs = store.step_defs(&id).await?;
+    let records = store.steps(&id).await?;
+    let approvals = store.approvals(&id).await?;
+
+    let all: Vec<String> = checked.all_steps().map(|s| s.id.value.clone()).collect();
+    for name in ropts.from.iter().chain(&ropts.rerun).chain(&ropts.skip) {
+        if !all.contains(name) {
+            return Err(ResumeError::UnknownStep(name.clone()));
+        }
+    }
+    let main = checked.runbook.steps.len();
+    // Steps to run again whatever their record says.
+    let mut again: HashSet<usize> = ropts
+        .rerun
+        .iter()
+        .filter_map(|s| checked.step_index(s))
+        .collect();
+    if let Some(from) = ropts.from.as_deref().and_then(|s| checked.step_index(s)) {
+        if from < main {
+            again.extend(checked.dag.downstream(from).ones());
+        } else {
+            again.insert(from);
+        }
+    }
+    let skip: HashSet<usize> = ropts
+        .skip
+        .iter()
+        .filter_map(|s| checked.step_index(s))
+        .collect();
+
+    let whole: HashMap<&str, &cairn_state::StepRecord> = records
+        .iter()
+        .filter(|r| r.item.is_none())
+        .map(|r| (r.step_id.as_str(), r))
+        .collect();
+    let old: HashMap<&str, &cairn_state::StepDef> =
+        old_defs.iter().map(|d| (d.step_id.as_str(), d)).collect();
+    let mut changes = Vec::new();
+    let mut in_doubt = Vec::new();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; defs.len()];
+    let mut restored: Vec<(String, StepView)> = Vec::new();
+    for (i, def) in defs.iter().enumerate() {
+        let step = checked
+            .all_steps()
+            .nth(i)
+            .map(|s| s.idempotent())
+            .unwrap_or(true);
+        let rec = whole.get(def.step_id.as_str());
+        if skip.contains(&i) {
+            outcomes[i] = Some(Outcome::restored(
+                Status::Skipped,
+                Json::Null,
+                Json::Null,
+                Some("skipped on resume".into()),
+            ));
+            restored.push((
+                def.step_id.clone(),
+                StepView {
+                    status: "skipped".into(),
+                    result: Json::Null,
+                    outputs: Json::Null,
+                },
+            ));
+            continue;
+        }
+        let Some(rec) = rec else { continue };
+        match rec.status {
+            StepStatus::Succeeded | StepStatus::Skipped if !again.contains(&i) && i < main => {
+                match old.get(def.step_id.as_str()) {
+                    Some(o) if o.def_hash != def.def_hash => changes.push(format!(
+                        "step `{}` succeeded and has been edited since",
+                        def.step_id
+                    )),
+                    Some(o) if o.needs != def.needs => changes.push(format!(
+                        "step `{}` succeeded but what it waits for changed (was [{}], now [{}])",
+                        def.step_id,
+                        o.needs.join(", "),
+                        def.needs.join(", ")
+                    )),
+                    _ => {}
+                }
+                let status = if rec.status == StepStatus::Succeeded {
+                    Status::Succeeded
+                } else {
+                    Status::Skipped
+                };
+                let result = rec.result.clone().unwrap_or(Json::Null);
+                let outputs = rec.outputs.clone().unwrap_or(Json::Null);
+                restored.push((
+                    def.step_id.clone(),
+                    StepView {
+                        status: status.as_str().into(),
+                        result: result.clone(),
+                        outputs: outputs.clone(),
+                    },
+                ));
+                outcomes[i] = Some(Outcome::restored(
+                    status,
+                    result,
+                    outputs,
+                    rec.error.clone(),
+                ));
+            }
+            StepStatus::Running if !again.contains(&i) && !step => in_doubt.push(format!(
+                "step `{}` was running when the run stopped (in doubt) and is not idempotent",
+                def.step_id
+            )),
+            StepStatus::Waiting => {
+                if let Some(a) = approvals.iter().rev().find(|a| a.step_id == def.step_id) {
+                    let verdict = serde_json::json!({ "approved": a.decision == Decision::Approved, "approved_by": a.by, "at": a.at.to_rfc3339() });
+                    let (status, error) = match a.decision {
+                        Decision::Approved => (Status::Succeeded, None),
+                        Decision::Rejected => {
+                            (Status::Failed, Some(format!("rejected by {}", a.by)))
+                        }
+                    };
+                    let mut rec = (*rec).clone();
+                    rec.status = if status == Status::Succeeded {
+                        StepStatus::Succeeded
+                    } else {
+                        StepStatus::Failed
+                    };
+                    rec.result = Some(verdict.clone());
+                    rec.error = error.clone();
+                    rec.finished_at = Some(cairn_state::now());
+                    store.put_step(&rec).await?;
+                    restored.push((
+                        def.step_id.clone(),
+                        StepView {
+                            status: status.as_str().into(),
+                            result: verdict.clone(),
+                            outputs: Json::Object(Default::default()),
+                        },
+                    ));
+                    outcomes[i] = Some(Outcome::restored(
+                        status,
+                        verdict,
+                        Json::Object(Default::default()),
+                        error,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Old steps that succeeded and are gone from the runbook.
+    for r in whole.values() {
+        if r.status == StepStatus::Succeeded && !all.contains(&r.step_id) {
+            changes.push(format!(
+                "step `{}` succeeded and is no longer in the runbook",
+                r.step_id
+            ));
+        }
+    }
+    if !changes.is_empty() && !ropts.allow_changed {
+        return Err(ResumeError::Changed { id, changes });
+    }
+    if !in_doubt.is_empty() {
+        return Err(ResumeError::InDoubt(in_doubt));
+    }
+
+    // Secrets are read again: they are never in the store.
+    let secrets = crate::secrets::read(&checked.runbook).map_err(RunError::Secrets)?;
+    let masker = Masker::new(
+        secrets
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string)),
+    );
+    record.attempt += 1;
+    record.status = RunStatus::Running;
+    record.finished_at = None;
+    record.error = None;
+    record.pid = std::process::id();
+    record.host = cairn_state::current_host();
+    record.content_hash = content_hash(&checked);
+    let setup = Setup::new(
+        &checked,
+        &templates,
+        &record.inputs.clone(),
+        secrets,
+        masker,
+        &record,
+    )?;
+    for (id, view) in &restored {
+        setup.restore(id, view);
+    }
+    store.update_run(&record).await?;
+    store.set_step_defs(&record.id, &defs).await?;
+    take_run_lock(&checked, &store, &mut record).await?;
+    Ok(Resumed::Ran(
+        drive(
+            checked, templates, store, sink, opts, record, setup, &defs, outcomes,
+        )
+        .await?,
+    ))
+}
+
+/// The checked runbook of a stored run, for commands that need step names.
+pub fn runbook_of(path: &str, templates: &Templates) -> Option<Checked> {
+    cairn_model::load(std::path::Path::new(path), templates)
+        .ok()
+        .map(|(c, _)| c)
+}
