@@ -158,6 +158,12 @@ pub fn text(p: &Plan) -> String {
             step(&mut o, n, s);
         }
     }
+    if !p.warnings.is_empty() {
+        o.push('\n');
+        for w in &p.warnings {
+            let _ = writeln!(o, "warning: {w}");
+        }
+    }
     if !p.outputs.is_empty() {
         o.push('\n');
         section(

@@ -24,6 +24,8 @@ fn cairn(args: &[&str]) -> String {
         .env_remove("DB_PORT")
         .env_remove("DB_NAME")
         .env_remove("CHROMA_URL")
+        .env_remove("MIXED_API_TOKEN")
+        .env_remove("PGPASSWORD_MEMORY")
         .output()
         .expect("run cairn");
     assert!(

@@ -4,7 +4,7 @@
 
 use crate::context::{Base, Local};
 use crate::prepare::{Prepared, RenderError, Renderer, ResolvedTarget, fmt_dur};
-use cairn_model::{Checked, OnFailure, Runbook, Step, TValue};
+use cairn_model::{Checked, OnFailure, Runbook, Step, TValue, TargetKind};
 use cairn_template::{MASK, Templates};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -39,6 +39,10 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     pub finally: Vec<PlannedStep>,
     pub outputs: IndexMap<String, Json>,
+    /// What a run would refuse or stumble on that the dry-run itself does not need (secrets
+    /// not present on this machine).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,7 +194,28 @@ pub fn plan(
         steps,
         finally,
         outputs,
+        warnings: missing_secrets(rb),
     })
+}
+
+/// Secrets a run would refuse for: only presence is checked (a variable set, a file
+/// readable), the values are never read by a dry-run.
+fn missing_secrets(rb: &Runbook) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, s) in rb.secrets.iter().filter(|(_, s)| !s.optional) {
+        if let Some(var) = &s.env {
+            if std::env::var_os(var).is_none() {
+                out.push(format!("secret `{name}`: environment variable {var} is not set; a run would refuse to start"));
+            }
+        } else if let Some(path) = &s.file
+            && std::fs::metadata(path).is_err()
+        {
+            out.push(format!(
+                "secret `{name}`: {path} is not readable; a run would refuse to start"
+            ));
+        }
+    }
+    out
 }
 
 /// Vars, in order, each seeing the ones before it.
@@ -242,7 +267,20 @@ pub fn resolve_targets(
         let resolved = ResolvedTarget {
             name: name.clone(),
             kind,
-            url: r.text(url, &what("url")).map_err(|e| (what("url"), e))?,
+            url: target_url(
+                kind,
+                &r.text(url, &what("url")).map_err(|e| (what("url"), e))?,
+            )
+            .map_err(|m| {
+                (
+                    what("url"),
+                    RenderError {
+                        field: what("url"),
+                        message: m,
+                        undecided: None,
+                    },
+                )
+            })?,
             password: text(&t.password, "password")?,
             bearer: text(&t.bearer, "bearer")?,
             basic: match &t.basic {
@@ -270,17 +308,50 @@ pub fn resolve_targets(
         };
         out.insert(name.clone(), resolved);
     }
+    // `targets.NAME.url` never carries a password: give it with `password:` (or PGPASSWORD).
     let view: serde_json::Map<String, Json> = out
         .iter()
         .map(|(k, t)| {
             (
                 k.clone(),
-                serde_json::json!({ "url": t.url, "kind": t.kind.as_str(), "name": k }),
+                serde_json::json!({ "url": cairn_steps::sql::masked_url(&t.url), "kind": t.kind.as_str(), "name": k }),
             )
         })
         .collect();
     base.set_targets(&Json::Object(view));
     Ok(out)
+}
+
+/// The URL checked against the target's kind: `postgres:` needs a postgres:// URL, and so on,
+/// because the kind decides the SQL placeholder style. A bare path is fine for `sqlite:`.
+fn target_url(kind: TargetKind, url: &str) -> Result<String, String> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let ok = match (kind, scheme.as_deref()) {
+        (TargetKind::Postgres, Some("postgres" | "postgresql")) => true,
+        (TargetKind::Mysql, Some("mysql" | "mariadb")) => true,
+        (TargetKind::Sqlite, Some("sqlite")) => true,
+        (TargetKind::Sqlite, None) if url.starts_with("sqlite:") => true,
+        (TargetKind::Sqlite, None) => return Ok(format!("sqlite://{url}")),
+        (TargetKind::Http | TargetKind::Chroma, Some("http" | "https")) => true,
+        // A dry-run placeholder or masked value: decided at run time.
+        (_, None) if url.starts_with('<') || url.contains(cairn_template::MASK) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(url.to_string())
+    } else {
+        Err(format!(
+            "a `{}` target needs a {} URL, got `{}`",
+            kind.as_str(),
+            match kind {
+                TargetKind::Postgres => "postgres://",
+                TargetKind::Mysql => "mysql://",
+                TargetKind::Sqlite => "sqlite:// (or a file path)",
+                TargetKind::Http | TargetKind::Chroma => "http:// or https://",
+            },
+            cairn_steps::sql::masked_url(url)
+        ))
+    }
 }
 
 fn plan_step<'a>(
@@ -317,10 +388,13 @@ fn plan_step<'a>(
             match &v {
                 Json::Array(items) => (Some(v.clone()), Some(items.clone())),
                 // A placeholder: the items come from a step that has not run.
-                other if matches!(fe.value, TValue::Str(_)) => {
-                    (Some(other.clone()), Some(Vec::new()))
+                Json::String(p)
+                    if matches!(fe.value, TValue::Str(_)) && p.starts_with("<steps.") =>
+                {
+                    (Some(v.clone()), Some(Vec::new()))
                 }
                 other => {
+                    let other = other.clone();
                     return Err(RenderError {
                         field: "for_each".into(),
                         message: format!("expected a list, got {other}"),

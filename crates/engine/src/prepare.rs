@@ -424,7 +424,7 @@ pub fn fmt_dur(d: std::time::Duration) -> String {
 }
 
 pub fn has_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%")
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
 }
 
 /// A template value as JSON; placeholders become their `<path>` text.

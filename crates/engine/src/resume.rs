@@ -81,7 +81,10 @@ pub async fn resume(
         .ok_or_else(|| ResumeError::NotFound(run.to_string()))?;
     let id = record.id.clone();
     match record.status {
-        RunStatus::Succeeded => return Ok(Resumed::AlreadyDone { run_id: id }),
+        // `--from`/`--rerun` ask for steps to run again even in a run that succeeded.
+        RunStatus::Succeeded if ropts.from.is_none() && ropts.rerun.is_empty() => {
+            return Ok(Resumed::AlreadyDone { run_id: id });
+        }
         RunStatus::Running
             if cairn_state::pid_alive(record.pid) && record.host == cairn_state::current_host() =>
         {
@@ -142,6 +145,8 @@ pub async fn resume(
     let mut in_doubt = Vec::new();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; defs.len()];
     let mut restored: Vec<(String, StepView)> = Vec::new();
+    // `--skip` decisions, committed once the resume is known to go ahead.
+    let mut skipped: Vec<cairn_state::StepRecord> = Vec::new();
     for (i, def) in defs.iter().enumerate() {
         let step = checked
             .all_steps()
@@ -150,6 +155,14 @@ pub async fn resume(
             .unwrap_or(true);
         let rec = whole.get(def.step_id.as_str());
         if skip.contains(&i) {
+            let mut rec = rec.map_or_else(
+                || cairn_state::StepRecord::new(&id, &def.step_id, None, &def.def_hash),
+                |r| (*r).clone(),
+            );
+            rec.status = StepStatus::Skipped;
+            rec.error = Some("skipped on resume".into());
+            rec.finished_at = Some(cairn_state::now());
+            skipped.push(rec);
             outcomes[i] = Some(Outcome::restored(
                 Status::Skipped,
                 Json::Null,
@@ -167,6 +180,7 @@ pub async fn resume(
             continue;
         }
         let Some(rec) = rec else { continue };
+        eprintln!("DEBUGX {} {:?} again={}", def.step_id, rec.status, again.contains(&i));
         match rec.status {
             StepStatus::Succeeded | StepStatus::Skipped if !again.contains(&i) && i < main => {
                 match old.get(def.step_id.as_str()) {
@@ -209,7 +223,15 @@ pub async fn resume(
                 def.step_id
             )),
             StepStatus::Waiting => {
-                if let Some(a) = approvals.iter().rev().find(|a| a.step_id == def.step_id) {
+                // Only an answer given since this wait began counts: an older one answered an
+                // earlier wait of the same step (before a rejection or a `--from`).
+                let answer = approvals
+                    .iter()
+                    .rev()
+                    .find(|a| a.step_id == def.step_id && rec.started_at.is_none_or(|s| a.at >= s))
+                    .cloned()
+                    .or_else(|| timed_out(&checked, i, rec));
+                if let Some(a) = answer.as_ref() {
                     let verdict = serde_json::json!({ "approved": a.decision == Decision::Approved, "approved_by": a.by, "at": a.at.to_rfc3339() });
                     let (status, error) = match a.decision {
                         Decision::Approved => (Status::Succeeded, None),
@@ -261,6 +283,10 @@ pub async fn resume(
     if !in_doubt.is_empty() {
         return Err(ResumeError::InDoubt(in_doubt));
     }
+    // Without this the store would keep a skipped in-doubt step `running` for good.
+    for rec in &skipped {
+        store.put_step(rec).await?;
+    }
 
     // Secrets are read again: they are never in the store.
     let secrets = crate::secrets::read(&checked.runbook).map_err(RunError::Secrets)?;
@@ -296,6 +322,30 @@ pub async fn resume(
         )
         .await?,
     ))
+}
+
+/// An approval that waited past its `timeout` is answered by its `on_timeout` (default reject).
+fn timed_out(
+    checked: &Checked,
+    i: usize,
+    rec: &cairn_state::StepRecord,
+) -> Option<cairn_state::Approval> {
+    let cairn_model::Action::Approval(a) = checked.all_steps().nth(i)?.action() else {
+        return None;
+    };
+    let limit = chrono::Duration::from_std(a.timeout.as_ref()?.value.0).ok()?;
+    let since = rec.finished_at.or(rec.started_at)?;
+    (cairn_state::now() - since > limit).then(|| cairn_state::Approval {
+        run_id: rec.run_id.clone(),
+        step_id: rec.step_id.clone(),
+        decision: if a.on_timeout == Some(cairn_model::OnTimeout::Approve) {
+            Decision::Approved
+        } else {
+            Decision::Rejected
+        },
+        by: "timeout".into(),
+        at: cairn_state::now(),
+    })
 }
 
 /// The checked runbook of a stored run, for commands that need step names.

@@ -284,7 +284,7 @@ impl Setup {
         templates: &Templates,
         inputs: &Json,
         secrets: serde_json::Map<String, Json>,
-        masker: Masker,
+        mut masker: Masker,
         record: &RunRecord,
     ) -> Result<Setup, RunError> {
         let rb = &checked.runbook;
@@ -300,6 +300,20 @@ impl Setup {
             .map_err(|(what, source)| RunError::Render { what, source })?;
         let targets = resolve_targets(rb, templates, &base)
             .map_err(|(what, source)| RunError::Render { what, source })?;
+        // Credentials written straight into targets are masked like secrets.
+        for t in targets.values() {
+            let basic_pw = t.basic.as_ref().and_then(|(_, p)| p.clone());
+            masker.add(
+                [
+                    crate::secrets::url_password(&t.url),
+                    t.password.clone(),
+                    t.bearer.clone(),
+                    basic_pw,
+                ]
+                .into_iter()
+                .flatten(),
+            );
+        }
         Ok(Setup {
             masker,
             base,

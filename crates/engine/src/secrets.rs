@@ -1,6 +1,6 @@
 //! Secrets: read at run time (and again at resume), never written anywhere, and masked as `***`
-//! in everything Cairn prints, records or writes: the raw value and its base64 and URL-encoded
-//! forms.
+//! in everything Cairn prints, records or writes: the raw value, its base64 and URL-encoded
+//! forms, and the forms Cairn itself writes it in (shell-quoted, JSON-escaped).
 
 use base64::Engine as _;
 use cairn_model::Runbook;
@@ -15,7 +15,14 @@ pub struct Masker {
 
 impl Masker {
     pub fn new(values: impl IntoIterator<Item = String>) -> Masker {
-        let mut forms = Vec::new();
+        let mut m = Masker::default();
+        m.add(values);
+        m
+    }
+
+    /// Mask these values too (credentials written straight into targets).
+    pub fn add(&mut self, values: impl IntoIterator<Item = String>) {
+        let mut forms = std::mem::take(&mut self.forms);
         for v in values {
             if v.is_empty() {
                 continue;
@@ -23,11 +30,19 @@ impl Masker {
             let b64 = base64::engine::general_purpose::STANDARD.encode(v.as_bytes());
             let b64_raw = base64::engine::general_purpose::STANDARD_NO_PAD.encode(v.as_bytes());
             let url = urlencoding::encode(&v).into_owned();
-            forms.extend([v, b64, b64_raw, url]);
+            // How the value looks once Cairn has quoted it into a shell command (`'` becomes
+            // `'\''`) or a JSON string (`"` and `\` escaped): a value holding a quote must not
+            // show through the command printed in progress, events or logs.
+            let shell = v.replace('\'', "'\\''");
+            let json = serde_json::to_string(&v)
+                .map(|q| q[1..q.len() - 1].to_string())
+                .unwrap_or_default();
+            forms.extend([v, b64, b64_raw, url, shell, json]);
         }
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.retain(|f| !f.is_empty());
+        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         forms.dedup();
-        Masker { forms }
+        self.forms = forms;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,5 +114,44 @@ pub fn read(rb: &Runbook) -> Result<serde_json::Map<String, Json>, Vec<String>> 
         Ok(out)
     } else {
         Err(problems)
+    }
+}
+
+/// The password in a URL's user info (`scheme://user:PASSWORD@host`), if any.
+pub fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.rsplit_once('@')?.0;
+    let pw = userinfo.split_once(':')?.1;
+    (!pw.is_empty())
+        .then(|| urlencoding::decode(pw).map_or_else(|_| pw.to_string(), |d| d.into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Masker;
+
+    #[test]
+    fn every_form_of_a_secret_is_masked() {
+        let secret = r#"it's "a" s3cr3t/+=?&\x"#;
+        let m = Masker::new([secret.to_string()]);
+        let shell = cairn_template::shell_quote(secret).expect("quotable");
+        let json = serde_json::to_string(secret).expect("json");
+        for (what, text) in [
+            ("raw", secret.to_string()),
+            ("shell-quoted", format!("echo {shell}")),
+            ("json-escaped", format!(r#"{{"k":{json}}}"#)),
+            ("url-encoded", urlencoding::encode(secret).into_owned()),
+        ] {
+            let masked = m.mask(&text);
+            assert!(!masked.contains("s3cr3t"), "{what}: {masked}");
+        }
+        assert_eq!(m.mask(&format!("echo {shell}")), "echo '***'");
+    }
+
+    #[test]
+    fn an_empty_secret_masks_nothing() {
+        let m = Masker::new([String::new()]);
+        assert!(m.is_empty());
+        assert_eq!(m.mask("text"), "text");
     }
 }

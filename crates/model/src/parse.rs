@@ -133,6 +133,27 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
     let outputs = f
         .get("outputs")
         .map_or_else(IndexMap::new, |n| outputs(d, n));
+    // Steps whose definition has errors are dropped; remember their ids so references to them
+    // are not reported a second time as unknown.
+    let parsed: Vec<&str> = main
+        .iter()
+        .chain(&finally)
+        .map(|s| s.id.value.as_str())
+        .collect();
+    let broken_ids = [f.get("steps"), f.get("finally")]
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_seq())
+        .flatten()
+        .filter_map(|s| s.as_map())
+        .filter_map(|m| {
+            m.iter()
+                .find(|(k, _)| k.text() == Some("id"))
+                .and_then(|(_, v)| v.text())
+        })
+        .filter(|id| !parsed.contains(id))
+        .map(str::to_string)
+        .collect();
     f.finish(d, RUNBOOK_KEYS, what);
     Some(Runbook {
         cairn: cairn?,
@@ -152,6 +173,7 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
         outputs,
         path: Default::default(),
         source: String::new(),
+        broken_ids,
     })
 }
 
@@ -193,7 +215,27 @@ fn input(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option<
         },
         None => InputType::String,
     };
-    let default = f.get("default").map(json);
+    let default = f.get("default").map(|n| (json(n), n.span));
+    if let Some((v, at)) = &default {
+        let fits = match ty {
+            InputType::String => !v.is_array() && !v.is_object(),
+            InputType::Int => v.is_i64() || v.is_u64(),
+            InputType::Number => v.is_number(),
+            InputType::Bool => v.is_boolean(),
+            InputType::List => v.is_array(),
+            InputType::Map => v.is_object(),
+        };
+        if !fits && !v.is_null() {
+            d.push(Diagnostic::error(
+                *at,
+                format!(
+                    "the default of input `{name}` is not of its type `{}`",
+                    InputType::NAMES[ty as usize]
+                ),
+            ));
+        }
+    }
+    let default = default.map(|(v, _)| v);
     let required = f
         .get("required")
         .and_then(|n| boolean(d, n, "`required`"))
@@ -342,6 +384,25 @@ fn target(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option
     let description = f
         .get("description")
         .and_then(|n| text(d, n, "`description`"));
+    // Options that the target's kind would silently ignore are refused.
+    if let [kind] = kinds.as_slice() {
+        let fits: &[&str] = match *kind {
+            "postgres" | "mysql" | "sqlite" => &["password"],
+            "chroma" => &["bearer", "insecure", "tenant", "database"],
+            _ => &["bearer", "basic", "headers", "insecure"],
+        };
+        for key in [
+            "password", "bearer", "basic", "headers", "insecure", "tenant", "database",
+        ] {
+            if f.has(key) && !fits.contains(&key) {
+                let at = f.key_span(key).unwrap_or(f.span);
+                d.push(
+                    Diagnostic::error(at, format!("`{key}` does not apply to a `{kind}` target"))
+                        .with_help(format!("a `{kind}` target takes: {}", fits.join(", "))),
+                );
+            }
+        }
+    }
     f.finish(
         d,
         &[
@@ -793,7 +854,9 @@ fn chroma(d: &mut Diags, n: &Node) -> Option<ChromaStep> {
         }
     };
     let names: Vec<&str> = CHROMA_ACTIONS.iter().map(|(a, _)| *a).collect();
-    let present: Vec<&str> = names.iter().copied().filter(|a| f.has(a)).collect();
+    let mut present: Vec<&str> = names.iter().copied().filter(|a| f.has(a)).collect();
+    // In written order, so the message names them as the reader sees them.
+    present.sort_by_key(|a| f.key_span(a).map(|s| s.start));
     let mut action = None;
     match present.as_slice() {
         [] => d.push(
@@ -819,6 +882,9 @@ fn chroma(d: &mut Diags, n: &Node) -> Option<ChromaStep> {
     }
     let mut allowed = vec!["target"];
     allowed.extend(&names);
+    for a in &present {
+        let _ = f.get(a);
+    }
     f.finish(d, &allowed, "`chroma`");
     Some(ChromaStep {
         target: target?,

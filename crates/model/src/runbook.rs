@@ -162,6 +162,10 @@ pub struct Runbook {
     #[serde(skip)]
     #[schemars(skip)]
     pub source: String,
+    /// Ids of steps dropped for errors in their definition.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub broken_ids: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]

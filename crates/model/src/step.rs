@@ -382,7 +382,7 @@ pub struct CheckStep {
     pub critical: Option<Spanned<Threshold>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
-    /// Fail the step when the state is critical (default true) or warning (`fail_on: warning`).
+    /// The state from which the step fails: `critical` (default), `warning`, or `never`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fail_on: Option<CheckState>,
 }
@@ -390,6 +390,8 @@ pub struct CheckStep {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckState {
+    /// A state, not a `fail_on` choice.
+    #[schemars(skip)]
     Ok,
     Warning,
     Critical,

@@ -28,18 +28,6 @@ pub const STEP_FIELDS: &[&str] = &["status", "result", "outputs"];
 const ROOTS: &[&str] = &[
     "inputs", "vars", "secrets", "targets", "steps", "run", "env", "item", "index", "result",
 ];
-/// Functions every template may call.
-const GLOBALS: &[&str] = &[
-    "range",
-    "dict",
-    "namespace",
-    "now",
-    "lipsum",
-    "cycler",
-    "joiner",
-    "debug",
-    "loop",
-];
 
 /// Where a template is written decides what it may read.
 #[derive(Clone, Copy)]
@@ -54,6 +42,10 @@ struct Scope {
     vars: usize,
     /// Steps are visible at all (not in vars and targets, which are evaluated before any step).
     steps: bool,
+    /// `targets` is defined (not in vars and targets themselves: targets are rendered after vars).
+    targets: bool,
+    /// `run.step_key` is defined (inside a step only).
+    step_key: bool,
 }
 
 pub(crate) struct Validator<'a> {
@@ -121,6 +113,7 @@ impl<'a> Validator<'a> {
                                 .with_help("`finally` steps run after all others"),
                             ),
                             Some(&j) => mine.push((j, Edge::Needs)),
+                            None if self.rb.broken_ids.contains(&n.value) => {}
                             None => self.unknown_step(n.span, &s.id.value, &n.value),
                         }
                     }
@@ -168,19 +161,18 @@ impl<'a> Validator<'a> {
                 .iter()
                 .any(|&(j, e)| j == w[1] && e == Edge::Follows)
         });
-        let mut diag = Diagnostic::error(
+        let diag = Diagnostic::error(
             at,
             format!(
                 "steps wait for each other in a cycle: {}",
                 names.join(" -> ")
             ),
         )
-        .with_help("each step waits for the next; remove one of these `needs`");
-        if implicit {
-            diag = diag.with_help(
-                "each step waits for the next (a step without `needs` waits for the one written before it); remove one of these `needs` or add `needs: []`",
-            );
-        }
+        .with_help(if implicit {
+            "each step waits for the next (a step without `needs` waits for the one written before it); remove one of these `needs` or add `needs: []`"
+        } else {
+            "each step waits for the next; remove one of these `needs`"
+        });
         self.d.push(diag);
     }
 
@@ -197,6 +189,8 @@ impl<'a> Validator<'a> {
             result: false,
             vars,
             steps: false,
+            targets: false,
+            step_key: false,
         };
         for (i, (_, v)) in rb.vars.iter().enumerate() {
             self.tvalue(&v.value, Kind::Text, before_steps(i));
@@ -238,6 +232,8 @@ impl<'a> Validator<'a> {
             result: false,
             vars: rb.vars.len(),
             steps: true,
+            targets: true,
+            step_key: false,
         };
         for v in rb.outputs.values() {
             self.tvalue(&v.value, Kind::Text, end);
@@ -252,6 +248,8 @@ impl<'a> Validator<'a> {
             result: false,
             vars: self.rb.vars.len(),
             steps: true,
+            targets: true,
+            step_key: true,
         };
         if let Some(fe) = &s.for_each {
             if let TValue::Str(t) = &fe.value
@@ -271,8 +269,9 @@ impl<'a> Validator<'a> {
             item: s.for_each.is_some(),
             ..base
         };
+        // `when` is decided once for the whole step, before any `for_each` item.
         if let Some(w) = &s.when {
-            self.tmpl(w, Kind::Expr, inner);
+            self.tmpl(w, Kind::Expr, base);
         }
         for v in s.env.values() {
             self.tmpl(v, Kind::Text, inner);
@@ -326,6 +325,15 @@ impl<'a> Validator<'a> {
             Action::Http(h) => {
                 if let Some(t) = &h.target {
                     self.target(&t.value, t.span, "http");
+                } else {
+                    let url = h.method().1;
+                    let u = url.src.trim_start();
+                    if !u.contains("://") && !u.starts_with("{{") {
+                        self.d.push(
+                            Diagnostic::error(url.span, format!("`{}` is not an absolute URL", url.src))
+                                .with_help("write `http(s)://host/...`, or name an `http` target with `target:` to join a path to its URL"),
+                        );
+                    }
                 }
                 self.tmpl(h.method().1, Kind::Text, scope);
                 for v in h.headers.values() {
@@ -634,6 +642,13 @@ impl<'a> Validator<'a> {
                 }
                 undefined("vars", visible, a)
             }
+            "targets" if !scope.targets => Some((
+                "`targets` is not available here".into(),
+                Some(
+                    "vars and targets are rendered before targets exist; use the value itself"
+                        .into(),
+                ),
+            )),
             "targets" => {
                 let a = attr?;
                 if !rb.targets.contains_key(a) {
@@ -652,6 +667,10 @@ impl<'a> Validator<'a> {
                     )
                 })
             }
+            "run" if attr == Some("step_key") && !scope.step_key => Some((
+                "`run.step_key` is only defined inside a step".into(),
+                Some("it names one step (and item) of one run".into()),
+            )),
             "run" => {
                 let a = attr?;
                 (!RUN_FIELDS.contains(&a)).then(|| {
@@ -674,7 +693,7 @@ impl<'a> Validator<'a> {
                 Some("read another step's result as `steps.ID.result`".into()),
             )),
             "steps" => self.check_step_ref(path, scope),
-            _ if GLOBALS.contains(&root) => None,
+            _ if self.templates.function_names().contains(&root) || root == "loop" => None,
             _ => {
                 let mut names: Vec<&str> = ROOTS.to_vec();
                 names.extend(rb.inputs.keys().map(String::as_str));
@@ -700,6 +719,9 @@ impl<'a> Validator<'a> {
             ));
         }
         let Some(&j) = self.ids.get(id.as_str()) else {
+            if self.rb.broken_ids.contains(id) {
+                return None;
+            }
             let ids: Vec<&str> = self.all.iter().map(|s| s.id.value.as_str()).collect();
             return Some((
                 format!("unknown step `{id}` in `{}`", path.join(".")),

@@ -349,6 +349,55 @@ const CASES: &[Case] = &[
         20,
         "`run` has no attribute `started`",
     ),
+    case(
+        "targets in vars",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x/y\" }\nvars:\n  u: \"{{ targets.db.url }}\"\nsteps: []\n",
+        6,
+        10,
+        "`targets` is not available here",
+    ),
+    case(
+        "step_key outside a step",
+        "cairn: 1\nname: demo\nvars:\n  k: \"{{ run.step_key }}\"\nsteps: []\n",
+        4,
+        10,
+        "`run.step_key` is only defined inside a step",
+    ),
+    case(
+        "item in when",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    for_each: [1, 2]\n    when: item > 1\n    shell: x\n",
+        6,
+        11,
+        "`item` is only defined in a `for_each` step",
+    ),
+    case(
+        "relative url without target",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    http: { get: /health }\n",
+        5,
+        18,
+        "`/health` is not an absolute URL",
+    ),
+    case(
+        "default of the wrong type",
+        "cairn: 1\nname: demo\ninputs:\n  n: { type: int, default: abc }\nsteps: []\n",
+        4,
+        28,
+        "the default of input `n` is not of its type `int`",
+    ),
+    case(
+        "option that does not fit the target",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x\", bearer: t }\nsteps: []\n",
+        4,
+        35,
+        "`bearer` does not apply to a `postgres` target",
+    ),
+    case(
+        "needs a step with errors",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: [1]\n  - id: b\n    needs: [a]\n    shell: x\n",
+        5,
+        12,
+        "`shell` must be text, found a list",
+    ),
 ];
 
 #[test]
@@ -381,6 +430,21 @@ fn every_malformed_runbook_is_refused_at_its_place() {
         CASES.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn a_broken_step_is_reported_once() {
+    let yaml = "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: [1]\n  - id: b\n    needs: [a]\n    shell: echo {{ steps.a.result }}\n";
+    let (_, diags) = check("t.yaml".as_ref(), yaml, &cairn_template::Templates::new());
+    assert_eq!(diags.errors().count(), 1, "{diags:?}");
+}
+
+#[test]
+fn two_chroma_actions_are_one_error() {
+    let yaml = "cairn: 1\nname: demo\ntargets:\n  v: { chroma: \"http://c\" }\nsteps:\n  - id: a\n    chroma: { target: v, count: { collection: x }, list: {} }\n";
+    let (_, diags) = check("t.yaml".as_ref(), yaml, &cairn_template::Templates::new());
+    let msgs: Vec<&str> = diags.errors().map(|d| d.message.as_str()).collect();
+    assert_eq!(msgs, vec!["`chroma` has two actions: `count` and `list`"]);
 }
 
 #[test]
