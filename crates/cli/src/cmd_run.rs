@@ -36,10 +36,18 @@ pub struct Args {
     log_format: LogFormat,
 }
 
+/// The OS user: $USER, else $LOGNAME, else the name of the real uid, else the uid.
 pub fn user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    let named = |v: &str| std::env::var(v).ok().filter(|u| !u.is_empty());
+    named("USER")
+        .or_else(|| named("LOGNAME"))
+        .unwrap_or_else(|| {
+            let uid = nix::unistd::getuid();
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |u| u.name)
+        })
 }
 
 /// Where per-step logs go: beside a SQLite state file, else `.cairn/logs`.

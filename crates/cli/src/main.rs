@@ -111,6 +111,14 @@ the first line of a runbook:\n  # yaml-language-server: $schema=../schemas/runbo
 }
 
 fn main() -> ExitCode {
+    // Diagnostics of Cairn itself (not progress): CAIRN_LOG=debug, or a tracing filter.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

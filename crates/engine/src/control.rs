@@ -159,7 +159,10 @@ pub(crate) async fn perform(
 fn note(p: &Prepared, r: &Json) -> String {
     match p {
         Prepared::Shell { .. } | Prepared::Argv { .. } => format!("exit {}", r["exit_code"]),
-        Prepared::Sql { .. } => format!("{} rows", r["row_count"]),
+        Prepared::Sql { .. } => match (r["row_count"].as_u64(), r["rows_affected"].as_u64()) {
+            (Some(0), Some(n)) if n > 0 => format!("{n} rows affected"),
+            _ => format!("{} rows", r["row_count"]),
+        },
         Prepared::Http { .. } => format!("HTTP {} in {} ms", r["status"], r["duration_ms"]),
         Prepared::Chroma { action, .. } => match (action.as_str(), &r["count"], &r["records"]) {
             (_, Json::Number(n), _) => format!("{action}: {n}"),
