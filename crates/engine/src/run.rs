@@ -141,6 +141,10 @@ pub(crate) struct Shared {
     pub opts: RunOptions,
     pub run_id: String,
     pub def_hashes: Vec<String>,
+    /// Step-level locks of this run: the store keeps other runs out, these keep two parallel
+    /// steps of this run from holding one lock at once.
+    pub step_locks:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Shared {
@@ -356,6 +360,7 @@ pub(crate) async fn drive(
         base: setup.base,
         targets: setup.targets,
         peers: Peers::default(),
+        step_locks: Default::default(),
         masker: setup.masker,
         store: store.clone(),
         sink: sink.clone(),
@@ -420,7 +425,12 @@ pub(crate) async fn drive(
                 status: o.status,
                 attempts: o.attempts,
                 duration: o.duration,
-                error: o.error,
+                // A step blocked by a failed dependency says which one.
+                error: if o.error.as_deref() == Some(BLOCKED) {
+                    o.note
+                } else {
+                    o.error
+                },
                 state: o.state,
             }
         })
@@ -644,6 +654,22 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
             }
         }
     }
+    // A step `lock:` is held while the step runs; another run holding it fails the step at once.
+    let _held = match &step.lock {
+        None => None,
+        Some(name) => match lock_step(&shared, &name.value).await {
+            Ok(guard) => Some(guard),
+            Err(msg) => {
+                let o = Outcome {
+                    status: Status::Failed,
+                    error: Some(msg),
+                    ..Outcome::skipped("")
+                };
+                finish(&shared, i, None, &o).await;
+                return o;
+            }
+        },
+    };
     let mut o = match &step.for_each {
         None => run_unit(&shared, i, None, local, &cancel).await,
         Some(fe) => match items(&shared, &fe.value, &local) {
@@ -656,6 +682,19 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
         },
     };
     o.duration = clock.elapsed();
+    let run_lock = shared
+        .checked
+        .runbook
+        .lock
+        .as_ref()
+        .map(|l| l.value.as_str());
+    if let (Some(name), Some(_)) = (&step.lock, &_held)
+        && run_lock != Some(name.value.as_str())
+    {
+        if let Err(e) = shared.store.release_lock(&name.value, &shared.run_id).await {
+            tracing::warn!(lock = %name.value, error = %e, "cannot release step lock");
+        }
+    }
     finish(&shared, i, None, &o).await;
     shared.base.steps.set(
         &id,
@@ -666,6 +705,40 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
         },
     );
     o
+}
+
+/// Take a step lock: first among this run's steps, then in the store against other runs.
+async fn lock_step(
+    shared: &Shared,
+    name: &str,
+) -> Result<tokio::sync::OwnedMutexGuard<()>, String> {
+    let local = {
+        let mut map = shared
+            .step_locks
+            .lock()
+            .map_err(|_| "step lock table poisoned".to_string())?;
+        map.entry(name.to_string()).or_default().clone()
+    };
+    let guard = local.lock_owned().await;
+    // The runbook's own lock is already held for the whole run.
+    if shared
+        .checked
+        .runbook
+        .lock
+        .as_ref()
+        .is_some_and(|l| l.value == name)
+    {
+        return Ok(guard);
+    }
+    match shared
+        .store
+        .try_lock(name, &LockHolder::this_process(&shared.run_id), LOCK_LEASE)
+        .await
+    {
+        Ok(Ok(())) => Ok(guard),
+        Ok(Err(holder)) => Err(format!("{holder}; the step was not run")),
+        Err(e) => Err(format!("cannot take lock `{name}`: {e}")),
+    }
 }
 
 fn items(shared: &Shared, fe: &TValue, local: &Local) -> Result<Vec<Json>, String> {
