@@ -205,7 +205,8 @@ pub async fn execute(
     );
     let mut record = RunRecord::start(
         rb.name.value.clone(),
-        rb.path.display().to_string(),
+        // Absolute, so `cairn resume` works from any folder.
+        std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone()).display().to_string(),
         content_hash(&checked),
         masker.mask_json(&inputs_json),
         opts.user.clone(),
