@@ -401,7 +401,7 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
         out.push_str(&format!("{t}\n"));
         for ap in &approvals {
             out.push_str(&format!(
-                "  {} {:?} by {} at {}\n",
+                "  {} {} by {} at {}\n",
                 ap.step_id,
                 ap.decision,
                 ap.by,

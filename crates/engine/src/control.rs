@@ -51,7 +51,13 @@ pub(crate) fn describe(p: &Prepared) -> String {
     };
     match p {
         Prepared::Shell { command, .. } => format!("$ {}", first(command)),
-        Prepared::Argv { argv, .. } => format!("$ {}", argv.join(" ")),
+        Prepared::Argv { argv, .. } => format!(
+            "$ {}",
+            argv.iter()
+                .map(|a| cairn_template::shell_quote(a).unwrap_or_else(|_| a.clone()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         Prepared::Sql { target, sql, .. } => format!("sql on {target}: {}", first(sql)),
         Prepared::Http { method, url, .. } => format!("{method} {url}"),
         Prepared::Chroma { target, action, .. } => format!("chroma {action} on {target}"),
@@ -141,17 +147,56 @@ pub(crate) async fn perform(
                 Action::Wait(w) => w.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0),
                 _ => Duration::ZERO,
             };
-            tokio::select! {
-                _ = tokio::time::sleep(d) => Ok(Done::ok(serde_json::json!({ "slept_ms": d.as_millis() as u64 }), format!("slept {}", crate::prepare::fmt_dur(d)))),
-                _ = cancel.cancelled() => Err(StepError::Cancelled { result: None }),
-            }
+            bounded(timeout, cancel, |c| async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => Ok(Done::ok(serde_json::json!({ "slept_ms": d.as_millis() as u64 }), format!("slept {}", crate::prepare::fmt_dur(d)))),
+                    _ = c.cancelled() => Err(StepError::Cancelled { result: None }),
+                }
+            })
+            .await
         }
         Prepared::Poll { action, until, .. } => {
-            poll(shared, step, action, until, local, cancel).await
+            bounded(timeout, cancel, |c| async move {
+                poll(shared, step, action, until, local, &c).await
+            })
+            .await
         }
         Prepared::Report { template, to } => report(shared, step, template.as_deref(), to, local),
         Prepared::Uses { runbook, with } => {
-            crate::subrun::uses(shared, step, runbook, with, cancel).await
+            bounded(timeout, cancel, |c| async move {
+                crate::subrun::uses(shared, step, runbook, with, &c).await
+            })
+            .await
+        }
+    }
+}
+
+/// Run a control action under the step's `timeout`: when it passes, the action's own token is
+/// cancelled (a sub-run's steps stop, their processes are killed) and the step times out.
+async fn bounded<'a, F, Fut>(
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    f: F,
+) -> Result<Done, StepError>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<Done, StepError>> + 'a,
+{
+    let token = cancel.child_token();
+    let fut = f(token.clone());
+    match timeout {
+        None => fut.await,
+        Some(t) => {
+            tokio::pin!(fut);
+            tokio::select! {
+                r = &mut fut => r,
+                _ = tokio::time::sleep(t) => {
+                    token.cancel();
+                    // Let the action wind down (a sub-run records its interruption).
+                    let _ = tokio::time::timeout(Duration::from_secs(10), fut).await;
+                    Err(StepError::Timeout { after: t, result: None })
+                }
+            }
         }
     }
 }
@@ -190,6 +235,15 @@ fn write_log(shared: &Shared, path: Option<&std::path::Path>, result: Option<&Js
     }
     if let Err(e) = std::fs::write(path, masked) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write step log");
+    }
+}
+
+/// An integral value stays an integer in results (`85`, not `85.0`).
+fn number(v: f64) -> Json {
+    if v.fract() == 0.0 && v.abs() < 9e15 {
+        Json::from(v as i64)
+    } else {
+        Json::from(v)
     }
 }
 
@@ -251,7 +305,7 @@ fn check(
         )
     });
     Done {
-        result: serde_json::json!({ "value": v, "state": name, "warning": warning, "critical": critical, "unit": unit }),
+        result: serde_json::json!({ "value": number(v), "state": name, "warning": warning, "critical": critical, "unit": unit }),
         note: Some(format!("{name}: {shown}{unit_s}")),
         failure,
         waiting: false,
@@ -267,12 +321,8 @@ async fn approval(
     on_timeout: &str,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
-    let at = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if let Some(who) = &shared.opts.auto_approve {
-        return Ok(Done::ok(
-            serde_json::json!({ "approved": true, "approved_by": who, "at": at() }),
-            format!("approved by {who}"),
-        ));
+        return Ok(answered(shared, step, true, who).await);
     }
     if !shared.opts.interactive {
         return Ok(Done {
@@ -293,30 +343,49 @@ async fn approval(
         Action::Approval(a) if has_timeout => a.timeout.as_ref().map(|t| t.value.0),
         _ => None,
     };
-    let who = shared.opts.user.clone();
     let answer = tokio::select! {
         a = answer => a.ok().and_then(|r| r.ok()),
         _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
         _ = async { match limit { Some(l) => tokio::time::sleep(l).await, None => std::future::pending().await } } => {
-            let approved = on_timeout == "approve";
-            let verdict = serde_json::json!({ "approved": approved, "approved_by": "timeout", "at": at() });
-            return Ok(if approved { Done::ok(verdict, "approved on timeout") } else { Done { failure: Some("approval timed out: rejected".into()), result: verdict, ..Done::default() } });
+            return Ok(answered(shared, step, on_timeout == "approve", "timeout").await);
         }
     };
     let yes = answer
         .as_deref()
         .map(str::trim)
         .is_some_and(|a| a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes"));
-    let verdict = serde_json::json!({ "approved": yes, "approved_by": who, "at": at() });
-    Ok(if yes {
-        Done::ok(verdict, format!("approved by {who}"))
+    Ok(answered(shared, step, yes, &shared.opts.user).await)
+}
+
+/// An answer to a gate, from whatever source: recorded in the approvals table (like
+/// `cairn approve`) and returned as the step's verdict.
+async fn answered(shared: &Shared, step: &Step, approved: bool, by: &str) -> Done {
+    let at = cairn_state::now();
+    let decision = if approved {
+        cairn_state::Decision::Approved
+    } else {
+        cairn_state::Decision::Rejected
+    };
+    let record = cairn_state::Approval {
+        run_id: shared.run_id.clone(),
+        step_id: step.id.value.clone(),
+        decision,
+        by: by.to_string(),
+        at,
+    };
+    if let Err(e) = shared.store.record_approval(&record).await {
+        tracing::warn!(step = %step.id.value, error = %e, "cannot record the approval");
+    }
+    let verdict = serde_json::json!({ "approved": approved, "approved_by": by, "at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
+    if approved {
+        Done::ok(verdict, format!("approved by {by}"))
     } else {
         Done {
-            failure: Some(format!("rejected by {who}")),
+            failure: Some(format!("rejected by {by}")),
             result: verdict,
             ..Done::default()
         }
-    })
+    }
 }
 
 async fn poll(

@@ -141,6 +141,8 @@ pub(crate) struct Shared {
     pub opts: RunOptions,
     pub run_id: String,
     pub def_hashes: Vec<String>,
+    /// Set when a checkpoint could not be written: the run stops and fails with it.
+    pub store_error: std::sync::Mutex<Option<String>>,
     /// Step-level locks of this run: the store keeps other runs out, these keep two parallel
     /// steps of this run from holding one lock at once.
     pub step_locks:
@@ -164,12 +166,21 @@ impl Shared {
             .unwrap_or_else(|| &rb.finally[i - rb.steps.len()])
     }
 
+    /// Commit a step transition. If the store refuses, nothing new starts: running steps are
+    /// cancelled, `finally` runs and the run fails with the store's error, since going on
+    /// without a record would break resume.
     async fn checkpoint(&self, rec: &StepRecord) {
-        // A checkpoint that cannot be written must not be silently skipped: the run goes on
-        // (the action already happened) but the operator is told.
         if let Err(e) = self.store.put_step(rec).await {
             tracing::error!(run = %self.run_id, step = %rec.step_id, error = %e, "checkpoint failed");
+            if let Ok(mut slot) = self.store_error.lock() {
+                slot.get_or_insert_with(|| format!("cannot record step `{}`: {e}", rec.step_id));
+            }
+            self.opts.cancel.cancel();
         }
+    }
+
+    fn store_error(&self) -> Option<String> {
+        self.store_error.lock().ok().and_then(|s| s.clone())
     }
 }
 
@@ -206,7 +217,10 @@ pub async fn execute(
     let mut record = RunRecord::start(
         rb.name.value.clone(),
         // Absolute, so `cairn resume` works from any folder.
-        std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone()).display().to_string(),
+        std::fs::canonicalize(&rb.path)
+            .unwrap_or_else(|_| rb.path.clone())
+            .display()
+            .to_string(),
         content_hash(&checked),
         masker.mask_json(&inputs_json),
         opts.user.clone(),
@@ -362,6 +376,7 @@ pub(crate) async fn drive(
         targets: setup.targets,
         peers: Peers::default(),
         step_locks: Default::default(),
+        store_error: Default::default(),
         masker: setup.masker,
         store: store.clone(),
         sink: sink.clone(),
@@ -394,7 +409,9 @@ pub(crate) async fn drive(
             o.status == Status::Failed && on_failure(&shared, i) == OnFailure::Abort
         })
     });
-    let outcome = if interrupted {
+    let outcome = if shared.store_error().is_some() {
+        RunOutcome::Failed
+    } else if interrupted {
         RunOutcome::Interrupted
     } else if paused {
         RunOutcome::Paused
@@ -447,20 +464,30 @@ pub(crate) async fn drive(
         record.finished_at = Some(cairn_state::now());
     }
     record.outputs = Some(outputs.clone());
-    record.error = steps
-        .iter()
-        .find(|s| s.status == Status::Failed)
-        .and_then(|s| s.error.as_ref().map(|e| format!("step `{}`: {e}", s.id)));
+    // The run's error names the step that failed it (not one with `on_failure: continue`).
+    record.error = shared.store_error().or_else(|| {
+        all.iter()
+            .enumerate()
+            .zip(&steps)
+            .find(|((i, _), s)| {
+                s.status == Status::Failed && on_failure(&shared, *i) == OnFailure::Abort
+            })
+            .and_then(|(_, s)| s.error.as_ref().map(|e| format!("step `{}`: {e}", s.id)))
+    });
     store.update_run(&record).await?;
     if outcome != RunOutcome::Paused {
         store.release_locks(&run_id).await?;
     }
     shared.peers.pools.close().await;
     let elapsed = clock.elapsed();
+    // Recovery time counts from the run's first start, pauses and resumes included.
+    let since_start = (cairn_state::now() - record.started_at)
+        .to_std()
+        .unwrap_or(elapsed);
     let rto = rb.rto.as_ref().map(|r| RtoVerdict {
         rto: r.value.0,
-        elapsed,
-        met: elapsed <= r.value.0,
+        elapsed: since_start,
+        met: since_start <= r.value.0,
     });
     sink.emit(&Event::RunFinished {
         run_id: run_id.clone(),
@@ -526,6 +553,7 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
     }
     ready.retain(|&(_, i)| !known[i]);
     let mut running = JoinSet::new();
+    let mut task_of = std::collections::HashMap::new();
     let mut paused = false;
     let cancel = shared.opts.cancel.clone();
     loop {
@@ -540,6 +568,7 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
                     (o.status == Status::Failed && on_failure(shared, p) == OnFailure::Abort)
                         || o.error.as_deref() == Some(BLOCKED)
                         || o.status == Status::Waiting
+                        || o.note.as_deref() == Some(WAITS)
                 }
                 None => true,
             });
@@ -578,22 +607,33 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
                         error: None,
                         note: o.note.clone(),
                     });
+                    define(shared, i, &o);
                     outcomes[i] = Some(o);
                 }
                 release(dag, i, &mut waiting_on, &mut ready);
                 continue;
             }
             let (sh, token) = (shared.clone(), cancel.clone());
-            running.spawn(async move { (i, run_step(sh, i, token).await) });
+            let task = running.spawn(async move { (i, run_step(sh, i, token).await) });
+            task_of.insert(task.id(), i);
         }
         let Some(joined) = running.join_next().await else {
             break;
         };
         let (i, o) = match joined {
             Ok(x) => x,
+            // A bug in Cairn, not in the runbook: the step is failed, never silently dropped.
             Err(e) => {
-                tracing::error!(error = %e, "a step task panicked");
-                continue;
+                let Some(&i) = task_of.get(&e.id()) else {
+                    continue;
+                };
+                tracing::error!(step = %shared.step(i).id.value, error = %e, "a step task panicked");
+                let o = Outcome {
+                    status: Status::Failed,
+                    error: Some(format!("internal error in Cairn: {e}")),
+                    ..Outcome::skipped("")
+                };
+                (i, conclude(shared, i, o).await)
             }
         };
         if o.status == Status::Waiting {
@@ -640,8 +680,7 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
         match shared.renderer(local.clone()).expr(w, "when") {
             Ok(v) if !v.is_true() => {
                 let o = Outcome::skipped(format!("when {} is false", w.src.trim()));
-                finish(&shared, i, None, &o).await;
-                return o;
+                return conclude(&shared, i, o).await;
             }
             Ok(_) => {}
             Err(e) => {
@@ -650,8 +689,7 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
                     error: Some(shared.masker.mask(&e.to_string())),
                     ..Outcome::skipped("")
                 };
-                finish(&shared, i, None, &o).await;
-                return o;
+                return conclude(&shared, i, o).await;
             }
         }
     }
@@ -666,14 +704,22 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
                     error: Some(msg),
                     ..Outcome::skipped("")
                 };
-                finish(&shared, i, None, &o).await;
-                return o;
+                return conclude(&shared, i, o).await;
             }
         },
     };
     let mut o = match &step.for_each {
         None => run_unit(&shared, i, None, local, &cancel).await,
         Some(fe) => match items(&shared, &fe.value, &local) {
+            Ok(items) if !items.is_empty() => {
+                let mut rec = StepRecord::new(&shared.run_id, &id, None, &shared.def_hashes[i]);
+                rec.status = StepStatus::Running;
+                rec.attempt = 1;
+                rec.idempotent = step.idempotent();
+                rec.started_at = Some(cairn_state::now());
+                shared.checkpoint(&rec).await;
+                fan_out(&shared, i, items, &key, &cancel).await
+            }
             Err(e) => Outcome {
                 status: Status::Failed,
                 error: Some(e),
@@ -696,16 +742,31 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
             tracing::warn!(lock = %name.value, error = %e, "cannot release step lock");
         }
     }
-    finish(&shared, i, None, &o).await;
+    conclude(&shared, i, o).await
+}
+
+/// Commit a step's end and make it readable as `steps.ID` (skipped and failed steps too, so
+/// `steps.X.status` works in what follows and in `finally`).
+async fn conclude(shared: &Shared, i: usize, o: Outcome) -> Outcome {
+    finish(shared, i, None, &o).await;
+    define(shared, i, &o);
+    o
+}
+
+fn define(shared: &Shared, i: usize, o: &Outcome) {
+    let outputs = if o.outputs.is_null() {
+        Json::Object(Default::default())
+    } else {
+        o.outputs.clone()
+    };
     shared.base.steps.set(
-        &id,
+        &shared.step(i).id.value,
         &StepView {
             status: o.status.as_str().into(),
             result: o.result.clone(),
-            outputs: o.outputs.clone(),
+            outputs,
         },
     );
-    o
 }
 
 /// Take a step lock: first among this run's steps, then in the store against other runs.
@@ -855,6 +916,8 @@ async fn run_unit(
         rec.attempt = attempt;
         rec.started_at = Some(cairn_state::now());
         rec.finished_at = None;
+        rec.error = None;
+        rec.result = None;
         // `running` is committed before the action starts.
         shared.checkpoint(&rec).await;
         let r = shared.renderer(local.clone());
@@ -888,10 +951,13 @@ async fn run_unit(
         )
         .await;
         last = settle(shared, step, &local, res, attempt);
+        // A threshold verdict or a human "no" is an answer, not a transient failure.
+        let verdict = matches!(prepared, Prepared::Check { .. } | Prepared::Approval { .. });
         if last.status == Status::Succeeded
             || last.status == Status::Waiting
             || cancel.is_cancelled()
             || attempt == attempts
+            || verdict
         {
             rec.log_path = log.filter(|p| p.exists()).map(|p| p.display().to_string());
             break;

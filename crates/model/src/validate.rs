@@ -242,6 +242,28 @@ impl<'a> Validator<'a> {
 
     fn step(&mut self, i: usize) {
         let s = self.all[i];
+        if let Action::Approval(a) = s.action() {
+            // A gate per item cannot be answered (approvals name steps), and `finally` runs
+            // when the run ends, after which nothing can wait.
+            if s.for_each.is_some() {
+                self.d.push(
+                    Diagnostic::error(
+                        a.message.span,
+                        format!("approval step `{}` has `for_each`", s.id.value),
+                    )
+                    .with_help("approve once, before the step that fans out"),
+                );
+            }
+            if i >= self.rb.steps.len() {
+                self.d.push(
+                    Diagnostic::error(
+                        a.message.span,
+                        format!("`finally` step `{}` is an approval", s.id.value),
+                    )
+                    .with_help("`finally` runs as the run ends; put the gate among the steps"),
+                );
+            }
+        }
         let base = Scope {
             step: Some(i),
             item: false,

@@ -398,6 +398,20 @@ const CASES: &[Case] = &[
         12,
         "`shell` must be text, found a list",
     ),
+    case(
+        "approval with for_each",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    for_each: [1]\n    approval: ok?\n",
+        6,
+        15,
+        "approval step `a` has `for_each`",
+    ),
+    case(
+        "approval in finally",
+        "cairn: 1\nname: demo\nsteps: []\nfinally:\n  - id: z\n    approval: ok?\n",
+        6,
+        15,
+        "`finally` step `z` is an approval",
+    ),
 ];
 
 #[test]
