@@ -129,7 +129,19 @@ pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
             .iter()
             .find(|s| s.step_id == a.step && s.item.is_none());
         match waiting {
-            Some(s) if s.status == StepStatus::Waiting => {}
+            Some(s) if s.status == StepStatus::Waiting => {
+                // A `uses` step waits for a gate inside its sub-run: that gate is the one to answer.
+                if let Some(child) = s.result.as_ref().and_then(|r| r.get("run_id")).and_then(|v| v.as_str()) {
+                    eprintln!(
+                        "{}error{}: step `{}` waits for its sub-run {child}; answer the gate there (`cairn show {child}`), then `cairn resume {}`",
+                        red(),
+                        reset(),
+                        a.step,
+                        run.id
+                    );
+                    return Ok(exit::INVALID);
+                }
+            }
             Some(s) => {
                 eprintln!(
                     "{}error{}: step `{}` of run {} is {}, not waiting for approval",
@@ -177,9 +189,17 @@ pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
         } else {
             "rejected"
         };
+        // A sub-run continues through its parent: resume the top of the chain.
+        let mut top = run.clone();
+        while let Some(parent) = top.parent_run.clone() {
+            match store.get_run(&parent).await? {
+                Some(p) => top = p,
+                None => break,
+            }
+        }
         eprintln!(
             "{verb} `{}` of run {} as {by}; continue with `cairn resume {}`",
-            a.step, run.id, run.id
+            a.step, run.id, top.id
         );
         store.close().await;
         Ok(exit::OK)

@@ -6,6 +6,7 @@ use crate::events::{Event, RunOutcome, Sink};
 use crate::plan::Invocation;
 use crate::run::{RunOptions, Shared, execute};
 use cairn_model::Step;
+use cairn_state::{RunFilter, RunStatus};
 use cairn_steps::StepError;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
@@ -73,16 +74,63 @@ async fn uses_inner(
         prefix: step.id.value.clone(),
         inner: shared.sink.clone(),
     });
-    let report = (execute(
-        Arc::new(checked),
-        shared.templates.clone(),
-        &inv,
-        shared.store.clone(),
-        sink,
-        opts,
-    ))
-    .await
-    .map_err(|e| StepError::setup(format!("`uses: {runbook}`: {e}")))?;
+    // A child started by an earlier attempt of this run is continued, not started again: a
+    // paused child resumes after its approval, a failed one from where it failed.
+    let earlier = shared
+        .store
+        .list_runs(&RunFilter {
+            runbook: Some(checked.runbook.name.value.clone()),
+            status: None,
+            limit: Some(100),
+        })
+        .await
+        .map_err(|e| StepError::setup(format!("`uses: {runbook}`: state store: {e}")))?
+        .into_iter()
+        .find(|r| r.parent_run.as_deref() == Some(shared.run_id.as_str()));
+    let report = match earlier {
+        Some(r) if r.status == RunStatus::Succeeded => {
+            let outputs = r.outputs.clone().unwrap_or(Json::Null);
+            return Ok(Done {
+                result: outputs,
+                note: Some(format!("sub-run {} succeeded earlier", r.id)),
+                ..Done::default()
+            });
+        }
+        Some(r) => {
+            let resumed = crate::resume::resume(
+                &r.id,
+                shared.templates.clone(),
+                shared.store.clone(),
+                sink,
+                opts,
+                &Default::default(),
+            )
+            .await
+            .map_err(|e| {
+                StepError::setup(format!("`uses: {runbook}`: resuming sub-run {}: {e}", r.id))
+            })?;
+            match resumed {
+                crate::resume::Resumed::Ran(report) => report,
+                crate::resume::Resumed::AlreadyDone { run_id } => {
+                    return Ok(Done {
+                        result: r.outputs.clone().unwrap_or(Json::Null),
+                        note: Some(format!("sub-run {run_id} succeeded earlier")),
+                        ..Done::default()
+                    });
+                }
+            }
+        }
+        None => execute(
+            Arc::new(checked),
+            shared.templates.clone(),
+            &inv,
+            shared.store.clone(),
+            sink,
+            opts,
+        )
+        .await
+        .map_err(|e| StepError::setup(format!("`uses: {runbook}`: {e}")))?,
+    };
     let result = serde_json::json!({ "run_id": report.run_id, "outcome": report.outcome.as_str(), "outputs": report.outputs });
     match report.outcome {
         RunOutcome::Succeeded => Ok(Done {
