@@ -195,7 +195,12 @@ impl Sink for Progress {
                     "step", "kind", "status", "attempts", "duration", "note",
                 ]);
                 for s in steps {
-                    let note = s.error.clone().or(s.state.clone()).unwrap_or_default();
+                    let note = s
+                        .error
+                        .clone()
+                        .or(s.state.clone())
+                        .or(s.note.clone().filter(|_| s.status == Status::Skipped))
+                        .unwrap_or_default();
                     let note = if note.chars().count() > 60 {
                         format!("{}…", note.chars().take(60).collect::<String>())
                     } else {

@@ -4,14 +4,18 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+/// Must be called inside the runtime. The handlers are installed before this returns, not
+/// when the watching task first runs: a Ctrl-C that arrives while the first step starts must
+/// cancel the run, not kill cairn with the default action (and skip `finally`).
 pub fn cancel_on_signals(cancel: CancellationToken) {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install the Ctrl-C handler: a signal will stop cairn at once");
+        return;
+    };
     tokio::spawn(async move {
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}

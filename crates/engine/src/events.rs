@@ -79,6 +79,9 @@ pub struct StepSummary {
     /// For `check` steps: ok / warning / critical.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// Why a step did not run (`not run: \`x\` failed`), or a short result note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Elapsed time against the runbook's `rto`.

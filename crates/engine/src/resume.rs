@@ -108,9 +108,9 @@ pub async fn resume(
     let records = store.steps(&id).await?;
     let approvals = store.approvals(&id).await?;
 
-    let all: Vec<String> = checked.all_steps().map(|s| s.id.value.clone()).collect();
+    let all: HashSet<&str> = checked.all_steps().map(|s| s.id.value.as_str()).collect();
     for name in ropts.from.iter().chain(&ropts.rerun).chain(&ropts.skip) {
-        if !all.contains(name) {
+        if !all.contains(name.as_str()) {
             return Err(ResumeError::UnknownStep(name.clone()));
         }
     }
@@ -141,6 +141,22 @@ pub async fn resume(
         .collect();
     let old: HashMap<&str, &cairn_state::StepDef> =
         old_defs.iter().map(|d| (d.step_id.as_str(), d)).collect();
+    // A step skipped because a step above it failed is not done: it is decided again now that
+    // that step runs again (or was approved). Such a skip is a `skipped` record below a step
+    // that did not succeed; a skip of its own (`when`, `--skip`) is kept.
+    let mut blocked = vec![false; main];
+    for &i in &checked.dag.order {
+        if whole.get(defs[i].step_id.as_str()).map(|r| r.status) != Some(StepStatus::Skipped) {
+            continue;
+        }
+        blocked[i] = checked.dag.parents(i).into_iter().any(|p| {
+            match whole.get(defs[p].step_id.as_str()).map(|r| r.status) {
+                Some(StepStatus::Succeeded) => false,
+                Some(StepStatus::Skipped) => blocked[p],
+                _ => true,
+            }
+        });
+    }
     let mut changes = Vec::new();
     let mut in_doubt = Vec::new();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; defs.len()];
@@ -180,9 +196,10 @@ pub async fn resume(
             continue;
         }
         let Some(rec) = rec else { continue };
-        eprintln!("DEBUGX {} {:?} again={}", def.step_id, rec.status, again.contains(&i));
         match rec.status {
-            StepStatus::Succeeded | StepStatus::Skipped if !again.contains(&i) && i < main => {
+            StepStatus::Succeeded | StepStatus::Skipped
+                if !again.contains(&i) && i < main && !blocked[i] =>
+            {
                 match old.get(def.step_id.as_str()) {
                     Some(o) if o.def_hash != def.def_hash => changes.push(format!(
                         "step `{}` succeeded and has been edited since",
@@ -270,7 +287,7 @@ pub async fn resume(
     }
     // Old steps that succeeded and are gone from the runbook.
     for r in whole.values() {
-        if r.status == StepStatus::Succeeded && !all.contains(&r.step_id) {
+        if r.status == StepStatus::Succeeded && !all.contains(r.step_id.as_str()) {
             changes.push(format!(
                 "step `{}` succeeded and is no longer in the runbook",
                 r.step_id
@@ -286,6 +303,23 @@ pub async fn resume(
     // Without this the store would keep a skipped in-doubt step `running` for good.
     for rec in &skipped {
         store.put_step(rec).await?;
+    }
+    // Steps asked to run again (`--from`, `--rerun`) forget their old result now, so that a
+    // pause or a crash before they run cannot pass them off as done on the next resume.
+    for (i, def) in defs.iter().enumerate() {
+        if let Some(rec) = whole
+            .get(def.step_id.as_str())
+            .filter(|_| again.contains(&i))
+        {
+            let mut rec = (*rec).clone();
+            rec.status = StepStatus::Pending;
+            rec.started_at = None;
+            rec.finished_at = None;
+            rec.result = None;
+            rec.outputs = None;
+            rec.error = None;
+            store.put_step(&rec).await?;
+        }
     }
 
     // Secrets are read again: they are never in the store.

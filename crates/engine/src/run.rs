@@ -122,7 +122,7 @@ impl Outcome {
             error: None,
             attempts: 0,
             duration: Duration::ZERO,
-            note: Some(note.into()),
+            note: Some(note.into()).filter(|n: &String| !n.is_empty()),
             state: None,
         }
     }
@@ -443,13 +443,10 @@ pub(crate) async fn drive(
                 status: o.status,
                 attempts: o.attempts,
                 duration: o.duration,
-                // A step blocked by a failed dependency says which one.
-                error: if o.error.as_deref() == Some(BLOCKED) {
-                    o.note
-                } else {
-                    o.error
-                },
+                // A step blocked by a failed dependency is not itself in error: its note says why.
+                error: o.error.filter(|e| e != BLOCKED),
                 state: o.state,
+                note: o.note,
             }
         })
         .collect();
@@ -526,9 +523,13 @@ fn run_outputs(shared: &Shared) -> Json {
     let r = shared.renderer(Local::default());
     let mut out = serde_json::Map::new();
     for (k, v) in &shared.checked.runbook.outputs {
+        // An output that cannot be rendered (its step did not run) is null, not an error text.
         let value = r
             .value(&v.value, &format!("outputs.{k}"))
-            .unwrap_or_else(|e| Json::String(format!("<{e}>")));
+            .unwrap_or_else(|e| {
+                tracing::debug!(output = %k, error = %e, "run output not available");
+                Json::Null
+            });
         out.insert(k.clone(), shared.masker.mask_json(&value));
     }
     Json::Object(out)
@@ -586,7 +587,11 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
                 } else {
                     let o = Outcome {
                         error: Some(BLOCKED.into()),
-                        note: Some(format!("not run: `{}` failed", shared.step(p).id.value)),
+                        // Name the step that failed, not the one it blocked on the way down.
+                        note: match outcomes[p].as_ref() {
+                            Some(po) if po.error.as_deref() == Some(BLOCKED) => po.note.clone(),
+                            _ => Some(format!("not run: `{}` failed", shared.step(p).id.value)),
+                        },
                         ..Outcome::skipped("")
                     };
                     let mut rec = StepRecord::new(
@@ -737,10 +742,9 @@ async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> O
         .map(|l| l.value.as_str());
     if let (Some(name), Some(_)) = (&step.lock, &_held)
         && run_lock != Some(name.value.as_str())
+        && let Err(e) = shared.store.release_lock(&name.value, &shared.run_id).await
     {
-        if let Err(e) = shared.store.release_lock(&name.value, &shared.run_id).await {
-            tracing::warn!(lock = %name.value, error = %e, "cannot release step lock");
-        }
+        tracing::warn!(lock = %name.value, error = %e, "cannot release step lock");
     }
     conclude(&shared, i, o).await
 }

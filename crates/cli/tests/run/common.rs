@@ -192,7 +192,10 @@ impl Run {
     }
 
     pub fn run_finished(&self) -> &Value {
-        let last = self.events.last().unwrap_or_else(|| panic!("no events\n{self}"));
+        let last = self
+            .events
+            .last()
+            .unwrap_or_else(|| panic!("no events\n{self}"));
         assert_eq!(last["event"], "run_finished", "the last event\n{self}");
         last
     }
@@ -517,7 +520,7 @@ pub fn pg(sql: &str) -> Vec<Vec<Option<String>>> {
         let mut conn = sqlx::PgConnection::connect(PG_URL)
             .await
             .unwrap_or_else(|e| panic!("connect to {PG_URL}: {e}"));
-        let rows = sqlx::raw_sql(sql)
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_all(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));

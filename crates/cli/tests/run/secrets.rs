@@ -1,0 +1,132 @@
+//! Secrets work (the peer receives the real value) but are recorded nowhere: not on stdout or
+//! stderr, not in the state database (nor its WAL), not in step logs, not in reports.
+
+use super::common::{HttpServer, Sandbox, files_under};
+use base64::Engine as _;
+
+/// Holds characters that base64, URL-encoding, shell quoting and JSON escaping each change.
+const CANARY: &str = "cAnArY-7f3e'9b/x+y=z?&k";
+
+fn forms() -> Vec<(&'static str, String)> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64_raw = base64::engine::general_purpose::STANDARD_NO_PAD;
+    vec![
+        ("raw", CANARY.to_string()),
+        ("base64", b64.encode(CANARY)),
+        ("base64 unpadded", b64_raw.encode(CANARY)),
+        ("url-encoded", urlencoding::encode(CANARY).into_owned()),
+        // A distinctive fragment: survives any quoting of the whole.
+        ("fragment", "7f3e".to_string()),
+    ]
+}
+
+fn assert_absent(what: &str, bytes: &[u8]) {
+    for (form, text) in forms() {
+        assert!(
+            !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+            "the canary ({form}) leaked into {what}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_is_used_but_never_recorded() {
+    let server = HttpServer::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "runbook.yaml",
+        &format!(
+            r##"
+cairn: 1
+name: secrets
+secrets:
+  canary: {{ env: CAIRN_TEST_CANARY }}
+targets:
+  api: {{ http: "{api}", bearer: "{{{{ secrets.canary }}}}" }}
+steps:
+  - id: prints
+    shell: echo token is {{{{ secrets.canary }}}}
+  - id: prints_encoded
+    shell: printf '%s' "$TOKEN" | base64 -w0; echo; python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["TOKEN"], safe=""))'
+    env: {{ TOKEN: "{{{{ secrets.canary }}}}" }}
+  - id: returns
+    shell: "true"
+    outputs: {{ token: "{{{{ secrets.canary }}}}" }}
+  - id: fails
+    shell: echo "login failed for" {{{{ secrets.canary }}}} >&2; exit 3
+    on_failure: continue
+  - id: fails_retrying
+    shell: echo "denied $TOKEN" >&2; exit 4
+    env: {{ TOKEN: "{{{{ secrets.canary }}}}" }}
+    retry: {{ attempts: 2, delay: 10ms }}
+    on_failure: continue
+  - id: reports
+    report:
+      inline: "# Report\ntoken: {{{{ secrets.canary }}}}\nfrom output: {{{{ steps.returns.outputs.token }}}}\n"
+      to: report.md
+  - id: sends
+    http:
+      target: api
+      get: /echo
+      headers: {{ X-Token: "{{{{ secrets.canary }}}}" }}
+    outputs: {{ echoed: "{{{{ result.json.headers['x-token'] }}}}" }}
+outputs:
+  token: "{{{{ secrets.canary }}}}"
+  echoed: "{{{{ steps.sends.outputs.echoed }}}}"
+"##,
+            api = server.url("")
+        ),
+    );
+    let mut cmd = sb.command("runbook.yaml", &[]);
+    cmd.env("CAIRN_TEST_CANARY", CANARY);
+    let run = sb.run_with(cmd);
+    run.expect_code(0);
+    assert_eq!(run.status("prints"), "succeeded");
+    assert_eq!(run.status("fails"), "failed");
+    assert_eq!(run.status("sends"), "succeeded");
+    assert_eq!(
+        run.finished("fails")["error"],
+        "exit code 3: login failed for ***"
+    );
+    assert_eq!(run.outputs()["token"], "***");
+    assert_eq!(run.outputs()["echoed"], "***");
+
+    // The secret works: the server received the real value.
+    let got = server.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("x-token"), Some(CANARY));
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(format!("Bearer {CANARY}").as_str())
+    );
+
+    // ...and is recorded nowhere.
+    assert_absent("stdout", run.stdout.as_bytes());
+    assert_absent("stderr", run.stderr.as_bytes());
+    let files = files_under(sb.path());
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.strip_prefix(sb.path()).unwrap_or(p).display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "state.db"), "{names:?}");
+    assert!(names.iter().any(|n| n == "report.md"), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("prints.log")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("fails.log")), "{names:?}");
+    for path in &files {
+        let bytes = std::fs::read(path).expect("read");
+        assert_absent(&path.display().to_string(), &bytes);
+    }
+    // The masks are there instead: the checks above looked at real content.
+    assert_eq!(
+        sb.read("report.md"),
+        "# Report\ntoken: ***\nfrom output: ***\n"
+    );
+    let log = files
+        .iter()
+        .find(|p| p.ends_with("prints_encoded.log"))
+        .expect("the log of prints_encoded");
+    let log = std::fs::read_to_string(log).expect("log");
+    assert!(log.contains("--- stdout ---\n***\n***\n"), "{log}");
+    let state = std::fs::read(sb.path().join("state.db")).expect("state");
+    assert!(state.windows(3).any(|w| w == b"***"));
+}
