@@ -409,7 +409,12 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
             };
             t.add_row(vec![
                 s.step_id.clone(),
-                s.status.to_string(),
+                // A step recorded running in a run that is not running was cut off mid-action.
+                if s.status == StepStatus::Running && run.status != RunStatus::Running {
+                    "in doubt".to_string()
+                } else {
+                    s.status.to_string()
+                },
                 s.attempt.to_string(),
                 s.started_at
                     .map(|x| x.format("%H:%M:%S").to_string())
