@@ -142,6 +142,67 @@ fn parse_float(t: &str) -> Option<f64> {
     if ok { t.parse().ok() } else { None }
 }
 
+/// Anchored nodes, kept for their aliases, which are expanded into copies. Anchors of aliases
+/// of anchors grow exponentially (a few hundred bytes can ask for 10^9 nodes, the "billion
+/// laughs"), so the nodes copied, for anchors and for aliases, are capped.
+#[derive(Default)]
+struct Anchors {
+    nodes: HashMap<usize, (Node, usize)>,
+    copied: usize,
+}
+
+impl Anchors {
+    const MAX_COPIED: usize = 1_000_000;
+
+    /// Keeps a copy of an anchored node; false past the cap.
+    fn keep(&mut self, id: usize, node: &Node) -> bool {
+        let size = size(node);
+        self.copied += size;
+        if self.copied > Self::MAX_COPIED {
+            return false;
+        }
+        self.nodes.insert(id, (node.clone(), size));
+        true
+    }
+
+    /// A copy of the anchored node, placed at `span`; `Ok(None)` for an unknown anchor.
+    fn copy(&mut self, id: usize, span: Span) -> Result<Option<Node>, ()> {
+        let Some((node, size)) = self.nodes.get(&id) else {
+            return Ok(None);
+        };
+        self.copied += size;
+        if self.copied > Self::MAX_COPIED {
+            return Err(());
+        }
+        let kind = node.kind.clone();
+        Ok(Some(Node { kind, span }))
+    }
+
+    fn too_many(diags: &mut Vec<Diagnostic>, span: Span) {
+        diags.push(
+            Diagnostic::error(
+                span,
+                format!(
+                    "anchors and aliases expand to more than {} YAML nodes",
+                    Self::MAX_COPIED
+                ),
+            )
+            .with_help(
+                "aliases of anchors that hold aliases grow exponentially: write the values out",
+            ),
+        );
+    }
+}
+
+/// The number of nodes in a tree.
+fn size(node: &Node) -> usize {
+    1 + match &node.kind {
+        NodeKind::Scalar(..) => 0,
+        NodeKind::Seq(items) => items.iter().map(size).sum(),
+        NodeKind::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+    }
+}
+
 enum Frame {
     Seq(Span, Vec<Node>, usize),
     Map(Span, Vec<(Node, Node)>, Option<Node>, usize),
@@ -153,7 +214,7 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
     let index = LineIndex::new(source);
     let mut parser = Parser::new_from_str(source);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors = Anchors::default();
     let mut root: Option<Node> = None;
     let mut documents = 0;
     // Caps nesting so a hostile file cannot exhaust the stack of later recursive passes.
@@ -201,17 +262,19 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
                     kind: NodeKind::Scalar(text.into_owned(), style),
                     span: sp,
                 };
-                if anchor > 0 {
-                    anchors.insert(anchor, node.clone());
+                if anchor > 0 && !anchors.keep(anchor, &node) {
+                    Anchors::too_many(diags, sp);
+                    return None;
                 }
                 node
             }
-            Event::Alias(id) => match anchors.get(&id) {
-                Some(n) => Node {
-                    kind: n.kind.clone(),
-                    span: sp,
-                },
-                None => {
+            Event::Alias(id) => match anchors.copy(id, sp) {
+                Ok(Some(node)) => node,
+                Err(()) => {
+                    Anchors::too_many(diags, sp);
+                    return None;
+                }
+                Ok(None) => {
                     diags.push(Diagnostic::error(sp, "alias to an unknown anchor"));
                     Node {
                         kind: NodeKind::Scalar(String::new(), Style::Plain),
@@ -243,8 +306,9 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
                         kind: NodeKind::Seq(items),
                         span: start,
                     };
-                    if anchor > 0 {
-                        anchors.insert(anchor, node.clone());
+                    if anchor > 0 && !anchors.keep(anchor, &node) {
+                        Anchors::too_many(diags, node.span);
+                        return None;
                     }
                     node
                 }
@@ -256,8 +320,9 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
                         kind: NodeKind::Map(entries),
                         span: start,
                     };
-                    if anchor > 0 {
-                        anchors.insert(anchor, node.clone());
+                    if anchor > 0 && !anchors.keep(anchor, &node) {
+                        Anchors::too_many(diags, node.span);
+                        return None;
                     }
                     node
                 }

@@ -5,9 +5,10 @@ mod common;
 
 use cairn_steps::StepError;
 use cairn_steps::chroma::{ChromaAction, ChromaClient, ChromaTarget, Collections};
-use common::chroma_server::{act, client, shared};
+use common::chroma_server::{ChromaServer, act, client, shared};
 use common::http_server::TestServer;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The shared server's client, or None when Chroma is not installed (outside CI).
 fn chroma() -> Option<ChromaClient> {
@@ -278,6 +279,49 @@ async fn list_shows_counts() {
             "{entry}"
         );
     }
+}
+
+/// `list` counts every collection it lists: one deleted in between is left out, not an error.
+/// Chroma answers a count that races a deletion with 412 "Missing metadata segment", not 404.
+/// On a server of its own: the churn would otherwise reach the other tests' listings.
+#[tokio::test]
+async fn list_skips_collections_deleted_while_it_runs() {
+    let Some(server) = ChromaServer::start() else {
+        return;
+    };
+    let c = server.client();
+    ok(&c, json!({"create": {"name": "churn-kept"}})).await;
+    let churning = AtomicBool::new(true);
+    let churn = async {
+        for round in 0..40 {
+            let name = format!("churn-{round}");
+            ok(&c, json!({"create": {"name": name}})).await;
+            ok(
+                &c,
+                json!({"add": {"collection": name, "ids": ["a"], "embeddings": [[1.0, 0.0]]}}),
+            )
+            .await;
+            ok(&c, json!({"delete": {"name": name}})).await;
+        }
+        churning.store(false, Ordering::Relaxed);
+    };
+    let lists = async {
+        let mut lists = 0;
+        while churning.load(Ordering::Relaxed) {
+            let list = ok(&c, json!({"list": {}})).await;
+            let names: Vec<&str> = list["collections"]
+                .as_array()
+                .expect("collections")
+                .iter()
+                .filter_map(|e| e["name"].as_str())
+                .collect();
+            assert!(names.contains(&"churn-kept"), "{list}");
+            lists += 1;
+        }
+        lists
+    };
+    let ((), lists) = tokio::join!(churn, lists);
+    assert!(lists > 0);
 }
 
 #[tokio::test]

@@ -277,6 +277,11 @@ impl ChromaClient {
         if is_not_found(status, &body) {
             return Ok(None);
         }
+        // A count racing the deletion finds the collection but not its segments, and Chroma
+        // answers 412 "Missing metadata segment" rather than 404: ask again whether it exists.
+        if !status.is_success() && !self.still_exists(collection).await? {
+            return Ok(None);
+        }
         let context = format!("counting collection `{}`", collection.name);
         let body = ok_or_error(status, body, &context)?;
         let count = body.as_u64().ok_or_else(|| {
@@ -286,6 +291,12 @@ impl ChromaClient {
             )
         })?;
         Ok(Some(count))
+    }
+
+    /// Whether this very collection (same id, not a namesake created since) is still there.
+    async fn still_exists(&self, collection: &CollectionInfo) -> Result<bool, StepError> {
+        let now = self.find_collection(&collection.name).await?;
+        Ok(now.is_some_and(|now| now.id == collection.id))
     }
 
     /// A record operation (`add`, `upsert`, `get`, `query`) on one collection.
