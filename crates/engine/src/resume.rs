@@ -10,9 +10,7 @@
 
 use crate::context::StepView;
 use crate::events::{Sink, Status};
-use crate::run::{
-    Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs, take_run_lock,
-};
+use crate::run::{Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs};
 use crate::secrets::Masker;
 use cairn_model::Checked;
 use cairn_state::{Decision, RunStatus, StepStatus, Store};
@@ -85,9 +83,9 @@ pub async fn resume(
         RunStatus::Succeeded if ropts.from.is_none() && ropts.rerun.is_empty() => {
             return Ok(Resumed::AlreadyDone { run_id: id });
         }
-        RunStatus::Running
-            if cairn_state::pid_alive(record.pid) && record.host == cairn_state::current_host() =>
-        {
+        // The store reports a run whose process is gone (or silent) as interrupted; a run still
+        // `running` is alive, here or on another host sharing the store.
+        RunStatus::Running => {
             return Err(ResumeError::StillRunning {
                 id,
                 pid: record.pid,
@@ -265,7 +263,7 @@ pub async fn resume(
                     rec.result = Some(verdict.clone());
                     rec.error = error.clone();
                     rec.finished_at = Some(cairn_state::now());
-                    store.put_step(&rec).await?;
+                    skipped.push(rec);
                     restored.push((
                         def.step_id.clone(),
                         StepView {
@@ -300,7 +298,8 @@ pub async fn resume(
     if !in_doubt.is_empty() {
         return Err(ResumeError::InDoubt(in_doubt));
     }
-    // Without this the store would keep a skipped in-doubt step `running` for good.
+    // Written only now that the resume is accepted: skipped in-doubt steps (else the store
+    // would keep them `running` for good) and approvals answered since the pause.
     for rec in &skipped {
         store.put_step(rec).await?;
     }
@@ -347,9 +346,24 @@ pub async fn resume(
     for (id, view) in &restored {
         setup.restore(id, view);
     }
+    // The lock first: a resume refused for it leaves the run as it was.
+    if let Some(lock) = &checked.runbook.lock
+        && let Err(holder) = store
+            .try_lock(
+                &lock.value,
+                &cairn_state::LockHolder::this_process(&record.id),
+                crate::run::LOCK_LEASE,
+            )
+            .await?
+    {
+        return Err(RunError::Locked(holder).into());
+    }
     store.update_run(&record).await?;
-    store.set_step_defs(&record.id, &defs).await?;
-    take_run_lock(&checked, &store, &mut record).await?;
+    // Rewriting an unchanged DAG costs one row per step (0.3 s for 10,000 steps on PostgreSQL).
+    if old_defs != defs {
+        store.set_step_defs(&record.id, &defs).await?;
+    }
+
     Ok(Resumed::Ran(
         drive(
             checked, templates, store, sink, opts, record, setup, &defs, outcomes,
