@@ -549,7 +549,7 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
         .collect();
     for &i in &dag.order {
         if known[i] {
-            release(dag, i, &mut waiting_on, &mut ready);
+            release(dag, i, &mut waiting_on, &mut ready, &known);
         }
     }
     ready.retain(|&(_, i)| !known[i]);
@@ -615,7 +615,7 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
                     define(shared, i, &o);
                     outcomes[i] = Some(o);
                 }
-                release(dag, i, &mut waiting_on, &mut ready);
+                release(dag, i, &mut waiting_on, &mut ready, &known);
                 continue;
             }
             let (sh, token) = (shared.clone(), cancel.clone());
@@ -645,7 +645,7 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
             paused = true;
         }
         outcomes[i] = Some(o);
-        release(dag, i, &mut waiting_on, &mut ready);
+        release(dag, i, &mut waiting_on, &mut ready, &known);
     }
     paused
         || outcomes
@@ -657,13 +657,19 @@ async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool
 const BLOCKED: &str = "blocked";
 const WAITS: &str = "waits for an approval";
 
+/// `i` is done: what waits for it may become ready. Steps whose outcome is already known
+/// (restored on resume) are never made ready again, even below a step that runs again.
 fn release(
     dag: &cairn_model::Dag,
     i: usize,
     waiting_on: &mut [usize],
     ready: &mut BTreeSet<(usize, usize)>,
+    known: &[bool],
 ) {
     for c in dag.children(i) {
+        if known[c] {
+            continue;
+        }
         waiting_on[c] -= 1;
         if waiting_on[c] == 0 {
             ready.insert((dag.group[c], c));
