@@ -52,6 +52,12 @@ pub fn user() -> String {
 
 /// Where per-step logs go: beside a SQLite state file, else `.cairn/logs`.
 pub fn logs_dir(state_url: &str) -> PathBuf {
+    let dir = logs_dir_as_given(state_url);
+    // Absolute, so `cairn show --step` finds a log from any folder.
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+fn logs_dir_as_given(state_url: &str) -> PathBuf {
     let path = state_url
         .strip_prefix("sqlite://")
         .or_else(|| state_url.strip_prefix("sqlite:"))
@@ -60,9 +66,16 @@ pub fn logs_dir(state_url: &str) -> PathBuf {
         return PathBuf::from(".cairn/logs");
     }
     let path = path.split('?').next().unwrap_or(path);
-    PathBuf::from(path)
-        .parent()
-        .map_or_else(|| PathBuf::from(".cairn/logs"), |p| p.join("logs"))
+    PathBuf::from(path).parent().map_or_else(
+        || PathBuf::from(".cairn/logs"),
+        |p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from("logs")
+            } else {
+                p.join("logs")
+            }
+        },
+    )
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {

@@ -278,6 +278,21 @@ pub async fn resume(
                         Json::Object(Default::default()),
                         error,
                     ));
+                } else if opts.auto_approve.is_none()
+                    && !opts.interactive
+                    && matches!(
+                        checked.all_steps().nth(i).map(|s| s.action()),
+                        Some(cairn_model::Action::Approval(_))
+                    )
+                {
+                    // Still unanswered and nobody here to answer: it keeps waiting as recorded,
+                    // so its `timeout` keeps counting from when the wait began.
+                    outcomes[i] = Some(Outcome::restored(
+                        Status::Waiting,
+                        rec.result.clone().unwrap_or(Json::Null),
+                        Json::Null,
+                        None,
+                    ));
                 }
             }
             _ => {}

@@ -169,13 +169,19 @@ impl Shared {
     /// Commit a step transition. If the store refuses, nothing new starts: running steps are
     /// cancelled, `finally` runs and the run fails with the store's error, since going on
     /// without a record would break resume.
-    async fn checkpoint(&self, rec: &StepRecord) {
-        if let Err(e) = self.store.put_step(rec).await {
-            tracing::error!(run = %self.run_id, step = %rec.step_id, error = %e, "checkpoint failed");
-            if let Ok(mut slot) = self.store_error.lock() {
-                slot.get_or_insert_with(|| format!("cannot record step `{}`: {e}", rec.step_id));
+    async fn checkpoint(&self, rec: &StepRecord) -> bool {
+        match self.store.put_step(rec).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(run = %self.run_id, step = %rec.step_id, error = %e, "checkpoint failed");
+                if let Ok(mut slot) = self.store_error.lock() {
+                    slot.get_or_insert_with(|| {
+                        format!("cannot record step `{}`: {e}", rec.step_id)
+                    });
+                }
+                self.opts.cancel.cancel();
+                false
             }
-            self.opts.cancel.cancel();
         }
     }
 
@@ -928,8 +934,17 @@ async fn run_unit(
         rec.finished_at = None;
         rec.error = None;
         rec.result = None;
-        // `running` is committed before the action starts.
-        shared.checkpoint(&rec).await;
+        // `running` is committed before the action starts; without that record the action
+        // does not start at all.
+        if !shared.checkpoint(&rec).await {
+            last = Outcome {
+                status: Status::Cancelled,
+                error: shared.store_error(),
+                attempts: attempt,
+                ..Outcome::skipped("")
+            };
+            break;
+        }
         let r = shared.renderer(local.clone());
         let prepared = match r.prepare(step) {
             Ok(p) => p,

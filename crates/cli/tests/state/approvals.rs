@@ -119,6 +119,19 @@ fn a_timed_out_approval_answers_by_on_timeout() {
 }
 
 #[test]
+fn an_early_resume_does_not_restart_the_approval_timeout() {
+    let sb = Sandbox::new();
+    let run = pause(&sb, "{ message: Go?, timeout: 2s, on_timeout: approve }");
+    std::thread::sleep(Duration::from_millis(1300));
+    // Unanswered and not timed out yet: still paused.
+    sb.resume(&run, &[]).expect(3);
+    std::thread::sleep(Duration::from_millis(1300));
+    // 2.6 s since the wait began (not since the early resume): the timeout answers.
+    sb.resume(&run, &[]).expect(0);
+    assert_eq!(sb.step(&run, "gate")["result"]["approved_by"], "timeout");
+}
+
+#[test]
 fn a_timed_out_approval_rejects_by_default() {
     let sb = Sandbox::new();
     let run = pause(&sb, "{ message: Go?, timeout: 1s }");
