@@ -19,5 +19,7 @@ pub mod plan;
 pub mod prepare;
 pub mod resume;
 pub mod run;
+mod schedule;
 pub mod secrets;
 mod subrun;
+mod unit;

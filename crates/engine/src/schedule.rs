@@ -1,0 +1,154 @@
+//! Scheduling the DAG: which steps are ready, which are blocked by a failure or a waiting
+//! gate, and how many run at once.
+
+use crate::events::{Event, Status};
+use crate::run::{Outcome, Shared, on_failure};
+use crate::unit::{conclude, define, run_step};
+use cairn_model::OnFailure;
+use cairn_state::{StepRecord, StepStatus};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// The main DAG. Returns whether the run paused on an approval.
+pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome>]) -> bool {
+    let dag = &shared.checked.dag;
+    let n = shared.checked.runbook.steps.len();
+    let mut waiting_on: Vec<usize> = (0..n).map(|i| dag.parents(i).len()).collect();
+    // Steps whose outcome is already known (restored on resume) are not run again; they only
+    // release what waits for them.
+    let known: Vec<bool> = outcomes.iter().take(n).map(Option::is_some).collect();
+    let mut ready: BTreeSet<(usize, usize)> = (0..n)
+        .filter(|&i| waiting_on[i] == 0 && !known[i])
+        .map(|i| (dag.group[i], i))
+        .collect();
+    for &i in &dag.order {
+        if known[i] {
+            release(dag, i, &mut waiting_on, &mut ready, &known);
+        }
+    }
+    ready.retain(|&(_, i)| !known[i]);
+    let mut running = JoinSet::new();
+    let mut task_of = std::collections::HashMap::new();
+    let mut paused = false;
+    let cancel = shared.opts.cancel.clone();
+    loop {
+        while running.len() < shared.opts.concurrency.max(1) && !cancel.is_cancelled() {
+            let Some(&(g, i)) = ready.iter().next() else {
+                break;
+            };
+            ready.remove(&(g, i));
+            // Upstream failed (abort) or paused: this step cannot run.
+            let blocker = dag.parents(i).into_iter().find(|&p| match &outcomes[p] {
+                Some(o) => {
+                    (o.status == Status::Failed && on_failure(shared, p) == OnFailure::Abort)
+                        || o.error.as_deref() == Some(BLOCKED)
+                        || o.status == Status::Waiting
+                        || o.note.as_deref() == Some(WAITS)
+                }
+                None => true,
+            });
+            if let Some(p) = blocker {
+                let parent = &outcomes[p];
+                if parent.as_ref().is_some_and(|o| {
+                    o.status == Status::Waiting || o.note.as_deref() == Some(WAITS)
+                }) {
+                    // Left pending: it runs after the approval, on resume.
+                    outcomes[i] = Some(Outcome {
+                        status: Status::Pending,
+                        note: Some(WAITS.into()),
+                        ..Outcome::skipped("")
+                    });
+                } else {
+                    let o = Outcome {
+                        error: Some(BLOCKED.into()),
+                        // Name the step that failed, not the one it blocked on the way down.
+                        note: match outcomes[p].as_ref() {
+                            Some(po) if po.error.as_deref() == Some(BLOCKED) => po.note.clone(),
+                            _ => Some(format!("not run: `{}` failed", shared.step(p).id.value)),
+                        },
+                        ..Outcome::skipped("")
+                    };
+                    let mut rec = StepRecord::new(
+                        &shared.run_id,
+                        &shared.step(i).id.value,
+                        None,
+                        &shared.def_hashes[i],
+                    );
+                    rec.status = StepStatus::Skipped;
+                    rec.error = o.note.clone();
+                    shared.checkpoint(&rec).await;
+                    shared.sink.emit(&Event::StepFinished {
+                        step: shared.step(i).id.value.clone(),
+                        item: None,
+                        status: Status::Skipped,
+                        attempts: 0,
+                        duration: Duration::ZERO,
+                        error: None,
+                        note: o.note.clone(),
+                    });
+                    define(shared, i, &o);
+                    outcomes[i] = Some(o);
+                }
+                release(dag, i, &mut waiting_on, &mut ready, &known);
+                continue;
+            }
+            let (sh, token) = (shared.clone(), cancel.clone());
+            let task = running.spawn(async move { (i, run_step(sh, i, token).await) });
+            task_of.insert(task.id(), i);
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (i, o) = match joined {
+            Ok(x) => x,
+            // A bug in Cairn, not in the runbook: the step is failed, never silently dropped.
+            Err(e) => {
+                let Some(&i) = task_of.get(&e.id()) else {
+                    continue;
+                };
+                tracing::error!(step = %shared.step(i).id.value, error = %e, "a step task panicked");
+                let o = Outcome {
+                    status: Status::Failed,
+                    error: Some(format!("internal error in Cairn: {e}")),
+                    ..Outcome::skipped("")
+                };
+                (i, conclude(shared, i, o).await)
+            }
+        };
+        if o.status == Status::Waiting {
+            paused = true;
+        }
+        outcomes[i] = Some(o);
+        release(dag, i, &mut waiting_on, &mut ready, &known);
+    }
+    paused
+        || outcomes
+            .iter()
+            .take(n)
+            .any(|o| o.as_ref().is_some_and(|o| o.status == Status::Waiting))
+}
+
+pub(crate) const BLOCKED: &str = "blocked";
+const WAITS: &str = "waits for an approval";
+
+/// `i` is done: what waits for it may become ready. Steps whose outcome is already known
+/// (restored on resume) are never made ready again, even below a step that runs again.
+fn release(
+    dag: &cairn_model::Dag,
+    i: usize,
+    waiting_on: &mut [usize],
+    ready: &mut BTreeSet<(usize, usize)>,
+    known: &[bool],
+) {
+    for c in dag.children(i) {
+        if known[c] {
+            continue;
+        }
+        waiting_on[c] -= 1;
+        if waiting_on[c] == 0 {
+            ready.insert((dag.group[c], c));
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! One step: `when`, a step lock, the action once or per `for_each` item with retries, and the
+//! checkpoints and events around each attempt.
+
+use crate::context::{Local, StepView};
+use crate::control;
+use crate::events::{Event, Status};
+use crate::prepare::Prepared;
+use crate::run::{LOCK_LEASE, Outcome, Shared};
+use cairn_model::{Step, TValue};
+use cairn_state::{LockHolder, StepRecord, StepStatus};
+use cairn_steps::StepError;
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// One step: `when`, then the action once or per `for_each` item; checkpoints and events.
+pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, cancel: CancellationToken) -> Outcome {
+    let step = shared.step(i);
+    let id = step.id.value.clone();
+    let key = format!("{}:{id}", shared.run_id);
+    let local = Local {
+        step_key: Some(key.clone()),
+        ..Local::default()
+    };
+    let clock = Instant::now();
+    if let Some(w) = &step.when {
+        match shared.renderer(local.clone()).expr(w, "when") {
+            Ok(v) if !v.is_true() => {
+                let o = Outcome::skipped(format!("when {} is false", w.src.trim()));
+                return conclude(&shared, i, o).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let o = Outcome {
+                    status: Status::Failed,
+                    error: Some(shared.masker.mask(&e.to_string())),
+                    ..Outcome::skipped("")
+                };
+                return conclude(&shared, i, o).await;
+            }
+        }
+    }
+    // A step `lock:` is held while the step runs; another run holding it fails the step at once.
+    let _held = match &step.lock {
+        None => None,
+        Some(name) => match lock_step(&shared, &name.value).await {
+            Ok(guard) => Some(guard),
+            Err(msg) => {
+                let o = Outcome {
+                    status: Status::Failed,
+                    error: Some(msg),
+                    ..Outcome::skipped("")
+                };
+                return conclude(&shared, i, o).await;
+            }
+        },
+    };
+    let mut o = match &step.for_each {
+        None => run_unit(&shared, i, None, local, &cancel).await,
+        Some(fe) => match items(&shared, &fe.value, &local) {
+            Ok(items) if !items.is_empty() => {
+                let mut rec = StepRecord::new(&shared.run_id, &id, None, &shared.def_hashes[i]);
+                rec.status = StepStatus::Running;
+                rec.attempt = 1;
+                rec.idempotent = step.idempotent();
+                rec.started_at = Some(cairn_state::now());
+                shared.checkpoint(&rec).await;
+                fan_out(&shared, i, items, &key, &cancel).await
+            }
+            Err(e) => Outcome {
+                status: Status::Failed,
+                error: Some(e),
+                ..Outcome::skipped("")
+            },
+            Ok(items) => fan_out(&shared, i, items, &key, &cancel).await,
+        },
+    };
+    o.duration = clock.elapsed();
+    let run_lock = shared
+        .checked
+        .runbook
+        .lock
+        .as_ref()
+        .map(|l| l.value.as_str());
+    if let (Some(name), Some(_)) = (&step.lock, &_held)
+        && run_lock != Some(name.value.as_str())
+        && let Err(e) = shared.store.release_lock(&name.value, &shared.run_id).await
+    {
+        tracing::warn!(lock = %name.value, error = %e, "cannot release step lock");
+    }
+    conclude(&shared, i, o).await
+}
+
+/// Commit a step's end and make it readable as `steps.ID` (skipped and failed steps too, so
+/// `steps.X.status` works in what follows and in `finally`).
+pub(crate) async fn conclude(shared: &Shared, i: usize, o: Outcome) -> Outcome {
+    finish(shared, i, None, &o).await;
+    define(shared, i, &o);
+    o
+}
+
+pub(crate) fn define(shared: &Shared, i: usize, o: &Outcome) {
+    let outputs = if o.outputs.is_null() {
+        Json::Object(Default::default())
+    } else {
+        o.outputs.clone()
+    };
+    shared.base.steps.set(
+        &shared.step(i).id.value,
+        &StepView {
+            status: o.status.as_str().into(),
+            result: o.result.clone(),
+            outputs,
+        },
+    );
+}
+
+/// Take a step lock: first among this run's steps, then in the store against other runs.
+async fn lock_step(
+    shared: &Shared,
+    name: &str,
+) -> Result<tokio::sync::OwnedMutexGuard<()>, String> {
+    let local = {
+        let mut map = shared
+            .step_locks
+            .lock()
+            .map_err(|_| "step lock table poisoned".to_string())?;
+        map.entry(name.to_string()).or_default().clone()
+    };
+    let guard = local.lock_owned().await;
+    // The runbook's own lock is already held for the whole run.
+    if shared
+        .checked
+        .runbook
+        .lock
+        .as_ref()
+        .is_some_and(|l| l.value == name)
+    {
+        return Ok(guard);
+    }
+    match shared
+        .store
+        .try_lock(name, &LockHolder::this_process(&shared.run_id), LOCK_LEASE)
+        .await
+    {
+        Ok(Ok(())) => Ok(guard),
+        Ok(Err(holder)) => Err(format!("{holder}; the step was not run")),
+        Err(e) => Err(format!("cannot take lock `{name}`: {e}")),
+    }
+}
+
+fn items(shared: &Shared, fe: &TValue, local: &Local) -> Result<Vec<Json>, String> {
+    match shared.renderer(local.clone()).value(fe, "for_each") {
+        Ok(Json::Array(items)) => Ok(items),
+        Ok(other) => Err(format!("for_each: expected a list, got {other}")),
+        Err(e) => Err(shared.masker.mask(&e.to_string())),
+    }
+}
+
+async fn fan_out(
+    shared: &Arc<Shared>,
+    i: usize,
+    items: Vec<Json>,
+    key: &str,
+    cancel: &CancellationToken,
+) -> Outcome {
+    use futures::StreamExt;
+    let step = shared.step(i);
+    let width = step
+        .concurrency
+        .as_ref()
+        .map_or(1, |c| c.value.max(1) as usize);
+    let results: Vec<(usize, Json, Outcome)> = futures::stream::iter(items.into_iter().enumerate())
+        .map(|(k, item)| {
+            let local = Local {
+                item: Some((item.clone(), k)),
+                step_key: Some(format!("{key}:{k}")),
+                result: None,
+            };
+            async move { (k, item, run_unit(shared, i, Some(k), local, cancel).await) }
+        })
+        .buffer_unordered(width)
+        .collect()
+        .await;
+    let mut results = results;
+    results.sort_by_key(|(k, _, _)| *k);
+    let mut outputs: IndexMap<String, Vec<Json>> = step
+        .outputs
+        .keys()
+        .map(|k| (k.clone(), Vec::new()))
+        .collect();
+    let mut list = Vec::new();
+    let mut failed = Vec::new();
+    let mut attempts = 0;
+    for (k, item, o) in &results {
+        attempts = attempts.max(o.attempts);
+        for (name, values) in outputs.iter_mut() {
+            values.push(o.outputs.get(name).cloned().unwrap_or(Json::Null));
+        }
+        if o.status == Status::Failed {
+            failed.push(format!("[{k}] {}", o.error.clone().unwrap_or_default()));
+        }
+        list.push(serde_json::json!({ "index": k, "item": item, "status": o.status, "result": o.result, "outputs": o.outputs, "error": o.error }));
+    }
+    let status = if cancel.is_cancelled() {
+        Status::Cancelled
+    } else if failed.is_empty() {
+        Status::Succeeded
+    } else {
+        Status::Failed
+    };
+    Outcome {
+        status,
+        result: serde_json::json!({ "items": list }),
+        outputs: serde_json::to_value(outputs).unwrap_or_default(),
+        error: (!failed.is_empty()).then(|| {
+            format!(
+                "{} of {} items failed: {}",
+                failed.len(),
+                results.len(),
+                failed.join("; ")
+            )
+        }),
+        attempts,
+        duration: Duration::ZERO,
+        note: Some(format!("{} items", results.len())),
+        state: None,
+    }
+}
+
+/// The action of a step (or one item) with its retries.
+async fn run_unit(
+    shared: &Arc<Shared>,
+    i: usize,
+    item: Option<usize>,
+    local: Local,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let step = shared.step(i);
+    let defaults = shared.checked.runbook.defaults.as_ref();
+    let retry = step
+        .retry
+        .as_ref()
+        .or(defaults.and_then(|d| d.retry.as_ref()));
+    let attempts = retry.map_or(1, |r| r.attempts.max(1));
+    let timeout = step
+        .timeout
+        .as_ref()
+        .or(defaults.and_then(|d| d.timeout.as_ref()))
+        .map(|t| t.value.0);
+    let clock = Instant::now();
+    let mut rec = StepRecord::new(
+        &shared.run_id,
+        &step.id.value,
+        item.map(|k| k as u32),
+        &shared.def_hashes[i],
+    );
+    rec.idempotent = step.idempotent();
+    let mut last = Outcome::skipped("");
+    for attempt in 1..=attempts {
+        rec.status = StepStatus::Running;
+        rec.attempt = attempt;
+        rec.started_at = Some(cairn_state::now());
+        rec.finished_at = None;
+        rec.error = None;
+        rec.result = None;
+        // `running` is committed before the action starts; without that record the action
+        // does not start at all.
+        if !shared.checkpoint(&rec).await {
+            last = Outcome {
+                status: Status::Cancelled,
+                error: shared.store_error(),
+                attempts: attempt,
+                ..Outcome::skipped("")
+            };
+            break;
+        }
+        let r = shared.renderer(local.clone());
+        let prepared = match r.prepare(step) {
+            Ok(p) => p,
+            Err(e) => {
+                last = Outcome {
+                    status: Status::Failed,
+                    error: Some(shared.masker.mask(&e.to_string())),
+                    attempts: attempt,
+                    ..Outcome::skipped("")
+                };
+                break;
+            }
+        };
+        shared.sink.emit(&Event::StepStarted {
+            step: step.id.value.clone(),
+            item,
+            attempt,
+            what: shared.masker.mask(&control::describe(&prepared)),
+        });
+        let log = log_path(shared, &step.id.value, item);
+        let res = control::perform(
+            shared,
+            step,
+            &prepared,
+            &local,
+            timeout,
+            cancel,
+            log.clone(),
+        )
+        .await;
+        last = settle(shared, step, &local, res, attempt);
+        // A threshold verdict or a human "no" is an answer, not a transient failure.
+        let verdict = matches!(prepared, Prepared::Check { .. } | Prepared::Approval { .. });
+        if last.status == Status::Succeeded
+            || last.status == Status::Waiting
+            || cancel.is_cancelled()
+            || attempt == attempts
+            || verdict
+        {
+            rec.log_path = log.filter(|p| p.exists()).map(|p| p.display().to_string());
+            break;
+        }
+        let delay = control::backoff(retry, attempt);
+        shared.sink.emit(&Event::StepRetrying {
+            step: step.id.value.clone(),
+            item,
+            attempt,
+            delay,
+            error: last.error.clone().unwrap_or_default(),
+        });
+        rec.status = StepStatus::Failed;
+        rec.error = last.error.clone();
+        rec.result = Some(last.result.clone());
+        rec.finished_at = Some(cairn_state::now());
+        shared.checkpoint(&rec).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => break,
+        }
+    }
+    last.attempts = last.attempts.max(rec.attempt);
+    last.duration = clock.elapsed();
+    if item.is_some() {
+        finish(shared, i, item, &last).await;
+    }
+    last
+}
+
+fn log_path(shared: &Shared, step: &str, item: Option<usize>) -> Option<PathBuf> {
+    let name = match item {
+        Some(k) => format!("{step}.{k}.log"),
+        None => format!("{step}.log"),
+    };
+    Some(shared.opts.logs.join(&shared.run_id).join(name))
+}
+
+/// Turn an action's result into the step's outcome: expectations, outputs, masking.
+fn settle(
+    shared: &Shared,
+    step: &Step,
+    local: &Local,
+    res: Result<control::Done, StepError>,
+    attempt: u32,
+) -> Outcome {
+    let m = &shared.masker;
+    match res {
+        Ok(done) => {
+            let result = m.mask_json(&done.result);
+            if done.waiting {
+                return Outcome {
+                    status: Status::Waiting,
+                    result,
+                    note: Some("waiting for approval".into()),
+                    attempts: attempt,
+                    ..Outcome::skipped("")
+                };
+            }
+            let with_result = Local {
+                result: Some(result.clone()),
+                ..local.clone()
+            };
+            if let Err(e) = control::expect(shared, step, &with_result, &result) {
+                return Outcome {
+                    status: Status::Failed,
+                    error: Some(m.mask(&e)),
+                    result,
+                    attempts: attempt,
+                    note: done.note,
+                    ..Outcome::skipped("")
+                };
+            }
+            let r = shared.renderer(with_result);
+            let mut outputs = serde_json::Map::new();
+            for (k, v) in &step.outputs {
+                match r.value(&v.value, &format!("outputs.{k}")) {
+                    Ok(v) => {
+                        outputs.insert(k.clone(), m.mask_json(&v));
+                    }
+                    Err(e) => {
+                        return Outcome {
+                            status: Status::Failed,
+                            error: Some(m.mask(&e.to_string())),
+                            result,
+                            attempts: attempt,
+                            ..Outcome::skipped("")
+                        };
+                    }
+                }
+            }
+            if let Some(fail) = done.failure {
+                return Outcome {
+                    status: Status::Failed,
+                    error: Some(m.mask(&fail)),
+                    result,
+                    outputs: Json::Object(outputs),
+                    attempts: attempt,
+                    note: done.note,
+                    state: done.state,
+                    duration: Duration::ZERO,
+                };
+            }
+            Outcome {
+                status: Status::Succeeded,
+                result,
+                outputs: Json::Object(outputs),
+                error: None,
+                attempts: attempt,
+                duration: Duration::ZERO,
+                note: done.note.map(|n| m.mask(&n)),
+                state: done.state,
+            }
+        }
+        Err(e) => {
+            let result = e.result().map(|r| m.mask_json(r)).unwrap_or(Json::Null);
+            let status = if matches!(e, StepError::Cancelled { .. }) {
+                Status::Cancelled
+            } else {
+                Status::Failed
+            };
+            Outcome {
+                status,
+                error: Some(m.mask(&e.to_string())),
+                result,
+                attempts: attempt,
+                ..Outcome::skipped("")
+            }
+        }
+    }
+}
+
+/// Commit a step's (or item's) final state, then tell the sink.
+async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
+    let step = shared.step(i);
+    let mut rec = StepRecord::new(
+        &shared.run_id,
+        &step.id.value,
+        item.map(|k| k as u32),
+        &shared.def_hashes[i],
+    );
+    rec.status = match o.status {
+        Status::Succeeded => StepStatus::Succeeded,
+        Status::Failed => StepStatus::Failed,
+        Status::Skipped => StepStatus::Skipped,
+        Status::Waiting => StepStatus::Waiting,
+        Status::Cancelled => StepStatus::Cancelled,
+        Status::Pending => StepStatus::Pending,
+        Status::Running => StepStatus::Running,
+    };
+    rec.attempt = o.attempts;
+    let now = cairn_state::now();
+    rec.finished_at = Some(now);
+    rec.started_at = chrono::Duration::from_std(o.duration).ok().map(|d| now - d);
+    rec.result = Some(o.result.clone());
+    rec.outputs = Some(o.outputs.clone());
+    rec.error = o.error.clone();
+    rec.idempotent = step.idempotent();
+    if let Some(log) = log_path(shared, &step.id.value, item).filter(|p| p.exists()) {
+        rec.log_path = Some(log.display().to_string());
+    }
+    shared.checkpoint(&rec).await;
+    if o.status == Status::Waiting
+        && let Ok(Prepared::Approval { message, .. }) =
+            shared.renderer(Local::default()).prepare(step)
+    {
+        shared.sink.emit(&Event::ApprovalWaiting {
+            step: step.id.value.clone(),
+            message: shared.masker.mask(&message),
+        });
+    }
+    shared.sink.emit(&Event::StepFinished {
+        step: step.id.value.clone(),
+        item,
+        status: o.status,
+        attempts: o.attempts,
+        duration: o.duration,
+        error: o.error.clone(),
+        note: o.note.clone(),
+    });
+}
