@@ -15,6 +15,7 @@
 pub mod dag;
 pub mod diag;
 mod parse;
+mod parse_step;
 mod read;
 pub mod runbook;
 pub mod span;

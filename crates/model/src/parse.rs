@@ -4,7 +4,6 @@ use crate::diag::{Diagnostic, did_you_mean};
 use crate::read::*;
 use crate::runbook::*;
 use crate::span::Spanned;
-use crate::step::*;
 use crate::yaml::{Node, Scalar};
 use indexmap::IndexMap;
 use std::collections::HashSet;
@@ -28,26 +27,6 @@ const RUNBOOK_KEYS: &[&str] = &[
     "steps",
     "finally",
     "outputs",
-];
-const STEP_COMMON: &[&str] = &[
-    "id",
-    "name",
-    "description",
-    "needs",
-    "readonly",
-    "when",
-    "for_each",
-    "concurrency",
-    "timeout",
-    "retry",
-    "expect",
-    "outputs",
-    "on_failure",
-    "idempotent",
-    "env",
-    "cwd",
-    "lock",
-    "with",
 ];
 
 pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
@@ -121,7 +100,7 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
     });
     let defaults = f.get("defaults").and_then(|n| defaults(d, n));
     let main = match f.get("steps") {
-        Some(n) => steps(d, n, "`steps`"),
+        Some(n) => crate::parse_step::steps(d, n, "`steps`"),
         None => {
             missing(d, f.span, "steps", what);
             Vec::new()
@@ -129,7 +108,7 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
     };
     let finally = f
         .get("finally")
-        .map(|n| steps(d, n, "`finally`"))
+        .map(|n| crate::parse_step::steps(d, n, "`finally`"))
         .unwrap_or_default();
     let outputs = f
         .get("outputs")
@@ -179,7 +158,7 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
     })
 }
 
-fn outputs(d: &mut Diags, n: &Node) -> IndexMap<String, Spanned<TValue>> {
+pub(crate) fn outputs(d: &mut Diags, n: &Node) -> IndexMap<String, Spanned<TValue>> {
     named(d, n, "`outputs`", |d, k, ks, v| {
         check_ident(d, k, ks, "output");
         Some(tvalue(v))
@@ -461,7 +440,7 @@ fn defaults(d: &mut Diags, n: &Node) -> Option<Defaults> {
     })
 }
 
-fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
+pub(crate) fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
     let mut f = map(d, n, "`retry`")?;
     let attempts = match f.get("attempts") {
         Some(a) => uint(d, a, "`attempts`").and_then(|v| {
@@ -517,7 +496,7 @@ fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
     })
 }
 
-fn on_failure(d: &mut Diags, n: &Node) -> Option<OnFailure> {
+pub(crate) fn on_failure(d: &mut Diags, n: &Node) -> Option<OnFailure> {
     match n.scalar() {
         Some(Scalar::Str("abort")) => Some(OnFailure::Abort),
         Some(Scalar::Str("continue")) => Some(OnFailure::Continue),
@@ -528,7 +507,7 @@ fn on_failure(d: &mut Diags, n: &Node) -> Option<OnFailure> {
     }
 }
 
-fn expect(d: &mut Diags, n: &Node) -> Option<Expect> {
+pub(crate) fn expect(d: &mut Diags, n: &Node) -> Option<Expect> {
     if n.as_seq().is_some() {
         return list(d, n, "`expect`", |d, i| {
             tmpl(d, i, "an `expect` expression")
@@ -546,547 +525,4 @@ fn expect(d: &mut Diags, n: &Node) -> Option<Expect> {
         "`expect`",
     ));
     None
-}
-
-fn steps(d: &mut Diags, n: &Node, what: &str) -> Vec<Step> {
-    list(d, n, what, step).unwrap_or_default()
-}
-
-fn step(d: &mut Diags, n: &Node) -> Option<Step> {
-    let mut f = map(d, n, "a step")?;
-    let id = match f.get("id") {
-        Some(i) => string(d, i, "a step `id`").inspect(|s| {
-            let ok = s
-                .value
-                .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && s.value
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-            if !ok {
-                d.push(
-                    Diagnostic::error(s.span, format!("invalid step id `{}`", s.value))
-                        .with_help("use lowercase letters, digits, `_` and `-`"),
-                );
-            }
-        }),
-        None => {
-            d.push(
-                Diagnostic::error(f.span, "step has no `id`")
-                    .with_help("add `id: a_name` to the step"),
-            );
-            None
-        }
-    };
-    let label = id
-        .as_ref()
-        .map_or("step".to_string(), |i| format!("step `{}`", i.value));
-    let kinds: Vec<&str> = ACTION_KEYS.iter().copied().filter(|k| f.has(k)).collect();
-    match kinds.as_slice() {
-        [] => d.push(
-            Diagnostic::error(
-                id.as_ref().map_or(f.span, |i| i.span),
-                format!("{label} has no kind"),
-            )
-            .with_help(format!("add one of: {}", ACTION_KEYS.join(", "))),
-        ),
-        [_] => {}
-        [a, b, ..] => d.push(
-            Diagnostic::error(
-                f.key_span(b).unwrap_or(f.span),
-                format!("{label} has two kinds: `{a}` and `{b}`"),
-            )
-            .with_help("a step does one thing: split it into two steps"),
-        ),
-    }
-    let name = f.get("name").and_then(|n| text(d, n, "`name`"));
-    let description = f
-        .get("description")
-        .and_then(|n| text(d, n, "`description`"));
-    let needs = f
-        .get("needs")
-        .and_then(|n| list(d, n, "`needs`", |d, i| string(d, i, "a `needs` entry")));
-    let readonly = f.get("readonly").and_then(|n| boolean(d, n, "`readonly`"));
-    let when = f.get("when").and_then(|n| tmpl(d, n, "`when`"));
-    let for_each = f.get("for_each").and_then(|n| {
-        let v = tvalue(n);
-        match &v.value {
-            TValue::Seq(_) | TValue::Str(_) => Some(v),
-            _ => {
-                d.push(wrong(n, "a list or a template giving a list", "`for_each`"));
-                None
-            }
-        }
-    });
-    let concurrency = f
-        .get("concurrency")
-        .and_then(|n| uint(d, n, "`concurrency`"))
-        .and_then(|c| {
-            if c.value == 0 {
-                d.push(Diagnostic::error(
-                    c.span,
-                    "`concurrency` must be at least 1",
-                ));
-                return None;
-            }
-            Some(c)
-        });
-    if let (Some(c), None) = (&concurrency, &for_each) {
-        d.push(
-            Diagnostic::error(c.span, "`concurrency` needs `for_each`")
-                .with_help("it limits how many items run at once"),
-        );
-    }
-    let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
-    let retry = f.get("retry").and_then(|n| retry(d, n));
-    let expect = f.get("expect").and_then(|n| expect(d, n));
-    let outputs = f
-        .get("outputs")
-        .map_or_else(IndexMap::new, |n| outputs(d, n));
-    let on_failure = f.get("on_failure").and_then(|n| on_failure(d, n));
-    let idempotent = f
-        .get("idempotent")
-        .and_then(|n| boolean(d, n, "`idempotent`"));
-    let env = f.get("env").map_or_else(IndexMap::new, |n| {
-        named(d, n, "`env`", |d, _, _, v| tmpl(d, v, "an `env` value"))
-    });
-    let cwd = f.get("cwd").and_then(|n| tmpl(d, n, "`cwd`"));
-    let lock = f.get("lock").and_then(|n| string(d, n, "`lock`"));
-    let shell = f.get("shell").and_then(|n| tmpl(d, n, "`shell`"));
-    let argv = f.get("argv").and_then(|n| argv(d, n));
-    let sql = f.get("sql").and_then(|n| sql(d, n));
-    let http = f.get("http").and_then(|n| http(d, n));
-    let chroma = f.get("chroma").and_then(|n| chroma(d, n));
-    let check = f.get("check").and_then(|n| check(d, n));
-    let approval = f.get("approval").and_then(|n| approval(d, n));
-    let wait = f.get("wait").and_then(|n| wait(d, n));
-    let report = f.get("report").and_then(|n| report(d, n));
-    let uses = f.get("uses").and_then(|n| string(d, n, "`uses`"));
-    let with = f.get("with").map_or_else(IndexMap::new, |n| {
-        named(d, n, "`with`", |_, _, _, v| Some(tvalue(v)))
-    });
-    if uses.is_none() && f.has("with") {
-        let at = f.key_span("with").unwrap_or(f.span);
-        d.push(
-            Diagnostic::error(at, "`with` is only for `uses` steps")
-                .with_help("pass inputs to a sub-runbook: `uses: other.yaml` + `with:`"),
-        );
-    }
-    let mut allowed: Vec<&str> = STEP_COMMON.to_vec();
-    allowed.extend(ACTION_KEYS);
-    let span = f.span;
-    f.finish(d, &allowed, &label);
-    let step = Step {
-        id: id?,
-        name,
-        description,
-        needs,
-        readonly,
-        when,
-        for_each,
-        concurrency,
-        timeout,
-        retry,
-        expect,
-        outputs,
-        on_failure,
-        idempotent,
-        env,
-        cwd,
-        lock,
-        shell,
-        argv,
-        sql,
-        http,
-        chroma,
-        check,
-        approval,
-        wait,
-        report,
-        uses,
-        with,
-        span,
-    };
-    // Exactly one kind, and it parsed: otherwise the problem is already reported.
-    let parsed = [
-        step.shell.is_some(),
-        step.argv.is_some(),
-        step.sql.is_some(),
-        step.http.is_some(),
-        step.chroma.is_some(),
-        step.check.is_some(),
-        step.approval.is_some(),
-        step.wait.is_some(),
-        step.report.is_some(),
-        step.uses.is_some(),
-    ];
-    (kinds.len() == 1 && parsed.iter().filter(|p| **p).count() == 1).then_some(step)
-}
-
-fn argv(d: &mut Diags, n: &Node) -> Option<Vec<Tmpl>> {
-    let items = list(d, n, "`argv`", |d, i| tmpl(d, i, "an `argv` item"))?;
-    if items.is_empty() {
-        d.push(
-            Diagnostic::error(n.span, "`argv` is empty")
-                .with_help("the first item is the program to run"),
-        );
-        return None;
-    }
-    Some(items)
-}
-
-fn sql(d: &mut Diags, n: &Node) -> Option<SqlStep> {
-    let mut f = map(d, n, "`sql`")?;
-    let target = f.get("target").and_then(|n| string(d, n, "`target`"));
-    let query = f.get("query").and_then(|n| tmpl(d, n, "`query`"));
-    if !f.has("target") {
-        missing(d, f.span, "target", "`sql`");
-    }
-    if !f.has("query") {
-        missing(d, f.span, "query", "`sql`");
-    }
-    f.finish(d, &["target", "query"], "`sql`");
-    Some(SqlStep {
-        target: target?,
-        query: query?,
-    })
-}
-
-fn http(d: &mut Diags, n: &Node) -> Option<HttpStep> {
-    let mut f = map(d, n, "`http`")?;
-    let methods: Vec<&str> = Method::KEYS
-        .iter()
-        .map(|(k, _)| *k)
-        .filter(|k| f.has(k))
-        .collect();
-    if methods.is_empty() {
-        d.push(Diagnostic::error(f.span, "`http` has no method").with_help(
-            "add one of `get:`, `post:`, `put:`, `patch:`, `delete:`, `head:` with the URL",
-        ));
-    } else if methods.len() > 1 {
-        let at = f.key_span(methods[1]).unwrap_or(f.span);
-        d.push(Diagnostic::error(
-            at,
-            format!(
-                "`http` has two methods: `{}` and `{}`",
-                methods[0], methods[1]
-            ),
-        ));
-    }
-    let mut url = |k: &str| f.get(k).and_then(|n| tmpl(d, n, &format!("the `{k}` URL")));
-    let (get, post, put, patch, delete, head) = (
-        url("get"),
-        url("post"),
-        url("put"),
-        url("patch"),
-        url("delete"),
-        url("head"),
-    );
-    let target = f.get("target").and_then(|n| string(d, n, "`target`"));
-    let headers = f.get("headers").map_or_else(IndexMap::new, |n| {
-        named(d, n, "`headers`", |d, _, _, v| tmpl(d, v, "a header value"))
-    });
-    let json = f.get("json").map(tvalue);
-    let body = f.get("body").and_then(|n| tmpl(d, n, "`body`"));
-    if let (Some(_), Some(b)) = (&json, &body) {
-        d.push(
-            Diagnostic::error(b.span, "`http` has both `json` and `body`")
-                .with_help("send one of them"),
-        );
-    }
-    let insecure = f.get("insecure").and_then(|n| boolean(d, n, "`insecure`"));
-    let follow_redirects = f
-        .get("follow_redirects")
-        .and_then(|n| boolean(d, n, "`follow_redirects`"));
-    let expect = f.get("expect").and_then(|n| expect(d, n));
-    f.finish(
-        d,
-        &[
-            "get",
-            "post",
-            "put",
-            "patch",
-            "delete",
-            "head",
-            "target",
-            "headers",
-            "json",
-            "body",
-            "insecure",
-            "follow_redirects",
-            "expect",
-        ],
-        "`http`",
-    );
-    let step = HttpStep {
-        get,
-        post,
-        put,
-        patch,
-        delete,
-        head,
-        target,
-        headers,
-        json,
-        body,
-        insecure,
-        follow_redirects,
-        expect,
-    };
-    (methods.len() == 1
-        && [
-            &step.get,
-            &step.post,
-            &step.put,
-            &step.patch,
-            &step.delete,
-            &step.head,
-        ]
-        .iter()
-        .any(|u| u.is_some()))
-    .then_some(step)
-}
-
-fn chroma(d: &mut Diags, n: &Node) -> Option<ChromaStep> {
-    let mut f = map(d, n, "`chroma`")?;
-    let target = match f.get("target") {
-        Some(t) => string(d, t, "`target`"),
-        None => {
-            missing(d, f.span, "target", "`chroma`");
-            None
-        }
-    };
-    let names: Vec<&str> = CHROMA_ACTIONS.iter().map(|(a, _)| *a).collect();
-    let mut present: Vec<&str> = names.iter().copied().filter(|a| f.has(a)).collect();
-    // In written order, so the message names them as the reader sees them.
-    present.sort_by_key(|a| f.key_span(a).map(|s| s.start));
-    let mut action = None;
-    match present.as_slice() {
-        [] => d.push(
-            Diagnostic::error(f.span, "`chroma` has no action")
-                .with_help(format!("add one of: {}", names.join(", "))),
-        ),
-        [a, b, ..] => d.push(Diagnostic::error(
-            f.key_span(b).unwrap_or(f.span),
-            format!("`chroma` has two actions: `{a}` and `{b}`"),
-        )),
-        [a] => {
-            let key_span = f.key_span(a).unwrap_or(f.span);
-            if let Some(p) = f.get(a) {
-                let params = CHROMA_ACTIONS
-                    .iter()
-                    .find(|(x, _)| x == a)
-                    .map_or(&[][..], |(_, p)| *p);
-                if chroma_params(d, a, params, p) {
-                    action = Some((Spanned::new(a.to_string(), key_span), tvalue(p)));
-                }
-            }
-        }
-    }
-    let mut allowed = vec!["target"];
-    allowed.extend(&names);
-    for a in &present {
-        let _ = f.get(a);
-    }
-    f.finish(d, &allowed, "`chroma`");
-    Some(ChromaStep {
-        target: target?,
-        action: action?,
-    })
-}
-
-/// Checks an action's parameter keys: required present, none unknown.
-fn chroma_params(d: &mut Diags, action: &str, params: &[&str], n: &Node) -> bool {
-    let what = format!("chroma `{action}`");
-    if n.is_null() && params.iter().all(|p| p.ends_with('?')) {
-        return true;
-    }
-    let Some(mut f) = map(d, n, &what) else {
-        return false;
-    };
-    let before = d.len();
-    let keys: Vec<&str> = params.iter().map(|p| p.trim_end_matches('?')).collect();
-    for p in params.iter().filter(|p| !p.ends_with('?')) {
-        if f.get(p).is_none() {
-            missing(d, f.span, p, &what);
-        }
-    }
-    for k in &keys {
-        f.get(k);
-    }
-    f.finish(d, &keys, &what);
-    d.len() == before
-}
-
-fn check(d: &mut Diags, n: &Node) -> Option<CheckStep> {
-    let mut f = map(d, n, "`check`")?;
-    let value = match f.get("value") {
-        Some(v) => tmpl(d, v, "`value`"),
-        None => {
-            missing(d, f.span, "value", "`check`");
-            None
-        }
-    };
-    let mut threshold = |key: &str| {
-        let n = f.get(key)?;
-        match n
-            .text()
-            .filter(|_| n.as_map().is_none())
-            .and_then(Threshold::parse)
-        {
-            Some(t) => Some(Spanned::new(t, n.span)),
-            None => {
-                d.push(
-                    Diagnostic::error(n.span, format!("invalid `{key}` threshold"))
-                        .with_help("write a comparison and a number: `> 1000`, `>= 0.95`, `< 10`"),
-                );
-                None
-            }
-        }
-    };
-    let warning = threshold("warning");
-    let critical = threshold("critical");
-    if !f.has("warning") && !f.has("critical") {
-        d.push(
-            Diagnostic::error(f.span, "`check` has no threshold")
-                .with_help("add `warning:` and/or `critical:`"),
-        );
-    }
-    let unit = f.get("unit").and_then(|n| text(d, n, "`unit`"));
-    let fail_on = f.get("fail_on").and_then(|n| match n.scalar() {
-        Some(Scalar::Str("warning")) => Some(CheckState::Warning),
-        Some(Scalar::Str("critical")) => Some(CheckState::Critical),
-        Some(Scalar::Str("never")) => Some(CheckState::Never),
-        _ => {
-            d.push(wrong(n, "`warning`, `critical` or `never`", "`fail_on`"));
-            None
-        }
-    });
-    f.finish(
-        d,
-        &["value", "warning", "critical", "unit", "fail_on"],
-        "`check`",
-    );
-    Some(CheckStep {
-        value: value?,
-        warning,
-        critical,
-        unit,
-        fail_on,
-    })
-}
-
-fn approval(d: &mut Diags, n: &Node) -> Option<ApprovalStep> {
-    if n.as_map().is_none() {
-        return tmpl(d, n, "`approval`").map(|message| ApprovalStep {
-            message,
-            timeout: None,
-            on_timeout: None,
-        });
-    }
-    let mut f = map(d, n, "`approval`")?;
-    let message = match f.get("message") {
-        Some(m) => tmpl(d, m, "`message`"),
-        None => {
-            missing(d, f.span, "message", "`approval`");
-            None
-        }
-    };
-    let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
-    let on_timeout = f.get("on_timeout").and_then(|n| match n.scalar() {
-        Some(Scalar::Str("reject")) => Some(OnTimeout::Reject),
-        Some(Scalar::Str("approve")) => Some(OnTimeout::Approve),
-        _ => {
-            d.push(wrong(n, "`reject` or `approve`", "`on_timeout`"));
-            None
-        }
-    });
-    f.finish(d, &["message", "timeout", "on_timeout"], "`approval`");
-    Some(ApprovalStep {
-        message: message?,
-        timeout,
-        on_timeout,
-    })
-}
-
-fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
-    let mut f = map(d, n, "`wait`")?;
-    let until = f.get("until").and_then(|n| tmpl(d, n, "`until`"));
-    let interval = f.get("interval").and_then(|n| duration(d, n, "`interval`"));
-    let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
-    let duration_ = f.get("duration").and_then(|n| duration(d, n, "`duration`"));
-    let kinds: Vec<&str> = POLL_KEYS.iter().copied().filter(|k| f.has(k)).collect();
-    let shell = f.get("shell").and_then(|n| tmpl(d, n, "`shell`"));
-    let argv = f.get("argv").and_then(|n| argv(d, n));
-    let sql = f.get("sql").and_then(|n| sql(d, n));
-    let http = f.get("http").and_then(|n| http(d, n));
-    let chroma = f.get("chroma").and_then(|n| chroma(d, n));
-    let help = "poll with `until:` + one of shell/argv/sql/http/chroma, or sleep with `duration:`";
-    if kinds.len() > 1 {
-        let at = f.key_span(kinds[1]).unwrap_or(f.span);
-        d.push(Diagnostic::error(
-            at,
-            format!(
-                "`wait` polls two actions: `{}` and `{}`",
-                kinds[0], kinds[1]
-            ),
-        ));
-    }
-    match (f.has("until"), kinds.is_empty(), f.has("duration")) {
-        (true, false, false) | (false, true, true) => {}
-        (_, _, true) => d.push(
-            Diagnostic::error(
-                f.key_span("duration").unwrap_or(f.span),
-                "`duration` cannot be combined with polling",
-            )
-            .with_help(help),
-        ),
-        (true, true, false) => d.push(
-            Diagnostic::error(f.span, "`wait` has `until` but nothing to poll").with_help(help),
-        ),
-        (false, false, false) => {
-            d.push(Diagnostic::error(f.span, "`wait` polls without `until`").with_help(help))
-        }
-        (false, true, false) => {
-            d.push(Diagnostic::error(f.span, "`wait` has nothing to do").with_help(help))
-        }
-    }
-    let mut allowed = vec!["until", "interval", "timeout", "duration"];
-    allowed.extend(POLL_KEYS);
-    f.finish(d, &allowed, "`wait`");
-    Some(WaitStep {
-        until,
-        interval,
-        timeout,
-        duration: duration_,
-        shell,
-        argv,
-        sql,
-        http,
-        chroma,
-    })
-}
-
-fn report(d: &mut Diags, n: &Node) -> Option<ReportStep> {
-    let mut f = map(d, n, "`report`")?;
-    let template = f.get("template").and_then(|n| string(d, n, "`template`"));
-    let inline = f.get("inline").and_then(|n| tmpl(d, n, "`inline`"));
-    let to = match f.get("to") {
-        Some(t) => tmpl(d, t, "`to`"),
-        None => {
-            missing(d, f.span, "to", "`report`");
-            None
-        }
-    };
-    if f.has("template") == f.has("inline") {
-        d.push(Diagnostic::error(
-            f.span,
-            "`report` needs exactly one of `template` (a file) or `inline` (the text)",
-        ));
-    }
-    f.finish(d, &["template", "inline", "to"], "`report`");
-    Some(ReportStep {
-        template,
-        inline,
-        to: to?,
-    })
 }
