@@ -90,6 +90,21 @@ pub(crate) fn is_fk_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
 
+/// A write for a run that does not exist is `RunNotFound`; any other error is the query's.
+pub(crate) fn not_found_or(
+    run_id: &str,
+    action: String,
+) -> impl FnOnce(sqlx::Error) -> crate::StateError {
+    let run_id = run_id.to_string();
+    move |e| {
+        if is_fk_violation(&e) {
+            crate::StateError::RunNotFound(run_id)
+        } else {
+            crate::StateError::Query { action, source: e }
+        }
+    }
+}
+
 /// Whether a driver error is a unique violation (a run id created twice).
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())

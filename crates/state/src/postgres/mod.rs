@@ -12,7 +12,7 @@ use sqlx::{PgPool, Row};
 
 use crate::Store;
 use crate::codec::{
-    MAX_CANDIDATES, is_fk_violation, is_unique_violation, item_key, pick_unique, prefix_forms,
+    MAX_CANDIDATES, is_unique_violation, item_key, not_found_or, pick_unique, prefix_forms,
 };
 use crate::error::{StateError, redact_url};
 use crate::lock::{effective_status, now};
@@ -86,17 +86,6 @@ impl PgStore {
         match row {
             Some(row) => Ok(Some(self.observe(run_from_row(&row)?).await?)),
             None => Ok(None),
-        }
-    }
-}
-
-fn not_found_or(run_id: &str, action: String) -> impl FnOnce(sqlx::Error) -> StateError {
-    let run_id = run_id.to_string();
-    move |e| {
-        if is_fk_violation(&e) {
-            StateError::RunNotFound(run_id)
-        } else {
-            StateError::Query { action, source: e }
         }
     }
 }

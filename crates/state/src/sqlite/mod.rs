@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::Store;
 use crate::codec::{
-    MAX_CANDIDATES, is_fk_violation, is_unique_violation, json_text, pick_unique, prefix_forms, ts,
+    MAX_CANDIDATES, is_unique_violation, json_text, not_found_or, pick_unique, prefix_forms, ts,
 };
 use crate::error::StateError;
 use crate::lock::{effective_status, now};
@@ -85,17 +85,6 @@ impl SqliteStore {
         match row {
             Some(row) => Ok(Some(self.observe(run_from_row(&row)?).await?)),
             None => Ok(None),
-        }
-    }
-}
-
-fn not_found_or(run_id: &str, action: String) -> impl FnOnce(sqlx::Error) -> StateError {
-    let run_id = run_id.to_string();
-    move |e| {
-        if is_fk_violation(&e) {
-            StateError::RunNotFound(run_id)
-        } else {
-            StateError::Query { action, source: e }
         }
     }
 }
