@@ -5,6 +5,10 @@
 //! Each test binary module uses only part of this: what it leaves unused is not dead code.
 #![allow(dead_code)]
 
+#[path = "../support/process.rs"]
+mod process;
+pub use process::wait_or_kill;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -96,41 +100,13 @@ impl Sandbox {
         self.run_with(self.command(runbook, args))
     }
 
-    pub fn run_with(&self, mut command: Command) -> Run {
-        let mut child = command.spawn().expect("spawn cairn");
-        let out = reader(child.stdout.take().expect("stdout"));
-        let err = reader(child.stderr.take().expect("stderr"));
-        let status = wait_or_kill(&mut child, HANG);
-        let stdout = String::from_utf8(out.join().expect("stdout reader")).expect("utf-8 stdout");
-        let stderr = String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned();
-        let Some(status) = status else {
-            panic!("cairn hung for {HANG:?} and was killed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-        };
-        Run::new(status, stdout, stderr)
-    }
-}
-
-fn reader(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
-}
-
-/// Waits for the child; after `limit`, kills it (by its own pid) and returns None.
-pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for cairn") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
+    pub fn run_with(&self, command: Command) -> Run {
+        let (status, stdout, stderr) = process::capture(command, HANG);
+        Run::new(
+            status,
+            String::from_utf8(stdout).expect("utf-8 stdout"),
+            stderr,
+        )
     }
 }
 

@@ -5,8 +5,12 @@
 //! Each test binary uses only part of this: what it leaves unused is not dead code.
 #![allow(dead_code)]
 
+#[path = "../support/process.rs"]
+mod process;
+use process::{drain, wait_or_kill};
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -157,41 +161,13 @@ impl Sandbox {
 }
 
 /// Spawns, drains both pipes, waits (killing the child after [`HANG`]).
-pub fn finish(mut command: Command) -> Out {
-    let mut child = command.spawn().expect("spawn cairn");
-    let out = drain(child.stdout.take().expect("stdout"));
-    let err = drain(child.stderr.take().expect("stderr"));
-    let status = wait_or_kill(&mut child, HANG);
-    let stdout = String::from_utf8_lossy(&out.join().expect("stdout reader")).into_owned();
-    let stderr = String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned();
-    let Some(status) = status else {
-        panic!("cairn hung for {HANG:?} and was killed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    };
-    Out::new(status, stdout, stderr)
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
-}
-
-/// Waits for the child; after `limit`, kills it (by its own pid) and returns None.
-pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for cairn") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+pub fn finish(command: Command) -> Out {
+    let (status, stdout, stderr) = process::capture(command, HANG);
+    Out::new(
+        status,
+        String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    )
 }
 
 /// A finished command: exit code (or the signal that ended it) and both streams.
