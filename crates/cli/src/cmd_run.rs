@@ -78,6 +78,23 @@ fn logs_dir_as_given(state_url: &str) -> PathBuf {
     )
 }
 
+/// How `run` and `resume` run: Ctrl-C and SIGTERM cancel, approvals prompt when both stdin and
+/// stderr are terminals, `--auto-approve` answers as `auto:<user>`.
+pub fn run_options(concurrency: usize, auto_approve: bool, state_url: &str) -> RunOptions {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    crate::signals::cancel_on_signals(cancel.clone());
+    let who = user();
+    RunOptions {
+        concurrency: concurrency.max(1),
+        auto_approve: auto_approve.then(|| format!("auto:{who}")),
+        interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        user: who,
+        logs: logs_dir(state_url),
+        cancel,
+        parent_run: None,
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     if args.dry_run {
         return crate::cmd_plan::run(crate::cmd_plan::Args::from_run(
@@ -99,18 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     runtime.block_on(async move {
         let url = args.state.clone().unwrap_or_else(cairn_state::default_url);
         let store = cairn_state::open(&url).await?;
-        let cancel = tokio_util::sync::CancellationToken::new();
-        crate::signals::cancel_on_signals(cancel.clone());
-        let who = user();
-        let opts = RunOptions {
-            concurrency: args.concurrency.max(1),
-            auto_approve: args.auto_approve.then(|| format!("auto:{who}")),
-            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
-            user: who,
-            logs: logs_dir(&url),
-            cancel,
-            parent_run: None,
-        };
+        let opts = run_options(args.concurrency, args.auto_approve, &url);
         let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(RunIdFirst {
             inner: Progress::new(args.log_format),
             json: args.log_format == LogFormat::Json,

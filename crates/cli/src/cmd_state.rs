@@ -1,14 +1,12 @@
 //! Commands over the state store: `resume`, `approve`, `reject`, `runs`, `show`.
 
-use crate::cmd_run::{logs_dir, user};
+use crate::cmd_run::{run_options, user};
 use crate::exit;
 use crate::output::{print, print_json, red, reset};
 use crate::progress::{LogFormat, Progress};
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
-use cairn_engine::run::RunOptions;
 use cairn_state::{Approval, Decision, RunFilter, RunStatus, StepStatus};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -59,18 +57,7 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
     let url = a.state.url();
     runtime()?.block_on(async move {
         let store = cairn_state::open(&url).await?;
-        let cancel = tokio_util::sync::CancellationToken::new();
-        crate::signals::cancel_on_signals(cancel.clone());
-        let who = user();
-        let opts = RunOptions {
-            concurrency: a.concurrency.max(1),
-            auto_approve: a.auto_approve.then(|| format!("auto:{who}")),
-            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
-            user: who,
-            logs: logs_dir(&url),
-            cancel,
-            parent_run: None,
-        };
+        let opts = run_options(a.concurrency, a.auto_approve, &url);
         let ropts = ResumeOptions {
             from: a.from,
             rerun: a.rerun,
