@@ -28,7 +28,6 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
             release(dag, i, &mut waiting_on, &mut ready, &known);
         }
     }
-    ready.retain(|&(_, i)| !known[i]);
     let mut running = JoinSet::new();
     let mut task_of = std::collections::HashMap::new();
     let mut paused = false;
