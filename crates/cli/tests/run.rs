@@ -21,6 +21,7 @@ mod run {
     mod inputs;
     mod locks;
     mod output;
+    mod plan_agrees;
     mod retries;
     mod secrets;
     mod signals;

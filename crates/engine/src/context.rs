@@ -33,6 +33,11 @@ impl Steps {
         }
     }
 
+    /// Whether this is a dry run's `steps`, where a step not run reads as a placeholder.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
     pub fn set(&self, id: &str, view: &StepView) {
         let v = value_of(&serde_json::json!({
             "status": view.status, "result": view.result, "outputs": view.outputs,
@@ -110,6 +115,9 @@ impl Base {
 #[derive(Debug, Clone, Default)]
 pub struct Local {
     pub item: Option<(Json, usize)>,
+    /// A dry run of a `for_each` over a list not known before the run: `item` and `index` are
+    /// placeholders named after this step id (`<ID.item.port>`).
+    pub pending_item: Option<String>,
     pub result: Option<Json>,
     pub step_key: Option<String>,
 }
@@ -145,8 +153,16 @@ impl Object for Ctx {
                 }
                 crate::context::value_of(&run)
             }
-            "item" => crate::context::value_of(&self.local.item.as_ref()?.0),
-            "index" => Value::from(self.local.item.as_ref()?.1),
+            "item" => match (&self.local.item, &self.local.pending_item) {
+                (Some((item, _)), _) => crate::context::value_of(item),
+                (None, Some(id)) => placeholder(&format!("{id}.item")),
+                (None, None) => return None,
+            },
+            "index" => match (&self.local.item, &self.local.pending_item) {
+                (Some((_, index)), _) => Value::from(*index),
+                (None, Some(id)) => placeholder(&format!("{id}.index")),
+                (None, None) => return None,
+            },
             "result" => crate::context::value_of(self.local.result.as_ref()?),
             _ => return None,
         })

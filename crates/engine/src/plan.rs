@@ -278,6 +278,7 @@ pub fn resolve_targets(
                         field: what("url"),
                         message: m,
                         undecided: None,
+                        line: Some(url.span.line),
                     },
                 )
             })?,
@@ -383,39 +384,37 @@ fn plan_step<'a>(
     };
     let (for_each, items) = match &s.for_each {
         None => (None, None),
-        Some(fe) => {
-            let v = plain.value(&fe.value, "for_each")?;
-            match &v {
-                Json::Array(items) => (Some(v.clone()), Some(items.clone())),
-                // A placeholder: the items come from a step that has not run.
-                Json::String(p)
-                    if matches!(fe.value, TValue::Str(_)) && p.starts_with("<steps.") =>
-                {
-                    (Some(v.clone()), Some(Vec::new()))
-                }
-                other => {
-                    let other = other.clone();
-                    return Err(RenderError {
-                        field: "for_each".into(),
-                        message: format!("expected a list, got {other}"),
-                        undecided: None,
-                    });
+        Some(fe) => match unknown_list(&plain, &fe.value) {
+            // The items come from a step that has not run.
+            Some(shown) => (Some(Json::String(shown)), Some(None)),
+            None => {
+                let v = plain.value(&fe.value, "for_each")?;
+                match v {
+                    Json::Array(ref items) => (Some(v.clone()), Some(Some(items.clone()))),
+                    other => {
+                        return Err(RenderError {
+                            field: "for_each".into(),
+                            message: format!("expected a list, got {other}"),
+                            undecided: None,
+                            line: Some(fe.span.line),
+                        });
+                    }
                 }
             }
-        }
+        },
     };
     let actions = match items {
         None => vec![plain.prepare(s)?],
-        Some(items) if items.is_empty() && for_each.as_ref().is_some_and(|f| !f.is_array()) => {
-            // Show the action once, with `item` itself as a placeholder.
+        Some(None) => {
+            // Show the action once, with `item` and `index` as placeholders.
             let local = Local {
-                item: Some((Json::String(format!("<{}.item>", s.id.value)), 0)),
+                pending_item: Some(s.id.value.clone()),
                 step_key: plain.local.step_key.clone(),
                 ..Local::default()
             };
             vec![r(local).prepare(s)?]
         }
-        Some(items) => items
+        Some(Some(items)) => items
             .into_iter()
             .enumerate()
             .map(|(i, item)| {
@@ -465,4 +464,19 @@ fn plan_step<'a>(
         for_each,
         actions,
     })
+}
+
+/// A `for_each` list that a dry run cannot know (it is, or is computed from, the output of a
+/// step that has not run): how to show it.
+fn unknown_list(r: &Renderer<'_>, v: &TValue) -> Option<String> {
+    let TValue::Str(t) = v else { return None };
+    if !crate::prepare::has_template(&t.src) {
+        return None;
+    }
+    match r.templates.render_value(&t.src, &r.context()) {
+        Ok(value) => cairn_template::is_placeholder(&value).map(|p| format!("<{p}>")),
+        Err(e) => e
+            .undecided()
+            .map(|p| crate::prepare::unknown_text(p, &t.src)),
+    }
 }

@@ -7,7 +7,7 @@ use cairn_model::{
     Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, OnTimeout, SqlStep, Step, TValue,
     TargetKind, Tmpl,
 };
-use cairn_template::{SqlStyle, Templates, Value};
+use cairn_template::{SqlStyle, TemplateError, Templates, Value};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -129,14 +129,17 @@ impl Prepared {
     }
 }
 
-/// A template that could not be rendered, with the field it came from.
+/// A template that could not be rendered, with the field it came from and the line of the
+/// runbook file where the failing part is written.
 #[derive(Debug, thiserror::Error)]
-#[error("{field}: {message}")]
+#[error("{field}{}: {message}", .line.map(|l| format!(" (line {l})")).unwrap_or_default())]
 pub struct RenderError {
     pub field: String,
     pub message: String,
     /// The placeholder an expression depended on (dry-run only).
     pub undecided: Option<String>,
+    /// Line in the runbook file.
+    pub line: Option<u32>,
 }
 
 /// Renders one step's templates against a context.
@@ -147,12 +150,19 @@ pub struct Renderer<'a> {
     pub local: Local,
 }
 
-fn err(field: &str, e: cairn_template::TemplateError) -> RenderError {
+fn err(field: &str, t: &Tmpl, e: TemplateError) -> RenderError {
     RenderError {
         field: field.to_string(),
         undecided: e.undecided().map(str::to_string),
+        line: Some(e.line.map_or(t.span.line, |l| t.file_line(l))),
         message: e.message,
     }
+}
+
+/// How a dry run shows a template whose rendering depends on a step that has not run: never a
+/// guess, the template itself marked as decided at run time.
+pub fn unknown_text(path: &str, src: &str) -> String {
+    format!("<at run time (depends on {path}): {}>", src.trim())
 }
 
 impl Renderer<'_> {
@@ -160,13 +170,39 @@ impl Renderer<'_> {
         context(self.base, self.local.clone())
     }
 
+    /// The template context this renderer renders against.
+    pub fn context(&self) -> Value {
+        self.cx()
+    }
+
+    /// A render's result; in a dry run, what depends on a step not run yet is shown as such
+    /// (see [`unknown_text`]) instead of failing the plan.
+    fn shown<T>(
+        &self,
+        rendered: Result<T, TemplateError>,
+        t: &Tmpl,
+        field: &str,
+        unknown: impl FnOnce(String) -> T,
+    ) -> Result<T, RenderError> {
+        match rendered {
+            Ok(v) => Ok(v),
+            Err(e) if self.base.steps.dry_run() && e.undecided().is_some() => Ok(unknown(
+                unknown_text(e.undecided().unwrap_or_default(), &t.src),
+            )),
+            Err(e) => Err(err(field, t, e)),
+        }
+    }
+
     pub fn text(&self, t: &Tmpl, field: &str) -> Result<String, RenderError> {
         if !has_template(&t.src) {
             return Ok(t.src.clone());
         }
-        self.templates
-            .render_text(&t.src, &self.cx())
-            .map_err(|e| err(field, e))
+        self.shown(
+            self.templates.render_text(&t.src, &self.cx()),
+            t,
+            field,
+            |s| s,
+        )
     }
 
     /// A templated YAML value to JSON; single-expression strings keep their type.
@@ -177,13 +213,14 @@ impl Renderer<'_> {
             TValue::Int(i) => Json::from(*i),
             TValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
             TValue::Str(t) if !has_template(&t.src) => Json::String(t.src.clone()),
-            TValue::Str(t) => {
-                let v = self
-                    .templates
+            TValue::Str(t) => self.shown(
+                self.templates
                     .render_value(&t.src, &self.cx())
-                    .map_err(|e| err(field, e))?;
-                to_json(&v)
-            }
+                    .map(|v| to_json(&v)),
+                t,
+                field,
+                Json::String,
+            )?,
             TValue::Seq(items) => Json::Array(
                 items
                     .iter()
@@ -208,7 +245,7 @@ impl Renderer<'_> {
     pub fn expr(&self, t: &Tmpl, field: &str) -> Result<Value, RenderError> {
         self.templates
             .eval_expr(&t.src, &self.cx())
-            .map_err(|e| err(field, e))
+            .map_err(|e| err(field, t, e))
     }
 
     fn env(&self, step: &Step) -> Result<IndexMap<String, String>, RenderError> {
@@ -223,6 +260,7 @@ impl Renderer<'_> {
             field: "target".into(),
             message: format!("unknown target `{name}`"),
             undecided: None,
+            line: None,
         })
     }
 
@@ -236,9 +274,12 @@ impl Renderer<'_> {
         Ok(match action {
             Action::Shell(t) => Prepared::Shell {
                 command: if has_template(&t.src) {
-                    self.templates
-                        .render_shell(&t.src, &self.cx())
-                        .map_err(|e| err("shell", e))?
+                    self.shown(
+                        self.templates.render_shell(&t.src, &self.cx()),
+                        t,
+                        "shell",
+                        |s| s,
+                    )?
                 } else {
                     t.src.clone()
                 },
@@ -303,10 +344,15 @@ impl Renderer<'_> {
         } else {
             SqlStyle::Question
         };
-        let bound = self
-            .templates
-            .render_sql(&q.query.src, &self.cx(), style)
-            .map_err(|e| err("sql.query", e))?;
+        let bound = self.shown(
+            self.templates.render_sql(&q.query.src, &self.cx(), style),
+            &q.query,
+            "sql.query",
+            |sql| cairn_template::BoundSql {
+                sql,
+                params: Vec::new(),
+            },
+        )?;
         Ok(Prepared::Sql {
             target: t.name.clone(),
             url: cairn_steps::sql::masked_url(&t.url),
@@ -381,12 +427,14 @@ impl Renderer<'_> {
 
     fn check(&self, c: &CheckStep) -> Result<Prepared, RenderError> {
         let value = match has_template(&c.value.src) {
-            true => to_json(
-                &self
-                    .templates
+            true => self.shown(
+                self.templates
                     .render_value(&c.value.src, &self.cx())
-                    .map_err(|e| err("check.value", e))?,
-            ),
+                    .map(|v| to_json(&v)),
+                &c.value,
+                "check.value",
+                Json::String,
+            )?,
             false => c
                 .value
                 .src

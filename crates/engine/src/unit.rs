@@ -178,7 +178,7 @@ async fn fan_out(
             let local = Local {
                 item: Some((item.clone(), k)),
                 step_key: Some(format!("{key}:{k}")),
-                result: None,
+                ..Local::default()
             };
             async move { (k, item, run_unit(shared, i, Some(k), local, cancel).await) }
         })

@@ -21,6 +21,21 @@ pub struct Tmpl {
     pub style: Style,
 }
 
+impl Tmpl {
+    /// The line of the runbook file where line `line` (1-based) of the template is written:
+    /// exact for one-line values and literal blocks (`|`); for a folded block (`>`) it counts
+    /// the template's lines from the block's first line; a quoted or plain value gives the line
+    /// where it starts (its line breaks are escapes or folding, not lines of the file).
+    pub fn file_line(&self, line: usize) -> u32 {
+        let extra = u32::try_from(line.saturating_sub(1)).unwrap_or(u32::MAX);
+        match self.style {
+            // A block's span starts at its first line of text.
+            Style::Block => self.span.line.saturating_add(extra),
+            Style::Plain | Style::Quoted => self.span.line,
+        }
+    }
+}
+
 impl Serialize for Tmpl {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.src.serialize(s)

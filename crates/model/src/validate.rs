@@ -602,6 +602,17 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        for r in &analysis.if_without_else {
+            let at = self.locate(t, r.start, r.len());
+            let written = t.src.get(r.clone()).unwrap_or("x if condition").trim();
+            self.d.push(
+                Diagnostic::error(
+                    at,
+                    "`x if condition` without `else` has no value when the condition is false",
+                )
+                .with_help(format!("add an `else`: `{written} else ''`")),
+            );
+        }
         for f in &analysis.unknown_filters {
             let name = f.path.join(".");
             let at = self.locate(t, f.offset, f.len);
@@ -769,6 +780,17 @@ impl<'a> Validator<'a> {
                 };
                 let help = if i == j {
                     "use `result` for the step's own result".to_string()
+                } else if let Some(chain) = self.dag.and_then(|d| wait_chain(d, i, j)) {
+                    // `needs` would close a cycle: say so instead of suggesting it.
+                    let chain: Vec<&str> = chain
+                        .iter()
+                        .map(|&k| self.all[k].id.value.as_str())
+                        .collect();
+                    format!(
+                        "`{id}` already waits for `{me}` ({}), so `{me}` cannot wait for `{id}`; \
+read `steps.{id}` in a step that runs after `{id}`",
+                        chain.join(" -> ")
+                    )
                 } else {
                     format!("add `{id}` to `needs` of `{me}`")
                 };
@@ -805,4 +827,23 @@ impl<'a> Validator<'a> {
         }
         None
     }
+}
+
+/// The steps from `from` down to `to` when `to` waits for `from` (directly or not), each one
+/// waiting for the one before it: `[from, ..., to]`.
+fn wait_chain(dag: &Dag, from: usize, to: usize) -> Option<Vec<usize>> {
+    if from >= dag.len() || to >= dag.len() || !dag.is_ancestor(from, to) {
+        return None;
+    }
+    let mut chain = vec![to];
+    let mut at = to;
+    while at != from {
+        at = dag
+            .parents(at)
+            .into_iter()
+            .find(|&p| p == from || dag.is_ancestor(from, p))?;
+        chain.push(at);
+    }
+    chain.reverse();
+    Some(chain)
 }

@@ -412,6 +412,13 @@ const CASES: &[Case] = &[
         15,
         "`finally` step `z` is an approval",
     ),
+    case(
+        "if without else",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: \"echo {% for n in [1, 2] %}{{ n }}{{ ',' if not loop.last }}{% endfor %}\"\n",
+        5,
+        49,
+        "`x if condition` without `else` has no value when the condition is false",
+    ),
 ];
 
 #[test]
@@ -538,5 +545,32 @@ fn rendering_points_a_caret_under_the_text() {
     assert_eq!(
         d.render("runbooks/restore.yaml", yaml, false),
         "error: step `verify` needs unknown step `restore_db`\n --> runbooks/restore.yaml:7:16\n  |\n7 |     needs: [a, restore_db]\n  |                ^^^^^^^^^^\n  = help: did you mean `restore-db`?\n"
+    );
+}
+
+/// Reading a step that already waits for the reader: adding it to `needs` would be a cycle,
+/// so the hint says so and spells the chain instead of suggesting it.
+#[test]
+fn a_read_against_the_order_never_suggests_a_cycle() {
+    let templates = cairn_template::Templates::new();
+    let help = |yaml: &str| {
+        let (_, d) = check("t.yaml".as_ref(), yaml, &templates);
+        d.errors()
+            .next()
+            .and_then(|d| d.help.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        help(
+            "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: echo {{ steps.c.outputs.x }}\n  - id: b\n    shell: x\n  - id: c\n    needs: [b]\n    shell: y\n    outputs: { x: \"{{ result.stdout }}\" }\n"
+        ),
+        "`c` already waits for `a` (a -> b -> c), so `a` cannot wait for `c`; read `steps.c` in a step that runs after `c`"
+    );
+    // Side by side, `needs` is the fix.
+    assert_eq!(
+        help(
+            "cairn: 1\nname: demo\nsteps:\n  - id: a\n    needs: []\n    shell: echo {{ steps.c.outputs.x }}\n  - id: c\n    needs: []\n    shell: y\n    outputs: { x: \"{{ result.stdout }}\" }\n"
+        ),
+        "add `c` to `needs` of `a`"
     );
 }

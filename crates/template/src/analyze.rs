@@ -5,7 +5,8 @@
 //! parser's spans and agree with what rendering would do; scoping follows minijinja's runtime
 //! (`for` and `with` bodies, macros and `set` blocks are scopes; `if` bodies are not).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use minijinja::machinery::ast::{self, CallArg, Expr, Stmt};
 use minijinja::machinery::{self, Span};
@@ -57,6 +58,13 @@ pub struct Analysis {
     /// literal or a comment (`WHERE name = '{{ x }}'`), where a bind parameter cannot go;
     /// rendering refuses them.
     pub sql_in_quotes: Vec<usize>,
+    /// Every `x if condition` written without `else`: it gives an undefined value when the
+    /// condition is false, which strict rendering refuses (byte ranges of the whole expression).
+    pub if_without_else: Vec<Range<usize>>,
+    /// The names that decide what is rendered: read by an `{% if %}` or `x if y else z`
+    /// condition, or by the list a `{% for %}` walks, directly or through a variable the
+    /// template set from them. A dry run cannot decide these on a placeholder.
+    pub decisions: Vec<NameRef>,
 }
 
 /// Parses `src` and collects its [`Analysis`].
@@ -64,6 +72,8 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
     let mut walker = Walker {
         scopes: vec![HashSet::new()],
         out: Analysis::default(),
+        collecting: Vec::new(),
+        taint: HashMap::new(),
         // The style only matters for `$$` strings, which are harmless to follow for `?` too.
         sql: (kind == Kind::Sql).then(|| Scanner::new(SqlStyle::Dollar)),
     };
@@ -83,6 +93,9 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
     out.unknown_functions.sort_by_key(|n| n.offset);
     out.unknown_tests.sort_by_key(|n| n.offset);
     out.sql_in_quotes.sort_unstable();
+    out.if_without_else.sort_by_key(|r| r.start);
+    out.decisions.sort_by_key(|n| n.offset);
+    out.decisions.dedup();
     Ok(out)
 }
 
@@ -92,6 +105,11 @@ struct Walker<'a> {
     out: Analysis,
     /// For SQL: where the literal text seen so far leaves off (in code, in quotes...).
     sql: Option<Scanner>,
+    /// The free names read while walking an expression whose reads are wanted (a condition,
+    /// the value of a `set`), innermost last.
+    collecting: Vec<Vec<NameRef>>,
+    /// For a variable the template binds: the free names its value was computed from.
+    taint: HashMap<&'a str, Vec<NameRef>>,
 }
 
 fn name_ref(name: &str, span: Span) -> NameRef {
@@ -105,6 +123,37 @@ fn name_ref(name: &str, span: Span) -> NameRef {
 impl<'a> Walker<'a> {
     fn is_bound(&self, name: &str) -> bool {
         FUNCTIONS.contains(&name) || self.scopes.iter().any(|s| s.contains(name))
+    }
+
+    /// Walks `expr` and returns the free names it read (through bound variables too).
+    fn reads(&mut self, expr: &Expr<'a>) -> Vec<NameRef> {
+        self.collecting.push(Vec::new());
+        self.expr(expr);
+        let read = self.collecting.pop().unwrap_or_default();
+        if let Some(outer) = self.collecting.last_mut() {
+            outer.extend(read.iter().cloned());
+        }
+        read
+    }
+
+    /// Walks a condition: what it reads decides what is rendered.
+    fn decision(&mut self, expr: &Expr<'a>) -> Vec<NameRef> {
+        let read = self.reads(expr);
+        self.out.decisions.extend(read.iter().cloned());
+        read
+    }
+
+    /// Binds `target` to a value computed from `read`.
+    fn bind_from(&mut self, target: &Expr<'a>, read: &[NameRef]) {
+        self.bind(target);
+        let mut names = Vec::new();
+        target_names(target, &mut names);
+        for name in names {
+            self.taint
+                .entry(name)
+                .or_default()
+                .extend(read.iter().cloned());
+        }
     }
 
     fn bind(&mut self, target: &Expr<'a>) {
@@ -152,31 +201,31 @@ impl<'a> Walker<'a> {
                 }
             }
             Stmt::ForLoop(f) => {
-                self.expr(&f.iter);
+                let read = self.decision(&f.iter);
                 self.scoped(&["loop"], |w| {
-                    w.bind(&f.target);
+                    w.bind_from(&f.target, &read);
                     if let Some(filter) = &f.filter_expr {
-                        w.expr(filter);
+                        w.decision(filter);
                     }
                     w.body(&f.body);
                 });
                 self.scoped(&[], |w| w.body(&f.else_body));
             }
             Stmt::IfCond(i) => {
-                self.expr(&i.expr);
+                self.decision(&i.expr);
                 self.body(&i.true_body);
                 self.body(&i.false_body);
             }
             Stmt::WithBlock(w) => self.scoped(&[], |w2| {
                 for (target, value) in &w.assignments {
-                    w2.expr(value);
-                    w2.bind(target);
+                    let read = w2.reads(value);
+                    w2.bind_from(target, &read);
                 }
                 w2.body(&w.body);
             }),
             Stmt::Set(s) => {
-                self.expr(&s.expr);
-                self.bind(&s.target);
+                let read = self.reads(&s.expr);
+                self.bind_from(&s.target, &read);
             }
             Stmt::SetBlock(s) => {
                 if let Some(filter) = &s.filter {
@@ -281,10 +330,15 @@ impl<'a> Walker<'a> {
                 c.ops.iter().for_each(|op| self.expr(&op.expr));
             }
             Expr::IfExpr(i) => {
-                self.expr(&i.test_expr);
+                self.decision(&i.test_expr);
                 self.expr(&i.true_expr);
-                if let Some(e) = &i.false_expr {
-                    self.expr(e);
+                match &i.false_expr {
+                    Some(e) => self.expr(e),
+                    None => {
+                        let start = i.true_expr.span().start_offset as usize;
+                        let end = i.test_expr.span().end_offset as usize;
+                        self.out.if_without_else.push(start..end.max(start));
+                    }
                 }
             }
             Expr::Filter(f) => {
@@ -353,11 +407,19 @@ impl<'a> Walker<'a> {
                         let end = end.unwrap_or(span.end_offset) as usize;
                         let mut path = vec![var.id.to_string()];
                         path.extend(segments.into_iter().rev());
-                        self.out.names.push(NameRef {
+                        let name = NameRef {
                             path,
                             offset: start,
                             len: end.saturating_sub(start),
-                        });
+                        };
+                        if let Some(c) = self.collecting.last_mut() {
+                            c.push(name.clone());
+                        }
+                        self.out.names.push(name);
+                    } else if let Some(c) = self.collecting.last_mut()
+                        && let Some(from) = self.taint.get(var.id)
+                    {
+                        c.extend(from.iter().cloned());
                     }
                     return;
                 }
@@ -367,5 +429,15 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+    }
+}
+
+/// The variables a binding target names (`x`, `(a, b)`, `[a, b]`).
+fn target_names<'a>(target: &Expr<'a>, out: &mut Vec<&'a str>) {
+    match target {
+        Expr::Var(var) => out.push(var.id),
+        Expr::List(list) => list.items.iter().for_each(|x| target_names(x, out)),
+        Expr::Tuple(tuple) => tuple.items.iter().for_each(|x| target_names(x, out)),
+        _ => {}
     }
 }

@@ -112,7 +112,7 @@ impl Templates {
     /// In every `render_*` method, a type error caused by a dry-run placeholder
     /// (`{{ steps.q.outputs.n + 1 }}`) is reported as [`ErrorKind::Undecided`].
     pub fn render_text(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
-        unknown_yet(|| {
+        unknown_yet(src, Kind::Text, ctx, || {
             self.text
                 .render_str(src, ctx.clone())
                 .map_err(|e| TemplateError::from_minijinja(&e, src))
@@ -130,7 +130,7 @@ impl Templates {
         if !is_single_expression(src)? {
             return self.render_text(src, ctx).map(Value::from);
         }
-        let values = unknown_yet(|| {
+        let values = unknown_yet(src, Kind::Text, ctx, || {
             env::capture(|| self.capture.render_str(src, ctx.clone()))
                 .map_err(|e| TemplateError::from_minijinja(&e, src))
         })?;
@@ -159,7 +159,7 @@ impl Templates {
             )
             .at(src, at, 1));
         }
-        let (rendered, params) = unknown_yet(|| {
+        let (rendered, params) = unknown_yet(src, Kind::Sql, ctx, || {
             sql::collect(|| self.sql.render_str(src, ctx.clone()))
                 .map_err(|e| TemplateError::from_minijinja(&e, src))
         })?;
@@ -171,7 +171,7 @@ impl Templates {
     /// one quoted word per item, a map one word of compact JSON. `{{ x | raw }}` is inserted
     /// verbatim. A value holding a NUL byte is an error: bash cannot carry NUL in an argument.
     pub fn render_shell(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
-        unknown_yet(|| {
+        unknown_yet(src, Kind::Shell, ctx, || {
             self.shell
                 .render_str(src, ctx.clone())
                 .map_err(|e| TemplateError::from_minijinja(&e, src))
@@ -259,11 +259,21 @@ impl Templates {
     }
 }
 
-/// Runs a render; if it failed on a type error after touching a dry-run placeholder
-/// (`{{ steps.q.outputs.n + 1 }}`), the failure is the placeholder's: report it as
-/// [`ErrorKind::Undecided`] so that a dry run can show "not known before the run" instead of
-/// failing. Other errors (undefined names, syntax, refused values) stay what they are.
-fn unknown_yet<T>(render: impl FnOnce() -> Result<T, TemplateError>) -> Result<T, TemplateError> {
+/// Runs a render of `src`; if it touched a dry-run placeholder, it may not stand for what a
+/// run would render, and is reported as [`ErrorKind::Undecided`] so that a dry run can show
+/// "not known before the run" instead of a guess or a failure:
+/// * a type error caused by the placeholder (`{{ steps.q.outputs.n + 1 }}`);
+/// * an `{% if %}`, `x if y else z` or `{% for %}` decided on a placeholder, which a render
+///   would decide as if the unknown value were true (or an empty list).
+///
+/// Other errors (undefined names, syntax, refused values) stay what they are. A real run has
+/// no placeholders, so it never pays for the second look.
+fn unknown_yet<T>(
+    src: &str,
+    kind: Kind,
+    ctx: &Value,
+    render: impl FnOnce() -> Result<T, TemplateError>,
+) -> Result<T, TemplateError> {
     match placeholder::track(render) {
         (Err(e), Some(path)) if e.kind == ErrorKind::Render => Err(TemplateError {
             offset: e.offset,
@@ -271,8 +281,40 @@ fn unknown_yet<T>(render: impl FnOnce() -> Result<T, TemplateError>) -> Result<T
             line: e.line,
             ..undecided(path, Some(&e.message))
         }),
+        (Ok(out), Some(_)) => match undecided_branch(src, kind, ctx) {
+            Some((path, at)) => {
+                let e = undecided(path, Some("a condition or loop depends on it"));
+                Err(e.at(src, at.offset, at.len))
+            }
+            None => Ok(out),
+        },
         (result, _) => result,
     }
+}
+
+/// The first name that decides a branch or loop of `src` and is a placeholder in `ctx`.
+fn undecided_branch(src: &str, kind: Kind, ctx: &Value) -> Option<(String, NameRef)> {
+    let analysis = analyze::analyze(src, kind).ok()?;
+    analysis.decisions.into_iter().find_map(|name| {
+        // Follow the path as far as it goes: a placeholder grows with it
+        // (`steps.a` -> `steps.a.outputs.n`), and names the deepest part known.
+        let mut value = ctx.clone();
+        let mut found = None;
+        for (k, segment) in name.path.iter().enumerate() {
+            let next = match segment.parse::<i64>() {
+                Ok(i) if k > 0 => value.get_item(&Value::from(i)),
+                _ => value.get_attr(segment),
+            };
+            match next {
+                Ok(v) if !v.is_undefined() => value = v,
+                _ => break,
+            }
+            if let Some(path) = is_placeholder(&value) {
+                found = Some(path);
+            }
+        }
+        found.map(|path| (path, name))
+    })
 }
 
 fn undecided(path: String, cause: Option<&str>) -> TemplateError {

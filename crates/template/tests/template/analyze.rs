@@ -271,3 +271,34 @@ fn analysis_errors_are_located() {
     let err = t().analyze("inputs.a ==", Kind::Expr).expect_err("expr");
     assert_eq!((err.kind, err.line), (ErrorKind::Syntax, Some(1)));
 }
+
+#[test]
+fn if_without_else_and_decisions() {
+    let src = "{% for n in vars.names %}{{ n }}{{ ', ' if not loop.last }}{% endfor %}";
+    let a = analyze(src, Kind::Shell);
+    assert_eq!(
+        a.if_without_else
+            .iter()
+            .map(|r| &src[r.clone()])
+            .collect::<Vec<_>>(),
+        ["', ' if not loop.last"]
+    );
+    assert!(
+        analyze("{{ 'a' if x else 'b' }}", Kind::Text)
+            .if_without_else
+            .is_empty()
+    );
+    // What decides a branch or loop: free names only, through `set` and loop variables.
+    let src = "{% set n = steps.a.outputs.n %}{% for r in steps.q.result.rows %}\
+{% if r.ok and n > 1 %}{{ inputs.x }}{% endif %}{% endfor %}{{ 1 if env.Y else 2 }}";
+    let decided: Vec<String> = analyze(src, Kind::Text)
+        .decisions
+        .iter()
+        .map(|n| n.path.join("."))
+        .collect();
+    assert_eq!(
+        decided,
+        ["steps.a.outputs.n", "steps.q.result.rows", "env.Y"],
+        "{src}"
+    );
+}

@@ -59,13 +59,10 @@ fn placeholders_render_as_their_path() {
             "{{ steps.q.outputs.x | to_json }}",
             "\"<steps.q.outputs.x>\"",
         ),
+        // A branch decided on a known value is rendered as usual.
         (
-            "{% if steps.q.outputs.ok %}yes{% else %}no{% endif %}",
-            "yes",
-        ),
-        (
-            "[{% for r in steps.q.result.rows %}{{ r }}{% endfor %}]",
-            "[]",
+            "{% if inputs.flag %}many{% else %}one{% endif %} {{ steps.q.outputs.x }}",
+            "many <steps.q.outputs.x>",
         ),
         ("{{ secrets.db_password }}", MASK),
     ];
@@ -102,6 +99,71 @@ fn placeholders_render_as_their_path() {
         .render_text("{{ steps.q.outputs.n }} {{ nope }}", &c)
         .expect_err("undefined");
     assert_eq!(err.kind, ErrorKind::Undefined);
+}
+
+/// A condition or loop over an unknown value is never decided by a dry run (a placeholder
+/// would count as true, a list as empty): the render says which value decides it, and where.
+#[test]
+fn branches_on_placeholders_are_undecided() {
+    let c = dry();
+    for (src, path, at) in [
+        (
+            "{% if steps.q.outputs.ok %}yes{% else %}no{% endif %}",
+            "steps.q.outputs.ok",
+            "steps.q.outputs.ok",
+        ),
+        (
+            "{% if steps.q.outputs.n == '3' %}three{% endif %}",
+            "steps.q.outputs.n",
+            "steps.q.outputs.n",
+        ),
+        (
+            "{{ 'a' if steps.q.outputs.ok else 'b' }}",
+            "steps.q.outputs.ok",
+            "steps.q.outputs.ok",
+        ),
+        (
+            "[{% for r in steps.q.result.rows %}{{ r }}{% endfor %}]",
+            "steps.q.result.rows",
+            "steps.q.result.rows",
+        ),
+        // Through a variable the template sets.
+        (
+            "{% set n = steps.q.outputs.n %}{% if n > 2 %}big{% endif %}",
+            "steps.q.outputs.n",
+            "steps.q.outputs.n",
+        ),
+        (
+            "{% for r in steps.q.result.rows %}{% if r.ok %}x{% endif %}{% endfor %}",
+            "steps.q.result.rows",
+            "steps.q.result.rows",
+        ),
+    ] {
+        for (mode, err) in [
+            ("text", t().render_text(src, &c).expect_err(src)),
+            ("shell", t().render_shell(src, &c).expect_err(src)),
+            ("value", t().render_value(src, &c).expect_err(src)),
+        ] {
+            assert_eq!(
+                err.kind,
+                ErrorKind::Undecided {
+                    path: path.to_string()
+                },
+                "{mode}: {src}"
+            );
+            let offset = err.offset.expect("located");
+            assert_eq!(&src[offset..offset + err.len], at, "{mode}: {src}");
+        }
+    }
+    // A loop over a known list that reads a placeholder inside is rendered.
+    assert_eq!(
+        t().render_text(
+            "{% for x in [1, 2] %}{{ x }}{{ ',' if not loop.last else '' }}{% endfor %} {{ steps.q.outputs.y }}",
+            &c
+        )
+        .expect("rendered"),
+        "1,2 <steps.q.outputs.y>"
+    );
 }
 
 #[test]
