@@ -131,6 +131,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if matches!(cli.command, Command::Run(_) | Command::Resume(_)) {
+        // Forked now, while cairn is one small thread: it starts every step's process.
+        if let Err(e) = cairn_steps::shell::start_spawner() {
+            tracing::warn!("{e}; shell steps will fail");
+        }
+    }
     let result = match cli.command {
         Command::Validate(a) => cmd_validate::run(a),
         Command::Plan(a) => cmd_plan::run(a),

@@ -1,5 +1,7 @@
 //! Ctrl-C and SIGTERM cancel the run: running steps are stopped (their process groups killed),
-//! `finally` runs, and cairn exits 130. A second signal exits at once.
+//! `finally` runs, and cairn exits 130. A second signal exits at once: the spawner process sees
+//! cairn's end of its socket close and SIGKILLs every process still running below it, those of
+//! a `finally` step included.
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;

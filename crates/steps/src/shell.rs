@@ -2,11 +2,13 @@
 //!
 //! What an operator can rely on:
 //! - stdin is /dev/null; `env` is added to Cairn's environment; `cwd` must exist.
-//! - The child leads its own process group and is SIGKILLed by the kernel if Cairn dies.
-//!   On timeout or cancel the whole group gets SIGTERM, [`GRACE`] to finish, then SIGKILL.
-//!   When the main process exits, anything still in its group is stopped the same way: a
-//!   step cannot leave a daemon behind (short of `setsid`), and a backgrounded grandchild
-//!   holding the output pipe cannot make the step hang.
+//! - The child leads its own session (and process group), started by Cairn's spawner
+//!   process, a child subreaper: everything the step starts stays below it, even a job that
+//!   moved to a group of its own (`set -m`). On timeout or cancel every process of the step
+//!   gets SIGTERM, [`GRACE`] to finish, then SIGKILL. When the main process exits, whatever
+//!   it left running is stopped the same way, so a backgrounded grandchild holding the
+//!   output pipe cannot make the step hang. If Cairn dies (even by SIGKILL), the spawner
+//!   SIGKILLs everything below it. See [`start_spawner`].
 //! - `stdout`/`stderr` in the result keep the LAST `capture_limit` bytes of each stream
 //!   (the tail is where the error is), lossy UTF-8; `*_truncated` says bytes were dropped.
 //!   `log_path`, when set, receives both whole streams, appended as they arrive.
@@ -24,14 +26,20 @@
 
 mod capture;
 mod group;
+mod protocol;
+mod server;
+mod spawner;
+mod tree;
 
+pub use spawner::start as start_spawner;
+
+use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -91,57 +99,44 @@ enum Ending {
 /// Runs the step. `Ok` only for exit code 0; the result JSON is also inside every error
 /// except `Setup`.
 pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, StepError> {
-    let cmd = build(spec)?;
+    let (program, args) = command_line(spec)?;
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let launch = spawner::Launch {
+        program: OsStr::new(program),
+        args: &args,
+        env: &spec.env,
+        cwd: spec.cwd.as_deref(),
+    };
     let log = capture::open_log(spec.log_path.as_deref()).await?;
     let started = Instant::now();
-    let mut child = group::spawn(cmd)
+    let spawner = spawner::get().map_err(|e| StepError::setup(e.to_string()))?;
+    let process = spawner
+        .spawn(&launch)
         .await
         .map_err(|e| spawn_error(e, &spec.command))?;
-    let Some(pgid) = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw)
-    else {
-        return Err(StepError::setup(
-            "the command exited before Cairn could track it",
-        ));
-    };
-    let mut guard = group::GroupGuard::new(pgid);
+    let (mut group, pipes) = group::Group::new(spawner, process);
 
     let out = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
     let err = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
-    let mut pumps = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        pumps.push(tokio::spawn(capture::pump(
-            stdout,
-            out.clone(),
-            log.clone(),
-        )));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        pumps.push(tokio::spawn(capture::pump(
-            stderr,
-            err.clone(),
-            log.clone(),
-        )));
-    }
+    let mut pumps = vec![
+        tokio::spawn(capture::pump(pipes.stdout, out.clone(), log.clone())),
+        tokio::spawn(capture::pump(pipes.stderr, err.clone(), log.clone())),
+    ];
 
     let ending = tokio::select! {
-        status = child.wait() => Ending::Exited(status),
+        status = group.wait() => Ending::Exited(status),
         () = sleep_opt(spec.timeout) => Ending::TimedOut,
         () = cancel.cancelled() => Ending::Cancelled,
     };
     let (status, stopped) = match ending {
         Ending::Exited(status) => {
-            group::stop_leftovers(pgid, GRACE).await;
+            group.stop_leftovers(GRACE).await;
             (status, None)
         }
-        stop @ (Ending::TimedOut | Ending::Cancelled) => {
-            (group::terminate(&mut child, pgid, GRACE).await, Some(stop))
-        }
+        stop @ (Ending::TimedOut | Ending::Cancelled) => (group.terminate(GRACE).await, Some(stop)),
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    guard.disarm();
+    drop(group);
 
     // Every process of the group is gone, so the pipes close unless something escaped the
     // group with them: do not wait for that one.
@@ -185,36 +180,21 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
     ))
 }
 
-fn build(spec: &ShellSpec) -> Result<tokio::process::Command, StepError> {
+/// The program and its arguments; checks the working folder first.
+fn command_line(spec: &ShellSpec) -> Result<(&str, Vec<&str>), StepError> {
     if let Some(cwd) = spec.cwd.as_ref().filter(|cwd| !cwd.is_dir()) {
         return Err(StepError::setup(format!(
             "working directory `{}` does not exist or is not a directory",
             cwd.display()
         )));
     }
-    let mut cmd = match &spec.command {
-        Command::Shell(script) => {
-            let mut cmd = tokio::process::Command::new("bash");
-            cmd.args(["-euo", "pipefail", "-c", script]);
-            cmd
-        }
-        Command::Argv(argv) => {
-            let Some((program, args)) = argv.split_first() else {
-                return Err(StepError::setup("argv is empty: nothing to run"));
-            };
-            let mut cmd = tokio::process::Command::new(program);
-            cmd.args(args);
-            cmd
-        }
-    };
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
+    match &spec.command {
+        Command::Shell(script) => Ok(("bash", vec!["-euo", "pipefail", "-c", script])),
+        Command::Argv(argv) => match argv.split_first() {
+            Some((program, args)) => Ok((program, args.iter().map(String::as_str).collect())),
+            None => Err(StepError::setup("argv is empty: nothing to run")),
+        },
     }
-    Ok(cmd)
 }
 
 fn spawn_error(error: std::io::Error, command: &Command) -> StepError {

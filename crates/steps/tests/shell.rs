@@ -389,3 +389,200 @@ async fn the_child_dies_with_cairn() {
         "child outlived cairn"
     );
 }
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// Waits until the script has written a pid to `path` (a whole line).
+async fn pid_written(path: &Path) -> i32 {
+    assert!(
+        eventually(|| std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))).await,
+        "no pid in {}",
+        path.display()
+    );
+    read_pid(path)
+}
+
+/// `set -m` puts a background job in a process group of its own: killing the step's group
+/// does not reach it. It stays in the step's session, below the spawner.
+#[tokio::test]
+async fn a_job_in_its_own_group_is_killed_at_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut spec = sh(&format!(
+        "set -m; sleep 100 & echo $! > {}; sleep 30",
+        pid_file.display()
+    ));
+    spec.timeout = Some(Duration::from_millis(500));
+    let e = run(&spec, &CancellationToken::new())
+        .await
+        .expect_err("timeout");
+    assert!(matches!(e, StepError::Timeout { .. }), "{e:?}");
+    let escaped = read_pid(&pid_file);
+    assert!(
+        !alive(escaped),
+        "the `set -m` job {escaped} outlived the timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_job_in_its_own_group_is_killed_at_cancel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let spec = sh(&format!(
+        "set -m; sleep 100 & echo $! > {}; sleep 30",
+        pid_file.display()
+    ));
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let watched = pid_file.clone();
+    tokio::spawn(async move {
+        pid_written(&watched).await;
+        trigger.cancel();
+    });
+    let e = run(&spec, &cancel).await.expect_err("cancelled");
+    assert!(matches!(e, StepError::Cancelled { .. }), "{e:?}");
+    let escaped = read_pid(&pid_file);
+    assert!(
+        !alive(escaped),
+        "the `set -m` job {escaped} outlived the cancel"
+    );
+}
+
+#[tokio::test]
+async fn a_job_in_its_own_group_is_killed_when_the_main_process_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let spec = sh(&format!(
+        "set -m; sleep 100 & echo $! > {}; echo done",
+        pid_file.display()
+    ));
+    let started = Instant::now();
+    let v = ok(&spec).await;
+    // Not the DRAIN wait for a pipe held open: the job was found and stopped.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(v["stdout"], "done\n");
+    let escaped = read_pid(&pid_file);
+    assert!(
+        !alive(escaped),
+        "the `set -m` job {escaped} outlived its step"
+    );
+}
+
+/// `setsid` leaves the session too; while its parent lives it is still the step's descendant.
+#[tokio::test]
+async fn a_new_session_is_killed_at_timeout_while_its_parent_lives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut spec = sh(&format!(
+        "setsid sleep 100 & echo $! > {}; sleep 30",
+        pid_file.display()
+    ));
+    spec.timeout = Some(Duration::from_millis(500));
+    run(&spec, &CancellationToken::new())
+        .await
+        .expect_err("timeout");
+    let escaped = read_pid(&pid_file);
+    assert!(
+        !alive(escaped),
+        "the setsid process {escaped} outlived the timeout"
+    );
+}
+
+/// Run by `an_orphaned_new_session_is_killed_when_no_other_step_runs` in a process of its own:
+/// the test binary's other tests would count as other steps running.
+#[tokio::test]
+async fn orphaned_session_helper() {
+    let Ok(pid_file) = std::env::var("CAIRN_ORPHAN_PID_FILE") else {
+        return;
+    };
+    // The subshell exits at once: the setsid sleep is orphaned, reparented to the spawner.
+    let spec = sh(&format!(
+        "(setsid sleep 100 & echo $! > {pid_file}); echo done"
+    ));
+    let v = ok(&spec).await;
+    assert_eq!(v["stdout"], "done\n");
+    let escaped = read_pid(Path::new(&pid_file));
+    assert!(!alive(escaped), "the orphan {escaped} outlived its step");
+    std::fs::write(format!("{pid_file}.ok"), "ok").expect("mark");
+}
+
+#[tokio::test]
+async fn an_orphaned_new_session_is_killed_when_no_other_step_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["orphaned_session_helper", "--exact", "--nocapture"])
+        .env("CAIRN_ORPHAN_PID_FILE", &pid_file)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("helper");
+    assert!(status.success(), "the helper failed");
+    assert!(dir.path().join("pid.ok").exists(), "the helper did not run");
+    let escaped = read_pid(&pid_file);
+    assert!(!alive(escaped), "the orphan {escaped} outlived its step");
+}
+
+/// Run by `everything_below_dies_with_cairn`: a step whose job left its group, in a process
+/// that is then SIGKILLed.
+#[tokio::test]
+async fn sigkill_helper() {
+    let Ok(dir) = std::env::var("CAIRN_SIGKILL_DIR") else {
+        return;
+    };
+    let spec = sh(&format!(
+        "set -m; sleep 100 & echo $! > {dir}/job; (setsid sleep 100 & echo $! > {dir}/orphan); \
+         echo $$ > {dir}/leader; exec sleep 30"
+    ));
+    let _ = run(&spec, &CancellationToken::new()).await;
+}
+
+#[tokio::test]
+async fn everything_below_dies_with_cairn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut helper = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["sigkill_helper", "--exact", "--nocapture"])
+        .env("CAIRN_SIGKILL_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("helper");
+    let leader = pid_written(&dir.path().join("leader")).await;
+    let job = read_pid(&dir.path().join("job"));
+    let orphan = read_pid(&dir.path().join("orphan"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for pid in [leader, job, orphan] {
+        assert!(alive(pid), "{pid} should run while its parent lives");
+    }
+    helper.kill().expect("SIGKILL the helper");
+    let _ = helper.wait();
+    for pid in [leader, job, orphan] {
+        assert!(eventually(|| !alive(pid)).await, "{pid} outlived cairn");
+    }
+}
+
+/// The spawner receives arguments and environment through a memfd: far more than a datagram.
+#[tokio::test]
+async fn large_arguments_and_environment_pass_whole() {
+    let big = "x".repeat(100_000);
+    let mut spec = argv(&["bash", "-c", "printf '%s' \"${#1} ${#BIG}\"", "_", &big]);
+    spec.env.push(("BIG".into(), big.clone()));
+    let v = ok(&spec).await;
+    assert_eq!(v["stdout"], "100000 100000");
+    // Beyond the kernel's limit for one string: refused by exec, reported, nothing hangs.
+    let mut spec = argv(&["true"]);
+    spec.env.push(("HUGE".into(), "y".repeat(1 << 20)));
+    let e = run(&spec, &CancellationToken::new())
+        .await
+        .expect_err("E2BIG");
+    assert!(matches!(e, StepError::Setup { .. }), "{e:?}");
+    assert!(e.to_string().contains("too long"), "{e}");
+}

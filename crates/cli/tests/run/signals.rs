@@ -67,3 +67,106 @@ finally:
     assert_eq!(status_of("never"), "cancelled");
     assert_eq!(status_of("cleanup"), "succeeded");
 }
+
+/// Waits (up to a minute) for a step to write a pid into `name`.
+fn pid_in(sb: &Sandbox, name: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(sb.path().join(name))
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {name}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_second_ctrl_c_during_finally_stops_its_processes_too() {
+    let sb = Sandbox::new();
+    sb.write(
+        "runbook.yaml",
+        r#"
+cairn: 1
+name: interrupted-twice
+steps:
+  - id: slow
+    shell: sleep 100 & echo $! > slow.pid; wait
+finally:
+  - id: cleanup
+    # One process in the step's group, one in a group of its own (`set -m`).
+    shell: |
+      set -m
+      sleep 100 &
+      echo $! > job.pid
+      sleep 100 &
+      echo $! > cleanup.pid
+      wait
+"#,
+    );
+    let mut live = Live::spawn(sb.command("runbook.yaml", &[]));
+    live.wait_for(|e| e["event"] == "step_started" && e["step"] == "slow");
+    let slow = pid_in(&sb, "slow.pid");
+    kill(Pid::from_raw(live.pid()), Signal::SIGINT).expect("first SIGINT");
+    live.wait_for(|e| e["event"] == "step_started" && e["step"] == "cleanup");
+    let job = pid_in(&sb, "job.pid");
+    let cleanup = pid_in(&sb, "cleanup.pid");
+    assert!(
+        gone_within(slow, Duration::from_secs(10)),
+        "the first Ctrl-C left {slow} running"
+    );
+
+    kill(Pid::from_raw(live.pid()), Signal::SIGINT).expect("second SIGINT");
+    let clock = Instant::now();
+    let status = wait_or_kill(&mut live.child, Duration::from_secs(60)).expect("cairn exited");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        clock.elapsed() < Duration::from_secs(10),
+        "a second Ctrl-C exits at once, not after {:?}",
+        clock.elapsed()
+    );
+    for pid in [cleanup, job] {
+        assert!(
+            gone_within(pid, Duration::from_secs(10)),
+            "`finally`'s process {pid} kept running after the second Ctrl-C"
+        );
+    }
+}
+
+#[test]
+fn sigkill_of_cairn_stops_every_process_of_the_step() {
+    let sb = Sandbox::new();
+    sb.write(
+        "runbook.yaml",
+        r#"
+cairn: 1
+name: killed
+steps:
+  - id: slow
+    shell: |
+      set -m
+      sleep 100 &
+      echo $! > job.pid
+      (setsid sleep 100 & echo $! > orphan.pid)
+      sleep 100 &
+      echo $! > sleep.pid
+      wait
+"#,
+    );
+    let mut live = Live::spawn(sb.command("runbook.yaml", &[]));
+    let pids: Vec<i32> = ["job.pid", "orphan.pid", "sleep.pid"]
+        .iter()
+        .map(|f| pid_in(&sb, f))
+        .collect();
+    kill(Pid::from_raw(live.pid()), Signal::SIGKILL).expect("SIGKILL cairn");
+    let _ = wait_or_kill(&mut live.child, Duration::from_secs(60));
+    for pid in pids {
+        assert!(
+            gone_within(pid, Duration::from_secs(10)),
+            "process {pid} of the step outlived cairn's SIGKILL"
+        );
+    }
+}

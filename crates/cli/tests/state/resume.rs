@@ -151,8 +151,8 @@ steps:
         .says("unknown step `nope`");
 }
 
-/// Step `two` kills its own cairn (bash's parent) with SIGKILL: the run dies with `two`
-/// recorded `running`. `flag` makes it do so only once.
+/// Step `two` kills its own cairn with SIGKILL (bash's grandparent: its parent is cairn's
+/// spawner process): the run dies with `two` recorded `running`. `flag` makes it do so only once.
 fn dies_in(sb: &Sandbox, idempotent: bool) -> String {
     format!(
         "cairn: 1
@@ -164,7 +164,7 @@ steps:
     idempotent: {idempotent}
     shell: |
       echo two >> {log}
-      if [ ! -e {flag} ]; then touch {flag}; kill -9 $PPID; exec sleep 2; fi
+      if [ ! -e {flag} ]; then touch {flag}; kill -9 $(cut -d' ' -f4 /proc/$PPID/stat); exec sleep 2; fi
   - id: three
     shell: echo three >> {log}
 ",

@@ -1,190 +1,189 @@
-//! The child's process group: spawning it so that it dies with Cairn, and stopping all of it.
+//! A step's processes: stopping all of them, whatever group or session they moved to.
 //!
-//! Every step runs as the leader of a new process group, so one `killpg` reaches the whole
-//! tree it started (pipelines, `&` jobs, `xargs -P` workers) unless a process deliberately
-//! leaves the group (`setsid`, a double-forking daemon). A step therefore cannot leave a
-//! background process behind: whatever is still in its group when the main process exits
-//! is stopped too.
+//! Every step runs as the leader of a new session, started by the spawner process, which is
+//! a child subreaper. A step's processes are therefore the leader's descendants plus the
+//! orphans of its session, which the kernel reparents to the spawner: a job put in a group of
+//! its own (`set -m; sleep 100 &`) is still found and stopped. A process that also left the
+//! session (`setsid`) is found while its parent lives; once orphaned it cannot be told apart
+//! from another step's, and is stopped when no other step runs, or when Cairn exits.
 
 use std::io;
-use std::sync::OnceLock;
-use std::sync::mpsc;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
 
-type Job = Box<dyn FnOnce() + Send>;
+use super::spawner::{Process, Spawner};
 
-/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process.
-/// Tokio may run us on a blocking-pool thread that exits after 10 s idle, which would SIGKILL
-/// a healthy 30-minute `pg_dump`. So every child is forked from one dedicated thread that
-/// lives as long as the process: the signal then means "Cairn died", as intended.
-fn spawner() -> Option<&'static mpsc::Sender<Job>> {
-    static SPAWNER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
-    SPAWNER
-        .get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name("cairn-spawner".into())
-                .spawn(move || {
-                    for job in rx {
-                        job();
-                    }
-                })
-                .ok()
-                .map(|_| tx)
-        })
-        .as_ref()
-}
-
-/// Spawns `cmd` as the leader of a new process group that receives SIGKILL if Cairn dies.
-///
-/// Only the direct child gets the death signal (the kernel clears it on fork); if Cairn is
-/// killed with SIGKILL, grandchildren survive it. Every orderly path (timeout, cancel, a
-/// dropped future, normal exit) kills the whole group.
-pub(super) async fn spawn(mut cmd: Command) -> io::Result<Child> {
-    let parent = nix::unistd::getpid();
-    cmd.process_group(0);
-    // SAFETY: the closure runs in the forked child before exec; it only makes two
-    // async-signal-safe system calls and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // Cairn may have died between fork and prctl: then nobody would signal us.
-            if nix::unistd::getppid() != parent {
-                return Err(nix::errno::Errno::ESRCH.into());
-            }
-            Ok(())
-        });
-    }
-    let Some(sender) = spawner() else {
-        return cmd.spawn();
-    };
-    let handle = tokio::runtime::Handle::current();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        // The child's pipes and exit notification register with the caller's runtime.
-        let _runtime = handle.enter();
-        let _ = tx.send(cmd.spawn());
-    });
-    sender
-        .send(job)
-        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    rx.await
-        .map_err(|_| io::Error::other("the spawner thread dropped the request"))?
-}
-
-/// Kills the group with SIGKILL when dropped while armed: a step future dropped by the
-/// engine (its own timeout, a panic elsewhere) must not leave the step's processes running.
-pub(super) struct GroupGuard {
-    pgid: Pid,
+/// A running step process and the means to stop it and everything it started.
+pub(super) struct Group {
+    spawner: &'static Spawner,
+    pub(super) leader: i32,
+    exit: super::spawner::Exit,
+    status: Option<ExitStatus>,
     armed: bool,
+    /// Also stop orphans that left every session, when no other step runs (see module docs).
+    sweep: bool,
+    /// Every process signalled so far: one that left the session while dying is still waited
+    /// for (a pid is not reused within the few seconds this lasts).
+    signalled: std::collections::HashSet<i32>,
 }
 
-impl GroupGuard {
-    pub(super) fn new(pgid: Pid) -> Self {
-        GroupGuard { pgid, armed: true }
+impl Group {
+    pub(super) fn new(spawner: &'static Spawner, process: Process) -> (Group, Pipes) {
+        let pipes = Pipes {
+            stdout: process.stdout,
+            stderr: process.stderr,
+        };
+        let group = Group {
+            spawner,
+            leader: process.pid,
+            exit: process.exit,
+            status: None,
+            armed: true,
+            sweep: false,
+            signalled: std::collections::HashSet::new(),
+        };
+        (group, pipes)
     }
-    pub(super) fn disarm(&mut self) {
+
+    /// Waits for the leader to end (cancel-safe).
+    pub(super) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let raw = (&mut self.exit)
+            .await
+            .map_err(|_| io::Error::other("the process spawner is gone"))?;
+        let status = ExitStatus::from_raw(raw);
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    fn members(&self) -> Vec<i32> {
+        let mut members = self
+            .spawner
+            .members(self.leader, self.status.is_some(), self.sweep);
+        for &pid in &self.signalled {
+            if !members.contains(&pid) && super::tree::stat(pid).is_some_and(|s| s.live) {
+                members.push(pid);
+            }
+        }
+        members
+    }
+
+    /// Sends `signal` to every process of the step; returns how many there were.
+    ///
+    /// The tree is frozen first (SIGSTOP, looking again until no new process shows up), so
+    /// that a process forking or calling `setsid` while we look cannot slip out between the
+    /// look and the signal; then signalled, then let go on with SIGCONT to act on it.
+    fn signal(&mut self, signal: Signal) -> usize {
+        let mut frozen: Vec<i32> = Vec::new();
+        for _ in 0..100 {
+            let fresh: Vec<i32> = self
+                .members()
+                .into_iter()
+                .filter(|p| !frozen.contains(p))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for &pid in &fresh {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+            }
+            frozen.extend(fresh);
+        }
+        for &pid in &frozen {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+        if signal != Signal::SIGKILL {
+            for &pid in &frozen {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            }
+        }
+        let n = frozen.len();
+        self.signalled.extend(frozen);
+        n
+    }
+
+    /// Polls until no member is left or `limit` has passed; true when none is left. With
+    /// `kill`, SIGKILLs every member found on the way (a process may fork in between).
+    async fn wait_empty(&mut self, limit: Duration, kill: bool) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            if self.status.is_none() {
+                // Reap news of the leader without waiting for it.
+                if let Ok(raw) = self.exit.try_recv() {
+                    self.status = Some(ExitStatus::from_raw(raw));
+                }
+            }
+            let left = if kill {
+                self.signal(Signal::SIGKILL)
+            } else {
+                self.members().len()
+            };
+            if left == 0 {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM to every process of the step, `grace` to finish, then SIGKILL; reaps the leader.
+    pub(super) async fn terminate(&mut self, grace: Duration) -> io::Result<ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        let started = Instant::now();
+        let leader = tokio::time::timeout(grace, self.wait()).await;
+        let left = grace.saturating_sub(started.elapsed());
+        if leader.is_err() || !self.wait_empty(left, false).await {
+            self.signal(Signal::SIGKILL);
+        }
+        let status = match leader {
+            Ok(status) => status?,
+            Err(_) => self.wait().await?,
+        };
+        // SIGKILL is not instant for a process in uninterruptible sleep: give it a moment.
+        self.wait_empty(Duration::from_secs(1), true).await;
+        self.armed = false;
+        Ok(status)
+    }
+
+    /// After the leader exited: stops whatever it left running.
+    pub(super) async fn stop_leftovers(&mut self, grace: Duration) {
+        self.sweep = true;
+        if self.signal(Signal::SIGTERM) > 0 {
+            tracing::debug!(
+                leader = self.leader,
+                "stopping processes the step left behind"
+            );
+            if !self.wait_empty(grace, false).await {
+                self.wait_empty(Duration::from_secs(1), true).await;
+            }
+        }
         self.armed = false;
     }
 }
 
-impl Drop for GroupGuard {
+/// A step future dropped by the engine (its own timeout, a panic elsewhere) must not leave the
+/// step's processes running.
+impl Drop for Group {
     fn drop(&mut self) {
         if self.armed {
-            let _ = killpg(self.pgid, Signal::SIGKILL);
+            self.signal(Signal::SIGKILL);
+            if self.status.is_none() {
+                self.spawner.forget(self.leader);
+            }
         }
     }
 }
 
-/// Whether any live (non-zombie) process is still in group `pgid`.
-///
-/// `kill(-pgid, 0)` alone is not enough: zombies count for it, and a container's PID 1 may
-/// never reap the orphans it inherits. So a positive answer is checked against /proc.
-pub(super) fn group_alive(pgid: Pid) -> bool {
-    if killpg(pgid, None) == Err(nix::errno::Errno::ESRCH) {
-        return false;
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    entries.flatten().any(|entry| {
-        let name = entry.file_name();
-        let Some(name) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            return false;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{name}/stat")) else {
-            return false;
-        };
-        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        pgrp == Some(pgid.as_raw()) && state != Some("Z") && state != Some("X")
-    })
-}
-
-/// Polls until the group is empty or `limit` has passed; true when it emptied.
-async fn wait_group_empty(pgid: Pid, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if !group_alive(pgid) {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// SIGTERM to the whole group, `grace` to finish, then SIGKILL; reaps the leader.
-pub(super) async fn terminate(
-    child: &mut Child,
-    pgid: Pid,
-    grace: Duration,
-) -> io::Result<std::process::ExitStatus> {
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let started = Instant::now();
-    let leader = tokio::time::timeout(grace, child.wait()).await;
-    let left = grace.saturating_sub(started.elapsed());
-    if leader.is_err() || !wait_group_empty(pgid, left).await {
-        let _ = killpg(pgid, Signal::SIGKILL);
-    }
-    let status = match leader {
-        Ok(status) => status?,
-        Err(_) => child.wait().await?,
-    };
-    // SIGKILL is not instant for a process in uninterruptible sleep: give it a moment.
-    wait_group_empty(pgid, Duration::from_secs(1)).await;
-    Ok(status)
-}
-
-/// After the leader exited: stops whatever it left running in its group.
-///
-/// The leader is reaped by now, but its number cannot name another group while this one has
-/// members, and `killpg` on an empty group fails harmlessly; only a pid wrap-around between the
-/// group emptying and our check could misdirect the signal.
-pub(super) async fn stop_leftovers(pgid: Pid, grace: Duration) {
-    if !group_alive(pgid) {
-        return;
-    }
-    tracing::debug!(
-        pgid = pgid.as_raw(),
-        "stopping processes the step left in its group"
-    );
-    let _ = killpg(pgid, Signal::SIGTERM);
-    if !wait_group_empty(pgid, grace).await {
-        let _ = killpg(pgid, Signal::SIGKILL);
-        wait_group_empty(pgid, Duration::from_secs(1)).await;
-    }
+/// The read ends of the step's stdout and stderr.
+pub(super) struct Pipes {
+    pub(super) stdout: tokio::net::unix::pipe::Receiver,
+    pub(super) stderr: tokio::net::unix::pipe::Receiver,
 }

@@ -1,0 +1,376 @@
+//! Cairn's side of the spawner process: start it once, ask it for processes, hear of their end.
+//!
+//! Why a separate process: a `pre_exec` hook (for PR_SET_PDEATHSIG) makes the standard library
+//! `fork` the whole of Cairn for every step, a cost that grows with Cairn's memory; and a
+//! process killed with SIGKILL cannot stop what its steps left behind. The spawner is forked
+//! while Cairn is small, starts steps with `posix_spawn` (no page tables copied), and is a
+//! child subreaper, so that everything a step starts stays below it. When Cairn exits or dies,
+//! its end of the socket closes and the spawner SIGKILLs everything below it.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
+};
+use tokio::sync::oneshot;
+
+use super::protocol::{self, Reply, Spec};
+
+pub(super) type Exit = oneshot::Receiver<i32>;
+type Pending = oneshot::Sender<io::Result<(i32, Exit)>>;
+
+#[derive(Default)]
+struct Table {
+    pending: HashMap<u64, Pending>,
+    exits: HashMap<i32, oneshot::Sender<i32>>,
+    /// Step processes started and not yet reaped (their pid is their session id).
+    leaders: HashSet<i32>,
+    /// The spawner is gone: no more processes.
+    closed: bool,
+}
+
+pub(super) struct Spawner {
+    sock: OwnedFd,
+    pid: i32,
+    next_id: AtomicU64,
+    table: Arc<Mutex<Table>>,
+}
+
+static SPAWNER: OnceLock<Result<Spawner, String>> = OnceLock::new();
+
+/// Starts the spawner process now. Call it early in `main`, before any thread or runtime
+/// exists and while the process is small; otherwise it is started on the first step.
+pub fn start() -> io::Result<()> {
+    get().map(|_| ())
+}
+
+pub(super) fn get() -> io::Result<&'static Spawner> {
+    SPAWNER
+        .get_or_init(|| launch().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| io::Error::other(format!("cannot start the process spawner: {e}")))
+}
+
+fn launch() -> io::Result<Spawner> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    // SAFETY: the child runs only `server::serve`, which allocates and makes system calls
+    // (see its module docs) and never returns.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            super::server::serve(theirs)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            let table = Arc::new(Mutex::new(Table::default()));
+            let reader = ours.try_clone()?;
+            let shared = table.clone();
+            std::thread::Builder::new()
+                .name("cairn-spawner".into())
+                .spawn(move || listen(&reader, &shared))?;
+            Ok(Spawner {
+                sock: ours,
+                pid: child.as_raw(),
+                next_id: AtomicU64::new(0),
+                table,
+            })
+        }
+    }
+}
+
+fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Routes the spawner's replies until its socket closes; then fails everything waiting.
+fn listen(sock: &OwnedFd, table: &Mutex<Table>) {
+    let mut buf = [0u8; protocol::REPLY_LEN];
+    loop {
+        let n = nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty());
+        let bytes = match n {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(0) | Err(_) => break,
+            Ok(n) => &buf[..n],
+        };
+        let mut t = lock(table);
+        match Reply::decode(bytes) {
+            Some(Reply::Spawned { id, pid }) => {
+                let (tx, rx) = oneshot::channel();
+                t.exits.insert(pid, tx);
+                t.leaders.insert(pid);
+                if let Some(waiter) = t.pending.remove(&id) {
+                    let _ = waiter.send(Ok((pid, rx)));
+                }
+            }
+            Some(Reply::Failed { id, errno }) => {
+                if let Some(waiter) = t.pending.remove(&id) {
+                    let _ = waiter.send(Err(io::Error::from_raw_os_error(errno)));
+                }
+            }
+            Some(Reply::Exited { pid, status }) => {
+                t.leaders.remove(&pid);
+                if let Some(waiter) = t.exits.remove(&pid) {
+                    let _ = waiter.send(status);
+                }
+            }
+            None => {}
+        }
+    }
+    let mut t = lock(table);
+    t.closed = true;
+    // Dropping the senders wakes every waiter with an error.
+    t.pending.clear();
+    t.exits.clear();
+}
+
+/// A started step process: the leader of its own session.
+pub(super) struct Process {
+    pub(super) pid: i32,
+    /// The raw wait status, once it has ended.
+    pub(super) exit: Exit,
+    pub(super) stdout: tokio::net::unix::pipe::Receiver,
+    pub(super) stderr: tokio::net::unix::pipe::Receiver,
+}
+
+/// What to start. `program` is looked up in the `PATH` of `env` when it has no slash.
+pub(super) struct Launch<'a> {
+    pub(super) program: &'a OsStr,
+    pub(super) args: &'a [&'a OsStr],
+    pub(super) env: &'a [(String, String)],
+    pub(super) cwd: Option<&'a Path>,
+}
+
+impl Spawner {
+    /// Starts a process with stdin on /dev/null and both outputs piped back.
+    pub(super) async fn spawn(&self, launch: &Launch<'_>) -> io::Result<Process> {
+        let env = environment(launch.env);
+        let path = env
+            .iter()
+            .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+            .map(OsStr::from_bytes);
+        let program = resolve(launch.program, path)?;
+        let spec = Spec {
+            program: program.into_os_string().into_vec(),
+            args: std::iter::once(launch.program)
+                .chain(launch.args.iter().copied())
+                .map(|a| a.as_bytes().to_vec())
+                .collect(),
+            env: env.into_iter().map(OsString::into_vec).collect(),
+            cwd: launch.cwd.map(|c| c.as_os_str().as_bytes().to_vec()),
+        };
+        if spec
+            .args
+            .iter()
+            .chain(&spec.env)
+            .chain(spec.cwd.as_ref())
+            .any(|s| s.contains(&0))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an argument or environment value contains a NUL byte",
+            ));
+        }
+        let memfd = memfd(&spec.encode())?;
+        let stdin = std::fs::File::open("/dev/null")?;
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r)?;
+        let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r)?;
+
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut t = lock(&self.table);
+            if t.closed {
+                return Err(io::Error::other("the process spawner is gone"));
+            }
+            t.pending.insert(id, tx);
+        }
+        let head = protocol::encode_request(id);
+        let fds = [
+            memfd.as_raw_fd(),
+            stdin.as_raw_fd(),
+            out_w.as_raw_fd(),
+            err_w.as_raw_fd(),
+        ];
+        let sent = sendmsg::<()>(
+            self.sock.as_raw_fd(),
+            &[io::IoSlice::new(&head)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        );
+        // Our copies of the write ends must close, or the pipes never reach end of file.
+        drop((memfd, stdin, out_w, err_w));
+        if let Err(e) = sent {
+            lock(&self.table).pending.remove(&id);
+            return Err(io::Error::other(format!(
+                "the process spawner is gone: {e}"
+            )));
+        }
+        let (pid, exit) = rx
+            .await
+            .map_err(|_| io::Error::other("the process spawner is gone"))??;
+        Ok(Process {
+            pid,
+            exit,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Every live process of the step led by `leader`: the leader's descendants, and the
+    /// orphans of its session that were reparented to the spawner. With `orphans_of_all`, also
+    /// the orphans that left every session (`setsid`) — right only when no other step runs.
+    /// `leader_ended` says the leader was reaped: its pid must not be followed any more.
+    pub(super) fn members(
+        &self,
+        leader: i32,
+        leader_ended: bool,
+        orphans_of_all: bool,
+    ) -> Vec<i32> {
+        let t = lock(&self.table);
+        let mut roots = Vec::new();
+        if !leader_ended {
+            roots.push(leader);
+        }
+        let others_run = t.leaders.iter().any(|&l| l != leader) || !t.pending.is_empty();
+        for child in super::tree::children(self.pid) {
+            if child == leader || t.leaders.contains(&child) {
+                continue;
+            }
+            match super::tree::stat(child) {
+                Some(s) if s.session == leader || (orphans_of_all && !others_run) => {
+                    roots.push(child);
+                }
+                _ => {}
+            }
+        }
+        // Read while the table is locked, so that no step starts in between and gets taken
+        // for an orphan.
+        super::tree::live_subtree(&roots)
+    }
+
+    /// Forgets a step process whose wait was abandoned (a dropped step future).
+    pub(super) fn forget(&self, leader: i32) {
+        let mut t = lock(&self.table);
+        t.exits.remove(&leader);
+    }
+}
+
+/// Cairn's environment with the step's additions; later entries win.
+fn environment(extra: &[(String, String)]) -> Vec<OsString> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| OsStr::new(e) == k))
+        .collect();
+    let mut seen = HashSet::new();
+    for (k, v) in extra.iter().rev() {
+        if seen.insert(k) {
+            vars.push((k.into(), v.into()));
+        }
+    }
+    vars.into_iter()
+        .map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            kv
+        })
+        .collect()
+}
+
+/// The file `exec` would run: `program` itself when it holds a slash, else the first
+/// executable file of that name in `path` (the step's PATH, as a shell would search it).
+fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
+    if program.is_empty() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    if program.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    let mut denied = false;
+    for dir in std::env::split_paths(path) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        if !candidate.is_file() {
+            continue;
+        }
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+        denied = true;
+    }
+    Err(if denied {
+        io::ErrorKind::PermissionDenied.into()
+    } else {
+        io::ErrorKind::NotFound.into()
+    })
+}
+
+fn memfd(bytes: &[u8]) -> io::Result<OwnedFd> {
+    let fd = nix::sys::memfd::memfd_create(c"cairn-spawn", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)?;
+    Ok(file.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_searches_the_given_path() {
+        let bash = resolve(
+            OsStr::new("bash"),
+            Some(OsStr::new("/nonexistent:/usr/bin:/bin")),
+        )
+        .expect("bash");
+        assert!(bash.ends_with("bash"), "{bash:?}");
+        let e = resolve(OsStr::new("cairn-no-such-tool"), None).expect_err("missing");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            resolve(OsStr::new("./x"), None).expect("as is"),
+            PathBuf::from("./x")
+        );
+        assert_eq!(
+            resolve(OsStr::new(""), None).expect_err("empty").kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn the_step_environment_overrides_cairns() {
+        let env = environment(&[
+            ("PATH".into(), "/x".into()),
+            ("CAIRN_T".into(), "1".into()),
+            ("CAIRN_T".into(), "2".into()),
+        ]);
+        let paths: Vec<_> = env
+            .iter()
+            .filter(|e| e.as_bytes().starts_with(b"PATH="))
+            .collect();
+        assert_eq!(paths, [&OsString::from("PATH=/x")]);
+        let t: Vec<_> = env
+            .iter()
+            .filter(|e| e.as_bytes().starts_with(b"CAIRN_T="))
+            .collect();
+        assert_eq!(t, [&OsString::from("CAIRN_T=2")]);
+    }
+}

@@ -1,0 +1,63 @@
+//! Reading the process tree from /proc: children, sessions, live descendants.
+//!
+//! Used both by Cairn (to find a step's processes) and by the spawner process (to stop
+//! everything below it), so it allocates and reads files but takes no locks of its own.
+
+/// What /proc/PID/stat says about a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Stat {
+    pub(super) session: i32,
+    /// Not a zombie (nor dead): it can still run code.
+    pub(super) live: bool,
+}
+
+/// The process's session and liveness; `None` when it is gone.
+pub(super) fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    let session = fields.nth(2)?.parse().ok()?;
+    Some(Stat {
+        session,
+        live: state != "Z" && state != "X",
+    })
+}
+
+/// The direct children of every thread of `pid` (a child belongs to the thread that made it).
+pub(super) fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// `roots` and all their descendants that are still live.
+///
+/// A process that forks while this runs may be missed: callers signal what they found and
+/// look again until nothing is left.
+pub(super) fn live_subtree(roots: &[i32]) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo: Vec<i32> = roots.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(pid) = todo.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        if stat(pid).is_some_and(|s| s.live) {
+            out.push(pid);
+        }
+        todo.extend(children(pid));
+    }
+    out
+}
