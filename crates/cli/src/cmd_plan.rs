@@ -51,19 +51,19 @@ pub fn read_inputs(
     path: Option<&PathBuf>,
 ) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
     let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let invalid = |m: String| anyhow::Error::new(crate::Invalid(m));
+    let text = cairn_model::source::read_any(path).map_err(|e| invalid(e.to_string()))?;
     match cairn_model::yaml_to_json(&text) {
         Ok(serde_json::Value::Object(m)) => Ok(Some(m)),
         Ok(serde_json::Value::Null) => Ok(Some(Default::default())),
-        Ok(_) => anyhow::bail!(
+        Ok(_) => Err(invalid(format!(
             "{}: expected a map of input names to values",
             path.display()
-        ),
+        ))),
         Err(d) => {
             let name = path.display().to_string();
             let rendered: String = d.0.iter().map(|x| x.render(&name, &text, false)).collect();
-            anyhow::bail!("{name} is not valid YAML\n{rendered}")
+            Err(invalid(format!("{name} is not valid YAML\n{rendered}")))
         }
     }
 }

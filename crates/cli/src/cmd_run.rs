@@ -124,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         match execute(checked, templates, &inv, store.clone(), progress, opts).await {
             Ok(report) => {
                 store.close().await;
-                Ok(report.outcome.exit_code())
+                Ok(crate::report_exit_code(&report))
             }
             Err(e @ (RunError::Inputs(_) | RunError::Secrets(_) | RunError::Render { .. })) => {
                 eprintln!(

@@ -73,7 +73,7 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                 eprintln!("run {run_id} already succeeded: nothing to resume");
                 Ok(exit::OK)
             }
-            Ok(Resumed::Ran(report)) => Ok(report.outcome.exit_code()),
+            Ok(Resumed::Ran(report)) => Ok(crate::report_exit_code(&report)),
             Err(
                 e @ (ResumeError::State(_)
                 | ResumeError::Run(cairn_engine::run::RunError::State(_))),

@@ -29,15 +29,26 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut report = Vec::new();
     for file in &files {
         let name = file.display().to_string();
-        let (source, diags) = match std::fs::read_to_string(file) {
+        let (source, diags) = match cairn_model::read(file) {
             Ok(source) => {
                 let (_, d) = cairn_model::check(file, &source, &templates);
                 (source, d)
             }
+            Err(cairn_model::LoadError::Invalid {
+                text, diagnostics, ..
+            }) => (text, diagnostics),
             Err(e) => {
                 errors += 1;
                 bad_files += 1;
-                eprintln!("x {name}: cannot read: {e}");
+                if args.output == Format::Json {
+                    report.push(serde_json::json!({
+                        "file": name,
+                        "ok": false,
+                        "diagnostics": [{ "severity": "error", "message": e.to_string(), "line": null, "column": null, "help": null }],
+                    }));
+                } else {
+                    eprintln!("x {e}");
+                }
                 continue;
             }
         };

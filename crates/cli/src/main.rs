@@ -19,7 +19,58 @@ pub mod exit {
     pub const STEP_FAILED: u8 = 1;
     pub const INVALID: u8 = 2;
     pub const PAUSED: u8 = 3;
+    /// Not a verdict on the runbook: the state store could not be opened, reached or written
+    /// (also mid-run), an I/O error, or a bug in Cairn.
+    pub const INFRA: u8 = 4;
     pub const INTERRUPTED: u8 = 130;
+}
+
+/// A mistake in what was asked (a file that does not exist, a bad `--inputs` file, a state
+/// store that is not there): exit 2, like an invalid runbook. Every other error exits
+/// [`exit::INFRA`].
+#[derive(Debug)]
+pub struct Invalid(pub String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// The exit code of a finished run: its outcome's, unless the store failed under it.
+pub fn report_exit_code(report: &cairn_engine::run::RunReport) -> u8 {
+    match &report.store_error {
+        Some(e) => {
+            eprintln!(
+                "{}error{}: the run stopped because its state could not be recorded: {e}",
+                output::red(),
+                output::reset()
+            );
+            exit::INFRA
+        }
+        None => report.outcome.exit_code(),
+    }
+}
+
+/// The exit code of an error that ended a command.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use cairn_state::StateError;
+    for cause in e.chain() {
+        if cause.is::<Invalid>() {
+            return exit::INVALID;
+        }
+        if let Some(s) = cause.downcast_ref::<StateError>() {
+            return match s {
+                StateError::BadUrl { .. }
+                | StateError::AmbiguousRunId { .. }
+                | StateError::RunNotFound(_) => exit::INVALID,
+                _ => exit::INFRA,
+            };
+        }
+    }
+    exit::INFRA
 }
 
 #[derive(Parser)]
@@ -32,7 +83,7 @@ response. Each runbook is a DAG of steps (SQL, shell, HTTP, ChromaDB, checks, ap
 sub-runbooks) with a dry-run that touches nothing.",
     after_help = "Examples:\n  cairn validate runbooks/\n  cairn plan runbooks/backup.yaml --set backup_dir=/tmp/b\n  \
 cairn graph runbooks/dr-drill.yaml --format mermaid\n\nExit codes: 0 ok, 1 a step failed, 2 invalid runbook or usage, \
-3 paused for approval, 130 interrupted."
+3 paused for approval, 4 state store or internal failure, 130 interrupted."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,7 +112,7 @@ show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plan
         after_help = "Examples:\n  cairn run runbooks/health-check.yaml\n  cairn run runbooks/backup.yaml --set \
 backup_dir=/srv/backups --state postgres://cairn@db/cairn\n  cairn run dr-drill.yaml --auto-approve --log-format json > events.jsonl\n\n\
 Every step transition is committed to the state store before the next step starts. Exit codes: 0 succeeded, \
-1 a step failed, 2 invalid runbook or inputs, 3 paused for approval, 130 interrupted."
+1 a step failed, 2 invalid runbook or inputs, 3 paused for approval, 4 the state store failed, 130 interrupted."
     )]
     Run(cmd_run::Args),
     /// Continue a failed, interrupted or paused run
@@ -117,6 +168,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, never with NO_COLOR: logs are often captured to files.
+        .with_ansi(output::color_stderr())
         .with_target(false)
         .init();
     let cli = match Cli::try_parse() {
@@ -137,7 +190,24 @@ fn main() -> ExitCode {
             tracing::warn!("{e}; shell steps will fail");
         }
     }
-    let result = match cli.command {
+    // A panic is a bug in Cairn: the hook has printed it; exit as an internal error, not 101.
+    let result = std::panic::catch_unwind(|| dispatch(cli)).unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "internal error: cairn panicked (a bug; please report it with the message above)"
+        ))
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("{}error{}: {e:#}", output::red(), output::reset());
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
         Command::Validate(a) => cmd_validate::run(a),
         Command::Plan(a) => cmd_plan::run(a),
         Command::Run(a) => cmd_run::run(a),
@@ -152,40 +222,49 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
             Ok(exit::OK)
         }
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(exit::OK),
-        Err(e) => {
-            eprintln!("{}error{}: {e:#}", output::red(), output::reset());
-            ExitCode::from(exit::INVALID)
-        }
     }
 }
 
 /// Files named on the command line, folders searched recursively for `*.yaml`/`*.yml`.
+/// A symbolic link is followed, but a folder is searched once however many links lead to it,
+/// so a link back up the tree (a loop) ends the search instead of repeating it forever.
 pub fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for p in paths {
         if p.is_dir() {
             let mut found = Vec::new();
-            walk(p, &mut found)?;
+            walk(p, &mut found, &mut seen)?;
             found.sort();
             out.extend(found);
-        } else if p.exists() {
+        } else if p.exists() || p.is_symlink() {
+            // Named files are passed on whatever they are: reading refuses what is not a
+            // regular file, with the reason.
             out.push(p.clone());
         } else {
-            anyhow::bail!("{}: no such file or folder", p.display());
+            return Err(Invalid(format!("{}: no such file or folder", p.display())).into());
         }
     }
     Ok(out)
 }
 
-fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
+fn walk(
+    dir: &std::path::Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| anyhow::anyhow!("cannot search {}: {e}", dir.display()))?;
+    if !seen.insert((meta.dev(), meta.ino())) {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot search {}: {e}", dir.display()))?;
+    for entry in entries {
         let path = entry?.path();
         if path.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, seen)?;
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push(path);
         }
@@ -228,6 +307,6 @@ pub fn load(
             );
             Ok(Err(exit::INVALID))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Invalid(e.to_string()).into()),
     }
 }

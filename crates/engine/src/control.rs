@@ -90,7 +90,8 @@ pub(crate) fn backoff(retry: Option<&Retry>, attempt: u32) -> Duration {
     if r.jitter.unwrap_or(false) {
         secs *= 0.5 + rand::random::<f64>();
     }
-    Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
+    // NaN (a zero delay times an infinite factor) is no wait; never panic on a float.
+    Duration::try_from_secs_f64(secs.clamp(0.0, 86_400.0)).unwrap_or(Duration::ZERO)
 }
 
 pub(crate) async fn perform(
@@ -478,12 +479,8 @@ fn report(
                 .parent()
                 .unwrap_or(std::path::Path::new("."));
             let path = base.join(t);
-            std::fs::read_to_string(&path).map_err(|e| {
-                StepError::setup(format!(
-                    "cannot read report template {}: {e}",
-                    path.display()
-                ))
-            })?
+            cairn_model::source::read(&path)
+                .map_err(|e| StepError::setup(format!("report template: {e}")))?
         }
         (None, Some(i)) => i.src.clone(),
         (None, None) => String::new(),

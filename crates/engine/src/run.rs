@@ -78,6 +78,9 @@ pub struct RunReport {
     pub outcome: RunOutcome,
     pub outputs: Json,
     pub steps: Vec<StepSummary>,
+    /// Set when a checkpoint could not be written: the run stopped for it, which is a failure
+    /// of the infrastructure, not a verdict of the runbook.
+    pub store_error: Option<String>,
 }
 
 /// One step's (or item's) end.
@@ -505,6 +508,7 @@ pub(crate) async fn drive(
         outcome,
         outputs,
         steps,
+        store_error: shared.store_error(),
     })
 }
 

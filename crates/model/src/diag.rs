@@ -24,7 +24,7 @@ impl Diagnostic {
     pub fn error(span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
-            message: message.into(),
+            message: clip(message.into()),
             span,
             help: None,
         }
@@ -32,17 +32,17 @@ impl Diagnostic {
     pub fn warning(span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
-            message: message.into(),
+            message: clip(message.into()),
             span,
             help: None,
         }
     }
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(clip(help.into()));
         self
     }
     pub fn maybe_help(mut self, help: Option<String>) -> Self {
-        self.help = help;
+        self.help = help.map(clip);
         self
     }
 
@@ -83,8 +83,9 @@ impl Diagnostic {
             self.span.col.max(1)
         );
         if let Some(text) = source.lines().nth(line_no - 1) {
-            let text = text.replace('\t', " ");
             let col = (self.span.col.max(1) - 1) as usize;
+            let (text, col) = excerpt(text, col);
+            let text = text.replace('\t', " ");
             let room = text.chars().count().saturating_sub(col).max(1);
             let width = self.span.width(source).min(room);
             let _ = writeln!(out, "{pad} {blue}|{reset}");
@@ -101,6 +102,60 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// Characters of a source line shown under a diagnostic; a longer line is cut around the column.
+const LINE_SHOWN: usize = 120;
+/// Characters of a value quoted in a message (between backticks) before it is cut.
+const QUOTE_SHOWN: usize = 60;
+/// Characters of a whole message or help text before it is cut.
+const MESSAGE_SHOWN: usize = 400;
+
+/// At most [`LINE_SHOWN`] characters of `line` around the 0-based char column `col`, with `…`
+/// where it was cut, and the column within the excerpt.
+fn excerpt(line: &str, col: usize) -> (String, usize) {
+    let total = line.chars().count();
+    if total <= LINE_SHOWN {
+        return (line.to_string(), col);
+    }
+    let to = (col.saturating_sub(LINE_SHOWN / 4) + LINE_SHOWN).min(total);
+    let from = to - LINE_SHOWN;
+    let mut out = String::new();
+    if from > 0 {
+        out.push('…');
+    }
+    out.extend(line.chars().skip(from).take(to - from));
+    if to < total {
+        out.push('…');
+    }
+    (out, col - from + usize::from(from > 0))
+}
+
+/// A message with long quoted values (`` `…` ``) shortened, and at most [`MESSAGE_SHOWN`]
+/// characters in all: a 5 MB line of YAML must not come back whole in an error.
+fn clip(message: String) -> String {
+    if message.len() <= QUOTE_SHOWN {
+        return message;
+    }
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let n = part.chars().count();
+        if i % 2 == 1 && n > QUOTE_SHOWN {
+            out.extend(part.chars().take(QUOTE_SHOWN));
+            out.push_str(&format!("… ({n} characters)"));
+        } else {
+            out.push_str(part);
+        }
+    }
+    if out.chars().count() > MESSAGE_SHOWN {
+        let n = out.chars().count();
+        out = out.chars().take(MESSAGE_SHOWN).collect();
+        out.push_str(&format!("… ({n} characters)"));
+    }
+    out
 }
 
 /// The problems found in one file, in source order.

@@ -18,6 +18,7 @@ mod parse;
 mod parse_step;
 mod read;
 pub mod runbook;
+pub mod source;
 pub mod span;
 pub mod step;
 mod validate;
@@ -25,7 +26,7 @@ pub mod yaml;
 
 pub use dag::{Dag, Edge};
 pub use diag::{Diagnostic, Diagnostics, Severity, did_you_mean};
-pub use parse::FORMAT_VERSIONS;
+pub use parse::{FORMAT_VERSIONS, MAX_BACKOFF};
 pub use runbook::*;
 pub use span::{Span, Spanned};
 pub use step::*;
@@ -55,7 +56,11 @@ impl Checked {
 /// YAML and shape only: the typed runbook, without semantic checks.
 pub fn parse_only(path: &Path, source: &str) -> (Option<Runbook>, Diagnostics) {
     let mut d = Vec::new();
-    let rb = yaml::parse(source, &mut d).and_then(|root| parse::runbook(&mut d, &root));
+    let root = yaml::parse(source, &mut d);
+    if root.is_none() && d.is_empty() {
+        d.push(empty(source));
+    }
+    let rb = root.and_then(|root| parse::runbook(&mut d, &root));
     let rb = rb.map(|mut rb| {
         rb.path = path.to_path_buf();
         rb.source = source.to_string();
@@ -64,6 +69,23 @@ pub fn parse_only(path: &Path, source: &str) -> (Option<Runbook>, Diagnostics) {
     let mut diags = Diagnostics(d);
     diags.sort();
     (rb, diags)
+}
+
+/// The error for a file with no YAML document: empty, blank or comments only.
+fn empty(source: &str) -> Diagnostic {
+    let what = if source.trim().is_empty() {
+        "the file is empty"
+    } else {
+        "the file holds only comments"
+    };
+    let span = Span {
+        line: 1,
+        col: 1,
+        start: 0,
+        end: source.find('\n').unwrap_or(source.len()),
+    };
+    Diagnostic::error(span, format!("{what}: a runbook is a YAML map"))
+        .with_help("start with `cairn: 1`, `name:` and `steps:`")
 }
 
 /// Parse and validate one runbook. The diagnostics hold every problem found (errors and
@@ -103,11 +125,8 @@ pub fn check(
 /// Why a runbook could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(source::ReadError),
     #[error("{path} is not a valid runbook")]
     Invalid {
         path: String,
@@ -116,15 +135,43 @@ pub enum LoadError {
     },
 }
 
+/// Read a runbook file through [`source::read`]. Text that is not UTF-8 comes back as
+/// [`LoadError::Invalid`], located at the first bad byte.
+pub fn read(path: &Path) -> Result<String, LoadError> {
+    match source::read(path) {
+        Ok(text) => Ok(text),
+        Err(source::ReadError::NotUtf8 {
+            path,
+            lossy,
+            offset,
+            line,
+            col,
+            byte,
+        }) => {
+            let span = Span {
+                line,
+                col,
+                start: offset,
+                end: offset + '\u{fffd}'.len_utf8(),
+            };
+            let d = Diagnostic::error(span, format!("not valid UTF-8 (byte 0x{byte:02x})"))
+                .with_help("runbooks are UTF-8 text: re-encode the file (e.g. with iconv)");
+            Err(LoadError::Invalid {
+                path,
+                text: lossy,
+                diagnostics: Diagnostics(vec![d]),
+            })
+        }
+        Err(e) => Err(LoadError::Read(e)),
+    }
+}
+
 /// Read and validate a runbook file.
 pub fn load(
     path: &Path,
     templates: &cairn_template::Templates,
 ) -> Result<(Checked, Diagnostics), LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = read(path)?;
     match check(path, &text, templates) {
         (Some(c), d) => Ok((c, d)),
         (None, diagnostics) => Err(LoadError::Invalid {

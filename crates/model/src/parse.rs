@@ -440,6 +440,9 @@ fn defaults(d: &mut Diags, n: &Node) -> Option<Defaults> {
     })
 }
 
+/// The largest `retry.backoff` factor.
+pub const MAX_BACKOFF: f64 = 100.0;
+
 pub(crate) fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
     let mut f = map(d, n, "`retry`")?;
     let attempts = match f.get("attempts") {
@@ -467,14 +470,19 @@ pub(crate) fn retry(d: &mut Diags, n: &Node) -> Option<Retry> {
         .get("backoff")
         .and_then(|n| float(d, n, "`backoff`"))
         .and_then(|b| {
-            if b < 1.0 {
+            // A factor above the bound overflows the delay to infinity within a few attempts;
+            // `max_delay` is the way to say "wait long".
+            if (1.0..=MAX_BACKOFF).contains(&b) {
+                Some(b)
+            } else {
+                let at = f.key_span("backoff").unwrap_or(f.span);
                 d.push(
-                    Diagnostic::error(f.span, "`backoff` must be at least 1.0")
-                        .with_help("1.0 keeps the delay constant, 2.0 doubles it"),
+                    Diagnostic::error(at, format!("`backoff` must be from 1.0 to {MAX_BACKOFF}"))
+                        .with_help(
+                            "1.0 keeps the delay constant, 2.0 doubles it; cap it with `max_delay`",
+                        ),
                 );
                 None
-            } else {
-                Some(b)
             }
         });
     let max_delay = f

@@ -364,8 +364,9 @@ pub struct Retry {
     /// Wait before the second attempt (default 1s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay: Option<Dur>,
-    /// Multiplier applied to the delay after each attempt (default 1.0).
+    /// Multiplier applied to the delay after each attempt (default 1.0), from 1.0 to 100.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 100.0))]
     pub backoff: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_delay: Option<Dur>,

@@ -76,29 +76,77 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for Spanned<T> {
 }
 
 /// Byte offsets of line starts, to turn the parser's (line, char column) into byte offsets.
+///
+/// Linear in the source overall: a 200,000-item flow list on one line asks for 400,000 offsets
+/// in that line, so an offset is found in O(1) on an ASCII line and, on other lines, by walking
+/// on from the last offset asked for (the parser asks in source order).
 pub(crate) struct LineIndex<'a> {
     source: &'a str,
     starts: Vec<usize>,
+    /// Per line: every byte is ASCII, so a char column is a byte column.
+    ascii: Vec<bool>,
+    /// The last (line, col, byte offset) found on a non-ASCII line.
+    cursor: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(source: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { source, starts }
+        let ascii = (0..starts.len())
+            .map(|l| {
+                let end = starts.get(l + 1).copied().unwrap_or(source.len());
+                source.as_bytes()[starts[l]..end].is_ascii()
+            })
+            .collect();
+        LineIndex {
+            source,
+            starts,
+            ascii,
+            cursor: std::cell::Cell::new((0, 0, 0)),
+        }
+    }
+
+    /// Byte range of `line` (1-based), without its newline.
+    fn line_range(&self, line: usize) -> Option<(usize, usize)> {
+        let start = *self.starts.get(line.checked_sub(1)?)?;
+        let end = match self.starts.get(line) {
+            Some(&next) => next - 1,
+            None => self.source.len(),
+        };
+        Some((start, end))
     }
 
     /// Byte offset of the `col`-th character (0-based) of `line` (1-based), clamped to the line.
     pub(crate) fn offset(&self, line: usize, col: usize) -> usize {
-        let Some(&start) = self.starts.get(line.saturating_sub(1)) else {
+        let Some((start, end)) = self.line_range(line) else {
             return self.source.len();
         };
-        let rest = &self.source[start..];
-        let line_len = rest.find('\n').unwrap_or(rest.len());
-        rest[..line_len]
-            .char_indices()
-            .nth(col)
-            .map_or(start + line_len, |(i, _)| start + i)
+        if self.ascii[line - 1] {
+            return (start + col).min(end);
+        }
+        let (c_line, c_col, c_off) = self.cursor.get();
+        let (mut at_col, mut at) = if c_line == line && c_col <= col {
+            (c_col, c_off)
+        } else {
+            (0, start)
+        };
+        let text = &self.source[at..end];
+        let mut chars = text.char_indices();
+        while at_col < col {
+            match chars.next() {
+                Some(_) => at_col += 1,
+                None => break,
+            }
+        }
+        at = match chars.next() {
+            Some((i, _)) => at + i,
+            None => end,
+        };
+        if at_col == col {
+            self.cursor.set((line, col, at));
+        }
+        at
     }
 
     /// Line and 0-based char column of a byte offset.

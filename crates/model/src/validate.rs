@@ -405,7 +405,7 @@ impl<'a> Validator<'a> {
                 }
                 if let Some(t) = &r.template {
                     let path = self.relative(&t.value);
-                    match std::fs::read_to_string(&path) {
+                    match crate::source::read(&path) {
                         Ok(text) => {
                             if let Err(e) = self.templates.analyze(&text, Kind::Text) {
                                 self.d.push(Diagnostic::error(
@@ -414,10 +414,9 @@ impl<'a> Validator<'a> {
                                 ));
                             }
                         }
-                        Err(e) => self.d.push(Diagnostic::error(
-                            t.span,
-                            format!("cannot read report template {}: {e}", path.display()),
-                        )),
+                        Err(e) => self
+                            .d
+                            .push(Diagnostic::error(t.span, format!("report template: {e}"))),
                     }
                 }
             }
@@ -433,15 +432,15 @@ impl<'a> Validator<'a> {
     /// The sub-runbook must exist and take the `with:` inputs given to it.
     fn uses(&mut self, u: &crate::span::Spanned<String>, _scope: Scope) {
         let path = self.relative(&u.value);
-        let Ok(source) = std::fs::read_to_string(&path) else {
-            self.d.push(
-                Diagnostic::error(
-                    u.span,
-                    format!("cannot read the runbook `{}`", path.display()),
-                )
-                .with_help("`uses` paths are relative to this runbook's folder"),
-            );
-            return;
+        let source = match crate::source::read(&path) {
+            Ok(source) => source,
+            Err(e) => {
+                self.d.push(
+                    Diagnostic::error(u.span, format!("`uses`: {e}"))
+                        .with_help("`uses` paths are relative to this runbook's folder"),
+                );
+                return;
+            }
         };
         let (sub, diags) = crate::parse_only(&path, &source);
         let Some(sub) = sub else {

@@ -205,7 +205,15 @@ fn size(node: &Node) -> usize {
 
 enum Frame {
     Seq(Span, Vec<Node>, usize),
-    Map(Span, Vec<(Node, Node)>, Option<Node>, usize),
+    /// Entries, the key waiting for its value, the line of each key seen (duplicates are found
+    /// by hashing: a flow map of 200,000 keys must not compare every pair), the anchor.
+    Map(
+        Span,
+        Vec<(Node, Node)>,
+        Option<Node>,
+        HashMap<String, u32>,
+        usize,
+    ),
 }
 
 /// Parse one YAML document. Syntax errors, aliases to unknown anchors, duplicate keys and
@@ -297,7 +305,7 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
                 continue;
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Frame::Map(sp, Vec::new(), None, anchor));
+                stack.push(Frame::Map(sp, Vec::new(), None, HashMap::new(), anchor));
                 continue;
             }
             Event::SequenceEnd => match stack.pop() {
@@ -315,7 +323,7 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
                 _ => return None,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(start, entries, _, anchor)) => {
+                Some(Frame::Map(start, entries, _, _, anchor)) => {
                     let node = Node {
                         kind: NodeKind::Map(entries),
                         span: start,
@@ -332,17 +340,18 @@ pub fn parse(source: &str, diags: &mut Vec<Diagnostic>) -> Option<Node> {
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+            Some(Frame::Map(_, entries, pending, seen, _)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
-                    if let Some(k) = key.text()
-                        && let Some((first, _)) = entries.iter().find(|(e, _)| e.text() == Some(k))
-                    {
-                        diags.push(
-                            Diagnostic::error(key.span, format!("duplicate key `{k}`")).with_help(
-                                format!("`{k}` is already set on line {}", first.span.line),
-                            ),
-                        );
+                    if let Some(k) = key.text() {
+                        if let Some(first) = seen.get(k) {
+                            diags.push(
+                                Diagnostic::error(key.span, format!("duplicate key `{k}`"))
+                                    .with_help(format!("`{k}` is already set on line {first}")),
+                            );
+                        } else {
+                            seen.insert(k.to_string(), key.span.line);
+                        }
                     }
                     entries.push((key, node));
                 }

@@ -1,0 +1,76 @@
+//! Exit codes apart from the runbook's verdict: 4 for the infrastructure (a state store that is
+//! down or lost mid-run), 2 for what was asked wrongly; and no colour codes in captured logs.
+
+use super::common::Sandbox;
+
+#[test]
+fn a_state_store_that_is_down_exits_4() {
+    let sb = Sandbox::new();
+    sb.write("ok.yaml", super::common::VALID);
+    // Nothing listens on port 1.
+    let down = "postgres://postgres@127.0.0.1:1/test";
+    for args in [
+        &["runs", "--state", down][..],
+        &["show", "01NOSUCHRUN", "--state", down],
+        &["run", "ok.yaml", "--state", down],
+    ] {
+        sb.cairn(args)
+            .expect(4)
+            .stderr_has("error: cannot open state database postgres://postgres@127.0.0.1:1/test");
+    }
+}
+
+#[test]
+fn a_state_store_lost_mid_run_stops_the_run_with_exit_4() {
+    let sb = Sandbox::new();
+    let state = sb.join("state.db").display().to_string();
+    sb.write(
+        "lose.yaml",
+        format!(
+            "cairn: 1\nname: lose\nsteps:\n  - id: break_store\n    shell: sqlite3 {state} 'DROP TABLE cairn_steps'\n  - id: after\n    needs: [break_store]\n    shell: touch after-ran\n"
+        ),
+    );
+    let out = sb.cairn(&["run", "lose.yaml", "--state", &state]);
+    out.expect(4)
+        .stderr_has("error: the run stopped because its state could not be recorded: cannot record step `break_store`");
+    assert!(
+        !sb.join("after-ran").exists(),
+        "a step ran after the store was lost\n{out}"
+    );
+}
+
+#[test]
+fn usage_mistakes_still_exit_2() {
+    let sb = Sandbox::new();
+    sb.cairn(&["validate", "nope.yaml"])
+        .expect(2)
+        .stderr_has("error: nope.yaml: no such file or folder\n");
+    sb.cairn(&["runs", "--state", "mysql://x/y"])
+        .expect(2)
+        .stderr_has("unsupported state URL `mysql://x/y`");
+    sb.write("ok.yaml", super::common::VALID);
+    sb.write("inputs.yaml", "[1, 2]\n");
+    sb.cairn(&["plan", "ok.yaml", "--inputs", "inputs.yaml"])
+        .expect(2)
+        .stderr_has("inputs.yaml: expected a map of input names to values");
+}
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let sb = Sandbox::new();
+    sb.write("ok.yaml", super::common::VALID);
+    let state = sb.join("state.db").display().to_string();
+    // Without NO_COLOR: a pipe alone must be enough.
+    let mut c = sb.command(&["run", "ok.yaml", "--state", &state]);
+    c.env_remove("NO_COLOR").env("CAIRN_LOG", "debug");
+    let out = super::common::finish(c);
+    out.expect(0);
+    assert!(
+        out.stderr.lines().any(|l| l.contains("DEBUG")),
+        "debug logs expected on stderr\n{out}"
+    );
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "colour codes in captured stderr\n{out}"
+    );
+}
