@@ -8,5 +8,10 @@ if [ -z "${CAIRN_CHROMA_BIN:-}" ]; then
   CAIRN_CHROMA_BIN="$(bash .ci/chroma-venv.sh)"
   export CAIRN_CHROMA_BIN
 fi
+if [ -z "${CAIRN_NODE_MODULES:-}" ]; then
+  # xmllint, promtool and the Mermaid parser: the real consumers of the report formats.
+  CAIRN_NODE_MODULES="$(bash .ci/consumers.sh)"
+  export CAIRN_NODE_MODULES
+fi
 cargo test --workspace --all-targets
 cargo test --workspace --doc

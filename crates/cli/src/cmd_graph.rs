@@ -1,16 +1,43 @@
-//! `cairn graph FILE --format dot|mermaid`
+//! `cairn graph FILE --format dot|mermaid`, and `cairn graph --run RUN` coloured by status.
 
 use crate::exit;
 use cairn_model::{Checked, Edge};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The runbook
-    file: PathBuf,
+    /// The runbook (not needed with --run)
+    #[arg(required_unless_present = "run")]
+    file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "dot")]
     format: Format,
+    /// Colour the DAG by the status of each step in run RUN (the runbook is the run's own)
+    #[arg(long, value_name = "RUN")]
+    run: Option<String>,
+    #[command(flatten)]
+    state: crate::cmd_state::StateArg,
+}
+
+/// Each step's status in a run, as a report shows it (`succeeded`, `failed`, `in doubt`...).
+pub type Statuses = HashMap<String, String>;
+
+/// The colours of a status: (fill, stroke).
+fn colours(status: &str) -> (&'static str, &'static str) {
+    match status {
+        "succeeded" => ("#c8e6c9", "#2e7d32"),
+        "failed" => ("#ffcdd2", "#c62828"),
+        "running" | "in doubt" => ("#fff9c4", "#f9a825"),
+        "waiting" => ("#bbdefb", "#1565c0"),
+        "skipped" => ("#eeeeee", "#9e9e9e"),
+        _ => ("#ffffff", "#9e9e9e"),
+    }
+}
+
+/// A status as a Mermaid class name.
+fn class(status: &str) -> String {
+    status.replace(' ', "_")
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -21,25 +48,87 @@ enum Format {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let templates = cairn_template::Templates::new();
-    let checked = match crate::load(&args.file, &templates)? {
+    let (file, statuses) = match &args.run {
+        Some(id) => {
+            let url = args.state.url();
+            let data = tokio::runtime::Runtime::new()?.block_on(async {
+                let store = cairn_state::open(&url).await?;
+                let run = store.get_run(id).await?;
+                let data = match run {
+                    Some(run) => Some(crate::report::RunData::load(&store, run).await?),
+                    None => None,
+                };
+                store.close().await;
+                anyhow::Ok(data)
+            })?;
+            let Some(data) = data else {
+                eprintln!(
+                    "{}error{}: no run `{id}` in {url}",
+                    crate::output::red(),
+                    crate::output::reset()
+                );
+                return Ok(exit::INVALID);
+            };
+            let statuses = statuses_of(&data);
+            (
+                args.file
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(&data.run.path)),
+                Some(statuses),
+            )
+        }
+        None => match &args.file {
+            Some(f) => (f.clone(), None),
+            None => anyhow::bail!("give a runbook FILE or --run RUN"),
+        },
+    };
+    let checked = match crate::load(&file, &templates)? {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     let text = match args.format {
-        Format::Dot => dot(&checked),
-        Format::Mermaid => mermaid(&checked),
+        Format::Dot => dot(&checked, statuses.as_ref()),
+        Format::Mermaid => mermaid(&checked, statuses.as_ref()),
     };
     crate::output::print(&text)?;
     Ok(exit::OK)
 }
 
-fn label(s: &cairn_model::Step) -> String {
-    format!("{}\\n{}", s.id.value, s.action().kind())
+/// Each whole step's status in the run.
+pub fn statuses_of(d: &crate::report::RunData) -> Statuses {
+    d.whole_steps()
+        .into_iter()
+        .map(|s| (s.step_id.clone(), d.shown_status(s).to_string()))
+        .collect()
+}
+
+fn label(s: &cairn_model::Step, status: Option<&Statuses>) -> String {
+    match status {
+        Some(st) => format!(
+            "{}\\n{}\\n{}",
+            s.id.value,
+            s.action().kind(),
+            st.get(&s.id.value).map_or("not run", String::as_str)
+        ),
+        None => format!("{}\\n{}", s.id.value, s.action().kind()),
+    }
+}
+
+fn dot_node(s: &cairn_model::Step, status: Option<&Statuses>) -> String {
+    let mut attrs = format!("label=\"{}\"", label(s, status));
+    if let Some(st) = status {
+        let (fill, stroke) = colours(st.get(&s.id.value).map_or("", String::as_str));
+        let _ = write!(
+            attrs,
+            ", style=filled, fillcolor=\"{fill}\", color=\"{stroke}\""
+        );
+    }
+    attrs
 }
 
 /// Graphviz: one node per step, edges in "runs before" direction; `needs` edges solid,
 /// written-order edges dashed; `finally` in its own cluster after the DAG.
-pub fn dot(c: &Checked) -> String {
+pub fn dot(c: &Checked, status: Option<&Statuses>) -> String {
     let rb = &c.runbook;
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", rb.name.value);
@@ -49,7 +138,7 @@ pub fn dot(c: &Checked) -> String {
     );
     for &i in &c.dag.order {
         let s = &rb.steps[i];
-        let _ = writeln!(out, "  \"{}\" [label=\"{}\"];", s.id.value, label(s));
+        let _ = writeln!(out, "  \"{}\" [{}];", s.id.value, dot_node(s, status));
     }
     for &i in &c.dag.order {
         for p in c.dag.parents(i) {
@@ -71,7 +160,7 @@ pub fn dot(c: &Checked) -> String {
             "  subgraph cluster_finally {{\n    label=\"finally\";\n    style=dashed;"
         );
         for s in &rb.finally {
-            let _ = writeln!(out, "    \"{}\" [label=\"{}\"];", s.id.value, label(s));
+            let _ = writeln!(out, "    \"{}\" [{}];", s.id.value, dot_node(s, status));
         }
         let _ = writeln!(out, "  }}");
         for w in rb.finally.windows(2) {
@@ -96,20 +185,40 @@ pub fn dot(c: &Checked) -> String {
     out
 }
 
-/// Mermaid flowchart, same shape as the dot output.
-pub fn mermaid(c: &Checked) -> String {
+/// Mermaid flowchart, same shape as the dot output. Node ids are `s0`, `s1`... (`f0`... for
+/// `finally`), so that no step id can clash with Mermaid's keywords (`end`, `graph`...); the
+/// label carries the step id.
+pub fn mermaid(c: &Checked, status: Option<&Statuses>) -> String {
     let rb = &c.runbook;
-    let node = |id: &str| id.replace('-', "_");
+    let ids: HashMap<&str, String> = rb
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.value.as_str(), format!("s{i}")))
+        .chain(
+            rb.finally
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.value.as_str(), format!("f{i}"))),
+        )
+        .collect();
+    let node = |id: &str| ids.get(id).cloned().unwrap_or_else(|| "unknown".into());
+    let text = |s: &cairn_model::Step| {
+        let base = format!("{} ({})", s.id.value, s.action().kind());
+        let base = match status {
+            Some(st) => format!(
+                "{base}: {}",
+                st.get(&s.id.value).map_or("not run", String::as_str)
+            ),
+            None => base,
+        };
+        // Mermaid's entity codes for what would end the quoted label.
+        base.replace('"', "#quot;")
+    };
     let mut out = String::from("flowchart TD\n");
     for &i in &c.dag.order {
         let s = &rb.steps[i];
-        let _ = writeln!(
-            out,
-            "  {}[\"{} ({})\"]",
-            node(&s.id.value),
-            s.id.value,
-            s.action().kind()
-        );
+        let _ = writeln!(out, "  {}[\"{}\"]", node(&s.id.value), text(s));
     }
     for &i in &c.dag.order {
         for p in c.dag.parents(i) {
@@ -129,13 +238,7 @@ pub fn mermaid(c: &Checked) -> String {
     if !rb.finally.is_empty() {
         out.push_str("  subgraph finally\n");
         for s in &rb.finally {
-            let _ = writeln!(
-                out,
-                "    {}[\"{} ({})\"]",
-                node(&s.id.value),
-                s.id.value,
-                s.action().kind()
-            );
+            let _ = writeln!(out, "    {}[\"{}\"]", node(&s.id.value), text(s));
         }
         out.push_str("  end\n");
         for w in rb.finally.windows(2) {
@@ -158,6 +261,28 @@ pub fn mermaid(c: &Checked) -> String {
                 node(&rb.steps[i].id.value),
                 node(&rb.finally[0].id.value)
             );
+        }
+    }
+    if let Some(st) = status {
+        let mut used: Vec<String> = rb
+            .steps
+            .iter()
+            .chain(rb.finally.iter())
+            .map(|s| {
+                st.get(&s.id.value)
+                    .cloned()
+                    .unwrap_or_else(|| "not run".into())
+            })
+            .collect();
+        used.sort();
+        used.dedup();
+        for u in &used {
+            let (fill, stroke) = colours(u);
+            let _ = writeln!(out, "  classDef {} fill:{fill},stroke:{stroke}", class(u));
+        }
+        for s in rb.steps.iter().chain(rb.finally.iter()) {
+            let u = st.get(&s.id.value).map_or("not run", String::as_str);
+            let _ = writeln!(out, "  class {} {}", node(&s.id.value), class(u));
         }
     }
     out

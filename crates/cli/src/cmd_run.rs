@@ -34,6 +34,8 @@ pub struct Args {
     /// text (progress on stderr) or json (one event per line on stdout)
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    reports: crate::report::ReportArgs,
 }
 
 /// The OS user: $USER, else $LOGNAME, else the name of the real uid, else the uid.
@@ -123,8 +125,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         });
         match execute(checked, templates, &inv, store.clone(), progress, opts).await {
             Ok(report) => {
+                let written =
+                    crate::report::write_for_run(&store, &report.run_id, &args.reports).await;
                 store.close().await;
-                Ok(crate::report_exit_code(&report))
+                let code = crate::report_exit_code(&report);
+                written?;
+                Ok(code)
             }
             Err(e @ (RunError::Inputs(_) | RunError::Secrets(_) | RunError::Render { .. })) => {
                 eprintln!(

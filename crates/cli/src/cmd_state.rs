@@ -17,7 +17,7 @@ pub struct StateArg {
 }
 
 impl StateArg {
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         self.state.clone().unwrap_or_else(cairn_state::default_url)
     }
 }
@@ -50,6 +50,8 @@ pub struct ResumeArgs {
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
     #[command(flatten)]
+    reports: crate::report::ReportArgs,
+    #[command(flatten)]
     state: StateArg,
 }
 
@@ -67,7 +69,14 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
         let templates = Arc::new(cairn_template::Templates::new());
         let sink = Arc::new(Progress::new(a.log_format));
         let r = resume(&a.run, templates, store.clone(), sink, opts, &ropts).await;
+        let written = match &r {
+            Ok(Resumed::Ran(report)) => {
+                crate::report::write_for_run(&store, &report.run_id, &a.reports).await
+            }
+            _ => Ok(()),
+        };
         store.close().await;
+        written?;
         match r {
             Ok(Resumed::AlreadyDone { run_id }) => {
                 eprintln!("run {run_id} already succeeded: nothing to resume");
@@ -274,6 +283,8 @@ pub struct ShowArgs {
     #[arg(long, value_enum, default_value = "text")]
     output: Format,
     #[command(flatten)]
+    reports: crate::report::ReportArgs,
+    #[command(flatten)]
     state: StateArg,
 }
 
@@ -285,6 +296,13 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
             eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);
             return Ok(exit::INVALID);
         };
+        if a.reports.any() {
+            // The reports are what was asked for: write them, print nothing else.
+            let data = crate::report::RunData::load(&store, run).await;
+            store.close().await;
+            crate::report::write_all(&data?, &a.reports)?;
+            return Ok(exit::OK);
+        }
         let steps = store.steps(&run.id).await?;
         let approvals = store.approvals(&run.id).await?;
         store.close().await;

@@ -7,6 +7,7 @@ mod cmd_state;
 mod cmd_validate;
 mod output;
 mod progress;
+mod report;
 mod signals;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -110,7 +111,8 @@ show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plan
     /// Run a runbook: prints the run id first, progress on stderr, a summary at the end
     #[command(
         after_help = "Examples:\n  cairn run runbooks/health-check.yaml\n  cairn run runbooks/backup.yaml --set \
-backup_dir=/srv/backups --state postgres://cairn@db/cairn\n  cairn run dr-drill.yaml --auto-approve --log-format json > events.jsonl\n\n\
+backup_dir=/srv/backups --state postgres://cairn@db/cairn\n  cairn run dr-drill.yaml --auto-approve --log-format json > events.jsonl\n  \
+cairn run dr-drill.yaml --auto-approve --junit junit.xml --report drill.md\n\n\
 Every step transition is committed to the state store before the next step starts. Exit codes: 0 succeeded, \
 1 a step failed, 2 invalid runbook or inputs, 3 paused for approval, 4 the state store failed, 130 interrupted."
     )]
@@ -138,13 +140,14 @@ A step that succeeded and has been edited since is refused (name it, or pass --a
     Runs(cmd_state::RunsArgs),
     /// One run: steps, attempts, timings, outputs (secrets masked), a step's captured log
     #[command(
-        after_help = "Examples:\n  cairn show 01J9Z\n  cairn show 01J9Z --step pg_dump\n  cairn show 01J9Z --output json"
+        after_help = "Examples:\n  cairn show 01J9Z\n  cairn show 01J9Z --step pg_dump\n  cairn show 01J9Z --output json\n  \
+cairn show 01J9Z --junit junit.xml --report report.md --metrics-file /var/lib/node_exporter/cairn.prom"
     )]
     Show(cmd_state::ShowArgs),
     /// Print the step DAG as Graphviz dot or Mermaid
     #[command(
         after_help = "Examples:\n  cairn graph runbooks/dr-drill.yaml | dot -Tsvg > dr.svg\n  \
-cairn graph runbooks/dr-drill.yaml --format mermaid"
+cairn graph runbooks/dr-drill.yaml --format mermaid\n  cairn graph --run 01J9Z --format mermaid   # coloured by status"
     )]
     Graph(cmd_graph::Args),
     /// Print the JSON Schema of the runbook format

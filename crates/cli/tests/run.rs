@@ -22,6 +22,7 @@ mod run {
     mod locks;
     mod output;
     mod plan_agrees;
+    mod reports;
     mod retries;
     mod secrets;
     mod signals;

@@ -1,0 +1,199 @@
+//! A Markdown report of a run, for people: the summary, the RTO/RPO verdict, the DAG as a
+//! Mermaid graph coloured by status, and every step with its timings, outputs and error.
+
+use super::{RunData, step_secs};
+use std::fmt::Write as _;
+
+pub fn render(d: &RunData) -> String {
+    let r = &d.run;
+    let mut o = String::new();
+    let _ = writeln!(o, "# {}: {}\n", cell(&r.runbook), r.status);
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let rows = [
+        ("run", format!("`{}`", r.id)),
+        (
+            "runbook",
+            format!("{} (`{}`)", cell(&r.runbook), cell(&r.path)),
+        ),
+        ("status", r.status.to_string()),
+        (
+            "started",
+            r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ),
+        (
+            "ended",
+            r.finished_at.map_or_else(
+                || "not ended".to_string(),
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            ),
+        ),
+        ("duration", secs(d.duration_secs())),
+        ("attempt", r.attempt.to_string()),
+        ("by", format!("{}@{}", cell(&r.user), cell(&r.host))),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(o, "| {k} | {v} |");
+    }
+    if let Some(e) = &r.error {
+        let _ = writeln!(o, "| error | {} |", cell(e));
+    }
+    o.push('\n');
+
+    // RTO/RPO.
+    let _ = writeln!(o, "## Objectives\n");
+    let rb = d.runbook.as_ref().map(|c| &c.runbook);
+    match rb.and_then(|rb| rb.rto.as_ref()) {
+        Some(rto) => {
+            let rto = rto.value.0.as_secs_f64();
+            let elapsed = d.duration_secs();
+            let verdict = match (r.finished_at.is_some(), elapsed <= rto) {
+                (true, true) => "**met**",
+                (true, false) => "**missed**",
+                (false, true) => "not decided yet (the run has not ended)",
+                (false, false) => "**missed** (the run has not ended)",
+            };
+            let _ = writeln!(
+                o,
+                "- RTO {}: {verdict}, {} elapsed",
+                secs(rto),
+                secs(elapsed)
+            );
+        }
+        None => o.push_str("- RTO: none declared\n"),
+    }
+    match rb.and_then(|rb| rb.rpo.as_ref()) {
+        Some(rpo) => {
+            let _ = writeln!(
+                o,
+                "- RPO {}: declared; Cairn does not measure data loss, check the runbook's own verification steps",
+                secs(rpo.value.0.as_secs_f64())
+            );
+        }
+        None => o.push_str("- RPO: none declared\n"),
+    }
+    o.push('\n');
+
+    if let Some(c) = &d.runbook {
+        let statuses = crate::cmd_graph::statuses_of(d);
+        let _ = writeln!(
+            o,
+            "## Graph\n\n```mermaid\n{}```\n",
+            crate::cmd_graph::mermaid(c, Some(&statuses))
+        );
+    }
+
+    let _ = writeln!(o, "## Steps\n");
+    let _ = writeln!(
+        o,
+        "| step | kind | status | attempts | started | duration |\n|---|---|---|---|---|---|"
+    );
+    let steps = d.whole_steps();
+    for s in &steps {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&s.step_id),
+            d.kind(&s.step_id),
+            d.shown_status(s),
+            s.attempt,
+            s.started_at
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_default(),
+            if s.started_at.is_some() {
+                secs(step_secs(s))
+            } else {
+                String::new()
+            }
+        );
+    }
+    o.push('\n');
+    for s in &steps {
+        let _ = writeln!(o, "### {}\n", cell(&s.step_id));
+        let _ = writeln!(
+            o,
+            "{} {}, attempt {}{}\n",
+            d.kind(&s.step_id),
+            d.shown_status(s),
+            s.attempt,
+            if s.started_at.is_some() {
+                format!(", {}", secs(step_secs(s)))
+            } else {
+                String::new()
+            }
+        );
+        if let Some(e) = &s.error {
+            let label = if s.status == cairn_state::StepStatus::Failed {
+                "Error"
+            } else {
+                "Note"
+            };
+            let _ = writeln!(o, "{label}:\n\n{}", fenced("text", e));
+        }
+        if let Some(out) = s
+            .outputs
+            .as_ref()
+            .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+        {
+            let pretty = serde_json::to_string_pretty(out).unwrap_or_default();
+            let _ = writeln!(o, "Outputs:\n\n{}", fenced("json", &pretty));
+        }
+        let items = d.items_of(&s.step_id);
+        if !items.is_empty() {
+            let _ = writeln!(o, "| item | status | duration | error |\n|---|---|---|---|");
+            for it in items {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} |",
+                    it.item.unwrap_or_default(),
+                    d.shown_status(it),
+                    secs(step_secs(it)),
+                    cell(it.error.as_deref().unwrap_or(""))
+                );
+            }
+            o.push('\n');
+        }
+    }
+    if !d.approvals.is_empty() {
+        let _ = writeln!(o, "## Approvals\n");
+        for a in &d.approvals {
+            let _ = writeln!(
+                o,
+                "- {}: {} by {} at {}",
+                cell(&a.step_id),
+                a.decision,
+                cell(&a.by),
+                a.at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+        o.push('\n');
+    }
+    o
+}
+
+fn secs(s: f64) -> String {
+    crate::progress::secs(std::time::Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// Text for one table cell or line: no line breaks, `|` and Markdown/HTML specials escaped.
+fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '|' | '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` in a fenced code block whose fence is longer than any run of backticks inside it.
+fn fenced(lang: &str, text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}{lang}\n{}\n{fence}\n", text.trim_end_matches('\n'))
+}

@@ -1,0 +1,262 @@
+//! Reports of a run for the tools that read them: JUnit XML for CI servers, Markdown for people
+//! (with a Mermaid graph), the Prometheus text format for node_exporter's textfile collector.
+//! All are made from what the state store recorded, so a report of a run now and one asked for
+//! later with `cairn show RUN` are the same.
+
+pub mod junit;
+pub mod markdown;
+pub mod metrics;
+
+use anyhow::Context as _;
+use cairn_state::{Approval, RunRecord, StepRecord, StepStatus, Store};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `--junit`, `--report`, `--metrics-file`: shared by `run`, `resume`, `show` and `check`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ReportArgs {
+    /// Write a JUnit XML report (one testcase per step and per for_each item)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown report (summary, RTO/RPO, a Mermaid graph, every step)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write Prometheus metrics for node_exporter's textfile collector (atomically)
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    pub fn any(&self) -> bool {
+        self.junit.is_some() || self.report.is_some() || self.metrics_file.is_some()
+    }
+}
+
+/// Everything recorded about one run, and the runbook it ran (when it can still be read).
+pub struct RunData {
+    pub run: RunRecord,
+    pub steps: Vec<StepRecord>,
+    pub approvals: Vec<Approval>,
+    pub runbook: Option<cairn_model::Checked>,
+}
+
+impl RunData {
+    pub async fn load(store: &Arc<dyn Store>, run: RunRecord) -> anyhow::Result<RunData> {
+        let steps = store.steps(&run.id).await?;
+        let approvals = store.approvals(&run.id).await?;
+        let templates = cairn_template::Templates::new();
+        // The runbook as it is now: used for kinds, the DAG and thresholds, never for results.
+        let runbook = cairn_model::load(Path::new(&run.path), &templates)
+            .ok()
+            .map(|(c, _)| c);
+        Ok(RunData {
+            run,
+            steps,
+            approvals,
+            runbook,
+        })
+    }
+
+    /// The records of whole steps (not items), in the order they were written in the runbook
+    /// when it is known, else as recorded.
+    pub fn whole_steps(&self) -> Vec<&StepRecord> {
+        let mut out: Vec<&StepRecord> = self.steps.iter().filter(|s| s.item.is_none()).collect();
+        if let Some(c) = &self.runbook {
+            let pos = |id: &str| {
+                let main = c.runbook.steps.iter().position(|s| s.id.value == id);
+                let fin = c.runbook.finally.iter().position(|s| s.id.value == id);
+                main.or(fin.map(|f| c.runbook.steps.len() + f))
+                    .unwrap_or(usize::MAX)
+            };
+            out.sort_by_key(|s| pos(&s.step_id));
+        }
+        out
+    }
+
+    pub fn items_of(&self, step: &str) -> Vec<&StepRecord> {
+        let mut items: Vec<&StepRecord> = self
+            .steps
+            .iter()
+            .filter(|s| s.step_id == step && s.item.is_some())
+            .collect();
+        items.sort_by_key(|s| s.item);
+        items
+    }
+
+    pub fn kind(&self, step: &str) -> &'static str {
+        self.step_def(step).map_or("step", |s| s.action().kind())
+    }
+
+    pub fn step_def(&self, step: &str) -> Option<&cairn_model::Step> {
+        let rb = &self.runbook.as_ref()?.runbook;
+        rb.steps
+            .iter()
+            .chain(rb.finally.iter())
+            .find(|s| s.id.value == step)
+    }
+
+    /// The status a report shows: a step recorded running in a run that is no longer running
+    /// was cut off mid-action.
+    pub fn shown_status(&self, s: &StepRecord) -> &'static str {
+        if s.status == StepStatus::Running && self.run.status != cairn_state::RunStatus::Running {
+            "in doubt"
+        } else {
+            status_str(s.status)
+        }
+    }
+
+    pub fn duration_secs(&self) -> f64 {
+        let end = self.run.finished_at.unwrap_or(self.run.heartbeat_at);
+        (end - self.run.started_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64()
+    }
+
+    /// `check` steps as recorded.
+    pub fn checks(&self) -> Vec<CheckResult> {
+        self.whole_steps()
+            .into_iter()
+            .filter(|s| self.kind(&s.step_id) == "check")
+            .map(CheckResult::of)
+            .collect()
+    }
+}
+
+pub fn step_secs(s: &StepRecord) -> f64 {
+    match (s.started_at, s.finished_at) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default().as_secs_f64(),
+        _ => 0.0,
+    }
+}
+
+pub fn status_str(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Pending => "pending",
+        StepStatus::Running => "running",
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Waiting => "waiting",
+        StepStatus::Cancelled => "cancelled",
+    }
+}
+
+/// A `check` step's verdict as recorded.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub id: String,
+    pub value: Option<f64>,
+    /// ok, warning, critical or unknown (also when the check did not run).
+    pub state: String,
+    pub unit: Option<String>,
+}
+
+impl CheckResult {
+    fn of(s: &StepRecord) -> CheckResult {
+        let r = s.result.as_ref();
+        let field = |k: &str| r.and_then(|r| r.get(k));
+        let state = match (s.status, field("state").and_then(|v| v.as_str())) {
+            (StepStatus::Succeeded | StepStatus::Failed, Some(st)) => st.to_string(),
+            _ => "unknown".to_string(),
+        };
+        CheckResult {
+            id: s.step_id.clone(),
+            value: field("value")
+                .and_then(|v| v.as_f64())
+                .filter(|v| v.is_finite()),
+            state,
+            unit: field("unit").and_then(|v| v.as_str()).map(str::to_string),
+        }
+    }
+
+    /// The Nagios state code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub fn code(&self) -> u8 {
+        match self.state.as_str() {
+            "ok" => 0,
+            "warning" => 1,
+            "critical" => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, flushed and synced, then renamed
+/// over it, so a reader (node_exporter, a CI upload) never sees half a file. Refuses to write
+/// over something that is not a regular file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_file()
+    {
+        anyhow::bail!("{}: exists and is not a regular file", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cairn-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // Readable by the collector (tempfile creates 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// Writes every report asked for.
+pub fn write_all(data: &RunData, args: &ReportArgs) -> anyhow::Result<()> {
+    if let Some(p) = &args.junit {
+        write_atomic(p, junit::render(data).as_bytes())?;
+    }
+    if let Some(p) = &args.report {
+        write_atomic(p, markdown::render(data).as_bytes())?;
+    }
+    if let Some(p) = &args.metrics_file {
+        write_atomic(p, metrics::render(data).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Loads run `id` from the store at `url` and writes the reports asked for.
+pub async fn write_for_run(
+    store: &Arc<dyn Store>,
+    id: &str,
+    args: &ReportArgs,
+) -> anyhow::Result<()> {
+    if !args.any() {
+        return Ok(());
+    }
+    let run = store
+        .get_run(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no run `{id}` in the state store"))?;
+    let data = RunData::load(store, run).await?;
+    write_all(&data, args)
+}
+
+/// The last `max` bytes of a step's captured log (the engine writes logs already masked).
+pub fn log_tail(s: &StepRecord, max: usize) -> Option<String> {
+    let path = s.log_path.as_ref()?;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    let start = bytes.len().saturating_sub(max);
+    let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    Some(if start > 0 {
+        format!("[... {start} bytes before]\n{text}")
+    } else {
+        text
+    })
+}
