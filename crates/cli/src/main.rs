@@ -1,5 +1,6 @@
 //! `cairn`: run runbooks as code. See `cairn --help`.
 
+mod cmd_check;
 mod cmd_graph;
 mod cmd_plan;
 mod cmd_run;
@@ -117,6 +118,14 @@ Every step transition is committed to the state store before the next step start
 1 a step failed, 2 invalid runbook or inputs, 3 paused for approval, 4 the state store failed, 130 interrupted."
     )]
     Run(cmd_run::Args),
+    /// Run a health-check runbook as a monitoring plugin (Nagios plugin guidelines)
+    #[command(after_help = "Examples:\n  cairn check runbooks/health-check.yaml\n  \
+cairn check db-check.yaml --set db=replica2 --timeout 20s --metrics-file /var/lib/node_exporter/cairn-db.prom\n\n\
+Prints one line `CAIRN <STATE> - <summary> | <perfdata>` (one perfdata item per `check` step, thresholds \
+in the plugin range syntax), then one line per check. Exit 0 OK, 1 WARNING, 2 CRITICAL (a check is \
+critical, or a step failed), 3 UNKNOWN (the runbook cannot run, a check has no value, or the time \
+limit passed). Nothing is kept unless --state is given.")]
+    Check(cmd_check::Args),
     /// Continue a failed, interrupted or paused run
     #[command(
         after_help = "Examples:\n  cairn resume 01J9Z...\n  cairn resume 01J9Z --from verify_dump\n  \
@@ -214,6 +223,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(a) => cmd_validate::run(a),
         Command::Plan(a) => cmd_plan::run(a),
         Command::Run(a) => cmd_run::run(a),
+        Command::Check(a) => Ok(cmd_check::run(a)),
         Command::Resume(a) => cmd_state::resume_cmd(a),
         Command::Approve(a) => cmd_state::answer(a, cairn_state::Decision::Approved),
         Command::Reject(a) => cmd_state::answer(a, cairn_state::Decision::Rejected),

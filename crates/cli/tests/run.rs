@@ -12,6 +12,7 @@ mod run {
 
     mod approvals;
     mod branches;
+    mod check;
     mod checks;
     mod chroma;
     mod data;

@@ -119,7 +119,7 @@ impl RunData {
         self.whole_steps()
             .into_iter()
             .filter(|s| self.kind(&s.step_id) == "check")
-            .map(CheckResult::of)
+            .map(|s| CheckResult::of(s, self.step_def(&s.step_id)))
             .collect()
     }
 }
@@ -150,13 +150,33 @@ pub struct CheckResult {
     pub value: Option<f64>,
     /// ok, warning, critical or unknown (also when the check did not run).
     pub state: String,
+    pub warning: Option<cairn_model::Threshold>,
+    pub critical: Option<cairn_model::Threshold>,
     pub unit: Option<String>,
 }
 
 impl CheckResult {
-    fn of(s: &StepRecord) -> CheckResult {
+    /// From the recorded result; thresholds and unit from the definition when it did not run.
+    fn of(s: &StepRecord, def: Option<&cairn_model::Step>) -> CheckResult {
         let r = s.result.as_ref();
         let field = |k: &str| r.and_then(|r| r.get(k));
+        let def = def.and_then(|d| match d.action() {
+            cairn_model::Action::Check(c) => Some(c),
+            _ => None,
+        });
+        let threshold = |k: &str| {
+            field(k)
+                .and_then(|v| v.as_str())
+                .and_then(cairn_model::Threshold::parse)
+                .or_else(|| {
+                    let t = if k == "warning" {
+                        def.and_then(|c| c.warning.as_ref())
+                    } else {
+                        def.and_then(|c| c.critical.as_ref())
+                    };
+                    t.map(|t| t.value)
+                })
+        };
         let state = match (s.status, field("state").and_then(|v| v.as_str())) {
             (StepStatus::Succeeded | StepStatus::Failed, Some(st)) => st.to_string(),
             _ => "unknown".to_string(),
@@ -167,7 +187,12 @@ impl CheckResult {
                 .and_then(|v| v.as_f64())
                 .filter(|v| v.is_finite()),
             state,
-            unit: field("unit").and_then(|v| v.as_str()).map(str::to_string),
+            warning: threshold("warning"),
+            critical: threshold("critical"),
+            unit: field("unit")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .or_else(|| def.and_then(|c| c.unit.clone())),
         }
     }
 
