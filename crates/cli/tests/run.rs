@@ -19,6 +19,7 @@ mod run {
     mod e2e;
     mod fanout;
     mod http;
+    mod injection;
     mod inputs;
     mod locks;
     mod output;

@@ -7,7 +7,7 @@ use cairn_model::{
     Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, OnTimeout, SqlStep, Step, TValue,
     TargetKind, Tmpl,
 };
-use cairn_template::{SqlStyle, TemplateError, Templates, Value};
+use cairn_template::{Dialect, TemplateError, Templates, Value};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -339,13 +339,9 @@ impl Renderer<'_> {
 
     fn sql(&self, q: &SqlStep) -> Result<Prepared, RenderError> {
         let t = self.target(&q.target.value)?;
-        let style = if t.kind == TargetKind::Postgres {
-            SqlStyle::Dollar
-        } else {
-            SqlStyle::Question
-        };
+        let dialect = t.kind.sql_dialect().unwrap_or(Dialect::Postgres);
         let bound = self.shown(
-            self.templates.render_sql(&q.query.src, &self.cx(), style),
+            self.templates.render_sql(&q.query.src, &self.cx(), dialect),
             &q.query,
             "sql.query",
             |sql| cairn_template::BoundSql {

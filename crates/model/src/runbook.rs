@@ -269,10 +269,17 @@ impl TargetKind {
         }
     }
     pub fn is_sql(self) -> bool {
-        matches!(
-            self,
-            TargetKind::Postgres | TargetKind::Sqlite | TargetKind::Mysql
-        )
+        self.sql_dialect().is_some()
+    }
+    /// The SQL dialect of an SQL target: how its queries are lexed, bound and quoted.
+    pub fn sql_dialect(self) -> Option<cairn_template::Dialect> {
+        use cairn_template::Dialect;
+        match self {
+            TargetKind::Postgres => Some(Dialect::Postgres),
+            TargetKind::Sqlite => Some(Dialect::Sqlite),
+            TargetKind::Mysql => Some(Dialect::Mysql),
+            TargetKind::Chroma | TargetKind::Http => None,
+        }
     }
 }
 

@@ -342,7 +342,14 @@ impl<'a> Validator<'a> {
             }
             Action::Sql(q) => {
                 self.target(&q.target.value, q.target.span, "sql");
-                self.tmpl(&q.query, Kind::Sql, scope);
+                // An unknown target is reported above; lex its query as PostgreSQL meanwhile.
+                let dialect = self
+                    .rb
+                    .targets
+                    .get(&q.target.value)
+                    .and_then(|t| t.kind().0.sql_dialect())
+                    .unwrap_or(cairn_template::Dialect::Postgres);
+                self.tmpl(&q.query, Kind::Sql(dialect), scope);
             }
             Action::Http(h) => {
                 if let Some(t) = &h.target {
@@ -585,7 +592,7 @@ impl<'a> Validator<'a> {
         };
         for r in &analysis.raw_uses {
             let at = self.locate(t, *r, 3);
-            if kind == Kind::Sql {
+            if matches!(kind, Kind::Sql(_)) {
                 self.d.push(
                     Diagnostic::error(at, "`| raw` is not allowed in SQL").with_help(
                         "values are bound as parameters; quote an identifier with `| ident`",
@@ -611,6 +618,11 @@ impl<'a> Validator<'a> {
                 )
                 .with_help(format!("add an `else`: `{written} else ''`")),
             );
+        }
+        for r in &analysis.refused {
+            let at = self.locate(t, r.offset, r.len);
+            self.d
+                .push(Diagnostic::error(at, r.message.clone()).with_help(r.help.clone()));
         }
         for f in &analysis.unknown_filters {
             let name = f.path.join(".");

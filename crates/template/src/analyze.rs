@@ -13,15 +13,15 @@ use minijinja::machinery::{self, Span};
 
 use crate::error::TemplateError;
 use crate::names::{BUILTIN_FILTERS, CAIRN_FILTERS, FUNCTIONS, TESTS};
-use crate::sql::{Scanner, SqlStyle};
+use crate::sql_lex::{Dialect, SqlLexer};
 
 /// What a source string holds, for [`crate::Templates::analyze`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Text rendered with [`crate::Templates::render_text`] or `render_value`.
     Text,
-    /// An SQL query rendered with [`crate::Templates::render_sql`].
-    Sql,
+    /// An SQL query rendered with [`crate::Templates::render_sql`] for a dialect.
+    Sql(Dialect),
     /// A shell command rendered with [`crate::Templates::render_shell`].
     Shell,
     /// A bare expression (`when`, `until`), optionally wrapped in `{{ }}`.
@@ -54,10 +54,6 @@ pub struct Analysis {
     pub unknown_functions: Vec<NameRef>,
     /// Tests used that do not exist (`x is fooo`).
     pub unknown_tests: Vec<NameRef>,
-    /// For [`Kind::Sql`]: byte offsets of `{{ }}` expressions written inside a quoted SQL
-    /// literal or a comment (`WHERE name = '{{ x }}'`), where a bind parameter cannot go;
-    /// rendering refuses them.
-    pub sql_in_quotes: Vec<usize>,
     /// Every `x if condition` written without `else`: it gives an undefined value when the
     /// condition is false, which strict rendering refuses (byte ranges of the whole expression).
     pub if_without_else: Vec<Range<usize>>,
@@ -65,6 +61,23 @@ pub struct Analysis {
     /// condition, or by the list a `{% for %}` walks, directly or through a variable the
     /// template set from them. A dry run cannot decide these on a placeholder.
     pub decisions: Vec<NameRef>,
+    /// `{{ }}` expressions written where their value could not be kept data: in SQL inside a
+    /// literal, a quoted identifier, a dollar-quoted body or a comment
+    /// (`WHERE name = '{{ x }}'`). Rendering refuses them too.
+    pub refused: Vec<Refusal>,
+}
+
+/// A `{{ }}` written where its value cannot be kept data, found by [`crate::Templates::analyze`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Byte offset of the expression inside the `{{ }}`.
+    pub offset: usize,
+    /// Byte length of the expression.
+    pub len: usize,
+    /// What is wrong, one line (`a `{{ }}` value is inside a quoted SQL string`).
+    pub message: String,
+    /// What to write instead.
+    pub help: String,
 }
 
 /// Parses `src` and collects its [`Analysis`].
@@ -74,8 +87,10 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
         out: Analysis::default(),
         collecting: Vec::new(),
         taint: HashMap::new(),
-        // The style only matters for `$$` strings, which are harmless to follow for `?` too.
-        sql: (kind == Kind::Sql).then(|| Scanner::new(SqlStyle::Dollar)),
+        sql: match kind {
+            Kind::Sql(dialect) => Some(SqlLexer::new(dialect)),
+            _ => None,
+        },
     };
     let parse_error = |e: minijinja::Error| TemplateError::from_minijinja(&e, src);
     if kind == Kind::Expr && !src.trim_start().starts_with("{{") {
@@ -92,10 +107,10 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
     out.unknown_filters.sort_by_key(|n| n.offset);
     out.unknown_functions.sort_by_key(|n| n.offset);
     out.unknown_tests.sort_by_key(|n| n.offset);
-    out.sql_in_quotes.sort_unstable();
     out.if_without_else.sort_by_key(|r| r.start);
     out.decisions.sort_by_key(|n| n.offset);
     out.decisions.dedup();
+    out.refused.sort_by_key(|r| r.offset);
     Ok(out)
 }
 
@@ -104,7 +119,7 @@ struct Walker<'a> {
     scopes: Vec<HashSet<&'a str>>,
     out: Analysis,
     /// For SQL: where the literal text seen so far leaves off (in code, in quotes...).
-    sql: Option<Scanner>,
+    sql: Option<SqlLexer>,
     /// The free names read while walking an expression whose reads are wanted (a condition,
     /// the value of a `set`), innermost last.
     collecting: Vec<Vec<NameRef>>,
@@ -186,12 +201,28 @@ impl<'a> Walker<'a> {
             Stmt::EmitExpr(e) => {
                 if let Some(sql) = &mut self.sql {
                     let is_ident = matches!(&e.expr, Expr::Filter(f) if f.name == "ident");
-                    if sql.quoted().is_some() && !is_ident {
-                        self.out
-                            .sql_in_quotes
-                            .push(e.expr.span().start_offset as usize);
+                    if let Some(place) = sql.context() {
+                        let end = e.expr.span().end_offset;
+                        // A filter's span starts at its name: start at what it filters.
+                        let start = match &e.expr {
+                            Expr::Filter(f) => f.expr.as_ref().map_or(f.span(), |x| x.span()),
+                            other => other.span(),
+                        }
+                        .start_offset;
+                        let what = if is_ident {
+                            "an `| ident` name"
+                        } else {
+                            "a `{{ }}` value"
+                        };
+                        self.out.refused.push(Refusal {
+                            offset: start as usize,
+                            len: end.saturating_sub(start) as usize,
+                            message: format!("{what} is {}", place.describe()),
+                            help: place.help().to_string(),
+                        });
                     }
-                    sql.after_placeholder();
+                    // Stands for the parameter or the quoted identifier: one word of code.
+                    sql.hole();
                 }
                 self.expr(&e.expr);
             }

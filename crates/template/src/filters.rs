@@ -18,10 +18,17 @@ use crate::json;
 use crate::names::{BUILTIN_FILTERS, CAIRN_FILTERS};
 use crate::placeholder::{self, PLACEHOLDER_AWARE_FILTERS, is_placeholder};
 
-/// A quoted SQL identifier made by `| ident`: written verbatim into SQL, quoted as a value in
-/// shell.
+/// An SQL identifier marked by `| ident` (the name, unquoted): SQL writes it quoted in the
+/// target's dialect, where the lexer says it is code; elsewhere it is the double-quoted text.
 #[derive(Debug)]
 pub(crate) struct Ident(pub(crate) String);
+
+impl Ident {
+    /// The double-quoted form (`"my ""odd"" table"`), as text and shell see it.
+    pub(crate) fn quoted(&self) -> String {
+        crate::Dialect::Postgres.quote_ident(&self.0)
+    }
+}
 
 impl Object for Ident {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -29,7 +36,7 @@ impl Object for Ident {
     }
 
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.quoted())
     }
 }
 
@@ -56,7 +63,7 @@ pub(crate) fn unmark(value: Value) -> Value {
         return raw.0.clone();
     }
     if let Some(ident) = value.downcast_object_ref::<Ident>() {
-        return Value::from(ident.0.as_str());
+        return Value::from(ident.quoted());
     }
     value
 }
@@ -210,10 +217,7 @@ fn ident(value: &Value) -> Result<Value, Error> {
             "ident: an SQL identifier cannot hold NUL or other control characters: {name:?}"
         )));
     }
-    Ok(Value::from_object(Ident(format!(
-        "\"{}\"",
-        name.replace('"', "\"\"")
-    ))))
+    Ok(Value::from_object(Ident(name)))
 }
 
 /// `raw`: marks a value to be written verbatim into a shell command (no effect elsewhere).

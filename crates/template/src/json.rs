@@ -79,7 +79,7 @@ pub fn to_json(value: &Value) -> Result<serde_json::Value, String> {
             } else if let Some(raw) = value.downcast_object_ref::<Raw>() {
                 to_json(&raw.0)?
             } else if let Some(ident) = value.downcast_object_ref::<Ident>() {
-                serde_json::Value::from(ident.0.as_str())
+                serde_json::Value::from(ident.quoted())
             } else {
                 serde_json::Value::from(value.to_string())
             }

@@ -16,7 +16,7 @@
 //! `b64encode`, `b64decode`, `basename`, `dirname`, and the function `now()`.
 //!
 //! ```
-//! use cairn_template::{SqlStyle, Templates, Value, from_json};
+//! use cairn_template::{Dialect, Templates, Value, from_json};
 //!
 //! let t = Templates::new();
 //! let ctx = from_json(&serde_json::json!({
@@ -26,7 +26,7 @@
 //! let q = t.render_sql(
 //!     "SELECT * FROM {{ inputs.table | ident }} WHERE actor = {{ inputs.actor }} LIMIT {{ inputs.n }}",
 //!     &ctx,
-//!     SqlStyle::Dollar,
+//!     Dialect::Postgres,
 //! )?;
 //! assert_eq!(q.sql, r#"SELECT * FROM "memory entities" WHERE actor = $1 LIMIT $2"#);
 //! assert_eq!(q.params, vec![serde_json::json!("client_1'; DROP TABLE x; --"), serde_json::json!(3)]);
@@ -47,17 +47,19 @@ mod names;
 mod placeholder;
 mod shell;
 mod sql;
+mod sql_lex;
 
 use minijinja::Environment;
 use minijinja::machinery::{self, ast};
 
-pub use analyze::{Analysis, Kind, NameRef};
+pub use analyze::{Analysis, Kind, NameRef, Refusal};
 pub use error::{ErrorKind, TemplateError};
 pub use json::{from_json, to_json, value_map};
 pub use minijinja::Value;
 pub use placeholder::{MASK, is_placeholder, masked, placeholder};
 pub use shell::shell_quote;
-pub use sql::{BoundSql, SqlStyle};
+pub use sql::BoundSql;
+pub use sql_lex::{Dialect, SqlContext, SqlLexer};
 
 use env::Mode;
 
@@ -140,17 +142,18 @@ impl Templates {
             .map_or(Value::from(()), filters::unmark))
     }
 
-    /// Renders SQL: every `{{ value }}` becomes a placeholder (`$1`... or `?`) and its value,
-    /// typed, is pushed to `params` (a list is one JSON-array parameter: write a `for` loop for
-    /// `IN (...)`); the same value used twice is bound twice. `{{ x | ident }}` writes a
-    /// double-quoted identifier (`"` doubled; empty or control characters refused). Nothing else
-    /// from a value ever reaches the SQL text. A `{{ }}` inside quotes or a comment is an error,
-    /// since a placeholder there would not be a parameter.
+    /// Renders SQL for `dialect`: every `{{ value }}` becomes a placeholder (`$1`... or `?`)
+    /// and its value, typed, is pushed to `params` (a list is one JSON-array parameter: write a
+    /// `for` loop for `IN (...)`); the same value used twice is bound twice. `{{ x | ident }}`
+    /// writes a quoted identifier (`"a""b"`, MySQL `` `a``b` ``; empty or control characters
+    /// refused). Nothing else from a value ever reaches the SQL text. A value or identifier
+    /// that the dialect's lexer finds inside a string, a quoted identifier, a dollar-quoted body
+    /// or a comment is an error, since it would not be code there.
     pub fn render_sql(
         &self,
         src: &str,
         ctx: &Value,
-        style: SqlStyle,
+        dialect: Dialect,
     ) -> Result<BoundSql, TemplateError> {
         if let Some(at) = src.find(sql::SENTINEL) {
             return Err(TemplateError::new(
@@ -159,12 +162,11 @@ impl Templates {
             )
             .at(src, at, 1));
         }
-        let (rendered, params) = unknown_yet(src, Kind::Sql, ctx, || {
+        let (rendered, holes) = unknown_yet(src, Kind::Sql(dialect), ctx, || {
             sql::collect(|| self.sql.render_str(src, ctx.clone()))
                 .map_err(|e| TemplateError::from_minijinja(&e, src))
         })?;
-        let sql = sql::finish(&rendered, style)?;
-        Ok(BoundSql { sql, params })
+        sql::finish(&rendered, holes, dialect)
     }
 
     /// Renders a bash command: every `{{ value }}` is single-quoted (`'` as `'\''`); a list is

@@ -56,7 +56,7 @@ fn names_with_exact_offsets() {
         ),
         (
             "SELECT count(*) FROM e WHERE actor_id = {{ inputs.actor_id }}",
-            Kind::Sql,
+            Kind::Sql(cairn_template::Dialect::Postgres),
             &[("inputs.actor_id", 43, 15)],
         ),
         (

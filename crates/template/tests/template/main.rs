@@ -4,6 +4,7 @@ mod analyze;
 mod filters;
 mod placeholders;
 mod safety;
+mod sql_contexts;
 mod values;
 
 use std::sync::OnceLock;

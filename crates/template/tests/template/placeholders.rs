@@ -1,7 +1,7 @@
 //! Dry-run placeholders in every mode, and undecidable conditions.
 
 use cairn_template::{
-    Decision, ErrorKind, MASK, SqlStyle, Value, from_json, is_placeholder, masked, placeholder,
+    Decision, Dialect, ErrorKind, MASK, Value, from_json, is_placeholder, masked, placeholder,
     value_map,
 };
 use serde_json::json;
@@ -173,7 +173,7 @@ fn placeholders_in_sql_and_shell() {
         .render_sql(
             "SELECT * FROM e WHERE id > {{ steps.q.outputs.max_id }} AND dir = {{ inputs.dir }}",
             &c,
-            SqlStyle::Dollar,
+            Dialect::Postgres,
         )
         .expect("sql");
     assert_eq!(q.sql, "SELECT * FROM e WHERE id > $1 AND dir = $2");
@@ -190,7 +190,7 @@ fn placeholders_in_sql_and_shell() {
         t().render_sql(
             "SELECT * FROM {{ steps.q.outputs.table | ident }}",
             &c,
-            SqlStyle::Dollar
+            Dialect::Postgres
         )
         .expect("ident")
         .sql,

@@ -173,7 +173,7 @@ fn strict_undefined_names_the_path() {
     let sql = t().render_sql(
         "SELECT {{ inputs.nope }}",
         &c,
-        cairn_template::SqlStyle::Dollar,
+        cairn_template::Dialect::Postgres,
     );
     assert_eq!(sql.expect_err("sql").kind, ErrorKind::Undefined);
     assert_eq!(
@@ -287,7 +287,7 @@ fn shared_across_threads() {
                         .render_sql(
                             "SELECT {{ i }}, {{ j }}",
                             &c,
-                            cairn_template::SqlStyle::Dollar,
+                            cairn_template::Dialect::Postgres,
                         )
                         .expect("sql");
                     assert_eq!(q.sql, "SELECT $1, $2");
