@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use cairn_template::{Dialect, ErrorKind, Kind, Value, value_map};
+use cairn_template::{Dialect, ErrorKind, Value, value_map};
 use proptest::prelude::*;
 use serde_json::json;
 
