@@ -46,6 +46,17 @@ pub enum StateError {
         /// The matching ids (at most a few).
         candidates: Vec<String>,
     },
+    /// A checkpoint write refused because another process claimed the run since this one
+    /// did (a second `cairn resume`, or a takeover after a stall): this process must stop.
+    #[error("lost the claim on run {run_id} (attempt {attempt}): {holder}; this process stops")]
+    Fenced {
+        /// The run.
+        run_id: String,
+        /// The attempt this process had claimed.
+        attempt: u32,
+        /// Who holds the run now.
+        holder: crate::types::RunHolder,
+    },
     /// Other processes kept taking and releasing the lock while we tried to; try again.
     #[error("lock `{0}` changed hands too often to be taken; try again")]
     LockContended(String),

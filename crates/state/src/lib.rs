@@ -17,11 +17,11 @@
 //! let store = cairn_state::open("memory:").await?;
 //! let run = RunRecord::start("nightly-backup", "runbooks/backup.yaml", "sha256:…",
 //!                            serde_json::json!({ "incremental": false }), "sre");
-//! store.create_run(&run, &[]).await?;
+//! store.create_run(&run, &[]).await?; // this process holds run.claim()
 //!
 //! let mut step = StepRecord::new(&run.id, "pg_dump", None, "sha256:…");
 //! step.status = StepStatus::Running;
-//! store.put_step(&step).await?; // committed: a crash from here on leaves it "in doubt"
+//! store.put_step(&run.claim(), &step).await?; // committed: a crash from here on leaves it "in doubt"
 //!
 //! let runs = store.list_runs(&RunFilter::default()).await?;
 //! assert_eq!(runs[0].id, run.id);
@@ -68,7 +68,8 @@
 macro_rules! run_columns {
     () => {
         "id, runbook, path, content_hash, inputs, status, started_at, finished_at, \
-         heartbeat_at, host, pid, username, parent_run, outputs, error, attempt"
+         heartbeat_at, host, pid, username, parent_run, outputs, error, attempt, claimed_at, \
+         parent_step"
     };
 }
 
@@ -99,34 +100,46 @@ pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sqlite::{Durability, SqliteStore};
 pub use types::{
-    Approval, Decision, LockHolder, LockInfo, ParseStatusError, RunFilter, RunRecord, RunStatus,
-    StepDef, StepRecord, StepStatus,
+    Approval, Claim, Decision, LockHolder, LockInfo, ParseStatusError, RunFilter, RunHolder, RunRecord,
+    RunStatus, StepDef, StepRecord, StepStatus,
 };
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
 /// Both SQL backends are migrated to the same version.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The checkpoint store. Implementations are cheap to share (`Arc<dyn Store>`) and safe to call
 /// from many tasks at once.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Records a new run with its step DAG, in one transaction. Fails with
-    /// [`StateError::RunExists`] if the id is taken.
+    /// [`StateError::RunExists`] if the id is taken. The creator holds the claim on the
+    /// record's attempt ([`RunRecord::claim`]).
     async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError>;
 
-    /// Saves everything but `id` and `started_at`: status, finished_at, outputs, error,
-    /// attempt, and pid/host/user/content_hash on resume. `heartbeat_at` never moves back.
+    /// Claims the run for a new attempt, atomically across processes and hosts: a
+    /// compare-and-set that succeeds only if the stored attempt is `run.attempt - 1` and the
+    /// run is not `running`. On success the row becomes `run` (status, host, pid, user,
+    /// content hash, attempt) with `claimed_at` and `heartbeat_at` set to now, and this
+    /// process holds [`RunRecord::claim`]. `Ok(Err(holder))` means another process claimed it
+    /// first (or it is still running): nothing was written. Two resumes of one run therefore
+    /// never both proceed.
+    async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError>;
+
+    /// Saves everything but `id`, `started_at` and `claimed_at`: status, finished_at, outputs,
+    /// error, pid/host/user/content_hash. Fenced: only if the stored attempt is still
+    /// `run.attempt`, else [`StateError::Fenced`]. `heartbeat_at` never moves back.
     async fn update_run(&self, run: &RunRecord) -> Result<(), StateError>;
 
-    /// Replaces the run's step DAG (on resume, with the runbook as it is now).
-    async fn set_step_defs(&self, run_id: &str, defs: &[StepDef]) -> Result<(), StateError>;
+    /// Replaces the run's step DAG (on resume, with the runbook as it is now). Fenced.
+    async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError>;
 
     /// The run's step DAG in the order it was given; empty for an unknown run.
     async fn step_defs(&self, run_id: &str) -> Result<Vec<StepDef>, StateError>;
 
-    /// Marks the run alive now and renews the leases of every lock it holds.
-    async fn heartbeat(&self, run_id: &str) -> Result<(), StateError>;
+    /// Marks the run alive now and renews the leases of every lock it holds. Fenced: a
+    /// process whose claim was taken gets [`StateError::Fenced`] and renews nothing.
+    async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError>;
 
     /// The run with this id, or the only run whose id starts with this prefix (case-insensitive
     /// for ULIDs). A prefix matching several runs is [`StateError::AmbiguousRunId`].
@@ -137,8 +150,13 @@ pub trait Store: Send + Sync {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError>;
 
     /// Inserts or replaces the checkpoint of (run_id, step_id, item). Committed when it
-    /// returns. Fails with [`StateError::RunNotFound`] for an unknown run.
-    async fn put_step(&self, rec: &StepRecord) -> Result<(), StateError>;
+    /// returns. Fenced: written only if the run's stored attempt is still `claim.attempt`
+    /// (checked and written atomically), else [`StateError::Fenced`] and nothing is written.
+    /// Fails with [`StateError::RunNotFound`] for an unknown run.
+    async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError>;
+
+    /// The sub-runs started by the run's `uses` steps, oldest first.
+    async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError>;
 
     /// The run's step checkpoints in the order they were first written.
     async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError>;

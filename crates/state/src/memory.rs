@@ -11,7 +11,10 @@ use crate::Store;
 use crate::codec::{MAX_CANDIDATES, pick_unique, prefix_forms};
 use crate::error::StateError;
 use crate::lock::{effective_status, lease_end, lock_is_free, now, taken_since, trunc};
-use crate::types::{Approval, LockHolder, LockInfo, RunFilter, RunRecord, StepDef, StepRecord};
+use crate::types::{
+    Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
+    StepRecord,
+};
 
 /// A [`Store`] in memory. `open("memory:")` makes one.
 #[derive(Debug, Default)]
@@ -43,6 +46,19 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// The run, if `claim` still holds it.
+    fn claimed(&mut self, claim: &Claim) -> Result<&mut RunRecord, StateError> {
+        let run = self.run_mut(&claim.run_id)?;
+        if run.attempt != claim.attempt {
+            return Err(StateError::Fenced {
+                run_id: claim.run_id.clone(),
+                attempt: claim.attempt,
+                holder: run.holder(),
+            });
+        }
+        Ok(run)
+    }
+
     fn run_mut(&mut self, id: &str) -> Result<&mut RunRecord, StateError> {
         self.runs
             .get_mut(id)
@@ -65,6 +81,7 @@ fn normalized_run(run: &RunRecord) -> RunRecord {
     r.started_at = trunc(r.started_at);
     r.finished_at = r.finished_at.map(trunc);
     r.heartbeat_at = trunc(r.heartbeat_at);
+    r.claimed_at = trunc(r.claimed_at);
     r
 }
 
@@ -87,24 +104,42 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
+    async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
         let mut inner = self.lock();
         let stored = inner.run_mut(&run.id)?;
+        if stored.attempt != run.attempt.saturating_sub(1) || stored.status == RunStatus::Running
+        {
+            return Ok(Err(stored.holder()));
+        }
         let new = normalized_run(run);
-        let heartbeat_at = stored.heartbeat_at.max(new.heartbeat_at);
-        let started_at = stored.started_at;
         *stored = RunRecord {
-            started_at,
-            heartbeat_at,
+            started_at: stored.started_at,
+            heartbeat_at: stored.heartbeat_at.max(new.heartbeat_at),
+            parent_run: stored.parent_run.clone(),
+            parent_step: stored.parent_step.clone(),
+            ..new
+        };
+        Ok(Ok(()))
+    }
+
+    async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        let stored = inner.claimed(&run.claim())?;
+        let new = normalized_run(run);
+        *stored = RunRecord {
+            started_at: stored.started_at,
+            heartbeat_at: stored.heartbeat_at.max(new.heartbeat_at),
+            claimed_at: stored.claimed_at,
+            parent_step: stored.parent_step.clone(),
             ..new
         };
         Ok(())
     }
 
-    async fn set_step_defs(&self, run_id: &str, defs: &[StepDef]) -> Result<(), StateError> {
+    async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError> {
         let mut inner = self.lock();
-        inner.run_mut(run_id)?;
-        inner.defs.insert(run_id.to_string(), defs.to_vec());
+        inner.claimed(claim)?;
+        inner.defs.insert(claim.run_id.clone(), defs.to_vec());
         Ok(())
     }
 
@@ -112,10 +147,11 @@ impl Store for MemoryStore {
         Ok(self.lock().defs.get(run_id).cloned().unwrap_or_default())
     }
 
-    async fn heartbeat(&self, run_id: &str) -> Result<(), StateError> {
+    async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError> {
         let mut inner = self.lock();
         let now = now();
-        let run = inner.run_mut(run_id)?;
+        let run_id = claim.run_id.as_str();
+        let run = inner.claimed(claim)?;
         run.heartbeat_at = run.heartbeat_at.max(now);
         for (info, lease) in inner.locks.values_mut() {
             if info.run_id == run_id {
@@ -163,9 +199,11 @@ impl Store for MemoryStore {
         Ok(runs)
     }
 
-    async fn put_step(&self, rec: &StepRecord) -> Result<(), StateError> {
+    async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
+        debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
         let mut inner = self.lock();
         inner.run_mut(&rec.run_id)?;
+        inner.claimed(claim)?;
         let steps = inner.steps.entry(rec.run_id.clone()).or_default();
         let new = normalized_step(rec);
         match steps
@@ -176,6 +214,19 @@ impl Store for MemoryStore {
             None => steps.push(new),
         }
         Ok(())
+    }
+
+    async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner
+            .runs
+            .values()
+            .filter(|r| r.parent_run.as_deref() == Some(parent_run))
+            .map(|r| r.id.clone())
+            .collect();
+        let mut runs: Vec<RunRecord> = ids.iter().filter_map(|id| inner.observe(id)).collect();
+        runs.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        Ok(runs)
     }
 
     async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {

@@ -155,8 +155,14 @@ pub struct RunRecord {
     pub outputs: Option<serde_json::Value>,
     /// Why it failed, one line.
     pub error: Option<String>,
-    /// 1 for the first execution, +1 per resume.
+    /// 1 for the first execution, +1 per resume. Also the fence: only the process that
+    /// claimed this attempt ([`crate::Store::claim_run`]) may write the run's checkpoints.
     pub attempt: u32,
+    /// When the latest attempt was claimed (the run created, or resumed).
+    pub claimed_at: DateTime<Utc>,
+    /// For a sub-run, the parent's step that started it: `deploy`, or `deploy[3]` for item 3
+    /// of a `for_each`. Each such step (or item) has its own sub-run.
+    pub parent_step: Option<String>,
 }
 
 impl RunRecord {
@@ -186,7 +192,78 @@ impl RunRecord {
             outputs: None,
             error: None,
             attempt: 1,
+            claimed_at: now,
+            parent_step: None,
         }
+    }
+
+    /// The claim this record's attempt stands for.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            run_id: self.id.clone(),
+            attempt: self.attempt,
+        }
+    }
+
+    /// Who holds the run's latest attempt, as told to a process refused or fenced out.
+    pub fn holder(&self) -> RunHolder {
+        RunHolder {
+            run_id: self.id.clone(),
+            attempt: self.attempt,
+            status: self.status,
+            host: self.host.clone(),
+            pid: self.pid,
+            since: self.claimed_at,
+        }
+    }
+}
+
+/// The right to write a run's checkpoints: its id and the attempt this process claimed. Every
+/// checkpoint write is conditional on the run's stored attempt still being this one, so a
+/// process whose run was claimed by another (a second `cairn resume`, a takeover after a
+/// stall) cannot write any more and stops.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Claim {
+    /// The run.
+    pub run_id: String,
+    /// The attempt this process works on.
+    pub attempt: u32,
+}
+
+/// The holder of a run's latest attempt: returned when a claim is refused or lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHolder {
+    /// The run.
+    pub run_id: String,
+    /// Its latest attempt.
+    pub attempt: u32,
+    /// Its status as stored.
+    pub status: RunStatus,
+    /// The host of the process that claimed that attempt.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it claimed it.
+    pub since: DateTime<Utc>,
+}
+
+impl fmt::Display for RunHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "run {} is {} (attempt {}) by pid {} on host {} since {}",
+            self.run_id,
+            if self.status == RunStatus::Running {
+                "being run"
+            } else {
+                "held"
+            },
+            self.attempt,
+            self.pid,
+            self.host,
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
     }
 }
 

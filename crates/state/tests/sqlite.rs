@@ -53,7 +53,7 @@ async fn reopening_keeps_data_and_schema_version() {
             .await
             .expect("open");
         store.create_run(&run, &[]).await.expect("create_run");
-        store.put_step(&step).await.expect("put_step");
+        store.put_step(&run.claim(), &step).await.expect("put_step");
         store.close().await;
     }
     assert_eq!(schema_version(&path).await, SCHEMA_VERSION);
@@ -90,7 +90,7 @@ async fn a_newer_schema_is_refused() {
         .await
         .expect_err("too new");
     let want = format!(
-        "state database {} has schema version 99, newer than this cairn supports (1): upgrade cairn",
+        "state database {} has schema version 99, newer than this cairn supports (2): upgrade cairn",
         path.display()
     );
     assert_eq!(e.to_string(), want);
@@ -171,18 +171,18 @@ async fn crash_child() {
     // libtest has printed "test crash_child ... " without a newline: start a fresh line.
     writeln!(out, "\nrun {}", run.id).expect("stdout");
     let noise = store.clone();
-    let noise_run = run.id.clone();
+    let noise_run = run.claim();
     tokio::spawn(async move {
         for i in 0.. {
-            let s = StepRecord::new(&noise_run, "noise", Some(i), "d");
-            let _ = noise.put_step(&s).await;
+            let s = StepRecord::new(&noise_run.run_id, "noise", Some(i), "d");
+            let _ = noise.put_step(&noise_run, &s).await;
         }
     });
     for i in 0..STEPS {
         let mut s = StepRecord::new(&run.id, "work", Some(i), "d");
         s.status = StepStatus::Succeeded;
         s.result = Some(serde_json::json!({ "i": i }));
-        store.put_step(&s).await.expect("child put_step");
+        store.put_step(&run.claim(), &s).await.expect("child put_step");
         writeln!(out, "committed {i}").expect("stdout");
         out.flush().expect("flush");
     }

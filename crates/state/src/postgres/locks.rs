@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::error::StateError;
 use crate::lock::{lease_end, lease_ms, lock_is_free, now, taken_since};
-use crate::types::{LockHolder, LockInfo};
+use crate::types::{Claim, LockHolder, LockInfo};
 
 use super::rows::lock_from_row;
 
@@ -16,20 +16,24 @@ use super::rows::lock_from_row;
 // looks again, this time at the winner's row, locked FOR UPDATE.
 const LOCK_ATTEMPTS: usize = 5;
 
-pub(super) async fn heartbeat(pool: &PgPool, run_id: &str) -> Result<(), StateError> {
+/// Returns false (and renews nothing) when the claim is no longer held.
+pub(super) async fn heartbeat(pool: &PgPool, claim: &Claim) -> Result<bool, StateError> {
+    let run_id = claim.run_id.as_str();
     let q = || StateError::query(format!("heartbeating run {run_id}"));
     let now = now();
     let mut tx = pool.begin().await.map_err(q())?;
     let done = sqlx::query(
-        "UPDATE cairn_runs SET heartbeat_at = GREATEST(heartbeat_at, $2) WHERE id = $1",
+        "UPDATE cairn_runs SET heartbeat_at = GREATEST(heartbeat_at, $2) \
+         WHERE id = $1 AND attempt = $3",
     )
     .bind(run_id)
     .bind(now)
+    .bind(i64::from(claim.attempt))
     .execute(&mut *tx)
     .await
     .map_err(q())?;
     if done.rows_affected() == 0 {
-        return Err(StateError::RunNotFound(run_id.to_string()));
+        return Ok(false);
     }
     // Each lock keeps the lease length it was taken with.
     sqlx::query(
@@ -41,7 +45,8 @@ pub(super) async fn heartbeat(pool: &PgPool, run_id: &str) -> Result<(), StateEr
     .execute(&mut *tx)
     .await
     .map_err(q())?;
-    tx.commit().await.map_err(q())
+    tx.commit().await.map_err(q())?;
+    Ok(true)
 }
 
 pub(super) async fn try_lock(

@@ -17,7 +17,8 @@ use crate::codec::{
 use crate::error::{StateError, redact_url};
 use crate::lock::{effective_status, now};
 use crate::types::{
-    Approval, LockHolder, LockInfo, RunFilter, RunRecord, RunStatus, StepDef, StepRecord,
+    Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
+    StepRecord,
 };
 use rows::{approval_from_row, def_from_row, jsonb, run_from_row, step_from_row, text};
 
@@ -88,6 +89,34 @@ impl PgStore {
             None => Ok(None),
         }
     }
+
+    /// The run as stored, without liveness: who holds its latest attempt.
+    async fn holder(&self, id: &str) -> Result<Option<RunHolder>, StateError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM cairn_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StateError::query(format!("reading run {id}")))?;
+        row.map(|row| run_from_row(&row).map(|r| r.holder()))
+            .transpose()
+    }
+
+    /// Why a fenced write wrote nothing: the run is gone, or another attempt holds it.
+    async fn fenced(&self, claim: &Claim) -> StateError {
+        match self.holder(&claim.run_id).await {
+            Ok(Some(holder)) => StateError::Fenced {
+                run_id: claim.run_id.clone(),
+                attempt: claim.attempt,
+                holder,
+            },
+            Ok(None) => StateError::RunNotFound(claim.run_id.clone()),
+            Err(e) => e,
+        }
+    }
 }
 
 #[async_trait]
@@ -102,7 +131,8 @@ impl Store for PgStore {
         sqlx::query(concat!(
             "INSERT INTO cairn_runs (",
             run_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18)"
         ))
         .bind(&run.id)
         .bind(&run.runbook)
@@ -120,6 +150,8 @@ impl Store for PgStore {
         .bind(run.outputs.as_ref().map(jsonb))
         .bind(run.error.as_deref().map(text))
         .bind(i64::from(run.attempt))
+        .bind(run.claimed_at)
+        .bind(&run.parent_step)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -136,12 +168,49 @@ impl Store for PgStore {
         tx.commit().await.map_err(StateError::query(action))
     }
 
+    async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
+        // One UPDATE: the server locks the row, so of two hosts claiming the same attempt the
+        // second waits, re-reads the row (now at the new attempt) and changes nothing.
+        let done = sqlx::query(
+            "UPDATE cairn_runs SET runbook = $1, path = $2, content_hash = $3, inputs = $4, \
+             status = $5, finished_at = $6, heartbeat_at = GREATEST(heartbeat_at, $7), \
+             host = $8, pid = $9, username = $10, outputs = $11, error = $12, attempt = $13, \
+             claimed_at = $14 WHERE id = $15 AND attempt = $16 AND status <> 'running'",
+        )
+        .bind(&run.runbook)
+        .bind(&run.path)
+        .bind(&run.content_hash)
+        .bind(jsonb(&run.inputs))
+        .bind(run.status.as_str())
+        .bind(run.finished_at)
+        .bind(run.heartbeat_at)
+        .bind(&run.host)
+        .bind(i64::from(run.pid))
+        .bind(&run.user)
+        .bind(run.outputs.as_ref().map(jsonb))
+        .bind(run.error.as_deref().map(text))
+        .bind(i64::from(run.attempt))
+        .bind(run.claimed_at)
+        .bind(&run.id)
+        .bind(i64::from(run.attempt.saturating_sub(1)))
+        .execute(&self.pool)
+        .await
+        .map_err(StateError::query(format!("claiming run {}", run.id)))?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        match self.holder(&run.id).await? {
+            Some(holder) => Ok(Err(holder)),
+            None => Err(StateError::RunNotFound(run.id.clone())),
+        }
+    }
+
     async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
         let done = sqlx::query(
             "UPDATE cairn_runs SET runbook = $1, path = $2, content_hash = $3, inputs = $4, \
              status = $5, finished_at = $6, heartbeat_at = GREATEST(heartbeat_at, $7), \
              host = $8, pid = $9, username = $10, parent_run = $11, outputs = $12, \
-             error = $13, attempt = $14 WHERE id = $15",
+             error = $13 WHERE id = $14 AND attempt = $15",
         )
         .bind(&run.runbook)
         .bind(&run.path)
@@ -156,28 +225,31 @@ impl Store for PgStore {
         .bind(&run.parent_run)
         .bind(run.outputs.as_ref().map(jsonb))
         .bind(run.error.as_deref().map(text))
-        .bind(i64::from(run.attempt))
         .bind(&run.id)
+        .bind(i64::from(run.attempt))
         .execute(&self.pool)
         .await
         .map_err(StateError::query(format!("updating run {}", run.id)))?;
         if done.rows_affected() == 0 {
-            return Err(StateError::RunNotFound(run.id.clone()));
+            return Err(self.fenced(&run.claim()).await);
         }
         Ok(())
     }
 
-    async fn set_step_defs(&self, run_id: &str, defs: &[StepDef]) -> Result<(), StateError> {
+    async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError> {
+        let run_id = claim.run_id.as_str();
         let q = || StateError::query(format!("replacing the steps of run {run_id}"));
         let mut tx = self.pool.begin().await.map_err(q())?;
-        // Locking the run row serialises two resumes replacing the same DAG.
-        let exists = sqlx::query("SELECT 1 FROM cairn_runs WHERE id = $1 FOR UPDATE")
+        // Locking the run row keeps a claim from passing between the check and the write.
+        let held = sqlx::query("SELECT 1 FROM cairn_runs WHERE id = $1 AND attempt = $2 FOR SHARE")
             .bind(run_id)
+            .bind(i64::from(claim.attempt))
             .fetch_optional(&mut *tx)
             .await
             .map_err(q())?;
-        if exists.is_none() {
-            return Err(StateError::RunNotFound(run_id.to_string()));
+        if held.is_none() {
+            drop(tx);
+            return Err(self.fenced(claim).await);
         }
         sqlx::query("DELETE FROM cairn_step_defs WHERE run_id = $1")
             .bind(run_id)
@@ -201,8 +273,11 @@ impl Store for PgStore {
         rows.iter().map(def_from_row).collect()
     }
 
-    async fn heartbeat(&self, run_id: &str) -> Result<(), StateError> {
-        locks::heartbeat(&self.pool, run_id).await
+    async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError> {
+        if !locks::heartbeat(&self.pool, claim).await? {
+            return Err(self.fenced(claim).await);
+        }
+        Ok(())
     }
 
     async fn get_run(&self, id_or_prefix: &str) -> Result<Option<RunRecord>, StateError> {
@@ -265,11 +340,16 @@ impl Store for PgStore {
         rows.iter().map(run_from_row).collect()
     }
 
-    async fn put_step(&self, rec: &StepRecord) -> Result<(), StateError> {
-        sqlx::query(concat!(
-            "INSERT INTO cairn_steps (",
+    async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
+        debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
+        // The run row is locked FOR SHARE while the checkpoint is written: a claim (an UPDATE
+        // of that row) waits for this write to commit, and a write after a claim sees the new
+        // attempt and writes nothing. So a resumer that claimed reads every write made before.
+        let done = sqlx::query(concat!(
+            "WITH owner AS (SELECT id FROM cairn_runs WHERE id = $1 AND attempt = $14 FOR SHARE) \
+             INSERT INTO cairn_steps (",
             step_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+            ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM owner \
              ON CONFLICT (run_id, step_id, item) DO UPDATE SET \
              status = excluded.status, attempt = excluded.attempt, \
              started_at = excluded.started_at, finished_at = excluded.finished_at, \
@@ -290,13 +370,36 @@ impl Store for PgStore {
         .bind(&rec.log_path)
         .bind(&rec.def_hash)
         .bind(rec.idempotent)
+        .bind(i64::from(claim.attempt))
         .execute(&self.pool)
         .await
         .map_err(not_found_or(
             &rec.run_id,
             format!("saving step `{}` of run {}", rec.step_id, rec.run_id),
         ))?;
+        if done.rows_affected() == 0 {
+            return Err(self.fenced(claim).await);
+        }
         Ok(())
+    }
+
+    async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM cairn_runs WHERE parent_run = $1 ORDER BY started_at, id"
+        ))
+        .bind(parent_run)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StateError::query(format!(
+            "reading the sub-runs of run {parent_run}"
+        )))?;
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            runs.push(self.observe(run_from_row(row)?).await?);
+        }
+        Ok(runs)
     }
 
     async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {

@@ -88,6 +88,8 @@ pub(super) fn run_from_row(row: &PgRow) -> Result<RunRecord, StateError> {
         outputs: opt_json(row, "outputs")?,
         error: get(row, "error")?,
         attempt: to_u32(get(row, "attempt")?, "attempt")?,
+        claimed_at: get(row, "claimed_at")?,
+        parent_step: get(row, "parent_step")?,
     })
 }
 

@@ -18,7 +18,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 // One entry per schema version; entry N-1 takes the database from version N-1 to N.
 // Columns mirror the SQLite schema, with native types: JSONB, TIMESTAMPTZ, BIGINT, BOOLEAN.
-const MIGRATIONS: &[&[&str]] = &[&[
+const MIGRATIONS: &[&[&str]] = &[
+// 1: the tables.
+&[
     "CREATE TABLE cairn_runs (
         id TEXT PRIMARY KEY,
         runbook TEXT NOT NULL,
@@ -86,6 +88,14 @@ const MIGRATIONS: &[&[&str]] = &[&[
         decided_at TIMESTAMPTZ NOT NULL
     )",
     "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id, seq)",
+],
+// 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+&[
+    "ALTER TABLE cairn_runs ADD COLUMN claimed_at TIMESTAMPTZ",
+    "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+    "ALTER TABLE cairn_runs ALTER COLUMN claimed_at SET NOT NULL",
+    "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+    "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
 ]];
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);

@@ -9,23 +9,27 @@ use sqlx::{Row, SqlitePool};
 use crate::codec::ts;
 use crate::error::StateError;
 use crate::lock::{lease_end, lease_ms, lock_is_free, now, taken_since};
-use crate::types::{LockHolder, LockInfo};
+use crate::types::{Claim, LockHolder, LockInfo};
 
 use super::rows::lock_from_row;
 
-pub(super) async fn heartbeat(pool: &SqlitePool, run_id: &str) -> Result<(), StateError> {
+/// Returns false (and renews nothing) when the claim is no longer held.
+pub(super) async fn heartbeat(pool: &SqlitePool, claim: &Claim) -> Result<bool, StateError> {
+    let run_id = claim.run_id.as_str();
     let q = || StateError::query(format!("heartbeating run {run_id}"));
     let now = now();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(q())?;
-    let done =
-        sqlx::query("UPDATE cairn_runs SET heartbeat_at = max(heartbeat_at, ?) WHERE id = ?")
-            .bind(ts(now))
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(q())?;
+    let done = sqlx::query(
+        "UPDATE cairn_runs SET heartbeat_at = max(heartbeat_at, ?) WHERE id = ? AND attempt = ?",
+    )
+    .bind(ts(now))
+    .bind(run_id)
+    .bind(i64::from(claim.attempt))
+    .execute(&mut *tx)
+    .await
+    .map_err(q())?;
     if done.rows_affected() == 0 {
-        return Err(StateError::RunNotFound(run_id.to_string()));
+        return Ok(false);
     }
     // Each lock keeps the lease length it was taken with; a run holds few locks.
     let held = sqlx::query("SELECT name, lease_ms FROM cairn_locks WHERE run_id = ?")
@@ -44,7 +48,8 @@ pub(super) async fn heartbeat(pool: &SqlitePool, run_id: &str) -> Result<(), Sta
             .await
             .map_err(q())?;
     }
-    tx.commit().await.map_err(q())
+    tx.commit().await.map_err(q())?;
+    Ok(true)
 }
 
 pub(super) async fn try_lock(

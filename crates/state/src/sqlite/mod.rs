@@ -17,7 +17,8 @@ use crate::codec::{
 use crate::error::StateError;
 use crate::lock::{effective_status, now};
 use crate::types::{
-    Approval, LockHolder, LockInfo, RunFilter, RunRecord, RunStatus, StepDef, StepRecord,
+    Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
+    StepRecord,
 };
 use rows::{approval_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
@@ -87,6 +88,34 @@ impl SqliteStore {
             None => Ok(None),
         }
     }
+
+    /// The run as stored, without liveness: who holds its latest attempt.
+    async fn holder(&self, id: &str) -> Result<Option<RunHolder>, StateError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM cairn_runs WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StateError::query(format!("reading run {id}")))?;
+        row.map(|row| run_from_row(&row).map(|r| r.holder()))
+            .transpose()
+    }
+
+    /// Why a fenced write wrote nothing: the run is gone, or another attempt holds it.
+    async fn fenced(&self, claim: &Claim) -> StateError {
+        match self.holder(&claim.run_id).await {
+            Ok(Some(holder)) => StateError::Fenced {
+                run_id: claim.run_id.clone(),
+                attempt: claim.attempt,
+                holder,
+            },
+            Ok(None) => StateError::RunNotFound(claim.run_id.clone()),
+            Err(e) => e,
+        }
+    }
 }
 
 #[async_trait]
@@ -98,7 +127,7 @@ impl Store for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO cairn_runs (",
             run_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&run.id)
         .bind(&run.runbook)
@@ -116,6 +145,8 @@ impl Store for SqliteStore {
         .bind(run.outputs.as_ref().map(json_text))
         .bind(&run.error)
         .bind(i64::from(run.attempt))
+        .bind(ts(run.claimed_at))
+        .bind(&run.parent_step)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -132,12 +163,49 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(StateError::query(action))
     }
 
+    async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
+        // One statement: SQLite decides it under its write lock, so of two processes claiming
+        // the same attempt exactly one changes the row.
+        let done = sqlx::query(
+            "UPDATE cairn_runs SET runbook = ?, path = ?, content_hash = ?, inputs = ?, \
+             status = ?, finished_at = ?, heartbeat_at = max(heartbeat_at, ?), host = ?, \
+             pid = ?, username = ?, outputs = ?, error = ?, attempt = ?, claimed_at = ? \
+             WHERE id = ? AND attempt = ? AND status <> 'running'",
+        )
+        .bind(&run.runbook)
+        .bind(&run.path)
+        .bind(&run.content_hash)
+        .bind(json_text(&run.inputs))
+        .bind(run.status.as_str())
+        .bind(run.finished_at.map(ts))
+        .bind(ts(run.heartbeat_at))
+        .bind(&run.host)
+        .bind(i64::from(run.pid))
+        .bind(&run.user)
+        .bind(run.outputs.as_ref().map(json_text))
+        .bind(&run.error)
+        .bind(i64::from(run.attempt))
+        .bind(ts(run.claimed_at))
+        .bind(&run.id)
+        .bind(i64::from(run.attempt.saturating_sub(1)))
+        .execute(&self.pool)
+        .await
+        .map_err(StateError::query(format!("claiming run {}", run.id)))?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        match self.holder(&run.id).await? {
+            Some(holder) => Ok(Err(holder)),
+            None => Err(StateError::RunNotFound(run.id.clone())),
+        }
+    }
+
     async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
         let done = sqlx::query(
             "UPDATE cairn_runs SET runbook = ?, path = ?, content_hash = ?, inputs = ?, \
              status = ?, finished_at = ?, heartbeat_at = max(heartbeat_at, ?), host = ?, \
-             pid = ?, username = ?, parent_run = ?, outputs = ?, error = ?, attempt = ? \
-             WHERE id = ?",
+             pid = ?, username = ?, parent_run = ?, outputs = ?, error = ? \
+             WHERE id = ? AND attempt = ?",
         )
         .bind(&run.runbook)
         .bind(&run.path)
@@ -152,27 +220,30 @@ impl Store for SqliteStore {
         .bind(&run.parent_run)
         .bind(run.outputs.as_ref().map(json_text))
         .bind(&run.error)
-        .bind(i64::from(run.attempt))
         .bind(&run.id)
+        .bind(i64::from(run.attempt))
         .execute(&self.pool)
         .await
         .map_err(StateError::query(format!("updating run {}", run.id)))?;
         if done.rows_affected() == 0 {
-            return Err(StateError::RunNotFound(run.id.clone()));
+            return Err(self.fenced(&run.claim()).await);
         }
         Ok(())
     }
 
-    async fn set_step_defs(&self, run_id: &str, defs: &[StepDef]) -> Result<(), StateError> {
+    async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError> {
+        let run_id = claim.run_id.as_str();
         let q = || StateError::query(format!("replacing the steps of run {run_id}"));
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(q())?;
-        let exists = sqlx::query("SELECT 1 FROM cairn_runs WHERE id = ?")
+        let held = sqlx::query("SELECT 1 FROM cairn_runs WHERE id = ? AND attempt = ?")
             .bind(run_id)
+            .bind(i64::from(claim.attempt))
             .fetch_optional(&mut *tx)
             .await
             .map_err(q())?;
-        if exists.is_none() {
-            return Err(StateError::RunNotFound(run_id.to_string()));
+        if held.is_none() {
+            drop(tx);
+            return Err(self.fenced(claim).await);
         }
         sqlx::query("DELETE FROM cairn_step_defs WHERE run_id = ?")
             .bind(run_id)
@@ -187,8 +258,11 @@ impl Store for SqliteStore {
         rows::step_defs(&self.pool, run_id).await
     }
 
-    async fn heartbeat(&self, run_id: &str) -> Result<(), StateError> {
-        locks::heartbeat(&self.pool, run_id).await
+    async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError> {
+        if !locks::heartbeat(&self.pool, claim).await? {
+            return Err(self.fenced(claim).await);
+        }
+        Ok(())
     }
 
     async fn get_run(&self, id_or_prefix: &str) -> Result<Option<RunRecord>, StateError> {
@@ -249,14 +323,37 @@ impl Store for SqliteStore {
         rows.iter().map(run_from_row).collect()
     }
 
-    async fn put_step(&self, rec: &StepRecord) -> Result<(), StateError> {
-        rows::upsert_step(&self.pool, rec)
+    async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
+        debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
+        let wrote = rows::upsert_step(&self.pool, claim.attempt, rec)
             .await
             .map_err(not_found_or(
                 &rec.run_id,
                 format!("saving step `{}` of run {}", rec.step_id, rec.run_id),
             ))?;
+        if !wrote {
+            return Err(self.fenced(claim).await);
+        }
         Ok(())
+    }
+
+    async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM cairn_runs WHERE parent_run = ? ORDER BY started_at, id"
+        ))
+        .bind(parent_run)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StateError::query(format!(
+            "reading the sub-runs of run {parent_run}"
+        )))?;
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            runs.push(self.observe(run_from_row(row)?).await?);
+        }
+        Ok(runs)
     }
 
     async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {

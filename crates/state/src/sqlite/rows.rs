@@ -38,6 +38,11 @@ pub(super) fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StateError> {
         outputs: parse_opt_json(get(row, "outputs")?)?,
         error: get(row, "error")?,
         attempt: to_u32(get(row, "attempt")?, "attempt")?,
+        claimed_at: match get::<Option<String>>(row, "claimed_at")? {
+            Some(t) => parse_ts(&t)?,
+            None => parse_ts(&get::<String>(row, "started_at")?)?,
+        },
+        parent_step: get(row, "parent_step")?,
     })
 }
 
@@ -148,12 +153,19 @@ pub(super) async fn step_defs(pool: &SqlitePool, run_id: &str) -> Result<Vec<Ste
         .collect()
 }
 
-/// The step checkpoint as one autocommit statement: durable (per the file's `sync`) on return.
-pub(super) async fn upsert_step(pool: &SqlitePool, rec: &StepRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(concat!(
+/// The step checkpoint as one autocommit statement, written only while the run's attempt is
+/// still `attempt` (SQLite runs the check and the write under its one write lock): durable
+/// (per the file's `sync`) on return. Returns whether it wrote.
+pub(super) async fn upsert_step(
+    pool: &SqlitePool,
+    attempt: u32,
+    rec: &StepRecord,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(concat!(
         "INSERT INTO cairn_steps (",
         step_columns!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+        ") SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         WHERE EXISTS (SELECT 1 FROM cairn_runs WHERE id = ? AND attempt = ?) \
          ON CONFLICT (run_id, step_id, item) DO UPDATE SET \
          status = excluded.status, attempt = excluded.attempt, \
          started_at = excluded.started_at, finished_at = excluded.finished_at, \
@@ -174,7 +186,9 @@ pub(super) async fn upsert_step(pool: &SqlitePool, rec: &StepRecord) -> Result<(
     .bind(&rec.log_path)
     .bind(&rec.def_hash)
     .bind(i64::from(rec.idempotent))
+    .bind(&rec.run_id)
+    .bind(i64::from(attempt))
     .execute(pool)
-    .await
-    .map(|_| ())
+    .await?;
+    Ok(done.rows_affected() > 0)
 }

@@ -28,7 +28,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: u32 = 4;
 
 // One entry per schema version; entry N-1 takes the database from version N-1 to N.
-const MIGRATIONS: &[&[&str]] = &[&[
+const MIGRATIONS: &[&[&str]] = &[
+// 1: the tables.
+&[
     "CREATE TABLE cairn_runs (
         id TEXT PRIMARY KEY NOT NULL,
         runbook TEXT NOT NULL,
@@ -95,6 +97,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
         decided_at TEXT NOT NULL
     )",
     "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id)",
+],
+// 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+&[
+    "ALTER TABLE cairn_runs ADD COLUMN claimed_at TEXT",
+    "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+    "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+    "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
 ]];
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);

@@ -95,7 +95,7 @@ pub async fn locks_acquire_refuse_release(store: Arc<dyn Store>) {
     };
     let first = lease_of(&store.locks().await.expect("locks"));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    store.heartbeat(&a.id).await.expect("heartbeat");
+    store.heartbeat(&a.claim()).await.expect("heartbeat");
     let renewed = lease_of(&store.locks().await.expect("locks"));
     assert!(
         renewed > first && renewed < Some(now() + TimeDelta::seconds(61)),

@@ -6,7 +6,7 @@ mod locks;
 use std::sync::Arc;
 
 use cairn_state::{
-    Approval, Decision, RunFilter, RunRecord, RunStatus, StateError, StepDef, StepRecord,
+    Approval, Claim, Decision, RunFilter, RunRecord, RunStatus, StateError, StepDef, StepRecord,
     StepStatus, Store, current_host, now,
 };
 use chrono::TimeDelta;
@@ -21,6 +21,7 @@ macro_rules! store_tests {
         store_tests!(@each $with:
             runs_create_get_list, run_update, prefix_lookup, steps_upsert_by_item,
             json_round_trip, step_defs_replaced, heartbeat_revives_and_renews, approvals,
+            claims_fence_writes, claims_race_one_wins, sub_runs_by_parent,
             interrupted_detection, locks_acquire_refuse_release, locks_finished_and_paused,
             locks_dead_holders);
     };
@@ -62,6 +63,14 @@ fn def(id: &str, needs: &[&str]) -> StepDef {
         step_id: id.to_string(),
         def_hash: format!("hash-{id}"),
         needs: needs.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A claim on a run that does not exist.
+fn no_claim(id: &str) -> Claim {
+    Claim {
+        run_id: id.to_string(),
+        attempt: 1,
     }
 }
 
@@ -136,7 +145,6 @@ pub async fn run_update(store: Arc<dyn Store>) {
     r.finished_at = Some(now());
     r.outputs = Some(json!({ "dump": "/backups/x.dump", "entities": 42 }));
     r.error = Some("step `verify` failed".into());
-    r.attempt = 2;
     r.pid = 4242;
     r.host = "other-host".into();
     r.content_hash = "h2".into();
@@ -199,28 +207,28 @@ pub async fn steps_upsert_by_item(store: Arc<dyn Store>) {
     let mut whole = StepRecord::new(&r.id, "api_health", None, "d1");
     whole.status = StepStatus::Running;
     whole.started_at = Some(now());
-    store.put_step(&whole).await.expect("put_step");
+    store.put_step(&r.claim(), &whole).await.expect("put_step");
     let mut items = Vec::new();
     for i in 0..3 {
         let mut s = StepRecord::new(&r.id, "api_health", Some(i), "d1");
         s.status = StepStatus::Running;
         s.attempt = 1;
-        store.put_step(&s).await.expect("put_step");
+        store.put_step(&r.claim(), &s).await.expect("put_step");
         items.push(s);
     }
     let mut other = StepRecord::new(&r.id, "report", None, "d2");
     other.idempotent = false;
     other.log_path = Some(".cairn/logs/report.log".into());
-    store.put_step(&other).await.expect("put_step");
+    store.put_step(&r.claim(), &other).await.expect("put_step");
 
     // Re-writing item 1 and the whole step replaces them in place.
     items[1].status = StepStatus::Failed;
     items[1].attempt = 2;
     items[1].finished_at = Some(now());
     items[1].error = Some("HTTP 503 from http://localhost:8443/health".into());
-    store.put_step(&items[1]).await.expect("put_step");
+    store.put_step(&r.claim(), &items[1]).await.expect("put_step");
     whole.status = StepStatus::Failed;
-    store.put_step(&whole).await.expect("put_step");
+    store.put_step(&r.claim(), &whole).await.expect("put_step");
 
     let got = store.steps(&r.id).await.expect("steps");
     let want = vec![
@@ -234,7 +242,7 @@ pub async fn steps_upsert_by_item(store: Arc<dyn Store>) {
     assert!(store.steps("nope").await.expect("steps").is_empty());
 
     let orphan = StepRecord::new("nope", "x", None, "d");
-    let e = store.put_step(&orphan).await;
+    let e = store.put_step(&no_claim("nope"), &orphan).await;
     assert!(
         matches!(&e, Err(StateError::RunNotFound(id)) if id == "nope"),
         "{e:?}"
@@ -257,12 +265,12 @@ pub async fn json_round_trip(store: Arc<dyn Store>) {
     let mut s = StepRecord::new(&r.id, "q", Some(0), "d");
     s.result = Some(value.clone());
     s.outputs = Some(json!("just a string"));
-    store.put_step(&s).await.expect("put_step");
+    store.put_step(&r.claim(), &s).await.expect("put_step");
     let got = store.steps(&r.id).await.expect("steps");
     assert_eq!(got, [s.clone()]);
     s.outputs = Some(json!(null));
     s.result = Some(json!([]));
-    store.put_step(&s).await.expect("put_step");
+    store.put_step(&r.claim(), &s).await.expect("put_step");
     assert_eq!(store.steps(&r.id).await.expect("steps"), [s]);
 }
 
@@ -273,16 +281,16 @@ pub async fn step_defs_replaced(store: Arc<dyn Store>) {
     assert_eq!(store.step_defs(&r.id).await.expect("step_defs"), first);
     let second = vec![def("a", &[]), def("b2", &["a"])];
     store
-        .set_step_defs(&r.id, &second)
+        .set_step_defs(&r.claim(), &second)
         .await
         .expect("set_step_defs");
     assert_eq!(store.step_defs(&r.id).await.expect("step_defs"), second);
     store
-        .set_step_defs(&r.id, &[])
+        .set_step_defs(&r.claim(), &[])
         .await
         .expect("set_step_defs");
     assert!(store.step_defs(&r.id).await.expect("step_defs").is_empty());
-    let e = store.set_step_defs("nope", &first).await;
+    let e = store.set_step_defs(&no_claim("nope"), &first).await;
     assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
 }
 
@@ -293,7 +301,7 @@ pub async fn heartbeat_revives_and_renews(store: Arc<dyn Store>) {
     r.heartbeat_at = now() - TimeDelta::minutes(5);
     create(&store, &r).await;
     let before = now();
-    store.heartbeat(&r.id).await.expect("heartbeat");
+    store.heartbeat(&r.claim()).await.expect("heartbeat");
     let got = get(&store, &r.id).await;
     assert_eq!(got.status, RunStatus::Running);
     assert!(
@@ -302,7 +310,7 @@ pub async fn heartbeat_revives_and_renews(store: Arc<dyn Store>) {
         got.heartbeat_at
     );
 
-    let e = store.heartbeat("nope").await;
+    let e = store.heartbeat(&no_claim("nope")).await;
     assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
 }
 
@@ -386,4 +394,129 @@ pub async fn interrupted_detection(store: Arc<dyn Store>) {
         get(&store, &stale_there.id).await.status,
         RunStatus::Interrupted
     );
+}
+
+/// A resume claims the next attempt; writes under an older claim are refused and name the
+/// holder, and nothing of them is kept.
+pub async fn claims_fence_writes(store: Arc<dyn Store>) {
+    let mut r = run("fenced", TimeDelta::minutes(1));
+    store
+        .create_run(&r, &[def("a", &[])])
+        .await
+        .expect("create_run");
+    // A running run cannot be claimed.
+    let mut b = r.clone();
+    b.attempt = 2;
+    b.pid = 111;
+    b.host = "host-b".into();
+    b.claimed_at = now();
+    let held = store.claim_run(&b).await.expect("claim_run");
+    let holder = held.expect_err("a running run is refused");
+    assert_eq!(
+        (holder.attempt, holder.pid, holder.status),
+        (1, r.pid, RunStatus::Running)
+    );
+    r.status = RunStatus::Failed;
+    store.update_run(&r).await.expect("update_run");
+
+    b.status = RunStatus::Running;
+    store
+        .claim_run(&b)
+        .await
+        .expect("claim_run")
+        .expect("b claims attempt 2");
+    let got = get(&store, &r.id).await;
+    assert_eq!(
+        (got.attempt, got.pid, got.host.as_str(), got.claimed_at),
+        (2, 111, "host-b", b.claimed_at)
+    );
+    // A second claim of the same attempt loses and names the winner.
+    let mut c = b.clone();
+    c.pid = 222;
+    let lost = store.claim_run(&c).await.expect("claim_run");
+    let holder = lost.expect_err("attempt 2 is taken");
+    assert_eq!(
+        (holder.attempt, holder.pid, holder.host.as_str(), holder.since),
+        (2, 111, "host-b", b.claimed_at)
+    );
+    assert!(
+        holder.to_string().contains("by pid 111 on host host-b since"),
+        "{holder}"
+    );
+
+    // The first process's writes are all refused now.
+    let mut s = StepRecord::new(&r.id, "a", None, "hash-a");
+    s.status = StepStatus::Succeeded;
+    let fenced = |e: Result<(), StateError>| match e {
+        Err(StateError::Fenced {
+            attempt, holder, ..
+        }) => assert_eq!((attempt, holder.attempt, holder.pid), (1, 2, 111)),
+        other => panic!("expected a fenced write, got {other:?}"),
+    };
+    fenced(store.put_step(&r.claim(), &s).await);
+    fenced(store.heartbeat(&r.claim()).await);
+    fenced(store.update_run(&r).await);
+    fenced(store.set_step_defs(&r.claim(), &[]).await);
+    assert!(store.steps(&r.id).await.expect("steps").is_empty());
+    assert_eq!(store.step_defs(&r.id).await.expect("step_defs").len(), 1);
+    let e = store.put_step(&r.claim(), &s).await.expect_err("fenced");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("lost the claim on run {} (attempt 1): run ", r.id)),
+        "{e}"
+    );
+    // The holder's writes go through.
+    store.put_step(&b.claim(), &s).await.expect("put_step");
+    store.heartbeat(&b.claim()).await.expect("heartbeat");
+    assert_eq!(store.steps(&r.id).await.expect("steps"), [s]);
+
+    let mut ghost = b.clone();
+    ghost.id = "GHOST".into();
+    let e = store.claim_run(&ghost).await;
+    assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+/// Many claims of the same attempt at once: exactly one wins.
+pub async fn claims_race_one_wins(store: Arc<dyn Store>) {
+    let mut r = run("race", TimeDelta::minutes(1));
+    r.status = RunStatus::Paused;
+    create(&store, &r).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for pid in 1..=8u32 {
+        let (store, mut mine) = (store.clone(), r.clone());
+        mine.attempt = 2;
+        mine.status = RunStatus::Running;
+        // Other hosts, so that liveness does not judge these pids on this one.
+        mine.host = format!("racer-{pid}");
+        mine.claimed_at = now();
+        tasks.spawn(async move { store.claim_run(&mine).await.map(|x| x.is_ok()) });
+    }
+    let mut won = 0;
+    while let Some(done) = tasks.join_next().await {
+        if done.expect("task").expect("claim_run") {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one claim wins");
+    let got = get(&store, &r.id).await;
+    assert_eq!((got.attempt, got.status), (2, RunStatus::Running));
+    assert!(got.host.starts_with("racer-"), "{}", got.host);
+}
+
+/// Sub-runs are found by their parent, each with the step (or item) that started it.
+pub async fn sub_runs_by_parent(store: Arc<dyn Store>) {
+    let parent = run("parent", TimeDelta::minutes(3));
+    create(&store, &parent).await;
+    let mut kids = Vec::new();
+    for k in 0..3 {
+        let mut child = run("child", TimeDelta::minutes(2 - k));
+        child.parent_run = Some(parent.id.clone());
+        child.parent_step = Some(format!("square[{k}]"));
+        create(&store, &child).await;
+        kids.push(child);
+    }
+    create(&store, &run("child", TimeDelta::zero())).await;
+    let got = store.sub_runs(&parent.id).await.expect("sub_runs");
+    assert_eq!(got, kids);
+    assert!(store.sub_runs("nope").await.expect("sub_runs").is_empty());
 }
