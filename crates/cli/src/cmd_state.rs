@@ -87,7 +87,13 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                 e @ (ResumeError::State(_)
                 | ResumeError::Run(cairn_engine::run::RunError::State(_))),
             ) => Err(e.into()),
-            Err(e @ ResumeError::Run(cairn_engine::run::RunError::Locked(_))) => {
+            // Held by another process (running, or claimed by a resume started at the same
+            // time): like a held lock, nothing was run.
+            Err(
+                e @ (ResumeError::Run(cairn_engine::run::RunError::Locked(_))
+                | ResumeError::Busy(_)
+                | ResumeError::Raced(_)),
+            ) => {
                 eprintln!("{}error{}: {e}", red(), reset());
                 Ok(exit::STEP_FAILED)
             }

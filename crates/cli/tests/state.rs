@@ -8,6 +8,8 @@
 mod approvals;
 #[path = "state/common.rs"]
 mod common;
+#[path = "state/fencing.rs"]
+mod fencing;
 #[path = "state/history.rs"]
 mod history;
 #[path = "state/locks.rs"]

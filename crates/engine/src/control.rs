@@ -165,7 +165,7 @@ pub(crate) async fn perform(
         Prepared::Report { template, to } => report(shared, step, template.as_deref(), to, local),
         Prepared::Uses { runbook, with } => {
             bounded(timeout, cancel, |c| async move {
-                crate::subrun::uses(shared, step, runbook, with, &c).await
+                crate::subrun::uses(shared, step, runbook, with, local, &c).await
             })
             .await
         }

@@ -36,8 +36,13 @@ pub struct ResumeOptions {
 pub enum ResumeError {
     #[error("no run `{0}` in the state store")]
     NotFound(String),
-    #[error("run {id} is still running (pid {pid} on {host}); wait for it or stop it first")]
-    StillRunning { id: String, pid: u32, host: String },
+    /// Another process holds the run: it is running, or another resume claimed it first.
+    #[error("{0}; resume refused, nothing was run")]
+    Busy(cairn_state::RunHolder),
+    /// The run's checkpoints changed between reading them and claiming the run (a process
+    /// that had lost the run wrote meanwhile); the claim was given back.
+    #[error("run {0} changed while it was being resumed; nothing was run, try again")]
+    Raced(String),
     #[error("cannot load the runbook of run {id} ({path}): {reason}")]
     Runbook {
         id: String,
@@ -85,13 +90,7 @@ pub async fn resume(
         }
         // The store reports a run whose process is gone (or silent) as interrupted; a run still
         // `running` is alive, here or on another host sharing the store.
-        RunStatus::Running => {
-            return Err(ResumeError::StillRunning {
-                id,
-                pid: record.pid,
-                host: record.host,
-            });
-        }
+        RunStatus::Running => return Err(ResumeError::Busy(record.holder())),
         _ => {}
     }
     let path = std::path::PathBuf::from(&record.path);
@@ -313,29 +312,6 @@ pub async fn resume(
     if !in_doubt.is_empty() {
         return Err(ResumeError::InDoubt(in_doubt));
     }
-    // Written only now that the resume is accepted: skipped in-doubt steps (else the store
-    // would keep them `running` for good) and approvals answered since the pause.
-    for rec in &skipped {
-        store.put_step(rec).await?;
-    }
-    // Steps asked to run again (`--from`, `--rerun`) forget their old result now, so that a
-    // pause or a crash before they run cannot pass them off as done on the next resume.
-    for (i, def) in defs.iter().enumerate() {
-        if let Some(rec) = whole
-            .get(def.step_id.as_str())
-            .filter(|_| again.contains(&i))
-        {
-            let mut rec = (*rec).clone();
-            rec.status = StepStatus::Pending;
-            rec.started_at = None;
-            rec.finished_at = None;
-            rec.result = None;
-            rec.outputs = None;
-            rec.error = None;
-            store.put_step(&rec).await?;
-        }
-    }
-
     // Secrets are read again: they are never in the store.
     let secrets = crate::secrets::read(&checked.runbook).map_err(RunError::Secrets)?;
     let masker = Masker::new(
@@ -343,13 +319,18 @@ pub async fn resume(
             .values()
             .filter_map(|v| v.as_str().map(str::to_string)),
     );
+    let before = record.clone();
+    let now = cairn_state::now();
     record.attempt += 1;
     record.status = RunStatus::Running;
     record.finished_at = None;
     record.error = None;
+    record.outputs = None;
     record.pid = std::process::id();
     record.host = cairn_state::current_host();
     record.content_hash = content_hash(&checked);
+    record.claimed_at = now;
+    record.heartbeat_at = now;
     let setup = Setup::new(
         &checked,
         &templates,
@@ -373,10 +354,49 @@ pub async fn resume(
     {
         return Err(RunError::Locked(holder).into());
     }
-    store.update_run(&record).await?;
+    // The claim: a compare-and-set from the attempt read above to the next. Of two resumes
+    // started together exactly one gets here; the other is refused, naming the winner, and
+    // writes nothing. From now on every write of this process is fenced on this attempt.
+    if let Err(holder) = store.claim_run(&record).await? {
+        return Err(ResumeError::Busy(holder));
+    }
+    let claim = record.claim();
+    // The decisions above were made on records read before the claim; a process that had
+    // lost the run (stalled past its heartbeat) may have written one since. Then give the
+    // run back as it was rather than act on a stale picture.
+    if store.steps(&id).await? != records {
+        let back = cairn_state::RunRecord {
+            attempt: record.attempt,
+            ..before
+        };
+        store.update_run(&back).await?;
+        return Err(ResumeError::Raced(id));
+    }
+    // Written only now that the resume holds the run: skipped in-doubt steps (else the store
+    // would keep them `running` for good) and approvals answered since the pause.
+    for rec in &skipped {
+        store.put_step(&claim, rec).await?;
+    }
+    // Steps asked to run again (`--from`, `--rerun`) forget their old result now, so that a
+    // pause or a crash before they run cannot pass them off as done on the next resume.
+    for (i, def) in defs.iter().enumerate() {
+        if let Some(rec) = whole
+            .get(def.step_id.as_str())
+            .filter(|_| again.contains(&i))
+        {
+            let mut rec = (*rec).clone();
+            rec.status = StepStatus::Pending;
+            rec.started_at = None;
+            rec.finished_at = None;
+            rec.result = None;
+            rec.outputs = None;
+            rec.error = None;
+            store.put_step(&claim, &rec).await?;
+        }
+    }
     // Rewriting an unchanged DAG costs one row per step (0.3 s for 10,000 steps on PostgreSQL).
     if old_defs != defs {
-        store.set_step_defs(&record.id, &defs).await?;
+        store.set_step_defs(&claim, &defs).await?;
     }
 
     Ok(Resumed::Ran(

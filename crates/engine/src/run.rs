@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Set for a sub-run started by a `uses` step.
     pub parent_run: Option<String>,
+    /// For a sub-run, the parent's step (`deploy`, or `deploy[3]` for a `for_each` item).
+    pub parent_step: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +54,7 @@ impl Default for RunOptions {
             logs: PathBuf::from(".cairn/logs"),
             cancel: CancellationToken::new(),
             parent_run: None,
+            parent_step: None,
         }
     }
 }
@@ -143,6 +146,8 @@ pub(crate) struct Shared {
     pub sink: Arc<dyn Sink>,
     pub opts: RunOptions,
     pub run_id: String,
+    /// This process's claim on the run: every checkpoint is written under it.
+    pub claim: cairn_state::Claim,
     pub def_hashes: Vec<String>,
     /// Set when a checkpoint could not be written: the run stops and fails with it.
     pub store_error: std::sync::Mutex<Option<String>>,
@@ -172,20 +177,24 @@ impl Shared {
     /// Commit a step transition. If the store refuses, nothing new starts: running steps are
     /// cancelled, `finally` runs and the run fails with the store's error, since going on
     /// without a record would break resume.
+    /// A run that lost its claim (another process resumed it) stops the same way, saying so.
     pub(crate) async fn checkpoint(&self, rec: &StepRecord) -> bool {
-        match self.store.put_step(rec).await {
+        match self.store.put_step(&self.claim, rec).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(run = %self.run_id, step = %rec.step_id, error = %e, "checkpoint failed");
-                if let Ok(mut slot) = self.store_error.lock() {
-                    slot.get_or_insert_with(|| {
-                        format!("cannot record step `{}`: {e}", rec.step_id)
-                    });
-                }
-                self.opts.cancel.cancel();
+                self.stop(format!("cannot record step `{}`: {e}", rec.step_id));
                 false
             }
         }
+    }
+
+    /// The store refused a write: nothing new starts and the run ends with this error.
+    pub(crate) fn stop(&self, why: String) {
+        if let Ok(mut slot) = self.store_error.lock() {
+            slot.get_or_insert(why);
+        }
+        self.opts.cancel.cancel();
     }
 
     pub(crate) fn store_error(&self) -> Option<String> {
@@ -235,6 +244,7 @@ pub async fn execute(
         opts.user.clone(),
     );
     record.parent_run = opts.parent_run.clone();
+    record.parent_step = opts.parent_step.clone();
     let defs = step_defs(&checked);
     let setup = Setup::new(&checked, &templates, &inputs_json, secrets, masker, &record)?;
     store.create_run(&record, &defs).await?;
@@ -391,14 +401,25 @@ pub(crate) async fn drive(
         sink: sink.clone(),
         opts,
         run_id: run_id.clone(),
+        claim: record.claim(),
     });
     let heartbeat = {
-        let (store, id) = (store.clone(), run_id.clone());
+        let shared = shared.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(cairn_state::HEARTBEAT_EVERY);
             loop {
                 tick.tick().await;
-                let _ = store.heartbeat(&id).await;
+                match shared.store.heartbeat(&shared.claim).await {
+                    // Another process claimed the run: stop at once rather than at the next
+                    // checkpoint, which a long step may not reach for a while.
+                    Err(e @ cairn_state::StateError::Fenced { .. }) => {
+                        tracing::error!(run = %shared.run_id, error = %e, "heartbeat refused");
+                        shared.stop(e.to_string());
+                        break;
+                    }
+                    Err(e) => tracing::warn!(run = %shared.run_id, error = %e, "heartbeat failed"),
+                    Ok(()) => {}
+                }
             }
         })
     };

@@ -1,12 +1,13 @@
 //! `uses`: another runbook run as a sub-run, with `with:` as its inputs and its `outputs` as
 //! this step's result. Its events appear under `parent_step/child_step`.
 
+use crate::context::Local;
 use crate::control::Done;
 use crate::events::{Event, RunOutcome, Sink};
 use crate::plan::Invocation;
 use crate::run::{RunOptions, Shared, execute};
 use cairn_model::Step;
-use cairn_state::{RunFilter, RunStatus};
+use cairn_state::RunStatus;
 use cairn_steps::StepError;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
@@ -40,9 +41,18 @@ pub(crate) fn uses<'a>(
     step: &'a Step,
     runbook: &'a str,
     with: &'a IndexMap<String, Json>,
+    local: &'a Local,
     cancel: &'a CancellationToken,
 ) -> futures::future::BoxFuture<'a, Result<Done, StepError>> {
-    Box::pin(uses_inner(shared, step, runbook, with, cancel))
+    Box::pin(uses_inner(shared, step, runbook, with, local, cancel))
+}
+
+/// Which sub-run belongs to this step (or this `for_each` item of it): each has its own.
+fn parent_step(step: &Step, local: &Local) -> String {
+    match &local.item {
+        Some((_, k)) => format!("{}[{k}]", step.id.value),
+        None => step.id.value.clone(),
+    }
 }
 
 async fn uses_inner(
@@ -50,8 +60,10 @@ async fn uses_inner(
     step: &Step,
     runbook: &str,
     with: &IndexMap<String, Json>,
+    local: &Local,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
+    let key = parent_step(step, local);
     let base = shared
         .checked
         .runbook
@@ -67,6 +79,7 @@ async fn uses_inner(
     };
     let opts = RunOptions {
         parent_run: Some(shared.run_id.clone()),
+        parent_step: Some(key.clone()),
         cancel: cancel.child_token(),
         ..shared.opts.clone()
     };
@@ -74,19 +87,17 @@ async fn uses_inner(
         prefix: step.id.value.clone(),
         inner: shared.sink.clone(),
     });
-    // A child started by an earlier attempt of this run is continued, not started again: a
-    // paused child resumes after its approval, a failed one from where it failed.
+    // A child started by an earlier attempt of this run for this step (or item) is continued,
+    // not started again: a paused child resumes after its approval, a failed one from where it
+    // failed. Another item's child is never taken for this one.
     let earlier = shared
         .store
-        .list_runs(&RunFilter {
-            runbook: Some(checked.runbook.name.value.clone()),
-            status: None,
-            limit: Some(100),
-        })
+        .sub_runs(&shared.run_id)
         .await
         .map_err(|e| StepError::setup(format!("`uses: {runbook}`: state store: {e}")))?
         .into_iter()
-        .find(|r| r.parent_run.as_deref() == Some(shared.run_id.as_str()));
+        .rev()
+        .find(|r| r.parent_step.as_deref() == Some(key.as_str()));
     let report = match earlier {
         Some(r) if r.status == RunStatus::Succeeded => {
             let outputs = r.outputs.clone().unwrap_or(Json::Null);

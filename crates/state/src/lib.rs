@@ -54,6 +54,16 @@
 //! Schema migrations are versioned (`cairn_schema`), applied on open, and safe when several
 //! processes open the same database at once.
 //!
+//! # Fencing
+//!
+//! One process works on a run at a time. [`Store::create_run`] gives its caller attempt 1;
+//! [`Store::claim_run`] moves a run that is not running to the next attempt with one
+//! compare-and-set, so of several processes (on any hosts) claiming the same attempt exactly one
+//! wins and the others learn who holds it ([`RunHolder`]). Every later write of the run
+//! ([`Store::put_step`], [`Store::heartbeat`], [`Store::update_run`], [`Store::set_step_defs`])
+//! is conditional on the stored attempt still being the writer's ([`Claim`]), checked in the
+//! same statement; a process that lost the run gets [`StateError::Fenced`] and must stop.
+//!
 //! # Liveness
 //!
 //! A `running` run whose process is gone is reported `interrupted` by [`Store::get_run`] and
@@ -100,8 +110,8 @@ pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sqlite::{Durability, SqliteStore};
 pub use types::{
-    Approval, Claim, Decision, LockHolder, LockInfo, ParseStatusError, RunFilter, RunHolder, RunRecord,
-    RunStatus, StepDef, StepRecord, StepStatus,
+    Approval, Claim, Decision, LockHolder, LockInfo, ParseStatusError, RunFilter, RunHolder,
+    RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
 };
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.

@@ -107,8 +107,7 @@ impl Store for MemoryStore {
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
         let mut inner = self.lock();
         let stored = inner.run_mut(&run.id)?;
-        if stored.attempt != run.attempt.saturating_sub(1) || stored.status == RunStatus::Running
-        {
+        if stored.attempt != run.attempt.saturating_sub(1) || stored.status == RunStatus::Running {
             return Ok(Err(stored.holder()));
         }
         let new = normalized_run(run);

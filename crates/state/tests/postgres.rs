@@ -153,7 +153,10 @@ async fn nul_characters_do_not_fail_a_checkpoint() {
     let mut step = StepRecord::new(&run.id, "shell", None, "d");
     step.result = Some(serde_json::json!({ "stdout": "a\u{0}b" }));
     step.error = Some("binary\u{0}output".into());
-    store.put_step(&run.claim(), &step).await.expect("put_step with NUL");
+    store
+        .put_step(&run.claim(), &step)
+        .await
+        .expect("put_step with NUL");
     let got = store.steps(&run.id).await.expect("steps");
     let result = got[0].result.as_ref().expect("result");
     assert_eq!(result["stdout"], "a\u{FFFD}b");

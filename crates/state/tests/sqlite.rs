@@ -182,7 +182,10 @@ async fn crash_child() {
         let mut s = StepRecord::new(&run.id, "work", Some(i), "d");
         s.status = StepStatus::Succeeded;
         s.result = Some(serde_json::json!({ "i": i }));
-        store.put_step(&run.claim(), &s).await.expect("child put_step");
+        store
+            .put_step(&run.claim(), &s)
+            .await
+            .expect("child put_step");
         writeln!(out, "committed {i}").expect("stdout");
         out.flush().expect("flush");
     }

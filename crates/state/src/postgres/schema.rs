@@ -19,9 +19,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 // One entry per schema version; entry N-1 takes the database from version N-1 to N.
 // Columns mirror the SQLite schema, with native types: JSONB, TIMESTAMPTZ, BIGINT, BOOLEAN.
 const MIGRATIONS: &[&[&str]] = &[
-// 1: the tables.
-&[
-    "CREATE TABLE cairn_runs (
+    // 1: the tables.
+    &[
+        "CREATE TABLE cairn_runs (
         id TEXT PRIMARY KEY,
         runbook TEXT NOT NULL,
         path TEXT NOT NULL,
@@ -39,10 +39,10 @@ const MIGRATIONS: &[&[&str]] = &[
         error TEXT,
         attempt BIGINT NOT NULL
     )",
-    "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
-    "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
-    "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
-    "CREATE TABLE cairn_step_defs (
+        "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
+        "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
+        "CREATE TABLE cairn_step_defs (
         run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
         pos BIGINT NOT NULL,
         step_id TEXT NOT NULL,
@@ -50,9 +50,9 @@ const MIGRATIONS: &[&[&str]] = &[
         needs JSONB NOT NULL,
         PRIMARY KEY (run_id, pos)
     )",
-    // item -1 is the step as a whole (NULL cannot be part of a primary key); seq keeps the
-    // order steps were first written, which an upsert does not change.
-    "CREATE TABLE cairn_steps (
+        // item -1 is the step as a whole (NULL cannot be part of a primary key); seq keeps the
+        // order steps were first written, which an upsert does not change.
+        "CREATE TABLE cairn_steps (
         seq BIGINT GENERATED ALWAYS AS IDENTITY,
         run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
         step_id TEXT NOT NULL,
@@ -69,7 +69,7 @@ const MIGRATIONS: &[&[&str]] = &[
         idempotent BOOLEAN NOT NULL,
         PRIMARY KEY (run_id, step_id, item)
     )",
-    "CREATE TABLE cairn_locks (
+        "CREATE TABLE cairn_locks (
         name TEXT PRIMARY KEY,
         run_id TEXT NOT NULL,
         host TEXT NOT NULL,
@@ -78,8 +78,8 @@ const MIGRATIONS: &[&[&str]] = &[
         lease_until TIMESTAMPTZ NOT NULL,
         lease_ms BIGINT NOT NULL
     )",
-    "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
-    "CREATE TABLE cairn_approvals (
+        "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
+        "CREATE TABLE cairn_approvals (
         seq BIGINT GENERATED ALWAYS AS IDENTITY,
         run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
         step_id TEXT NOT NULL,
@@ -87,16 +87,17 @@ const MIGRATIONS: &[&[&str]] = &[
         decided_by TEXT NOT NULL,
         decided_at TIMESTAMPTZ NOT NULL
     )",
-    "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id, seq)",
-],
-// 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
-&[
-    "ALTER TABLE cairn_runs ADD COLUMN claimed_at TIMESTAMPTZ",
-    "UPDATE cairn_runs SET claimed_at = heartbeat_at",
-    "ALTER TABLE cairn_runs ALTER COLUMN claimed_at SET NOT NULL",
-    "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
-    "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
-]];
+        "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id, seq)",
+    ],
+    // 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN claimed_at TIMESTAMPTZ",
+        "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+        "ALTER TABLE cairn_runs ALTER COLUMN claimed_at SET NOT NULL",
+        "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+        "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
+    ],
+];
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 

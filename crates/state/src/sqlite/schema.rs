@@ -29,9 +29,9 @@ const MAX_CONNECTIONS: u32 = 4;
 
 // One entry per schema version; entry N-1 takes the database from version N-1 to N.
 const MIGRATIONS: &[&[&str]] = &[
-// 1: the tables.
-&[
-    "CREATE TABLE cairn_runs (
+    // 1: the tables.
+    &[
+        "CREATE TABLE cairn_runs (
         id TEXT PRIMARY KEY NOT NULL,
         runbook TEXT NOT NULL,
         path TEXT NOT NULL,
@@ -49,10 +49,10 @@ const MIGRATIONS: &[&[&str]] = &[
         error TEXT,
         attempt INTEGER NOT NULL
     )",
-    "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
-    "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
-    "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
-    "CREATE TABLE cairn_step_defs (
+        "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
+        "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
+        "CREATE TABLE cairn_step_defs (
         run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
         pos INTEGER NOT NULL,
         step_id TEXT NOT NULL,
@@ -60,9 +60,9 @@ const MIGRATIONS: &[&[&str]] = &[
         needs TEXT NOT NULL,
         PRIMARY KEY (run_id, pos)
     )",
-    // item -1 is the step as a whole (NULL cannot be part of a primary key). Rows are read
-    // back in rowid order, which an upsert keeps: the order steps were first written.
-    "CREATE TABLE cairn_steps (
+        // item -1 is the step as a whole (NULL cannot be part of a primary key). Rows are read
+        // back in rowid order, which an upsert keeps: the order steps were first written.
+        "CREATE TABLE cairn_steps (
         run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
         step_id TEXT NOT NULL,
         item INTEGER NOT NULL,
@@ -78,8 +78,8 @@ const MIGRATIONS: &[&[&str]] = &[
         idempotent INTEGER NOT NULL,
         PRIMARY KEY (run_id, step_id, item)
     )",
-    // No foreign key to runs: a lock outlives nothing, but its holder row may be missing.
-    "CREATE TABLE cairn_locks (
+        // No foreign key to runs: a lock outlives nothing, but its holder row may be missing.
+        "CREATE TABLE cairn_locks (
         name TEXT PRIMARY KEY NOT NULL,
         run_id TEXT NOT NULL,
         host TEXT NOT NULL,
@@ -88,23 +88,24 @@ const MIGRATIONS: &[&[&str]] = &[
         lease_until TEXT NOT NULL,
         lease_ms INTEGER NOT NULL
     )",
-    "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
-    "CREATE TABLE cairn_approvals (
+        "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
+        "CREATE TABLE cairn_approvals (
         run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
         step_id TEXT NOT NULL,
         decision TEXT NOT NULL,
         decided_by TEXT NOT NULL,
         decided_at TEXT NOT NULL
     )",
-    "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id)",
-],
-// 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
-&[
-    "ALTER TABLE cairn_runs ADD COLUMN claimed_at TEXT",
-    "UPDATE cairn_runs SET claimed_at = heartbeat_at",
-    "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
-    "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
-]];
+        "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id)",
+    ],
+    // 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN claimed_at TEXT",
+        "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+        "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+        "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
+    ],
+];
 
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 

@@ -226,7 +226,10 @@ pub async fn steps_upsert_by_item(store: Arc<dyn Store>) {
     items[1].attempt = 2;
     items[1].finished_at = Some(now());
     items[1].error = Some("HTTP 503 from http://localhost:8443/health".into());
-    store.put_step(&r.claim(), &items[1]).await.expect("put_step");
+    store
+        .put_step(&r.claim(), &items[1])
+        .await
+        .expect("put_step");
     whole.status = StepStatus::Failed;
     store.put_step(&r.claim(), &whole).await.expect("put_step");
 
@@ -436,11 +439,18 @@ pub async fn claims_fence_writes(store: Arc<dyn Store>) {
     let lost = store.claim_run(&c).await.expect("claim_run");
     let holder = lost.expect_err("attempt 2 is taken");
     assert_eq!(
-        (holder.attempt, holder.pid, holder.host.as_str(), holder.since),
+        (
+            holder.attempt,
+            holder.pid,
+            holder.host.as_str(),
+            holder.since
+        ),
         (2, 111, "host-b", b.claimed_at)
     );
     assert!(
-        holder.to_string().contains("by pid 111 on host host-b since"),
+        holder
+            .to_string()
+            .contains("by pid 111 on host host-b since"),
         "{holder}"
     );
 
