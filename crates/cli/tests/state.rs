@@ -18,5 +18,7 @@ mod locks;
 mod postgres;
 #[path = "state/resume.rs"]
 mod resume;
+#[path = "state/semantics.rs"]
+mod semantics;
 #[path = "state/signals.rs"]
 mod signals;

@@ -154,8 +154,56 @@ pub async fn resume(
             }
         });
     }
+    // What runs again in this attempt: failed, cancelled, in doubt, never started, asked for
+    // (`--from`, `--rerun`), and everything below any of those (its inputs may change). A
+    // `--skip` counts as done; an approval keeps its state (an answer given during this pause
+    // stands, an unanswered one waits) but still takes its turn after the steps above it.
+    let reruns_itself = |i: usize| -> bool {
+        if skip.contains(&i) {
+            return false;
+        }
+        if again.contains(&i) {
+            return true;
+        }
+        match whole.get(defs[i].step_id.as_str()).map(|r| r.status) {
+            Some(StepStatus::Succeeded) => false,
+            Some(StepStatus::Skipped) => blocked[i],
+            Some(StepStatus::Waiting) => false,
+            _ => true,
+        }
+    };
+    let own: Vec<bool> = (0..main).map(reruns_itself).collect();
+    let mut not_again = Vec::new();
+    let mut reruns = own.clone();
+    for &i in &checked.dag.order {
+        let waits = whole.get(defs[i].step_id.as_str()).map(|r| r.status)
+            == Some(StepStatus::Waiting);
+        if !own[i]
+            && !skip.contains(&i)
+            && !waits
+            && checked.dag.parents(i).into_iter().any(|p| reruns[p])
+        {
+            reruns[i] = true;
+            again.insert(i);
+            let idempotent = checked.all_steps().nth(i).is_none_or(|s| s.idempotent());
+            if !idempotent {
+                let above = checked
+                    .dag
+                    .parents(i)
+                    .into_iter()
+                    .filter(|&p| reruns[p])
+                    .map(|p| format!("`{}`", defs[p].step_id))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                not_again.push(format!(
+                    "step `{}` is done and not idempotent, but {above} above it runs again",
+                    defs[i].step_id
+                ));
+            }
+        }
+    }
     let mut changes = Vec::new();
-    let mut in_doubt = Vec::new();
+    let mut in_doubt = not_again;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; defs.len()];
     let mut restored: Vec<(String, StepView)> = Vec::new();
     // `--skip` decisions, committed once the resume is known to go ahead.
@@ -341,6 +389,36 @@ pub async fn resume(
     )?;
     for (id, view) in &restored {
         setup.restore(id, view);
+    }
+    // A `for_each` step that runs again by itself (failed, cut off) keeps the items that
+    // succeeded; one asked for (`--from`, `--rerun`) or below a step that runs again runs whole.
+    let mut setup = setup;
+    for (i, def) in defs.iter().enumerate().take(main) {
+        let Some(rec) = whole.get(def.step_id.as_str()) else {
+            continue;
+        };
+        if !own[i] || again.contains(&i) || rec.def_hash != def.def_hash {
+            continue;
+        }
+        let items: Vec<Json> = match rec.result.as_ref().and_then(|r| r.get("items")) {
+            Some(Json::Array(list)) => list
+                .iter()
+                .map(|x| x.get("item").cloned().unwrap_or(Json::Null))
+                .collect(),
+            _ => continue,
+        };
+        let succeeded = records
+            .iter()
+            .filter(|r| {
+                r.step_id == def.step_id
+                    && r.status == StepStatus::Succeeded
+                    && r.def_hash == def.def_hash
+            })
+            .filter_map(|r| Some((usize::try_from(r.item?).ok()?, r.clone())))
+            .collect();
+        setup
+            .earlier_items
+            .insert(i, crate::run::EarlierItems { items, succeeded });
     }
     // The lock first: a resume refused for it leaves the run as it was.
     if let Some(lock) = &checked.runbook.lock

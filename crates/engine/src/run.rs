@@ -148,6 +148,8 @@ pub(crate) struct Shared {
     pub run_id: String,
     /// This process's claim on the run: every checkpoint is written under it.
     pub claim: cairn_state::Claim,
+    /// On resume, `for_each` items done in earlier attempts (by step index): not run again.
+    pub earlier_items: std::collections::HashMap<usize, EarlierItems>,
     pub def_hashes: Vec<String>,
     /// Set when a checkpoint could not be written: the run stops and fails with it.
     pub store_error: std::sync::Mutex<Option<String>>,
@@ -314,6 +316,25 @@ pub(crate) struct Setup {
     masker: Masker,
     base: Arc<Base>,
     targets: IndexMap<String, ResolvedTarget>,
+    /// On resume: the `for_each` items that succeeded in earlier attempts, by step index.
+    pub(crate) earlier_items: std::collections::HashMap<usize, EarlierItems>,
+}
+
+/// What an earlier attempt of a `for_each` step left: its item list and the items that
+/// succeeded. An item is taken as done only if it is at the same position with the same value.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EarlierItems {
+    pub items: Vec<Json>,
+    pub succeeded: std::collections::HashMap<usize, StepRecord>,
+}
+
+impl EarlierItems {
+    /// The earlier record of item `k` if it succeeded with this same value.
+    pub(crate) fn done(&self, k: usize, item: &Json) -> Option<&StepRecord> {
+        (self.items.get(k) == Some(item))
+            .then(|| self.succeeded.get(&k))
+            .flatten()
+    }
 }
 
 impl Setup {
@@ -356,6 +377,7 @@ impl Setup {
             masker,
             base,
             targets,
+            earlier_items: Default::default(),
         })
     }
 
@@ -393,6 +415,7 @@ pub(crate) async fn drive(
         templates,
         base: setup.base,
         targets: setup.targets,
+        earlier_items: setup.earlier_items,
         peers: Peers::default(),
         step_locks: Default::default(),
         store_error: Default::default(),

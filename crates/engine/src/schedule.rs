@@ -16,18 +16,15 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
     let dag = &shared.checked.dag;
     let n = shared.checked.runbook.steps.len();
     let mut waiting_on: Vec<usize> = (0..n).map(|i| dag.parents(i).len()).collect();
-    // Steps whose outcome is already known (restored on resume) are not run again; they only
-    // release what waits for them.
+    // Steps whose outcome is already known (restored on resume) are not run again, but they
+    // take their turn like the others: they release what waits for them only once every step
+    // they need has finished in this attempt, so nothing starts before a step above it that
+    // runs again.
     let known: Vec<bool> = outcomes.iter().take(n).map(Option::is_some).collect();
     let mut ready: BTreeSet<(usize, usize)> = (0..n)
-        .filter(|&i| waiting_on[i] == 0 && !known[i])
+        .filter(|&i| waiting_on[i] == 0)
         .map(|i| (dag.group[i], i))
         .collect();
-    for &i in &dag.order {
-        if known[i] {
-            release(dag, i, &mut waiting_on, &mut ready, &known);
-        }
-    }
     let mut running = JoinSet::new();
     let mut task_of = std::collections::HashMap::new();
     let mut paused = false;
@@ -90,7 +87,11 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
                     define(shared, i, &o);
                     outcomes[i] = Some(o);
                 }
-                release(dag, i, &mut waiting_on, &mut ready, &known);
+                release(dag, i, &mut waiting_on, &mut ready);
+                continue;
+            }
+            if known[i] {
+                release(dag, i, &mut waiting_on, &mut ready);
                 continue;
             }
             let (sh, token) = (shared.clone(), cancel.clone());
@@ -120,7 +121,7 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
             paused = true;
         }
         outcomes[i] = Some(o);
-        release(dag, i, &mut waiting_on, &mut ready, &known);
+        release(dag, i, &mut waiting_on, &mut ready);
     }
     paused
         || outcomes
@@ -132,20 +133,16 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
 pub(crate) const BLOCKED: &str = "blocked";
 const WAITS: &str = "waits for an approval";
 
-/// `i` is done: what waits for it may become ready. Steps whose outcome is already known
-/// (restored on resume) are never made ready again, even below a step that runs again.
+/// `i` is done (or its restored outcome has taken its turn): what waits for it may become
+/// ready. Each step is released exactly once.
 fn release(
     dag: &cairn_model::Dag,
     i: usize,
     waiting_on: &mut [usize],
     ready: &mut BTreeSet<(usize, usize)>,
-    known: &[bool],
 ) {
     for c in dag.children(i) {
-        if known[c] {
-            continue;
-        }
-        waiting_on[c] -= 1;
+        waiting_on[c] = waiting_on[c].saturating_sub(1);
         if waiting_on[c] == 0 {
             ready.insert((dag.group[c], c));
         }

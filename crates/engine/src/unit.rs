@@ -67,6 +67,14 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, cancel: Cancellation
                 rec.attempt = 1;
                 rec.idempotent = step.idempotent();
                 rec.started_at = Some(cairn_state::now());
+                // The item list is kept with the step while it runs, so that a resume after a
+                // crash can tell which finished items are still the same items.
+                let listed: Vec<Json> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(k, item)| serde_json::json!({ "index": k, "item": shared.masker.mask_json(item) }))
+                    .collect();
+                rec.result = Some(serde_json::json!({ "items": listed }));
                 shared.checkpoint(&rec).await;
                 fan_out(&shared, i, items, &key, &cancel).await
             }
@@ -180,7 +188,23 @@ async fn fan_out(
                 step_key: Some(format!("{key}:{k}")),
                 ..Local::default()
             };
-            async move { (k, item, run_unit(shared, i, Some(k), local, cancel).await) }
+            async move {
+                // Done in an earlier attempt (same position, same value): restored, not run.
+                if let Some(rec) = shared
+                    .earlier_items
+                    .get(&i)
+                    .and_then(|e| e.done(k, &shared.masker.mask_json(&item)))
+                {
+                    let o = Outcome::restored(
+                        Status::Succeeded,
+                        rec.result.clone().unwrap_or(Json::Null),
+                        rec.outputs.clone().unwrap_or(Json::Null),
+                        None,
+                    );
+                    return (k, item, o);
+                }
+                (k, item, run_unit(shared, i, Some(k), local, cancel).await)
+            }
         })
         .buffer_unordered(width)
         .collect()
