@@ -176,8 +176,8 @@ pub async fn resume(
     let mut not_again = Vec::new();
     let mut reruns = own.clone();
     for &i in &checked.dag.order {
-        let waits = whole.get(defs[i].step_id.as_str()).map(|r| r.status)
-            == Some(StepStatus::Waiting);
+        let waits =
+            whole.get(defs[i].step_id.as_str()).map(|r| r.status) == Some(StepStatus::Waiting);
         if !own[i]
             && !skip.contains(&i)
             && !waits

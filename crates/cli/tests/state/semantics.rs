@@ -44,7 +44,10 @@ steps:
             .position(|e| e["event"] == kind && e["step"] == step)
             .unwrap_or_else(|| panic!("no {kind} of {step}: {resumed}"))
     };
-    assert!(at("step_finished", "probe") < at("step_started", "act"), "{resumed}");
+    assert!(
+        at("step_finished", "probe") < at("step_started", "act"),
+        "{resumed}"
+    );
 }
 
 /// A succeeded step below a step that runs again runs again too: its inputs may change.
@@ -191,7 +194,11 @@ outputs:
     first.expect(1);
     let run = first.run_id();
     let runs = sb.runs(&[]);
-    assert_eq!(runs.len(), 4, "the parent and one sub-run per item: {runs:#?}");
+    assert_eq!(
+        runs.len(),
+        4,
+        "the parent and one sub-run per item: {runs:#?}"
+    );
     sb.write("ok", "");
     let resumed = sb.resume(&run, &[]);
     resumed.expect(0);
