@@ -33,7 +33,7 @@ pub struct ResumeArgs {
     /// Re-run STEP and everything downstream of it
     #[arg(long, value_name = "STEP")]
     from: Option<String>,
-    /// Re-run STEP even if it is in doubt or succeeded (repeatable)
+    /// Re-run STEP even if it is in doubt or succeeded, and what needs it (repeatable)
     #[arg(long, value_name = "STEP")]
     rerun: Vec<String>,
     /// Count STEP as done without running it (repeatable)

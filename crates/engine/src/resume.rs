@@ -1,12 +1,16 @@
 //! `cairn resume RUN`: continue a failed, interrupted or paused run.
 //!
-//! Succeeded steps are not run again: their results and outputs are restored into templates.
-//! Failed, cancelled and never-started steps run. A step recorded `running` (its process died
-//! mid-action) is *in doubt*: it runs again when `idempotent` (the default), otherwise only with
-//! `--rerun STEP` (or is passed over with `--skip STEP`). An approval step that waits is
-//! answered from `cairn approve` / `cairn reject`. Edits are accepted on steps that have not
-//! succeeded; an edited succeeded step, or a changed DAG above the resume point, is refused
-//! with the steps named unless `--allow-changed`.
+//! What runs again is decided from the DAG: failed, cancelled, never-started and in-doubt
+//! steps (a step recorded `running`: it runs again when `idempotent`, otherwise only with
+//! `--rerun STEP` or is passed over with `--skip STEP`), `--from`/`--rerun`, and everything
+//! below any of those. The rest is restored into templates and takes its turn in the DAG
+//! without running, so nothing starts before the steps it needs finished in this attempt.
+//! A `for_each` step keeps its items that succeeded. An approval that waits is answered from
+//! `cairn approve` / `cairn reject`. Edits are accepted on steps that have not succeeded; an
+//! edited succeeded step, or a changed DAG above it, is refused unless `--allow-changed`.
+//!
+//! Nothing is written before the run is claimed (a compare-and-set on its attempt): of two
+//! resumes of one run, one runs it and the other is refused, naming the holder.
 
 use crate::context::StepView;
 use crate::events::{Sink, Status};
@@ -173,6 +177,31 @@ pub async fn resume(
         }
     };
     let own: Vec<bool> = (0..main).map(reruns_itself).collect();
+    // Edits are judged on what was done and not asked to run again, before what is below a
+    // step that runs again joins it: an edit above a done step must not pass unnoticed just
+    // because the edit makes that step run again.
+    let mut changes = Vec::new();
+    for (i, def) in defs.iter().enumerate().take(main) {
+        let done = whole
+            .get(def.step_id.as_str())
+            .is_some_and(|r| matches!(r.status, StepStatus::Succeeded | StepStatus::Skipped));
+        if !done || own[i] || skip.contains(&i) {
+            continue;
+        }
+        match old.get(def.step_id.as_str()) {
+            Some(o) if o.def_hash != def.def_hash => changes.push(format!(
+                "step `{}` succeeded and has been edited since",
+                def.step_id
+            )),
+            Some(o) if o.needs != def.needs => changes.push(format!(
+                "step `{}` succeeded but what it waits for changed (was [{}], now [{}])",
+                def.step_id,
+                o.needs.join(", "),
+                def.needs.join(", ")
+            )),
+            _ => {}
+        }
+    }
     let mut not_again = Vec::new();
     let mut reruns = own.clone();
     for &i in &checked.dag.order {
@@ -202,7 +231,6 @@ pub async fn resume(
             }
         }
     }
-    let mut changes = Vec::new();
     let mut in_doubt = not_again;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; defs.len()];
     let mut restored: Vec<(String, StepView)> = Vec::new();
@@ -245,19 +273,6 @@ pub async fn resume(
             StepStatus::Succeeded | StepStatus::Skipped
                 if !again.contains(&i) && i < main && !blocked[i] =>
             {
-                match old.get(def.step_id.as_str()) {
-                    Some(o) if o.def_hash != def.def_hash => changes.push(format!(
-                        "step `{}` succeeded and has been edited since",
-                        def.step_id
-                    )),
-                    Some(o) if o.needs != def.needs => changes.push(format!(
-                        "step `{}` succeeded but what it waits for changed (was [{}], now [{}])",
-                        def.step_id,
-                        o.needs.join(", "),
-                        def.needs.join(", ")
-                    )),
-                    _ => {}
-                }
                 let status = if rec.status == StepStatus::Succeeded {
                     Status::Succeeded
                 } else {

@@ -238,9 +238,9 @@ fn unknown_runs_are_refused() {
         .says("no run `01NOSUCHRUN`");
 }
 
-/// `--rerun a` runs `a` only: `b` and `c` below it succeeded and stay done.
+/// `--rerun a` runs `a` again, and what needs it: their inputs are `a`'s new results.
 #[test]
-fn rerun_runs_that_step_only() {
+fn rerun_runs_that_step_and_what_needs_it() {
     let sb = Sandbox::new();
     let log = sb.file("log.txt");
     sb.write(
@@ -253,6 +253,6 @@ fn rerun_runs_that_step_only() {
     let run = sb.run("rb.yaml", &[]).expect(0).run_id();
     let again = sb.resume(&run, &["--rerun", "a"]);
     again.expect(0);
-    assert_eq!(again.started(), ["a"], "{again}");
-    assert_eq!(sb.lines("log.txt"), ["a", "b", "c", "a"]);
+    assert_eq!(again.started(), ["a", "b", "c"], "{again}");
+    assert_eq!(sb.lines("log.txt"), ["a", "b", "c", "a", "b", "c"]);
 }
