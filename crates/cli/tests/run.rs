@@ -19,6 +19,7 @@ mod run {
     mod e2e;
     mod fanout;
     mod http;
+    mod http_target;
     mod injection;
     mod inputs;
     mod locks;

@@ -98,6 +98,11 @@ impl Base {
         })
     }
 
+    /// Whether this context belongs to a dry run (`run.dry_run`).
+    pub fn dry_run(&self) -> bool {
+        self.run["dry_run"].as_bool().unwrap_or(false)
+    }
+
     pub fn set_vars(&self, vars: &serde_json::Map<String, Json>) {
         if let Ok(mut v) = self.vars.write() {
             *v = crate::context::value_of(vars);

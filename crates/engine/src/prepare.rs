@@ -358,8 +358,7 @@ impl Renderer<'_> {
     }
 
     fn http(&self, h: &HttpStep) -> Result<Prepared, RenderError> {
-        let (method, url) = h.method();
-        let mut url = self.text(url, "http.url")?;
+        let (method, url_t) = h.method();
         let target = h
             .target
             .as_ref()
@@ -368,14 +367,11 @@ impl Renderer<'_> {
         let mut headers = IndexMap::new();
         let mut auth = None;
         let mut insecure = false;
+        let url = match target {
+            None => self.text(url_t, "http.url")?,
+            Some(t) => self.url_on_target(t, url_t)?,
+        };
         if let Some(t) = target {
-            if !url.contains("://") {
-                url = format!(
-                    "{}/{}",
-                    t.url.trim_end_matches('/'),
-                    url.trim_start_matches('/')
-                );
-            }
             headers.extend(t.headers.clone());
             insecure = t.insecure;
             auth = match (&t.bearer, &t.basic) {
@@ -408,6 +404,44 @@ impl Renderer<'_> {
             follow_redirects: h.follow_redirects.unwrap_or(true),
             target: h.target.as_ref().map(|t| t.value.clone()),
         })
+    }
+
+    /// A request on a target: a relative path has its values percent-encoded and is joined
+    /// below the target's URL; the result must stay on the target's origin and base path.
+    fn url_on_target(&self, t: &ResolvedTarget, url: &Tmpl) -> Result<String, RenderError> {
+        let field = "http.url";
+        let path = if cairn_steps::http::has_scheme(&url.src) {
+            self.text(url, field)?
+        } else if has_template(&url.src) {
+            self.templates
+                .render_url(&url.src, &self.cx())
+                .map_err(|e| err(field, url, e))?
+        } else {
+            url.src.clone()
+        };
+        match cairn_steps::http::on_target(&t.url, &path) {
+            Ok(joined) => Ok(joined),
+            // A dry run may not know the target's URL or a value yet (`<...>`, `***`): show
+            // the plain join; the run checks the real values.
+            Err(_)
+                if self.base.dry_run()
+                    && (t.url.contains('<')
+                        || t.url.contains(cairn_template::MASK)
+                        || path.contains('<')) =>
+            {
+                Ok(format!(
+                    "{}/{}",
+                    t.url.trim_end_matches('/'),
+                    path.trim_start_matches('/')
+                ))
+            }
+            Err(e) => Err(RenderError {
+                field: field.to_string(),
+                message: format!("{e} (target `{}`)", t.name),
+                undecided: None,
+                line: Some(url.span.line),
+            }),
+        }
     }
 
     fn chroma(&self, c: &ChromaStep) -> Result<Prepared, RenderError> {

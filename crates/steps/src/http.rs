@@ -142,16 +142,22 @@ impl HttpClients {
 }
 
 /// Sends the request and returns the response as JSON (see the module docs for its shape).
+///
+/// Redirects are followed here rather than by the client, so that the request's credentials
+/// (bearer, basic, and every header of the spec) go only to the origin (scheme, host, port) of
+/// the first URL: a hop to another origin is made without them. 301, 302 and 303 turn the
+/// request into a GET without a body (HEAD stays HEAD); 307 and 308 repeat it as it was.
 pub async fn run(
     clients: &HttpClients,
     spec: &HttpSpec,
     cancel: &CancellationToken,
 ) -> Result<Value, StepError> {
     let shown = redact_url(&spec.url);
-    let request = build(clients, spec, &shown)?;
+    let request = prepare(spec, &shown)?;
+    let client = clients.client(spec.insecure, false)?;
     let started = Instant::now();
     let exchange = async {
-        let mut response = request.send().await?;
+        let mut response = send(&client, spec, &request, started).await?;
         let status = response.status().as_u16();
         let headers = headers_json(response.headers());
         let url = redact_url(response.url().as_str());
@@ -167,10 +173,16 @@ pub async fn run(
             }
             body.extend_from_slice(&chunk);
         }
-        Ok::<_, reqwest::Error>((status, headers, url, body, truncated))
+        Ok::<_, Exchange>((status, headers, url, body, truncated))
     };
     let (status, headers, url, body, truncated) = tokio::select! {
-        outcome = exchange => outcome.map_err(|e| describe_error(&e, &spec.method, &shown, spec.timeout))?,
+        outcome = exchange => outcome.map_err(|e| match e {
+            Exchange::Http(e) => describe_error(&e, &spec.method, &shown, spec.timeout),
+            Exchange::TooManyRedirects => StepError::failed(
+                format!("too many redirects (more than {MAX_REDIRECTS}): {} {shown}", spec.method.to_ascii_uppercase()),
+                None,
+            ),
+        })?,
         () = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
     };
     let parsed = if truncated || body.is_empty() {
@@ -189,11 +201,25 @@ pub async fn run(
     }))
 }
 
-fn build(
-    clients: &HttpClients,
-    spec: &HttpSpec,
-    shown: &str,
-) -> Result<reqwest::RequestBuilder, StepError> {
+/// A request checked and ready to send, to its first URL.
+struct Ready {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+}
+
+enum Exchange {
+    Http(reqwest::Error),
+    TooManyRedirects,
+}
+
+impl From<reqwest::Error> for Exchange {
+    fn from(e: reqwest::Error) -> Self {
+        Exchange::Http(e)
+    }
+}
+
+fn prepare(spec: &HttpSpec, shown: &str) -> Result<Ready, StepError> {
     let method = match spec.method.to_ascii_uppercase().as_str() {
         "GET" => Method::GET,
         "POST" => Method::POST,
@@ -231,23 +257,71 @@ fn build(
         })?;
         headers.append(key, value);
     }
-    let client = clients.client(spec.insecure, spec.follow_redirects)?;
-    let mut request = client.request(method, url).headers(headers);
-    if let Some(token) = &spec.bearer {
-        request = request.bearer_auth(token);
+    Ok(Ready {
+        method,
+        url,
+        headers,
+    })
+}
+
+/// Sends the request, following redirects when asked; credentials only on the first origin.
+async fn send(
+    client: &reqwest::Client,
+    spec: &HttpSpec,
+    ready: &Ready,
+    started: Instant,
+) -> Result<reqwest::Response, Exchange> {
+    let origin = ready.url.origin();
+    let mut url = ready.url.clone();
+    let mut method = ready.method.clone();
+    let mut with_body = true;
+    let mut hops = 0;
+    loop {
+        let mut request = client.request(method.clone(), url.clone());
+        if url.origin() == origin {
+            request = request.headers(ready.headers.clone());
+            if let Some(token) = &spec.bearer {
+                request = request.bearer_auth(token);
+            }
+            if let Some((user, password)) = &spec.basic {
+                request = request.basic_auth(user, password.as_ref());
+            }
+        }
+        if let Some(timeout) = spec.timeout {
+            // One deadline for the whole exchange, redirects included.
+            let left = timeout.saturating_sub(started.elapsed());
+            request = request.timeout(left.max(Duration::from_millis(1)));
+        }
+        if with_body {
+            if let Some(value) = &spec.json {
+                request = request.json(value);
+            } else if let Some(body) = &spec.body {
+                request = request.body(body.clone());
+            }
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let next = (spec.follow_redirects && matches!(status, 301 | 302 | 303 | 307 | 308))
+            .then(|| response.headers().get(reqwest::header::LOCATION))
+            .flatten()
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        let Some(next) = next else {
+            return Ok(response);
+        };
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(Exchange::TooManyRedirects);
+        }
+        if matches!(status, 301..=303) {
+            if method != Method::HEAD {
+                method = Method::GET;
+            }
+            with_body = false;
+        }
+        url = next;
     }
-    if let Some((user, password)) = &spec.basic {
-        request = request.basic_auth(user, password.as_ref());
-    }
-    if let Some(timeout) = spec.timeout {
-        request = request.timeout(timeout);
-    }
-    if let Some(value) = &spec.json {
-        request = request.json(value);
-    } else if let Some(body) = &spec.body {
-        request = request.body(body.clone());
-    }
-    Ok(request)
 }
 
 fn headers_json(headers: &HeaderMap) -> Value {
@@ -265,6 +339,112 @@ fn headers_json(headers: &HeaderMap) -> Value {
         }
     }
     Value::Object(map)
+}
+
+/// Why a URL is refused for a target: it would leave the target's origin or base path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OffTarget(pub String);
+
+/// The URL of a request made on a target: `path` (already rendered, values percent-encoded) is
+/// joined below the target's URL, or, when it is itself absolute, taken as it is. Either way the
+/// result must keep the target's scheme, host and port and stay under its base path: a `.` or
+/// `..` segment (also percent-encoded), or an absolute URL elsewhere, is refused.
+pub fn on_target(target: &str, path: &str) -> Result<String, OffTarget> {
+    let base = Url::parse(target).map_err(|e| {
+        OffTarget(format!(
+            "the target's URL `{}` is not valid: {e}",
+            redact_url(target)
+        ))
+    })?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(OffTarget(format!(
+            "the target's URL `{}` is not http or https",
+            redact_url(target)
+        )));
+    }
+    let absolute = has_scheme(path);
+    let relative = if absolute {
+        None
+    } else {
+        Some(path.trim_start_matches('/'))
+    };
+    if let Some(rel) = relative {
+        let path_part = rel.split(['?', '#']).next().unwrap_or_default();
+        if let Some(seg) = path_part.split(['/', '\\']).find(|s| is_dot_segment(s)) {
+            return Err(OffTarget(format!(
+                "the path `{}` has a `{seg}` segment, which would leave the target's base path `{}`",
+                shorten(rel),
+                base.path()
+            )));
+        }
+    }
+    let base_path = if base.path().ends_with('/') {
+        base.path().to_string()
+    } else {
+        format!("{}/", base.path())
+    };
+    let joined = match relative {
+        Some(rel) => {
+            let mut root = base.clone();
+            root.set_query(None);
+            root.set_fragment(None);
+            root.set_path("");
+            let root = root.as_str().trim_end_matches('/').to_string();
+            format!("{root}{base_path}{rel}")
+        }
+        None => path.to_string(),
+    };
+    let url = Url::parse(&joined).map_err(|e| {
+        OffTarget(format!(
+            "the URL `{}` is not valid: {e}",
+            shorten(&redact_url(&joined))
+        ))
+    })?;
+    if url.scheme() != base.scheme()
+        || url.host_str() != base.host_str()
+        || url.port_or_known_default() != base.port_or_known_default()
+    {
+        return Err(OffTarget(format!(
+            "`{}` is not on the target `{}` (scheme, host and port must be the target's)",
+            shorten(&redact_url(url.as_str())),
+            redact_url(base.as_str())
+        )));
+    }
+    let under = url.path() == base_path.trim_end_matches('/') || url.path().starts_with(&base_path);
+    if !under {
+        return Err(OffTarget(format!(
+            "`{}` leaves the target's base path `{}`",
+            shorten(&redact_url(url.as_str())),
+            base.path()
+        )));
+    }
+    Ok(url.to_string())
+}
+
+/// Whether `text` starts with `scheme://` (an absolute URL rather than a target-relative path).
+pub fn has_scheme(text: &str) -> bool {
+    let t = text.trim_start();
+    t.find("://").is_some_and(|i| {
+        i > 0
+            && t[..i]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// `.` and `..`, also percent-encoded (`%2e%2E`), which URL parsers resolve like the plain ones.
+fn is_dot_segment(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    let plain = lower.replace("%2e", ".");
+    plain == "." || plain == ".."
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
 }
 
 /// `url` without its userinfo (`user:password@`); unparsable input is cut at the `@` by hand.

@@ -289,3 +289,86 @@ fn userinfo_is_removed_from_urls() {
         "http://exa mple.com/x"
     );
 }
+
+#[test]
+fn urls_on_a_target_stay_on_its_origin_and_base_path() {
+    use cairn_steps::http::on_target;
+    let t = "https://api.internal:8443/v1/";
+    for (path, want) in [
+        ("health", "https://api.internal:8443/v1/health"),
+        ("/health", "https://api.internal:8443/v1/health"),
+        ("", "https://api.internal:8443/v1/"),
+        (
+            "items/a%2Fb?x=1#f",
+            "https://api.internal:8443/v1/items/a%2Fb?x=1#f",
+        ),
+        (
+            "items/..%2Fadmin",
+            "https://api.internal:8443/v1/items/..%2Fadmin",
+        ),
+        (
+            "https://api.internal:8443/v1/x",
+            "https://api.internal:8443/v1/x",
+        ),
+        (
+            "https://API.internal:8443/v1",
+            "https://api.internal:8443/v1",
+        ),
+    ] {
+        assert_eq!(on_target(t, path).as_deref(), Ok(want), "{path}");
+    }
+    assert_eq!(
+        on_target("http://h:80/api", "x").as_deref(),
+        Ok("http://h/api/x"),
+        "a base without a trailing slash is a folder"
+    );
+    for (path, why) in [
+        ("..", "`..` segment"),
+        ("a/../../x", "`..` segment"),
+        ("a/./x", "`.` segment"),
+        ("%2e%2E/x", "`%2e%2E` segment"),
+        (".%2e", "`.%2e` segment"),
+        ("a\\..\\x", "`..` segment"),
+        ("http://other/v1/x", "is not on the target"),
+        ("https://api.internal/v1/x", "is not on the target"),
+        ("http://api.internal:8443/v1/x", "is not on the target"),
+        (
+            "https://user@evil.example:8443/v1/x",
+            "is not on the target",
+        ),
+        (
+            "https://api.internal:8443/v2/x",
+            "leaves the target's base path",
+        ),
+        (
+            "https://api.internal:8443/v1x",
+            "leaves the target's base path",
+        ),
+        (
+            "https://api.internal:8443/v1/../admin",
+            "leaves the target's base path",
+        ),
+    ] {
+        let err = on_target(t, path).expect_err(path);
+        assert!(err.0.contains(why), "{path}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn credentials_go_only_to_the_first_origin_across_redirects() {
+    let server = TestServer::start().await;
+    // The same server under another host name is another origin.
+    let other = format!("http://localhost:{}/echo", server.addr.port());
+    let mut spec = HttpSpec::new("GET", server.url(&format!("/goto?{other}")));
+    spec.bearer = Some("tok-1".into());
+    spec.headers = vec![("X-Api-Key".into(), "key-1".into())];
+    let result = ok(&spec).await;
+    assert_eq!(result["status"], 200);
+    assert_eq!(result["json"]["headers"].get("authorization"), None);
+    assert_eq!(result["json"]["headers"].get("x-api-key"), None);
+    // Same origin: they go along.
+    spec.url = server.url("/redirect/1");
+    let result = ok(&spec).await;
+    assert_eq!(result["json"]["headers"]["authorization"], "Bearer tok-1");
+    assert_eq!(result["json"]["headers"]["x-api-key"], "key-1");
+}

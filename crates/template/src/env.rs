@@ -7,7 +7,7 @@ use minijinja::{AutoEscape, Environment, Error, Output, State, UndefinedBehavior
 
 use crate::error::refuse;
 use crate::filters;
-use crate::{shell, sql};
+use crate::{shell, sql, url};
 
 /// How `{{ }}` outputs are written.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +20,8 @@ pub(crate) enum Mode {
     Shell,
     /// Not written: each value is kept, with its type, for [`crate::Templates::render_value`].
     Capture,
+    /// As percent-encoded URL components.
+    Url,
 }
 
 /// Settings shared by every environment, inner or not.
@@ -58,6 +60,7 @@ pub(crate) fn build(mode: Mode, inner: &Arc<Environment<'static>>) -> Environmen
         Mode::Sql => env.set_formatter(sql::formatter),
         Mode::Shell => env.set_formatter(shell::formatter),
         Mode::Capture => env.set_formatter(capture_formatter),
+        Mode::Url => env.set_formatter(url::formatter),
     }
     env
 }

@@ -48,6 +48,7 @@ mod placeholder;
 mod shell;
 mod sql;
 mod sql_lex;
+mod url;
 
 use minijinja::Environment;
 use minijinja::machinery::{self, ast};
@@ -60,6 +61,7 @@ pub use placeholder::{MASK, is_placeholder, masked, placeholder};
 pub use shell::shell_quote;
 pub use sql::BoundSql;
 pub use sql_lex::{Dialect, SqlContext, SqlLexer};
+pub use url::encode_component;
 
 use env::Mode;
 
@@ -87,6 +89,7 @@ pub struct Templates {
     sql: Environment<'static>,
     shell: Environment<'static>,
     capture: Environment<'static>,
+    url: Environment<'static>,
 }
 
 impl Default for Templates {
@@ -104,6 +107,7 @@ impl Templates {
             sql: env::build(Mode::Sql, &inner),
             shell: env::build(Mode::Shell, &inner),
             capture: env::build(Mode::Capture, &inner),
+            url: env::build(Mode::Url, &inner),
         }
     }
 
@@ -175,6 +179,18 @@ impl Templates {
     pub fn render_shell(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
         unknown_yet(src, Kind::Shell, ctx, || {
             self.shell
+                .render_str(src, ctx.clone())
+                .map_err(|e| TemplateError::from_minijinja(&e, src))
+        })
+    }
+
+    /// Renders a target-relative URL (`items/{{ inputs.id }}?q={{ inputs.q }}`): every
+    /// `{{ value }}` is percent-encoded as one component (see [`encode_component`]), so a value
+    /// cannot add a segment, a `..`, a query, a fragment or a host; the text around the values is
+    /// the author's. `{{ x | raw }}` is inserted verbatim; a dry-run placeholder stays `<path>`.
+    pub fn render_url(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
+        unknown_yet(src, Kind::Text, ctx, || {
+            self.url
                 .render_str(src, ctx.clone())
                 .map_err(|e| TemplateError::from_minijinja(&e, src))
         })

@@ -312,6 +312,8 @@ pub fn gone_within(pid: i32, wait: Duration) -> bool {
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// The raw query string, `?` excluded.
+    pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -332,6 +334,8 @@ impl Request {
 /// - `/status/N`: status N
 /// - `/echo`: 200, JSON `{"method","path","headers":{..},"body"}` of the request
 /// - `/json`: 200, `{"version":"1.2.3","items":[1,2,3],"ok":true}`
+/// - `/goto/N?to=URL`: status N (a redirect) to the percent-decoded URL
+/// - `/echo/*`: like `/echo`, for paths below a base path
 /// - anything else: 404
 ///
 /// Every request is recorded, so tests count hits and read what arrived.
@@ -401,6 +405,10 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>) {
     let method = parts.next().unwrap_or_default().to_string();
     let target = parts.next().unwrap_or_default().to_string();
     let path = target.split('?').next().unwrap_or_default().to_string();
+    let query = target
+        .split_once('?')
+        .map(|(_, q)| q.to_string())
+        .unwrap_or_default();
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
@@ -427,15 +435,22 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>) {
     let req = Request {
         method,
         path,
+        query,
         headers,
         body,
     };
     requests.lock().expect("requests").push(req.clone());
     let (status, content_type, text) = route(&req);
     let reason = if status < 400 { "OK" } else { "Error" };
+    // A redirect's text is where it points.
+    let location = if (300..400).contains(&status) {
+        format!("location: {text}\r\n")
+    } else {
+        String::new()
+    };
     let answer = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{text}",
+         {location}connection: close\r\n\r\n{text}",
         text.len()
     );
     let mut w = write_half;
@@ -452,7 +467,13 @@ fn route(req: &Request) -> (u16, &'static str, String) {
         (200, "text/plain", "slow".into())
     } else if let Some(code) = number("/status/").and_then(|n| u16::try_from(n).ok()) {
         (code, "text/plain", format!("status {code}"))
-    } else if req.path == "/echo" {
+    } else if let Some(code) = number("/goto/").and_then(|n| u16::try_from(n).ok()) {
+        let to = req.query.strip_prefix("to=").unwrap_or_default();
+        let to = urlencoding::decode(to)
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        (code, "text/plain", to)
+    } else if req.path == "/echo" || req.path.starts_with("/echo/") {
         let headers: serde_json::Map<String, Value> = req
             .headers
             .iter()

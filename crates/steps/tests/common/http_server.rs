@@ -4,6 +4,7 @@
 //! - `/echo` and `/echo/*`: 200, JSON `{"method","path","query","headers":{..},"body"}` of the request
 //! - `/status/N`: status N
 //! - `/redirect/N`: 302 to `/redirect/N-1`, and `/redirect/0` to `/echo`; `/loop`: 302 to itself
+//! - `/goto?URL`: 302 to URL (the whole query)
 //! - `/slow/MS`: answers after MS milliseconds
 //! - `/big/N`: N bytes of `x`
 //! - `/headers`: `x-custom: yes` and two `set-cookie` headers
@@ -152,6 +153,8 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         } else {
             format!("/redirect/{}", n - 1)
         })
+    } else if path == "/goto" {
+        redirect(&query)
     } else if path == "/loop" {
         redirect("/loop")
     } else if let Some(ms) = number("/slow/") {
