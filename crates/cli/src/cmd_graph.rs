@@ -50,9 +50,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let templates = cairn_template::Templates::new();
     let (file, statuses) = match &args.run {
         Some(id) => {
-            let url = args.state.url();
+            let location = args.state.location();
             let data = tokio::runtime::Runtime::new()?.block_on(async {
-                let store = cairn_state::open(&url).await?;
+                let store = location.open_existing().await?;
                 let run = store.get_run(id).await?;
                 let data = match run {
                     Some(run) => Some(crate::report::RunData::load(&store, run).await?),
@@ -63,9 +63,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             })?;
             let Some(data) = data else {
                 eprintln!(
-                    "{}error{}: no run `{id}` in {url}",
+                    "{}error{}: no run `{id}` in {}",
                     crate::output::red(),
-                    crate::output::reset()
+                    crate::output::reset(),
+                    location.url
                 );
                 return Ok(exit::INVALID);
             };

@@ -25,7 +25,8 @@ pub struct Args {
     /// Independent steps run at once
     #[arg(long, env = "CAIRN_CONCURRENCY", default_value_t = 8)]
     concurrency: usize,
-    /// State store: a path or sqlite://PATH (default .cairn/state.db), or postgres://...
+    /// State store: a path or sqlite://PATH, or postgres://... (default: .cairn/state.db in the
+    /// nearest folder up that has .cairn/, else ~/.local/state/cairn/state.db); created if needed
     #[arg(long, env = "CAIRN_STATE", value_name = "URL")]
     state: Option<String>,
     /// Approve every approval gate, recorded as `auto:<user>` (for CI drills)
@@ -117,8 +118,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let url = args.state.clone().unwrap_or_else(cairn_state::default_url);
-        let store = cairn_state::open(&url).await?;
+        let location = crate::location::Location::resolve(args.state.as_deref());
+        let url = location.url.clone();
+        let store = location.open().await?;
         let opts = run_options(args.concurrency, args.auto_approve, &url);
         let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(RunIdFirst {
             inner: Progress::new(args.log_format),

@@ -2,23 +2,25 @@
 
 use crate::cmd_run::{run_options, user};
 use crate::exit;
+use crate::location::Location;
 use crate::output::{print, print_json, red, reset};
 use crate::progress::{LogFormat, Progress};
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
-use cairn_state::{Approval, Decision, RunFilter, RunStatus, StepStatus};
+use cairn_state::{Approval, Decision, ListedRun, RunFilter, RunStatus, StepStatus};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct StateArg {
-    /// State store: a path or sqlite://PATH (default .cairn/state.db), or postgres://...
+    /// State store: a path or sqlite://PATH, or postgres://... (default: .cairn/state.db in the
+    /// nearest folder up that has .cairn/, else ~/.local/state/cairn/state.db); must exist
     #[arg(long, env = "CAIRN_STATE", value_name = "URL", global = true)]
     state: Option<String>,
 }
 
 impl StateArg {
-    pub fn url(&self) -> String {
-        self.state.clone().unwrap_or_else(cairn_state::default_url)
+    pub fn location(&self) -> Location {
+        Location::resolve(self.state.as_deref())
     }
 }
 
@@ -56,9 +58,10 @@ pub struct ResumeArgs {
 }
 
 pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
-    let url = a.state.url();
+    let location = a.state.location();
+    let url = location.url.clone();
     runtime()?.block_on(async move {
-        let store = cairn_state::open(&url).await?;
+        let store = location.open_existing().await?;
         let opts = run_options(a.concurrency, a.auto_approve, &url);
         let ropts = ResumeOptions {
             from: a.from,
@@ -119,9 +122,10 @@ pub struct AnswerArgs {
 }
 
 pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
-    let url = a.state.url();
+    let location = a.state.location();
+    let url = location.url.clone();
     runtime()?.block_on(async move {
-        let store = cairn_state::open(&url).await?;
+        let store = location.open_existing().await?;
         let Some(run) = store.get_run(&a.run).await? else {
             eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);
             return Ok(exit::INVALID);
@@ -238,19 +242,35 @@ fn duration(r: &cairn_state::RunRecord) -> String {
 }
 
 pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
-    let url = a.state.url();
+    let location = a.state.location();
     runtime()?.block_on(async move {
-        let store = cairn_state::open(&url).await?;
+        let store = location.open_existing().await?;
         let list = store
-            .list_runs(&RunFilter {
+            .list_run_rows(&RunFilter {
                 runbook: a.runbook,
                 status: a.status,
                 limit: Some(a.limit),
             })
             .await?;
         store.close().await;
+        // A damaged row is shown as unreadable in its place: the rest of the history stays
+        // readable, and the operator learns which run to look at.
+        for row in &list {
+            if let ListedRun::Unreadable { id, reason } = row {
+                eprintln!("warning: run {id} cannot be read from the state store: {reason}");
+            }
+        }
         if a.output == Format::Json {
-            print_json(&list)?;
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|row| match row {
+                    ListedRun::Run(r) => serde_json::to_value(r).unwrap_or_default(),
+                    ListedRun::Unreadable { id, reason } => {
+                        serde_json::json!({ "id": id, "status": "unreadable", "error": reason })
+                    }
+                })
+                .collect();
+            print_json(&rows)?;
             return Ok(exit::OK);
         }
         let mut t = Table::new();
@@ -263,16 +283,21 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
             "attempt",
             "user@host",
         ]);
-        for r in &list {
-            t.add_row(vec![
-                r.id.clone(),
-                r.runbook.clone(),
-                r.status.to_string(),
-                r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                duration(r),
-                r.attempt.to_string(),
-                format!("{}@{}", r.user, r.host),
-            ]);
+        for row in &list {
+            match row {
+                ListedRun::Run(r) => t.add_row(vec![
+                    r.id.clone(),
+                    r.runbook.clone(),
+                    r.status.to_string(),
+                    r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    duration(r),
+                    r.attempt.to_string(),
+                    format!("{}@{}", r.user, r.host),
+                ]),
+                ListedRun::Unreadable { id, .. } => {
+                    t.add_row(vec![id.clone(), String::new(), "unreadable".to_string()])
+                }
+            };
         }
         print(&format!("{t}\n"))?;
         Ok(exit::OK)
@@ -295,9 +320,10 @@ pub struct ShowArgs {
 }
 
 pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
-    let url = a.state.url();
+    let location = a.state.location();
+    let url = location.url.clone();
     runtime()?.block_on(async move {
-        let store = cairn_state::open(&url).await?;
+        let store = location.open_existing().await?;
         let Some(run) = store.get_run(&a.run).await? else {
             eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);
             return Ok(exit::INVALID);

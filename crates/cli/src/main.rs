@@ -6,6 +6,7 @@ mod cmd_plan;
 mod cmd_run;
 mod cmd_state;
 mod cmd_validate;
+mod location;
 mod output;
 mod progress;
 mod report;

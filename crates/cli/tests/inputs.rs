@@ -6,4 +6,5 @@ mod inputs {
 
     mod exits;
     mod files;
+    mod location;
 }

@@ -12,6 +12,14 @@ pub enum StateError {
         /// Why, e.g. "permission denied", "connection refused".
         reason: String,
     },
+    /// Opening a store that must exist (to read or answer a run) found none there.
+    #[error("no state store at {target}: {reason}")]
+    NoStore {
+        /// The path or URL, password removed.
+        target: String,
+        /// What was found instead.
+        reason: String,
+    },
     /// The state URL is not one this crate understands.
     #[error("unsupported state URL `{url}`: {reason}")]
     BadUrl {

@@ -93,6 +93,7 @@ macro_rules! step_columns {
 
 mod codec;
 mod error;
+mod location;
 mod lock;
 mod memory;
 mod postgres;
@@ -105,13 +106,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use error::StateError;
+pub use location::{DefaultLocation, default_location};
 pub use lock::{HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive};
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sqlite::{Durability, SqliteStore};
 pub use types::{
-    Approval, Claim, Decision, LockHolder, LockInfo, ParseStatusError, RunFilter, RunHolder,
-    RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
+    Approval, Claim, Decision, ListedRun, LockHolder, LockInfo, ParseStatusError, RunFilter,
+    RunHolder, RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
 };
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
@@ -158,6 +160,17 @@ pub trait Store: Send + Sync {
     /// Runs matching the filter, newest `started_at` first. The status filter applies to the
     /// effective status, so `interrupted` finds dead `running` runs.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError>;
+
+    /// [`Store::list_runs`] for showing history: a row that cannot be decoded comes back as
+    /// [`ListedRun::Unreadable`] in its place instead of failing the whole list.
+    async fn list_run_rows(&self, filter: &RunFilter) -> Result<Vec<ListedRun>, StateError> {
+        Ok(self
+            .list_runs(filter)
+            .await?
+            .into_iter()
+            .map(|r| ListedRun::Run(Box::new(r)))
+            .collect())
+    }
 
     /// Inserts or replaces the checkpoint of (run_id, step_id, item). Committed when it
     /// returns. Fenced: written only if the run's stored attempt is still `claim.attempt`
@@ -207,20 +220,48 @@ pub trait Store: Send + Sync {
 /// optional `?sync=full` or `?sync=normal`), a bare path (SQLite), `postgres://…` or
 /// `postgresql://…`, or `memory:`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StateError> {
+    open_as(url, false).await
+}
+
+/// Opens a store that already exists, for commands that read or answer runs: a SQLite file
+/// that is not there, or a PostgreSQL database without Cairn's tables, is
+/// [`StateError::NoStore`] and nothing is created. (An existing store is still migrated.)
+pub async fn open_existing(url: &str) -> Result<Arc<dyn Store>, StateError> {
+    open_as(url, true).await
+}
+
+async fn open_as(url: &str, must_exist: bool) -> Result<Arc<dyn Store>, StateError> {
     let trimmed = url.trim();
     if trimmed == "memory:" || trimmed == "memory://" {
         return Ok(Arc::new(MemoryStore::new()));
     }
     if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        return Ok(Arc::new(PgStore::connect(trimmed).await?));
+        return Ok(Arc::new(if must_exist {
+            PgStore::connect_existing(trimmed).await?
+        } else {
+            PgStore::connect(trimmed).await?
+        }));
     }
+    let sqlite = |path: std::path::PathBuf, sync| async move {
+        if must_exist && !path.is_file() {
+            return Err(StateError::NoStore {
+                target: path.display().to_string(),
+                reason: if path.exists() {
+                    "not a file".to_string()
+                } else {
+                    "no such file".to_string()
+                },
+            });
+        }
+        SqliteStore::open(path, sync).await
+    };
     // `sqlite:PATH` as sqlx spells it is accepted too.
     if let Some(rest) = trimmed
         .strip_prefix("sqlite://")
         .or_else(|| trimmed.strip_prefix("sqlite:"))
     {
         let (path, sync) = sqlite::parse_url_tail(trimmed, rest)?;
-        return Ok(Arc::new(SqliteStore::open(path, sync).await?));
+        return Ok(Arc::new(sqlite(path, sync).await?));
     }
     if let Some(scheme_end) = trimmed.find("://") {
         return Err(StateError::BadUrl {
@@ -237,17 +278,14 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StateError> {
             reason: "empty (expected sqlite://PATH, a path, postgres://… or memory:)".to_string(),
         });
     }
-    Ok(Arc::new(
-        SqliteStore::open(trimmed, Durability::Normal).await?,
-    ))
+    Ok(Arc::new(sqlite(trimmed.into(), Durability::Normal).await?))
 }
 
-/// The state URL to use when `--state` is not given: `$CAIRN_STATE`, else `.cairn/state.db`.
+/// The state URL to use when `--state` is not given: `$CAIRN_STATE`, else the nearest
+/// `.cairn/state.db` from the working directory up, else the per-user store (see
+/// [`default_location`]).
 pub fn default_url() -> String {
-    match std::env::var("CAIRN_STATE") {
-        Ok(v) if !v.trim().is_empty() => v,
-        _ => ".cairn/state.db".to_string(),
-    }
+    default_location().url
 }
 
 /// A new run id: a ULID, so ids sort by creation time and a short prefix usually suffices.

@@ -414,3 +414,25 @@ pub struct RunFilter {
     /// At most this many, the newest.
     pub limit: Option<u32>,
 }
+
+/// One row of the run history as [`crate::Store::list_run_rows`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListedRun {
+    /// A run read back whole.
+    Run(Box<RunRecord>),
+    /// A row that could not be decoded (a hand-edited or damaged database): its id, if that
+    /// much could be read, and why.
+    Unreadable { id: String, reason: String },
+}
+
+impl ListedRun {
+    /// The run, or [`crate::StateError::Corrupt`] for an unreadable row.
+    pub fn into_result(self) -> Result<RunRecord, crate::StateError> {
+        match self {
+            ListedRun::Run(r) => Ok(*r),
+            ListedRun::Unreadable { id, reason } => {
+                Err(crate::StateError::Corrupt(format!("run {id}: {reason}")))
+            }
+        }
+    }
+}

@@ -17,8 +17,8 @@ use crate::codec::{
 use crate::error::{StateError, redact_url};
 use crate::lock::{effective_status, now};
 use crate::types::{
-    Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
-    StepRecord,
+    Approval, Claim, ListedRun, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus,
+    StepDef, StepRecord,
 };
 use rows::{approval_from_row, def_from_row, jsonb, run_from_row, step_from_row, text};
 
@@ -33,7 +33,16 @@ impl PgStore {
     /// Connects to `postgres://…` and migrates the `cairn_` tables in its search_path (set it
     /// with `?options=-c%20search_path%3Dmyschema`).
     pub async fn connect(url: &str) -> Result<Self, StateError> {
-        let pool = schema::connect(url).await?;
+        let pool = schema::connect(url, false).await?;
+        Ok(PgStore {
+            pool,
+            target: redact_url(url),
+        })
+    }
+
+    /// Connects to a database that already holds Cairn's tables; never creates them.
+    pub async fn connect_existing(url: &str) -> Result<Self, StateError> {
+        let pool = schema::connect(url, true).await?;
         Ok(PgStore {
             pool,
             target: redact_url(url),
@@ -311,6 +320,14 @@ impl Store for PgStore {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError> {
+        self.list_run_rows(filter)
+            .await?
+            .into_iter()
+            .map(ListedRun::into_result)
+            .collect()
+    }
+
+    async fn list_run_rows(&self, filter: &RunFilter) -> Result<Vec<ListedRun>, StateError> {
         let q = || StateError::query("listing runs");
         // Save dead runs as interrupted first, so the status filter below sees the truth.
         let running = sqlx::query(concat!(
@@ -321,8 +338,9 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(q())?;
-        for row in &running {
-            self.observe(run_from_row(row)?).await?;
+        // An unreadable row is listed as such below; it cannot be judged alive or dead.
+        for run in running.iter().filter_map(|row| run_from_row(row).ok()) {
+            self.observe(run).await?;
         }
         let rows = sqlx::query(concat!(
             "SELECT ",
@@ -337,7 +355,18 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(q())?;
-        rows.iter().map(run_from_row).collect()
+        Ok(rows
+            .iter()
+            .map(|row| match run_from_row(row) {
+                Ok(run) => ListedRun::Run(Box::new(run)),
+                Err(e) => ListedRun::Unreadable {
+                    id: row
+                        .try_get::<String, _>("id")
+                        .unwrap_or_else(|_| "?".to_string()),
+                    reason: e.to_string(),
+                },
+            })
+            .collect())
     }
 
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {

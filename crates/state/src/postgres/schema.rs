@@ -102,7 +102,9 @@ const MIGRATIONS: &[&[&str]] = &[
 const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
 /// Connects and migrates.
-pub(crate) async fn connect(url: &str) -> Result<PgPool, StateError> {
+/// Connects and migrates; with `must_exist`, a database without Cairn's tables is
+/// [`StateError::NoStore`] and is left untouched.
+pub(crate) async fn connect(url: &str, must_exist: bool) -> Result<PgPool, StateError> {
     let target = redact_url(url);
     let open_err = |e: sqlx::Error| match e {
         sqlx::Error::Configuration(reason) => StateError::BadUrl {
@@ -121,6 +123,21 @@ pub(crate) async fn connect(url: &str) -> Result<PgPool, StateError> {
     let mut conn = PgConnection::connect_with(&options)
         .await
         .map_err(open_err)?;
+    if must_exist {
+        let found: bool = sqlx::query("SELECT to_regclass('cairn_schema') IS NOT NULL AS found")
+            .fetch_one(&mut conn)
+            .await
+            .and_then(|row| row.try_get("found"))
+            .map_err(open_err)?;
+        if !found {
+            let _ = conn.close().await;
+            return Err(StateError::NoStore {
+                target: target.clone(),
+                reason: "the database holds no Cairn tables (cairn_*) in its search_path"
+                    .to_string(),
+            });
+        }
+    }
     migrate(&mut conn, &target).await?;
     conn.close().await.map_err(open_err)?;
     PgPoolOptions::new()

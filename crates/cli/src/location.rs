@@ -1,0 +1,52 @@
+//! The state store a command uses: `--state URL` when given, else the default
+//! ([`cairn_state::default_location`]: `CAIRN_STATE`, the nearest `.cairn/` folder from the
+//! working directory up, else the per-user store). `cairn run` creates the store it resolves
+//! to; `approve`, `reject`, `resume`, `show` and `runs` only open one that exists, and
+//! otherwise say where they looked.
+
+use std::sync::Arc;
+
+/// A resolved state store and why it is that one.
+pub struct Location {
+    pub url: String,
+    why: String,
+}
+
+impl Location {
+    /// `given` is `--state` (clap has already read `CAIRN_STATE` into it when set).
+    pub fn resolve(given: Option<&str>) -> Location {
+        match given.filter(|u| !u.trim().is_empty()) {
+            Some(url) => Location {
+                url: url.to_string(),
+                why: "given by --state or CAIRN_STATE".to_string(),
+            },
+            None => {
+                let d = cairn_state::default_location();
+                Location {
+                    url: d.url,
+                    why: d.why,
+                }
+            }
+        }
+    }
+
+    /// Opens the store for `run`, creating it if needed.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn cairn_state::Store>> {
+        Ok(cairn_state::open(&self.url).await?)
+    }
+
+    /// Opens a store that must exist: a missing one is an error (exit 2) that names where it
+    /// was looked for and why there, and nothing is created.
+    pub async fn open_existing(&self) -> anyhow::Result<Arc<dyn cairn_state::Store>> {
+        match cairn_state::open_existing(&self.url).await {
+            Ok(store) => Ok(store),
+            Err(e @ cairn_state::StateError::NoStore { .. }) => Err(crate::Invalid(format!(
+                "{e}\n  ({}; run this where the run was started, or pass --state URL or set \
+                 CAIRN_STATE)",
+                self.why
+            ))
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
