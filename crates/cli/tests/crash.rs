@@ -96,6 +96,10 @@ struct Snapshot {
 }
 
 fn current_run(sb: &Sandbox) -> Option<Value> {
+    // `cairn runs` refuses a store that does not exist yet: before the first launch, no run.
+    if !sb.exists("state.db") {
+        return None;
+    }
     let runs = sb.runs(&[]);
     assert!(runs.len() <= 1, "one run only: {runs:#?}");
     runs.into_iter().next()

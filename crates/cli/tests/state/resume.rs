@@ -233,6 +233,16 @@ fn an_in_doubt_idempotent_step_just_runs_again() {
 #[test]
 fn unknown_runs_are_refused() {
     let sb = Sandbox::new();
+    // No store yet: refused, and none is created.
+    sb.resume("01NOSUCHRUN", &[])
+        .expect(2)
+        .says("no state store at ");
+    assert!(!sb.exists("state.db"));
+    sb.write(
+        "ok.yaml",
+        "cairn: 1\nname: ok\nsteps:\n  - id: a\n    shell: 'true'\n",
+    );
+    sb.run("ok.yaml", &[]).expect(0);
     sb.resume("01NOSUCHRUN", &[])
         .expect(2)
         .says("no run `01NOSUCHRUN`");
