@@ -7,4 +7,5 @@ mod inputs {
     mod exits;
     mod files;
     mod location;
+    mod uses;
 }

@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Set for a sub-run started by a `uses` step.
     pub parent_run: Option<String>,
+    /// For a sub-run: the runbook files (canonical paths) from the top-level run down to this
+    /// one; empty for a top-level run.
+    pub uses_chain: Vec<PathBuf>,
     /// For a sub-run, the parent's step (`deploy`, or `deploy[3]` for a `for_each` item).
     pub parent_step: Option<String>,
 }
@@ -54,6 +57,7 @@ impl Default for RunOptions {
             logs: PathBuf::from(".cairn/logs"),
             cancel: CancellationToken::new(),
             parent_run: None,
+            uses_chain: Vec::new(),
             parent_step: None,
         }
     }

@@ -11,6 +11,7 @@ use cairn_state::RunStatus;
 use cairn_steps::StepError;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +48,52 @@ pub(crate) fn uses<'a>(
     Box::pin(uses_inner(shared, step, runbook, with, local, cancel))
 }
 
+/// The runbooks from the top-level run down to the one `path` names, checked again at run
+/// time (validation follows the same chain, but a file may change under a running run): a
+/// runbook already on the chain, or a chain deeper than [`cairn_model::MAX_USES_DEPTH`], is
+/// refused with the chain spelled out.
+fn uses_chain(shared: &Shared, path: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    use cairn_model::uses::file_key;
+    let mut chain = shared.opts.uses_chain.clone();
+    if chain.is_empty() {
+        chain.push(file_key(&shared.checked.runbook.path));
+    }
+    let child = file_key(path);
+    let spelled = |chain: &[PathBuf]| {
+        chain
+            .iter()
+            .chain([&child])
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    };
+    if chain.contains(&child) {
+        return Err(format!("`uses` cycle: {}", spelled(&chain)));
+    }
+    if chain.len() >= cairn_model::MAX_USES_DEPTH {
+        return Err(format!(
+            "`uses` nested deeper than {} runbooks: {}",
+            cairn_model::MAX_USES_DEPTH,
+            spelled(&chain)
+        ));
+    }
+    chain.push(child);
+    Ok(chain)
+}
+
+/// A sub-runbook that does not load: its first error, located, not only "is not valid".
+fn load_error(e: &cairn_model::LoadError) -> String {
+    match e {
+        cairn_model::LoadError::Invalid {
+            path, diagnostics, ..
+        } => match diagnostics.errors().next() {
+            Some(d) => format!("{path}:{}:{}: {}", d.span.line, d.span.col, d.message),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    }
+}
+
 /// Which sub-run belongs to this step (or this `for_each` item of it): each has its own.
 fn parent_step(step: &Step, local: &Local) -> String {
     match &local.item {
@@ -71,8 +118,9 @@ async fn uses_inner(
         .parent()
         .unwrap_or(std::path::Path::new("."));
     let path = base.join(runbook);
+    let chain = uses_chain(shared, &path).map_err(StepError::setup)?;
     let (checked, _) = cairn_model::load(&path, &shared.templates)
-        .map_err(|e| StepError::setup(format!("`uses: {runbook}`: {e}")))?;
+        .map_err(|e| StepError::setup(format!("`uses: {runbook}`: {}", load_error(&e))))?;
     let inv = Invocation {
         sets: Vec::new(),
         inputs_file: Some(with.clone().into_iter().collect()),
@@ -80,6 +128,7 @@ async fn uses_inner(
     let opts = RunOptions {
         parent_run: Some(shared.run_id.clone()),
         parent_step: Some(key.clone()),
+        uses_chain: chain,
         cancel: cancel.child_token(),
         ..shared.opts.clone()
     };

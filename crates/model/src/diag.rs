@@ -109,7 +109,7 @@ const LINE_SHOWN: usize = 120;
 /// Characters of a value quoted in a message (between backticks) before it is cut.
 const QUOTE_SHOWN: usize = 60;
 /// Characters of a whole message or help text before it is cut.
-const MESSAGE_SHOWN: usize = 400;
+const MESSAGE_SHOWN: usize = 1000;
 
 /// At most [`LINE_SHOWN`] characters of `line` around the 0-based char column `col`, with `…`
 /// where it was cut, and the column within the excerpt.

@@ -21,6 +21,7 @@ pub mod runbook;
 pub mod source;
 pub mod span;
 pub mod step;
+pub mod uses;
 mod validate;
 pub mod yaml;
 
@@ -30,6 +31,7 @@ pub use parse::{FORMAT_VERSIONS, MAX_BACKOFF};
 pub use runbook::*;
 pub use span::{Span, Spanned};
 pub use step::*;
+pub use uses::MAX_USES_DEPTH;
 pub use validate::{RUN_FIELDS, STEP_FIELDS, TARGET_FIELDS};
 
 use std::path::Path;

@@ -462,6 +462,24 @@ impl<'a> Validator<'a> {
             }
             return;
         };
+        match crate::uses::check(&self.rb.path, &path, &sub) {
+            Some(crate::uses::Problem::Cycle(chain)) => self.d.push(
+                Diagnostic::error(u.span, format!("`uses` cycle: {}", chain.join(" -> ")))
+                    .with_help("a runbook cannot use itself, directly or through other runbooks"),
+            ),
+            Some(crate::uses::Problem::TooDeep(chain)) => self.d.push(
+                Diagnostic::error(
+                    u.span,
+                    format!(
+                        "`uses` nested deeper than {} runbooks: {}",
+                        crate::uses::MAX_USES_DEPTH,
+                        chain.join(" -> ")
+                    ),
+                )
+                .with_help("flatten the chain: use the deeper runbooks from a higher one"),
+            ),
+            None => {}
+        }
         let Some(step) = self
             .all
             .iter()

@@ -227,10 +227,10 @@ fn a_five_megabyte_line_is_quoted_as_an_excerpt() {
     );
 }
 
-/// Parse time must grow linearly with a flow list on one line: 200,000 items took about a
-/// minute when every position was found by walking its line from the start. The bound is
-/// generous (a linear parse takes well under a second even unoptimised); a quadratic one is
-/// far beyond it.
+/// Parse time must grow linearly with a flow list on one line: when every position was found
+/// by walking its line from the start, 50,000 items took over a minute unoptimised (200,000:
+/// about 16 times that). Linear, 200,000 take 2-6 s unoptimised on an idle machine; the bound is
+/// ten times that, for a loaded CI machine, and still far below the quadratic time.
 #[test]
 fn long_flow_collections_parse_in_linear_time() {
     let n = 200_000;
@@ -262,15 +262,94 @@ fn long_flow_collections_parse_in_linear_time() {
     ];
     for (what, yaml) in cases {
         let started = Instant::now();
-        let (rb, diags) = within(Duration::from_secs(60), move || {
+        let (rb, diags) = within(Duration::from_secs(120), move || {
             parse_only(Path::new("flow.yaml"), &yaml)
         });
         let took = started.elapsed();
         assert!(rb.is_some(), "{what}: {diags:?}");
         assert!(
-            took < Duration::from_secs(15),
+            took < Duration::from_secs(60),
             "{what}: {n} items took {took:?}"
         );
         eprintln!("{what}: {n} items parsed in {took:?}");
     }
+}
+
+/// `uses` cycles are refused by validation with the chain spelled out; diamonds are fine.
+#[test]
+fn uses_cycles_are_refused_with_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let uses = |name: &str, targets: &[&str]| {
+        let mut text = format!(
+            "cairn: 1\nname: {}\nsteps:\n",
+            name.trim_end_matches(".yaml")
+        );
+        for (i, t) in targets.iter().enumerate() {
+            text.push_str(&format!("  - id: s{i}\n    uses: {t}\n"));
+        }
+        if targets.is_empty() {
+            text.push_str("  - id: leaf\n    shell: 'true'\n");
+        }
+        std::fs::write(d.join(name), text).expect("write");
+    };
+    uses("self.yaml", &["self.yaml"]);
+    uses("a.yaml", &["b.yaml"]);
+    uses("b.yaml", &["a.yaml"]);
+    uses("top.yaml", &["c.yaml"]);
+    uses("c.yaml", &["e.yaml"]);
+    uses("e.yaml", &["c.yaml"]);
+    uses("diamond.yaml", &["left.yaml", "right.yaml"]);
+    uses("left.yaml", &["leaf.yaml"]);
+    uses("right.yaml", &["leaf.yaml"]);
+    uses("leaf.yaml", &[]);
+    for i in 0..cairn_model::MAX_USES_DEPTH + 1 {
+        uses(&format!("deep{i}.yaml"), &[&format!("deep{}.yaml", i + 1)]);
+    }
+    uses(
+        &format!("deep{}.yaml", cairn_model::MAX_USES_DEPTH + 1),
+        &[],
+    );
+
+    let templates = cairn_template::Templates::new();
+    let first_error = |name: &str| {
+        let path = d.join(name);
+        match load(&path, &templates) {
+            Err(LoadError::Invalid { diagnostics, .. }) => {
+                let e = diagnostics.errors().next().expect("an error");
+                (e.span.line, e.span.col, e.message.clone())
+            }
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => (0, 0, "valid".to_string()),
+        }
+    };
+    assert_eq!(
+        first_error("self.yaml"),
+        (5, 11, "`uses` cycle: self.yaml -> self.yaml".to_string())
+    );
+    assert_eq!(
+        first_error("a.yaml"),
+        (
+            5,
+            11,
+            "`uses` cycle: a.yaml -> b.yaml -> a.yaml".to_string()
+        )
+    );
+    assert_eq!(
+        first_error("top.yaml"),
+        (
+            5,
+            11,
+            "`uses` cycle: top.yaml -> c.yaml -> e.yaml -> c.yaml".to_string()
+        )
+    );
+    assert_eq!(first_error("diamond.yaml").2, "valid");
+    let (_, _, deep) = first_error("deep0.yaml");
+    assert!(
+        deep.starts_with("`uses` nested deeper than 16 runbooks: deep0.yaml -> deep1.yaml -> "),
+        "{deep}"
+    );
+    assert!(deep.ends_with("deep15.yaml -> deep16.yaml"), "{deep}");
+    // One level less is fine.
+    assert_eq!(first_error("deep2.yaml").2, "valid");
 }
