@@ -99,6 +99,7 @@ pub(crate) fn register_wrapped(env: &mut Environment<'static>, inner: &Arc<Envir
                 if !aware && let Some(p) = placeholder::filtered(args.first(), name) {
                     return Ok(p);
                 }
+                bounded(name, &args)?;
                 inner
                     .empty_state()
                     .apply_filter(name, &args)
@@ -107,6 +108,74 @@ pub(crate) fn register_wrapped(env: &mut Environment<'static>, inner: &Arc<Envir
         );
     }
     env.add_function("now", now);
+}
+
+/// The largest width `indent` and `format` (`%Ns`, `%.Nf`) accept. Their output grows with
+/// the width, and `indent(10**12)` aborted the process (leaving its run `running`); real
+/// indentation and padding are a few dozen characters.
+pub(crate) const MAX_WIDTH: i64 = 1000;
+
+/// Refuses arguments that would make a filter allocate without bound. (Repetition with `*`,
+/// `batch` and `slice` are bounded by minijinja itself.)
+fn bounded(name: &str, args: &[Value]) -> Result<(), Error> {
+    let too_wide = |w: &Value| w.as_i64().is_some_and(|w| w > MAX_WIDTH);
+    match name {
+        "indent" => {
+            let width = args.get(1).filter(|v| v.as_i64().is_some());
+            let by_name = args.last().and_then(|k| k.get_attr("width").ok());
+            if width.is_some_and(too_wide) || by_name.as_ref().is_some_and(too_wide) {
+                return Err(refuse(format!(
+                    "indent: the width must be at most {MAX_WIDTH}"
+                )));
+            }
+        }
+        "format" => {
+            if let Some(spec) = args.first().and_then(|f| f.as_str())
+                && format_widths(spec).any(|w| w > MAX_WIDTH)
+            {
+                return Err(refuse(format!(
+                    "format: widths and precisions must be at most {MAX_WIDTH}"
+                )));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The widths and precisions written in the `%` conversions of a format string
+/// (`%-12.3f` gives 12 and 3); `%%` is a literal percent sign.
+fn format_widths(spec: &str) -> impl Iterator<Item = i64> + '_ {
+    /// The number at the start of `s`, if any, and what follows it; too many digits to parse
+    /// is too wide.
+    fn number(s: &str) -> (Option<i64>, &str) {
+        let n = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        match n {
+            0 => (None, s),
+            _ => (Some(s[..n].parse().unwrap_or(i64::MAX)), &s[n..]),
+        }
+    }
+    let mut rest = spec;
+    std::iter::from_fn(move || {
+        loop {
+            let i = rest.find('%')?;
+            let conv = &rest[i + 1..];
+            if let Some(after) = conv.strip_prefix('%') {
+                rest = after;
+                continue;
+            }
+            let (width, after) = number(conv.trim_start_matches(['-', '+', ' ', '#', '0']));
+            let (precision, after) = match after.strip_prefix('.') {
+                Some(p) => number(p),
+                None => (None, after),
+            };
+            rest = after;
+            let widest = width.max(precision);
+            if widest.is_some() {
+                return widest;
+            }
+        }
+    })
 }
 
 /// Prefixes the filter name to a builtin filter's bare message ("int: invalid float literal").

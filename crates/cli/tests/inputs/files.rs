@@ -165,3 +165,26 @@ fn a_huge_retry_backoff_is_refused_before_anything_runs() {
         .stderr_has("error: `backoff` must be from 1.0 to 100\n")
         .stderr_has(" --> backoff.yaml:6:38\n");
 }
+
+/// `| indent(n)` with a huge n aborted the process and left the run `running`: now the step
+/// fails with a clear error, the run ends `failed`, and a dry-run refuses it too.
+#[test]
+fn a_huge_indent_fails_the_step_not_the_process() {
+    let sb = Sandbox::new();
+    sb.write(
+        "indent.yaml",
+        "cairn: 1\nname: indent\nsteps:\n  - id: first\n    shell: touch first-ran\n  - id: wide\n    shell: \"echo {{ 'a\\nb' | indent(1000000000000) }}\"\n",
+    );
+    let state = sb.join("state.db").display().to_string();
+    let out = sb.cairn(&["run", "indent.yaml", "--state", &state]);
+    out.expect(1)
+        .stderr_has("indent: the width must be at most 1000");
+    assert!(sb.join("first-ran").exists());
+    let runs = sb.cairn(&["runs", "--state", &state, "--output", "json"]);
+    runs.expect(0);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("JSON");
+    assert_eq!(runs[0]["status"], "failed", "{runs:#}");
+    sb.cairn(&["plan", "indent.yaml"])
+        .expect(2)
+        .stderr_has("indent: the width must be at most 1000");
+}

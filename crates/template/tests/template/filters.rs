@@ -188,3 +188,38 @@ fn builtins_runbooks_use() {
         .expect_err("int");
     assert!(err.message.starts_with("int: "), "{}", err.message);
 }
+
+/// Filters whose output grows with an argument take bounded arguments: `indent(10**12)`
+/// aborted the process. Repetition with `*` is bounded by minijinja itself.
+#[test]
+fn allocating_filters_take_bounded_arguments() {
+    assert_eq!(
+        refused("{{ s | indent(1000000000000) }}"),
+        "indent: the width must be at most 1000"
+    );
+    assert_eq!(
+        refused("{{ s | indent(width=1001) }}"),
+        "indent: the width must be at most 1000"
+    );
+    assert_eq!(render("{{ 'a\nb' | indent(2) }}"), "a\n  b");
+    assert_eq!(
+        render("{{ 'a\nb' | indent(1000) }}").len(),
+        "a\n".len() + 1000 + 1
+    );
+    for spec in ["%1000000000000s", "%-5000d", "%.99999f", "%1.2000f"] {
+        assert_eq!(
+            refused(&format!("{{{{ '{spec}' | format(1) }}}}")),
+            "format: widths and precisions must be at most 1000",
+            "{spec}"
+        );
+    }
+    assert_eq!(
+        render("{{ '%5s|%%|%-3d|%.2f' | format('a', 1, 2.5) }}"),
+        "    a|%|1  |2.50"
+    );
+    assert_eq!(render("{{ '%s 123456789' | format('n') }}"), "n 123456789");
+    let err = t()
+        .render_text("{{ 'x' * 1000000000000 }}", &ctx_all())
+        .expect_err("a huge repetition");
+    assert!(err.message.contains("too large"), "{}", err.message);
+}
