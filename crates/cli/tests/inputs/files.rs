@@ -188,3 +188,24 @@ fn a_huge_indent_fails_the_step_not_the_process() {
         .expect(2)
         .stderr_has("indent: the width must be at most 1000");
 }
+
+/// `--inputs` may be a pipe (`--inputs <(…)`): read to its end, as given.
+#[test]
+fn inputs_may_come_from_a_pipe() {
+    let sb = Sandbox::new();
+    sb.write(
+        "greet.yaml",
+        "cairn: 1\nname: greet\ninputs:\n  who: { type: string }\nsteps:\n  - id: hi\n    shell: echo {{ inputs.who }}\n",
+    );
+    let fifo = sb.fifo("inputs.yaml");
+    // A real writer process on the other end, as a shell's process substitution would be.
+    let mut writer = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo 'who: piped' > '{}'", fifo.display()))
+        .spawn()
+        .expect("spawn the writer");
+    sb.cairn(&["plan", "greet.yaml", "--inputs", "inputs.yaml"])
+        .expect(0)
+        .stdout_has("who = \"piped\"");
+    assert!(writer.wait().expect("writer").success());
+}

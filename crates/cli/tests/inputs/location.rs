@@ -132,37 +132,69 @@ fn the_nearest_cairn_folder_up_the_tree_holds_the_project_store() {
     assert!(!sb.join("proj/docs/.cairn/state.db").exists());
 }
 
+fn psql(sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The same on PostgreSQL: a row whose status no cairn knows is listed as unreadable.
+#[test]
+fn one_unreadable_run_row_on_postgres_does_not_hide_the_history() {
+    let sb = Sandbox::new();
+    sb.write("ok.yaml", super::common::VALID);
+    let schema = format!("cairn_inputs_rows_{}", std::process::id());
+    psql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ));
+    let url =
+        format!("postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D{schema}");
+    let first = run_id(sb.cairn(&["run", "ok.yaml", "--state", &url]).expect(0));
+    let second = run_id(sb.cairn(&["run", "ok.yaml", "--state", &url]).expect(0));
+    psql(&format!(
+        "UPDATE {schema}.cairn_runs SET status = 'exploded' WHERE id = '{first}'"
+    ));
+    let out = sb.cairn(&["runs", "--state", &url, "--output", "json"]);
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    out.expect(0).stderr_has(&format!(
+        "warning: run {first} cannot be read from the state store: "
+    ));
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let status = |id: &str| {
+        rows.as_array()
+            .and_then(|r| r.iter().find(|r| r["id"] == id))
+            .map(|r| r["status"].clone())
+    };
+    assert_eq!(status(&first), Some("unreadable".into()), "{out}");
+    assert_eq!(status(&second), Some("succeeded".into()), "{out}");
+}
+
 /// A PostgreSQL database without Cairn's tables is no store: reading commands refuse it and
 /// create nothing in it.
 #[test]
 fn a_postgres_database_without_cairn_tables_is_not_a_store() {
     let sb = Sandbox::new();
     let schema = format!("cairn_inputs_{}", std::process::id());
-    let psql = |sql: &str| -> String {
-        let out = std::process::Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
     psql(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
     ));
