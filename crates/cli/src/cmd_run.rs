@@ -97,6 +97,7 @@ pub fn run_options(concurrency: usize, auto_approve: bool, state_url: &str) -> R
         parent_run: None,
         uses_chain: Vec::new(),
         parent_step: None,
+        actions: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The step kinds the executor performs itself (check, approval, wait, report, uses), the
 //! dispatch to the external kinds, expectations and retry delays.
 
+use crate::exec::Call;
 use crate::context::Local;
 use crate::prepare::Prepared;
 use crate::run::Shared;
@@ -94,11 +95,23 @@ pub(crate) fn backoff(retry: Option<&Retry>, attempt: u32) -> Duration {
     Duration::try_from_secs_f64(secs.clamp(0.0, 86_400.0)).unwrap_or(Duration::ZERO)
 }
 
+/// Who is calling through the port: the run, the step, its item and attempt.
+fn call<'a>(shared: &'a Shared, step: &'a Step, local: &Local, attempt: u32) -> Call<'a> {
+    Call {
+        run_id: &shared.run_id,
+        step: &step.id.value,
+        item: local.item.as_ref().map(|(_, k)| *k),
+        attempt,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn perform(
     shared: &Arc<Shared>,
     step: &Step,
     p: &Prepared,
     local: &Local,
+    attempt: u32,
     timeout: Option<Duration>,
     cancel: &CancellationToken,
     log: Option<PathBuf>,
@@ -115,7 +128,7 @@ pub(crate) async fn perform(
                 targets: &shared.targets,
                 read_only: false,
             };
-            let r = shared.peers.perform(p, &a).await;
+            let r = shared.actions.perform(&call(shared, step, local, attempt), p, &a).await;
             if matches!(p, Prepared::Shell { .. } | Prepared::Argv { .. }) {
                 write_log(
                     shared,
@@ -158,7 +171,7 @@ pub(crate) async fn perform(
         }
         Prepared::Poll { action, until, .. } => {
             bounded(timeout, cancel, |c| async move {
-                poll(shared, step, action, until, local, &c).await
+                poll(shared, step, action, until, local, attempt, &c).await
             })
             .await
         }
@@ -395,6 +408,7 @@ async fn poll(
     inner: &Prepared,
     until: &str,
     local: &Local,
+    attempt: u32,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
     let Action::Wait(w) = step.action() else {
@@ -423,7 +437,11 @@ async fn poll(
             targets: &shared.targets,
             read_only: false,
         };
-        match shared.peers.perform(inner, &a).await {
+        match shared
+            .actions
+            .perform(&call(shared, step, local, attempt), inner, &a)
+            .await
+        {
             Ok(result) => {
                 let result = shared.masker.mask_json(&result);
                 let r = shared.renderer(Local {

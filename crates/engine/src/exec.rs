@@ -15,6 +15,61 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// One call through the [`Actions`] port: which step (and `for_each` item) of which run, and
+/// which attempt of it (1, then +1 per retry; back to 1 in a new attempt of the run).
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub run_id: &'a str,
+    pub step: &'a str,
+    pub item: Option<usize>,
+    pub attempt: u32,
+}
+
+/// The port through which the engine performs every external action (shell, argv, SQL, HTTP,
+/// Chroma, and the probe of a `wait … until`). [`Peers`] performs them for real; a test puts a
+/// scripted implementation here (through [`crate::run::RunOptions::actions`]) and runs the real
+/// scheduler, checkpoints and resume around it. The engine's own kinds (check, approval, wait,
+/// report, uses) are not behind it.
+#[async_trait::async_trait]
+pub trait Actions: Send + Sync {
+    /// Perform one attempt of an action; the JSON is the step kind's result.
+    async fn perform(
+        &self,
+        call: &Call<'_>,
+        action: &Prepared,
+        a: &Attempt<'_>,
+    ) -> Result<Json, StepError>;
+
+    /// The run is over: close connections.
+    async fn close(&self) {}
+}
+
+/// The port as a run option (cloned with the options, shared by sub-runs).
+#[derive(Clone)]
+pub struct ActionPort(pub std::sync::Arc<dyn Actions>);
+
+impl std::fmt::Debug for ActionPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ActionPort(..)")
+    }
+}
+
+#[async_trait::async_trait]
+impl Actions for Peers {
+    async fn perform(
+        &self,
+        _call: &Call<'_>,
+        action: &Prepared,
+        a: &Attempt<'_>,
+    ) -> Result<Json, StepError> {
+        Peers::perform(self, action, a).await
+    }
+
+    async fn close(&self) {
+        self.pools.close().await;
+    }
+}
+
 /// Connections of one run.
 #[derive(Default)]
 pub struct Peers {

@@ -13,7 +13,7 @@
 pub mod context;
 mod control;
 pub mod events;
-mod exec;
+pub mod exec;
 pub mod inputs;
 pub mod plan;
 pub mod prepare;

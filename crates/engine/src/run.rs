@@ -10,7 +10,6 @@ use crate::events::{Event, RtoVerdict, RunOutcome, Sink, Status, StepSummary};
 use crate::exec::Peers;
 use crate::plan::{Invocation, eval_vars, resolve_targets};
 use crate::prepare::{RenderError, Renderer, ResolvedTarget};
-use crate::schedule::BLOCKED;
 use crate::secrets::Masker;
 use cairn_model::{Checked, OnFailure, Step};
 use cairn_state::{LockHolder, LockInfo, RunRecord, RunStatus, StepRecord, Store};
@@ -45,6 +44,8 @@ pub struct RunOptions {
     pub uses_chain: Vec<PathBuf>,
     /// For a sub-run, the parent's step (`deploy`, or `deploy[3]` for a `for_each` item).
     pub parent_step: Option<String>,
+    /// Where external actions go; `None` performs them for real (a fresh [`Peers`] per run).
+    pub actions: Option<crate::exec::ActionPort>,
 }
 
 impl Default for RunOptions {
@@ -59,6 +60,7 @@ impl Default for RunOptions {
             parent_run: None,
             uses_chain: Vec::new(),
             parent_step: None,
+            actions: None,
         }
     }
 }
@@ -102,6 +104,20 @@ pub(crate) struct Outcome {
     pub note: Option<String>,
     /// `check` state, for the summary.
     pub state: Option<String>,
+    /// Why the scheduler did not run it, when it did not.
+    pub hold: Hold,
+}
+
+/// A step the scheduler held back, and why: what waits below it is held the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Not held: it ran, was restored, or was skipped by its own `when`.
+    #[default]
+    No,
+    /// Not run because a step it needs failed (with `on_failure: abort`) or was itself blocked.
+    Blocked,
+    /// Left pending because a step it needs waits for an approval: it runs on resume.
+    WaitsForApproval,
 }
 
 impl Outcome {
@@ -121,6 +137,7 @@ impl Outcome {
             duration: Duration::ZERO,
             note: Some("done earlier".into()),
             state: None,
+            hold: Hold::No,
         }
     }
 
@@ -134,6 +151,7 @@ impl Outcome {
             duration: Duration::ZERO,
             note: Some(note.into()).filter(|n: &String| !n.is_empty()),
             state: None,
+            hold: Hold::No,
         }
     }
 }
@@ -144,7 +162,8 @@ pub(crate) struct Shared {
     pub templates: Arc<Templates>,
     pub base: Arc<Base>,
     pub targets: IndexMap<String, ResolvedTarget>,
-    pub peers: Peers,
+    /// The one door to external actions (see [`crate::exec::Actions`]).
+    pub actions: Arc<dyn crate::exec::Actions>,
     pub masker: Masker,
     pub store: Arc<dyn Store>,
     pub sink: Arc<dyn Sink>,
@@ -420,7 +439,10 @@ pub(crate) async fn drive(
         base: setup.base,
         targets: setup.targets,
         earlier_items: setup.earlier_items,
-        peers: Peers::default(),
+        actions: match &opts.actions {
+            Some(port) => port.0.clone(),
+            None => Arc::new(Peers::default()),
+        },
         step_locks: Default::default(),
         store_error: Default::default(),
         masker: setup.masker,
@@ -501,7 +523,7 @@ pub(crate) async fn drive(
                 attempts: o.attempts,
                 duration: o.duration,
                 // A step blocked by a failed dependency is not itself in error: its note says why.
-                error: o.error.filter(|e| e != BLOCKED),
+                error: o.error,
                 state: o.state,
                 note: o.note,
             }
@@ -532,7 +554,7 @@ pub(crate) async fn drive(
     if outcome != RunOutcome::Paused {
         store.release_locks(&run_id).await?;
     }
-    shared.peers.pools.close().await;
+    shared.actions.close().await;
     let elapsed = clock.elapsed();
     // Recovery time counts from the run's first start, pauses and resumes included.
     let since_start = (cairn_state::now() - record.started_at)

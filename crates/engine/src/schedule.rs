@@ -2,7 +2,7 @@
 //! gate, and how many run at once.
 
 use crate::events::{Event, Status};
-use crate::run::{Outcome, Shared, on_failure};
+use crate::run::{Hold, Outcome, Shared, on_failure};
 use crate::unit::{conclude, define, run_step};
 use cairn_model::OnFailure;
 use cairn_state::{StepRecord, StepStatus};
@@ -39,29 +39,29 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
             let blocker = dag.parents(i).into_iter().find(|&p| match &outcomes[p] {
                 Some(o) => {
                     (o.status == Status::Failed && on_failure(shared, p) == OnFailure::Abort)
-                        || o.error.as_deref() == Some(BLOCKED)
                         || o.status == Status::Waiting
-                        || o.note.as_deref() == Some(WAITS)
+                        || o.hold != Hold::No
                 }
                 None => true,
             });
             if let Some(p) = blocker {
                 let parent = &outcomes[p];
                 if parent.as_ref().is_some_and(|o| {
-                    o.status == Status::Waiting || o.note.as_deref() == Some(WAITS)
+                    o.status == Status::Waiting || o.hold == Hold::WaitsForApproval
                 }) {
                     // Left pending: it runs after the approval, on resume.
                     outcomes[i] = Some(Outcome {
                         status: Status::Pending,
-                        note: Some(WAITS.into()),
+                        note: Some("waits for an approval".into()),
+                        hold: Hold::WaitsForApproval,
                         ..Outcome::skipped("")
                     });
                 } else {
                     let o = Outcome {
-                        error: Some(BLOCKED.into()),
+                        hold: Hold::Blocked,
                         // Name the step that failed, not the one it blocked on the way down.
                         note: match outcomes[p].as_ref() {
-                            Some(po) if po.error.as_deref() == Some(BLOCKED) => po.note.clone(),
+                            Some(po) if po.hold == Hold::Blocked => po.note.clone(),
                             _ => Some(format!("not run: `{}` failed", shared.step(p).id.value)),
                         },
                         ..Outcome::skipped("")
@@ -130,8 +130,6 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
             .any(|o| o.as_ref().is_some_and(|o| o.status == Status::Waiting))
 }
 
-pub(crate) const BLOCKED: &str = "blocked";
-const WAITS: &str = "waits for an approval";
 
 /// `i` is done (or its restored outcome has taken its turn): what waits for it may become
 /// ready. Each step is released exactly once.

@@ -5,7 +5,7 @@ use crate::context::{Local, StepView};
 use crate::control;
 use crate::events::{Event, Status};
 use crate::prepare::Prepared;
-use crate::run::{LOCK_LEASE, Outcome, Shared};
+use crate::run::{Hold, LOCK_LEASE, Outcome, Shared};
 use cairn_model::{Step, TValue};
 use cairn_state::{LockHolder, StepRecord, StepStatus};
 use cairn_steps::StepError;
@@ -252,6 +252,7 @@ async fn fan_out(
         duration: Duration::ZERO,
         note: Some(format!("{} items", results.len())),
         state: None,
+        hold: Hold::No,
     }
 }
 
@@ -327,6 +328,7 @@ async fn run_unit(
             step,
             &prepared,
             &local,
+            attempt,
             timeout,
             cancel,
             log.clone(),
@@ -441,6 +443,7 @@ fn settle(
                     note: done.note,
                     state: done.state,
                     duration: Duration::ZERO,
+                    hold: Hold::No,
                 };
             }
             Outcome {
@@ -452,6 +455,7 @@ fn settle(
                 duration: Duration::ZERO,
                 note: done.note.map(|n| m.mask(&n)),
                 state: done.state,
+                hold: Hold::No,
             }
         }
         Err(e) => {
