@@ -1,8 +1,8 @@
 //! The step kinds the executor performs itself (check, approval, wait, report, uses), the
 //! dispatch to the external kinds, expectations and retry delays.
 
-use crate::exec::Call;
 use crate::context::Local;
+use crate::exec::Call;
 use crate::prepare::Prepared;
 use crate::run::Shared;
 use cairn_model::{Action, CheckState, Expect, Retry, Step};
@@ -128,7 +128,10 @@ pub(crate) async fn perform(
                 targets: &shared.targets,
                 read_only: false,
             };
-            let r = shared.actions.perform(&call(shared, step, local, attempt), p, &a).await;
+            let r = shared
+                .actions
+                .perform(&call(shared, step, local, attempt), p, &a)
+                .await;
             if matches!(p, Prepared::Shell { .. } | Prepared::Argv { .. }) {
                 write_log(
                     shared,

@@ -130,7 +130,6 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
             .any(|o| o.as_ref().is_some_and(|o| o.status == Status::Waiting))
 }
 
-
 /// `i` is done (or its restored outcome has taken its turn): what waits for it may become
 /// ready. Each step is released exactly once.
 fn release(
