@@ -3,6 +3,10 @@
 //! kill, the checkpoints must hold: every step runs, a step recorded `succeeded` never runs
 //! again, only the step in flight at a kill may run twice, and nothing is left running.
 //!
+//! A second test kills `cairn` while parallel steps, `for_each` items and a `uses` sub-run
+//! each hold a process meant to live five minutes, on SQLite and PostgreSQL: every one must be
+//! gone soon after, and a resume runs each of them exactly once more.
+//!
 //! The kill moments come from a seeded generator; the seed is in every assertion message and
 //! `CAIRN_CRASH_SEED=N` replays it (the machine's speed still moves the kills around).
 
@@ -249,4 +253,95 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_only_the_step_in_flight()
     eprintln!(
         "crash harness: {ctx}: {kills} kills over {launches} launches, {extra} step(s) ran twice"
     );
+}
+
+/// Parallel branches, a `for_each` and a `uses` sub-run, each step a process that would live
+/// five minutes; `cairn` is SIGKILLed while they all run. Every step process must be gone
+/// soon after (a process left behind fails this, as it would live on for minutes), the run
+/// must read `interrupted`, and a resume must run each unfinished step (and item) exactly once
+/// more, on SQLite and on PostgreSQL.
+fn kill_while_parallel_steps_run(sb: &Sandbox) {
+    let (pids, log) = (sb.file("PIDS"), sb.file("LOG"));
+    sb.write(
+        "child.yaml",
+        &format!(
+            "cairn: 1\nname: child\nsteps:\n  - id: inner\n    shell: echo child >> '{log}'; echo $$ >> '{pids}'; sleep ${{SLEEP:-300}}\n"
+        ),
+    );
+    let yaml = |sleep: &str| {
+        format!(
+            "cairn: 1
+name: parallel-kill
+steps:
+  - id: a
+    needs: []
+    shell: echo a >> '{log}'; echo $$ >> '{pids}'; sleep {sleep}
+  - id: b
+    needs: []
+    shell: echo b >> '{log}'; echo $$ >> '{pids}'; sleep {sleep}
+  - id: each
+    needs: []
+    for_each: [0, 1, 2]
+    concurrency: 3
+    shell: echo each{{{{ item }}}} >> '{log}'; echo $$ >> '{pids}'; sleep {sleep}
+  - id: sub
+    needs: []
+    uses: child.yaml
+  - id: after
+    needs: [a, b, each, sub]
+    shell: echo after >> '{log}'
+"
+        )
+    };
+    sb.write("rb.yaml", &yaml("300"));
+    let mut command = sb.command(&["run", "rb.yaml"]);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn cairn");
+    let pid = i32::try_from(child.id()).expect("pid");
+    // a, b, three items and the sub-run's step: six processes.
+    common::eventually("six step processes", || sb.lines("PIDS").len() >= 6);
+    signal(pid, Signal::SIGKILL);
+    let _ = child.wait();
+    for line in sb.lines("PIDS") {
+        let p: i32 = line.trim().parse().expect("a pid");
+        assert!(
+            gone_within(p, Duration::from_secs(20)),
+            "step process {p} outlived the killed cairn (it sleeps 300 s)"
+        );
+    }
+    let runs = sb.runs(&[]);
+    let parent = runs
+        .iter()
+        .find(|r| r["runbook"] == "parallel-kill")
+        .expect("the run");
+    assert_eq!(parent["status"], "interrupted", "{parent:#}");
+    let id = parent["id"].as_str().expect("id").to_string();
+
+    // The steps were in flight (in doubt) and are idempotent: the resume runs each once more.
+    sb.write("rb.yaml", &yaml("0"));
+    let mut resume = sb.command(&["resume", &id, "--log-format", "json"]);
+    resume.env("SLEEP", "0");
+    let done = common::finish(resume);
+    done.expect(0);
+    let mut lines = sb.lines("LOG");
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "a", "a", "after", "b", "b", "child", "child", "each0", "each0", "each1", "each1",
+            "each2", "each2"
+        ],
+        "each step and item ran once before the kill and once on resume\n{done}"
+    );
+}
+
+#[test]
+fn kill_while_parallel_steps_run_on_sqlite() {
+    kill_while_parallel_steps_run(&Sandbox::new());
+}
+
+#[test]
+fn kill_while_parallel_steps_run_on_postgres() {
+    let schema = common::PgSchema::new("crash");
+    kill_while_parallel_steps_run(&Sandbox::with_state(&schema.url()));
 }
