@@ -28,6 +28,9 @@ struct Inner {
     defs: HashMap<String, Vec<StepDef>>,
     // Per run, in first-write order, like the SQL backends' insertion order.
     steps: HashMap<String, Vec<StepRecord>>,
+    // Per run, where each (step, item) is in `steps`: a checkpoint costs the same at the
+    // 10,000th step as at the first.
+    step_index: HashMap<String, HashMap<(String, Option<u32>), usize>>,
     locks: BTreeMap<String, (LockInfo, Duration)>,
     approvals: HashMap<String, Vec<Approval>>,
 }
@@ -203,14 +206,18 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         inner.run_mut(&rec.run_id)?;
         inner.claimed(claim)?;
-        let steps = inner.steps.entry(rec.run_id.clone()).or_default();
         let new = normalized_step(rec);
-        match steps
-            .iter_mut()
-            .find(|s| s.step_id == rec.step_id && s.item == rec.item)
-        {
-            Some(existing) => *existing = new,
-            None => steps.push(new),
+        let Inner {
+            steps, step_index, ..
+        } = &mut *inner;
+        let steps = steps.entry(rec.run_id.clone()).or_default();
+        let index = step_index.entry(rec.run_id.clone()).or_default();
+        match index.get(&(rec.step_id.clone(), rec.item)) {
+            Some(&at) => steps[at] = new,
+            None => {
+                index.insert((rec.step_id.clone(), rec.item), steps.len());
+                steps.push(new);
+            }
         }
         Ok(())
     }
