@@ -23,6 +23,15 @@ pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line on stderr in one `write(2)`: stderr is unbuffered, and `eprintln!` of a formatted
+/// value writes it piece by piece (a 10,000-row summary table was 10,000s of system calls).
+pub fn eprint_line(text: &str) {
+    let mut line = String::with_capacity(text.len() + 1);
+    line.push_str(text);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 pub fn print(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;

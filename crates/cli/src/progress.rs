@@ -40,7 +40,7 @@ impl Progress {
             Some(mp) => {
                 let _ = mp.println(text);
             }
-            None => eprintln!("{text}"),
+            None => crate::output::eprint_line(text),
         }
     }
 
@@ -78,9 +78,12 @@ pub fn secs(d: Duration) -> String {
 impl Sink for Progress {
     fn emit(&self, event: &Event) {
         if self.format == LogFormat::Json {
-            let mut out = std::io::stdout().lock();
-            if serde_json::to_writer(&mut out, event).is_ok() {
-                let _ = writeln!(out);
+            // Serialized whole first: written into the line-buffered stdout piece by piece, an
+            // event holding a step's 1 MB output took a system call per kilobyte.
+            if let Ok(mut line) = serde_json::to_vec(event) {
+                line.push(b'\n');
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&line);
                 let _ = out.flush();
             }
             return;
@@ -215,7 +218,7 @@ impl Sink for Progress {
                         Cell::new(note),
                     ]);
                 }
-                eprintln!("{t}");
+                crate::output::eprint_line(&t.to_string());
                 if let Some(r) = rto {
                     let verdict = if r.met { "within" } else { "OVER" };
                     eprintln!(
@@ -240,7 +243,7 @@ impl Sink for Progress {
                     }
                     RunOutcome::Succeeded => {}
                 }
-                eprintln!("{}", self.paint(status, &end));
+                crate::output::eprint_line(&self.paint(status, &end));
             }
         }
     }
