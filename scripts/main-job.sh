@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Cairn's main job on a fresh machine: real runbooks against real services.
+# Cairn's main job: the Memory System's disaster-recovery drill, end to end, from a clean clone.
 #
-# Starts a local ChromaDB (from a cached virtualenv, installed on first use), then runs
-#   1. runbooks/demo-data.yaml  - the Memory System's tables and sample data in PostgreSQL
-#                                 (127.0.0.1:5432, database `test`), mirrored as vectors in Chroma
-#   2. runbooks/backup.yaml     - pg_dump + pg_restore --list, and a Chroma export to JSONL,
-#                                 side by side, with every step checkpointed in SQLite
-# and shows the run history. State and backups go to a temporary folder (kept, and printed).
+# runbooks/drill/drill.yaml stands up a miniature Memory System that it owns (a throwaway
+# PostgreSQL database named after the run on 127.0.0.1:5432, its own ChromaDB server, stand-ins
+# for the three APIs), runs the health check, a backup, a simulated disaster, the disaster
+# recovery plan (its approvals answered for the drill) and a verification that every row and
+# every vector came back, removes everything it made, and ends with a verdict, RTO and RPO.
+# Ports are chosen free here; state (the run history) goes to a temporary folder, kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,19 +16,25 @@ echo "==> building cairn (release)" >&2
 cargo build --release -q -p cairn-cli
 cairn="$PWD/target/release/cairn"
 
-echo "==> starting ChromaDB" >&2
-chroma_bin="$(bash .ci/chroma-venv.sh)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-ANONYMIZED_TELEMETRY=False "$chroma_bin" run --path "$work/chroma" --host 127.0.0.1 --port "$port" \
-  > "$work/chroma.log" 2>&1 &
-chroma_pid=$!
-trap 'kill "$chroma_pid" 2>/dev/null || true' EXIT
-export CHROMA_URL="http://127.0.0.1:$port"
+echo "==> ChromaDB (cached virtualenv, installed on first use)" >&2
+CAIRN_CHROMA_BIN="${CAIRN_CHROMA_BIN:-$(bash .ci/chroma-venv.sh)}"
+export CAIRN_CHROMA_BIN
 export CAIRN_STATE="$work/state.db"
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 "$cairn" validate runbooks/
-"$cairn" run runbooks/demo-data.yaml
-"$cairn" run runbooks/backup.yaml --set backup_dir="$work/backups"
-"$cairn" runs
-echo "==> state, logs and backups in $work" >&2
-ls -l "$work/backups" >&2
+set +e
+"$cairn" run runbooks/drill/drill.yaml --auto-approve \
+  --set chroma_port="$(free_port)" --set internal_port="$(free_port)" \
+  --set external_port="$(free_port)" --set mcp_port="$(free_port)" \
+  --set report_dir="$work"
+code=$?
+set -e
+report="$(ls -t "$work"/cairn-drill-*.md 2>/dev/null | head -n 1 || true)"
+if [ -n "$report" ]; then
+  echo >&2
+  cat "$report" >&2
+fi
+echo "==> run history and the drill report in $work" >&2
+exit "$code"

@@ -84,8 +84,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     long_about = "Cairn runs runbooks written as YAML: health checks, backups, restores, maintenance, outage \
 response. Each runbook is a DAG of steps (SQL, shell, HTTP, ChromaDB, checks, approvals, waits, reports, \
 sub-runbooks) with a dry-run that touches nothing.",
-    after_help = "Examples:\n  cairn validate runbooks/\n  cairn plan runbooks/backup.yaml --set backup_dir=/tmp/b\n  \
-cairn graph runbooks/dr-drill.yaml --format mermaid\n\nExit codes: 0 ok, 1 a step failed, 2 invalid runbook or usage, \
+    after_help = "Examples:\n  cairn validate runbooks/\n  cairn plan runbooks/backup/backup.yaml --set backup_dir=/tmp/b\n  \
+cairn graph runbooks/drill/drill.yaml --format mermaid\n\nExit codes: 0 ok, 1 a step failed, 2 invalid runbook or usage, \
 3 paused for approval, 4 state store or internal failure, 130 interrupted."
 )]
 struct Cli {
@@ -104,7 +104,7 @@ file has an error; warnings alone exit 0."
     Validate(cmd_validate::Args),
     /// Dry-run: show every step as it would run, touching nothing
     #[command(
-        after_help = "Examples:\n  cairn plan runbooks/backup.yaml\n  cairn plan runbooks/backup.yaml --set \
+        after_help = "Examples:\n  cairn plan runbooks/backup/backup.yaml\n  cairn plan runbooks/backup/backup.yaml --set \
 backup_dir=/tmp/b --output json > plan.json\n\nNo process is spawned, no connection opened, no file or state \
 written. Outputs of steps that have not run show as placeholders like <steps.dump.result.exit_code>; secrets \
 show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plans."
@@ -112,15 +112,15 @@ show as ***. Set SOURCE_DATE_EPOCH to fix `run.started_at` for reproducible plan
     Plan(cmd_plan::Args),
     /// Run a runbook: prints the run id first, progress on stderr, a summary at the end
     #[command(
-        after_help = "Examples:\n  cairn run runbooks/health-check.yaml\n  cairn run runbooks/backup.yaml --set \
-backup_dir=/srv/backups --state postgres://cairn@db/cairn\n  cairn run dr-drill.yaml --auto-approve --log-format json > events.jsonl\n  \
-cairn run dr-drill.yaml --auto-approve --junit junit.xml --report drill.md\n\n\
+        after_help = "Examples:\n  cairn run runbooks/monitoring/health-check.yaml\n  cairn run runbooks/backup/backup.yaml --set \
+backup_dir=/srv/backups --state postgres://cairn@db/cairn\n  cairn run runbooks/drill/drill.yaml --auto-approve --log-format json > events.jsonl\n  \
+cairn run runbooks/drill/drill.yaml --auto-approve --junit junit.xml --report drill.md\n\n\
 Every step transition is committed to the state store before the next step starts. Exit codes: 0 succeeded, \
 1 a step failed, 2 invalid runbook or inputs, 3 paused for approval, 4 the state store failed, 130 interrupted."
     )]
     Run(cmd_run::Args),
     /// Run a health-check runbook as a monitoring plugin (Nagios plugin guidelines)
-    #[command(after_help = "Examples:\n  cairn check runbooks/health-check.yaml\n  \
+    #[command(after_help = "Examples:\n  cairn check runbooks/monitoring/health-check.yaml\n  \
 cairn check db-check.yaml --set db=replica2 --timeout 20s --metrics-file /var/lib/node_exporter/cairn-db.prom\n\n\
 Prints one line `CAIRN <STATE> - <summary> | <perfdata>` (one perfdata item per `check` step, thresholds \
 in the plugin range syntax), then one line per check. Exit 0 OK, 1 WARNING, 2 CRITICAL (a check is \
@@ -156,8 +156,8 @@ cairn show 01J9Z --junit junit.xml --report report.md --metrics-file /var/lib/no
     Show(cmd_state::ShowArgs),
     /// Print the step DAG as Graphviz dot or Mermaid
     #[command(
-        after_help = "Examples:\n  cairn graph runbooks/dr-drill.yaml | dot -Tsvg > dr.svg\n  \
-cairn graph runbooks/dr-drill.yaml --format mermaid\n  cairn graph --run 01J9Z --format mermaid   # coloured by status"
+        after_help = "Examples:\n  cairn graph runbooks/drill/drill.yaml | dot -Tsvg > dr.svg\n  \
+cairn graph runbooks/drill/drill.yaml --format mermaid\n  cairn graph --run 01J9Z --format mermaid   # coloured by status"
     )]
     Graph(cmd_graph::Args),
     /// Print the JSON Schema of the runbook format

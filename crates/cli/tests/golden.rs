@@ -33,7 +33,10 @@ fn cairn(args: &[&str]) -> String {
         "cairn {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8")
+    // `run.dir` is the runbook's absolute folder: write the checkout's root as `<repo>`.
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .replace(&root().display().to_string(), "<repo>")
 }
 
 fn golden(name: &str, actual: &str) {
@@ -60,8 +63,8 @@ fn stem(p: &str) -> String {
 
 const RUNBOOKS: &[(&str, &[&str])] = &[
     ("tests/golden/mixed.yaml", &["--set", "actor_id=client_42"]),
-    ("runbooks/backup.yaml", &[]),
-    ("runbooks/health-check.yaml", &[]),
+    ("runbooks/backup/backup.yaml", &[]),
+    ("runbooks/monitoring/health-check.yaml", &[]),
 ];
 
 #[test]
@@ -118,4 +121,35 @@ fn plan_json_is_stable_between_runs() {
         "json",
     ]);
     assert_eq!(a, b);
+}
+
+/// Every runbook under runbooks/ validates and plans with its default inputs.
+#[test]
+fn every_shipped_runbook_validates_and_plans() {
+    let dir = root().join("runbooks");
+    let mut books = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("runbooks/") {
+        let path = entry.expect("entry").path();
+        let files: Vec<PathBuf> = if path.is_dir() {
+            std::fs::read_dir(&path)
+                .expect("folder")
+                .map(|e| e.expect("entry").path())
+                .collect()
+        } else {
+            vec![path]
+        };
+        books.extend(
+            files
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml")),
+        );
+    }
+    assert!(books.len() >= 6, "{books:?}");
+    for book in &books {
+        let rel = book.strip_prefix(root()).expect("under the root");
+        let rel = rel.to_str().expect("utf-8 path");
+        cairn(&["validate", rel]);
+        let plan = cairn(&["plan", rel]);
+        assert!(plan.starts_with("plan: "), "{rel}: {plan}");
+    }
 }

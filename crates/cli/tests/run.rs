@@ -11,11 +11,13 @@ mod run {
     pub mod common;
 
     mod approvals;
+    mod authoring;
     mod branches;
     mod check;
     mod checks;
     mod chroma;
     mod data;
+    mod drill;
     mod e2e;
     mod fanout;
     mod http;

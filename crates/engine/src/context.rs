@@ -16,6 +16,35 @@ pub struct StepView {
     pub status: String,
     pub result: Json,
     pub outputs: Json,
+    pub timing: Timing,
+}
+
+/// When a step ran: `steps.ID.started_at`, `finished_at` (RFC 3339 UTC, milliseconds) and
+/// `duration` (seconds, a number), so a report's timeline comes from the run itself. All three
+/// are null for a step that never started (skipped by `when` or below a failure).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Timing {
+    fn to_json(self) -> (Json, Json, Json) {
+        let stamp = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map_or(Json::Null, |t| {
+                Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            })
+        };
+        let duration = match (self.started_at, self.finished_at) {
+            (Some(s), Some(f)) => {
+                let ms = (f - s).num_milliseconds().max(0);
+                // Milliseconds as a float of seconds, rounded to the millisecond.
+                serde_json::Number::from_f64(ms as f64 / 1000.0).map_or(Json::Null, Json::Number)
+            }
+            _ => Json::Null,
+        };
+        (stamp(self.started_at), stamp(self.finished_at), duration)
+    }
 }
 
 /// `steps`: finished steps by id; in a dry run, a placeholder for every step not run.
@@ -39,8 +68,10 @@ impl Steps {
     }
 
     pub fn set(&self, id: &str, view: &StepView) {
+        let (started_at, finished_at, duration) = view.timing.to_json();
         let v = value_of(&serde_json::json!({
             "status": view.status, "result": view.result, "outputs": view.outputs,
+            "started_at": started_at, "finished_at": finished_at, "duration": duration,
         }));
         if let Ok(mut m) = self.done.write() {
             m.insert(id.to_string(), v);
@@ -187,6 +218,15 @@ pub fn context(base: &Arc<Base>, local: Local) -> Value {
 }
 
 /// Any serializable value as a template value.
+/// `run.dir`: the absolute folder of the runbook file, so a runbook can call the scripts and
+/// files that sit beside it whatever folder Cairn runs in (shell steps run in Cairn's own).
+pub fn runbook_dir(path: &std::path::Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    abs.parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| ".".into())
+}
+
 pub fn value_of(x: &impl serde::Serialize) -> Value {
     cairn_template::from_json(&serde_json::to_value(x).unwrap_or(Json::Null))
 }

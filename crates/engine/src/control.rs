@@ -5,7 +5,7 @@ use crate::context::Local;
 use crate::exec::Call;
 use crate::prepare::Prepared;
 use crate::run::Shared;
-use cairn_model::{Action, CheckState, Expect, Retry, Step};
+use cairn_model::{Action, CheckState, Expect, Retry, Step, Threshold};
 use cairn_steps::StepError;
 use serde_json::Value as Json;
 use std::path::PathBuf;
@@ -291,9 +291,15 @@ fn check(
             ..Done::default()
         };
     };
-    let state = if c.critical.as_ref().is_some_and(|t| t.value.crossed(v)) {
+    // The thresholds as prepared (templated ones rendered), normalised so they parse again.
+    let crossed = |l: &Option<String>| {
+        l.as_deref()
+            .and_then(Threshold::parse)
+            .is_some_and(|t| t.crossed(v))
+    };
+    let state = if crossed(critical) {
         CheckState::Critical
-    } else if c.warning.as_ref().is_some_and(|t| t.value.crossed(v)) {
+    } else if crossed(warning) {
         CheckState::Warning
     } else {
         CheckState::Ok

@@ -4,7 +4,7 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let templates = cairn_template::Templates::new();
-//! let (checked, _warnings) = cairn_model::load("runbooks/health-check.yaml".as_ref(), &templates)?;
+//! let (checked, _warnings) = cairn_model::load("runbooks/monitoring/health-check.yaml".as_ref(), &templates)?;
 //! let plan = cairn_engine::plan::plan(&checked, &templates, &Default::default(), chrono::Utc::now())?;
 //! println!("{}", serde_json::to_string_pretty(&plan)?);
 //! # Ok(()) }

@@ -106,6 +106,7 @@ pub fn plan(
     let run = serde_json::json!({
         "id": "dry-run", "started_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "attempt": 1, "runbook": rb.name.value, "dry_run": true,
+        "dir": crate::context::runbook_dir(&rb.path),
     });
     let base = Base::new(
         &serde_json::to_value(&inputs).unwrap_or_default(),

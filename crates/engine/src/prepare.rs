@@ -4,8 +4,8 @@
 
 use crate::context::{Base, Local, context};
 use cairn_model::{
-    Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, OnTimeout, SqlStep, Step, TValue,
-    TargetKind, Tmpl,
+    Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, Limit, OnTimeout, SqlStep, Step, TValue,
+    TargetKind, Threshold, Tmpl,
 };
 use cairn_template::{Dialect, TemplateError, Templates, Value};
 use indexmap::IndexMap;
@@ -476,10 +476,32 @@ impl Renderer<'_> {
         };
         Ok(Prepared::Check {
             value,
-            warning: c.warning.as_ref().map(|w| w.value.to_string()),
-            critical: c.critical.as_ref().map(|w| w.value.to_string()),
+            warning: self.limit(c.warning.as_ref(), "check.warning")?,
+            critical: self.limit(c.critical.as_ref(), "check.critical")?,
             unit: c.unit.clone(),
         })
+    }
+
+    /// A threshold, normalised (`"> 80"`). A templated one is rendered and must then read as a
+    /// threshold; in a dry-run, one that depends on a placeholder is shown as rendered.
+    fn limit(&self, l: Option<&Limit>, field: &str) -> Result<Option<String>, RenderError> {
+        let t = match l {
+            None => return Ok(None),
+            Some(Limit::Fixed(t)) => return Ok(Some(t.value.to_string())),
+            Some(Limit::Templated(t)) => t,
+        };
+        let text = self.text(t, field)?;
+        match Threshold::parse(&text) {
+            Some(th) => Ok(Some(th.to_string())),
+            None if self.base.steps.dry_run() && text.contains('<') => Ok(Some(text)),
+            None => Err(RenderError {
+                field: field.to_string(),
+                message: format!(
+                    "`{text}` is not a threshold: write a comparison and a number (`> 1000`, `>= 0.95`)"
+                ),
+                undecided: None,
+            }),
+        }
     }
 
     fn approval(&self, a: &ApprovalStep) -> Result<Prepared, RenderError> {

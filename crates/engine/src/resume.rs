@@ -12,7 +12,7 @@
 //! Nothing is written before the run is claimed (a compare-and-set on its attempt): of two
 //! resumes of one run, one runs it and the other is refused, naming the holder.
 
-use crate::context::StepView;
+use crate::context::{StepView, Timing};
 use crate::events::{Sink, Status};
 use crate::run::{Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs};
 use crate::secrets::Masker;
@@ -264,6 +264,7 @@ pub async fn resume(
                     status: "skipped".into(),
                     result: Json::Null,
                     outputs: Json::Null,
+                    timing: Timing::default(),
                 },
             ));
             continue;
@@ -286,6 +287,10 @@ pub async fn resume(
                         status: status.as_str().into(),
                         result: result.clone(),
                         outputs: outputs.clone(),
+                        timing: Timing {
+                            started_at: rec.started_at,
+                            finished_at: rec.finished_at,
+                        },
                     },
                 ));
                 outcomes[i] = Some(Outcome::restored(
@@ -325,6 +330,10 @@ pub async fn resume(
                     rec.result = Some(verdict.clone());
                     rec.error = error.clone();
                     rec.finished_at = Some(cairn_state::now());
+                    let timing = Timing {
+                        started_at: rec.started_at,
+                        finished_at: rec.finished_at,
+                    };
                     skipped.push(rec);
                     restored.push((
                         def.step_id.clone(),
@@ -332,6 +341,7 @@ pub async fn resume(
                             status: status.as_str().into(),
                             result: verdict.clone(),
                             outputs: Json::Object(Default::default()),
+                            timing,
                         },
                     ));
                     outcomes[i] = Some(Outcome::restored(

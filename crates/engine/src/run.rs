@@ -375,6 +375,7 @@ impl Setup {
             "started_at": record.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "attempt": record.attempt,
             "runbook": rb.name.value,
+            "dir": crate::context::runbook_dir(&rb.path),
             "dry_run": false,
         });
         let base = Base::new(inputs, crate::context::value_of(&secrets), run, false);

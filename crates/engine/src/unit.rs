@@ -1,7 +1,7 @@
 //! One step: `when`, a step lock, the action once or per `for_each` item with retries, and the
 //! checkpoints and events around each attempt.
 
-use crate::context::{Local, StepView};
+use crate::context::{Local, StepView, Timing};
 use crate::control;
 use crate::events::{Event, Status};
 use crate::prepare::Prepared;
@@ -116,12 +116,23 @@ pub(crate) fn define(shared: &Shared, i: usize, o: &Outcome) {
     } else {
         o.outputs.clone()
     };
+    // A step that never started (skipped, or left below a failure) has no timing.
+    let timing = if o.attempts == 0 {
+        Timing::default()
+    } else {
+        let now = cairn_state::now();
+        Timing {
+            started_at: chrono::Duration::from_std(o.duration).ok().map(|d| now - d),
+            finished_at: Some(now),
+        }
+    };
     shared.base.steps.set(
         &shared.step(i).id.value,
         &StepView {
             status: o.status.as_str().into(),
             result: o.result.clone(),
             outputs,
+            timing,
         },
     );
 }

@@ -410,12 +410,15 @@ fn check(d: &mut Diags, n: &Node) -> Option<CheckStep> {
     };
     let mut threshold = |key: &str| {
         let n = f.get(key)?;
+        if n.as_map().is_none() && n.text().is_some_and(|t| t.contains("{{")) {
+            return tmpl(d, n, &format!("`{key}`")).map(Limit::Templated);
+        }
         match n
             .text()
             .filter(|_| n.as_map().is_none())
             .and_then(Threshold::parse)
         {
-            Some(t) => Some(Spanned::new(t, n.span)),
+            Some(t) => Some(Limit::Fixed(Spanned::new(t, n.span))),
             None => {
                 d.push(
                     Diagnostic::error(n.span, format!("invalid `{key}` threshold"))

@@ -377,9 +377,9 @@ pub const CHROMA_READ_ACTIONS: &[&str] = &["heartbeat", "version", "list", "coun
 pub struct CheckStep {
     pub value: Tmpl,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub warning: Option<Spanned<Threshold>>,
+    pub warning: Option<Limit>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub critical: Option<Spanned<Threshold>>,
+    pub critical: Option<Limit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
     /// The state from which the step fails: `critical` (default), `warning`, or `never`.
@@ -396,6 +396,42 @@ pub enum CheckState {
     Warning,
     Critical,
     Never,
+}
+
+/// A threshold as written: fixed (`"> 80"`, checked by validation), or a template
+/// (`"> {{ inputs.pool_warning_pct }}"`) rendered when the step is prepared and parsed then.
+#[derive(Clone, Debug)]
+pub enum Limit {
+    Fixed(Spanned<Threshold>),
+    Templated(Tmpl),
+}
+
+impl Serialize for Limit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Limit::Fixed(t) => s.collect_str(&t.value),
+            Limit::Templated(t) => s.serialize_str(&t.src),
+        }
+    }
+}
+
+impl JsonSchema for Limit {
+    fn schema_name() -> Cow<'static, str> {
+        "Limit".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let fixed = generator.subschema_for::<Threshold>();
+        schemars::json_schema!({
+            "anyOf": [
+                fixed,
+                {
+                    "type": "string",
+                    "pattern": "\\{\\{",
+                    "description": "A template giving a threshold when the step runs: `> {{ inputs.warn }}`."
+                }
+            ]
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

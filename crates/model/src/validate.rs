@@ -20,11 +20,19 @@ pub const RUN_FIELDS: &[&str] = &[
     "step_key",
     "runbook",
     "dry_run",
+    "dir",
 ];
 /// Attributes of `targets.NAME`.
 pub const TARGET_FIELDS: &[&str] = &["url", "kind", "name"];
 /// Attributes of `steps.ID`.
-pub const STEP_FIELDS: &[&str] = &["status", "result", "outputs"];
+pub const STEP_FIELDS: &[&str] = &[
+    "status",
+    "result",
+    "outputs",
+    "started_at",
+    "finished_at",
+    "duration",
+];
 const ROOTS: &[&str] = &[
     "inputs", "vars", "secrets", "targets", "steps", "run", "env", "item", "index", "result",
 ];
@@ -388,7 +396,14 @@ impl<'a> Validator<'a> {
                 self.target(&c.target.value, c.target.span, "chroma");
                 self.tvalue(&c.action.1.value, Kind::Text, scope);
             }
-            Action::Check(c) => self.tmpl(&c.value, Kind::Text, scope),
+            Action::Check(c) => {
+                self.tmpl(&c.value, Kind::Text, scope);
+                for limit in [&c.warning, &c.critical].into_iter().flatten() {
+                    if let crate::step::Limit::Templated(t) = limit {
+                        self.tmpl(t, Kind::Text, scope);
+                    }
+                }
+            }
             Action::Approval(a) => self.tmpl(&a.message, Kind::Text, scope),
             Action::Wait(w) => {
                 if let Some(p) = w.poll() {

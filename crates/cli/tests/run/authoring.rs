@@ -1,0 +1,133 @@
+//! What runbook authors read from a run: step timing (`steps.X.started_at`, `finished_at`,
+//! `duration`), thresholds given as templates, and `run.dir` (the runbook's folder).
+
+use super::common::Sandbox;
+use std::process::Command;
+
+#[test]
+fn step_timing_is_readable_in_later_steps() {
+    let sb = Sandbox::new();
+    let run = sb.run_yaml(
+        r#"
+cairn: 1
+name: timing
+steps:
+  - id: nap
+    shell: sleep 0.3
+  - id: never
+    when: "false"
+    shell: "true"
+  - id: read
+    needs: [nap, never]
+    shell: "true"
+outputs:
+  duration: "{{ steps.nap.duration }}"
+  started: "{{ steps.nap.started_at }}"
+  finished: "{{ steps.nap.finished_at }}"
+  skipped: "{{ [steps.never.started_at, steps.never.finished_at, steps.never.duration] }}"
+"#,
+        &[],
+    );
+    run.expect_code(0);
+    let out = run.outputs();
+    let d = out["duration"].as_f64().expect("duration is a number");
+    assert!((0.3..10.0).contains(&d), "{out}");
+    let parse = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(out[k].as_str().expect(k)).expect("RFC 3339")
+    };
+    let (s, f) = (parse("started"), parse("finished"));
+    let between = (f - s).num_milliseconds() as f64 / 1000.0;
+    assert!((between - d).abs() < 0.002, "{out}");
+    assert!(
+        out["started"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{out}"
+    );
+    assert_eq!(out["skipped"], serde_json::json!([null, null, null]));
+}
+
+const THRESHOLDS: &str = r#"
+cairn: 1
+name: thresholds
+inputs:
+  warn: { type: string, default: "50" }
+steps:
+  - id: pool
+    check: { value: 60, warning: "> {{ inputs.warn }}", critical: ">= {{ inputs.warn | int * 2 }}", unit: "%" }
+outputs:
+  warning: "{{ steps.pool.result.warning }}"
+  critical: "{{ steps.pool.result.critical }}"
+"#;
+
+#[test]
+fn thresholds_may_be_templates() {
+    let sb = Sandbox::new();
+    let run = sb.run_yaml(THRESHOLDS, &[]);
+    run.expect_code(0);
+    assert_eq!(run.finished("pool")["note"], "warning: 60 %");
+    assert_eq!(run.outputs()["warning"], "> 50");
+    assert_eq!(run.outputs()["critical"], ">= 100");
+
+    let run = sb.run_yaml(THRESHOLDS, &["--set", "warn=70"]);
+    run.expect_code(0);
+    assert_eq!(run.finished("pool")["note"], "ok: 60 %");
+
+    let run = sb.run_yaml(THRESHOLDS, &["--set", "warn=30"]);
+    run.expect_code(1);
+    assert_eq!(run.finished("pool")["note"], "critical: 60 %");
+
+    // A value that does not make a threshold fails the step, naming the field.
+    let run = sb.run_yaml(THRESHOLDS, &["--set", "warn=1; rm -rf /"]);
+    run.expect_code(1);
+    let err = run.finished("pool")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains("check.critical") || err.contains("check.warning"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_templated_threshold_is_checked_by_validate_and_rendered_by_plan() {
+    let sb = Sandbox::new();
+    let bad = sb.write(
+        "bad.yaml",
+        "cairn: 1\nname: t\nsteps:\n  - id: c\n    check: { value: 1, warning: \"> {{ inputs.nope }}\" }\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["validate"])
+        .arg(&bad)
+        .output()
+        .expect("cairn validate");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("undefined name `inputs.nope`"), "{err}");
+
+    let good = sb.write("good.yaml", THRESHOLDS);
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["plan"])
+        .arg(&good)
+        .args(["--set", "warn=80"])
+        .output()
+        .expect("cairn plan");
+    assert_eq!(out.status.code(), Some(0));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("warning > 80; critical >= 160"), "{plan}");
+}
+
+#[test]
+fn run_dir_is_the_runbooks_folder_wherever_cairn_runs() {
+    let sb = Sandbox::new();
+    sb.write("book/beside.txt", "found me\n");
+    sb.write(
+        "book/read.yaml",
+        "cairn: 1\nname: dir\nsteps:\n  - id: read\n    shell: cat {{ run.dir }}/beside.txt\n    outputs: { text: \"{{ result.stdout | trim }}\" }\noutputs: { text: \"{{ steps.read.outputs.text }}\" }\n",
+    );
+    std::fs::create_dir_all(sb.path().join("elsewhere")).expect("mkdir");
+    let mut cmd = sb.command(&sb.file("book/read.yaml"), &[]);
+    cmd.current_dir(sb.path().join("elsewhere"));
+    let run = sb.run_with(cmd);
+    run.expect_code(0);
+    assert_eq!(run.outputs()["text"], "found me");
+}

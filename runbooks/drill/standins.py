@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Stand-ins for the Memory System's three APIs, for drills and CI.
+
+    standins.py STATE_DIR CERT KEY INTERNAL_PORT EXTERNAL_PORT MCP_PORT
+
+Answers GET /health on 127.0.0.1: the internal API and the MCP API over HTTP, the external API
+over HTTPS with the given (self-signed) certificate. While STATE_DIR/memory-service.stopped
+exists, every API answers 503, as a stopped service would fail its health check: the drill's
+stop and start commands create and remove that file. Each request is appended to
+STATE_DIR/access.log ("TIME METHOD PATH STATUS MS"), the log the health check reads its error
+rate from. Runs until STATE_DIR/stop exists, then exits 0.
+"""
+import http.server
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+
+
+def main():
+    state, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
+    ports = [int(p) for p in sys.argv[4:7]]
+    names = ["internal", "external", "mcp"]
+    log_lock = threading.Lock()
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            started = time.monotonic()
+            stopped = os.path.exists(os.path.join(state, "memory-service.stopped"))
+            if self.path.rstrip("/") != "/health":
+                status, body = 404, {"error": "not found"}
+            elif stopped:
+                status, body = 503, {"status": "stopped", "api": self.server.api}
+            else:
+                status, body = 200, {"status": "ok", "api": self.server.api}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            ms = (time.monotonic() - started) * 1000
+            with log_lock, open(os.path.join(state, "access.log"), "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} GET {self.path} {status} {ms:.1f}\n")
+
+        def log_message(self, *args):
+            pass
+
+    servers = []
+    for name, port in zip(names, ports):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Health)
+        srv.api = name
+        if name == "external":
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+    print(f"stand-ins listening on {ports}", flush=True)
+    stop = os.path.join(state, "stop")
+    while not os.path.exists(stop):
+        time.sleep(0.2)
+    for srv in servers:
+        srv.shutdown()
+
+
+if __name__ == "__main__":
+    main()
