@@ -500,6 +500,7 @@ impl Renderer<'_> {
                     "`{text}` is not a threshold: write a comparison and a number (`> 1000`, `>= 0.95`)"
                 ),
                 undecided: None,
+                line: Some(t.span.line),
             }),
         }
     }
