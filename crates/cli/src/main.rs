@@ -120,12 +120,14 @@ Every step transition is committed to the state store before the next step start
     )]
     Run(cmd_run::Args),
     /// Run a health-check runbook as a monitoring plugin (Nagios plugin guidelines)
-    #[command(after_help = "Examples:\n  cairn check runbooks/monitoring/health-check.yaml\n  \
+    #[command(
+        after_help = "Examples:\n  cairn check runbooks/monitoring/health-check.yaml\n  \
 cairn check db-check.yaml --set db=replica2 --timeout 20s --metrics-file /var/lib/node_exporter/cairn-db.prom\n\n\
 Prints one line `CAIRN <STATE> - <summary> | <perfdata>` (one perfdata item per `check` step, thresholds \
 in the plugin range syntax), then one line per check. Exit 0 OK, 1 WARNING, 2 CRITICAL (a check is \
 critical, or a step failed), 3 UNKNOWN (the runbook cannot run, a check has no value, or the time \
-limit passed). Nothing is kept unless --state is given.")]
+limit passed). Nothing is kept unless --state is given."
+    )]
     Check(cmd_check::Args),
     /// Continue a failed, interrupted or paused run
     #[command(

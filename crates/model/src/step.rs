@@ -406,6 +406,16 @@ pub enum Limit {
     Templated(Tmpl),
 }
 
+impl Limit {
+    /// The threshold when it is written as one; a template is only known once rendered.
+    pub fn fixed(&self) -> Option<Threshold> {
+        match self {
+            Limit::Fixed(t) => Some(t.value),
+            Limit::Templated(_) => None,
+        }
+    }
+}
+
 impl Serialize for Limit {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {

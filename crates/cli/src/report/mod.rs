@@ -174,7 +174,7 @@ impl CheckResult {
                     } else {
                         def.and_then(|c| c.critical.as_ref())
                     };
-                    t.map(|t| t.value)
+                    t.and_then(cairn_model::Limit::fixed)
                 })
         };
         let state = match (s.status, field("state").and_then(|v| v.as_str())) {
