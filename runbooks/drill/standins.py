@@ -7,8 +7,8 @@ Answers GET /health on 127.0.0.1: the internal API and the MCP API over HTTP, th
 over HTTPS with the given (self-signed) certificate. While STATE_DIR/memory-service.stopped
 exists, every API answers 503, as a stopped service would fail its health check: the drill's
 stop and start commands create and remove that file. Each request is appended to
-STATE_DIR/access.log ("TIME METHOD PATH STATUS MS"), the log the health check reads its error
-rate from. Runs until STATE_DIR/stop exists, then exits 0.
+STATE_DIR/access.log in the combined log format (status in field 9, as nginx writes it), the
+log the health check reads its error rate from. Runs until STATE_DIR/stop exists, then exits 0.
 """
 import http.server
 import json
@@ -42,8 +42,10 @@ def main():
             self.end_headers()
             self.wfile.write(data)
             ms = (time.monotonic() - started) * 1000
+            stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+            line = f'127.0.0.1 - - [{stamp}] "GET {self.path} HTTP/1.1" {status} {len(data)} "-" "{self.server.api}" {ms:.1f}\n'
             with log_lock, open(os.path.join(state, "access.log"), "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} GET {self.path} {status} {ms:.1f}\n")
+                f.write(line)
 
         def log_message(self, *args):
             pass

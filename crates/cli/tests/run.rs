@@ -25,6 +25,7 @@ mod run {
     mod injection;
     mod inputs;
     mod locks;
+    mod memory_system;
     mod output;
     mod plan_agrees;
     mod reports;

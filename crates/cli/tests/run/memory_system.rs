@@ -1,0 +1,417 @@
+//! Every Memory System runbook run for real against a Memory System of the test's own: a
+//! database created for the test (dropped at the end), its own Chroma server, and the drill's
+//! API stand-ins (runbooks/drill/standins.py) on free ports. Approvals are answered with
+//! `--auto-approve`; the service's stop, start and restart commands are stand-ins that leave a
+//! marker, so each remedy is seen to have run only after its approval.
+
+use super::common::{Run, Sandbox, pg, unique};
+use super::drill::{chroma_bin, free_port};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn book(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../runbooks")
+        .join(rel)
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("runbooks/{rel}: {e}"))
+        .display()
+        .to_string()
+}
+
+/// A database, a Chroma server and the API stand-ins, all the test's own.
+struct MemorySystem {
+    db: String,
+    chroma_url: String,
+    apis: [String; 3],
+    state: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Drop for MemorySystem {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.state.join("stop"), "");
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        pg(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db));
+    }
+}
+
+fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{what} did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl MemorySystem {
+    fn start(sb: &Sandbox) -> MemorySystem {
+        let db = unique("cairn_ms");
+        pg(&format!("CREATE DATABASE {db}"));
+        let state = sb.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(state.join("key.pem"))
+            .arg("-out")
+            .arg(state.join("cert.pem"))
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl made no certificate");
+        let chroma_port = free_port();
+        let ports = [free_port(), free_port(), free_port()];
+        let chroma = Command::new(chroma_bin())
+            .args([
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &chroma_port.to_string(),
+                "--path",
+            ])
+            .arg(sb.path().join("chroma"))
+            .env("ANONYMIZED_TELEMETRY", "False")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chroma");
+        let apis = Command::new("python3")
+            .arg(book("drill/standins.py"))
+            .arg(&state)
+            .arg(state.join("cert.pem"))
+            .arg(state.join("key.pem"))
+            .args(ports.map(|p| p.to_string()))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("stand-ins");
+        let ms = MemorySystem {
+            db,
+            chroma_url: format!("http://127.0.0.1:{chroma_port}"),
+            apis: [
+                format!("http://127.0.0.1:{}", ports[0]),
+                format!("https://127.0.0.1:{}", ports[1]),
+                format!("http://127.0.0.1:{}", ports[2]),
+            ],
+            state,
+            children: vec![chroma, apis],
+        };
+        for port in [chroma_port, ports[0], ports[2]] {
+            wait_until("a server", || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+        }
+        ms
+    }
+
+    /// `cairn run` of a shipped runbook against this system, approvals answered.
+    fn run(&self, sb: &Sandbox, rel: &str, sets: &[(&str, &str)]) -> Run {
+        let mut args: Vec<String> = vec!["--auto-approve".into()];
+        for (k, v) in sets {
+            args.push("--set".into());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = sb.command(&book(rel), &args);
+        for var in ["DB_USER", "DB_HOST", "DB_PORT", "DB_PASSWORD"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("DB_NAME", &self.db)
+            .env("CHROMA_URL", &self.chroma_url);
+        sb.run_with(cmd)
+    }
+
+    fn apis(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("internal_api", self.apis[0].as_str()),
+            ("external_api", self.apis[1].as_str()),
+            ("mcp_api", self.apis[2].as_str()),
+        ]
+    }
+
+    fn access_log(&self) -> String {
+        self.state.join("access.log").display().to_string()
+    }
+
+    fn marker(&self, name: &str) -> String {
+        format!("touch {}", self.state.join(name).display())
+    }
+}
+
+#[test]
+fn every_memory_system_runbook_runs_against_real_services() {
+    let sb = Sandbox::new();
+    let ms = MemorySystem::start(&sb);
+    let log = ms.access_log();
+    let backups = sb.file("backups");
+
+    // Sample data: the manual's tables and one collection of 8-dimension vectors.
+    let run = ms.run(&sb, "demo-data.yaml", &[("entities", "120")]);
+    run.expect_code(0);
+
+    // Monitoring.
+    let mut sets = ms.apis();
+    sets.push(("access_log", &log));
+    sets.push(("process_pattern", "standins.py"));
+    let run = ms.run(&sb, "monitoring/health-check.yaml", &sets);
+    run.expect_code(0);
+    assert_eq!(run.outputs()["largest_collection"], 120, "{run}");
+    assert_eq!(run.summary("error_rate")["state"], "ok", "{run}");
+    assert!(
+        run.outputs()["memory_used_pct"]
+            .as_f64()
+            .is_some_and(|m| m > 0.0),
+        "{run}"
+    );
+    let run = ms.run(&sb, "monitoring/performance.yaml", &sets[..3]);
+    run.expect_code(0);
+    assert_eq!(run.outputs()["long_queries"], 0, "{run}");
+
+    // Backup, then the RPO check and the daily maintenance read it.
+    let run = ms.run(&sb, "backup/backup.yaml", &[("backup_dir", &backups)]);
+    run.expect_code(0);
+    assert_eq!(run.outputs()["vectors"], 120, "{run}");
+    assert_eq!(run.outputs()["consistent"], true, "{run}");
+    let run = ms.run(&sb, "backup/rpo-check.yaml", &[("backup_dir", &backups)]);
+    run.expect_code(0);
+    assert_eq!(run.summary("backup_age")["state"], "ok", "{run}");
+    let folders = format!("[\"{}\"]", sb.path().display());
+    let errors = "printf 'ERROR one\\nERROR two\\n'".to_string();
+    let mut daily = sets.clone();
+    daily.retain(|(k, _)| *k != "process_pattern");
+    daily.extend([
+        ("folders", folders.as_str()),
+        ("backup_dir", &backups),
+        ("log_command", &errors),
+    ]);
+    let run = ms.run(&sb, "maintenance/daily.yaml", &daily);
+    run.expect_code(0);
+    assert_eq!(run.outputs()["error_lines"], 2, "{run}");
+
+    // Troubleshooting: diagnosis, then each remedy after its approval.
+    let restart = ms.marker("db-pool.restarted");
+    let run = ms.run(
+        &sb,
+        "troubleshooting/db-connection.yaml",
+        &[("restart_command", &restart)],
+    );
+    run.expect_code(0);
+    assert!(ms.state.join("db-pool.restarted").exists(), "{run}");
+    assert!(
+        run.outputs()["pg_isready"]
+            .as_str()
+            .is_some_and(|s| s.contains("accepting")),
+        "{run}"
+    );
+
+    let run = ms.run(&sb, "troubleshooting/slow-queries.yaml", &[]);
+    run.expect_code(0);
+    // pg_stat_statements is not loaded on the test server: the runbook says why and falls back.
+    let why = run.outputs()["pg_stat_statements"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.starts_with("not "), "{why}");
+    assert_eq!(run.status("slowest_statements"), "skipped", "{run}");
+    assert_eq!(run.status("running_now"), "succeeded", "{run}");
+
+    let crash_log = sb.write(
+        "service.log",
+        "started\nout of memory: killed\nMemoryError in worker\n",
+    );
+    let log_cmd = format!("cat {}", crash_log.display());
+    let restarted = ms.marker("service.restarted");
+    let run = ms.run(
+        &sb,
+        "troubleshooting/service-crash.yaml",
+        &[
+            ("process_pattern", "standins.py"),
+            ("log_command", &log_cmd),
+            ("samples", "2"),
+            ("interval_s", "1"),
+            ("restart_command", &restarted),
+        ],
+    );
+    run.expect_code(0);
+    assert_eq!(run.outputs()["oom_lines"], 2, "{run}");
+    assert!(ms.state.join("service.restarted").exists(), "{run}");
+
+    let chroma_restarted = ms.marker("chroma.restarted");
+    let run = ms.run(
+        &sb,
+        "troubleshooting/chroma-issues.yaml",
+        &[
+            ("expected_dimension", "16"),
+            ("restart_command", &chroma_restarted),
+        ],
+    );
+    run.expect_code(0);
+    // demo-data's vectors have 8 dimensions: against a 16-dimension model that is MEM-005.
+    assert_eq!(
+        run.outputs()["dimension_mismatches"],
+        serde_json::json!(["memory_entities"]),
+        "{run}"
+    );
+    assert_eq!(run.summary("dimensions")["state"], "critical", "{run}");
+    assert!(ms.state.join("chroma.restarted").exists(), "{run}");
+
+    // Maintenance.
+    let run = ms.run(&sb, "maintenance/weekly.yaml", &[]);
+    run.expect_code(0);
+    assert_eq!(
+        run.outputs()["vacuumed"],
+        serde_json::json!(["memory_entities", "memory_relationships", "object_schemas"]),
+        "{run}"
+    );
+    let run = ms.run(&sb, "maintenance/index-maintenance.yaml", &[]);
+    run.expect_code(0);
+    let names = run.outputs()["indexes"].to_string();
+    assert!(
+        names.contains("idx_entities_actor_created") && names.contains("idx_entities_type_grade"),
+        "{names}"
+    );
+    assert_eq!(run.status("reindex"), "succeeded", "{run}");
+    let baselines = sb.file("baselines");
+    let mut monthly = sets.clone();
+    monthly.retain(|(k, _)| *k != "process_pattern");
+    monthly.extend([
+        ("baseline_dir", baselines.as_str()),
+        ("updates_command", "echo none pending"),
+    ]);
+    let run = ms.run(&sb, "maintenance/monthly.yaml", &monthly);
+    run.expect_code(0);
+    let baseline = run.outputs()["baseline"]
+        .as_str()
+        .expect("baseline path")
+        .to_string();
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&baseline).expect("baseline written"))
+            .expect("JSON");
+    assert_eq!(recorded["largest_collection"], 120, "{recorded}");
+
+    let conf = sb.write(
+        "logrotate.conf",
+        &format!(
+            "{}/*.log {{\n    daily\n    missingok\n    rotate 14\n    compress\n    delaycompress\n    notifempty\n    create 0644 root root\n    sharedscripts\n    postrotate\n        true\n    endscript\n}}\n",
+            sb.path().display()
+        ),
+    );
+    let conf = conf.display().to_string();
+    let dir = sb.path().display().to_string();
+    let run = ms.run(
+        &sb,
+        "maintenance/log-rotation.yaml",
+        &[("config", &conf), ("log_dir", &dir), ("owner", "root root")],
+    );
+    run.expect_code(0);
+
+    // Outage response: the whole response, and the incident report from the run's data.
+    let reports = sb.file("incidents");
+    let mut outage = sets.clone();
+    outage.retain(|(k, _)| *k != "process_pattern");
+    let outage_restart = ms.marker("outage.restarted");
+    outage.extend([
+        ("severity", "critical"),
+        ("deployments_command", "echo deploy 1.2.3"),
+        ("log_command", &log_cmd),
+        ("restart_command", &outage_restart),
+        ("report_dir", &reports),
+        ("stability_checks", "2"),
+    ]);
+    let run = ms.run(&sb, "emergency/outage-response.yaml", &outage);
+    run.expect_code(0);
+    let id = run.outputs()["incident_id"]
+        .as_str()
+        .expect("incident id")
+        .to_string();
+    let report = std::fs::read_to_string(format!("{reports}/{id}.md")).expect("incident report");
+    assert!(
+        report.contains(&format!("**Incident ID:** {id}")),
+        "{report}"
+    );
+    assert!(report.contains("**Severity:** Critical"), "{report}");
+    assert!(report.contains("On-call -> Team Lead -> CTO"), "{report}");
+    assert!(report.contains("service restored and stable"), "{report}");
+    assert!(report.contains("- [x] Immediate fixes applied"), "{report}");
+}
+
+#[test]
+fn the_incident_report_is_written_when_the_response_fails() {
+    let sb = Sandbox::new();
+    let ms = MemorySystem::start(&sb);
+    let reports = sb.file("incidents");
+    // The service stays down: every API answers 503, so the recovery cannot be verified.
+    std::fs::write(ms.state.join("memory-service.stopped"), "").expect("stop the stand-in");
+    let log = ms.access_log();
+    let mut sets = ms.apis();
+    sets.extend([
+        ("access_log", log.as_str()),
+        ("deployments_command", "true"),
+        (
+            "log_command",
+            "echo ERROR MEM-001 database connection timeout",
+        ),
+        ("restart_command", "true"),
+        ("report_dir", reports.as_str()),
+    ]);
+    let run = ms.run(&sb, "emergency/outage-response.yaml", &sets);
+    run.expect_code(1);
+    assert_eq!(run.status("verify_functionality"), "failed", "{run}");
+    assert_eq!(run.status("incident_report"), "succeeded", "{run}");
+    let id = run.outputs()["incident_id"]
+        .as_str()
+        .expect("incident id")
+        .to_string();
+    let report = std::fs::read_to_string(format!("{reports}/{id}.md")).expect("incident report");
+    assert!(
+        report.contains("service NOT confirmed restored"),
+        "{report}"
+    );
+    assert!(report.contains("verification: failed"), "{report}");
+    assert!(report.contains("- [ ] Immediate fixes applied"), "{report}");
+    assert!(report.contains("503"), "{report}");
+}
+
+#[test]
+fn a_damaged_backup_is_refused_before_the_service_is_stopped() {
+    let sb = Sandbox::new();
+    let ms = MemorySystem::start(&sb);
+    let backups = sb.file("backups");
+    ms.run(&sb, "demo-data.yaml", &[("entities", "40")])
+        .expect_code(0);
+    let run = ms.run(&sb, "backup/backup.yaml", &[("backup_dir", &backups)]);
+    run.expect_code(0);
+    let dump = run.outputs()["dump"].as_str().expect("dump").to_string();
+    // One byte changed in the dump.
+    let mut bytes = std::fs::read(&dump).expect("dump");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&dump, bytes).expect("damage");
+    let stop = ms.marker("stopped");
+    let run = ms.run(
+        &sb,
+        "recovery/restore-database.yaml",
+        &[
+            ("backup_dir", &backups),
+            ("stop_command", &stop),
+            ("start_command", "true"),
+        ],
+    );
+    run.expect_code(1);
+    assert_eq!(run.status("check_dump"), "failed", "{run}");
+    assert!(
+        !ms.state.join("stopped").exists(),
+        "the service was stopped for a damaged backup"
+    );
+    assert_eq!(run.status("pg_restore"), "skipped", "{run}");
+}
