@@ -19,6 +19,10 @@ pub struct Args {
     /// text, or json (stable key order, for diffing plans in CI)
     #[arg(long, value_enum, default_value = "text")]
     output: Format,
+    /// Rehearse against the live targets: steps that only read run for real and their results
+    /// flow into later steps; every other step is shown, never run
+    #[arg(long)]
+    probe: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum, PartialEq)]
@@ -35,6 +39,7 @@ impl Args {
             sets,
             inputs,
             output: Format::Text,
+            probe: false,
         }
     }
 }
@@ -87,7 +92,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         sets: args.sets,
         inputs_file: read_inputs(args.inputs.as_ref())?,
     };
-    let plan = match cairn_engine::plan::plan(&checked, &templates, &inv, plan_time()) {
+    let mut prober = if args.probe {
+        // Ctrl-C stops the probe at once (only reads run); no cancellation dance is needed.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        Some(cairn_engine::probe::Prober::new(cancel)?)
+    } else {
+        None
+    };
+    let plan = match cairn_engine::plan::plan_with(
+        &checked,
+        &templates,
+        &inv,
+        plan_time(),
+        prober.as_mut(),
+    ) {
         Ok(p) => p,
         Err(e) => {
             eprintln!(
@@ -102,7 +120,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Format::Json => crate::output::print_json(&plan)?,
         Format::Text => crate::output::print(&text(&plan))?,
     }
-    Ok(exit::OK)
+    // A rehearsal that met a failing read or an unreachable target fails, for CI to see.
+    let probe_failed = plan
+        .steps
+        .iter()
+        .any(|s| s.probe.as_ref().is_some_and(|p| p.error.is_some()))
+        || plan.reachability.iter().any(|r| r.reachable == Some(false));
+    Ok(if probe_failed {
+        exit::STEP_FAILED
+    } else {
+        exit::OK
+    })
 }
 
 fn json(v: &serde_json::Value) -> String {
@@ -145,6 +173,23 @@ pub fn text(p: &Plan) -> String {
             .map(|(k, t)| (k.clone(), format!("{} {}", t.kind, t.url)))
             .collect(),
     );
+    if !p.reachability.is_empty() {
+        o.push_str("reachability:\n");
+        let w = p
+            .reachability
+            .iter()
+            .map(|r| r.target.len())
+            .max()
+            .unwrap_or(0);
+        for r in &p.reachability {
+            let word = match r.reachable {
+                Some(true) => "reachable",
+                Some(false) => "UNREACHABLE",
+                None => "unknown",
+            };
+            let _ = writeln!(o, "  {:<w$} {word}: {}", r.target, r.detail);
+        }
+    }
     o.push('\n');
     let mut n = 0;
     for s in &p.steps {
@@ -216,6 +261,23 @@ fn step(o: &mut String, n: usize, s: &PlannedStep) {
     }
     if let Some(fe) = &s.for_each {
         let _ = writeln!(o, "{pad}for_each {}", json(fe));
+    }
+    if let Some(pr) = &s.probe {
+        let _ = write!(o, "{pad}probe: {} ({})", pr.outcome, pr.why);
+        if let Some(ms) = pr.duration_ms {
+            let _ = write!(o, " in {ms} ms");
+        }
+        o.push('\n');
+        if let Some(e) = &pr.error {
+            let _ = writeln!(o, "{pad}  error: {e}");
+        }
+        if let Some(out) = pr
+            .outputs
+            .as_ref()
+            .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+        {
+            let _ = writeln!(o, "{pad}  outputs: {}", json(out));
+        }
     }
     let many = s.actions.len() > 1;
     for (i, a) in s.actions.iter().enumerate() {

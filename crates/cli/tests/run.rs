@@ -28,6 +28,7 @@ mod run {
     mod memory_system;
     mod output;
     mod plan_agrees;
+    mod probe;
     mod reports;
     mod retries;
     mod secrets;

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod inputs;
 pub mod plan;
 pub mod prepare;
+pub mod probe;
 pub mod resume;
 pub mod run;
 mod schedule;

@@ -43,6 +43,9 @@ pub struct Plan {
     /// not present on this machine).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// `plan --probe`: whether each target answered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reachability: Vec<crate::probe::Reachability>,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +80,9 @@ pub struct PlannedStep {
     pub for_each: Option<Json>,
     /// One action, or one per item.
     pub actions: Vec<Prepared>,
+    /// `plan --probe`: whether the step ran for real, was only shown, or was skipped, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::probe::Probe>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +100,18 @@ pub fn plan(
     templates: &Templates,
     inv: &Invocation,
     now: DateTime<Utc>,
+) -> Result<Plan, PlanError> {
+    plan_with(checked, templates, inv, now, None)
+}
+
+/// Dry-run a checked runbook; `probe` (see [`crate::probe`]) may run steps that only read, in
+/// order, so that their real results flow into the steps after them.
+pub fn plan_with(
+    checked: &Checked,
+    templates: &Templates,
+    inv: &Invocation,
+    now: DateTime<Utc>,
+    mut probe: Option<&mut crate::probe::Prober>,
 ) -> Result<Plan, PlanError> {
     let rb = &checked.runbook;
     let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
@@ -146,14 +164,16 @@ pub fn plan(
             .into_iter()
             .map(|p| rb.steps[p].id.value.clone())
             .collect();
-        steps.push(
-            plan_step(rb, s, checked.dag.group[i], needs, &r).map_err(|source| {
-                PlanError::Render {
-                    what: format!("step `{}`", s.id.value),
-                    source,
-                }
-            })?,
-        );
+        let mut planned = plan_step(rb, s, checked.dag.group[i], needs, &r).map_err(|source| {
+            PlanError::Render {
+                what: format!("step `{}`", s.id.value),
+                source,
+            }
+        })?;
+        if let Some(p) = probe.as_deref_mut() {
+            p.step(s, &mut planned, &r(Local::default()));
+        }
+        steps.push(planned);
     }
     let mut finally = Vec::new();
     let last_group = checked.dag.group.iter().max().map_or(0, |g| g + 1);
@@ -163,12 +183,17 @@ pub fn plan(
         } else {
             vec![rb.finally[k - 1].id.value.clone()]
         };
-        finally.push(
+        let mut planned =
             plan_step(rb, s, last_group + k, needs, &r).map_err(|source| PlanError::Render {
                 what: format!("step `{}`", s.id.value),
                 source,
-            })?,
-        );
+            })?;
+        if probe.is_some() {
+            planned.probe = Some(crate::probe::Probe::shown(
+                "`finally` steps are shown, never run by a probe",
+            ));
+        }
+        finally.push(planned);
     }
     let renderer = r(Local::default());
     let outputs = rb
@@ -196,6 +221,7 @@ pub fn plan(
         finally,
         outputs,
         warnings: missing_secrets(rb),
+        reachability: probe.map(|p| p.reachability(&targets)).unwrap_or_default(),
     })
 }
 
@@ -356,7 +382,7 @@ fn target_url(kind: TargetKind, url: &str) -> Result<String, String> {
     }
 }
 
-fn plan_step<'a>(
+pub(crate) fn plan_step<'a>(
     rb: &Runbook,
     s: &Step,
     group: usize,
@@ -464,6 +490,7 @@ fn plan_step<'a>(
         readonly: s.readonly.unwrap_or(false),
         for_each,
         actions,
+        probe: None,
     })
 }
 

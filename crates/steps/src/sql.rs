@@ -41,6 +41,7 @@ mod pg_params;
 mod pg_types;
 mod pool;
 mod postgres;
+pub mod reads;
 mod sqlite;
 mod url;
 
