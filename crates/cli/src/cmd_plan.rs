@@ -92,6 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         sets: args.sets,
         inputs_file: read_inputs(args.inputs.as_ref())?,
     };
+    // What the plan prints leaves through the engine's masking door, like everything a run writes.
+    let door = cairn_engine::door::Door::for_plan(&checked.runbook);
     let mut prober = if args.probe {
         // Ctrl-C stops the probe at once (only reads run); no cancellation dance is needed.
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -109,16 +111,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Ok(p) => p,
         Err(e) => {
             eprintln!(
-                "{}error{}: {e}",
+                "{}error{}: {}",
                 crate::output::red(),
-                crate::output::reset()
+                crate::output::reset(),
+                door.text(&e.to_string())
             );
             return Ok(exit::INVALID);
         }
     };
     match args.output {
-        Format::Json => crate::output::print_json(&plan)?,
-        Format::Text => crate::output::print(&text(&plan))?,
+        Format::Json => crate::output::print_json(&door.json(&serde_json::to_value(&plan)?))?,
+        Format::Text => crate::output::print(&door.text(&text(&plan)))?,
     }
     // A rehearsal that met a failing read or an unreachable target fails, for CI to see.
     let probe_failed = plan

@@ -94,10 +94,7 @@ pub fn run_options(concurrency: usize, auto_approve: bool, state_url: &str) -> R
         user: who,
         logs: logs_dir(state_url),
         cancel,
-        parent_run: None,
-        uses_chain: Vec::new(),
-        parent_step: None,
-        actions: None,
+        ..RunOptions::default()
     }
 }
 

@@ -13,6 +13,7 @@ mod run {
     mod approvals;
     mod authoring;
     mod branches;
+    mod canary;
     mod check;
     mod checks;
     mod chroma;

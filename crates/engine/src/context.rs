@@ -114,9 +114,23 @@ pub struct Base {
 }
 
 impl Base {
-    pub fn new(inputs: &Json, secrets: Value, run: Json, dry_run: bool) -> Arc<Base> {
+    /// `hidden` names environment variables that read as `***` (a dry run's secret variables).
+    pub fn new(
+        inputs: &Json,
+        secrets: Value,
+        run: Json,
+        dry_run: bool,
+        hidden: &[String],
+    ) -> Arc<Base> {
         let env: serde_json::Map<String, Json> = std::env::vars()
-            .map(|(k, v)| (k, Json::String(v)))
+            .map(|(k, v)| {
+                let v = if hidden.contains(&k) {
+                    cairn_template::MASK.to_string()
+                } else {
+                    v
+                };
+                (k, Json::String(v))
+            })
             .collect();
         Arc::new(Base {
             inputs: crate::context::value_of(inputs),

@@ -35,21 +35,10 @@ impl Done {
     }
 }
 
-/// One line for progress output.
+/// What a step does, for progress output. Whole: the door masks it, then cuts it to one line
+/// (cutting first could leave part of a secret that masking no longer recognises).
 pub(crate) fn describe(p: &Prepared) -> String {
-    let first = |s: &str| {
-        let line = s
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or_default()
-            .to_string();
-        if line.chars().count() > 100 {
-            format!("{}…", line.chars().take(100).collect::<String>())
-        } else {
-            line
-        }
-    };
+    let first = |s: &str| s.trim_start().to_string();
     match p {
         Prepared::Shell { command, .. } => format!("$ {}", first(command)),
         Prepared::Argv { argv, .. } => format!(
@@ -127,6 +116,7 @@ pub(crate) async fn perform(
                 cancel,
                 targets: &shared.targets,
                 read_only: false,
+                filter: shared.door.stream(),
             };
             let r = shared
                 .actions
@@ -246,11 +236,7 @@ fn write_log(shared: &Shared, path: Option<&std::path::Path>, result: Option<&Js
         r["stdout"].as_str().unwrap_or_default(),
         r["stderr"].as_str().unwrap_or_default()
     );
-    let masked = shared.masker.mask(&text);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Err(e) = std::fs::write(path, masked) {
+    if let Err(e) = shared.door.write_file(path, &text) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write step log");
     }
 }
@@ -356,7 +342,7 @@ async fn approval(
     }
     shared.sink.emit(&crate::events::Event::ApprovalWaiting {
         step: step.id.value.clone(),
-        message: shared.masker.mask(message),
+        message: message.to_string(),
     });
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
@@ -445,6 +431,7 @@ async fn poll(
             cancel,
             targets: &shared.targets,
             read_only: false,
+            filter: shared.door.stream(),
         };
         match shared
             .actions
@@ -452,7 +439,6 @@ async fn poll(
             .await
         {
             Ok(result) => {
-                let result = shared.masker.mask_json(&result);
                 let r = shared.renderer(Local {
                     result: Some(result.clone()),
                     ..local.clone()
@@ -517,16 +503,13 @@ fn report(
         .templates
         .render_text(&text, &ctx)
         .map_err(|e| StepError::failed(format!("report template: {e}"), None))?;
-    let rendered = shared.masker.mask(&rendered);
     let path = PathBuf::from(to);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StepError::setup(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    std::fs::write(&path, &rendered)
+    let bytes = shared
+        .door
+        .write_file(&path, &rendered)
         .map_err(|e| StepError::setup(format!("cannot write {}: {e}", path.display())))?;
     Ok(Done::ok(
-        serde_json::json!({ "path": to, "bytes": rendered.len() }),
+        serde_json::json!({ "path": to, "bytes": bytes }),
         format!("wrote {to}"),
     ))
 }

@@ -85,6 +85,8 @@ pub struct Attempt<'a> {
     pub targets: &'a IndexMap<String, ResolvedTarget>,
     /// Run `readonly` SQL inside a read-only transaction (`plan --probe`).
     pub read_only: bool,
+    /// Applied to a process's output as it arrives (the door's masking).
+    pub filter: Option<std::sync::Arc<dyn cairn_steps::shell::OutputFilter>>,
 }
 
 impl Peers {
@@ -222,7 +224,8 @@ impl Peers {
         spec.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         spec.cwd = cwd.as_ref().map(PathBuf::from);
         spec.timeout = a.timeout;
-        // Streams are written to the log by the executor, masked: never raw to disk.
+        spec.filter = a.filter.clone();
+        // Streams are written to the log by the executor, through the door: never raw to disk.
         spec.log_path = None;
         cairn_steps::shell::run(&spec, a.cancel).await
     }

@@ -12,6 +12,7 @@
 
 pub mod context;
 mod control;
+pub mod door;
 pub mod events;
 pub mod exec;
 pub mod inputs;

@@ -131,6 +131,11 @@ pub fn plan_with(
         crate::context::value_of(&secrets),
         run,
         true,
+        // `env.X` of a secret's variable is the secret: a dry run shows it as `***`.
+        &rb.secrets
+            .values()
+            .filter_map(|s| s.env.clone())
+            .collect::<Vec<_>>(),
     );
     let targets = IndexMap::new();
     let vars = eval_vars(rb, templates, &base, &targets)

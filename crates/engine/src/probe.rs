@@ -124,6 +124,8 @@ impl Prober {
             .as_ref()
             .map_or(self.default_timeout, |t| t.value.0);
         let attempt = Attempt {
+            // Reads only: no process output to mask.
+            filter: None,
             timeout: Some(timeout),
             cancel: &self.cancel,
             targets: r.targets,
@@ -271,6 +273,8 @@ impl Prober {
             },
         };
         let attempt = Attempt {
+            // Reads only: no process output to mask.
+            filter: None,
             timeout: Some(Duration::from_secs(10)),
             cancel: &self.cancel,
             targets,

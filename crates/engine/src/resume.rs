@@ -15,7 +15,6 @@
 use crate::context::{StepView, Timing};
 use crate::events::{Sink, Status};
 use crate::run::{Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs};
-use crate::secrets::Masker;
 use cairn_model::Checked;
 use cairn_state::{Decision, RunStatus, StepStatus, Store};
 use cairn_template::Templates;
@@ -387,11 +386,13 @@ pub async fn resume(
     }
     // Secrets are read again: they are never in the store.
     let secrets = crate::secrets::read(&checked.runbook).map_err(RunError::Secrets)?;
-    let masker = Masker::new(
-        secrets
-            .values()
-            .filter_map(|v| v.as_str().map(str::to_string)),
-    );
+    let masker = crate::run::run_masker(&secrets, &opts);
+    // Secret inputs are only masked in the store: the parent gives them again.
+    if let Json::Object(inputs) = &mut record.inputs {
+        for (k, v) in &opts.secret_inputs {
+            inputs.insert(k.clone(), v.clone());
+        }
+    }
     let before = record.clone();
     let now = cairn_state::now();
     record.attempt += 1;
@@ -412,6 +413,10 @@ pub async fn resume(
         masker,
         &record,
     )?;
+    // From here every write and event leaves through the run's masking door.
+    let door = setup.door.clone();
+    let store = door.store(store);
+    let sink = door.sink(sink);
     for (id, view) in &restored {
         setup.restore(id, view);
     }
@@ -506,7 +511,9 @@ pub async fn resume(
         drive(
             checked, templates, store, sink, opts, record, setup, &defs, outcomes,
         )
-        .await?,
+        .await
+        .map(|r| door.report(r))
+        .map_err(|e| door.run_error(e))?,
     ))
 }
 

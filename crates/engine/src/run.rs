@@ -6,6 +6,7 @@
 //! `finally`, the verdict); `schedule.rs` walks the DAG; `unit.rs` runs one step.
 
 use crate::context::{Base, Local, StepView};
+use crate::door::Door;
 use crate::events::{Event, RtoVerdict, RunOutcome, Sink, Status, StepSummary};
 use crate::exec::Peers;
 use crate::plan::{Invocation, eval_vars, resolve_targets};
@@ -46,6 +47,11 @@ pub struct RunOptions {
     pub parent_step: Option<String>,
     /// Where external actions go; `None` performs them for real (a fresh [`Peers`] per run).
     pub actions: Option<crate::exec::ActionPort>,
+    /// Values masked in this run besides its own secrets: a sub-run's parent's secrets.
+    pub inherited: Masker,
+    /// Inputs that are secrets (a sub-run's `with:` values rendered from a secret): masked
+    /// like secrets, and given again on resume, since the store only holds them masked.
+    pub secret_inputs: serde_json::Map<String, Json>,
 }
 
 impl Default for RunOptions {
@@ -61,6 +67,8 @@ impl Default for RunOptions {
             uses_chain: Vec::new(),
             parent_step: None,
             actions: None,
+            inherited: Masker::default(),
+            secret_inputs: Default::default(),
         }
     }
 }
@@ -164,7 +172,8 @@ pub(crate) struct Shared {
     pub targets: IndexMap<String, ResolvedTarget>,
     /// The one door to external actions (see [`crate::exec::Actions`]).
     pub actions: Arc<dyn crate::exec::Actions>,
-    pub masker: Masker,
+    /// Every byte that leaves the run goes through it; `store` and `sink` are already its.
+    pub door: Door,
     pub store: Arc<dyn Store>,
     pub sink: Arc<dyn Sink>,
     pub opts: RunOptions,
@@ -247,16 +256,14 @@ pub async fn execute(
     opts: RunOptions,
 ) -> Result<RunReport, RunError> {
     let rb = &checked.runbook;
-    let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
-        .map_err(RunError::Inputs)?;
-    let inputs_json = serde_json::to_value(&inputs).unwrap_or_default();
     // Secrets are read first so a missing one refuses the run before anything is recorded.
     let secrets = crate::secrets::read(rb).map_err(RunError::Secrets)?;
-    let masker = Masker::new(
-        secrets
-            .values()
-            .filter_map(|v| v.as_str().map(str::to_string)),
-    );
+    let masker = run_masker(&secrets, &opts);
+    // Until the targets are resolved, errors leave through a door that knows the secrets.
+    let early = Door::new(masker.clone());
+    let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
+        .map_err(|e| early.run_error(RunError::Inputs(e)))?;
+    let inputs_json = serde_json::to_value(&inputs).unwrap_or_default();
     let mut record = RunRecord::start(
         rb.name.value.clone(),
         // Absolute, so `cairn resume` works from any folder.
@@ -265,20 +272,56 @@ pub async fn execute(
             .display()
             .to_string(),
         content_hash(&checked),
-        masker.mask_json(&inputs_json),
+        // Masked by the store's door.
+        inputs_json.clone(),
         opts.user.clone(),
     );
     record.parent_run = opts.parent_run.clone();
     record.parent_step = opts.parent_step.clone();
     let defs = step_defs(&checked);
-    let setup = Setup::new(&checked, &templates, &inputs_json, secrets, masker, &record)?;
-    store.create_run(&record, &defs).await?;
-    take_run_lock(&checked, &store, &mut record).await?;
+    let setup = Setup::new(&checked, &templates, &inputs_json, secrets, masker, &record)
+        .map_err(|e| early.run_error(e))?;
+    let door = setup.door.clone();
+    let store = door.store(store);
+    let sink = door.sink(sink);
+    let started = async {
+        store.create_run(&record, &defs).await?;
+        take_run_lock(&checked, &store, &mut record).await
+    };
+    started.await.map_err(|e| door.run_error(e))?;
     let outcomes = vec![None; defs.len()];
     drive(
         checked, templates, store, sink, opts, record, setup, &defs, outcomes,
     )
     .await
+    .map(|r| door.report(r))
+    .map_err(|e| door.run_error(e))
+}
+
+/// The masker of a run: its secrets, what it inherits from a parent run, its secret inputs.
+pub(crate) fn run_masker(secrets: &serde_json::Map<String, Json>, opts: &RunOptions) -> Masker {
+    let mut masker = Masker::new(
+        secrets
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string)),
+    );
+    masker.merge(&opts.inherited);
+    let mut leaves = Vec::new();
+    for v in opts.secret_inputs.values() {
+        string_leaves(v, &mut leaves);
+    }
+    masker.add(leaves);
+    masker
+}
+
+fn string_leaves(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::String(s) => out.push(s.clone()),
+        Json::Array(a) => a.iter().for_each(|x| string_leaves(x, out)),
+        Json::Object(o) => o.values().for_each(|x| string_leaves(x, out)),
+        // A number or a boolean is too common a text to mask.
+        _ => {}
+    }
 }
 
 /// Content hash of the runbook file.
@@ -336,7 +379,7 @@ pub(crate) async fn take_run_lock(
 
 /// The evaluated context of a run attempt: secrets, masker, vars, targets.
 pub(crate) struct Setup {
-    masker: Masker,
+    pub(crate) door: Door,
     base: Arc<Base>,
     targets: IndexMap<String, ResolvedTarget>,
     /// On resume: the `for_each` items that succeeded in earlier attempts, by step index.
@@ -378,7 +421,7 @@ impl Setup {
             "dir": crate::context::runbook_dir(&rb.path),
             "dry_run": false,
         });
-        let base = Base::new(inputs, crate::context::value_of(&secrets), run, false);
+        let base = Base::new(inputs, crate::context::value_of(&secrets), run, false, &[]);
         eval_vars(rb, templates, &base, &IndexMap::new())
             .map_err(|(what, source)| RunError::Render { what, source })?;
         let targets = resolve_targets(rb, templates, &base)
@@ -398,7 +441,7 @@ impl Setup {
             );
         }
         Ok(Setup {
-            masker,
+            door: Door::new(masker),
             base,
             targets,
             earlier_items: Default::default(),
@@ -446,7 +489,7 @@ pub(crate) async fn drive(
         },
         step_locks: Default::default(),
         store_error: Default::default(),
-        masker: setup.masker,
+        door: setup.door,
         store: store.clone(),
         sink: sink.clone(),
         opts,
@@ -611,7 +654,7 @@ fn run_outputs(shared: &Shared) -> Json {
                 tracing::debug!(output = %k, error = %e, "run output not available");
                 Json::Null
             });
-        out.insert(k.clone(), shared.masker.mask_json(&value));
+        out.insert(k.clone(), value);
     }
     Json::Object(out)
 }

@@ -125,11 +125,20 @@ async fn uses_inner(
         sets: Vec::new(),
         inputs_file: Some(with.clone().into_iter().collect()),
     };
+    // A value rendered from a secret makes the child's input a secret; and whatever the child
+    // writes is masked for this run's secrets too.
+    let secret_inputs = with
+        .iter()
+        .filter(|(_, v)| shared.door.holds_secret(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let opts = RunOptions {
         parent_run: Some(shared.run_id.clone()),
         parent_step: Some(key.clone()),
         uses_chain: chain,
         cancel: cancel.child_token(),
+        inherited: shared.door.masker().clone(),
+        secret_inputs,
         ..shared.opts.clone()
     };
     let sink: Arc<dyn Sink> = Arc::new(Prefixed {

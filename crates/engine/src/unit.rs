@@ -36,7 +36,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, cancel: Cancellation
             Err(e) => {
                 let o = Outcome {
                     status: Status::Failed,
-                    error: Some(shared.masker.mask(&e.to_string())),
+                    error: Some(e.to_string()),
                     ..Outcome::skipped("")
                 };
                 return conclude(&shared, i, o).await;
@@ -72,7 +72,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, cancel: Cancellation
                 let listed: Vec<Json> = items
                     .iter()
                     .enumerate()
-                    .map(|(k, item)| serde_json::json!({ "index": k, "item": shared.masker.mask_json(item) }))
+                    .map(|(k, item)| serde_json::json!({ "index": k, "item": item }))
                     .collect();
                 rec.result = Some(serde_json::json!({ "items": listed }));
                 shared.checkpoint(&rec).await;
@@ -175,7 +175,7 @@ fn items(shared: &Shared, fe: &TValue, local: &Local) -> Result<Vec<Json>, Strin
     match shared.renderer(local.clone()).value(fe, "for_each") {
         Ok(Json::Array(items)) => Ok(items),
         Ok(other) => Err(format!("for_each: expected a list, got {other}")),
-        Err(e) => Err(shared.masker.mask(&e.to_string())),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -204,7 +204,7 @@ async fn fan_out(
                 if let Some(rec) = shared
                     .earlier_items
                     .get(&i)
-                    .and_then(|e| e.done(k, &shared.masker.mask_json(&item)))
+                    .and_then(|e| e.done(k, &shared.door.json(&item)))
                 {
                     let o = Outcome::restored(
                         Status::Succeeded,
@@ -320,7 +320,7 @@ async fn run_unit(
             Err(e) => {
                 last = Outcome {
                     status: Status::Failed,
-                    error: Some(shared.masker.mask(&e.to_string())),
+                    error: Some(e.to_string()),
                     attempts: attempt,
                     ..Outcome::skipped("")
                 };
@@ -331,7 +331,7 @@ async fn run_unit(
             step: step.id.value.clone(),
             item,
             attempt,
-            what: shared.masker.mask(&control::describe(&prepared)),
+            what: control::describe(&prepared),
         });
         let log = log_path(shared, &step.id.value, item);
         let res = control::perform(
@@ -391,7 +391,8 @@ fn log_path(shared: &Shared, step: &str, item: Option<usize>) -> Option<PathBuf>
     Some(shared.opts.logs.join(&shared.run_id).join(name))
 }
 
-/// Turn an action's result into the step's outcome: expectations, outputs, masking.
+/// Turn an action's result into the step's outcome: expectations, outputs. (Masking is the
+/// door's: the store and the sink mask what they are given.)
 fn settle(
     shared: &Shared,
     step: &Step,
@@ -399,10 +400,9 @@ fn settle(
     res: Result<control::Done, StepError>,
     attempt: u32,
 ) -> Outcome {
-    let m = &shared.masker;
     match res {
         Ok(done) => {
-            let result = m.mask_json(&done.result);
+            let result = done.result;
             if done.waiting {
                 return Outcome {
                     status: Status::Waiting,
@@ -419,7 +419,7 @@ fn settle(
             if let Err(e) = control::expect(shared, step, &with_result, &result) {
                 return Outcome {
                     status: Status::Failed,
-                    error: Some(m.mask(&e)),
+                    error: Some(e),
                     result,
                     attempts: attempt,
                     note: done.note,
@@ -431,12 +431,12 @@ fn settle(
             for (k, v) in &step.outputs {
                 match r.value(&v.value, &format!("outputs.{k}")) {
                     Ok(v) => {
-                        outputs.insert(k.clone(), m.mask_json(&v));
+                        outputs.insert(k.clone(), v);
                     }
                     Err(e) => {
                         return Outcome {
                             status: Status::Failed,
-                            error: Some(m.mask(&e.to_string())),
+                            error: Some(e.to_string()),
                             result,
                             attempts: attempt,
                             ..Outcome::skipped("")
@@ -447,7 +447,7 @@ fn settle(
             if let Some(fail) = done.failure {
                 return Outcome {
                     status: Status::Failed,
-                    error: Some(m.mask(&fail)),
+                    error: Some(fail),
                     result,
                     outputs: Json::Object(outputs),
                     attempts: attempt,
@@ -464,13 +464,13 @@ fn settle(
                 error: None,
                 attempts: attempt,
                 duration: Duration::ZERO,
-                note: done.note.map(|n| m.mask(&n)),
+                note: done.note,
                 state: done.state,
                 hold: Hold::No,
             }
         }
         Err(e) => {
-            let result = e.result().map(|r| m.mask_json(r)).unwrap_or(Json::Null);
+            let result = e.result().cloned().unwrap_or(Json::Null);
             let status = if matches!(e, StepError::Cancelled { .. }) {
                 Status::Cancelled
             } else {
@@ -478,7 +478,7 @@ fn settle(
             };
             Outcome {
                 status,
-                error: Some(m.mask(&e.to_string())),
+                error: Some(e.to_string()),
                 result,
                 attempts: attempt,
                 ..Outcome::skipped("")
@@ -523,7 +523,7 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
     {
         shared.sink.emit(&Event::ApprovalWaiting {
             step: step.id.value.clone(),
-            message: shared.masker.mask(&message),
+            message,
         });
     }
     shared.sink.emit(&Event::StepFinished {

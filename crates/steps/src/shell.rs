@@ -62,8 +62,16 @@ pub enum Command {
     Argv(Vec<String>),
 }
 
+/// Rewrites a process's output before it is kept or logged (the engine masks secrets with it).
+pub trait OutputFilter: Send + Sync {
+    /// Filters the start of `data`: returns the bytes to keep and how many input bytes they
+    /// stand for. Bytes not consumed are given again, followed by more output, or with
+    /// `at_end` set when the stream ended (then everything must be consumed).
+    fn filter(&self, data: &[u8], at_end: bool) -> (Vec<u8>, usize);
+}
+
 /// A fully rendered shell step.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ShellSpec {
     pub command: Command,
     /// Added to (or overriding) Cairn's own environment.
@@ -74,6 +82,22 @@ pub struct ShellSpec {
     pub log_path: Option<PathBuf>,
     /// Bytes kept in memory per stream (the last ones); default [`DEFAULT_CAPTURE_LIMIT`].
     pub capture_limit: usize,
+    /// Applied to both streams as they arrive, before the tail and the log see them.
+    pub filter: Option<std::sync::Arc<dyn OutputFilter>>,
+}
+
+impl std::fmt::Debug for ShellSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellSpec")
+            .field("command", &self.command)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("timeout", &self.timeout)
+            .field("log_path", &self.log_path)
+            .field("capture_limit", &self.capture_limit)
+            .field("filter", &self.filter.is_some())
+            .finish()
+    }
 }
 
 impl ShellSpec {
@@ -85,6 +109,7 @@ impl ShellSpec {
             timeout: None,
             log_path: None,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
+            filter: None,
         }
     }
 }
@@ -119,8 +144,18 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
     let out = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
     let err = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
     let mut pumps = vec![
-        tokio::spawn(capture::pump(pipes.stdout, out.clone(), log.clone())),
-        tokio::spawn(capture::pump(pipes.stderr, err.clone(), log.clone())),
+        tokio::spawn(capture::pump(
+            pipes.stdout,
+            out.clone(),
+            log.clone(),
+            spec.filter.clone(),
+        )),
+        tokio::spawn(capture::pump(
+            pipes.stderr,
+            err.clone(),
+            log.clone(),
+            spec.filter.clone(),
+        )),
     ];
 
     let ending = tokio::select! {

@@ -87,8 +87,17 @@ pub(super) async fn open_log(path: Option<&Path>) -> Result<SharedLog, StepError
 ///
 /// The tail is shared so that the caller can stop waiting for EOF (a process that escaped
 /// the group may hold the pipe open) and still keep everything read so far.
-pub(super) async fn pump(mut stream: impl AsyncRead + Unpin, tail: SharedTail, log: SharedLog) {
+///
+/// With a filter, the stream goes through it first; the bytes it holds back (an overlap that
+/// may be the start of something to rewrite) are given to it again with the next chunk.
+pub(super) async fn pump(
+    mut stream: impl AsyncRead + Unpin,
+    tail: SharedTail,
+    log: SharedLog,
+    filter: Option<Arc<dyn super::OutputFilter>>,
+) {
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         let n = match stream.read(&mut chunk).await {
             Ok(0) => break,
@@ -98,21 +107,40 @@ pub(super) async fn pump(mut stream: impl AsyncRead + Unpin, tail: SharedTail, l
                 break;
             }
         };
-        let data = &chunk[..n];
-        tail.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(data);
-        let mut log = log.lock().await;
-        if let Some(file) = log.as_mut() {
-            // A full disk must not kill a running backup: warn once and stop logging.
-            if let Err(error) = file.write_all(data).await {
-                tracing::warn!(%error, "writing the step log failed; logging stops");
-                *log = None;
+        let data = match &filter {
+            None => chunk[..n].to_vec(),
+            Some(f) => {
+                pending.extend_from_slice(&chunk[..n]);
+                let (out, used) = f.filter(&pending, false);
+                pending.drain(..used.min(pending.len()));
+                out
             }
-        }
+        };
+        keep(&data, &tail, &log).await;
+    }
+    if let Some(f) = &filter {
+        let (out, _) = f.filter(&pending, true);
+        keep(&out, &tail, &log).await;
     }
     if let Some(file) = log.lock().await.as_mut() {
         let _ = file.flush().await;
+    }
+}
+
+async fn keep(data: &[u8], tail: &SharedTail, log: &SharedLog) {
+    if data.is_empty() {
+        return;
+    }
+    tail.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(data);
+    let mut log = log.lock().await;
+    if let Some(file) = log.as_mut() {
+        // A full disk must not kill a running backup: warn once and stop logging.
+        if let Err(error) = file.write_all(data).await {
+            tracing::warn!(%error, "writing the step log failed; logging stops");
+            *log = None;
+        }
     }
 }
 
