@@ -13,6 +13,7 @@ use minijinja::machinery::{self, Span};
 
 use crate::error::TemplateError;
 use crate::names::{BUILTIN_FILTERS, CAIRN_FILTERS, FUNCTIONS, TESTS};
+use crate::shell_lex::{ARITHMETIC, ARITHMETIC_HELP, ShellContext, ShellLexer};
 use crate::sql_lex::{Dialect, SqlLexer};
 
 /// What a source string holds, for [`crate::Templates::analyze`].
@@ -63,7 +64,8 @@ pub struct Analysis {
     pub decisions: Vec<NameRef>,
     /// `{{ }}` expressions written where their value could not be kept data: in SQL inside a
     /// literal, a quoted identifier, a dollar-quoted body or a comment
-    /// (`WHERE name = '{{ x }}'`). Rendering refuses them too.
+    /// (`WHERE name = '{{ x }}'`); in shell inside single quotes, a quoted here-document,
+    /// `${ }`, or arithmetic (unless an integer). Rendering refuses them too.
     pub refused: Vec<Refusal>,
 }
 
@@ -78,6 +80,9 @@ pub struct Refusal {
     pub message: String,
     /// What to write instead.
     pub help: String,
+    /// For a shell hole in arithmetic that reads exactly `inputs.NAME`: `NAME`. The refusal
+    /// does not apply if that input is declared `type: int` (the caller knows the inputs).
+    pub unless_int_input: Option<String>,
 }
 
 /// Parses `src` and collects its [`Analysis`].
@@ -91,6 +96,8 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
             Kind::Sql(dialect) => Some(SqlLexer::new(dialect)),
             _ => None,
         },
+        shell: (kind == Kind::Shell).then(ShellLexer::new),
+        shell_holes: Vec::new(),
     };
     let parse_error = |e: minijinja::Error| TemplateError::from_minijinja(&e, src);
     if kind == Kind::Expr && !src.trim_start().starts_with("{{") {
@@ -102,6 +109,25 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
         walker.stmt(&stmt);
     }
     let mut out = walker.out;
+    if let Some(lexer) = walker.shell {
+        for (context, hole) in lexer.finish().into_iter().zip(walker.shell_holes) {
+            let (message, help) = match context {
+                ShellContext::Refused(why) => (why.describe(), why.help()),
+                ShellContext::Arithmetic if !hole.int_filter => (ARITHMETIC, ARITHMETIC_HELP),
+                _ => continue,
+            };
+            out.refused.push(Refusal {
+                offset: hole.offset,
+                len: hole.len,
+                message: format!("a `{{{{ }}}}` value is {message}"),
+                help: help.to_string(),
+                unless_int_input: match context {
+                    ShellContext::Arithmetic => hole.input,
+                    _ => None,
+                },
+            });
+        }
+    }
     out.names.sort_by_key(|n| n.offset);
     out.raw_uses.sort_unstable();
     out.unknown_filters.sort_by_key(|n| n.offset);
@@ -125,6 +151,30 @@ struct Walker<'a> {
     collecting: Vec<Vec<NameRef>>,
     /// For a variable the template binds: the free names its value was computed from.
     taint: HashMap<&'a str, Vec<NameRef>>,
+    /// For shell: the same, and each hole's place and type hints, in order.
+    shell: Option<ShellLexer>,
+    shell_holes: Vec<ShellHole>,
+}
+
+struct ShellHole {
+    offset: usize,
+    len: usize,
+    /// The expression ends in `| int`.
+    int_filter: bool,
+    /// The expression is exactly `inputs.NAME`.
+    input: Option<String>,
+}
+
+/// Where an emitted expression starts and ends: a filter's span starts at its name, so start
+/// at what it filters.
+fn emit_span(expr: &Expr<'_>) -> (u32, u32) {
+    let end = expr.span().end_offset;
+    let start = match expr {
+        Expr::Filter(f) => f.expr.as_ref().map_or(f.span(), |x| x.span()),
+        other => other.span(),
+    }
+    .start_offset;
+    (start, end)
 }
 
 fn name_ref(name: &str, span: Span) -> NameRef {
@@ -202,13 +252,7 @@ impl<'a> Walker<'a> {
                 if let Some(sql) = &mut self.sql {
                     let is_ident = matches!(&e.expr, Expr::Filter(f) if f.name == "ident");
                     if let Some(place) = sql.context() {
-                        let end = e.expr.span().end_offset;
-                        // A filter's span starts at its name: start at what it filters.
-                        let start = match &e.expr {
-                            Expr::Filter(f) => f.expr.as_ref().map_or(f.span(), |x| x.span()),
-                            other => other.span(),
-                        }
-                        .start_offset;
+                        let (start, end) = emit_span(&e.expr);
                         let what = if is_ident {
                             "an `| ident` name"
                         } else {
@@ -219,16 +263,37 @@ impl<'a> Walker<'a> {
                             len: end.saturating_sub(start) as usize,
                             message: format!("{what} is {}", place.describe()),
                             help: place.help().to_string(),
+                            unless_int_input: None,
                         });
                     }
                     // Stands for the parameter or the quoted identifier: one word of code.
                     sql.hole();
+                }
+                if let Some(shell) = &mut self.shell {
+                    shell.hole();
+                    let (start, end) = emit_span(&e.expr);
+                    let input = match &e.expr {
+                        Expr::GetAttr(a) => match &a.expr {
+                            Expr::Var(v) if v.id == "inputs" => Some(a.name.to_string()),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    self.shell_holes.push(ShellHole {
+                        offset: start as usize,
+                        len: end.saturating_sub(start) as usize,
+                        int_filter: matches!(&e.expr, Expr::Filter(f) if f.name == "int"),
+                        input,
+                    });
                 }
                 self.expr(&e.expr);
             }
             Stmt::EmitRaw(raw) => {
                 if let Some(sql) = &mut self.sql {
                     sql.feed(raw.raw);
+                }
+                if let Some(shell) = &mut self.shell {
+                    shell.feed(raw.raw);
                 }
             }
             Stmt::ForLoop(f) => {

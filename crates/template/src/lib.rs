@@ -3,8 +3,9 @@
 //! * **Strict**: an undefined name is an error naming it (`undefined value `inputs.bakup_dir``).
 //! * **SQL** ([`Templates::render_sql`]): every `{{ value }}` becomes a bind parameter (`$1` or
 //!   `?`); only `{{ name | ident }}` writes into the SQL text, as a double-quoted identifier.
-//! * **Shell** ([`Templates::render_shell`]): every `{{ value }}` is one single-quoted bash word
-//!   (a list: one word per item); `{{ x | raw }}` opts out.
+//! * **Shell** ([`Templates::render_shell`]): every `{{ value }}` is a reference to an
+//!   environment variable carrying it (`"$CAIRN_V1"`), placed by a context scanner; holes where
+//!   no reference is safe are refused; `{{ x | raw }}` opts out.
 //! * **Types survive** ([`Templates::render_value`]): a template that is one `{{ expression }}`
 //!   keeps the expression's type.
 //! * **Dry runs**: [`placeholder`] stands for values not known yet; it renders as `<path>` and
@@ -31,7 +32,9 @@
 //! assert_eq!(q.sql, r#"SELECT * FROM "memory entities" WHERE actor = $1 LIMIT $2"#);
 //! assert_eq!(q.params, vec![serde_json::json!("client_1'; DROP TABLE x; --"), serde_json::json!(3)]);
 //!
-//! assert_eq!(t.render_shell("echo {{ inputs.actor }}", &ctx)?, r#"echo 'client_1'\''; DROP TABLE x; --'"#);
+//! let sh = t.render_shell("echo {{ inputs.actor }}", &ctx)?;
+//! assert_eq!(sh.script, r#"echo "$CAIRN_V1""#);
+//! assert_eq!(sh.vars, vec![("CAIRN_V1".to_string(), "client_1'; DROP TABLE x; --".to_string())]);
 //! assert_eq!(t.render_value("{{ inputs.n * 2 }}", &ctx)?, Value::from(6));
 //! # Ok::<(), cairn_template::TemplateError>(())
 //! ```
@@ -46,6 +49,7 @@ mod json;
 mod names;
 mod placeholder;
 mod shell;
+mod shell_lex;
 mod sql;
 mod sql_lex;
 mod url;
@@ -58,7 +62,8 @@ pub use error::{ErrorKind, TemplateError};
 pub use json::{from_json, to_json, value_map};
 pub use minijinja::Value;
 pub use placeholder::{MASK, is_placeholder, masked, placeholder};
-pub use shell::shell_quote;
+pub use shell::{CHUNK, ShellScript, VAR_PREFIX, shell_quote};
+pub use shell_lex::{ShellContext, ShellLexer, shell_script_index};
 pub use sql::BoundSql;
 pub use sql_lex::{Dialect, SqlContext, SqlLexer};
 pub use url::encode_component;
@@ -173,15 +178,27 @@ impl Templates {
         sql::finish(&rendered, holes, dialect)
     }
 
-    /// Renders a bash command: every `{{ value }}` is single-quoted (`'` as `'\''`); a list is
-    /// one quoted word per item, a map one word of compact JSON. `{{ x | raw }}` is inserted
-    /// verbatim. A value holding a NUL byte is an error: bash cannot carry NUL in an argument.
-    pub fn render_shell(&self, src: &str, ctx: &Value) -> Result<String, TemplateError> {
-        unknown_yet(src, Kind::Shell, ctx, || {
-            self.shell
-                .render_str(src, ctx.clone())
+    /// Renders a bash script: every `{{ value }}` becomes a reference to an environment
+    /// variable that carries it (`"$CAIRN_V1"` in a plain word, `${CAIRN_V1}` inside double
+    /// quotes or an unquoted here-document body, and, for an integer only, in arithmetic), so
+    /// the shell never parses a value. A list in a plain word is one word per item; elsewhere
+    /// its items joined by a space; a map is its compact JSON. A hole where no reference can
+    /// be safe (single quotes, a quoted here-document, `${ }`, arithmetic for a non-integer...)
+    /// is an error. `{{ x | raw }}` is inserted verbatim. A value holding a NUL byte is an
+    /// error: no environment variable can carry it.
+    pub fn render_shell(&self, src: &str, ctx: &Value) -> Result<ShellScript, TemplateError> {
+        if let Some(at) = src.find(sql::SENTINEL) {
+            return Err(TemplateError::new(
+                ErrorKind::InvalidValue,
+                "a shell template cannot contain the control character U+0001",
+            )
+            .at(src, at, 1));
+        }
+        let (rendered, holes) = unknown_yet(src, Kind::Shell, ctx, || {
+            shell::collect(|| self.shell.render_str(src, ctx.clone()))
                 .map_err(|e| TemplateError::from_minijinja(&e, src))
-        })
+        })?;
+        shell::finish(&rendered, holes)
     }
 
     /// Renders a target-relative URL (`items/{{ inputs.id }}?q={{ inputs.q }}`): every

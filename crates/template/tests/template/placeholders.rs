@@ -184,7 +184,13 @@ fn placeholders_in_sql_and_shell() {
     assert_eq!(
         t().render_shell("test {{ steps.verify_dump.result.stdout }} = ok", &c)
             .expect("sh"),
-        "test '<steps.verify_dump.result.stdout>' = ok"
+        cairn_template::ShellScript {
+            script: r#"test "$CAIRN_V1" = ok"#.to_string(),
+            vars: vec![(
+                "CAIRN_V1".to_string(),
+                "<steps.verify_dump.result.stdout>".to_string()
+            )],
+        }
     );
     assert_eq!(
         t().render_sql(

@@ -1,7 +1,5 @@
 //! Injection safety: values stay data in SQL (bound) and shell (quoted), checked against bash.
 
-use std::process::Command;
-
 use cairn_template::{Dialect, ErrorKind, Value, value_map};
 use proptest::prelude::*;
 use serde_json::json;
@@ -165,30 +163,32 @@ fn sql_identifiers_are_quoted_and_nothing_else_reaches_the_text() {
     );
 }
 
-/// Runs `printf %s <rendered>` in real bash and returns what it printed.
-fn bash_printf(rendered_args: &str) -> String {
-    let out = Command::new("/bin/bash")
-        .arg("-c")
-        .arg(format!("printf %s {rendered_args}"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "bash failed on {rendered_args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+/// Renders `printf %s <template>` and runs it in real bash with its variables.
+fn bash_printf(template: &str, v: &str) -> Result<String, TestCaseError> {
+    let sh = t()
+        .render_shell(&format!("printf %s {template}"), &value_ctx(v))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    // The script does not depend on the value at all: only the variables carry it.
+    let neutral = t()
+        .render_shell(&format!("printf %s {template}"), &value_ctx("x"))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&sh.script, &neutral.script);
+    Ok(crate::shell_contexts::bash(&sh))
 }
 
+/// A value reaches bash byte for byte as a word, inside double quotes and in a here-document.
 fn shell_round_trip(v: &str) -> Result<(), TestCaseError> {
-    let rendered = t()
-        .render_shell("{{ v }}", &value_ctx(v))
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert!(
-        rendered.starts_with('\'') && rendered.ends_with('\''),
-        "{rendered:?}"
+    prop_assert_eq!(bash_printf("{{ v }}", v)?, v);
+    prop_assert_eq!(bash_printf("\"{{ v }}\"", v)?, v);
+    prop_assert_eq!(bash_printf("x{{ v }}y", v)?, format!("x{v}y"));
+    prop_assert_eq!(
+        bash_printf("\"$(printf %s {{ v }})\"", v)?,
+        v.trim_end_matches('\n')
     );
-    prop_assert_eq!(bash_printf(&rendered), v);
+    let sh = t()
+        .render_shell("cat <<EOF\n{{ v }}\nEOF", &value_ctx(v))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(crate::shell_contexts::bash(&sh), format!("{v}\n"));
     Ok(())
 }
 
@@ -197,72 +197,22 @@ fn shell_values_reach_bash_byte_for_byte() {
     for v in NASTY {
         shell_round_trip(v).expect(v);
     }
-    let rendered = t()
+    let sh = t()
         .render_shell("printf %s {{ v }}", &value_ctx("O'Brien"))
-        .expect("quote");
-    assert_eq!(rendered, r"printf %s 'O'\''Brien'");
-}
-
-#[test]
-fn shell_lists_are_one_word_per_item() {
-    let c = ctx(
-        json!({ "files": ["a b", "c'd", "$(id)", 7, true], "nothing": [], "m": { "k": "v w" } }),
-    );
-    let rendered = t().render_shell("{{ files }}", &c).expect("list");
-    assert_eq!(rendered, r"'a b' 'c'\''d' '$(id)' '7' 'true'");
-    let out = Command::new("/bin/bash")
-        .arg("-c")
-        .arg(format!("printf '[%s]' {rendered}"))
-        .output()
-        .expect("bash");
+        .expect("reference");
+    assert_eq!(sh.script, r#"printf %s "$CAIRN_V1""#);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "[a b][c'd][$(id)][7][true]"
-    );
-    assert_eq!(
-        t().render_shell("ls {{ nothing }}", &c).expect("empty"),
-        "ls "
-    );
-    assert_eq!(
-        t().render_shell("echo {{ m }}", &c).expect("map"),
-        r#"echo '{"k":"v w"}'"#
+        sh.vars,
+        vec![("CAIRN_V1".to_string(), "O'Brien".to_string())]
     );
 }
 
 #[test]
-fn shell_raw_is_verbatim() {
-    let c = ctx(json!({ "expr": "$((1+2))", "flags": ["-l", "-a"], "dir": "/tmp/x y" }));
-    let rendered = t()
-        .render_shell("echo {{ expr | raw }} {{ flags | raw }} {{ dir }}", &c)
-        .expect("raw");
-    assert_eq!(rendered, "echo $((1+2)) -l -a '/tmp/x y'");
-    let out = Command::new("/bin/bash")
-        .arg("-c")
-        .arg(&rendered)
-        .output()
-        .expect("bash");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "3 -l -a /tmp/x y\n");
-    // `safe` is not a way around quoting.
-    assert_eq!(
-        t().render_shell("{{ expr | safe }}", &c).expect("safe"),
-        "'$((1+2))'"
-    );
-}
-
-#[test]
-fn shell_refuses_nul() {
-    let c = ctx(json!({ "v": "a\u{0}b", "list": ["ok", "\u{0}"] }));
-    for src in ["echo {{ v }}", "echo {{ list }}"] {
-        let err = t().render_shell(src, &c).expect_err(src);
-        assert_eq!(err.kind, ErrorKind::InvalidValue);
-        assert!(
-            err.message
-                .contains("NUL byte, which bash cannot carry in a command argument"),
-            "{}",
-            err.message
-        );
-        assert_eq!(err.offset, Some(8), "{src}");
-    }
+fn shell_safe_is_not_a_way_around_references() {
+    let c = ctx(json!({ "expr": "$((1+2))" }));
+    let sh = t().render_shell("{{ expr | safe }}", &c).expect("safe");
+    assert_eq!(sh.script, r#""$CAIRN_V1""#);
+    assert_eq!(sh.vars[0].1, "$((1+2))");
 }
 
 proptest! {
@@ -276,7 +226,7 @@ proptest! {
     #[test]
     fn shell_metacharacters_round_trip_through_bash(
         parts in prop::collection::vec(
-            prop::sample::select(vec!["'", "\"", "\\", "$", "`", "(", ")", ";", "\n", " ", "!", "*", "&", "|", "<", "{", "}", "#", "~", "a", "é"]),
+            prop::sample::select(vec!["'", "\"", "\\", "$", "`", "(", ")", ";", "\n", " ", "!", "*", "&", "|", "<", "{", "}", "#", "~", "a", "é", "EOF", "\nEOF\n", "[", "]"]),
             0..24,
         )
     ) {
