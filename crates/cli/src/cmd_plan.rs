@@ -306,12 +306,24 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
         }
     };
     match a {
-        Prepared::Shell { command, env, cwd } => {
+        Prepared::Shell {
+            command,
+            values,
+            env,
+            cwd,
+        } => {
             lines(o, "$ ", command);
+            shell_values(o, &cont, values);
             env_cwd(o, &cont, env, cwd.as_deref());
         }
-        Prepared::Argv { argv, env, cwd } => {
+        Prepared::Argv {
+            argv,
+            values,
+            env,
+            cwd,
+        } => {
             let _ = writeln!(o, "{pad}argv {}", json(&serde_json::json!(argv)));
+            shell_values(o, &cont, values);
             env_cwd(o, &cont, env, cwd.as_deref());
         }
         Prepared::Sql {
@@ -426,6 +438,13 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
                 let _ = writeln!(o, "{cont}  {k} = {}", json(v));
             }
         }
+    }
+}
+
+/// The values a script's references read, beside it (as SQL's bound values are).
+fn shell_values(o: &mut String, pad: &str, values: &indexmap::IndexMap<String, String>) {
+    for (k, v) in values {
+        let _ = writeln!(o, "{pad}  ${k} = {}", json(&serde_json::json!(v)));
     }
 }
 

@@ -120,12 +120,23 @@ impl Peers {
                 .ok_or_else(|| StepError::setup(format!("unknown target `{name}`")))
         };
         match action {
-            Prepared::Shell { command, env, cwd } => {
-                self.shell(Command::Shell(command.clone()), env, cwd, a)
+            Prepared::Shell {
+                command,
+                values,
+                env,
+                cwd,
+            } => {
+                self.shell(Command::Shell(command.clone()), values, env, cwd, a)
                     .await
             }
-            Prepared::Argv { argv, env, cwd } => {
-                self.shell(Command::Argv(argv.clone()), env, cwd, a).await
+            Prepared::Argv {
+                argv,
+                values,
+                env,
+                cwd,
+            } => {
+                self.shell(Command::Argv(argv.clone()), values, env, cwd, a)
+                    .await
             }
             Prepared::Sql {
                 target: name,
@@ -216,12 +227,18 @@ impl Peers {
     async fn shell(
         &self,
         command: Command,
+        values: &IndexMap<String, String>,
         env: &IndexMap<String, String>,
         cwd: &Option<String>,
         a: &Attempt<'_>,
     ) -> Result<Json, StepError> {
         let mut spec = ShellSpec::new(command);
-        spec.env = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // The script's values last: a step's `env` cannot shadow what its references read.
+        spec.env = env
+            .iter()
+            .chain(values)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         spec.cwd = cwd.as_ref().map(PathBuf::from);
         spec.timeout = a.timeout;
         spec.filter = a.filter.clone();

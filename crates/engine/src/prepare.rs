@@ -36,14 +36,22 @@ pub struct ResolvedTarget {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Prepared {
     Shell {
+        /// The script, with references (`"$CAIRN_V1"`) where the template had values.
         command: String,
+        /// The variables the references read: added to the process's environment, never
+        /// written into the command line.
+        #[serde(skip_serializing_if = "IndexMap::is_empty")]
+        values: IndexMap<String, String>,
         #[serde(skip_serializing_if = "IndexMap::is_empty")]
         env: IndexMap<String, String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
     },
     Argv {
+        /// For a known shell with `-c`, its script item holds references, as `Shell`'s does.
         argv: Vec<String>,
+        #[serde(skip_serializing_if = "IndexMap::is_empty")]
+        values: IndexMap<String, String>,
         #[serde(skip_serializing_if = "IndexMap::is_empty")]
         env: IndexMap<String, String>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +213,25 @@ impl Renderer<'_> {
         )
     }
 
+    /// A shell script: values become references to the variables returned beside it.
+    fn script(&self, t: &Tmpl, field: &str) -> Result<cairn_template::ShellScript, RenderError> {
+        if !has_template(&t.src) {
+            return Ok(cairn_template::ShellScript {
+                script: t.src.clone(),
+                vars: Vec::new(),
+            });
+        }
+        self.shown(
+            self.templates.render_shell(&t.src, &self.cx()),
+            t,
+            field,
+            |script| cairn_template::ShellScript {
+                script,
+                vars: Vec::new(),
+            },
+        )
+    }
+
     /// A templated YAML value to JSON; single-expression strings keep their type.
     pub fn value(&self, v: &TValue, field: &str) -> Result<Json, RenderError> {
         Ok(match v {
@@ -272,29 +299,45 @@ impl Renderer<'_> {
     fn action(&self, step: &Step, action: Action<'_>) -> Result<Prepared, RenderError> {
         let cwd = step.cwd.as_ref().map(|c| self.text(c, "cwd")).transpose()?;
         Ok(match action {
-            Action::Shell(t) => Prepared::Shell {
-                command: if has_template(&t.src) {
-                    self.shown(
-                        self.templates.render_shell(&t.src, &self.cx()),
-                        t,
-                        "shell",
-                        |s| s,
-                    )?
-                } else {
-                    t.src.clone()
-                },
-                env: self.env(step)?,
-                cwd,
-            },
-            Action::Argv(items) => Prepared::Argv {
-                argv: items
+            Action::Shell(t) => {
+                let script = self.script(t, "shell")?;
+                Prepared::Shell {
+                    command: script.script,
+                    values: script.vars.into_iter().collect(),
+                    env: self.env(step)?,
+                    cwd,
+                }
+            }
+            Action::Argv(items) => {
+                let program = match items.first() {
+                    Some(t) => vec![self.text(t, "argv[0]")?],
+                    None => Vec::new(),
+                };
+                let written: Vec<&str> = program
                     .iter()
-                    .enumerate()
-                    .map(|(i, t)| self.text(t, &format!("argv[{i}]")))
-                    .collect::<Result<_, _>>()?,
-                env: self.env(step)?,
-                cwd,
-            },
+                    .map(String::as_str)
+                    .chain(items.iter().skip(1).map(|t| t.src.as_str()))
+                    .collect();
+                let script_at = cairn_template::shell_script_index(&written);
+                let mut values = IndexMap::new();
+                let mut argv = program;
+                for (i, t) in items.iter().enumerate().skip(1) {
+                    let field = format!("argv[{i}]");
+                    if Some(i) == script_at {
+                        let script = self.script(t, &field)?;
+                        values.extend(script.vars);
+                        argv.push(script.script);
+                    } else {
+                        argv.push(self.text(t, &field)?);
+                    }
+                }
+                Prepared::Argv {
+                    argv,
+                    values,
+                    env: self.env(step)?,
+                    cwd,
+                }
+            }
             Action::Sql(q) => self.sql(q)?,
             Action::Http(h) => self.http(h)?,
             Action::Chroma(c) => self.chroma(c)?,

@@ -344,8 +344,16 @@ impl<'a> Validator<'a> {
         match a {
             Action::Shell(t) => self.tmpl(t, Kind::Shell, scope),
             Action::Argv(items) => {
-                for t in items {
-                    self.tmpl(t, Kind::Text, scope);
+                // `[bash, -c, SCRIPT]`: the script follows the shell's rules.
+                let written: Vec<&str> = items.iter().map(|t| t.src.as_str()).collect();
+                let script_at = cairn_template::shell_script_index(&written);
+                for (i, t) in items.iter().enumerate() {
+                    let kind = if Some(i) == script_at {
+                        Kind::Shell
+                    } else {
+                        Kind::Text
+                    };
+                    self.tmpl(t, kind, scope);
                 }
             }
             Action::Sql(q) => {
@@ -653,6 +661,14 @@ impl<'a> Validator<'a> {
             );
         }
         for r in &analysis.refused {
+            let int_input = r
+                .unless_int_input
+                .as_ref()
+                .and_then(|name| self.rb.inputs.get(name))
+                .is_some_and(|input| input.ty == crate::runbook::InputType::Int);
+            if int_input {
+                continue;
+            }
             let at = self.locate(t, r.offset, r.len);
             self.d
                 .push(Diagnostic::error(at, r.message.clone()).with_help(r.help.clone()));
