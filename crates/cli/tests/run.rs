@@ -21,6 +21,7 @@ mod run {
     mod drill;
     mod e2e;
     mod fanout;
+    mod hostile;
     mod http;
     mod http_target;
     mod injection;

@@ -164,10 +164,29 @@ pub(crate) fn formatter(
     write!(out, "{SENTINEL}{n}{SENTINEL}").map_err(Error::from)
 }
 
-/// Binds `text` to fresh variables and returns the `${NAME}` references that join it back.
-fn bind(text: &str, vars: &mut Vec<(String, String)>, count: &mut usize) -> Vec<String> {
-    *count += 1;
-    let n = *count;
+/// The variables of one script: each distinct value bound once, however often it is used
+/// (a large value repeated would otherwise multiply the environment's size).
+#[derive(Default)]
+struct Binder {
+    vars: Vec<(String, String)>,
+    seen: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Binder {
+    /// The names of the variables that carry `text`, bound now if new.
+    fn bind(&mut self, text: &str) -> Vec<String> {
+        if let Some(names) = self.seen.get(text) {
+            return names.clone();
+        }
+        let n = self.seen.len() + 1;
+        let names = split(text, n, &mut self.vars);
+        self.seen.insert(text.to_string(), names.clone());
+        names
+    }
+}
+
+/// Binds `text` to the variables of value number `n` and returns their names.
+fn split(text: &str, n: usize, vars: &mut Vec<(String, String)>) -> Vec<String> {
     if text.len() <= CHUNK {
         let name = format!("{VAR_PREFIX}{n}");
         vars.push((name.clone(), text.to_string()));
@@ -205,8 +224,8 @@ pub(crate) fn finish(rendered: &str, holes: Vec<Hole>) -> Result<ShellScript, Te
     }
     let contexts = lexer.finish();
     let mut holes: Vec<Option<Hole>> = holes.into_iter().map(Some).collect();
-    let mut out = ShellScript::default();
-    let mut count = 0;
+    let mut script = String::with_capacity(rendered.len());
+    let mut binder = Binder::default();
     let missing = || {
         TemplateError::new(
             ErrorKind::InvalidValue,
@@ -215,7 +234,7 @@ pub(crate) fn finish(rendered: &str, holes: Vec<Hole>) -> Result<ShellScript, Te
     };
     for (i, part) in parts.iter().enumerate() {
         if i % 2 == 0 {
-            out.script.push_str(part);
+            script.push_str(part);
             continue;
         }
         let hole = part
@@ -241,22 +260,23 @@ pub(crate) fn finish(rendered: &str, holes: Vec<Hole>) -> Result<ShellScript, Te
                 ));
             }
             // An integer: expanded bare, it is a number to the arithmetic.
-            ShellContext::Arithmetic => braced(&bind(&hole.text, &mut out.vars, &mut count)),
+            ShellContext::Arithmetic => braced(&binder.bind(&hole.text)),
             ShellContext::Word => match &hole.items {
                 Some(items) => items
                     .iter()
-                    .map(|item| format!("\"{}\"", word(bind(item, &mut out.vars, &mut count))))
+                    .map(|item| format!("\"{}\"", word(binder.bind(item))))
                     .collect::<Vec<_>>()
                     .join(" "),
-                None => format!("\"{}\"", word(bind(&hole.text, &mut out.vars, &mut count))),
+                None => format!("\"{}\"", word(binder.bind(&hole.text))),
             },
-            ShellContext::DoubleQuoted | ShellContext::Heredoc => {
-                braced(&bind(&hole.text, &mut out.vars, &mut count))
-            }
+            ShellContext::DoubleQuoted | ShellContext::Heredoc => braced(&binder.bind(&hole.text)),
         };
-        out.script.push_str(&reference);
+        script.push_str(&reference);
     }
-    Ok(out)
+    Ok(ShellScript {
+        script,
+        vars: binder.vars,
+    })
 }
 
 /// `$CAIRN_V1` for one variable (the form a reader expects), `${A}${B}` for a split value.

@@ -46,7 +46,11 @@ fn plan_shows_a_for_each_over_a_step_output_that_validate_accepts() {
     assert_eq!(b["for_each"], "<steps.a.outputs.list>");
     assert_eq!(
         b["actions"][0]["command"],
-        "echo '<b.item.port>' '<b.index>' >> ports"
+        "echo \"$CAIRN_V1\" \"$CAIRN_V2\" >> ports"
+    );
+    assert_eq!(
+        b["actions"][0]["values"],
+        serde_json::json!({ "CAIRN_V1": "<b.item.port>", "CAIRN_V2": "<b.index>" })
     );
     // And the run does what the plan said, per item.
     sb.run("runbook.yaml", &[]).expect_code(0);
@@ -121,7 +125,11 @@ fn if_without_else_is_refused_by_validate_not_by_the_run() {
     assert_eq!(cairn(&sb, &["validate", "runbook.yaml"]).0, 0);
     let (code, stdout, _) = cairn(&sb, &["plan", "runbook.yaml"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("$ echo 'x'', ''y''' > joined"), "{stdout}");
+    assert!(
+        stdout.contains("$ echo \"$CAIRN_V1\"\"$CAIRN_V2\"\"$CAIRN_V3\"\"$CAIRN_V4\" > joined")
+            && stdout.contains("$CAIRN_V2 = \", \""),
+        "{stdout}"
+    );
     sb.run("runbook.yaml", &[]).expect_code(0);
     assert_eq!(sb.read("joined"), "x, y\n");
 }

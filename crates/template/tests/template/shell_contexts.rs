@@ -18,7 +18,7 @@ const ACCEPTED: &[(&str, &str)] = &[
     ("echo '{' {{ v }}", r#"echo '{' "$CAIRN_V1""#),
     (
         "cat <<EOF\nline {{ v }}\nEOF\necho {{ v }}",
-        "cat <<EOF\nline ${CAIRN_V1}\nEOF\necho \"$CAIRN_V2\"",
+        "cat <<EOF\nline ${CAIRN_V1}\nEOF\necho \"$CAIRN_V1\"",
     ),
     (
         "cat <<-EOF\n\tline {{ v }}\n\tEOF\n",
