@@ -131,7 +131,15 @@ steps:
             .to_string_lossy()
             .into_owned();
         assert!(
-            ["out", "runbook.yaml", "inputs.json", "state.db", ".cairn"].contains(&name.as_str())
+            [
+                "out",
+                "logs",
+                "runbook.yaml",
+                "inputs.json",
+                "state.db",
+                ".cairn"
+            ]
+            .contains(&name.as_str())
                 || name.starts_with("state.db"),
             "a value created `{name}`"
         );
