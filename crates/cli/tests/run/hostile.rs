@@ -325,3 +325,53 @@ fn hostile_values_stay_data_in_sqlite() {
         assert_eq!(left.len(), 1, "the canary table was dropped");
     });
 }
+
+/// NUL, decided: a shell step refuses it (no environment variable can carry one), SQLite binds
+/// and stores it byte for byte, PostgreSQL's own rule refuses it in text.
+#[test]
+fn nul_is_refused_by_shell_and_bound_by_sql() {
+    let sb = Sandbox::new();
+    let db = sb.file("nul.db");
+    sb.write(
+        "inputs.json",
+        &json!({ "v": "a\u{0}b; touch PWNED" }).to_string(),
+    );
+    sb.write(
+        "runbook.yaml",
+        &format!(
+            r#"cairn: 1
+name: nul
+inputs:
+  v: {{ type: string }}
+targets:
+  lite: {{ sqlite: "sqlite://{db}?mode=rwc" }}
+  pg: {{ postgres: "{PG_URL}" }}
+steps:
+  - id: shell
+    shell: printf '%s' {{{{ inputs.v }}}} > nul.txt
+    on_failure: continue
+  - id: lite
+    sql: {{ target: lite, query: "SELECT {{{{ inputs.v }}}} AS v, length(CAST({{{{ inputs.v }}}} AS blob)) AS n" }}
+    outputs: {{ n: "{{{{ result.rows[0].n }}}}" }}
+  - id: pg
+    needs: [lite]
+    sql: {{ target: pg, query: "SELECT {{{{ inputs.v }}}}::text AS v" }}
+    on_failure: continue
+outputs:
+  n: "{{{{ steps.lite.outputs.n }}}}"
+"#
+        ),
+    );
+    let run = sb.run("runbook.yaml", &["--inputs", "inputs.json"]);
+    assert_eq!(run.status("shell"), "failed", "{run}");
+    assert!(
+        run.finished("shell")["error"]
+            .to_string()
+            .contains("NUL byte"),
+        "{run}"
+    );
+    assert!(!sb.exists("nul.txt") && !sb.exists("PWNED"));
+    assert_eq!(run.status("lite"), "succeeded", "{run}");
+    assert_eq!(run.outputs()["n"], 16, "{run}");
+    assert_eq!(run.status("pg"), "failed", "{run}");
+}
