@@ -208,7 +208,11 @@ fn a_dr_rehearsal_leaves_the_database_unchanged() {
     assert_eq!(probe("restore")["outcome"], "shown");
     assert_eq!(
         step("restore")["actions"][0]["command"],
-        "echo restoring '50' rows > restored"
+        "echo restoring \"$CAIRN_V1\" rows > restored"
+    );
+    assert_eq!(
+        step("restore")["actions"][0]["values"],
+        serde_json::json!({"CAIRN_V1": "50"})
     );
     assert!(!sb.exists("restored"));
     assert_eq!(probe("flagged")["outcome"], "shown");
