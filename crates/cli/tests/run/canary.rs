@@ -288,7 +288,7 @@ outputs:
     let (_, plan, _) = cairn(&sb, &["plan", "planned.yaml"]);
     let plan = String::from_utf8_lossy(&plan).to_string();
     assert!(
-        plan.contains("echo '***'"),
+        plan.contains("$ echo \"$CAIRN_V1\"\n         $CAIRN_V1 = \"***\""),
         "env.X is shown masked:\n{plan}"
     );
     let (_, runs, _) = cairn(&sb, &["runs", "--state", "state.db", "--output", "json"]);
