@@ -379,3 +379,109 @@ outputs:
         assert_clean(what, bytes);
     }
 }
+
+/// A `with:` value rendered from a secret is a secret input of the sub-run: stored masked, and
+/// given again by the parent when it resumes, so the sub-run goes on with the real value.
+#[test]
+fn a_secret_input_of_a_sub_run_is_given_again_on_resume() {
+    let server = HttpServer::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "child.yaml",
+        &format!(
+            r#"
+cairn: 1
+name: taint-child
+inputs:
+  x: {{ type: string }}
+steps:
+  - id: gate
+    approval: "go on?"
+  - id: send
+    http: {{ post: "{echo}", json: {{ x: "{{{{ inputs.x }}}}" }} }}
+"#,
+            echo = server.url("/echo")
+        ),
+    );
+    sb.write(
+        "parent.yaml",
+        r#"
+cairn: 1
+name: taint-parent
+secrets:
+  tok: { env: CAIRN_CANARY }
+steps:
+  - id: child
+    uses: child.yaml
+    with: { x: "{{ secrets.tok }}" }
+"#,
+    );
+    let mut outputs = Vec::new();
+    let (code, out, err) = cairn(
+        &sb,
+        &[
+            "run",
+            "parent.yaml",
+            "--state",
+            "state.db",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 3, "paused: {}", String::from_utf8_lossy(&err));
+    outputs.push(("run".to_string(), out));
+    outputs.push(("run stderr".to_string(), err));
+    let (_, runs, _) = cairn(&sb, &["runs", "--state", "state.db", "--output", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&runs).expect("runs json");
+    let id_of = |name: &str| {
+        runs.as_array()
+            .expect("runs")
+            .iter()
+            .find(|r| r["runbook"] == name)
+            .and_then(|r| r["id"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no run of {name}: {runs}"))
+    };
+    let (parent, child) = (id_of("taint-parent"), id_of("taint-child"));
+    let (code, out, err) = cairn(&sb, &["approve", &child, "gate", "--state", "state.db"]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    outputs.push(("approve".to_string(), out));
+    let (code, out, err) = cairn(
+        &sb,
+        &[
+            "resume",
+            &parent,
+            "--state",
+            "state.db",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        code,
+        0,
+        "{}\n{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    );
+    outputs.push(("resume".to_string(), out));
+    outputs.push(("resume stderr".to_string(), err));
+    let sent = server.requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let body: serde_json::Value = serde_json::from_slice(&sent[0].body).expect("json body");
+    assert_eq!(body["x"], CANARY, "the sub-run got the real value back");
+    let (_, shown, _) = cairn(
+        &sb,
+        &["show", &child, "--state", "state.db", "--output", "json"],
+    );
+    let shown_json: serde_json::Value = serde_json::from_slice(&shown).expect("show json");
+    assert_eq!(shown_json["run"]["inputs"]["x"], "***", "{shown_json}");
+    outputs.push(("show".to_string(), shown));
+    for path in files_under(sb.path()) {
+        let bytes = std::fs::read(&path).expect("read");
+        assert_clean(&path.display().to_string(), &bytes);
+    }
+    for (what, bytes) in &outputs {
+        assert_clean(what, bytes);
+    }
+}
