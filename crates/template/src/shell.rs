@@ -86,18 +86,7 @@ thread_local! {
 pub(crate) fn collect<E>(
     render: impl FnOnce() -> Result<String, E>,
 ) -> Result<(String, Vec<Hole>), E> {
-    struct Frame;
-    impl Drop for Frame {
-        fn drop(&mut self) {
-            HOLES.with(|h| h.borrow_mut().pop());
-        }
-    }
-    HOLES.with(|h| h.borrow_mut().push(Vec::new()));
-    let frame = Frame;
-    let out = render();
-    let holes = HOLES.with(|h| h.borrow_mut().last_mut().map(std::mem::take));
-    drop(frame);
-    Ok((out?, holes.unwrap_or_default()))
+    crate::sql::collect_in(&HOLES, render)
 }
 
 fn no_nul(text: String) -> Result<String, Error> {

@@ -44,18 +44,26 @@ thread_local! {
 pub(crate) fn collect<E>(
     render: impl FnOnce() -> Result<String, E>,
 ) -> Result<(String, Vec<Hole>), E> {
-    struct Frame;
-    impl Drop for Frame {
+    collect_in(&PARAMS, render)
+}
+
+/// The frame discipline of `collect`, for any per-thread stack of hole lists (SQL's and shell's).
+pub(crate) fn collect_in<H: 'static, E>(
+    stack: &'static std::thread::LocalKey<RefCell<Vec<Vec<H>>>>,
+    render: impl FnOnce() -> Result<String, E>,
+) -> Result<(String, Vec<H>), E> {
+    struct Frame<H: 'static>(&'static std::thread::LocalKey<RefCell<Vec<Vec<H>>>>);
+    impl<H: 'static> Drop for Frame<H> {
         fn drop(&mut self) {
-            PARAMS.with(|p| p.borrow_mut().pop());
+            self.0.with(|s| s.borrow_mut().pop());
         }
     }
-    PARAMS.with(|p| p.borrow_mut().push(Vec::new()));
-    let frame = Frame;
+    stack.with(|s| s.borrow_mut().push(Vec::new()));
+    let frame = Frame(stack);
     let out = render();
-    let params = PARAMS.with(|p| p.borrow_mut().last_mut().map(std::mem::take));
+    let holes = stack.with(|s| s.borrow_mut().last_mut().map(std::mem::take));
     drop(frame);
-    Ok((out?, params.unwrap_or_default()))
+    Ok((out?, holes.unwrap_or_default()))
 }
 
 /// The formatter of the SQL environment.
