@@ -108,10 +108,10 @@ fn label(s: &cairn_model::Step, status: Option<&Statuses>) -> String {
         Some(st) => format!(
             "{}\\n{}\\n{}",
             s.id.value,
-            s.action().kind(),
+            s.kind.name(),
             st.get(&s.id.value).map_or("not run", String::as_str)
         ),
-        None => format!("{}\\n{}", s.id.value, s.action().kind()),
+        None => format!("{}\\n{}", s.id.value, s.kind.name()),
     }
 }
 
@@ -205,7 +205,7 @@ pub fn mermaid(c: &Checked, status: Option<&Statuses>) -> String {
         .collect();
     let node = |id: &str| ids.get(id).cloned().unwrap_or_else(|| "unknown".into());
     let text = |s: &cairn_model::Step| {
-        let base = format!("{} ({})", s.id.value, s.action().kind());
+        let base = format!("{} ({})", s.id.value, s.kind.name());
         let base = match status {
             Some(st) => format!(
                 "{base}: {}",

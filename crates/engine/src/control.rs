@@ -5,7 +5,7 @@ use crate::context::Local;
 use crate::exec::Call;
 use crate::prepare::Prepared;
 use crate::run::Shared;
-use cairn_model::{Action, CheckState, Expect, Retry, Step, Threshold};
+use cairn_model::{CheckState, Expect, Retry, Step, StepKind, Threshold};
 use cairn_steps::StepError;
 use serde_json::Value as Json;
 use std::path::PathBuf;
@@ -150,8 +150,8 @@ pub(crate) async fn perform(
             on_timeout,
         } => approval(shared, step, message, t.is_some(), on_timeout, cancel).await,
         Prepared::Sleep { .. } => {
-            let d = match step.action() {
-                Action::Wait(w) => w.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0),
+            let d = match &step.kind {
+                StepKind::Wait(w) => w.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0),
                 _ => Duration::ZERO,
             };
             bounded(timeout, cancel, |c| async move {
@@ -266,7 +266,7 @@ fn check(
     critical: &Option<String>,
     unit: &Option<String>,
 ) -> Done {
-    let Action::Check(c) = step.action() else {
+    let StepKind::Check(c) = &step.kind else {
         return Done::default();
     };
     let Some(v) = as_number(value) else {
@@ -348,8 +348,8 @@ async fn approval(
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
     });
-    let limit = match step.action() {
-        Action::Approval(a) if has_timeout => a.timeout.as_ref().map(|t| t.value.0),
+    let limit = match &step.kind {
+        StepKind::Approval(a) if has_timeout => a.timeout.as_ref().map(|t| t.value.0),
         _ => None,
     };
     let answer = tokio::select! {
@@ -406,7 +406,7 @@ async fn poll(
     attempt: u32,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
-    let Action::Wait(w) = step.action() else {
+    let StepKind::Wait(w) = &step.kind else {
         return Err(StepError::setup("not a wait step"));
     };
     let interval = w
@@ -480,7 +480,7 @@ fn report(
     to: &str,
     local: &Local,
 ) -> Result<Done, StepError> {
-    let Action::Report(r) = step.action() else {
+    let StepKind::Report(r) = &step.kind else {
         return Err(StepError::setup("not a report step"));
     };
     let text = match (template, &r.inline) {
@@ -523,8 +523,8 @@ pub(crate) fn expect(
     result: &Json,
 ) -> Result<(), String> {
     let own = step.expect.as_ref();
-    let http = match step.action() {
-        Action::Http(h) => Some(h.expect.as_ref()),
+    let http = match &step.kind {
+        StepKind::Http(h) => Some(h.expect.as_ref()),
         _ => None,
     };
     let exp = own.or(http.flatten());

@@ -12,6 +12,8 @@
 
 pub mod context;
 mod control;
+#[cfg(test)]
+mod def_hash_pin;
 pub mod door;
 pub mod events;
 pub mod exec;

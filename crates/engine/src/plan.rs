@@ -484,7 +484,7 @@ pub(crate) fn plan_step<'a>(
     Ok(PlannedStep {
         id: s.id.value.clone(),
         name: s.name.clone(),
-        kind: s.action().kind(),
+        kind: s.kind.name(),
         group,
         needs,
         when,

@@ -4,8 +4,8 @@
 
 use crate::context::{Base, Local, context};
 use cairn_model::{
-    Action, ApprovalStep, CheckStep, ChromaStep, HttpStep, Limit, OnTimeout, SqlStep, Step, TValue,
-    TargetKind, Threshold, Tmpl,
+    ApprovalStep, CheckStep, ChromaStep, HttpStep, Limit, OnTimeout, Poll, SqlStep, Step, StepKind,
+    TValue, TargetKind, Threshold, Tmpl,
 };
 use cairn_template::{Dialect, TemplateError, Templates, Value};
 use indexmap::IndexMap;
@@ -293,62 +293,22 @@ impl Renderer<'_> {
 
     /// The step's action, rendered.
     pub fn prepare(&self, step: &Step) -> Result<Prepared, RenderError> {
-        self.action(step, step.action())
-    }
-
-    fn action(&self, step: &Step, action: Action<'_>) -> Result<Prepared, RenderError> {
-        let cwd = step.cwd.as_ref().map(|c| self.text(c, "cwd")).transpose()?;
-        Ok(match action {
-            Action::Shell(t) => {
-                let script = self.script(t, "shell")?;
-                Prepared::Shell {
-                    command: script.script,
-                    values: script.vars.into_iter().collect(),
-                    env: self.env(step)?,
-                    cwd,
-                }
-            }
-            Action::Argv(items) => {
-                let program = match items.first() {
-                    Some(t) => vec![self.text(t, "argv[0]")?],
-                    None => Vec::new(),
-                };
-                let written: Vec<&str> = program
-                    .iter()
-                    .map(String::as_str)
-                    .chain(items.iter().skip(1).map(|t| t.src.as_str()))
-                    .collect();
-                let script_at = cairn_template::shell_script_index(&written);
-                let mut values = IndexMap::new();
-                let mut argv = program;
-                for (i, t) in items.iter().enumerate().skip(1) {
-                    let field = format!("argv[{i}]");
-                    if Some(i) == script_at {
-                        let script = self.script(t, &field)?;
-                        values.extend(script.vars);
-                        argv.push(script.script);
-                    } else {
-                        argv.push(self.text(t, &field)?);
-                    }
-                }
-                Prepared::Argv {
-                    argv,
-                    values,
-                    env: self.env(step)?,
-                    cwd,
-                }
-            }
-            Action::Sql(q) => self.sql(q)?,
-            Action::Http(h) => self.http(h)?,
-            Action::Chroma(c) => self.chroma(c)?,
-            Action::Check(c) => self.check(c)?,
-            Action::Approval(a) => self.approval(a)?,
-            Action::Wait(w) => match (&w.duration, w.poll()) {
+        // Rendered for every kind, so a broken `cwd` fails the step whatever it does.
+        let cwd = self.cwd(step)?;
+        Ok(match &step.kind {
+            StepKind::Shell(t) => self.shell(step, t, cwd)?,
+            StepKind::Argv(items) => self.argv(step, items, cwd)?,
+            StepKind::Sql(q) => self.sql(q)?,
+            StepKind::Http(h) => self.http(h)?,
+            StepKind::Chroma(c) => self.chroma(c)?,
+            StepKind::Check(c) => self.check(c)?,
+            StepKind::Approval(a) => self.approval(a)?,
+            StepKind::Wait(w) => match (&w.duration, &w.poll) {
                 (Some(d), _) => Prepared::Sleep {
                     duration: fmt_dur(d.value.0),
                 },
                 (None, Some(p)) => Prepared::Poll {
-                    action: Box::new(self.action(step, p)?),
+                    action: Box::new(self.polled(step, p, cwd)?),
                     until: w.until.as_ref().map(|u| u.src.clone()).unwrap_or_default(),
                     interval: fmt_dur(
                         w.interval
@@ -365,18 +325,79 @@ impl Renderer<'_> {
                     duration: "0s".into(),
                 },
             },
-            Action::Report(r) => Prepared::Report {
+            StepKind::Report(r) => Prepared::Report {
                 template: r.template.as_ref().map(|t| t.value.clone()),
                 to: self.text(&r.to, "report.to")?,
             },
-            Action::Uses(u) => Prepared::Uses {
-                runbook: u.value.clone(),
-                with: step
+            StepKind::Uses(u) => Prepared::Uses {
+                runbook: u.path.value.clone(),
+                with: u
                     .with
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), self.value(&v.value, &format!("with.{k}"))?)))
                     .collect::<Result<_, RenderError>>()?,
             },
+        })
+    }
+
+    /// The action a `wait` polls, rendered as the same kind of step would be.
+    fn polled(&self, step: &Step, p: &Poll, cwd: Option<String>) -> Result<Prepared, RenderError> {
+        match p {
+            Poll::Shell(t) => self.shell(step, t, cwd),
+            Poll::Argv(items) => self.argv(step, items, cwd),
+            Poll::Sql(q) => self.sql(q),
+            Poll::Http(h) => self.http(h),
+            Poll::Chroma(c) => self.chroma(c),
+        }
+    }
+
+    fn cwd(&self, step: &Step) -> Result<Option<String>, RenderError> {
+        step.cwd.as_ref().map(|c| self.text(c, "cwd")).transpose()
+    }
+
+    fn shell(&self, step: &Step, t: &Tmpl, cwd: Option<String>) -> Result<Prepared, RenderError> {
+        let script = self.script(t, "shell")?;
+        Ok(Prepared::Shell {
+            command: script.script,
+            values: script.vars.into_iter().collect(),
+            env: self.env(step)?,
+            cwd,
+        })
+    }
+
+    fn argv(
+        &self,
+        step: &Step,
+        items: &[Tmpl],
+        cwd: Option<String>,
+    ) -> Result<Prepared, RenderError> {
+        let program = match items.first() {
+            Some(t) => vec![self.text(t, "argv[0]")?],
+            None => Vec::new(),
+        };
+        let written: Vec<&str> = program
+            .iter()
+            .map(String::as_str)
+            .chain(items.iter().skip(1).map(|t| t.src.as_str()))
+            .collect();
+        let script_at = cairn_template::shell_script_index(&written);
+        let mut values = IndexMap::new();
+        let mut argv = program;
+        for (i, t) in items.iter().enumerate().skip(1) {
+            let field = format!("argv[{i}]");
+            if Some(i) == script_at {
+                let script = self.script(t, &field)?;
+                values.extend(script.vars);
+                argv.push(script.script);
+            } else {
+                argv.push(self.text(t, &field)?);
+            }
+        }
+        Ok(Prepared::Argv {
+            argv,
+            values,
+            env: self.env(step)?,
+            cwd,
         })
     }
 

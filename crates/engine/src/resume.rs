@@ -352,8 +352,8 @@ pub async fn resume(
                 } else if opts.auto_approve.is_none()
                     && !opts.interactive
                     && matches!(
-                        checked.all_steps().nth(i).map(|s| s.action()),
-                        Some(cairn_model::Action::Approval(_))
+                        checked.all_steps().nth(i).map(|s| &s.kind),
+                        Some(cairn_model::StepKind::Approval(_))
                     )
                 {
                     // Still unanswered and nobody here to answer: it keeps waiting as recorded,
@@ -523,7 +523,7 @@ fn timed_out(
     i: usize,
     rec: &cairn_state::StepRecord,
 ) -> Option<cairn_state::Approval> {
-    let cairn_model::Action::Approval(a) = checked.all_steps().nth(i)?.action() else {
+    let cairn_model::StepKind::Approval(a) = &checked.all_steps().nth(i)?.kind else {
         return None;
     };
     let limit = chrono::Duration::from_std(a.timeout.as_ref()?.value.0).ok()?;

@@ -562,7 +562,7 @@ pub(crate) async fn drive(
             });
             StepSummary {
                 id: s.id.value.clone(),
-                kind: s.action().kind(),
+                kind: s.kind.name(),
                 status: o.status,
                 attempts: o.attempts,
                 duration: o.duration,

@@ -133,31 +133,59 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
     });
     let cwd = f.get("cwd").and_then(|n| tmpl(d, n, "`cwd`"));
     let lock = f.get("lock").and_then(|n| string(d, n, "`lock`"));
-    let shell = f.get("shell").and_then(|n| tmpl(d, n, "`shell`"));
-    let argv = f.get("argv").and_then(|n| argv(d, n));
-    let sql = f.get("sql").and_then(|n| sql(d, n));
-    let http = f.get("http").and_then(|n| http(d, n));
-    let chroma = f.get("chroma").and_then(|n| chroma(d, n));
-    let check = f.get("check").and_then(|n| check(d, n));
-    let approval = f.get("approval").and_then(|n| approval(d, n));
-    let wait = f.get("wait").and_then(|n| wait(d, n));
-    let report = f.get("report").and_then(|n| report(d, n));
+    // Every kind key present is parsed (so each reports its own problems); the step has a
+    // kind only when exactly one was written and it parsed.
+    let mut parsed: Vec<StepKind> = Vec::new();
+    if let Some(k) = f.get("shell").and_then(|n| tmpl(d, n, "`shell`")) {
+        parsed.push(StepKind::Shell(k));
+    }
+    if let Some(k) = f.get("argv").and_then(|n| argv(d, n)) {
+        parsed.push(StepKind::Argv(k));
+    }
+    if let Some(k) = f.get("sql").and_then(|n| sql(d, n)) {
+        parsed.push(StepKind::Sql(k));
+    }
+    if let Some(k) = f.get("http").and_then(|n| http(d, n)) {
+        parsed.push(StepKind::Http(Box::new(k)));
+    }
+    if let Some(k) = f.get("chroma").and_then(|n| chroma(d, n)) {
+        parsed.push(StepKind::Chroma(k));
+    }
+    if let Some(k) = f.get("check").and_then(|n| check(d, n)) {
+        parsed.push(StepKind::Check(k));
+    }
+    if let Some(k) = f.get("approval").and_then(|n| approval(d, n)) {
+        parsed.push(StepKind::Approval(k));
+    }
+    if let Some(k) = f.get("wait").and_then(|n| wait(d, n)) {
+        parsed.push(StepKind::Wait(k));
+    }
+    if let Some(k) = f.get("report").and_then(|n| report(d, n)) {
+        parsed.push(StepKind::Report(k));
+    }
     let uses = f.get("uses").and_then(|n| string(d, n, "`uses`"));
     let with = f.get("with").map_or_else(IndexMap::new, |n| {
         named(d, n, "`with`", |_, _, _, v| Some(tvalue(v)))
     });
-    if uses.is_none() && f.has("with") {
+    if !f.has("uses") && f.has("with") {
         let at = f.key_span("with").unwrap_or(f.span);
         d.push(
             Diagnostic::error(at, "`with` is only for `uses` steps")
                 .with_help("pass inputs to a sub-runbook: `uses: other.yaml` + `with:`"),
         );
     }
+    if let Some(path) = uses {
+        parsed.push(StepKind::Uses(UsesStep { path, with }));
+    }
     let mut allowed: Vec<&str> = STEP_COMMON.to_vec();
     allowed.extend(ACTION_KEYS);
     let span = f.span;
     f.finish(d, &allowed, &label);
-    let step = Step {
+    // Exactly one kind, and it parsed: otherwise the problem is already reported.
+    if kinds.len() != 1 || parsed.len() != 1 {
+        return None;
+    }
+    Some(Step {
         id: id?,
         name,
         description,
@@ -175,33 +203,9 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         env,
         cwd,
         lock,
-        shell,
-        argv,
-        sql,
-        http,
-        chroma,
-        check,
-        approval,
-        wait,
-        report,
-        uses,
-        with,
+        kind: parsed.pop()?,
         span,
-    };
-    // Exactly one kind, and it parsed: otherwise the problem is already reported.
-    let parsed = [
-        step.shell.is_some(),
-        step.argv.is_some(),
-        step.sql.is_some(),
-        step.http.is_some(),
-        step.chroma.is_some(),
-        step.check.is_some(),
-        step.approval.is_some(),
-        step.wait.is_some(),
-        step.report.is_some(),
-        step.uses.is_some(),
-    ];
-    (kinds.len() == 1 && parsed.iter().filter(|p| **p).count() == 1).then_some(step)
+    })
 }
 
 fn argv(d: &mut Diags, n: &Node) -> Option<Vec<Tmpl>> {
@@ -500,11 +504,22 @@ fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
     let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
     let duration_ = f.get("duration").and_then(|n| duration(d, n, "`duration`"));
     let kinds: Vec<&str> = POLL_KEYS.iter().copied().filter(|k| f.has(k)).collect();
-    let shell = f.get("shell").and_then(|n| tmpl(d, n, "`shell`"));
-    let argv = f.get("argv").and_then(|n| argv(d, n));
-    let sql = f.get("sql").and_then(|n| sql(d, n));
-    let http = f.get("http").and_then(|n| http(d, n));
-    let chroma = f.get("chroma").and_then(|n| chroma(d, n));
+    let mut polled: Vec<Poll> = Vec::new();
+    if let Some(k) = f.get("shell").and_then(|n| tmpl(d, n, "`shell`")) {
+        polled.push(Poll::Shell(k));
+    }
+    if let Some(k) = f.get("argv").and_then(|n| argv(d, n)) {
+        polled.push(Poll::Argv(k));
+    }
+    if let Some(k) = f.get("sql").and_then(|n| sql(d, n)) {
+        polled.push(Poll::Sql(k));
+    }
+    if let Some(k) = f.get("http").and_then(|n| http(d, n)) {
+        polled.push(Poll::Http(Box::new(k)));
+    }
+    if let Some(k) = f.get("chroma").and_then(|n| chroma(d, n)) {
+        polled.push(Poll::Chroma(k));
+    }
     let help = "poll with `until:` + one of shell/argv/sql/http/chroma, or sleep with `duration:`";
     if kinds.len() > 1 {
         let at = f.key_span(kinds[1]).unwrap_or(f.span);
@@ -538,16 +553,14 @@ fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
     let mut allowed = vec!["until", "interval", "timeout", "duration"];
     allowed.extend(POLL_KEYS);
     f.finish(d, &allowed, "`wait`");
+    // Two polled kinds are reported above; keep the first so the step's other problems
+    // are still found.
     Some(WaitStep {
         until,
         interval,
         timeout,
         duration: duration_,
-        shell,
-        argv,
-        sql,
-        http,
-        chroma,
+        poll: polled.into_iter().next(),
     })
 }
 

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 /// (`shell`, `argv`, `sql`, `http`, `chroma`, `check`, `approval`, `wait`, `report`, `uses`).
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_kind)]
 pub struct Step {
     /// `[a-z0-9_][a-z0-9_-]*`, unique in the runbook (steps and finally together).
     #[schemars(regex(pattern = r"^[a-z0-9_][a-z0-9_-]*$"))]
@@ -57,30 +58,11 @@ pub struct Step {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock: Option<Spanned<String>>,
 
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shell: Option<Tmpl>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub argv: Option<Vec<Tmpl>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sql: Option<SqlStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chroma: Option<ChromaStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub check: Option<CheckStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval: Option<ApprovalStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wait: Option<WaitStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<ReportStep>,
-    /// Path of another runbook (relative to this file) run as a sub-run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uses: Option<Spanned<String>>,
-    /// Inputs for the `uses` runbook.
-    #[serde(rename = "with", default, skip_serializing_if = "IndexMap::is_empty")]
-    pub with: IndexMap<String, Spanned<TValue>>,
+    /// What the step does: exactly one kind (its key and value are written beside the
+    /// common keys, so a step serializes as it is written).
+    #[serde(flatten)]
+    #[schemars(with = "KindKeys")]
+    pub kind: StepKind,
     #[serde(skip)]
     #[schemars(skip)]
     pub span: Span,
@@ -93,66 +75,114 @@ pub const ACTION_KEYS: &[&str] = &[
 /// The kinds a `wait` may poll.
 pub const POLL_KEYS: &[&str] = &["shell", "argv", "sql", "http", "chroma"];
 
-/// A borrowed view of a step's kind.
-#[derive(Clone, Copy, Debug)]
-pub enum Action<'a> {
-    Shell(&'a Tmpl),
-    Argv(&'a [Tmpl]),
-    Sql(&'a SqlStep),
-    Http(&'a HttpStep),
-    Chroma(&'a ChromaStep),
-    Check(&'a CheckStep),
-    Approval(&'a ApprovalStep),
-    Wait(&'a WaitStep),
-    Report(&'a ReportStep),
-    Uses(&'a Spanned<String>),
+/// What a step does: exactly one kind, owning its data. The parser builds it from the one kind
+/// key the step has; a step with none or two is refused there, so no other state exists.
+#[derive(Clone, Debug)]
+pub enum StepKind {
+    Shell(Tmpl),
+    Argv(Vec<Tmpl>),
+    Sql(SqlStep),
+    // Boxed: the request is much larger than the other kinds.
+    Http(Box<HttpStep>),
+    Chroma(ChromaStep),
+    Check(CheckStep),
+    Approval(ApprovalStep),
+    Wait(WaitStep),
+    Report(ReportStep),
+    Uses(UsesStep),
 }
 
-impl Action<'_> {
-    pub fn kind(&self) -> &'static str {
+impl StepKind {
+    /// The key the kind is written with (`shell`, `sql`, ...).
+    pub fn name(&self) -> &'static str {
         match self {
-            Action::Shell(_) => "shell",
-            Action::Argv(_) => "argv",
-            Action::Sql(_) => "sql",
-            Action::Http(_) => "http",
-            Action::Chroma(_) => "chroma",
-            Action::Check(_) => "check",
-            Action::Approval(_) => "approval",
-            Action::Wait(_) => "wait",
-            Action::Report(_) => "report",
-            Action::Uses(_) => "uses",
+            StepKind::Shell(_) => "shell",
+            StepKind::Argv(_) => "argv",
+            StepKind::Sql(_) => "sql",
+            StepKind::Http(_) => "http",
+            StepKind::Chroma(_) => "chroma",
+            StepKind::Check(_) => "check",
+            StepKind::Approval(_) => "approval",
+            StepKind::Wait(_) => "wait",
+            StepKind::Report(_) => "report",
+            StepKind::Uses(_) => "uses",
         }
     }
+}
+
+/// Written as the step writes it: the kind's key and its value (`uses` also `with`, when it
+/// has inputs), in the step's own map. This keeps a step's JSON, and so its definition hash,
+/// the same as when each kind was a key of its own.
+impl Serialize for StepKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self {
+            StepKind::Shell(t) => map.serialize_entry("shell", t)?,
+            StepKind::Argv(a) => map.serialize_entry("argv", a)?,
+            StepKind::Sql(q) => map.serialize_entry("sql", q)?,
+            StepKind::Http(h) => map.serialize_entry("http", h)?,
+            StepKind::Chroma(c) => map.serialize_entry("chroma", c)?,
+            StepKind::Check(c) => map.serialize_entry("check", c)?,
+            StepKind::Approval(a) => map.serialize_entry("approval", a)?,
+            StepKind::Wait(w) => map.serialize_entry("wait", w)?,
+            StepKind::Report(r) => map.serialize_entry("report", r)?,
+            StepKind::Uses(u) => {
+                map.serialize_entry("uses", &u.path)?;
+                if !u.with.is_empty() {
+                    map.serialize_entry("with", &u.with)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// Run another runbook as a sub-run.
+#[derive(Clone, Debug)]
+pub struct UsesStep {
+    /// Path of the runbook, relative to this file.
+    pub path: Spanned<String>,
+    /// Its inputs.
+    pub with: IndexMap<String, Spanned<TValue>>,
+}
+
+/// The keys of the kinds as the schema shows them; [`one_kind`] adds that exactly one is
+/// present, and that `with` comes with `uses`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct KindKeys {
+    shell: Option<Tmpl>,
+    argv: Option<Vec<Tmpl>>,
+    sql: Option<SqlStep>,
+    http: Option<HttpStep>,
+    chroma: Option<ChromaStep>,
+    check: Option<CheckStep>,
+    approval: Option<ApprovalStep>,
+    wait: Option<WaitStep>,
+    report: Option<ReportStep>,
+    /// Path of another runbook (relative to this file) run as a sub-run.
+    uses: Option<String>,
+    /// Inputs for the `uses` runbook.
+    #[serde(rename = "with")]
+    with: Option<IndexMap<String, TValue>>,
+}
+
+/// A step has exactly one kind: the schema says so, so that an editor flags a step with none
+/// or two as the parser does.
+fn one_kind(schema: &mut schemars::Schema) {
+    let one_of: Vec<serde_json::Value> = ACTION_KEYS
+        .iter()
+        .map(|k| serde_json::json!({ "required": [k] }))
+        .collect();
+    schema.insert("oneOf".into(), one_of.into());
+    schema.insert(
+        "dependencies".into(),
+        serde_json::json!({ "with": ["uses"] }),
+    );
 }
 
 impl Step {
-    /// The step's kind (the parser guarantees exactly one).
-    pub fn action(&self) -> Action<'_> {
-        if let Some(s) = &self.shell {
-            Action::Shell(s)
-        } else if let Some(a) = &self.argv {
-            Action::Argv(a)
-        } else if let Some(s) = &self.sql {
-            Action::Sql(s)
-        } else if let Some(h) = &self.http {
-            Action::Http(h)
-        } else if let Some(c) = &self.chroma {
-            Action::Chroma(c)
-        } else if let Some(c) = &self.check {
-            Action::Check(c)
-        } else if let Some(a) = &self.approval {
-            Action::Approval(a)
-        } else if let Some(w) = &self.wait {
-            Action::Wait(w)
-        } else if let Some(r) = &self.report {
-            Action::Report(r)
-        } else if let Some(u) = &self.uses {
-            Action::Uses(u)
-        } else {
-            unreachable!("the parser refuses a step without a kind")
-        }
-    }
-
     pub fn idempotent(&self) -> bool {
         self.idempotent.unwrap_or(true)
     }
@@ -574,6 +604,7 @@ pub enum OnTimeout {
 /// holds (over its `result`) or `timeout` passes; or, with only `duration`, sleep.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = one_wait)]
 pub struct WaitStep {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Tmpl>,
@@ -584,33 +615,78 @@ pub struct WaitStep {
     /// Just wait this long.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<Spanned<Dur>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shell: Option<Tmpl>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub argv: Option<Vec<Tmpl>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sql: Option<SqlStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpStep>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chroma: Option<ChromaStep>,
+    /// The polled action (written as its kind's key beside `until`).
+    #[serde(flatten)]
+    #[schemars(with = "PollKeys")]
+    pub poll: Option<Poll>,
 }
 
-impl WaitStep {
-    /// The polled action, if any.
-    pub fn poll(&self) -> Option<Action<'_>> {
-        if let Some(s) = &self.shell {
-            Some(Action::Shell(s))
-        } else if let Some(a) = &self.argv {
-            Some(Action::Argv(a))
-        } else if let Some(s) = &self.sql {
-            Some(Action::Sql(s))
-        } else if let Some(h) = &self.http {
-            Some(Action::Http(h))
-        } else {
-            self.chroma.as_ref().map(Action::Chroma)
+/// What a `wait` polls: one of the kinds that only produce a result ([`POLL_KEYS`]).
+#[derive(Clone, Debug)]
+pub enum Poll {
+    Shell(Tmpl),
+    Argv(Vec<Tmpl>),
+    Sql(SqlStep),
+    // Boxed: the request is much larger than the other kinds.
+    Http(Box<HttpStep>),
+    Chroma(ChromaStep),
+}
+
+impl Poll {
+    /// The key the polled kind is written with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Poll::Shell(_) => "shell",
+            Poll::Argv(_) => "argv",
+            Poll::Sql(_) => "sql",
+            Poll::Http(_) => "http",
+            Poll::Chroma(_) => "chroma",
         }
     }
+}
+
+impl Serialize for Poll {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        match self {
+            Poll::Shell(t) => map.serialize_entry("shell", t)?,
+            Poll::Argv(a) => map.serialize_entry("argv", a)?,
+            Poll::Sql(q) => map.serialize_entry("sql", q)?,
+            Poll::Http(h) => map.serialize_entry("http", h)?,
+            Poll::Chroma(c) => map.serialize_entry("chroma", c)?,
+        }
+        map.end()
+    }
+}
+
+/// The keys of the polled kinds as the schema shows them; [`one_wait`] adds the rules.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct PollKeys {
+    shell: Option<Tmpl>,
+    argv: Option<Vec<Tmpl>>,
+    sql: Option<SqlStep>,
+    http: Option<HttpStep>,
+    chroma: Option<ChromaStep>,
+}
+
+/// A `wait` sleeps (`duration`) or polls one kind (with `until`), as the parser requires.
+fn one_wait(schema: &mut schemars::Schema) {
+    let one_of: Vec<serde_json::Value> = std::iter::once("duration")
+        .chain(POLL_KEYS.iter().copied())
+        .map(|k| serde_json::json!({ "required": [k] }))
+        .collect();
+    schema.insert("oneOf".into(), one_of.into());
+    let mut deps = serde_json::Map::new();
+    deps.insert(
+        "until".into(),
+        serde_json::json!({ "not": { "required": ["duration"] } }),
+    );
+    for k in POLL_KEYS {
+        deps.insert((*k).into(), serde_json::json!(["until"]));
+    }
+    schema.insert("dependencies".into(), deps.into());
 }
 
 /// Render a template (a file next to the runbook, or `inline`) to the file `to`.

@@ -72,8 +72,8 @@ fn walk(
     chain.push((key.clone(), name));
     let base = path.parent().unwrap_or(Path::new("."));
     for step in rb.steps.iter().chain(&rb.finally) {
-        if let Some(u) = &step.uses
-            && let Some(p) = walk(&base.join(&u.value), None, chain, clear, spell)
+        if let crate::step::StepKind::Uses(u) = &step.kind
+            && let Some(p) = walk(&base.join(&u.path.value), None, chain, clear, spell)
         {
             return Some(p);
         }

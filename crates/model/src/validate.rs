@@ -8,7 +8,7 @@ use crate::diag::{Diagnostic, did_you_mean};
 use crate::read::Diags;
 use crate::runbook::{Expect, Runbook, TValue, Tmpl};
 use crate::span::{LineIndex, Span};
-use crate::step::{Action, Step, accepts};
+use crate::step::{ChromaStep, HttpStep, Poll, SqlStep, Step, StepKind, UsesStep, accepts};
 use cairn_template::{Kind, Templates};
 use std::collections::HashMap;
 
@@ -250,7 +250,7 @@ impl<'a> Validator<'a> {
 
     fn step(&mut self, i: usize) {
         let s = self.all[i];
-        if let Action::Approval(a) = s.action() {
+        if let StepKind::Approval(a) = &s.kind {
             // A gate per item cannot be answered (approvals name steps), and `finally` runs
             // when the run ends, after which nothing can wait.
             if s.for_each.is_some() {
@@ -309,7 +309,7 @@ impl<'a> Validator<'a> {
         if let Some(c) = &s.cwd {
             self.tmpl(c, Kind::Text, inner);
         }
-        self.action(s.action(), inner);
+        self.kind(&s.kind, inner);
         let with_result = Scope {
             result: true,
             ..inner
@@ -319,9 +319,6 @@ impl<'a> Validator<'a> {
         }
         for v in s.outputs.values() {
             self.tvalue(&v.value, Kind::Text, with_result);
-        }
-        for v in s.with.values() {
-            self.tvalue(&v.value, Kind::Text, inner);
         }
     }
 
@@ -340,71 +337,14 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn action(&mut self, a: Action<'_>, scope: Scope) {
-        match a {
-            Action::Shell(t) => self.tmpl(t, Kind::Shell, scope),
-            Action::Argv(items) => {
-                // `[bash, -c, SCRIPT]`: the script follows the shell's rules.
-                let written: Vec<&str> = items.iter().map(|t| t.src.as_str()).collect();
-                let script_at = cairn_template::shell_script_index(&written);
-                for (i, t) in items.iter().enumerate() {
-                    let kind = if Some(i) == script_at {
-                        Kind::Shell
-                    } else {
-                        Kind::Text
-                    };
-                    self.tmpl(t, kind, scope);
-                }
-            }
-            Action::Sql(q) => {
-                self.target(&q.target.value, q.target.span, "sql");
-                // An unknown target is reported above; lex its query as PostgreSQL meanwhile.
-                let dialect = self
-                    .rb
-                    .targets
-                    .get(&q.target.value)
-                    .and_then(|t| t.kind().0.sql_dialect())
-                    .unwrap_or(cairn_template::Dialect::Postgres);
-                self.tmpl(&q.query, Kind::Sql(dialect), scope);
-            }
-            Action::Http(h) => {
-                if let Some(t) = &h.target {
-                    self.target(&t.value, t.span, "http");
-                } else {
-                    let url = h.method().1;
-                    let u = url.src.trim_start();
-                    if !u.contains("://") && !u.starts_with("{{") {
-                        self.d.push(
-                            Diagnostic::error(url.span, format!("`{}` is not an absolute URL", url.src))
-                                .with_help("write `http(s)://host/...`, or name an `http` target with `target:` to join a path to its URL"),
-                        );
-                    }
-                }
-                self.tmpl(h.method().1, Kind::Text, scope);
-                for v in h.headers.values() {
-                    self.tmpl(v, Kind::Text, scope);
-                }
-                if let Some(j) = &h.json {
-                    self.tvalue(&j.value, Kind::Text, scope);
-                }
-                if let Some(b) = &h.body {
-                    self.tmpl(b, Kind::Text, scope);
-                }
-                if let Some(e) = &h.expect {
-                    self.expect(
-                        e,
-                        Scope {
-                            result: true,
-                            ..scope
-                        },
-                    );
-                }
-            }
-            Action::Chroma(c) => {
-                self.target(&c.target.value, c.target.span, "chroma");
-                self.tvalue(&c.action.1.value, Kind::Text, scope);
-            }
-            Action::Check(c) => {
+    fn kind(&mut self, k: &StepKind, scope: Scope) {
+        match k {
+            StepKind::Shell(t) => self.tmpl(t, Kind::Shell, scope),
+            StepKind::Argv(items) => self.argv(items, scope),
+            StepKind::Sql(q) => self.sql(q, scope),
+            StepKind::Http(h) => self.http(h, scope),
+            StepKind::Chroma(c) => self.chroma(c, scope),
+            StepKind::Check(c) => {
                 self.tmpl(&c.value, Kind::Text, scope);
                 for limit in [&c.warning, &c.critical].into_iter().flatten() {
                     if let crate::step::Limit::Templated(t) = limit {
@@ -412,10 +352,15 @@ impl<'a> Validator<'a> {
                     }
                 }
             }
-            Action::Approval(a) => self.tmpl(&a.message, Kind::Text, scope),
-            Action::Wait(w) => {
-                if let Some(p) = w.poll() {
-                    self.action(p, scope);
+            StepKind::Approval(a) => self.tmpl(&a.message, Kind::Text, scope),
+            StepKind::Wait(w) => {
+                match &w.poll {
+                    Some(Poll::Shell(t)) => self.tmpl(t, Kind::Shell, scope),
+                    Some(Poll::Argv(items)) => self.argv(items, scope),
+                    Some(Poll::Sql(q)) => self.sql(q, scope),
+                    Some(Poll::Http(h)) => self.http(h, scope),
+                    Some(Poll::Chroma(c)) => self.chroma(c, scope),
+                    None => {}
                 }
                 if let Some(u) = &w.until {
                     self.tmpl(
@@ -428,7 +373,7 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
-            Action::Report(r) => {
+            StepKind::Report(r) => {
                 self.tmpl(&r.to, Kind::Text, scope);
                 if let Some(i) = &r.inline {
                     self.tmpl(i, Kind::Text, scope);
@@ -450,8 +395,78 @@ impl<'a> Validator<'a> {
                     }
                 }
             }
-            Action::Uses(u) => self.uses(u, scope),
+            StepKind::Uses(u) => {
+                for v in u.with.values() {
+                    self.tvalue(&v.value, Kind::Text, scope);
+                }
+                self.uses(u);
+            }
         }
+    }
+
+    fn argv(&mut self, items: &[Tmpl], scope: Scope) {
+        // `[bash, -c, SCRIPT]`: the script follows the shell's rules.
+        let written: Vec<&str> = items.iter().map(|t| t.src.as_str()).collect();
+        let script_at = cairn_template::shell_script_index(&written);
+        for (i, t) in items.iter().enumerate() {
+            let kind = if Some(i) == script_at {
+                Kind::Shell
+            } else {
+                Kind::Text
+            };
+            self.tmpl(t, kind, scope);
+        }
+    }
+
+    fn sql(&mut self, q: &SqlStep, scope: Scope) {
+        self.target(&q.target.value, q.target.span, "sql");
+        // An unknown target is reported above; lex its query as PostgreSQL meanwhile.
+        let dialect = self
+            .rb
+            .targets
+            .get(&q.target.value)
+            .and_then(|t| t.kind().0.sql_dialect())
+            .unwrap_or(cairn_template::Dialect::Postgres);
+        self.tmpl(&q.query, Kind::Sql(dialect), scope);
+    }
+
+    fn http(&mut self, h: &HttpStep, scope: Scope) {
+        if let Some(t) = &h.target {
+            self.target(&t.value, t.span, "http");
+        } else {
+            let url = h.method().1;
+            let u = url.src.trim_start();
+            if !u.contains("://") && !u.starts_with("{{") {
+                self.d.push(
+                    Diagnostic::error(url.span, format!("`{}` is not an absolute URL", url.src))
+                        .with_help("write `http(s)://host/...`, or name an `http` target with `target:` to join a path to its URL"),
+                );
+            }
+        }
+        self.tmpl(h.method().1, Kind::Text, scope);
+        for v in h.headers.values() {
+            self.tmpl(v, Kind::Text, scope);
+        }
+        if let Some(j) = &h.json {
+            self.tvalue(&j.value, Kind::Text, scope);
+        }
+        if let Some(b) = &h.body {
+            self.tmpl(b, Kind::Text, scope);
+        }
+        if let Some(e) = &h.expect {
+            self.expect(
+                e,
+                Scope {
+                    result: true,
+                    ..scope
+                },
+            );
+        }
+    }
+
+    fn chroma(&mut self, c: &ChromaStep, scope: Scope) {
+        self.target(&c.target.value, c.target.span, "chroma");
+        self.tvalue(&c.action.1.value, Kind::Text, scope);
     }
 
     fn relative(&self, p: &str) -> std::path::PathBuf {
@@ -460,7 +475,8 @@ impl<'a> Validator<'a> {
     }
 
     /// The sub-runbook must exist and take the `with:` inputs given to it.
-    fn uses(&mut self, u: &crate::span::Spanned<String>, _scope: Scope) {
+    fn uses(&mut self, step: &UsesStep) {
+        let u = &step.path;
         let path = self.relative(&u.value);
         let source = match crate::source::read(&path) {
             Ok(source) => source,
@@ -503,13 +519,6 @@ impl<'a> Validator<'a> {
             ),
             None => {}
         }
-        let Some(step) = self
-            .all
-            .iter()
-            .find(|s| s.uses.as_ref().is_some_and(|x| x.span == u.span))
-        else {
-            return;
-        };
         let names: Vec<&str> = sub.inputs.keys().map(String::as_str).collect();
         for (k, v) in &step.with {
             if !sub.inputs.contains_key(k) {

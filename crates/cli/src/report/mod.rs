@@ -85,7 +85,7 @@ impl RunData {
     }
 
     pub fn kind(&self, step: &str) -> &'static str {
-        self.step_def(step).map_or("step", |s| s.action().kind())
+        self.step_def(step).map_or("step", |s| s.kind.name())
     }
 
     pub fn step_def(&self, step: &str) -> Option<&cairn_model::Step> {
@@ -160,8 +160,8 @@ impl CheckResult {
     fn of(s: &StepRecord, def: Option<&cairn_model::Step>) -> CheckResult {
         let r = s.result.as_ref();
         let field = |k: &str| r.and_then(|r| r.get(k));
-        let def = def.and_then(|d| match d.action() {
-            cairn_model::Action::Check(c) => Some(c),
+        let def = def.and_then(|d| match &d.kind {
+            cairn_model::StepKind::Check(c) => Some(c),
             _ => None,
         });
         let threshold = |k: &str| {
