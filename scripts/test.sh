@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The test command of the README: every crate's tests against the real PostgreSQL, MariaDB,
-# a real Chroma server (installed on first use into a cached virtualenv), real child processes
-# and local HTTP servers started by the tests.
+# a real Chroma server and check-jsonschema (each installed on first use into a cached virtualenv),
+# real child processes and local HTTP servers started by the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${CAIRN_CHROMA_BIN:-}" ]; then
   CAIRN_CHROMA_BIN="$(bash .ci/chroma-venv.sh)"
   export CAIRN_CHROMA_BIN
+fi
+if [ -z "${CAIRN_CHECK_JSONSCHEMA:-}" ]; then
+  # check-jsonschema: the schema is checked with the validator editors use.
+  CAIRN_CHECK_JSONSCHEMA="$(bash .ci/check-jsonschema.sh)"
+  export CAIRN_CHECK_JSONSCHEMA
 fi
 if [ -z "${CAIRN_NODE_MODULES:-}" ]; then
   # xmllint, promtool and the Mermaid parser: the real consumers of the report formats.

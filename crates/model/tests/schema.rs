@@ -101,3 +101,136 @@ fn schema_rejects_misspelt_keys_and_wrong_types() {
         assert!(!v.is_valid(&as_json(bad)), "schema accepted:\n{bad}");
     }
 }
+
+/// check-jsonschema, the validator editors' pre-commit hooks run: `$CAIRN_CHECK_JSONSCHEMA`, else
+/// the cached virtualenv that `.ci/check-jsonschema.sh` installs. A missing tool fails the test.
+fn check_jsonschema() -> PathBuf {
+    let bin = std::env::var_os("CAIRN_CHECK_JSONSCHEMA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/cairn/check-jsonschema-venv/bin/check-jsonschema")
+        });
+    assert!(
+        bin.is_file(),
+        "check-jsonschema not found at {}: run `bash .ci/check-jsonschema.sh` (it prints the path to \
+         put in CAIRN_CHECK_JSONSCHEMA)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs check-jsonschema with the committed schema on `files`: (success, what it printed).
+fn check_files(files: &[PathBuf]) -> (bool, String) {
+    let out = std::process::Command::new(check_jsonschema())
+        .arg("--schemafile")
+        .arg(committed())
+        .args(files)
+        .output()
+        .expect("run check-jsonschema");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn yaml_files(dir: &std::path::Path, into: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            yaml_files(&path, into);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            into.push(path);
+        }
+    }
+}
+
+#[test]
+fn check_jsonschema_accepts_every_runbook_and_example() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    yaml_files(&root.join("runbooks"), &mut files);
+    yaml_files(&root.join("examples"), &mut files);
+    assert!(
+        files.len() >= 6,
+        "expected runbooks under {}",
+        root.display()
+    );
+    let (ok, said) = check_files(&files);
+    assert!(
+        ok,
+        "check-jsonschema refused a runbook of the repository:\n{said}"
+    );
+}
+
+#[test]
+fn check_jsonschema_refuses_a_step_with_no_kind_or_two() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "cairn: 1\nname: demo\nsteps:\n  - id: a\n";
+    let cases = [
+        ("good.yaml", "    shell: echo hi\n", true),
+        (
+            "uses.yaml",
+            "    uses: other.yaml\n    with: { n: 1 }\n",
+            true,
+        ),
+        (
+            "poll.yaml",
+            "    wait: { until: \"{{ result.exit_code == 0 }}\", shell: \"true\" }\n",
+            true,
+        ),
+        ("sleep.yaml", "    wait: { duration: 1s }\n", true),
+        ("no-kind.yaml", "    name: does nothing\n", false),
+        (
+            "two-kinds.yaml",
+            "    shell: echo hi\n    sql: { target: db, query: SELECT 1 }\n",
+            false,
+        ),
+        (
+            "three-kinds.yaml",
+            "    shell: a\n    argv: [b]\n    uses: c.yaml\n",
+            false,
+        ),
+        (
+            "with-alone.yaml",
+            "    shell: echo hi\n    with: { n: 1 }\n",
+            false,
+        ),
+        ("wait-nothing.yaml", "    wait: { interval: 1s }\n", false),
+        (
+            "wait-two-polls.yaml",
+            "    wait: { until: \"{{ true }}\", shell: a, argv: [b] }\n",
+            false,
+        ),
+        ("wait-no-until.yaml", "    wait: { shell: a }\n", false),
+        (
+            "wait-sleep-and-poll.yaml",
+            "    wait: { duration: 1s, until: \"{{ true }}\", shell: a }\n",
+            false,
+        ),
+        (
+            "wait-sleep-until.yaml",
+            "    wait: { duration: 1s, until: \"{{ true }}\" }\n",
+            false,
+        ),
+    ];
+    for (name, step, valid) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{head}{step}")).expect("write");
+        let (ok, said) = check_files(std::slice::from_ref(&path));
+        assert_eq!(ok, valid, "{name}: check-jsonschema said:\n{said}");
+        // The Rust validator reads the schema the same way.
+        assert_eq!(
+            validator().is_valid(&as_json(&format!("{head}{step}"))),
+            valid,
+            "{name} (jsonschema crate)"
+        );
+    }
+}
