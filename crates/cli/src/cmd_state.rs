@@ -379,7 +379,7 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
                     ));
                 }
                 if let Some(log) = &s.log_path {
-                    match std::fs::read_to_string(log) {
+                    match read_log(std::path::Path::new(log)) {
                         Ok(text) => out.push_str(&format!("  log ({log}):\n{text}\n")),
                         Err(e) => out.push_str(&format!("  log {log}: {e}\n")),
                     }
@@ -472,5 +472,34 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
         }
         print(&out)?;
         Ok(exit::OK)
+    })
+}
+
+/// The most of a step log `show --step` prints: the log holds at most 1 MiB of stdout and 1 MiB
+/// of stderr, so only a file changed by hand is cut.
+const MAX_LOG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A step log as text: only a regular file (the path comes from the store, and a FIFO put in
+/// its place would block `show` forever), its last [`MAX_LOG_BYTES`] when it is longer.
+fn read_log(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Read as _, Seek as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let skipped = meta.len().saturating_sub(MAX_LOG_BYTES);
+    file.seek(std::io::SeekFrom::Start(skipped))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LOG_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(if skipped > 0 {
+        format!("[first {skipped} bytes not shown]\n{text}")
+    } else {
+        text.into_owned()
     })
 }

@@ -273,12 +273,19 @@ pub fn read(rb: &Runbook) -> Result<serde_json::Map<String, Json>, Vec<String>> 
                 }
             }
         } else if let Some(path) = &s.file {
-            match std::fs::read_to_string(path) {
+            match cairn_model::source::read_secret(std::path::Path::new(path)) {
                 // A trailing newline in a secret file is never part of the secret.
                 Ok(v) => Some(v.trim_end_matches(['\n', '\r']).to_string()),
-                Err(_) if s.optional => Some(String::new()),
+                // Only a file that cannot be opened counts as absent: a FIFO, a device or an
+                // oversized file is a mistake to report, optional or not.
+                Err(cairn_model::source::ReadError::Io { .. }) if s.optional => Some(String::new()),
+                // Not the reader's own message: it would quote the offending byte of the secret.
+                Err(cairn_model::source::ReadError::NotUtf8 { .. }) => {
+                    problems.push(format!("secret `{name}`: {path} is not valid UTF-8 text"));
+                    None
+                }
                 Err(e) => {
-                    problems.push(format!("secret `{name}`: cannot read {path}: {e}"));
+                    problems.push(format!("secret `{name}`: {e}"));
                     None
                 }
             }

@@ -20,8 +20,8 @@ pub enum ReadError {
     Io { path: String, reason: String },
     #[error("cannot read {path}: it is {kind}, not a regular file")]
     NotRegular { path: String, kind: &'static str },
-    #[error("cannot read {path}: larger than the {} MiB limit", MAX_SOURCE_BYTES / (1024 * 1024))]
-    TooLarge { path: String },
+    #[error("cannot read {path}: larger than the {} MiB limit", limit / (1024 * 1024))]
+    TooLarge { path: String, limit: u64 },
     #[error("{path}:{line}:{col}: not valid UTF-8 (byte 0x{byte:02x})")]
     NotUtf8 {
         path: String,
@@ -38,6 +38,15 @@ pub enum ReadError {
 /// Reads a regular file of at most [`MAX_SOURCE_BYTES`] as UTF-8 text.
 pub fn read(path: &Path) -> Result<String, ReadError> {
     read_limited(path, MAX_SOURCE_BYTES, true)
+}
+
+/// The largest secret file read: 1 MiB. A key, a token or a certificate chain is a few KiB.
+pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
+
+/// Reads a secret file (`secrets.X.file`): a regular file of at most [`MAX_SECRET_BYTES`], as
+/// UTF-8 text. A FIFO would block the run's start forever, and a device would fill memory.
+pub fn read_secret(path: &Path) -> Result<String, ReadError> {
+    read_limited(path, MAX_SECRET_BYTES, true)
 }
 
 /// Reads at most [`MAX_SOURCE_BYTES`] of UTF-8 text from a file the user named on the command
@@ -78,13 +87,13 @@ pub(crate) fn read_limited(path: &Path, limit: u64, regular: bool) -> Result<Str
     };
     let len = file.metadata().map_err(io)?.len();
     if len > limit {
-        return Err(ReadError::TooLarge { path: name });
+        return Err(ReadError::TooLarge { path: name, limit });
     }
     let mut bytes = Vec::with_capacity(len as usize);
     // The file may grow after the check: never read past the limit.
     file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
-        return Err(ReadError::TooLarge { path: name });
+        return Err(ReadError::TooLarge { path: name, limit });
     }
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();

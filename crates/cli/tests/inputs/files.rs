@@ -209,3 +209,79 @@ fn inputs_may_come_from_a_pipe() {
         .stdout_has("who = \"piped\"");
     assert!(writer.wait().expect("writer").success());
 }
+
+#[test]
+fn a_secret_file_that_is_not_a_regular_file_or_too_large_is_refused_at_once() {
+    let sb = Sandbox::new();
+    let fifo = sb.fifo("token.fifo");
+    let big = sb.write("big.pem", vec![b'k'; 1024 * 1024 + 1]);
+    let binary = sb.write("binary.key", [0x41, 0x42, 0xff, 0x43]);
+    for (path, optional, says) in [
+        (
+            fifo.display().to_string(),
+            false,
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        // Optional does not make a FIFO absent: it is still a mistake, and it must not block.
+        (
+            fifo.display().to_string(),
+            true,
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            "/dev/zero".to_string(),
+            false,
+            "it is a character device, not a regular file",
+        ),
+        (
+            big.display().to_string(),
+            false,
+            "larger than the 1 MiB limit",
+        ),
+        (
+            binary.display().to_string(),
+            false,
+            "is not valid UTF-8 text",
+        ),
+    ] {
+        sb.write(
+            "s.yaml",
+            format!(
+                "cairn: 1\nname: s\nsecrets:\n  k: {{ file: \"{path}\", optional: {optional} }}\nsteps:\n  - id: a\n    shell: \"true\"\n"
+            ),
+        );
+        let out = sb.cairn(&["run", "s.yaml", "--state", "memory:"]);
+        out.expect(2).stderr_has("secret `k`: ").stderr_has(says);
+        // The offending byte of a binary secret is not quoted.
+        assert!(!out.stderr.contains("0xff"), "{out}");
+    }
+}
+
+#[test]
+fn show_reads_a_step_log_only_if_it_is_a_regular_file() {
+    let sb = Sandbox::new();
+    sb.write(
+        "l.yaml",
+        "cairn: 1\nname: l\nsteps:\n  - id: talk\n    shell: echo hello-from-the-step\n  - id: gate\n    approval: Go?\n",
+    );
+    let paused = sb.cairn(&["run", "l.yaml", "--state", "state.db"]);
+    paused.expect(3);
+    // The run id is the first line of stdout.
+    let run = paused
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let log = sb.join(&format!("logs/{run}/talk.log"));
+    sb.cairn(&["show", &run, "--step", "talk", "--state", "state.db"])
+        .expect(0)
+        .stdout_has("hello-from-the-step");
+    // A FIFO in the log's place: `show` says so instead of waiting for a writer.
+    std::fs::remove_file(&log).expect("remove log");
+    sb.fifo(&format!("logs/{run}/talk.log"));
+    sb.cairn(&["show", &run, "--step", "talk", "--state", "state.db"])
+        .expect(0)
+        .stdout_has("not a regular file");
+}
