@@ -54,9 +54,7 @@ impl Group {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let raw = (&mut self.exit)
-            .await
-            .map_err(|_| io::Error::other("the process spawner is gone"))?;
+        let raw = self.exit.wait().await?;
         let status = ExitStatus::from_raw(raw);
         self.status = Some(status);
         Ok(status)
@@ -115,7 +113,7 @@ impl Group {
         loop {
             if self.status.is_none() {
                 // Reap news of the leader without waiting for it.
-                if let Ok(raw) = self.exit.try_recv() {
+                if let Some(raw) = self.exit.try_wait() {
                     self.status = Some(ExitStatus::from_raw(raw));
                 }
             }

@@ -1,12 +1,15 @@
-//! What Cairn and its spawner process say to each other over their socket pair.
+//! What Cairn and its spawner process say to each other.
 //!
-//! A request is one datagram holding its id, with four descriptors attached: a memfd holding
-//! the [`Spec`] (arguments and environment may be megabytes, more than a datagram can carry),
-//! and the child's stdin, stdout and stderr. Replies are fixed-size datagrams.
+//! A request is one datagram on their socket pair holding its id, with five descriptors
+//! attached: a memfd holding the [`Spec`] (arguments and environment may be megabytes, more
+//! than a datagram can carry), the child's stdin, stdout and stderr, and the write end of the
+//! request's status pipe. Replies are fixed-size records on that pipe (smaller than
+//! `PIPE_BUF`, so each is written whole): `Spawned` or `Failed`, then `Exited`, then the
+//! spawner closes it.
 
 /// Bytes of a request datagram: the request id.
 pub(super) const REQUEST_LEN: usize = 8;
-/// Bytes of a reply datagram: tag, a pid or errno, then an id or a wait status.
+/// Bytes of a reply: tag, a pid or errno, then an id or a wait status.
 pub(super) const REPLY_LEN: usize = 16;
 
 pub(super) fn encode_request(id: u64) -> [u8; REQUEST_LEN] {

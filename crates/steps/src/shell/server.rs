@@ -96,8 +96,8 @@ fn prepare(keep: RawFd) {
 struct Loop {
     sock: OwnedFd,
     sigchld: SignalFd,
-    /// Step processes started and not yet reaped.
-    leaders: std::collections::HashSet<i32>,
+    /// Step processes started and not yet reaped, with the write end of their status pipe.
+    leaders: std::collections::HashMap<i32, OwnedFd>,
 }
 
 impl Loop {
@@ -110,7 +110,7 @@ impl Loop {
         Some(Loop {
             sock,
             sigchld,
-            leaders: std::collections::HashSet::new(),
+            leaders: std::collections::HashMap::new(),
         })
     }
 
@@ -139,9 +139,7 @@ impl Loop {
             }
             if fds[1].revents != 0 {
                 while let Ok(Some(_)) = self.sigchld.read_signal() {}
-                if !self.reap() {
-                    return;
-                }
+                self.reap();
             }
             if fds[0].revents != 0 && !self.serve_one() {
                 return;
@@ -149,17 +147,17 @@ impl Loop {
         }
     }
 
-    /// Reaps every exited child; reports the exit of step processes. False when Cairn is gone.
-    fn reap(&mut self) -> bool {
+    /// Reaps every exited child; reports the exit of step processes, each on its status pipe.
+    fn reap(&mut self) {
         loop {
             let mut status = 0;
             // SAFETY: waitpid with a valid pointer.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid <= 0 {
-                return true;
+                return;
             }
-            if self.leaders.remove(&pid) && !self.send(Reply::Exited { pid, status }) {
-                return false;
+            if let Some(pipe) = self.leaders.remove(&pid) {
+                send(&pipe, Reply::Exited { pid, status });
             }
         }
     }
@@ -167,7 +165,7 @@ impl Loop {
     /// Handles one request. False when Cairn closed the socket or it broke.
     fn serve_one(&mut self) -> bool {
         let mut head = [0u8; protocol::REQUEST_LEN];
-        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let mut space = nix::cmsg_space!([RawFd; 5]);
         let mut iov = [std::io::IoSliceMut::new(&mut head)];
         let (bytes, fds) = match recvmsg::<()>(
             self.sock.as_raw_fd(),
@@ -198,38 +196,28 @@ impl Loop {
             return false;
         }
         let id = protocol::parse_request(&head[..bytes]);
-        let reply = match (id, <[OwnedFd; 4]>::try_from(fds)) {
-            (Some(id), Ok([spec, stdin, stdout, stderr])) => {
-                match spawn(spec, &stdin, &stdout, &stderr) {
-                    Ok(pid) => {
-                        self.leaders.insert(pid);
-                        Reply::Spawned { id, pid }
-                    }
-                    Err(errno) => Reply::Failed { id, errno },
+        // A request without its five descriptors has nowhere to be answered: dropped.
+        if let (Some(id), Ok([spec, stdin, stdout, stderr, status])) =
+            (id, <[OwnedFd; 5]>::try_from(fds))
+        {
+            match spawn(spec, &stdin, &stdout, &stderr) {
+                Ok(pid) => {
+                    send(&status, Reply::Spawned { id, pid });
+                    self.leaders.insert(pid, status);
                 }
+                Err(errno) => send(&status, Reply::Failed { id, errno }),
             }
-            (Some(id), Err(_)) => Reply::Failed {
-                id,
-                errno: libc::EINVAL,
-            },
-            (None, _) => return true,
-        };
-        self.send(reply)
+        }
+        true
     }
+}
 
-    fn send(&self, reply: Reply) -> bool {
-        let bytes = reply.encode();
-        // SAFETY: sends a buffer we own; MSG_NOSIGNAL turns a closed peer into EPIPE.
-        let sent = unsafe {
-            libc::send(
-                self.sock.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        sent == bytes.len() as isize
-    }
+/// Writes a reply on a status pipe. A step that stopped listening (its future was dropped)
+/// closed the read end: the write fails with EPIPE (SIGPIPE is ignored here), which is fine.
+fn send(pipe: &OwnedFd, reply: Reply) {
+    let bytes = reply.encode();
+    // SAFETY: writes a buffer we own to a descriptor we own.
+    unsafe { libc::write(pipe.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
 }
 
 /// Starts one step process: its own session (so that `set -m` jobs stay findable by session),

@@ -6,41 +6,47 @@
 //! while Cairn is small, starts steps with `posix_spawn` (no page tables copied), and is a
 //! child subreaper, so that everything a step starts stays below it. When Cairn exits or dies,
 //! its end of the socket closes and the spawner SIGKILLs everything below it.
+//!
+//! Each request carries a status pipe of its own, on which the spawner answers and later
+//! reports the process's end: the step that asked reads it in its own runtime, so no thread
+//! stands between the spawner and the step (one thread routing every reply cost two thread
+//! wake-ups per step).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
 };
-use tokio::sync::oneshot;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 
 use super::protocol::{self, Reply, Spec};
 
-pub(super) type Exit = oneshot::Receiver<i32>;
-type Pending = oneshot::Sender<io::Result<(i32, Exit)>>;
-
+/// What Cairn knows of the processes it asked for. Only the step that asked reads its replies
+/// (on a status pipe of its own), so this table is the one view of every step at once.
 #[derive(Default)]
 struct Table {
-    pending: HashMap<u64, Pending>,
-    exits: HashMap<i32, oneshot::Sender<i32>>,
-    /// Step processes started and not yet reaped (their pid is their session id).
+    /// Requests sent whose reply has not been read yet: a process may exist that is in no
+    /// step's hands so far.
+    pending: HashSet<u64>,
+    /// Step processes started and not yet known to have ended (their pid is their session id).
     leaders: HashSet<i32>,
-    /// The spawner is gone: no more processes.
-    closed: bool,
 }
 
 pub(super) struct Spawner {
     sock: OwnedFd,
     pid: i32,
     next_id: AtomicU64,
-    table: Arc<Mutex<Table>>,
+    table: Mutex<Table>,
+    /// Every step's stdin, opened once.
+    null: std::fs::File,
 }
 
 static SPAWNER: OnceLock<Result<Spawner, String>> = OnceLock::new();
@@ -65,6 +71,7 @@ fn launch() -> io::Result<Spawner> {
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
+    let null = std::fs::File::open("/dev/null")?;
     // SAFETY: the child runs only `server::serve`, which allocates and makes system calls
     // (see its module docs) and never returns.
     match unsafe { nix::unistd::fork() }? {
@@ -74,17 +81,12 @@ fn launch() -> io::Result<Spawner> {
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(theirs);
-            let table = Arc::new(Mutex::new(Table::default()));
-            let reader = ours.try_clone()?;
-            let shared = table.clone();
-            std::thread::Builder::new()
-                .name("cairn-spawner".into())
-                .spawn(move || listen(&reader, &shared))?;
             Ok(Spawner {
                 sock: ours,
                 pid: child.as_raw(),
                 next_id: AtomicU64::new(0),
-                table,
+                table: Mutex::new(Table::default()),
+                null,
             })
         }
     }
@@ -94,54 +96,109 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
     table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Routes the spawner's replies until its socket closes; then fails everything waiting.
-fn listen(sock: &OwnedFd, table: &Mutex<Table>) {
-    let mut buf = [0u8; protocol::REPLY_LEN];
-    loop {
-        let n = nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty());
-        let bytes = match n {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Ok(0) | Err(_) => break,
-            Ok(n) => &buf[..n],
-        };
-        let mut t = lock(table);
-        match Reply::decode(bytes) {
-            Some(Reply::Spawned { id, pid }) => {
-                let (tx, rx) = oneshot::channel();
-                t.exits.insert(pid, tx);
-                t.leaders.insert(pid);
-                if let Some(waiter) = t.pending.remove(&id) {
-                    let _ = waiter.send(Ok((pid, rx)));
-                }
+fn gone() -> io::Error {
+    io::Error::other("the process spawner is gone")
+}
+
+/// The read end of a step's status pipe: the spawner writes the reply to the request
+/// (started, or failed) and later the process's end, then closes it.
+struct Status {
+    rx: pipe::Receiver,
+    buf: [u8; protocol::REPLY_LEN],
+    got: usize,
+}
+
+impl Status {
+    /// The next reply; `None` when the spawner closed the pipe without one (it is gone).
+    /// Cancel-safe: a reply read in part is kept for the next call.
+    async fn next(&mut self) -> io::Result<Option<Reply>> {
+        while self.got < self.buf.len() {
+            match self.rx.read(&mut self.buf[self.got..]).await? {
+                0 => return Ok(None),
+                n => self.got += n,
             }
-            Some(Reply::Failed { id, errno }) => {
-                if let Some(waiter) = t.pending.remove(&id) {
-                    let _ = waiter.send(Err(io::Error::from_raw_os_error(errno)));
-                }
+        }
+        self.got = 0;
+        Ok(Reply::decode(&self.buf))
+    }
+
+    /// The next reply if one is there now.
+    fn try_next(&mut self) -> Option<Reply> {
+        while self.got < self.buf.len() {
+            match self.rx.try_read(&mut self.buf[self.got..]) {
+                Ok(n) if n > 0 => self.got += n,
+                _ => return None,
             }
-            Some(Reply::Exited { pid, status }) => {
-                t.leaders.remove(&pid);
-                if let Some(waiter) = t.exits.remove(&pid) {
-                    let _ = waiter.send(status);
+        }
+        self.got = 0;
+        Reply::decode(&self.buf)
+    }
+}
+
+/// How a step process ends: the spawner's report of its wait status.
+pub(super) struct Exit {
+    status: Status,
+    pid: i32,
+    table: &'static Mutex<Table>,
+}
+
+impl Exit {
+    /// The raw wait status once the process has ended (cancel-safe).
+    pub(super) async fn wait(&mut self) -> io::Result<i32> {
+        loop {
+            match self.status.next().await? {
+                Some(reply) => {
+                    if let Some(status) = self.ended(reply) {
+                        return Ok(status);
+                    }
                 }
+                None => return Err(gone()),
             }
-            None => {}
         }
     }
-    let mut t = lock(table);
-    t.closed = true;
-    // Dropping the senders wakes every waiter with an error.
-    t.pending.clear();
-    t.exits.clear();
+
+    /// The raw wait status if the end was reported already.
+    pub(super) fn try_wait(&mut self) -> Option<i32> {
+        while let Some(reply) = self.status.try_next() {
+            if let Some(status) = self.ended(reply) {
+                return Some(status);
+            }
+        }
+        None
+    }
+
+    fn ended(&self, reply: Reply) -> Option<i32> {
+        match reply {
+            Reply::Exited { pid, status } if pid == self.pid => {
+                lock(self.table).leaders.remove(&pid);
+                Some(status)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A started step process: the leader of its own session.
 pub(super) struct Process {
     pub(super) pid: i32,
-    /// The raw wait status, once it has ended.
     pub(super) exit: Exit,
-    pub(super) stdout: tokio::net::unix::pipe::Receiver,
-    pub(super) stderr: tokio::net::unix::pipe::Receiver,
+    pub(super) stdout: pipe::Receiver,
+    pub(super) stderr: pipe::Receiver,
+}
+
+/// Takes a request off the pending list if its reply is never read (the step was dropped).
+struct Pending<'a> {
+    table: &'a Mutex<Table>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(self.table).pending.remove(&self.id);
+        }
+    }
 }
 
 /// What to start. `program` is looked up in the `PATH` of `env` when it has no slash.
@@ -154,7 +211,7 @@ pub(super) struct Launch<'a> {
 
 impl Spawner {
     /// Starts a process with stdin on /dev/null and both outputs piped back.
-    pub(super) async fn spawn(&self, launch: &Launch<'_>) -> io::Result<Process> {
+    pub(super) async fn spawn(&'static self, launch: &Launch<'_>) -> io::Result<Process> {
         let env = environment(launch.env);
         let path = env
             .iter()
@@ -183,27 +240,31 @@ impl Spawner {
             ));
         }
         let memfd = memfd(&spec.encode())?;
-        let stdin = std::fs::File::open("/dev/null")?;
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r)?;
-        let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r)?;
+        let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let stdout = pipe::Receiver::from_owned_fd(out_r)?;
+        let stderr = pipe::Receiver::from_owned_fd(err_r)?;
+        let mut status = Status {
+            rx: pipe::Receiver::from_owned_fd(status_r)?,
+            buf: [0; protocol::REPLY_LEN],
+            got: 0,
+        };
 
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut t = lock(&self.table);
-            if t.closed {
-                return Err(io::Error::other("the process spawner is gone"));
-            }
-            t.pending.insert(id, tx);
-        }
+        lock(&self.table).pending.insert(id);
+        let mut pending = Pending {
+            table: &self.table,
+            id,
+            armed: true,
+        };
         let head = protocol::encode_request(id);
         let fds = [
             memfd.as_raw_fd(),
-            stdin.as_raw_fd(),
+            self.null.as_raw_fd(),
             out_w.as_raw_fd(),
             err_w.as_raw_fd(),
+            status_w.as_raw_fd(),
         ];
         let sent = sendmsg::<()>(
             self.sock.as_raw_fd(),
@@ -213,19 +274,34 @@ impl Spawner {
             None,
         );
         // Our copies of the write ends must close, or the pipes never reach end of file.
-        drop((memfd, stdin, out_w, err_w));
+        drop((memfd, out_w, err_w, status_w));
         if let Err(e) = sent {
-            lock(&self.table).pending.remove(&id);
             return Err(io::Error::other(format!(
                 "the process spawner is gone: {e}"
             )));
         }
-        let (pid, exit) = rx
-            .await
-            .map_err(|_| io::Error::other("the process spawner is gone"))??;
+        let pid = match status.next().await? {
+            Some(Reply::Spawned { id: got, pid }) if got == id => {
+                // One step under the lock: never neither pending nor a leader.
+                let mut t = lock(&self.table);
+                t.pending.remove(&id);
+                t.leaders.insert(pid);
+                pending.armed = false;
+                pid
+            }
+            Some(Reply::Failed { id: got, errno }) if got == id => {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+            Some(_) => return Err(io::Error::other("the process spawner answered out of turn")),
+            None => return Err(gone()),
+        };
         Ok(Process {
             pid,
-            exit,
+            exit: Exit {
+                status,
+                pid,
+                table: &self.table,
+            },
             stdout,
             stderr,
         })
@@ -265,8 +341,7 @@ impl Spawner {
 
     /// Forgets a step process whose wait was abandoned (a dropped step future).
     pub(super) fn forget(&self, leader: i32) {
-        let mut t = lock(&self.table);
-        t.exits.remove(&leader);
+        lock(&self.table).leaders.remove(&leader);
     }
 }
 
