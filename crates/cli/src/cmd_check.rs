@@ -136,7 +136,7 @@ fn check(args: Args) -> anyhow::Result<u8> {
     let url = args.state.clone().unwrap_or_else(|| "memory:".to_string());
     let logs = tempfile::Builder::new().prefix("cairn-check-").tempdir()?;
     let limit = args.timeout;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async move {
         let store = cairn_state::open(&url).await?;
         let mut opts = crate::cmd_run::run_options(8, false, &url);

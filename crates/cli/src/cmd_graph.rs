@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let (file, statuses) = match &args.run {
         Some(id) => {
             let location = args.state.location();
-            let data = tokio::runtime::Runtime::new()?.block_on(async {
+            let data = crate::runtime()?.block_on(async {
                 let store = location.open_existing().await?;
                 let run = store.get_run(id).await?;
                 let data = match run {

@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         sets: args.sets,
         inputs_file: read_inputs(args.inputs.as_ref())?,
     };
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async move {
         let location = crate::location::Location::resolve(args.state.as_deref());
         let url = location.url.clone();

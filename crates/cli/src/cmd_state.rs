@@ -24,10 +24,6 @@ impl StateArg {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Runtime::new()?)
-}
-
 #[derive(clap::Args)]
 pub struct ResumeArgs {
     /// The run id (or a unique prefix)
@@ -60,7 +56,7 @@ pub struct ResumeArgs {
 pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
     let url = location.url.clone();
-    runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
         let opts = run_options(a.concurrency, a.auto_approve, &url);
         let ropts = ResumeOptions {
@@ -124,7 +120,7 @@ pub struct AnswerArgs {
 pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
     let location = a.state.location();
     let url = location.url.clone();
-    runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
         let Some(run) = store.get_run(&a.run).await? else {
             eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);
@@ -243,7 +239,7 @@ fn duration(r: &cairn_state::RunRecord) -> String {
 
 pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
-    runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
         let list = store
             .list_run_rows(&RunFilter {
@@ -322,7 +318,7 @@ pub struct ShowArgs {
 pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
     let url = location.url.clone();
-    runtime()?.block_on(async move {
+    crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
         let Some(run) = store.get_run(&a.run).await? else {
             eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);

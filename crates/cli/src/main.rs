@@ -43,6 +43,16 @@ impl std::fmt::Display for Invalid {
 impl std::error::Error for Invalid {}
 
 /// The exit code of a finished run: its outcome's, unless the store failed under it.
+/// The async runtime of every command that talks to a store or runs steps: one thread. A
+/// step is mostly waiting (on the store, the spawner process, its output pipes); on one
+/// thread each of those wakes the thread that goes on with the step, where a pool of workers
+/// passed every step between threads several times (measured in docs/performance.md).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 pub fn report_exit_code(report: &cairn_engine::run::RunReport) -> u8 {
     match &report.store_error {
         Some(e) => {
