@@ -245,7 +245,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Graph(a) => cmd_graph::run(a),
         Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut std::io::stdout());
+            // Through a buffer: the generator writes a script of thousands of lines piecewise.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut out);
+            std::io::Write::flush(&mut out)?;
             Ok(exit::OK)
         }
     }

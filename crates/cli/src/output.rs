@@ -15,8 +15,9 @@ pub fn reset() -> &'static str {
 }
 
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    // Buffered: stdout is line-buffered, and a 10,000-step plan is 170,000 lines.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Buffered: stdout is line-buffered, and a 10,000-step plan is 170,000 lines. 64 KiB
+    // chunks: 3.4 MB of plan in about 50 writes instead of 420 with the default 8 KiB.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
     out.flush()?;

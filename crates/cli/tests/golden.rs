@@ -153,3 +153,26 @@ fn every_shipped_runbook_validates_and_plans() {
         assert!(plan.starts_with("plan: "), "{rel}: {plan}");
     }
 }
+
+/// `cairn schema` goes through the buffered JSON writer of `plan --output json`: it prints the
+/// schema kept in the repository, byte for byte.
+#[test]
+fn schema_output_is_the_kept_schema() {
+    let kept =
+        std::fs::read_to_string(root().join("schemas/runbook.schema.json")).expect("kept schema");
+    assert!(
+        cairn(&["schema"]) == kept,
+        "`cairn schema` differs from schemas/runbook.schema.json"
+    );
+}
+
+/// Completions are written through a buffer: the script arrives whole, up to its last line.
+#[test]
+fn completions_are_written_whole() {
+    let script = cairn(&["completions", "bash"]);
+    assert!(
+        script.ends_with("    complete -F _cairn -o bashdefault -o default cairn\nfi\n"),
+        "the bash completion script is cut short:\n{}",
+        &script[script.len().saturating_sub(300)..]
+    );
+}
