@@ -9,21 +9,26 @@
 #  (a) 300 and 1,000 sequential `argv: [/bin/true]` steps: SQLite state (default), memory state,
 #      PostgreSQL state; against bash running /bin/true as many times; `just` and `doit` on the
 #      same 300 commands when installed. With CAIRN_ALT=/path/to/another/cairn, that binary runs
-#      the SQLite variants too (to compare two builds side by side).
+#      every cairn variant too, in the same rounds (to compare two builds side by side).
 #  (b) per-step cost at 10,000 steps over that at 1,000 (SQLite and memory), and peak RSS.
 #  (c) 200 independent `sleep 0.2` steps at --concurrency 50, against xargs -P 50.
 #  (d) the start-up of a one-step run (memory and SQLite state), 20 runs per round.
 #  (e) the price of an exec wrapper for a death signal: `setpriv --pdeathsig KILL /bin/true`
 #      against `/bin/true`, 300 times from bash.
 # Environment: CAIRN_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test), used with
-# `sslmode=disable` in a schema `cairn_bench_steps` created and dropped here.
+# `sslmode=disable` in a schema `cairn_bench_steps_PID` created and dropped here (one per
+# invocation, so that two benches on one server do not drop each other's tables).
+# STORES (default "sqlite memory postgres") limits the state kinds measured: on a machine whose
+# disk is shared with other work, `STORES=memory` measures the engine's own path alone.
 set -euo pipefail
 
 ROUNDS=${1:-5}
 BIG_ROUNDS=${BIG_ROUNDS:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PG=${CAIRN_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
-SCHEMA=cairn_bench_steps
+SCHEMA=cairn_bench_steps_$$
+STORES=${STORES:-sqlite memory postgres}
+has() { [[ " $STORES " == *" $1 "* ]]; }
 
 # CAIRN_BIN: an already built binary (skips the build).
 CAIRN=${CAIRN_BIN:-}
@@ -72,7 +77,7 @@ def task_s():
 PY
 fi
 
-if command -v psql >/dev/null &&
+if has postgres && command -v psql >/dev/null &&
     psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null 2>&1; then
     HAVE_PSQL=1
 fi
@@ -98,13 +103,14 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round/$ROUNDS" >&2
     for n in 300 1000; do
         measure "a${n}_bash" bash -c "for _ in \$(seq $n); do /bin/true; done"
-        measure "a${n}_sqlite" "$CAIRN" run "true-$n.yaml" --state "$WORK/state.db"
-        measure "a${n}_memory" "$CAIRN" run "true-$n.yaml" --state memory:
+        if has sqlite; then measure "a${n}_sqlite" "$CAIRN" run "true-$n.yaml" --state "$WORK/state.db"; fi
+        if has memory; then measure "a${n}_memory" "$CAIRN" run "true-$n.yaml" --state memory:; fi
         if [[ -n $HAVE_PSQL ]]; then
             measure "a${n}_postgres" "$CAIRN" run "true-$n.yaml" --state "$PG_STATE"
         fi
         if [[ -n $ALT ]]; then
-            measure "a${n}_alt" "$ALT" run "true-$n.yaml" --state "$WORK/state.db"
+            if has sqlite; then measure "a${n}_alt" "$ALT" run "true-$n.yaml" --state "$WORK/state.db"; fi
+            if has memory; then measure "a${n}_altmemory" "$ALT" run "true-$n.yaml" --state memory:; fi
         fi
     done
     if [[ -n $HAVE_JUST ]]; then measure a300_just just all; fi
@@ -112,17 +118,38 @@ for round in $(seq "$ROUNDS"); do
     measure c_xargs bash -c 'seq 200 | xargs -P 50 -I{} sleep 0.2'
     measure c_cairn "$CAIRN" run sleep-200.yaml --state memory: --concurrency 50
     measure d_memory bash -c "for _ in \$(seq 20); do '$CAIRN' run true-1.yaml --state memory: >/dev/null 2>&1; done"
-    measure d_sqlite bash -c "for _ in \$(seq 20); do rm -f s1.db*; '$CAIRN' run true-1.yaml --state '$WORK/s1.db' >/dev/null 2>&1; done"
+    if has sqlite; then
+        measure d_sqlite bash -c "for _ in \$(seq 20); do rm -f s1.db*; '$CAIRN' run true-1.yaml --state '$WORK/s1.db' >/dev/null 2>&1; done"
+    fi
+    if [[ -n $ALT ]]; then
+        measure c_alt "$ALT" run sleep-200.yaml --state memory: --concurrency 50
+        measure d_altmemory bash -c "for _ in \$(seq 20); do '$ALT' run true-1.yaml --state memory: >/dev/null 2>&1; done"
+        if has sqlite; then
+            measure d_altsqlite bash -c "for _ in \$(seq 20); do rm -f s1.db*; '$ALT' run true-1.yaml --state '$WORK/s1.db' >/dev/null 2>&1; done"
+        fi
+    fi
     measure d_bash bash -c "for _ in \$(seq 20); do bash -c /bin/true; done"
     measure e_plain bash -c 'for _ in $(seq 300); do /bin/true; done'
     measure e_setpriv bash -c 'for _ in $(seq 300); do setpriv --pdeathsig KILL /bin/true; done'
 done
 for round in $(seq "$BIG_ROUNDS"); do
     echo "10,000 steps: $round/$BIG_ROUNDS" >&2
-    measure b1k_sqlite "$CAIRN" run true-1000.yaml --state "$WORK/state.db"
-    measure b10k_sqlite "$CAIRN" run true-10000.yaml --state "$WORK/state.db"
-    measure b1k_memory "$CAIRN" run true-1000.yaml --state memory:
-    measure b10k_memory "$CAIRN" run true-10000.yaml --state memory:
+    if has sqlite; then
+        measure b1k_sqlite "$CAIRN" run true-1000.yaml --state "$WORK/state.db"
+        measure b10k_sqlite "$CAIRN" run true-10000.yaml --state "$WORK/state.db"
+    fi
+    if has memory; then
+        measure b1k_memory "$CAIRN" run true-1000.yaml --state memory:
+        measure b10k_memory "$CAIRN" run true-10000.yaml --state memory:
+    fi
+    if [[ -n $ALT ]] && has sqlite; then
+        measure b1k_altsqlite "$ALT" run true-1000.yaml --state "$WORK/state.db"
+        measure b10k_altsqlite "$ALT" run true-10000.yaml --state "$WORK/state.db"
+    fi
+    if [[ -n $ALT ]] && has memory; then
+        measure b1k_altmemory "$ALT" run true-1000.yaml --state memory:
+        measure b10k_altmemory "$ALT" run true-10000.yaml --state memory:
+    fi
 done
 
 python3 - "$ROUNDS" "$BIG_ROUNDS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
@@ -156,9 +183,13 @@ for n in (300, 1000):
     row(f"(a) cairn, same, PostgreSQL", f"a{n}_postgres", f"a{n}_bash", per=n)
     if col(f"a{n}_alt", 0):
         row(f"(a) CAIRN_ALT, same, SQLite", f"a{n}_alt", f"a{n}_bash", per=n)
+    if col(f"a{n}_altmemory", 0):
+        row(f"(a) CAIRN_ALT, same, memory", f"a{n}_altmemory", f"a{n}_bash", per=n)
 row("(a) just, 300 recipes of `/bin/true`", "a300_just", "a300_bash", per=300)
 row("(a) doit, 300 tasks of `/bin/true`", "a300_doit", "a300_bash", per=300)
-for kind in ("sqlite", "memory"):
+for kind in ("sqlite", "memory", "altsqlite", "altmemory"):
+    if not col(f"b1k_{kind}", 0):
+        continue
     row(f"(b) cairn, 1,000 steps, {kind}", f"b1k_{kind}", per=1000)
     row(f"(b) cairn, 10,000 steps, {kind}", f"b10k_{kind}", per=10000)
     a, b = med(f"b1k_{kind}"), med(f"b10k_{kind}")
@@ -168,9 +199,15 @@ for kind in ("sqlite", "memory"):
               f"peak RSS at 10,000: **{st.median(rss) / 1024:.0f} MiB** |")
 row("(c) `seq 200 \\| xargs -P 50 -I{} sleep 0.2`", "c_xargs")
 row("(c) cairn, 200 × `sleep 0.2`, `--concurrency 50`", "c_cairn", "c_xargs")
+if col("c_alt", 0):
+    row("(c) CAIRN_ALT, same", "c_alt", "c_xargs")
 row("(d) `bash -c /bin/true`, 20 times", "d_bash", per=20)
 row("(d) cairn, one-step run, memory, 20 times", "d_memory", "d_bash", per=20)
 row("(d) cairn, one-step run, new SQLite file, 20 times", "d_sqlite", "d_bash", per=20)
+if col("d_altmemory", 0):
+    row("(d) CAIRN_ALT, one-step run, memory, 20 times", "d_altmemory", "d_bash", per=20)
+if col("d_altsqlite", 0):
+    row("(d) CAIRN_ALT, one-step run, new SQLite file, 20 times", "d_altsqlite", "d_bash", per=20)
 row("(e) `/bin/true` × 300 from bash", "e_plain", per=300)
 row("(e) `setpriv --pdeathsig KILL /bin/true` × 300", "e_setpriv", "e_plain", per=300)
 PY
