@@ -2,7 +2,7 @@
 
 use crate::exit;
 use cairn_engine::plan::{Invocation, Plan, PlannedStep};
-use cairn_engine::prepare::Prepared;
+use cairn_engine::prepare::{Prepared, fmt_dur};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -387,6 +387,7 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
             warning,
             critical,
             unit,
+            ..
         } => {
             let _ = write!(o, "{pad}value {}", json(value));
             if let Some(u) = unit {
@@ -407,11 +408,15 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
         } => {
             lines(o, "? ", message);
             if let Some(t) = timeout {
-                let _ = writeln!(o, "{cont}  timeout {t}, then {on_timeout}");
+                let then = match on_timeout {
+                    cairn_model::OnTimeout::Reject => "reject",
+                    cairn_model::OnTimeout::Approve => "approve",
+                };
+                let _ = writeln!(o, "{cont}  timeout {}, then {then}", fmt_dur(*t));
             }
         }
         Prepared::Sleep { duration } => {
-            let _ = writeln!(o, "{pad}sleep {duration}");
+            let _ = writeln!(o, "{pad}sleep {}", fmt_dur(*duration));
         }
         Prepared::Poll {
             action: inner,
@@ -421,11 +426,14 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
         } => {
             let _ = writeln!(
                 o,
-                "{pad}every {interval} until {until} (give up after {timeout}):"
+                "{pad}every {} until {} (give up after {}):",
+                fmt_dur(*interval),
+                until.src(),
+                fmt_dur(*timeout)
             );
             action(o, &format!("{cont}  "), inner);
         }
-        Prepared::Report { template, to } => {
+        Prepared::Report { template, to, .. } => {
             let _ = writeln!(
                 o,
                 "{pad}render {} -> {to}",

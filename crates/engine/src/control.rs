@@ -1,11 +1,12 @@
 //! The step kinds the executor performs itself (check, approval, wait, report, uses), the
 //! dispatch to the external kinds, expectations and retry delays.
 
+use crate::action::Condition;
 use crate::context::Local;
 use crate::exec::Call;
-use crate::prepare::Prepared;
+use crate::prepare::{Prepared, fmt_dur};
 use crate::run::Shared;
-use cairn_model::{CheckState, Expect, Retry, Step, StepKind, Threshold};
+use cairn_model::{CheckState, Expect, OnTimeout, Step, StepKind, Threshold};
 use cairn_steps::StepError;
 use serde_json::Value as Json;
 use std::path::PathBuf;
@@ -53,35 +54,13 @@ pub(crate) fn describe(p: &Prepared) -> String {
         Prepared::Chroma { target, action, .. } => format!("chroma {action} on {target}"),
         Prepared::Check { value, .. } => format!("check {value}"),
         Prepared::Approval { message, .. } => format!("approval: {}", first(message)),
-        Prepared::Sleep { duration } => format!("sleep {duration}"),
-        Prepared::Poll { action, until, .. } => format!("until {until}: {}", describe(action)),
+        Prepared::Sleep { duration } => format!("sleep {}", fmt_dur(*duration)),
+        Prepared::Poll { action, until, .. } => {
+            format!("until {}: {}", until.src(), describe(action))
+        }
         Prepared::Report { to, .. } => format!("report -> {to}"),
         Prepared::Uses { runbook, .. } => format!("run {runbook}"),
     }
-}
-
-/// Delay before the attempt after `attempt` (1-based): delay × backoff^(attempt-1), capped,
-/// with up to ±50 % jitter when asked.
-pub(crate) fn backoff(retry: Option<&Retry>, attempt: u32) -> Duration {
-    let Some(r) = retry else {
-        return Duration::ZERO;
-    };
-    let base = r
-        .delay
-        .map_or(Duration::from_secs(1), |d| d.0)
-        .as_secs_f64();
-    let mut secs = base
-        * r.backoff
-            .unwrap_or(1.0)
-            .powi(attempt.saturating_sub(1) as i32);
-    if let Some(max) = r.max_delay {
-        secs = secs.min(max.0.as_secs_f64());
-    }
-    if r.jitter.unwrap_or(false) {
-        secs *= 0.5 + rand::random::<f64>();
-    }
-    // NaN (a zero delay times an infinite factor) is no wait; never panic on a float.
-    Duration::try_from_secs_f64(secs.clamp(0.0, 86_400.0)).unwrap_or(Duration::ZERO)
 }
 
 /// Who is calling through the port: the run, the step, its item and attempt.
@@ -143,32 +122,44 @@ pub(crate) async fn perform(
             warning,
             critical,
             unit,
-        } => Ok(check(step, value, warning, critical, unit)),
+            fail_on,
+        } => Ok(check(value, warning, critical, unit, *fail_on)),
         Prepared::Approval {
             message,
-            timeout: t,
+            timeout: limit,
             on_timeout,
-        } => approval(shared, step, message, t.is_some(), on_timeout, cancel).await,
-        Prepared::Sleep { .. } => {
-            let d = match &step.kind {
-                StepKind::Wait(w) => w.duration.as_ref().map_or(Duration::ZERO, |d| d.value.0),
-                _ => Duration::ZERO,
-            };
+        } => approval(shared, step, message, *limit, *on_timeout, cancel).await,
+        Prepared::Sleep { duration } => {
+            let d = *duration;
             bounded(timeout, cancel, |c| async move {
                 tokio::select! {
-                    _ = tokio::time::sleep(d) => Ok(Done::ok(serde_json::json!({ "slept_ms": d.as_millis() as u64 }), format!("slept {}", crate::prepare::fmt_dur(d)))),
+                    _ = tokio::time::sleep(d) => Ok(Done::ok(serde_json::json!({ "slept_ms": d.as_millis() as u64 }), format!("slept {}", fmt_dur(d)))),
                     _ = c.cancelled() => Err(StepError::Cancelled { result: None }),
                 }
             })
             .await
         }
-        Prepared::Poll { action, until, .. } => {
+        Prepared::Poll {
+            action,
+            until,
+            interval,
+            timeout: deadline,
+        } => {
+            let every = Every {
+                until,
+                interval: *interval,
+                deadline: *deadline,
+            };
             bounded(timeout, cancel, |c| async move {
-                poll(shared, step, action, until, local, attempt, &c).await
+                poll(shared, step, action, every, local, attempt, &c).await
             })
             .await
         }
-        Prepared::Report { template, to } => report(shared, step, template.as_deref(), to, local),
+        Prepared::Report {
+            template,
+            inline,
+            to,
+        } => report(shared, template.as_deref(), inline.as_deref(), to, local),
         Prepared::Uses { runbook, with } => {
             bounded(timeout, cancel, |c| async move {
                 crate::subrun::uses(shared, step, runbook, with, local, &c).await
@@ -260,15 +251,12 @@ fn as_number(v: &Json) -> Option<f64> {
 }
 
 fn check(
-    step: &Step,
     value: &Json,
     warning: &Option<String>,
     critical: &Option<String>,
     unit: &Option<String>,
+    fail_on: CheckState,
 ) -> Done {
-    let StepKind::Check(c) = &step.kind else {
-        return Done::default();
-    };
     let Some(v) = as_number(value) else {
         return Done {
             result: serde_json::json!({ "value": value, "state": "unknown" }),
@@ -301,7 +289,6 @@ fn check(
     } else {
         format!("{v}")
     };
-    let fail_on = c.fail_on.unwrap_or(CheckState::Critical);
     let failure = (fail_on != CheckState::Never && state >= fail_on).then(|| {
         let limit = if state == CheckState::Critical {
             critical
@@ -326,8 +313,8 @@ async fn approval(
     shared: &Arc<Shared>,
     step: &Step,
     message: &str,
-    has_timeout: bool,
-    on_timeout: &str,
+    limit: Option<Duration>,
+    on_timeout: OnTimeout,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
     if let Some(who) = &shared.opts.auto_approve {
@@ -348,15 +335,11 @@ async fn approval(
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
     });
-    let limit = match &step.kind {
-        StepKind::Approval(a) if has_timeout => a.timeout.as_ref().map(|t| t.value.0),
-        _ => None,
-    };
     let answer = tokio::select! {
         a = answer => a.ok().and_then(|r| r.ok()),
         _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
         _ = async { match limit { Some(l) => tokio::time::sleep(l).await, None => std::future::pending().await } } => {
-            return Ok(answered(shared, step, on_timeout == "approve", "timeout").await);
+            return Ok(answered(shared, step, on_timeout == OnTimeout::Approve, "timeout").await);
         }
     };
     let yes = answer
@@ -397,29 +380,27 @@ async fn answered(shared: &Shared, step: &Step, approved: bool, by: &str) -> Don
     }
 }
 
+/// How a `wait` polls: until what, how often, for how long.
+struct Every<'a> {
+    until: &'a Condition,
+    interval: Duration,
+    deadline: Duration,
+}
+
 async fn poll(
     shared: &Arc<Shared>,
     step: &Step,
     inner: &Prepared,
-    until: &str,
+    every: Every<'_>,
     local: &Local,
     attempt: u32,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
-    let StepKind::Wait(w) = &step.kind else {
-        return Err(StepError::setup("not a wait step"));
-    };
-    let interval = w
-        .interval
-        .as_ref()
-        .map_or(crate::prepare::DEFAULT_POLL_INTERVAL, |i| i.value.0);
-    let deadline = w
-        .timeout
-        .as_ref()
-        .map_or(crate::prepare::DEFAULT_POLL_TIMEOUT, |t| t.value.0);
-    let Some(until_t) = &w.until else {
-        return Err(StepError::setup("wait without until"));
-    };
+    let Every {
+        until,
+        interval,
+        deadline,
+    } = every;
     let started = Instant::now();
     let mut polls = 0u32;
     let mut last;
@@ -443,14 +424,14 @@ async fn poll(
                     result: Some(result.clone()),
                     ..local.clone()
                 });
-                match r.expr(until_t, "wait.until") {
-                    Ok(v) if v.is_true() => {
+                match until.eval(&r, "wait.until") {
+                    Ok(true) => {
                         return Ok(Done::ok(
                             result,
                             format!("condition met after {polls} polls"),
                         ));
                     }
-                    Ok(_) => last = format!("`{until}` was false"),
+                    Ok(false) => last = format!("`{}` was false", until.src()),
                     Err(e) => last = e.to_string(),
                 }
             }
@@ -460,8 +441,9 @@ async fn poll(
         if started.elapsed() + interval > deadline {
             return Err(StepError::failed(
                 format!(
-                    "`{until}` not met after {} ({polls} polls); last: {last}",
-                    crate::prepare::fmt_dur(deadline)
+                    "`{}` not met after {} ({polls} polls); last: {last}",
+                    until.src(),
+                    fmt_dur(deadline)
                 ),
                 None,
             ));
@@ -475,15 +457,12 @@ async fn poll(
 
 fn report(
     shared: &Shared,
-    step: &Step,
     template: Option<&str>,
+    inline: Option<&str>,
     to: &str,
     local: &Local,
 ) -> Result<Done, StepError> {
-    let StepKind::Report(r) = &step.kind else {
-        return Err(StepError::setup("not a report step"));
-    };
-    let text = match (template, &r.inline) {
+    let text = match (template, inline) {
         (Some(t), _) => {
             let base = shared
                 .checked
@@ -495,7 +474,7 @@ fn report(
             cairn_model::source::read(&path)
                 .map_err(|e| StepError::setup(format!("report template: {e}")))?
         }
-        (None, Some(i)) => i.src.clone(),
+        (None, Some(i)) => i.to_string(),
         (None, None) => String::new(),
     };
     let ctx = crate::context::context(&shared.base, local.clone());

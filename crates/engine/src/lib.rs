@@ -10,6 +10,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod action;
 pub mod context;
 mod control;
 #[cfg(test)]

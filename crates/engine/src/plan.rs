@@ -2,6 +2,7 @@
 //! `when` decided where the inputs decide it, placeholders for what only a run can know, and
 //! secrets as `***`. No process, connection, file or state is touched.
 
+use crate::action::StepAction;
 use crate::context::{Base, Local};
 use crate::prepare::{Prepared, RenderError, Renderer, ResolvedTarget, fmt_dur};
 use cairn_model::{Checked, OnFailure, Runbook, Step, TValue, TargetKind};
@@ -394,20 +395,21 @@ pub(crate) fn plan_step<'a>(
     needs: Vec<String>,
     r: &dyn Fn(Local) -> Renderer<'a>,
 ) -> Result<PlannedStep, RenderError> {
+    let action = StepAction::of(rb, s);
     let plain = r(Local {
         step_key: Some(format!("dry-run:{}", s.id.value)),
         ..Local::default()
     });
-    let when = match &s.when {
+    let when = match &action.when {
         None => None,
-        Some(w) => Some(match plain.expr(w, "when") {
-            Ok(v) => When {
-                expr: w.src.clone(),
-                decision: if v.is_true() { "run" } else { "skip" },
+        Some(w) => Some(match w.eval(&plain, "when") {
+            Ok(yes) => When {
+                expr: w.src().to_string(),
+                decision: if yes { "run" } else { "skip" },
                 depends_on: None,
             },
             Err(e) if e.undecided.is_some() => When {
-                expr: w.src.clone(),
+                expr: w.src().to_string(),
                 decision: "at run time",
                 depends_on: e.undecided,
             },
@@ -459,39 +461,17 @@ pub(crate) fn plan_step<'a>(
             })
             .collect::<Result<_, _>>()?,
     };
-    let defaults = rb.defaults.as_ref();
-    let timeout = s
-        .timeout
-        .as_ref()
-        .or(defaults.and_then(|d| d.timeout.as_ref()))
-        .map(|t| fmt_dur(t.value.0));
-    let retry = s
-        .retry
-        .as_ref()
-        .or(defaults.and_then(|d| d.retry.as_ref()))
-        .filter(|r| r.attempts > 1)
-        .map(|r| {
-            let mut text = format!("{} attempts", r.attempts);
-            if let Some(d) = r.delay {
-                text.push_str(&format!(", delay {}", fmt_dur(d.0)));
-            }
-            if let Some(b) = r.backoff.filter(|b| *b != 1.0) {
-                text.push_str(&format!(", backoff x{b}"));
-            }
-            text
-        });
-    let on_failure = s.on_failure.or(defaults.and_then(|d| d.on_failure));
     Ok(PlannedStep {
         id: s.id.value.clone(),
         name: s.name.clone(),
-        kind: s.kind.name(),
+        kind: action.kind,
         group,
         needs,
         when,
-        timeout,
-        retry,
-        continue_on_failure: on_failure == Some(OnFailure::Continue),
-        not_idempotent: !s.idempotent(),
+        timeout: action.timeout.map(fmt_dur),
+        retry: action.retry.shown(),
+        continue_on_failure: action.on_failure == OnFailure::Continue,
+        not_idempotent: !action.idempotent,
         readonly: s.readonly.unwrap_or(false),
         for_each,
         actions,

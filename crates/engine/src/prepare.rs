@@ -2,16 +2,18 @@
 //! exact command, SQL with its bound values, request or call. The dry-run prints it; a run performs
 //! it. Sharing this one path is what keeps a plan from drifting from a run.
 
+use crate::action::Condition;
 use crate::context::{Base, Local, context};
 use cairn_model::{
-    ApprovalStep, CheckStep, ChromaStep, HttpStep, Limit, OnTimeout, Poll, SqlStep, Step, StepKind,
-    TValue, TargetKind, Threshold, Tmpl,
+    ApprovalStep, CheckState, CheckStep, ChromaStep, HttpStep, Limit, OnTimeout, Poll, SqlStep,
+    Step, StepKind, TValue, TargetKind, Threshold, Tmpl,
 };
 use cairn_template::{Dialect, TemplateError, Templates, Value};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A target with its templates rendered (once per run, after vars).
 #[derive(Clone, Debug, Serialize)]
@@ -93,25 +95,37 @@ pub enum Prepared {
         critical: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         unit: Option<String>,
+        /// The state from which the step fails.
+        #[serde(skip)]
+        fail_on: CheckState,
     },
     Approval {
         message: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        timeout: Option<String>,
-        on_timeout: String,
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "as_written_opt"
+        )]
+        timeout: Option<Duration>,
+        on_timeout: OnTimeout,
     },
     Sleep {
-        duration: String,
+        #[serde(serialize_with = "as_written")]
+        duration: Duration,
     },
     Poll {
         action: Box<Prepared>,
-        until: String,
-        interval: String,
-        timeout: String,
+        until: Condition,
+        #[serde(serialize_with = "as_written")]
+        interval: Duration,
+        #[serde(serialize_with = "as_written")]
+        timeout: Duration,
     },
     Report {
         #[serde(skip_serializing_if = "Option::is_none")]
         template: Option<String>,
+        /// The template text when written in the runbook (`inline`).
+        #[serde(skip)]
+        inline: Option<String>,
         to: String,
     },
     Uses {
@@ -303,30 +317,30 @@ impl Renderer<'_> {
             StepKind::Chroma(c) => self.chroma(c)?,
             StepKind::Check(c) => self.check(c)?,
             StepKind::Approval(a) => self.approval(a)?,
-            StepKind::Wait(w) => match (&w.duration, &w.poll) {
-                (Some(d), _) => Prepared::Sleep {
-                    duration: fmt_dur(d.value.0),
+            StepKind::Wait(w) => match (&w.duration, &w.poll, &w.until) {
+                (Some(d), _, _) => Prepared::Sleep {
+                    duration: d.value.0,
                 },
-                (None, Some(p)) => Prepared::Poll {
+                (None, Some(p), Some(until)) => Prepared::Poll {
                     action: Box::new(self.polled(step, p, cwd)?),
-                    until: w.until.as_ref().map(|u| u.src.clone()).unwrap_or_default(),
-                    interval: fmt_dur(
-                        w.interval
-                            .as_ref()
-                            .map_or(DEFAULT_POLL_INTERVAL, |i| i.value.0),
-                    ),
-                    timeout: fmt_dur(
-                        w.timeout
-                            .as_ref()
-                            .map_or(DEFAULT_POLL_TIMEOUT, |t| t.value.0),
-                    ),
+                    until: Condition(until.clone()),
+                    interval: w
+                        .interval
+                        .as_ref()
+                        .map_or(DEFAULT_POLL_INTERVAL, |i| i.value.0),
+                    timeout: w
+                        .timeout
+                        .as_ref()
+                        .map_or(DEFAULT_POLL_TIMEOUT, |t| t.value.0),
                 },
-                (None, None) => Prepared::Sleep {
-                    duration: "0s".into(),
+                // The parser refuses a wait that neither sleeps nor polls with `until`.
+                _ => Prepared::Sleep {
+                    duration: Duration::ZERO,
                 },
             },
             StepKind::Report(r) => Prepared::Report {
                 template: r.template.as_ref().map(|t| t.value.clone()),
+                inline: r.inline.as_ref().map(|i| i.src.clone()),
                 to: self.text(&r.to, "report.to")?,
             },
             StepKind::Uses(u) => Prepared::Uses {
@@ -543,6 +557,7 @@ impl Renderer<'_> {
             warning: self.limit(c.warning.as_ref(), "check.warning")?,
             critical: self.limit(c.critical.as_ref(), "check.critical")?,
             unit: c.unit.clone(),
+            fail_on: c.fail_on.unwrap_or(CheckState::Critical),
         })
     }
 
@@ -570,22 +585,32 @@ impl Renderer<'_> {
     }
 
     fn approval(&self, a: &ApprovalStep) -> Result<Prepared, RenderError> {
+        let gate = crate::action::Gate::of(a);
         Ok(Prepared::Approval {
             message: self.text(&a.message, "approval.message")?,
-            timeout: a.timeout.as_ref().map(|t| fmt_dur(t.value.0)),
-            on_timeout: match a.on_timeout.unwrap_or(OnTimeout::Reject) {
-                OnTimeout::Reject => "reject".into(),
-                OnTimeout::Approve => "approve".into(),
-            },
+            timeout: gate.timeout,
+            on_timeout: gate.on_timeout,
         })
     }
 }
 
-pub const DEFAULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-pub const DEFAULT_POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub fn fmt_dur(d: std::time::Duration) -> String {
+pub fn fmt_dur(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// A duration in a plan as it is written in a runbook (`1m 30s`).
+fn as_written<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_dur(*d))
+}
+
+fn as_written_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => as_written(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 pub fn has_template(s: &str) -> bool {

@@ -523,15 +523,14 @@ fn timed_out(
     i: usize,
     rec: &cairn_state::StepRecord,
 ) -> Option<cairn_state::Approval> {
-    let cairn_model::StepKind::Approval(a) = &checked.all_steps().nth(i)?.kind else {
-        return None;
-    };
-    let limit = chrono::Duration::from_std(a.timeout.as_ref()?.value.0).ok()?;
+    let step = checked.all_steps().nth(i)?;
+    let gate = crate::action::StepAction::of(&checked.runbook, step).gate?;
+    let limit = chrono::Duration::from_std(gate.timeout?).ok()?;
     let since = rec.finished_at.or(rec.started_at)?;
     (cairn_state::now() - since > limit).then(|| cairn_state::Approval {
         run_id: rec.run_id.clone(),
         step_id: rec.step_id.clone(),
-        decision: if a.on_timeout == Some(cairn_model::OnTimeout::Approve) {
+        decision: if gate.on_timeout == cairn_model::OnTimeout::Approve {
             Decision::Approved
         } else {
             Decision::Rejected

@@ -5,6 +5,7 @@
 //! This file starts and ends a run (inputs, secrets, vars, targets, the run record and its lock,
 //! `finally`, the verdict); `schedule.rs` walks the DAG; `unit.rs` runs one step.
 
+use crate::action::StepAction;
 use crate::context::{Base, Local, StepView};
 use crate::door::Door;
 use crate::events::{Event, RtoVerdict, RunOutcome, Sink, Status, StepSummary};
@@ -183,6 +184,8 @@ pub(crate) struct Shared {
     /// On resume, `for_each` items done in earlier attempts (by step index): not run again.
     pub earlier_items: std::collections::HashMap<usize, EarlierItems>,
     pub def_hashes: Vec<String>,
+    /// Each step made ready once (by step index): the settings the plan shows and the run obeys.
+    pub steps: Vec<StepAction>,
     /// Set when a checkpoint could not be written: the run stops and fails with it.
     pub store_error: std::sync::Mutex<Option<String>>,
     /// Step-level locks of this run: the store keeps other runs out, these keep two parallel
@@ -199,6 +202,11 @@ impl Shared {
             targets: &self.targets,
             local,
         }
+    }
+
+    /// The settings of step `i`, as made ready when the run began.
+    pub(crate) fn action(&self, i: usize) -> &StepAction {
+        &self.steps[i]
     }
 
     pub(crate) fn step(&self, i: usize) -> &Step {
@@ -478,6 +486,7 @@ pub(crate) async fn drive(
     });
     let shared = Arc::new(Shared {
         def_hashes: defs.iter().map(|d| d.def_hash.clone()).collect(),
+        steps: StepAction::all(&checked),
         checked: checked.clone(),
         templates,
         base: setup.base,
@@ -630,17 +639,7 @@ pub(crate) async fn drive(
 pub const LOCK_LEASE: Duration = Duration::from_secs(300);
 
 pub(crate) fn on_failure(shared: &Shared, i: usize) -> OnFailure {
-    let defaults = shared
-        .checked
-        .runbook
-        .defaults
-        .as_ref()
-        .and_then(|d| d.on_failure);
-    shared
-        .step(i)
-        .on_failure
-        .or(defaults)
-        .unwrap_or(OnFailure::Abort)
+    shared.action(i).on_failure
 }
 
 fn run_outputs(shared: &Shared) -> Json {

@@ -25,14 +25,15 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, cancel: Cancellation
         step_key: Some(key.clone()),
         ..Local::default()
     };
+    let action = shared.action(i);
     let clock = Instant::now();
-    if let Some(w) = &step.when {
-        match shared.renderer(local.clone()).expr(w, "when") {
-            Ok(v) if !v.is_true() => {
-                let o = Outcome::skipped(format!("when {} is false", w.src.trim()));
+    if let Some(w) = &action.when {
+        match w.eval(&shared.renderer(local.clone()), "when") {
+            Ok(false) => {
+                let o = Outcome::skipped(format!("when {} is false", w.src().trim()));
                 return conclude(&shared, i, o).await;
             }
-            Ok(_) => {}
+            Ok(true) => {}
             Err(e) => {
                 let o = Outcome {
                     status: Status::Failed,
@@ -65,7 +66,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, cancel: Cancellation
                 let mut rec = StepRecord::new(&shared.run_id, &id, None, &shared.def_hashes[i]);
                 rec.status = StepStatus::Running;
                 rec.attempt = 1;
-                rec.idempotent = step.idempotent();
+                rec.idempotent = action.idempotent;
                 rec.started_at = Some(cairn_state::now());
                 // The item list is kept with the step while it runs, so that a resume after a
                 // crash can tell which finished items are still the same items.
@@ -188,10 +189,7 @@ async fn fan_out(
 ) -> Outcome {
     use futures::StreamExt;
     let step = shared.step(i);
-    let width = step
-        .concurrency
-        .as_ref()
-        .map_or(1, |c| c.value.max(1) as usize);
+    let width = shared.action(i).concurrency;
     let results: Vec<(usize, Json, Outcome)> = futures::stream::iter(items.into_iter().enumerate())
         .map(|(k, item)| {
             let local = Local {
@@ -276,17 +274,9 @@ async fn run_unit(
     cancel: &CancellationToken,
 ) -> Outcome {
     let step = shared.step(i);
-    let defaults = shared.checked.runbook.defaults.as_ref();
-    let retry = step
-        .retry
-        .as_ref()
-        .or(defaults.and_then(|d| d.retry.as_ref()));
-    let attempts = retry.map_or(1, |r| r.attempts.max(1));
-    let timeout = step
-        .timeout
-        .as_ref()
-        .or(defaults.and_then(|d| d.timeout.as_ref()))
-        .map(|t| t.value.0);
+    let action = shared.action(i);
+    let attempts = action.retry.attempts;
+    let timeout = action.timeout;
     let clock = Instant::now();
     let mut rec = StepRecord::new(
         &shared.run_id,
@@ -294,7 +284,7 @@ async fn run_unit(
         item.map(|k| k as u32),
         &shared.def_hashes[i],
     );
-    rec.idempotent = step.idempotent();
+    rec.idempotent = action.idempotent;
     let mut last = Outcome::skipped("");
     for attempt in 1..=attempts {
         rec.status = StepStatus::Running;
@@ -357,7 +347,7 @@ async fn run_unit(
             rec.log_path = log.filter(|p| p.exists()).map(|p| p.display().to_string());
             break;
         }
-        let delay = control::backoff(retry, attempt);
+        let delay = action.retry.delay_after(attempt);
         shared.sink.emit(&Event::StepRetrying {
             step: step.id.value.clone(),
             item,
@@ -512,7 +502,7 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
     rec.result = Some(o.result.clone());
     rec.outputs = Some(o.outputs.clone());
     rec.error = o.error.clone();
-    rec.idempotent = step.idempotent();
+    rec.idempotent = shared.action(i).idempotent;
     if let Some(log) = log_path(shared, &step.id.value, item).filter(|p| p.exists()) {
         rec.log_path = Some(log.display().to_string());
     }
