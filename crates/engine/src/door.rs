@@ -261,6 +261,10 @@ impl Store for MaskedStore {
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
         self.inner.put_step(claim, &self.door.step(rec)).await
     }
+    async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
+        let masked: Vec<StepRecord> = recs.iter().map(|r| self.door.step(r)).collect();
+        self.inner.put_steps(claim, &masked).await
+    }
     async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
         self.inner.sub_runs(parent_run).await
     }
@@ -275,11 +279,11 @@ impl Store for MaskedStore {
     ) -> Result<Result<(), LockInfo>, StateError> {
         self.inner.try_lock(name, holder, lease).await
     }
-    async fn release_lock(&self, name: &str, run_id: &str) -> Result<(), StateError> {
-        self.inner.release_lock(name, run_id).await
+    async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError> {
+        self.inner.release_lock(name, claim).await
     }
-    async fn release_locks(&self, run_id: &str) -> Result<(), StateError> {
-        self.inner.release_locks(run_id).await
+    async fn release_locks(&self, claim: &Claim) -> Result<(), StateError> {
+        self.inner.release_locks(claim).await
     }
     async fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
         self.inner.locks().await

@@ -188,6 +188,11 @@ pub(crate) struct Shared {
     pub steps: Vec<StepAction>,
     /// Set when a checkpoint could not be written: the run stops and fails with it.
     pub store_error: std::sync::Mutex<Option<String>>,
+    /// Ends of steps not committed yet, with the events that announce them: they are committed
+    /// with the next checkpoint (one transaction for a step's end and the next one's start),
+    /// or by [`Shared::flush`] when nothing starts next. A write holds this lock while it
+    /// commits, so no checkpoint commits before an end recorded earlier.
+    pub ends: tokio::sync::RwLock<Vec<(StepRecord, Vec<Event>)>>,
     /// Step-level locks of this run: the store keeps other runs out, these keep two parallel
     /// steps of this run from holding one lock at once.
     pub step_locks:
@@ -220,12 +225,57 @@ impl Shared {
     /// cancelled, `finally` runs and the run fails with the store's error, since going on
     /// without a record would break resume.
     /// A run that lost its claim (another process resumed it) stops the same way, saying so.
+    /// Steps' ends recorded with [`Shared::end`] are committed first, in the same transaction.
     pub(crate) async fn checkpoint(&self, rec: &StepRecord) -> bool {
-        match self.store.put_step(&self.claim, rec).await {
+        {
+            let ends = self.ends.read().await;
+            if ends.is_empty() {
+                return self.commit(std::slice::from_ref(rec)).await;
+            }
+        }
+        let mut ends = self.ends.write().await;
+        let batch = std::mem::take(&mut *ends);
+        let mut recs: Vec<StepRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
+        recs.push(rec.clone());
+        let ok = self.commit(&recs).await;
+        for (_, events) in batch {
+            events.iter().for_each(|e| self.sink.emit(e));
+        }
+        ok
+    }
+
+    /// Records a step's end, to be committed with the next checkpoint, before anything that
+    /// comes after it starts; its events are sent once it is committed. Whoever starts nothing
+    /// after an end calls [`Shared::flush`].
+    pub(crate) async fn end(&self, rec: StepRecord, events: Vec<Event>) {
+        self.ends.write().await.push((rec, events));
+    }
+
+    /// Commits the ends not committed yet.
+    pub(crate) async fn flush(&self) {
+        let mut ends = self.ends.write().await;
+        if ends.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut *ends);
+        let recs: Vec<StepRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
+        self.commit(&recs).await;
+        for (_, events) in batch {
+            events.iter().for_each(|e| self.sink.emit(e));
+        }
+    }
+
+    async fn commit(&self, recs: &[StepRecord]) -> bool {
+        let written = match recs {
+            [rec] => self.store.put_step(&self.claim, rec).await,
+            _ => self.store.put_steps(&self.claim, recs).await,
+        };
+        match written {
             Ok(()) => true,
             Err(e) => {
-                tracing::error!(run = %self.run_id, step = %rec.step_id, error = %e, "checkpoint failed");
-                self.stop(format!("cannot record step `{}`: {e}", rec.step_id));
+                let step = recs.last().map_or("", |r| r.step_id.as_str());
+                tracing::error!(run = %self.run_id, step = %step, error = %e, "checkpoint failed");
+                self.stop(format!("cannot record step `{step}`: {e}"));
                 false
             }
         }
@@ -498,6 +548,7 @@ pub(crate) async fn drive(
         },
         step_locks: Default::default(),
         store_error: Default::default(),
+        ends: Default::default(),
         door: setup.door,
         store: store.clone(),
         sink: sink.clone(),
@@ -536,6 +587,8 @@ pub(crate) async fn drive(
             outcomes[main + k] = Some(o);
         }
     }
+    // The last ends, before the run's own.
+    shared.flush().await;
     let failed = outcomes.iter().enumerate().any(|(i, o)| {
         o.as_ref().is_some_and(|o| {
             o.status == Status::Failed && on_failure(&shared, i) == OnFailure::Abort
@@ -605,7 +658,7 @@ pub(crate) async fn drive(
     });
     store.update_run(&record).await?;
     if outcome != RunOutcome::Paused {
-        store.release_locks(&run_id).await?;
+        store.release_locks(&shared.claim).await?;
     }
     shared.actions.close().await;
     let elapsed = clock.elapsed();

@@ -30,6 +30,7 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
     let mut paused = false;
     let cancel = shared.opts.cancel.clone();
     loop {
+        let mut started = false;
         while running.len() < shared.opts.concurrency.max(1) && !cancel.is_cancelled() {
             let Some(&(g, i)) = ready.iter().next() else {
                 break;
@@ -97,6 +98,12 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
             let (sh, token) = (shared.clone(), cancel.clone());
             let task = running.spawn(async move { (i, run_step(sh, i, token).await) });
             task_of.insert(task.id(), i);
+            started = true;
+        }
+        // A step that starts commits the ends recorded before it with its own first record;
+        // when none starts, they are committed now rather than wait for the steps in flight.
+        if !started {
+            shared.flush().await;
         }
         let Some(joined) = running.join_next().await else {
             break;

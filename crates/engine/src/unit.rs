@@ -96,7 +96,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, cancel: Cancellation
         .map(|l| l.value.as_str());
     if let (Some(name), Some(_)) = (&step.lock, &_held)
         && run_lock != Some(name.value.as_str())
-        && let Err(e) = shared.store.release_lock(&name.value, &shared.run_id).await
+        && let Err(e) = shared.store.release_lock(&name.value, &shared.claim).await
     {
         tracing::warn!(lock = %name.value, error = %e, "cannot release step lock");
     }
@@ -150,6 +150,8 @@ async fn lock_step(
             .map_err(|_| "step lock table poisoned".to_string())?;
         map.entry(name.to_string()).or_default().clone()
     };
+    // Waiting here for a parallel step of this run must not hold back ends already recorded.
+    shared.flush().await;
     let guard = local.lock_owned().await;
     // The runbook's own lock is already held for the whole run.
     if shared
@@ -477,7 +479,8 @@ fn settle(
     }
 }
 
-/// Commit a step's (or item's) final state, then tell the sink.
+/// Commit a step's (or item's) final state, then tell the sink. A whole step's end is
+/// committed with the next checkpoint (see [`Shared::end`]); an item's at once.
 async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
     let step = shared.step(i);
     let mut rec = StepRecord::new(
@@ -506,17 +509,17 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
     if let Some(log) = log_path(shared, &step.id.value, item).filter(|p| p.exists()) {
         rec.log_path = Some(log.display().to_string());
     }
-    shared.checkpoint(&rec).await;
+    let mut events = Vec::new();
     if o.status == Status::Waiting
         && let Ok(Prepared::Approval { message, .. }) =
             shared.renderer(Local::default()).prepare(step)
     {
-        shared.sink.emit(&Event::ApprovalWaiting {
+        events.push(Event::ApprovalWaiting {
             step: step.id.value.clone(),
             message,
         });
     }
-    shared.sink.emit(&Event::StepFinished {
+    events.push(Event::StepFinished {
         step: step.id.value.clone(),
         item,
         status: o.status,
@@ -525,4 +528,10 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
         error: o.error.clone(),
         note: o.note.clone(),
     });
+    if item.is_none() {
+        shared.end(rec, events).await;
+    } else {
+        shared.checkpoint(&rec).await;
+        events.iter().for_each(|e| shared.sink.emit(e));
+    }
 }

@@ -332,6 +332,11 @@ impl Store for Faulty {
         self.write()?;
         self.inner.put_step(claim, rec).await
     }
+    async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
+        // One transaction: one write, all of it or nothing.
+        self.write()?;
+        self.inner.put_steps(claim, recs).await
+    }
     async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
         self.inner.sub_runs(parent_run).await
     }
@@ -347,13 +352,13 @@ impl Store for Faulty {
         self.alive()?;
         self.inner.try_lock(name, holder, lease).await
     }
-    async fn release_lock(&self, name: &str, run_id: &str) -> Result<(), StateError> {
+    async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError> {
         self.alive()?;
-        self.inner.release_lock(name, run_id).await
+        self.inner.release_lock(name, claim).await
     }
-    async fn release_locks(&self, run_id: &str) -> Result<(), StateError> {
+    async fn release_locks(&self, claim: &Claim) -> Result<(), StateError> {
         self.alive()?;
-        self.inner.release_locks(run_id).await
+        self.inner.release_locks(claim).await
     }
     async fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
         self.inner.locks().await

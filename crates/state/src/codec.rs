@@ -16,10 +16,6 @@ pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StateError> {
         .map_err(|e| StateError::Corrupt(format!("bad timestamp `{s}`: {e}")))
 }
 
-pub(crate) fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>, StateError> {
-    s.as_deref().map(parse_ts).transpose()
-}
-
 pub(crate) fn json_text(v: &serde_json::Value) -> String {
     // Serialising a Value cannot fail: its map keys are strings by construction.
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
@@ -27,10 +23,6 @@ pub(crate) fn json_text(v: &serde_json::Value) -> String {
 
 pub(crate) fn parse_json(s: &str) -> Result<serde_json::Value, StateError> {
     serde_json::from_str(s).map_err(|e| StateError::Corrupt(format!("bad JSON column: {e}")))
-}
-
-pub(crate) fn parse_opt_json(s: Option<String>) -> Result<Option<serde_json::Value>, StateError> {
-    s.as_deref().map(parse_json).transpose()
 }
 
 /// A stored integer that must fit a u32 (pid, attempt, item).

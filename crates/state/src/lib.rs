@@ -31,11 +31,14 @@
 //! # Guarantees
 //!
 //! Every write is committed when its call returns, as one transaction (a run with its step
-//! DAG, a step checkpoint, a lock). What "committed" survives depends on the backend:
+//! DAG, a step checkpoint, several checkpoints with [`Store::put_steps`], a lock). SQLite and
+//! PostgreSQL are one implementation, [`SqlStore`], generic over the [`Dialect`]. What
+//! "committed" survives depends on the backend:
 //!
 //! - **SQLite** (default `.cairn/state.db`): WAL journal. With the default `synchronous=NORMAL`
-//!   a commit survives a crash or kill of the process, but the last commits before a power
-//!   loss or kernel crash may be lost (the database stays consistent). `sqlite://PATH?sync=full`
+//!   a commit survives a crash or kill of the process, but the commits since the last WAL
+//!   checkpoint may be lost on a power loss or kernel crash (each whole or not at all: the
+//!   database stays consistent). `sqlite://PATH?sync=full`
 //!   fsyncs every commit, so it survives power loss too, at the price of one fsync per
 //!   checkpoint. Several processes on one host may share the file (writers take turns,
 //!   waiting up to 30 s); do not put it on a network file system.
@@ -60,7 +63,8 @@
 //! [`Store::claim_run`] moves a run that is not running to the next attempt with one
 //! compare-and-set, so of several processes (on any hosts) claiming the same attempt exactly one
 //! wins and the others learn who holds it ([`RunHolder`]). Every later write of the run
-//! ([`Store::put_step`], [`Store::heartbeat`], [`Store::update_run`], [`Store::set_step_defs`])
+//! ([`Store::put_step`], [`Store::put_steps`], [`Store::heartbeat`], [`Store::update_run`],
+//! [`Store::set_step_defs`], [`Store::release_lock`], [`Store::release_locks`])
 //! is conditional on the stored attempt still being the writer's ([`Claim`]), checked in the
 //! same statement; a process that lost the run gets [`StateError::Fenced`] and must stop.
 //!
@@ -96,8 +100,7 @@ mod error;
 mod location;
 mod lock;
 mod memory;
-mod postgres;
-mod sqlite;
+mod sql;
 mod types;
 
 use std::sync::Arc;
@@ -109,8 +112,7 @@ pub use error::StateError;
 pub use location::{DefaultLocation, default_location};
 pub use lock::{HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive};
 pub use memory::MemoryStore;
-pub use postgres::PgStore;
-pub use sqlite::{Durability, SqliteStore};
+pub use sql::{Dialect, Durability, PgStore, SqlStore, SqliteStore};
 pub use types::{
     Approval, Claim, Decision, ListedRun, LockHolder, LockInfo, ParseStatusError, RunFilter,
     RunHolder, RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
@@ -178,6 +180,11 @@ pub trait Store: Send + Sync {
     /// Fails with [`StateError::RunNotFound`] for an unknown run.
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError>;
 
+    /// Inserts or replaces several checkpoints of one run, in order, in one transaction: all
+    /// are committed when it returns, or none is. Fenced like [`Store::put_step`]. The engine
+    /// records a step's end and the next step's start this way, with one commit.
+    async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError>;
+
     /// The sub-runs started by the run's `uses` steps, oldest first.
     async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError>;
 
@@ -196,11 +203,13 @@ pub trait Store: Send + Sync {
         lease: Duration,
     ) -> Result<Result<(), LockInfo>, StateError>;
 
-    /// Releases one lock if `run_id` holds it (a step-level `lock:` when the step ends).
-    async fn release_lock(&self, name: &str, run_id: &str) -> Result<(), StateError>;
+    /// Releases one lock if the claim's run holds it (a step-level `lock:` when the step
+    /// ends). Fenced: a process whose claim was taken gets [`StateError::Fenced`] and releases
+    /// nothing, so it cannot free a lock the run's new attempt holds.
+    async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError>;
 
-    /// Releases every lock the run holds.
-    async fn release_locks(&self, run_id: &str) -> Result<(), StateError>;
+    /// Releases every lock the claim's run holds. Fenced like [`Store::release_lock`].
+    async fn release_locks(&self, claim: &Claim) -> Result<(), StateError>;
 
     /// Every lock row, by name, including ones whose holder is gone but not yet replaced.
     async fn locks(&self) -> Result<Vec<LockInfo>, StateError>;
@@ -242,7 +251,7 @@ async fn open_as(url: &str, must_exist: bool) -> Result<Arc<dyn Store>, StateErr
             PgStore::connect(trimmed).await?
         }));
     }
-    let sqlite = |path: std::path::PathBuf, sync| async move {
+    let sqlite = move |path: std::path::PathBuf, sync| async move {
         if must_exist && !path.is_file() {
             return Err(StateError::NoStore {
                 target: path.display().to_string(),
@@ -260,7 +269,7 @@ async fn open_as(url: &str, must_exist: bool) -> Result<Arc<dyn Store>, StateErr
         .strip_prefix("sqlite://")
         .or_else(|| trimmed.strip_prefix("sqlite:"))
     {
-        let (path, sync) = sqlite::parse_url_tail(trimmed, rest)?;
+        let (path, sync) = sql::parse_url_tail(trimmed, rest)?;
         return Ok(Arc::new(sqlite(path, sync).await?));
     }
     if let Some(scheme_end) = trimmed.find("://") {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::types::{LockInfo, RunStatus};
+use crate::types::{LockHolder, LockInfo, RunStatus};
 
 /// A `running` run whose last heartbeat is older than this is reported as `interrupted`, whatever
 /// its host: the engine must call [`crate::Store::heartbeat`] well within it (every 15 s is plenty).
@@ -128,18 +128,20 @@ pub(crate) fn effective_status(
 /// Whether `requester` may take the lock `held`. `holder_status` is the holder run's effective
 /// status, `None` if that run is not in the store.
 ///
-/// Free when: the requester already holds it (a resumed run takes its own lock back); the holder
-/// run finished (succeeded, failed, interrupted); or, unless the holder is paused (a paused
-/// run keeps its lock however long the approval takes), the lease ran out or the holder's
-/// pid is dead on this host.
+/// Free when: the requester's run already holds it (a resumed run takes its own lock back),
+/// unless that run is running in another process (a second resume, which its claim will refuse,
+/// must not make the lock name itself); the holder run finished (succeeded, failed,
+/// interrupted); or, unless the holder is paused (a paused run keeps its lock however long the
+/// approval takes), the lease ran out or the holder's pid is dead on this host.
 pub(crate) fn lock_is_free(
     held: &LockInfo,
     holder_status: Option<RunStatus>,
-    requester_run: &str,
+    requester: &LockHolder,
     now: DateTime<Utc>,
 ) -> bool {
-    if held.run_id == requester_run {
-        return true;
+    if held.run_id == requester.run_id {
+        let same_process = held.host == requester.host && held.pid == requester.pid;
+        return same_process || holder_status != Some(RunStatus::Running);
     }
     match holder_status {
         Some(s) if s.is_finished() => return true,

@@ -62,6 +62,15 @@ impl Inner {
         Ok(run)
     }
 
+    /// Locks are released only under the run's current claim; a lock whose run is not in the
+    /// store, by its run id alone.
+    fn may_release(&mut self, claim: &Claim) -> Result<(), StateError> {
+        if self.runs.contains_key(&claim.run_id) {
+            self.claimed(claim)?;
+        }
+        Ok(())
+    }
+
     fn run_mut(&mut self, id: &str) -> Result<&mut RunRecord, StateError> {
         self.runs
             .get_mut(id)
@@ -202,21 +211,27 @@ impl Store for MemoryStore {
     }
 
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
-        debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
+        self.put_steps(claim, std::slice::from_ref(rec)).await
+    }
+
+    async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
         let mut inner = self.lock();
-        inner.run_mut(&rec.run_id)?;
+        // Checked before anything is written: all or nothing.
         inner.claimed(claim)?;
-        let new = normalized_step(rec);
         let Inner {
             steps, step_index, ..
         } = &mut *inner;
-        let steps = steps.entry(rec.run_id.clone()).or_default();
-        let index = step_index.entry(rec.run_id.clone()).or_default();
-        match index.get(&(rec.step_id.clone(), rec.item)) {
-            Some(&at) => steps[at] = new,
-            None => {
-                index.insert((rec.step_id.clone(), rec.item), steps.len());
-                steps.push(new);
+        let steps = steps.entry(claim.run_id.clone()).or_default();
+        let index = step_index.entry(claim.run_id.clone()).or_default();
+        for rec in recs {
+            debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
+            let new = normalized_step(rec);
+            match index.get(&(rec.step_id.clone(), rec.item)) {
+                Some(&at) => steps[at] = new,
+                None => {
+                    index.insert((rec.step_id.clone(), rec.item), steps.len());
+                    steps.push(new);
+                }
             }
         }
         Ok(())
@@ -252,7 +267,7 @@ impl Store for MemoryStore {
             None => now,
             Some(held) => {
                 let holder_status = inner.observe(&held.run_id).map(|r| r.status);
-                if !lock_is_free(&held, holder_status, &holder.run_id, now) {
+                if !lock_is_free(&held, holder_status, holder, now) {
                     return Ok(Err(held));
                 }
                 taken_since(&held, &holder.run_id, now)
@@ -270,20 +285,23 @@ impl Store for MemoryStore {
         Ok(Ok(()))
     }
 
-    async fn release_lock(&self, name: &str, run_id: &str) -> Result<(), StateError> {
+    async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError> {
         let mut inner = self.lock();
+        inner.may_release(claim)?;
         if inner
             .locks
             .get(name)
-            .is_some_and(|(l, _)| l.run_id == run_id)
+            .is_some_and(|(l, _)| l.run_id == claim.run_id)
         {
             inner.locks.remove(name);
         }
         Ok(())
     }
 
-    async fn release_locks(&self, run_id: &str) -> Result<(), StateError> {
-        self.lock().locks.retain(|_, (l, _)| l.run_id != run_id);
+    async fn release_locks(&self, claim: &Claim) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.may_release(claim)?;
+        inner.locks.retain(|_, (l, _)| l.run_id != claim.run_id);
         Ok(())
     }
 

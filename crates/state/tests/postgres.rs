@@ -176,3 +176,42 @@ async fn connection_errors_are_one_clear_line() {
         "cannot open state database postgres://cairn:***@127.0.0.1:1/x: connection refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_migrates_and_its_runs_resume() {
+    let schema = Schema::new().await;
+    let raw = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&schema.url())
+        .await
+        .expect("raw connect");
+    sqlx::raw_sql(include_str!("v1/postgres.sql"))
+        .execute(&raw)
+        .await
+        .expect("version 1 schema");
+    sqlx::raw_sql(include_str!("v1/rows.sql"))
+        .execute(&raw)
+        .await
+        .expect("version 1 rows");
+    raw.close().await;
+    let store = cairn_state::open(&schema.url())
+        .await
+        .expect("open migrates");
+    let versions: Vec<i64> = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT version FROM {}.cairn_schema",
+        schema.name
+    )))
+    .fetch_all(&schema.admin)
+    .await
+    .expect("read cairn_schema")
+    .iter()
+    .map(|r| r.get("version"))
+    .collect();
+    assert_eq!(versions, [SCHEMA_VERSION]);
+    let result = tokio::spawn(suite::v1_runs_after_migration(store.clone())).await;
+    store.close().await;
+    schema.drop().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -235,3 +235,33 @@ async fn survives_a_crash() {
     // Its process is gone: the run reads as interrupted, ready for `cairn resume`.
     assert_eq!(run.status, cairn_state::RunStatus::Interrupted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_migrates_and_its_runs_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("raw connect");
+        sqlx::raw_sql(include_str!("v1/sqlite.sql"))
+            .execute(&pool)
+            .await
+            .expect("version 1 schema");
+        sqlx::raw_sql(include_str!("v1/rows.sql"))
+            .execute(&pool)
+            .await
+            .expect("version 1 rows");
+        pool.close().await;
+    }
+    assert_eq!(schema_version(&path).await, 1);
+    let store = cairn_state::open(&path.display().to_string())
+        .await
+        .expect("open migrates");
+    assert_eq!(schema_version(&path).await, SCHEMA_VERSION);
+    suite::v1_runs_after_migration(store.clone()).await;
+    store.close().await;
+}

@@ -69,17 +69,20 @@ pub async fn locks_acquire_refuse_release(store: Arc<dyn Store>) {
 
     // release_lock only releases the holder's own lock.
     store
-        .release_lock("db:prod", &b.id)
+        .release_lock("db:prod", &b.claim())
         .await
         .expect("release_lock");
     assert_eq!(held_by(&store, "db:prod").await, Some(a.id.clone()));
     store
-        .release_lock("db:prod", &a.id)
+        .release_lock("db:prod", &a.claim())
         .await
         .expect("release_lock");
     assert_eq!(take(&store, "db:prod", &b, HOUR).await, Ok(()));
 
-    store.release_locks(&b.id).await.expect("release_locks");
+    store
+        .release_locks(&b.claim())
+        .await
+        .expect("release_locks");
     assert_eq!(store.locks().await.expect("locks"), []);
     assert_eq!(take(&store, "db:prod", &a, HOUR).await, Ok(()));
     assert_eq!(take(&store, "chroma", &a, HOUR).await, Ok(()));
@@ -135,7 +138,7 @@ pub async fn locks_finished_and_paused(store: Arc<dyn Store>) {
             "holder {status}"
         );
         store
-            .release_locks(&waiter.id)
+            .release_locks(&waiter.claim())
             .await
             .expect("release_locks");
         holder.status = RunStatus::Running;
@@ -189,7 +192,7 @@ pub async fn locks_dead_holders(store: Arc<dyn Store>) {
     assert!(take(&store, "x", &waiter, HOUR).await.is_err());
     stranger.pid = dead_pid();
     store
-        .release_locks(&stranger.id)
+        .release_locks(&stranger.claim())
         .await
         .expect("release_locks");
     assert_eq!(take(&store, "x", &stranger, HOUR).await, Ok(()));

@@ -23,7 +23,8 @@ macro_rules! store_tests {
             json_round_trip, step_defs_replaced, heartbeat_revives_and_renews, approvals,
             claims_fence_writes, claims_race_one_wins, sub_runs_by_parent,
             interrupted_detection, locks_acquire_refuse_release, locks_finished_and_paused,
-            locks_dead_holders);
+            locks_dead_holders, put_steps_together, refused_claims_change_nothing,
+            lock_release_is_fenced);
     };
     (@each $with:ident: $($name:ident),+) => {
         $(
@@ -529,4 +530,339 @@ pub async fn sub_runs_by_parent(store: Arc<dyn Store>) {
     let got = store.sub_runs(&parent.id).await.expect("sub_runs");
     assert_eq!(got, kids);
     assert!(store.sub_runs("nope").await.expect("sub_runs").is_empty());
+}
+
+/// A step's end and the next step's start in one transaction: both or neither, fenced.
+pub async fn put_steps_together(store: Arc<dyn Store>) {
+    let mut r = run("batch", TimeDelta::zero());
+    create(&store, &r).await;
+    store
+        .put_steps(&r.claim(), &[])
+        .await
+        .expect("nothing to write");
+    let mut dump = StepRecord::new(&r.id, "dump", None, "d1");
+    dump.status = StepStatus::Running;
+    dump.started_at = Some(now());
+    store.put_step(&r.claim(), &dump).await.expect("put_step");
+    dump.status = StepStatus::Succeeded;
+    dump.finished_at = Some(now());
+    dump.result = Some(json!({ "exit_code": 0, "stdout": "ok\n" }));
+    let mut load = StepRecord::new(&r.id, "load", None, "d2");
+    load.status = StepStatus::Running;
+    load.started_at = Some(now());
+    load.idempotent = false;
+    store
+        .put_steps(&r.claim(), &[dump.clone(), load.clone()])
+        .await
+        .expect("put_steps");
+    assert_eq!(
+        store.steps(&r.id).await.expect("steps"),
+        [dump.clone(), load.clone()]
+    );
+
+    // Under a lost claim, nothing of the batch is written.
+    r.status = RunStatus::Failed;
+    store.update_run(&r).await.expect("update_run");
+    let mut b = r.clone();
+    b.attempt = 2;
+    b.status = RunStatus::Running;
+    store
+        .claim_run(&b)
+        .await
+        .expect("claim_run")
+        .expect("attempt 2");
+    let mut late = load.clone();
+    late.status = StepStatus::Succeeded;
+    let extra = StepRecord::new(&r.id, "verify", None, "d3");
+    match store.put_steps(&r.claim(), &[late, extra]).await {
+        Err(StateError::Fenced {
+            attempt, holder, ..
+        }) => assert_eq!((attempt, holder.attempt), (1, 2)),
+        other => panic!("expected a fenced write, got {other:?}"),
+    }
+    assert_eq!(store.steps(&r.id).await.expect("steps"), [dump, load]);
+
+    let e = store
+        .put_steps(
+            &no_claim("nope"),
+            &[
+                StepRecord::new("nope", "x", None, "d"),
+                StepRecord::new("nope", "y", None, "d"),
+            ],
+        )
+        .await;
+    assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+/// A refused claim writes nothing: the run row, its attempt and its holder stay as they were.
+pub async fn refused_claims_change_nothing(store: Arc<dyn Store>) {
+    let running = run("busy", TimeDelta::minutes(2));
+    create(&store, &running).await;
+    let hour = std::time::Duration::from_secs(3600);
+    let mine = cairn_state::LockHolder::this_process(&running.id);
+    assert_eq!(
+        store
+            .try_lock("db:prod", &mine, hour)
+            .await
+            .expect("try_lock"),
+        Ok(())
+    );
+    let lock_before = store.locks().await.expect("locks");
+    let mut paused = run("gate", TimeDelta::minutes(1));
+    paused.status = RunStatus::Paused;
+    paused.attempt = 3;
+    create(&store, &paused).await;
+    let before = (
+        get(&store, &running.id).await,
+        get(&store, &paused.id).await,
+    );
+
+    // A second resume of the running run: it takes the runbook's lock first, then claims. Both
+    // are refused, and the lock still names the process that holds the run.
+    let rival_process = cairn_state::LockHolder {
+        run_id: running.id.clone(),
+        host: current_host(),
+        pid: dead_pid(),
+    };
+    let held = store
+        .try_lock("db:prod", &rival_process, hour)
+        .await
+        .expect("try_lock")
+        .expect_err("the run's own lock, held by its running process");
+    assert_eq!(held.pid, std::process::id());
+    assert_eq!(store.locks().await.expect("locks"), lock_before);
+    let mut rival = running.clone();
+    rival.attempt = 2;
+    rival.pid = 999;
+    rival.host = "rival".into();
+    rival.inputs = json!({ "rival": true });
+    rival.claimed_at = now();
+    let holder = store
+        .claim_run(&rival)
+        .await
+        .expect("claim_run")
+        .expect_err("a running run is refused");
+    assert_eq!((holder.attempt, holder.pid), (1, running.pid));
+
+    // A claim from a stale read (attempt 1 -> 2 while the run is at attempt 3).
+    let mut stale = paused.clone();
+    stale.attempt = 2;
+    stale.status = RunStatus::Running;
+    stale.pid = 999;
+    let holder = store
+        .claim_run(&stale)
+        .await
+        .expect("claim_run")
+        .expect_err("attempt 2 is long gone");
+    assert_eq!(holder.attempt, 3);
+
+    let after = (
+        get(&store, &running.id).await,
+        get(&store, &paused.id).await,
+    );
+    assert_eq!(after, before);
+}
+
+/// A process that lost the run cannot release the locks its new attempt holds.
+pub async fn lock_release_is_fenced(store: Arc<dyn Store>) {
+    let mut r = run("locked", TimeDelta::zero());
+    create(&store, &r).await;
+    let holder = cairn_state::LockHolder::this_process(&r.id);
+    let hour = std::time::Duration::from_secs(3600);
+    for name in ["db:prod", "step"] {
+        assert_eq!(
+            store.try_lock(name, &holder, hour).await.expect("try_lock"),
+            Ok(())
+        );
+    }
+    // The run is taken over: marked interrupted, then claimed by another process, which takes
+    // its locks back.
+    r.status = RunStatus::Interrupted;
+    store.update_run(&r).await.expect("update_run");
+    let mut b = r.clone();
+    b.attempt = 2;
+    b.status = RunStatus::Running;
+    b.claimed_at = now();
+    store
+        .claim_run(&b)
+        .await
+        .expect("claim_run")
+        .expect("attempt 2");
+    for name in ["db:prod", "step"] {
+        assert_eq!(
+            store.try_lock(name, &holder, hour).await.expect("try_lock"),
+            Ok(())
+        );
+    }
+
+    let fenced = |e: Result<(), StateError>| match e {
+        Err(StateError::Fenced {
+            attempt, holder, ..
+        }) => assert_eq!((attempt, holder.attempt), (1, 2)),
+        other => panic!("expected a fenced release, got {other:?}"),
+    };
+    fenced(store.release_lock("step", &r.claim()).await);
+    fenced(store.release_locks(&r.claim()).await);
+    let names = |locks: Vec<cairn_state::LockInfo>| -> Vec<String> {
+        locks.into_iter().map(|l| l.name).collect()
+    };
+    assert_eq!(
+        names(store.locks().await.expect("locks")),
+        ["db:prod", "step"]
+    );
+
+    // The holder releases them.
+    store
+        .release_lock("step", &b.claim())
+        .await
+        .expect("release_lock");
+    assert_eq!(names(store.locks().await.expect("locks")), ["db:prod"]);
+    store
+        .release_locks(&b.claim())
+        .await
+        .expect("release_locks");
+    assert!(store.locks().await.expect("locks").is_empty());
+    // Releasing what is not held is not an error.
+    store
+        .release_lock("step", &b.claim())
+        .await
+        .expect("release_lock");
+}
+
+/// The runs of `v1/rows.sql`, read from a store migrated from schema version 1, and resumed.
+#[allow(dead_code)] // not for the memory store, which has no schema
+pub async fn v1_runs_after_migration(store: Arc<dyn Store>) {
+    use chrono::{DateTime, Utc};
+    let t = |s: &str| -> DateTime<Utc> { s.parse().expect("time") };
+    let paused_id = "01JV1PAUSED0000000000000000";
+    let paused = get(&store, paused_id).await;
+    let want = RunRecord {
+        id: paused_id.into(),
+        runbook: "restore".into(),
+        path: "/srv/runbooks/restore.yaml".into(),
+        content_hash: "sha256:aa".into(),
+        inputs: json!({ "env": "prod", "dirs": ["/a", "/b"] }),
+        status: RunStatus::Paused,
+        started_at: t("2026-01-02T03:04:05.000006Z"),
+        finished_at: None,
+        heartbeat_at: t("2026-01-02T03:05:00.25Z"),
+        host: "old-host".into(),
+        pid: 4242,
+        user: "sre".into(),
+        parent_run: None,
+        outputs: None,
+        error: None,
+        attempt: 1,
+        // Version 2 dates the claim of a version-1 run at its last heartbeat.
+        claimed_at: t("2026-01-02T03:05:00.25Z"),
+        parent_step: None,
+    };
+    assert_eq!(paused, want);
+    let failed = get(&store, "01jv1failed").await;
+    assert_eq!(
+        (
+            failed.status,
+            failed.attempt,
+            failed.outputs.clone(),
+            failed.error.as_deref()
+        ),
+        (
+            RunStatus::Failed,
+            2,
+            Some(json!({ "size": 42 })),
+            Some("step `dump`: exit status 1")
+        )
+    );
+    assert_eq!(
+        ids(&store, RunFilter::default()).await,
+        [paused_id.to_string(), failed.id.clone()]
+    );
+    let steps = store.steps(paused_id).await.expect("steps");
+    let summary: Vec<_> = steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.status, s.idempotent, s.result.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "dump",
+                StepStatus::Succeeded,
+                true,
+                Some(json!({ "exit_code": 0 }))
+            ),
+            ("gate", StepStatus::Waiting, false, None),
+        ]
+    );
+    assert_eq!(steps[0].log_path.as_deref(), Some("/logs/dump.log"));
+    assert_eq!(
+        store.step_defs(paused_id).await.expect("step_defs"),
+        [
+            def("dump", &[]),
+            def("gate", &["dump"]),
+            def("load", &["gate"])
+        ]
+        .map(|mut d| {
+            d.def_hash = format!("h-{}", d.step_id);
+            d
+        })
+    );
+    let approvals = store.approvals(paused_id).await.expect("approvals");
+    assert_eq!(
+        (
+            approvals.len(),
+            approvals[0].decision,
+            approvals[0].by.as_str()
+        ),
+        (1, Decision::Approved, "alice")
+    );
+
+    // Resumed as any run: claimed for attempt 2, the gate's answer and the next step's start
+    // written together, finished; the version-1 attempt is fenced out.
+    let mut resumed = RunRecord {
+        attempt: 2,
+        status: RunStatus::Running,
+        host: current_host(),
+        pid: std::process::id(),
+        claimed_at: now(),
+        heartbeat_at: now(),
+        ..paused.clone()
+    };
+    store
+        .claim_run(&resumed)
+        .await
+        .expect("claim_run")
+        .expect("attempt 2");
+    let mut gate = steps[1].clone();
+    gate.status = StepStatus::Succeeded;
+    gate.finished_at = Some(now());
+    let mut load = StepRecord::new(paused_id, "load", None, "h-load");
+    load.status = StepStatus::Running;
+    load.attempt = 1;
+    store
+        .put_steps(&resumed.claim(), &[gate, load])
+        .await
+        .expect("put_steps");
+    let e = store.put_step(&paused.claim(), &steps[0]).await;
+    assert!(matches!(e, Err(StateError::Fenced { .. })), "{e:?}");
+    resumed.status = RunStatus::Succeeded;
+    resumed.finished_at = Some(now());
+    store.update_run(&resumed).await.expect("update_run");
+    let done = get(&store, paused_id).await;
+    assert_eq!((done.status, done.attempt), (RunStatus::Succeeded, 2));
+    let statuses: Vec<_> = store
+        .steps(paused_id)
+        .await
+        .expect("steps")
+        .into_iter()
+        .map(|s| (s.step_id, s.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("dump".to_string(), StepStatus::Succeeded),
+            ("gate".to_string(), StepStatus::Succeeded),
+            ("load".to_string(), StepStatus::Running),
+        ]
+    );
 }

@@ -1,0 +1,575 @@
+//! The SQL store: one implementation of [`Store`] for SQLite and PostgreSQL, generic over
+//! sqlx's [`Database`](sqlx::Database) with a small [`Dialect`] table for what differs
+//! (placeholders are `$N` on both; times, JSON, row locks, transaction start, DDL).
+//!
+//! Every write is committed when its call returns, as one transaction. Fenced writes check
+//! the run's stored attempt in the same statement (or, for several statements, in the same
+//! transaction, after taking the run row's lock where the database has row locks).
+
+mod dialect;
+mod locks;
+mod rows;
+mod schema;
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{Pool, Postgres, Sqlite};
+
+use crate::Store;
+use crate::codec::{
+    MAX_CANDIDATES, is_unique_violation, item_key, not_found_or, pick_unique, prefix_forms,
+};
+use crate::error::{StateError, redact_url};
+use crate::lock::{effective_status, now};
+use crate::types::{
+    Approval, Claim, ListedRun, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus,
+    StepDef, StepRecord,
+};
+pub use dialect::Dialect;
+use dialect::{Bind, Ex, Q};
+use rows::{approval_from_row, def_from_row, run_from_row, step_from_row};
+pub use schema::Durability;
+pub(crate) use schema::parse_url_tail;
+
+/// A [`Store`] in a SQL database. See the crate docs for its guarantees.
+#[derive(Debug)]
+pub struct SqlStore<D: Dialect> {
+    pool: Pool<D>,
+    /// The file or URL (password removed), for messages.
+    target: String,
+    dialect: PhantomData<D>,
+}
+
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        SqlStore {
+            pool: self.pool.clone(),
+            target: self.target.clone(),
+            dialect: PhantomData,
+        }
+    }
+}
+
+/// The store in a SQLite file: WAL journal, every write its own committed transaction.
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// The store in PostgreSQL: `cairn_` tables in the connection's search_path, shared by any
+/// number of processes and hosts.
+pub type PgStore = SqlStore<Postgres>;
+
+impl SqlStore<Sqlite> {
+    /// Opens (creating the file and its parent folder if needed) and migrates the database.
+    pub async fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StateError> {
+        let path = path.as_ref();
+        let pool = schema::open_sqlite(path, durability).await?;
+        Ok(SqlStore {
+            pool,
+            target: path.display().to_string(),
+            dialect: PhantomData,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        Path::new(&self.target)
+    }
+}
+
+impl SqlStore<Postgres> {
+    /// Connects to `postgres://…` and migrates the `cairn_` tables in its search_path (set it
+    /// with `?options=-c%20search_path%3Dmyschema`).
+    pub async fn connect(url: &str) -> Result<Self, StateError> {
+        Self::connect_as(url, false).await
+    }
+
+    /// Connects to a database that already holds Cairn's tables; never creates them.
+    pub async fn connect_existing(url: &str) -> Result<Self, StateError> {
+        Self::connect_as(url, true).await
+    }
+
+    async fn connect_as(url: &str, must_exist: bool) -> Result<Self, StateError> {
+        let pool = schema::connect_pg(url, must_exist).await?;
+        Ok(SqlStore {
+            pool,
+            target: redact_url(url),
+            dialect: PhantomData,
+        })
+    }
+
+    /// The URL it was opened with, password removed.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+// The run columns bound in the order of `run_columns!()`.
+fn bind_run<'q, D: Dialect>(q: Q<'q, D>, run: &RunRecord) -> Q<'q, D> {
+    q.text(&run.id)
+        .text(&run.runbook)
+        .text(&run.path)
+        .text(&run.content_hash)
+        .json(&run.inputs)
+        .text(run.status.as_str())
+        .time(run.started_at)
+        .opt_time(run.finished_at)
+        .time(run.heartbeat_at)
+        .text(&run.host)
+        .int(i64::from(run.pid))
+        .text(&run.user)
+        .opt_text(run.parent_run.as_deref())
+        .opt_json(run.outputs.as_ref())
+        .opt_text(run.error.as_deref())
+        .int(i64::from(run.attempt))
+        .time(run.claimed_at)
+        .opt_text(run.parent_step.as_deref())
+}
+
+// `heartbeat_at` never moves back: the later of the stored and the given time ($9).
+macro_rules! run_fields {
+    () => {
+        "runbook = $2, path = $3, content_hash = $4, inputs = $5, status = $6, \
+         finished_at = $8, \
+         heartbeat_at = CASE WHEN heartbeat_at > $9 THEN heartbeat_at ELSE $9 END, \
+         host = $10, pid = $11, username = $12, outputs = $14, error = $15"
+    };
+}
+
+impl<D: Dialect> SqlStore<D> {
+    fn pool(&self) -> Ex<'_, D> {
+        Ex::Pool(&self.pool)
+    }
+
+    /// The status a reader should see; a dead `running` run is saved as `interrupted`.
+    async fn observe(&self, mut run: RunRecord) -> Result<RunRecord, StateError> {
+        let seen = effective_status(run.status, &run.host, run.pid, run.heartbeat_at, now());
+        if seen != run.status {
+            // Compare-and-set on the heartbeat: if the run heartbeated meanwhile it is alive.
+            let q = sqlx::query(
+                "UPDATE cairn_runs SET status = 'interrupted' \
+                 WHERE id = $1 AND status = 'running' AND heartbeat_at = $2",
+            )
+            .text(&run.id)
+            .time(run.heartbeat_at);
+            D::execute(self.pool(), q)
+                .await
+                .map_err(StateError::query(format!(
+                    "marking run {} interrupted",
+                    run.id
+                )))?;
+            tracing::info!(
+                run_id = %run.id,
+                host = %run.host,
+                pid = run.pid,
+                heartbeat_at = %run.heartbeat_at,
+                "run marked interrupted: its process is gone"
+            );
+            run.status = seen;
+        }
+        Ok(run)
+    }
+
+    /// The run as stored, without liveness.
+    async fn stored(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        let q = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM cairn_runs WHERE id = $1"
+        ))
+        .text(id);
+        let row = D::fetch_optional(self.pool(), q)
+            .await
+            .map_err(StateError::query(format!("reading run {id}")))?;
+        row.map(|row| run_from_row::<D>(&row)).transpose()
+    }
+
+    async fn run_by_id(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        match self.stored(id).await? {
+            Some(run) => Ok(Some(self.observe(run).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Why a fenced write wrote nothing: the run is gone, or another attempt holds it.
+    async fn fenced(&self, claim: &Claim) -> StateError {
+        match self.stored(&claim.run_id).await {
+            Ok(Some(run)) => StateError::Fenced {
+                run_id: claim.run_id.clone(),
+                attempt: claim.attempt,
+                holder: run.holder(),
+            },
+            Ok(None) => StateError::RunNotFound(claim.run_id.clone()),
+            Err(e) => e,
+        }
+    }
+
+    /// Opens a write transaction and checks that `claim` still holds the run, keeping the
+    /// run row locked (PostgreSQL) or the database's write lock (SQLite) until it ends.
+    async fn begin_fenced(
+        &self,
+        claim: &Claim,
+        action: &str,
+    ) -> Result<sqlx::Transaction<'static, D>, StateError> {
+        let q = || StateError::query(action.to_string());
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(q())?;
+        let held = D::fetch_optional(
+            Ex::Conn(&mut *tx),
+            sqlx::query(D::HELD)
+                .text(&claim.run_id)
+                .int(i64::from(claim.attempt)),
+        )
+        .await
+        .map_err(q())?;
+        if held.is_none() {
+            drop(tx);
+            return Err(self.fenced(claim).await);
+        }
+        Ok(tx)
+    }
+
+    async fn insert_defs(
+        conn: &mut D::Connection,
+        run_id: &str,
+        defs: &[StepDef],
+    ) -> Result<(), StateError> {
+        for (pos, def) in defs.iter().enumerate() {
+            let q = sqlx::query(
+                "INSERT INTO cairn_step_defs (run_id, pos, step_id, def_hash, needs) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .text(run_id)
+            .int(i64::try_from(pos).unwrap_or(i64::MAX))
+            .text(&def.step_id)
+            .text(&def.def_hash)
+            .json(&serde_json::json!(def.needs));
+            D::execute(Ex::Conn(&mut *conn), q)
+                .await
+                .map_err(StateError::query(format!(
+                    "saving the steps of run {run_id}"
+                )))?;
+        }
+        Ok(())
+    }
+
+    /// One checkpoint, written only while `attempt` holds the run; whether it wrote.
+    async fn upsert_step(
+        ex: Ex<'_, D>,
+        attempt: u32,
+        rec: &StepRecord,
+    ) -> Result<bool, StateError> {
+        let q = sqlx::query(D::UPSERT_STEP)
+            .text(&rec.run_id)
+            .text(&rec.step_id)
+            .int(item_key(rec.item))
+            .text(rec.status.as_str())
+            .int(i64::from(rec.attempt))
+            .opt_time(rec.started_at)
+            .opt_time(rec.finished_at)
+            .opt_json(rec.result.as_ref())
+            .opt_json(rec.outputs.as_ref())
+            .opt_text(rec.error.as_deref())
+            .opt_text(rec.log_path.as_deref())
+            .text(&rec.def_hash)
+            .flag(rec.idempotent)
+            .int(i64::from(attempt));
+        let wrote = D::execute(ex, q).await.map_err(not_found_or(
+            &rec.run_id,
+            format!("saving step `{}` of run {}", rec.step_id, rec.run_id),
+        ))?;
+        Ok(wrote > 0)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Store for SqlStore<D> {
+    async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError> {
+        let action = format!("creating run {}", run.id);
+        let q = StateError::query(action.clone());
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(q)?;
+        let insert = sqlx::query(concat!(
+            "INSERT INTO cairn_runs (",
+            run_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18)"
+        ));
+        D::execute(Ex::Conn(&mut *tx), bind_run(insert, run))
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StateError::RunExists(run.id.clone())
+                } else {
+                    StateError::Query {
+                        action: action.clone(),
+                        source: e,
+                    }
+                }
+            })?;
+        Self::insert_defs(&mut tx, &run.id, defs).await?;
+        tx.commit().await.map_err(StateError::query(action))
+    }
+
+    async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
+        // One statement: SQLite decides it under its write lock, PostgreSQL under the row's
+        // lock (a second claimer waits, re-reads the row at the new attempt and changes
+        // nothing), so of two processes claiming the same attempt exactly one changes the row.
+        let q = sqlx::query(concat!(
+            "UPDATE cairn_runs SET ",
+            run_fields!(),
+            ", attempt = $16, claimed_at = $17 \
+             WHERE id = $1 AND attempt = $19 AND status <> 'running'"
+        ));
+        let q = bind_run(q, run).int(i64::from(run.attempt.saturating_sub(1)));
+        let done = D::execute(self.pool(), q)
+            .await
+            .map_err(StateError::query(format!("claiming run {}", run.id)))?;
+        if done == 1 {
+            return Ok(Ok(()));
+        }
+        match self.stored(&run.id).await? {
+            Some(stored) => Ok(Err(stored.holder())),
+            None => Err(StateError::RunNotFound(run.id.clone())),
+        }
+    }
+
+    async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        let q = sqlx::query(concat!(
+            "UPDATE cairn_runs SET ",
+            run_fields!(),
+            ", parent_run = $13 WHERE id = $1 AND attempt = $16"
+        ));
+        let done = D::execute(self.pool(), bind_run(q, run))
+            .await
+            .map_err(StateError::query(format!("updating run {}", run.id)))?;
+        if done == 0 {
+            return Err(self.fenced(&run.claim()).await);
+        }
+        Ok(())
+    }
+
+    async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError> {
+        let run_id = claim.run_id.as_str();
+        let action = format!("replacing the steps of run {run_id}");
+        let mut tx = self.begin_fenced(claim, &action).await?;
+        D::execute(
+            Ex::Conn(&mut *tx),
+            sqlx::query("DELETE FROM cairn_step_defs WHERE run_id = $1").text(run_id),
+        )
+        .await
+        .map_err(StateError::query(action.clone()))?;
+        Self::insert_defs(&mut tx, run_id, defs).await?;
+        tx.commit().await.map_err(StateError::query(action))
+    }
+
+    async fn step_defs(&self, run_id: &str) -> Result<Vec<StepDef>, StateError> {
+        let q = sqlx::query(
+            "SELECT step_id, def_hash, needs FROM cairn_step_defs WHERE run_id = $1 ORDER BY pos",
+        )
+        .text(run_id);
+        let rows = D::fetch_all(self.pool(), q)
+            .await
+            .map_err(StateError::query(format!(
+                "reading the steps of run {run_id}"
+            )))?;
+        rows.iter().map(def_from_row::<D>).collect()
+    }
+
+    async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError> {
+        if !self.renew(claim).await? {
+            return Err(self.fenced(claim).await);
+        }
+        Ok(())
+    }
+
+    async fn get_run(&self, id_or_prefix: &str) -> Result<Option<RunRecord>, StateError> {
+        if id_or_prefix.is_empty() {
+            return Ok(None);
+        }
+        if let Some(run) = self.run_by_id(id_or_prefix).await? {
+            return Ok(Some(run));
+        }
+        let q = || StateError::query(format!("looking up run {id_or_prefix}"));
+        let (p, upper) = prefix_forms(id_or_prefix);
+        let found = sqlx::query(
+            "SELECT id FROM cairn_runs \
+             WHERE substr(id, 1, length($1)) = $1 OR substr(id, 1, length($2)) = $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .text(&p)
+        .text(&upper)
+        .int(MAX_CANDIDATES);
+        let ids = D::fetch_all(self.pool(), found)
+            .await
+            .map_err(q())?
+            .iter()
+            .map(|row| D::text(row, "id").map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(q())?;
+        match pick_unique(id_or_prefix, ids)? {
+            Some(id) => self.run_by_id(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError> {
+        self.list_run_rows(filter)
+            .await?
+            .into_iter()
+            .map(ListedRun::into_result)
+            .collect()
+    }
+
+    async fn list_run_rows(&self, filter: &RunFilter) -> Result<Vec<ListedRun>, StateError> {
+        let q = || StateError::query("listing runs");
+        // Save dead runs as interrupted first, so the status filter below sees the truth.
+        let running = D::fetch_all(
+            self.pool(),
+            sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM cairn_runs WHERE status = 'running'"
+            )),
+        )
+        .await
+        .map_err(q())?;
+        // An unreadable row is listed as such below; it cannot be judged alive or dead.
+        for run in running.iter().filter_map(|row| run_from_row::<D>(row).ok()) {
+            self.observe(run).await?;
+        }
+        let listed = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM cairn_runs WHERE (CAST($1 AS TEXT) IS NULL OR runbook = $1) \
+             AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
+             ORDER BY started_at DESC, id DESC LIMIT $3"
+        ))
+        .opt_text(filter.runbook.as_deref())
+        .opt_text(filter.status.map(RunStatus::as_str))
+        .int(filter.limit.map_or(i64::MAX, i64::from));
+        let rows = D::fetch_all(self.pool(), listed).await.map_err(q())?;
+        Ok(rows
+            .iter()
+            .map(|row| match run_from_row::<D>(row) {
+                Ok(run) => ListedRun::Run(Box::new(run)),
+                Err(e) => ListedRun::Unreadable {
+                    id: D::text(row, "id")
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| "?".to_string()),
+                    reason: e.to_string(),
+                },
+            })
+            .collect())
+    }
+
+    async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
+        debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
+        // One autocommit statement: the cheapest durable write.
+        if !Self::upsert_step(self.pool(), claim.attempt, rec).await? {
+            return Err(self.fenced(claim).await);
+        }
+        Ok(())
+    }
+
+    async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
+        match recs {
+            [] => return Ok(()),
+            [rec] => return self.put_step(claim, rec).await,
+            _ => {}
+        }
+        let action = format!("saving {} steps of run {}", recs.len(), claim.run_id);
+        let mut tx = self.begin_fenced(claim, &action).await?;
+        for rec in recs {
+            debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
+            // Under the fence taken above each write succeeds; checked all the same.
+            if !Self::upsert_step(Ex::Conn(&mut *tx), claim.attempt, rec).await? {
+                drop(tx);
+                return Err(self.fenced(claim).await);
+            }
+        }
+        tx.commit().await.map_err(StateError::query(action))
+    }
+
+    async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
+        let q = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM cairn_runs WHERE parent_run = $1 ORDER BY started_at, id"
+        ))
+        .text(parent_run);
+        let rows = D::fetch_all(self.pool(), q)
+            .await
+            .map_err(StateError::query(format!(
+                "reading the sub-runs of run {parent_run}"
+            )))?;
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            runs.push(self.observe(run_from_row::<D>(row)?).await?);
+        }
+        Ok(runs)
+    }
+
+    async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
+        let rows = D::fetch_all(self.pool(), sqlx::query(D::STEPS).text(run_id))
+            .await
+            .map_err(StateError::query(format!(
+                "reading the steps of run {run_id}"
+            )))?;
+        rows.iter().map(step_from_row::<D>).collect()
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &LockHolder,
+        lease: Duration,
+    ) -> Result<Result<(), LockInfo>, StateError> {
+        self.take_lock(name, holder, lease).await
+    }
+
+    async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError> {
+        self.release(Some(name), claim).await
+    }
+
+    async fn release_locks(&self, claim: &Claim) -> Result<(), StateError> {
+        self.release(None, claim).await
+    }
+
+    async fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
+        self.all_locks().await
+    }
+
+    async fn record_approval(&self, a: &Approval) -> Result<(), StateError> {
+        let q = sqlx::query(
+            "INSERT INTO cairn_approvals (run_id, step_id, decision, decided_by, decided_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .text(&a.run_id)
+        .text(&a.step_id)
+        .text(a.decision.as_str())
+        .text(&a.by)
+        .time(a.at);
+        D::execute(self.pool(), q).await.map_err(not_found_or(
+            &a.run_id,
+            format!(
+                "recording the approval of step `{}` of run {}",
+                a.step_id, a.run_id
+            ),
+        ))?;
+        Ok(())
+    }
+
+    async fn approvals(&self, run_id: &str) -> Result<Vec<Approval>, StateError> {
+        let rows = D::fetch_all(self.pool(), sqlx::query(D::APPROVALS).text(run_id))
+            .await
+            .map_err(StateError::query(format!(
+                "reading the approvals of run {run_id}"
+            )))?;
+        rows.iter().map(approval_from_row::<D>).collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

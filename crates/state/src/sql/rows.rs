@@ -1,0 +1,131 @@
+//! Rows to records, through the dialect's readers: the same decoding on both backends.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::codec::{item_from_key, parse_enum, to_u32};
+use crate::error::StateError;
+use crate::lock::effective_status;
+use crate::types::{Approval, LockInfo, RunRecord, RunStatus, StepDef, StepRecord};
+
+use super::dialect::{Dialect, corrupt};
+
+fn opt_text<D: Dialect>(row: &D::Row, column: &str) -> Result<Option<String>, StateError> {
+    D::text(row, column).map_err(corrupt(column))
+}
+
+fn text<D: Dialect>(row: &D::Row, column: &str) -> Result<String, StateError> {
+    opt_text::<D>(row, column)?.ok_or_else(|| null(column))
+}
+
+fn int<D: Dialect>(row: &D::Row, column: &str) -> Result<i64, StateError> {
+    D::int(row, column)
+        .map_err(corrupt(column))?
+        .ok_or_else(|| null(column))
+}
+
+fn time<D: Dialect>(row: &D::Row, column: &str) -> Result<DateTime<Utc>, StateError> {
+    D::time(row, column)?.ok_or_else(|| null(column))
+}
+
+fn json<D: Dialect>(row: &D::Row, column: &str) -> Result<Value, StateError> {
+    D::json(row, column)?.ok_or_else(|| null(column))
+}
+
+fn null(column: &str) -> StateError {
+    StateError::Corrupt(format!("column `{column}`: unexpected NULL"))
+}
+
+pub(super) fn run_from_row<D: Dialect>(row: &D::Row) -> Result<RunRecord, StateError> {
+    let started_at = time::<D>(row, "started_at")?;
+    Ok(RunRecord {
+        id: text::<D>(row, "id")?,
+        runbook: text::<D>(row, "runbook")?,
+        path: text::<D>(row, "path")?,
+        content_hash: text::<D>(row, "content_hash")?,
+        inputs: json::<D>(row, "inputs")?,
+        status: parse_enum(&text::<D>(row, "status")?)?,
+        started_at,
+        finished_at: D::time(row, "finished_at")?,
+        heartbeat_at: time::<D>(row, "heartbeat_at")?,
+        host: text::<D>(row, "host")?,
+        pid: to_u32(int::<D>(row, "pid")?, "pid")?,
+        user: text::<D>(row, "username")?,
+        parent_run: opt_text::<D>(row, "parent_run")?,
+        outputs: D::json(row, "outputs")?,
+        error: opt_text::<D>(row, "error")?,
+        attempt: to_u32(int::<D>(row, "attempt")?, "attempt")?,
+        // NULL only in a row written before schema version 2 and not migrated by it.
+        claimed_at: D::time(row, "claimed_at")?.unwrap_or(started_at),
+        parent_step: opt_text::<D>(row, "parent_step")?,
+    })
+}
+
+pub(super) fn step_from_row<D: Dialect>(row: &D::Row) -> Result<StepRecord, StateError> {
+    Ok(StepRecord {
+        run_id: text::<D>(row, "run_id")?,
+        step_id: text::<D>(row, "step_id")?,
+        item: item_from_key(int::<D>(row, "item")?)?,
+        status: parse_enum(&text::<D>(row, "status")?)?,
+        attempt: to_u32(int::<D>(row, "attempt")?, "attempt")?,
+        started_at: D::time(row, "started_at")?,
+        finished_at: D::time(row, "finished_at")?,
+        result: D::json(row, "result")?,
+        outputs: D::json(row, "outputs")?,
+        error: opt_text::<D>(row, "error")?,
+        log_path: opt_text::<D>(row, "log_path")?,
+        def_hash: text::<D>(row, "def_hash")?,
+        idempotent: D::flag(row, "idempotent").map_err(corrupt("idempotent"))?,
+    })
+}
+
+pub(super) fn def_from_row<D: Dialect>(row: &D::Row) -> Result<StepDef, StateError> {
+    Ok(StepDef {
+        step_id: text::<D>(row, "step_id")?,
+        def_hash: text::<D>(row, "def_hash")?,
+        needs: serde_json::from_value(json::<D>(row, "needs")?)
+            .map_err(|e| StateError::Corrupt(format!("bad `needs` list: {e}")))?,
+    })
+}
+
+pub(super) fn lock_from_row<D: Dialect>(row: &D::Row) -> Result<LockInfo, StateError> {
+    Ok(LockInfo {
+        name: text::<D>(row, "name")?,
+        run_id: text::<D>(row, "run_id")?,
+        host: text::<D>(row, "host")?,
+        pid: to_u32(int::<D>(row, "pid")?, "pid")?,
+        since: time::<D>(row, "since")?,
+        lease_until: time::<D>(row, "lease_until")?,
+    })
+}
+
+/// The effective status of a lock's holder run, from a lock row joined with it; `None` when
+/// the holder run is not in the store.
+pub(super) fn holder_status<D: Dialect>(
+    row: &D::Row,
+    now: DateTime<Utc>,
+) -> Result<Option<RunStatus>, StateError> {
+    let Some(status) = opt_text::<D>(row, "run_status")? else {
+        return Ok(None);
+    };
+    let host = text::<D>(row, "run_host")?;
+    let pid = to_u32(int::<D>(row, "run_pid")?, "pid")?;
+    let heartbeat = time::<D>(row, "run_heartbeat")?;
+    Ok(Some(effective_status(
+        parse_enum(&status)?,
+        &host,
+        pid,
+        heartbeat,
+        now,
+    )))
+}
+
+pub(super) fn approval_from_row<D: Dialect>(row: &D::Row) -> Result<Approval, StateError> {
+    Ok(Approval {
+        run_id: text::<D>(row, "run_id")?,
+        step_id: text::<D>(row, "step_id")?,
+        decision: parse_enum(&text::<D>(row, "decision")?)?,
+        by: text::<D>(row, "decided_by")?,
+        at: time::<D>(row, "decided_at")?,
+    })
+}

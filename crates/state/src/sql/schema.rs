@@ -1,0 +1,428 @@
+//! Opening a store: SQLite's file, URL options and pragmas; PostgreSQL's connection; and the
+//! versioned migrations both share, with each dialect's DDL.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, PgPool, Row, SqlitePool};
+
+use crate::SCHEMA_VERSION;
+use crate::error::{StateError, io_reason, redact_url, sqlx_reason};
+
+use super::dialect::{Bind, Dialect, Ex};
+
+/// How hard SQLite works to keep a commit: chosen with `?sync=` on the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` (the default): a commit survives a crash of the process; the last
+    /// commits may be lost on power loss or a kernel crash. The database stays consistent.
+    #[default]
+    Normal,
+    /// `synchronous=FULL` (`?sync=full`): every commit is fsynced and survives power loss.
+    Full,
+}
+
+// How long a writer waits for another (process or connection) to finish its transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+// Writes are serialised by SQLite anyway; a few connections let reads overlap them.
+const SQLITE_CONNECTIONS: u32 = 4;
+const PG_CONNECTIONS: u32 = 8;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+// Every statement the store runs is prepared once per connection and kept (sqlx's statement
+// cache; queries are `persistent` by default): the store has about 40 distinct statements.
+const STATEMENT_CACHE: usize = 100;
+
+pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
+    // 1: the tables.
+    &[
+        "CREATE TABLE cairn_runs (
+        id TEXT PRIMARY KEY NOT NULL,
+        runbook TEXT NOT NULL,
+        path TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        heartbeat_at TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        username TEXT NOT NULL,
+        parent_run TEXT,
+        outputs TEXT,
+        error TEXT,
+        attempt INTEGER NOT NULL
+    )",
+        "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
+        "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
+        "CREATE TABLE cairn_step_defs (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        pos INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        def_hash TEXT NOT NULL,
+        needs TEXT NOT NULL,
+        PRIMARY KEY (run_id, pos)
+    )",
+        // item -1 is the step as a whole (NULL cannot be part of a primary key). Rows are read
+        // back in rowid order, which an upsert keeps: the order steps were first written.
+        "CREATE TABLE cairn_steps (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        result TEXT,
+        outputs TEXT,
+        error TEXT,
+        log_path TEXT,
+        def_hash TEXT NOT NULL,
+        idempotent INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_id, item)
+    )",
+        // No foreign key to runs: a lock outlives nothing, but its holder row may be missing.
+        "CREATE TABLE cairn_locks (
+        name TEXT PRIMARY KEY NOT NULL,
+        run_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since TEXT NOT NULL,
+        lease_until TEXT NOT NULL,
+        lease_ms INTEGER NOT NULL
+    )",
+        "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
+        "CREATE TABLE cairn_approvals (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TEXT NOT NULL
+    )",
+        "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id)",
+    ],
+    // 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN claimed_at TEXT",
+        "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+        "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+        "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
+    ],
+];
+
+const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
+
+// Columns mirror the SQLite schema, with native types: JSONB, TIMESTAMPTZ, BIGINT, BOOLEAN.
+pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
+    // 1: the tables.
+    &[
+        "CREATE TABLE cairn_runs (
+        id TEXT PRIMARY KEY,
+        runbook TEXT NOT NULL,
+        path TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        inputs JSONB NOT NULL,
+        status TEXT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        username TEXT NOT NULL,
+        parent_run TEXT,
+        outputs JSONB,
+        error TEXT,
+        attempt BIGINT NOT NULL
+    )",
+        "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
+        "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
+        "CREATE TABLE cairn_step_defs (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        pos BIGINT NOT NULL,
+        step_id TEXT NOT NULL,
+        def_hash TEXT NOT NULL,
+        needs JSONB NOT NULL,
+        PRIMARY KEY (run_id, pos)
+    )",
+        // item -1 is the step as a whole (NULL cannot be part of a primary key); seq keeps the
+        // order steps were first written, which an upsert does not change.
+        "CREATE TABLE cairn_steps (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        item BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ,
+        result JSONB,
+        outputs JSONB,
+        error TEXT,
+        log_path TEXT,
+        def_hash TEXT NOT NULL,
+        idempotent BOOLEAN NOT NULL,
+        PRIMARY KEY (run_id, step_id, item)
+    )",
+        "CREATE TABLE cairn_locks (
+        name TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        since TIMESTAMPTZ NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL,
+        lease_ms BIGINT NOT NULL
+    )",
+        "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
+        "CREATE TABLE cairn_approvals (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TIMESTAMPTZ NOT NULL
+    )",
+        "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id, seq)",
+    ],
+    // 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN claimed_at TIMESTAMPTZ",
+        "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+        "ALTER TABLE cairn_runs ALTER COLUMN claimed_at SET NOT NULL",
+        "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+        "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
+    ],
+];
+
+const _: () = assert!(PG_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
+
+/// Splits `sqlite://PATH?sync=full` into the path and the durability.
+pub(crate) fn parse_url_tail(url: &str, rest: &str) -> Result<(PathBuf, Durability), StateError> {
+    let bad = |reason: String| StateError::BadUrl {
+        url: redact_url(url),
+        reason,
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(bad("no file path after sqlite://".to_string()));
+    }
+    let mut durability = Durability::Normal;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match (key, value.to_ascii_lowercase().as_str()) {
+            ("sync", "normal") => durability = Durability::Normal,
+            ("sync", "full") => durability = Durability::Full,
+            ("sync", other) => {
+                return Err(bad(format!(
+                    "sync must be `normal` or `full`, not `{other}`"
+                )));
+            }
+            // Silently ignoring a misspelt durability option would be the worst outcome.
+            (other, _) => return Err(bad(format!("unknown option `{other}` (known: sync)"))),
+        }
+    }
+    Ok((PathBuf::from(path), durability))
+}
+
+/// Creates the parent folder and the file, migrates, and returns a pool.
+pub(crate) async fn open_sqlite(
+    path: &Path,
+    durability: Durability,
+) -> Result<SqlitePool, StateError> {
+    let target = path.display().to_string();
+    let open_err = |reason: String| StateError::Open {
+        target: target.clone(),
+        reason,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            // create_dir_all says "file exists" when a file stands where a folder must be.
+            match parent.metadata() {
+                Ok(m) if !m.is_dir() => {
+                    open_err(format!("{} is not a directory", parent.display()))
+                }
+                _ => open_err(io_reason(&e)),
+            }
+        })?;
+    }
+    // Opening the file ourselves first turns SQLite's vague "unable to open database file"
+    // into the real reason (permission denied, is a directory...).
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| open_err(io_reason(&e)))?;
+
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .statement_cache_capacity(STATEMENT_CACHE)
+        .synchronous(match durability {
+            Durability::Normal => SqliteSynchronous::Normal,
+            Durability::Full => SqliteSynchronous::Full,
+        });
+
+    let mut setup = connect_wal(options.clone())
+        .await
+        .map_err(|e| open_err(sqlx_reason(&e)))?;
+    migrate::<sqlx::Sqlite>(&mut setup, &target).await?;
+    setup.close().await.map_err(|e| open_err(sqlx_reason(&e)))?;
+
+    // WAL is a property of the file once set, so pool connections need not switch to it (a
+    // switch takes an exclusive lock that busy_timeout does not wait for).
+    SqlitePoolOptions::new()
+        .max_connections(SQLITE_CONNECTIONS)
+        .connect_with(options)
+        .await
+        .map_err(|e| open_err(sqlx_reason(&e)))
+}
+
+// Switching a new file to WAL needs an exclusive lock and SQLite does not wait for it, so two
+// processes creating the same state file at once retry here instead of failing.
+async fn connect_wal(options: SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
+    let options = options.journal_mode(SqliteJournalMode::Wal);
+    let mut tries = 0;
+    loop {
+        match SqliteConnection::connect_with(&options).await {
+            Err(sqlx::Error::Database(db))
+                if tries < 100
+                    && (db.message().contains("locked") || db.message().contains("busy")) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Connects to PostgreSQL and migrates; with `must_exist`, a database without Cairn's tables is
+/// [`StateError::NoStore`] and is left untouched.
+pub(crate) async fn connect_pg(url: &str, must_exist: bool) -> Result<PgPool, StateError> {
+    let target = redact_url(url);
+    let open_err = |e: sqlx::Error| match e {
+        sqlx::Error::Configuration(reason) => StateError::BadUrl {
+            url: target.clone(),
+            reason: reason.to_string(),
+        },
+        e => StateError::Open {
+            target: target.clone(),
+            reason: sqlx_reason(&e),
+        },
+    };
+    let options = PgConnectOptions::from_str(url)
+        .map_err(open_err)?
+        .statement_cache_capacity(STATEMENT_CACHE);
+    // One plain connection first: a pool retries a refused connection until its timeout and
+    // then reports only "timed out", while the operator needs "connection refused" or
+    // "password authentication failed" at once.
+    let mut conn = PgConnection::connect_with(&options)
+        .await
+        .map_err(open_err)?;
+    if must_exist {
+        let found: bool = sqlx::query("SELECT to_regclass('cairn_schema') IS NOT NULL AS found")
+            .fetch_one(&mut conn)
+            .await
+            .and_then(|row| row.try_get("found"))
+            .map_err(open_err)?;
+        if !found {
+            let _ = conn.close().await;
+            return Err(StateError::NoStore {
+                target: target.clone(),
+                reason: "the database holds no Cairn tables (cairn_*) in its search_path"
+                    .to_string(),
+            });
+        }
+    }
+    migrate::<sqlx::Postgres>(&mut conn, &target).await?;
+    conn.close().await.map_err(open_err)?;
+    PgPoolOptions::new()
+        .max_connections(PG_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(open_err)
+}
+
+/// Applies every migration newer than the database's version, in one transaction that
+/// excludes every other migrating process (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an advisory
+/// lock), so concurrent openers wait and then find nothing left to do. DDL is transactional on
+/// both: a failed migration leaves nothing half-done.
+// Boxed so that its `Send` is proven here, where the statements' lifetimes are known, and not
+// by every caller (the compiler loses `'static` in a generic future it looks into from outside).
+pub(crate) fn migrate<'a, D: Dialect>(
+    conn: &'a mut D::Connection,
+    target: &'a str,
+) -> Pin<Box<dyn Future<Output = Result<(), StateError>> + Send + 'a>> {
+    Box::pin(migrate_now::<D>(conn, target))
+}
+
+async fn migrate_now<D: Dialect>(conn: &mut D::Connection, target: &str) -> Result<(), StateError> {
+    let open_err = |e: sqlx::Error| StateError::Open {
+        target: target.to_string(),
+        reason: sqlx_reason(&e),
+    };
+    let mut tx = conn.begin_with(D::BEGIN_WRITE).await.map_err(open_err)?;
+    if let Some(lock) = D::MIGRATION_LOCK {
+        D::execute(Ex::Conn(&mut *tx), sqlx::query(lock))
+            .await
+            .map_err(open_err)?;
+    }
+    D::execute(Ex::Conn(&mut *tx), sqlx::query(D::SCHEMA_TABLE))
+        .await
+        .map_err(open_err)?;
+    let found = D::fetch_optional(
+        Ex::Conn(&mut *tx),
+        sqlx::query("SELECT coalesce(max(version), 0) AS v FROM cairn_schema"),
+    )
+    .await
+    .and_then(|row| match row {
+        Some(row) => D::int(&row, "v"),
+        None => Ok(None),
+    })
+    .map_err(open_err)?
+    .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StateError::SchemaTooNew {
+            target: target.to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < SCHEMA_VERSION {
+        for (index, statements) in D::MIGRATIONS.iter().enumerate() {
+            let version = i64::try_from(index).unwrap_or(i64::MAX) + 1;
+            if version <= found {
+                continue;
+            }
+            for statement in *statements {
+                D::execute(Ex::Conn(&mut *tx), sqlx::query(*statement))
+                    .await
+                    .map_err(open_err)?;
+            }
+            tracing::debug!(target_db = %target, version, "migrated state database");
+        }
+        D::execute(Ex::Conn(&mut *tx), sqlx::query("DELETE FROM cairn_schema"))
+            .await
+            .map_err(open_err)?;
+        D::execute(
+            Ex::Conn(&mut *tx),
+            sqlx::query("INSERT INTO cairn_schema (version) VALUES ($1)").int(SCHEMA_VERSION),
+        )
+        .await
+        .map_err(open_err)?;
+    }
+    tx.commit().await.map_err(open_err)
+}
