@@ -273,7 +273,8 @@ impl Shared {
         match written {
             Ok(()) => true,
             Err(e) => {
-                let step = recs.last().map_or("", |r| r.step_id.as_str());
+                // The oldest record of the batch: the end of the step that finished before the others.
+                let step = recs.first().map_or("", |r| r.step_id.as_str());
                 tracing::error!(run = %self.run_id, step = %step, error = %e, "checkpoint failed");
                 self.stop(format!("cannot record step `{step}`: {e}"));
                 false
