@@ -428,6 +428,7 @@ impl<'a> Validator<'a> {
             .and_then(|t| t.kind().0.sql_dialect())
             .unwrap_or(cairn_template::Dialect::Postgres);
         self.tmpl(&q.query, Kind::Sql(dialect), scope);
+        self.lone_statements(&q.query, dialect);
     }
 
     fn http(&mut self, h: &HttpStep, scope: Scope) {
@@ -616,6 +617,29 @@ impl<'a> Validator<'a> {
             );
         }
         t.span
+    }
+
+    /// A statement PostgreSQL refuses inside a transaction block (`VACUUM`, `CREATE INDEX
+    /// CONCURRENTLY`...) in a query of several statements, which runs as one: it can never
+    /// work, so it is an error at the statement.
+    fn lone_statements(&mut self, query: &Tmpl, dialect: cairn_template::Dialect) {
+        for l in cairn_template::outside_transaction(dialect, &query.src) {
+            let at = self.locate(query, l.offset, l.len);
+            let message = if l.in_loop {
+                format!(
+                    "`{}` cannot run inside a transaction block, and a `{{% for %}}` loop repeats it into a script that runs as one",
+                    l.what
+                )
+            } else {
+                format!(
+                    "`{}` cannot run inside a transaction block, and a query of several statements runs as one",
+                    l.what
+                )
+            };
+            self.d.push(Diagnostic::error(at, message).with_help(
+                "give it a `sql` step of its own, one statement (repeat it over tables with `for_each`)",
+            ));
+        }
     }
 
     fn tmpl(&mut self, t: &Tmpl, kind: Kind, scope: Scope) {

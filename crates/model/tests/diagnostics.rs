@@ -287,6 +287,20 @@ const CASES: &[Case] = &[
         "an `| ident` name is inside a dollar-quoted SQL body ($$...$$)",
     ),
     case(
+        "vacuum batched with another statement",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x@h/db\" }\nsteps:\n  - id: a\n    sql: { target: db, query: \"ANALYZE t; VACUUM t\" }\n",
+        7,
+        43,
+        "`VACUUM` cannot run inside a transaction block, and a query of several statements runs as one",
+    ),
+    case(
+        "create index concurrently repeated by a loop",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://x@h/db\" }\ninputs:\n  ts: { type: list }\nsteps:\n  - id: a\n    sql:\n      target: db\n      query: |\n        {% for t in inputs.ts %}\n        CREATE INDEX CONCURRENTLY ON {{ t | ident }} (a);\n        {% endfor %}\n",
+        13,
+        9,
+        "`CREATE INDEX CONCURRENTLY` cannot run inside a transaction block, and a `{% for %}` loop repeats it into a script that runs as one",
+    ),
+    case(
         "value inside a mysql comment",
         "cairn: 1\nname: demo\ntargets:\n  db: { mysql: \"mysql://root@h/test\" }\ninputs:\n  t: {}\nsteps:\n  - id: a\n    sql: { target: db, query: \"SELECT 1 # {{ inputs.t }}\" }\n",
         9,

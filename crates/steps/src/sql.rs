@@ -1,10 +1,11 @@
 //! The `sql` step kind: one query (or a script) on a PostgreSQL, SQLite or MySQL/MariaDB target.
 //!
 //! Values reach the server only as bound parameters, never pasted into the text. The result is
-//! `{"rows": [{column: value}], "row_count", "rows_affected", "duration_ms"}` with columns in
-//! query order and faithful JSON types (see [`postgres`], [`mysql`] and [`sqlite`] for each
-//! server's mapping). `rows_affected` is what the server reports (PostgreSQL counts the rows a
-//! SELECT returned; MySQL does not).
+//! `{"rows": [{column: value}], "row_count", "rows_affected", "notices", "notices_truncated",
+//! "duration_ms"}` with columns in query order and faithful JSON types (see [`postgres`],
+//! [`mysql`] and [`sqlite`] for each server's mapping). `rows_affected` is what the server
+//! reports (PostgreSQL counts the rows a SELECT returned; MySQL does not). `notices` holds what
+//! the server said beside the result, bounded (see [`notices`]).
 //!
 //! How a text is sent:
 //! - With parameters: as one prepared statement (binary protocol, typed values).
@@ -37,6 +38,7 @@
 mod exec;
 mod failure;
 mod mysql;
+mod notices;
 mod pg_params;
 mod pg_types;
 mod pool;
@@ -154,10 +156,13 @@ pub async fn run(
     match outcome {
         Ok(outcome) => {
             tracing::debug!(target = %target.name, rows = outcome.rows.len(), duration_ms, "sql step done");
+            let (notices, notices_truncated) = outcome.notices.into_json();
             Ok(json!({
                 "rows": outcome.rows,
                 "row_count": outcome.rows.len(),
                 "rows_affected": outcome.rows_affected,
+                "notices": notices,
+                "notices_truncated": notices_truncated,
                 "duration_ms": duration_ms,
             }))
         }

@@ -52,6 +52,7 @@ mod shell;
 mod shell_lex;
 mod sql;
 mod sql_lex;
+mod sql_script;
 mod url;
 
 use minijinja::Environment;
@@ -66,6 +67,7 @@ pub use shell::{CHUNK, ShellScript, VAR_PREFIX, shell_quote};
 pub use shell_lex::{ShellContext, ShellLexer, shell_script_index};
 pub use sql::BoundSql;
 pub use sql_lex::{Dialect, SqlContext, SqlLexer};
+pub use sql_script::{LoneStatement, outside_transaction};
 pub use url::encode_component;
 
 use env::Mode;

@@ -160,8 +160,15 @@ impl SqlLexer {
 
     /// Lexes `text`, which continues what was fed before.
     pub fn feed(&mut self, text: &str) {
+        self.feed_each(text, |_, _, _| {});
+    }
+
+    /// Lexes `text` like [`SqlLexer::feed`], calling `each(offset, char, in_code)` for every
+    /// character, `in_code` telling whether the lexer was in code before it.
+    pub fn feed_each(&mut self, text: &str, mut each: impl FnMut(usize, char, bool)) {
         let mut chars = text.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
+            each(i, c, self.state == State::Code);
             let rest = &text[i..];
             let next = chars.peek().map(|&(_, n)| n);
             let [p1, p2] = self.prev;
@@ -227,7 +234,8 @@ impl SqlLexer {
                 self.push_prev(c);
             }
             for _ in 0..skip {
-                if let Some((_, c)) = chars.next() {
+                if let Some((j, c)) = chars.next() {
+                    each(j, c, false);
                     self.push_prev(c);
                 }
             }

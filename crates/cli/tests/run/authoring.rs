@@ -131,3 +131,135 @@ fn run_dir_is_the_runbooks_folder_wherever_cairn_runs() {
     run.expect_code(0);
     assert_eq!(run.outputs()["text"], "found me");
 }
+
+/// `cairn validate FILE`: exit code and stderr.
+fn validate(path: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .env("NO_COLOR", "1")
+        .args(["validate"])
+        .arg(path)
+        .output()
+        .expect("cairn validate");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_statement_that_cannot_run_in_a_transaction_is_refused_in_a_script_and_runs_alone() {
+    let sb = Sandbox::new();
+    let table = super::common::Table::new("cairn_lone");
+    let t = &table.0;
+    super::common::pg(&format!(
+        "CREATE TABLE {t} (a int); INSERT INTO {t} SELECT generate_series(1, 100)"
+    ));
+    let script = sb.write(
+        "script.yaml",
+        &format!(
+            "cairn: 1\nname: lone\ntargets:\n  db: {{ postgres: \"{}\" }}\nsteps:\n  - id: tidy\n    sql:\n      target: db\n      query: |\n        DELETE FROM {t} WHERE a > 90;\n        -- then reclaim the space; VACUUM in a comment does not count\n        VACUUM (VERBOSE) {t};\n        SELECT 'CREATE INDEX CONCURRENTLY; VACUUM' AS text\n",
+            super::common::PG_URL
+        ),
+    );
+    let (code, err) = validate(&script);
+    assert_eq!(code, Some(2), "{err}");
+    let file = script.display();
+    assert!(
+        err.contains(&format!(
+            "error: `VACUUM` cannot run inside a transaction block, and a query of several statements runs as one\n  --> {file}:12:9\n"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("VACUUM (VERBOSE)"), "{err}");
+    assert!(
+        err.contains("= help: give it a `sql` step of its own, one statement"),
+        "{err}"
+    );
+    // Only the VACUUM: not the one in the comment, nor the words in the string.
+    assert!(err.contains("(1 error, 0 warnings)"), "{err}");
+
+    // Split into steps of one statement each, it runs, and VACUUM's statistics are in its result.
+    let run = sb.run_yaml(
+        &format!(
+            r#"
+cairn: 1
+name: lone
+targets:
+  db: {{ postgres: "{url}" }}
+steps:
+  - id: prune
+    sql: {{ target: db, query: "DELETE FROM {t} WHERE a > 90" }}
+  - id: vacuum
+    sql: {{ target: db, query: "VACUUM (VERBOSE) {t}" }}
+    outputs:
+      notices: "{{{{ result.notices | length }}}}"
+      vacuumed: "{{{{ 'vacuuming' in (result.notices | map(attribute='message') | join(' ')) }}}}"
+outputs:
+  notices: "{{{{ steps.vacuum.outputs.notices }}}}"
+  vacuumed: "{{{{ steps.vacuum.outputs.vacuumed }}}}"
+"#,
+            url = super::common::PG_URL
+        ),
+        &[],
+    );
+    run.expect_code(0);
+    assert!(
+        run.outputs()["notices"].as_u64().is_some_and(|n| n > 0),
+        "{run}"
+    );
+    assert_eq!(run.outputs()["vacuumed"], true, "{run}");
+}
+
+#[test]
+fn notices_pass_through_the_masking_door() {
+    let sb = Sandbox::new();
+    let f = super::common::unique("cairn_say");
+    super::common::pg(&format!(
+        "CREATE FUNCTION {f}(t text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'said %', t; RETURN 1; END $$"
+    ));
+    let mut cmd = sb.command("runbook.yaml", &[]);
+    cmd.env("CAIRN_TEST_PW", "hunter2-canary");
+    sb.write(
+        "runbook.yaml",
+        &format!(
+            r#"
+cairn: 1
+name: said
+secrets:
+  pw: {{ env: CAIRN_TEST_PW }}
+targets:
+  db: {{ postgres: "{url}" }}
+steps:
+  - id: say
+    sql: {{ target: db, query: "SELECT {f}({{{{ secrets.pw }}}}) AS n" }}
+    outputs: {{ said: "{{{{ result.notices[0].message }}}}" }}
+outputs:
+  said: "{{{{ steps.say.outputs.said }}}}"
+"#,
+            url = super::common::PG_URL
+        ),
+    );
+    let run = sb.run_with(cmd);
+    super::common::pg(&format!("DROP FUNCTION {f}(text)"));
+    run.expect_code(0);
+    assert_eq!(run.outputs()["said"], "said ***", "{run}");
+    let id = run.run_finished()["run_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["show", &id, "--step", "say", "--output", "json", "--state"])
+        .arg(sb.path().join("state.db"))
+        .output()
+        .expect("cairn show");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("said ***"), "{shown}");
+    assert!(!shown.contains("hunter2-canary"), "{shown}");
+    let state = std::fs::read(sb.path().join("state.db")).expect("state.db");
+    assert!(
+        !state
+            .windows(b"hunter2-canary".len())
+            .any(|w| w == b"hunter2-canary"),
+        "the secret is in the state store"
+    );
+}

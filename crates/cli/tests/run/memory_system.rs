@@ -268,6 +268,15 @@ fn every_memory_system_runbook_runs_against_real_services() {
     // Maintenance.
     let run = ms.run(&sb, "maintenance/weekly.yaml", &[]);
     run.expect_code(0);
+    // VACUUM VERBOSE's statistics, from the server's INFO notices, one text per table.
+    let stats = run.outputs()["vacuum_stats"].clone();
+    assert_eq!(stats.as_array().map(Vec::len), Some(3), "{run}");
+    assert!(
+        stats[0]
+            .as_str()
+            .is_some_and(|s| s.contains("vacuuming") && s.contains("memory_entities")),
+        "{run}"
+    );
     assert_eq!(
         run.outputs()["vacuumed"],
         serde_json::json!(["memory_entities", "memory_relationships", "object_schemas"]),

@@ -48,6 +48,8 @@ impl Limits {
 pub(super) struct Outcome {
     pub(super) rows: Vec<Value>,
     pub(super) rows_affected: u64,
+    /// What the server said beside the result (PostgreSQL notices, MySQL warnings).
+    pub(super) notices: super::notices::Notices,
 }
 
 /// Drains a `fetch_many` stream: every row of every statement, affected rows summed.

@@ -28,6 +28,7 @@ use sqlx::{Arguments, AssertSqlSafe, Connection, Decode, Executor, Row, Type, Ty
 use super::SqlSpec;
 use super::exec::{self, Limits, Outcome};
 use super::failure::{SqlError, mysql_number};
+use super::notices::{self, Notices};
 use super::pool::ConnPool;
 
 const CLEANUP: Duration = Duration::from_secs(5);
@@ -51,8 +52,19 @@ pub(super) async fn run(
             .guard(conn.execute("START TRANSACTION READ ONLY"))
             .await??;
     }
+    // The server keeps the warnings of the last statement that raised any, and clears them
+    // only for a statement that reads a table: read an empty one, so that `SHOW WARNINGS`
+    // afterwards holds the query's alone (a `SELECT 1` raises nothing and clears nothing).
+    limits
+        .guard(conn.execute("SELECT 1 FROM information_schema.ENGINES LIMIT 0"))
+        .await??;
     let outcome = match limits.guard(execute(conn, spec)).await {
-        Ok(outcome) => outcome,
+        Ok(Ok(mut outcome)) => {
+            // Right after the statement: the next one (even ROLLBACK) clears its warnings.
+            outcome.notices = limits.guard(warnings(conn)).await??;
+            Ok(outcome)
+        }
+        Ok(Err(e)) => Err(e),
         Err(stop) => {
             kill_query(pool, id).await;
             return Err(stop);
@@ -69,6 +81,21 @@ pub(super) async fn run(
         lease.release();
     }
     outcome
+}
+
+/// The notes and warnings of the statement just run (of the last one, for a script), bounded.
+async fn warnings(conn: &mut MySqlConnection) -> Result<Notices, SqlError> {
+    let limit = notices::MAX_NOTICES + 1;
+    let rows = conn
+        .fetch_all(AssertSqlSafe(format!("SHOW WARNINGS LIMIT {limit}")))
+        .await?;
+    let mut out = Notices::default();
+    for row in &rows {
+        let level: String = row.try_get(0).unwrap_or_default();
+        let message: String = row.try_get(2).unwrap_or_default();
+        out.push(&level.to_uppercase(), &message);
+    }
+    Ok(out)
 }
 
 /// Sets the server-side limit; returns the statement that restores the default.

@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use super::exec::{self, Limits, Outcome};
 use super::failure::{self, SqlError};
+use super::notices::{self, Notices};
 use super::pool::ConnPool;
 use super::{SqlSpec, pg_params, pg_types};
 
@@ -36,8 +37,17 @@ pub(super) async fn run(
     if spec.read_only {
         limits.guard(conn.execute("BEGIN READ ONLY")).await??;
     }
-    let outcome = match limits.guard(execute(conn, spec)).await {
-        Ok(outcome) => outcome,
+    let said = Arc::new(std::sync::Mutex::new(Notices::default()));
+    let outcome = match limits
+        .guard(notices::capture(said.clone(), execute(conn, spec)))
+        .await
+    {
+        Ok(outcome) => outcome.map(|mut o| {
+            if let Ok(mut said) = said.lock() {
+                o.notices = std::mem::take(&mut *said);
+            }
+            o
+        }),
         Err(stop) => {
             // The connection is mid-query: stop the query on the server, drop the connection.
             cancel_backend(pool, pid).await;

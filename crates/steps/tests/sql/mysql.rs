@@ -227,3 +227,45 @@ async fn errors_name_the_cause_and_the_masked_target() {
     );
     pools.close().await;
 }
+
+#[tokio::test]
+async fn warnings_of_the_statement_are_kept_as_notices() {
+    let pools = Pools::new();
+    let t = unique("cairn_warn");
+    query(
+        &pools,
+        &my(),
+        &format!("CREATE TABLE {t} (c VARCHAR(2))"),
+        vec![],
+    )
+    .await;
+    // Truncation is a warning outside strict mode (a session setting of its own here).
+    let r = query(
+        &pools,
+        &my(),
+        &format!("SET SESSION sql_mode = ''; INSERT INTO {t} VALUES ('abcdef')"),
+        vec![],
+    )
+    .await;
+    let notices = r["notices"].as_array().cloned().unwrap_or_default();
+    assert_eq!(notices.len(), 1, "{r}");
+    assert_eq!(notices[0]["severity"], "WARNING", "{r}");
+    assert!(
+        notices[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Data truncated")),
+        "{r}"
+    );
+    let note = query(
+        &pools,
+        &my(),
+        &format!("DROP TABLE IF EXISTS {t}_nope"),
+        vec![],
+    )
+    .await;
+    assert_eq!(note["notices"][0]["severity"], "NOTE", "{note}");
+    let quiet = query(&pools, &my(), "SELECT 1 AS n", vec![]).await;
+    assert_eq!(quiet["notices"], json!([]));
+    query(&pools, &my(), &format!("DROP TABLE {t}"), vec![]).await;
+    pools.close().await;
+}

@@ -264,3 +264,98 @@ async fn injection_attempts_stay_data() {
     assert_eq!(got, vec![json!({"n": 1})]);
     drop_schema(&pools, &s).await;
 }
+
+#[tokio::test]
+async fn notices_are_kept_in_the_result_in_order_and_apart_per_query() {
+    let pools = Pools::new();
+    let s = schema(&pools).await;
+    query(
+        &pools,
+        &pg(),
+        &format!("CREATE TABLE {s}.t (a int); INSERT INTO {s}.t SELECT generate_series(1, 50)"),
+        vec![],
+    )
+    .await;
+    // VACUUM VERBOSE reports as INFO; alone it runs outside a transaction.
+    let vacuum = query(&pools, &pg(), &format!("VACUUM (VERBOSE) {s}.t"), vec![]).await;
+    let infos = vacuum["notices"].as_array().cloned().unwrap_or_default();
+    assert!(!infos.is_empty(), "{vacuum}");
+    assert!(infos.iter().all(|n| n["severity"] == "INFO"), "{vacuum}");
+    assert!(
+        infos.iter().any(|n| n["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("vacuuming")),
+        "{vacuum}"
+    );
+    assert_eq!(vacuum["notices_truncated"], false);
+
+    // RAISE at each level a client is sent, with a bound parameter; and a plain NOTICE of DDL.
+    let raise = format!(
+        "CREATE FUNCTION {s}.say(t text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+         RAISE INFO 'info %', t; RAISE NOTICE 'notice %', t; RAISE WARNING 'warning %', t; \
+         RAISE DEBUG 'not sent'; RETURN 1; END $$"
+    );
+    query(&pools, &pg(), &raise, vec![]).await;
+    let said = query(
+        &pools,
+        &pg(),
+        &format!("SELECT {s}.say($1) AS n"),
+        vec![json!("x")],
+    )
+    .await;
+    assert_eq!(
+        said["notices"],
+        json!([
+            {"severity": "INFO", "message": "info x"},
+            {"severity": "NOTICE", "message": "notice x"},
+            {"severity": "WARNING", "message": "warning x"},
+        ])
+    );
+    let drop = query(
+        &pools,
+        &pg(),
+        &format!("DROP TABLE IF EXISTS {s}.nope"),
+        vec![],
+    )
+    .await;
+    assert_eq!(drop["notices"][0]["severity"], "NOTICE", "{drop}");
+    let quiet = query(&pools, &pg(), "SELECT 1 AS n", vec![]).await;
+    assert_eq!(quiet["notices"], json!([]));
+
+    // Queries running at once keep their own notices.
+    let many = (0..8).map(|i| {
+        let pools = &pools;
+        let sql = format!("SELECT {s}.say($1) AS n, pg_sleep(0.05)");
+        async move { query(pools, &pg(), &sql, vec![json!(format!("q{i}"))]).await }
+    });
+    let results = futures::future::join_all(many).await;
+    for (i, r) in results.iter().enumerate() {
+        let messages: Vec<&str> = r["notices"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|n| n["message"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            messages,
+            [
+                format!("info q{i}"),
+                format!("notice q{i}"),
+                format!("warning q{i}")
+            ],
+            "{r}"
+        );
+    }
+
+    // A flood is bounded.
+    let flood = query(
+        &pools,
+        &pg(),
+        "DO $$ BEGIN FOR i IN 1..500 LOOP RAISE NOTICE '%', repeat('x', 1000); END LOOP; END $$",
+        vec![],
+    )
+    .await;
+    // 65 whole messages, then the 66th cut to the 64 KiB of all messages.
+    assert_eq!(flood["notices"].as_array().map(Vec::len), Some(66));
+    assert_eq!(flood["notices_truncated"], true);
+    drop_schema(&pools, &s).await;
+}
