@@ -16,6 +16,8 @@ pub struct StepView {
     pub status: String,
     pub result: Json,
     pub outputs: Json,
+    /// Why it failed, or why it did not run (skipped); `None` for a step that succeeded.
+    pub error: Option<String>,
     pub timing: Timing,
 }
 
@@ -69,8 +71,16 @@ impl Steps {
 
     pub fn set(&self, id: &str, view: &StepView) {
         let (started_at, finished_at, duration) = view.timing.to_json();
+        // A step that failed or did not run has no outputs: an empty map, so that
+        // `steps.X.outputs.n | default('n/a')` renders in a report after a failure.
+        let outputs = if view.outputs.is_null() {
+            Json::Object(Default::default())
+        } else {
+            view.outputs.clone()
+        };
         let v = value_of(&serde_json::json!({
-            "status": view.status, "result": view.result, "outputs": view.outputs,
+            "status": view.status, "result": view.result, "outputs": outputs,
+            "error": view.error,
             "started_at": started_at, "finished_at": finished_at, "duration": duration,
         }));
         if let Ok(mut m) = self.done.write() {

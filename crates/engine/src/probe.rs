@@ -175,6 +175,7 @@ impl Prober {
                         status: "succeeded".into(),
                         result: result.clone(),
                         outputs: outputs.clone(),
+                        error: None,
                         timing,
                     },
                 );

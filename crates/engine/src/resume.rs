@@ -263,6 +263,7 @@ pub async fn resume(
                     status: "skipped".into(),
                     result: Json::Null,
                     outputs: Json::Null,
+                    error: Some("skipped on resume".into()),
                     timing: Timing::default(),
                 },
             ));
@@ -286,6 +287,7 @@ pub async fn resume(
                         status: status.as_str().into(),
                         result: result.clone(),
                         outputs: outputs.clone(),
+                        error: rec.error.clone(),
                         timing: Timing {
                             started_at: rec.started_at,
                             finished_at: rec.finished_at,
@@ -340,6 +342,7 @@ pub async fn resume(
                             status: status.as_str().into(),
                             result: verdict.clone(),
                             outputs: Json::Object(Default::default()),
+                            error: error.clone(),
                             timing,
                         },
                     ));

@@ -133,6 +133,12 @@ pub(crate) fn define(shared: &Shared, i: usize, o: &Outcome) {
             status: o.status.as_str().into(),
             result: o.result.clone(),
             outputs,
+            // A skipped step's note says why it did not run (`not run: `x` failed`).
+            error: o.error.clone().or_else(|| {
+                (o.status == Status::Skipped)
+                    .then(|| o.note.clone())
+                    .flatten()
+            }),
             timing,
         },
     );

@@ -29,6 +29,7 @@ pub const STEP_FIELDS: &[&str] = &[
     "status",
     "result",
     "outputs",
+    "error",
     "started_at",
     "finished_at",
     "duration",

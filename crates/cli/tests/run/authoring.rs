@@ -263,3 +263,48 @@ outputs:
         "the secret is in the state store"
     );
 }
+
+#[test]
+fn a_report_after_a_failure_reads_the_failed_and_skipped_steps_with_defaults() {
+    let sb = Sandbox::new();
+    let run = sb.run_yaml(
+        &format!(
+            r#"
+cairn: 1
+name: after-failure
+targets:
+  db: {{ postgres: "{url}" }}
+steps:
+  - id: count
+    sql: {{ target: db, query: "SELECT count(*) AS n FROM cairn_no_such_table" }}
+    outputs: {{ rows: "{{{{ result.rows[0].n }}}}" }}
+  - id: verify
+    needs: [count]
+    shell: echo verified
+    outputs: {{ line: "{{{{ result.stdout | trim }}}}" }}
+finally:
+  - id: report
+    report:
+      to: report.md
+      inline: |
+        rows: {{{{ steps.count.outputs.rows | default('n/a') }}}} ({{{{ steps.count.status }}}}: {{{{ steps.count.error }}}})
+        verify: {{{{ steps.verify.outputs.line | default('n/a') }}}} ({{{{ steps.verify.status }}}}: {{{{ steps.verify.error }}}})
+        verify rows: {{{{ steps.verify.result.rows | default('n/a') }}}}
+        count took: {{{{ steps.count.duration is number }}}}, verify took: {{{{ steps.verify.duration }}}}
+"#,
+            url = super::common::PG_URL
+        ),
+        &[],
+    );
+    run.expect_code(1);
+    assert_eq!(run.status("report"), "succeeded", "{run}");
+    let report = sb.read("report.md");
+    assert_eq!(
+        report,
+        "rows: n/a (failed: relation \"cairn_no_such_table\" does not exist (SQLSTATE 42P01) on postgres://postgres@127.0.0.1:5432/test)\n\
+         verify: n/a (skipped: not run: `count` failed)\n\
+         verify rows: n/a\n\
+         count took: true, verify took: null\n",
+        "{run}"
+    );
+}

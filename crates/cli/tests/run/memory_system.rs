@@ -389,6 +389,20 @@ fn the_incident_report_is_written_when_the_response_fails() {
     assert!(report.contains("verification: failed"), "{report}");
     assert!(report.contains("- [ ] Immediate fixes applied"), "{report}");
     assert!(report.contains("503"), "{report}");
+    // The failed steps with their errors, read through steps.X.error.
+    assert!(
+        report.contains("What failed during the response:"),
+        "{report}"
+    );
+    assert!(
+        report.contains("- verify_functionality: sub-run "),
+        "{report}"
+    );
+    // Outputs of steps that failed or were skipped fall back to their defaults.
+    assert!(
+        report.contains("resources: memory used") || report.contains("resources: unknown"),
+        "{report}"
+    );
 }
 
 #[test]
