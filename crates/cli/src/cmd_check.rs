@@ -253,7 +253,7 @@ fn verdict(d: &RunData, outcome: cairn_engine::events::RunOutcome) -> u8 {
             state = state.worse(State::Unknown);
             problems.push("interrupted".into());
         }
-        RunOutcome::Succeeded | RunOutcome::Failed => {}
+        RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings | RunOutcome::Failed => {}
     }
     let summary = if problems.is_empty() {
         match checks.len() {

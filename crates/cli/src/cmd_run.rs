@@ -37,6 +37,8 @@ pub struct Args {
     log_format: LogFormat,
     #[command(flatten)]
     reports: crate::report::ReportArgs,
+    #[command(flatten)]
+    warnings_exit: crate::WarningsExit,
 }
 
 /// The OS user: $USER, else $LOGNAME, else the name of the real uid, else the uid.
@@ -130,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 let written =
                     crate::report::write_for_run(&store, &report.run_id, &args.reports).await;
                 store.close().await;
-                let code = crate::report_exit_code(&report);
+                let code = crate::report_exit_code(&report, args.warnings_exit);
                 written?;
                 Ok(code)
             }

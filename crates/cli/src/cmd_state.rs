@@ -6,6 +6,7 @@ use crate::location::Location;
 use crate::output::{print, print_json, red, reset};
 use crate::progress::{LogFormat, Progress};
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
+use cairn_engine::warnings::{CheckWarning, check_warnings, outcome_word};
 use cairn_state::{Approval, Decision, ListedRun, RunFilter, RunStatus, StepStatus};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct ResumeArgs {
     #[command(flatten)]
     reports: crate::report::ReportArgs,
     #[command(flatten)]
+    warnings_exit: crate::WarningsExit,
+    #[command(flatten)]
     state: StateArg,
 }
 
@@ -81,7 +84,7 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                 eprintln!("run {run_id} already succeeded: nothing to resume");
                 Ok(exit::OK)
             }
-            Ok(Resumed::Ran(report)) => Ok(crate::report_exit_code(&report)),
+            Ok(Resumed::Ran(report)) => Ok(crate::report_exit_code(&report, a.warnings_exit)),
             Err(
                 e @ (ResumeError::State(_)
                 | ResumeError::Run(cairn_engine::run::RunError::State(_))),
@@ -231,6 +234,20 @@ pub struct RunsArgs {
     state: StateArg,
 }
 
+/// A run record as JSON, with its `outcome` (`succeeded_with_warnings` when a check of a
+/// succeeded run was not ok) and those `warnings`.
+fn with_outcome(r: &cairn_state::RunRecord, warnings: &[CheckWarning]) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("outcome".into(), outcome_word(r.status, warnings).into());
+        m.insert(
+            "warnings".into(),
+            serde_json::to_value(warnings).unwrap_or_default(),
+        );
+    }
+    v
+}
+
 fn duration(r: &cairn_state::RunRecord) -> String {
     let end = r.finished_at.unwrap_or(r.heartbeat_at);
     let d = (end - r.started_at).to_std().unwrap_or_default();
@@ -248,6 +265,17 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
                 limit: Some(a.limit),
             })
             .await?;
+        // "Succeeded with warnings" is read from each succeeded run's checks.
+        let mut warnings = std::collections::HashMap::new();
+        for row in &list {
+            if let ListedRun::Run(r) = row
+                && r.status == RunStatus::Succeeded
+            {
+                let steps = store.steps(&r.id).await?;
+                warnings.insert(r.id.clone(), check_warnings(&steps, |_| None));
+            }
+        }
+        let warnings_of = |id: &str| warnings.get(id).map_or(&[][..], Vec::as_slice);
         store.close().await;
         // A damaged row is shown as unreadable in its place: the rest of the history stays
         // readable, and the operator learns which run to look at.
@@ -260,7 +288,7 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
             let rows: Vec<serde_json::Value> = list
                 .iter()
                 .map(|row| match row {
-                    ListedRun::Run(r) => serde_json::to_value(r).unwrap_or_default(),
+                    ListedRun::Run(r) => with_outcome(r, warnings_of(&r.id)),
                     ListedRun::Unreadable { id, reason } => {
                         serde_json::json!({ "id": id, "status": "unreadable", "error": reason })
                     }
@@ -284,7 +312,7 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
                 ListedRun::Run(r) => t.add_row(vec![
                     r.id.clone(),
                     r.runbook.clone(),
-                    r.status.to_string(),
+                    outcome_word(r.status, warnings_of(&r.id)).replace('_', " "),
                     r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                     duration(r),
                     r.attempt.to_string(),
@@ -384,15 +412,23 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
             print(&out)?;
             return Ok(exit::OK);
         }
+        let warnings = check_warnings(&steps, |_| None);
+        let warnings = if run.status == RunStatus::Succeeded {
+            warnings
+        } else {
+            Vec::new()
+        };
         if a.output == Format::Json {
-            print_json(&serde_json::json!({ "run": run, "steps": steps, "approvals": approvals }))?;
+            print_json(
+                &serde_json::json!({ "run": with_outcome(&run, &warnings), "steps": steps, "approvals": approvals }),
+            )?;
             return Ok(exit::OK);
         }
         let mut out = format!(
             "run {}  {}  {}\n  runbook {} ({})\n  started {} by {}@{} (pid {}), attempt {}, {}\n",
             run.id,
             run.runbook,
-            run.status,
+            outcome_word(run.status, &warnings).replace('_', " "),
             run.runbook,
             run.path,
             run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -404,6 +440,10 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
         );
         if let Some(e) = &run.error {
             out.push_str(&format!("  error: {e}\n"));
+        }
+        if !warnings.is_empty() {
+            let list: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+            out.push_str(&format!("  warnings: {}\n", list.join(", ")));
         }
         if !run.inputs.as_object().is_none_or(|m| m.is_empty()) {
             out.push_str(&format!("  inputs: {}\n", run.inputs));

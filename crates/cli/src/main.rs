@@ -42,7 +42,6 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
-/// The exit code of a finished run: its outcome's, unless the store failed under it.
 /// The async runtime of every command that talks to a store or runs steps: one thread. A
 /// step is mostly waiting (on the store, the spawner process, its output pipes); on one
 /// thread each of those wakes the thread that goes on with the step, where a pool of workers
@@ -53,7 +52,47 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-pub fn report_exit_code(report: &cairn_engine::run::RunReport) -> u8 {
+/// `--warnings-exit N`: the exit code of a run that succeeded with warnings. 0 (the default)
+/// keeps it a success; 1 makes it a failure; 5 to 125 tell it apart from both. 2, 3 and 4 keep
+/// their meaning (invalid, paused, infrastructure), and codes above 125 are the shell's.
+pub fn parse_warnings_exit(s: &str) -> Result<u8, String> {
+    let n: u8 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not an exit code (0, 1, or 5 to 125)"))?;
+    match n {
+        0 | 1 | 5..=125 => Ok(n),
+        2..=4 => Err(format!(
+            "exit code {n} already means {}: use 5 (or 0, 1, 6 to 125)",
+            [
+                "an invalid runbook",
+                "a paused run",
+                "an infrastructure failure"
+            ][n as usize - 2]
+        )),
+        _ => Err(
+            "exit codes above 125 are the shell's (126, 127, 128+signal): use 5 (or 0, 1, 6 to 125)"
+                .to_string(),
+        ),
+    }
+}
+
+/// The `--warnings-exit` option of `run` and `resume`.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct WarningsExit {
+    /// Exit with N when the run succeeded with warnings (a check not ok): 0 (default), 1, or
+    /// 5 to 125
+    #[arg(long = "warnings-exit", value_name = "N", env = "CAIRN_WARNINGS_EXIT", default_value_t = 0, value_parser = parse_warnings_exit)]
+    pub code: u8,
+}
+
+/// The exit code of a finished run: its outcome's, unless the store failed under it;
+/// `--warnings-exit` for a run that succeeded with warnings.
+pub fn report_exit_code(report: &cairn_engine::run::RunReport, warnings: WarningsExit) -> u8 {
+    if report.store_error.is_none()
+        && report.outcome == cairn_engine::events::RunOutcome::SucceededWithWarnings
+    {
+        return warnings.code;
+    }
     match &report.store_error {
         Some(e) => {
             eprintln!(

@@ -188,6 +188,7 @@ impl Sink for Progress {
                 duration,
                 steps,
                 rto,
+                warnings,
                 ..
             } => {
                 if let Some(mp) = &self.live {
@@ -229,12 +230,22 @@ impl Sink for Progress {
                 }
                 let status = match outcome {
                     RunOutcome::Succeeded => Status::Succeeded,
+                    // Yellow, like a step waiting: done, but someone should look.
+                    RunOutcome::SucceededWithWarnings => Status::Waiting,
                     RunOutcome::Failed => Status::Failed,
                     RunOutcome::Paused => Status::Waiting,
                     RunOutcome::Interrupted => Status::Cancelled,
                 };
-                let mut end = format!("run {run_id} {} in {}", outcome.as_str(), secs(*duration));
+                let mut end = format!(
+                    "run {run_id} {} in {}",
+                    outcome.as_str().replace('_', " "),
+                    secs(*duration)
+                );
                 match outcome {
+                    RunOutcome::SucceededWithWarnings => {
+                        let list: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+                        end.push_str(&format!(": {}", list.join(", ")));
+                    }
                     RunOutcome::Paused => end.push_str(&format!(
                         "; approve with `cairn approve {run_id} STEP`, then `cairn resume {run_id}`"
                     )),

@@ -118,7 +118,15 @@ impl Door {
             self.opt(&mut s.note);
             self.opt(&mut s.state);
         }
+        self.warnings(&mut r.warnings);
         r
+    }
+
+    fn warnings(&self, list: &mut [crate::warnings::CheckWarning]) {
+        for w in list {
+            w.value = self.masker.mask_json(&w.value);
+            self.opt(&mut w.unit);
+        }
     }
 
     /// An error as it leaves the engine.
@@ -164,12 +172,18 @@ impl Door {
                 self.opt(note);
             }
             Event::ApprovalWaiting { message, .. } => *message = self.masker.mask(message),
-            Event::RunFinished { steps, outputs, .. } => {
+            Event::RunFinished {
+                steps,
+                outputs,
+                warnings,
+                ..
+            } => {
                 for s in steps {
                     self.opt(&mut s.error);
                     self.opt(&mut s.note);
                     self.opt(&mut s.state);
                 }
+                self.warnings(warnings);
                 *outputs = self.masker.mask_json(outputs);
             }
         }

@@ -40,16 +40,27 @@ impl Status {
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     Succeeded,
+    /// Succeeded while a `check` was not `ok` (see [`crate::warnings`]).
+    SucceededWithWarnings,
     Failed,
     Paused,
     Interrupted,
 }
 
 impl RunOutcome {
-    /// The exit code of the contract.
+    /// Succeeded, with or without warnings.
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings
+        )
+    }
+    /// The exit code of the contract. Warnings exit 0 unless the command line asks for
+    /// another code (`--warnings-exit`): the check's `fail_on` already says whether a warning
+    /// fails.
     pub fn exit_code(self) -> u8 {
         match self {
-            RunOutcome::Succeeded => 0,
+            RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings => 0,
             RunOutcome::Failed => 1,
             RunOutcome::Paused => 3,
             RunOutcome::Interrupted => 130,
@@ -58,6 +69,7 @@ impl RunOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Succeeded => "succeeded",
+            RunOutcome::SucceededWithWarnings => "succeeded_with_warnings",
             RunOutcome::Failed => "failed",
             RunOutcome::Paused => "paused",
             RunOutcome::Interrupted => "interrupted",
@@ -146,6 +158,9 @@ pub enum Event {
         steps: Vec<StepSummary>,
         #[serde(skip_serializing_if = "Option::is_none")]
         rto: Option<RtoVerdict>,
+        /// The checks that were not `ok`, when the outcome is `succeeded_with_warnings`.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<crate::warnings::CheckWarning>,
         outputs: Json,
     },
 }

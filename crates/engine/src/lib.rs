@@ -28,3 +28,4 @@ mod schedule;
 pub mod secrets;
 mod subrun;
 mod unit;
+pub mod warnings;

@@ -96,6 +96,8 @@ pub struct RunReport {
     pub outcome: RunOutcome,
     pub outputs: Json,
     pub steps: Vec<StepSummary>,
+    /// The checks that were not `ok` in a run that succeeded (`succeeded_with_warnings`).
+    pub warnings: Vec<crate::warnings::CheckWarning>,
     /// Set when a checkpoint could not be written: the run stopped for it, which is a failure
     /// of the infrastructure, not a verdict of the runbook.
     pub store_error: Option<String>,
@@ -606,6 +608,23 @@ pub(crate) async fn drive(
     } else {
         RunOutcome::Succeeded
     };
+    // Derived from what was recorded (steps restored from earlier attempts included), the same
+    // way `cairn runs`, `cairn show` and the reports derive it.
+    let warnings = if outcome == RunOutcome::Succeeded {
+        let kinds: std::collections::HashMap<&str, &'static str> = all
+            .iter()
+            .map(|s| (s.id.value.as_str(), s.kind.name()))
+            .collect();
+        let recorded = store.steps(&run_id).await?;
+        crate::warnings::check_warnings(&recorded, |id| kinds.get(id).copied())
+    } else {
+        Vec::new()
+    };
+    let outcome = if warnings.is_empty() {
+        outcome
+    } else {
+        RunOutcome::SucceededWithWarnings
+    };
     let outputs = if paused || interrupted {
         Json::Null
     } else {
@@ -638,12 +657,13 @@ pub(crate) async fn drive(
         .collect();
     heartbeat.abort();
     record.status = match outcome {
-        RunOutcome::Succeeded => RunStatus::Succeeded,
+        // Not stored apart: read back from the checks' recorded results.
+        RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings => RunStatus::Succeeded,
         RunOutcome::Failed => RunStatus::Failed,
         RunOutcome::Paused => RunStatus::Paused,
         RunOutcome::Interrupted => RunStatus::Interrupted,
     };
-    if matches!(outcome, RunOutcome::Succeeded | RunOutcome::Failed) {
+    if outcome.succeeded() || outcome == RunOutcome::Failed {
         record.finished_at = Some(cairn_state::now());
     }
     record.outputs = Some(outputs.clone());
@@ -678,6 +698,7 @@ pub(crate) async fn drive(
         duration: elapsed,
         steps: steps.clone(),
         rto,
+        warnings: warnings.clone(),
         outputs: outputs.clone(),
     });
     Ok(RunReport {
@@ -685,6 +706,7 @@ pub(crate) async fn drive(
         outcome,
         outputs,
         steps,
+        warnings,
         store_error: shared.store_error(),
     })
 }

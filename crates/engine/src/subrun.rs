@@ -202,9 +202,13 @@ async fn uses_inner(
     };
     let result = serde_json::json!({ "run_id": report.run_id, "outcome": report.outcome.as_str(), "outputs": report.outputs });
     match report.outcome {
-        RunOutcome::Succeeded => Ok(Done {
+        RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings => Ok(Done {
             result: report.outputs.clone(),
-            note: Some(format!("sub-run {} succeeded", report.run_id)),
+            note: Some(format!(
+                "sub-run {} {}",
+                report.run_id,
+                report.outcome.as_str().replace('_', " ")
+            )),
             ..Done::default()
         }),
         RunOutcome::Paused => Ok(Done {

@@ -78,6 +78,7 @@ pub fn render(d: &RunData) -> String {
         ("runbook", d.run.runbook.clone()),
         ("path", d.run.path.clone()),
         ("status", d.run.status.to_string()),
+        ("outcome", d.outcome()),
         ("attempt", d.run.attempt.to_string()),
     ] {
         let _ = writeln!(props, "    <property name=\"{k}\" value=\"{}\"/>", attr(&v));
@@ -105,12 +106,19 @@ pub fn render(d: &RunData) -> String {
     let _ = writeln!(
         out,
         "  <system-out>{}</system-out>",
-        text(&format!(
-            "run {} {} in {:.1}s",
-            d.run.id,
-            d.run.status,
-            d.duration_secs()
-        ))
+        text(&{
+            let mut line = format!(
+                "run {} {} in {:.1}s",
+                d.run.id,
+                d.outcome().replace('_', " "),
+                d.duration_secs()
+            );
+            let warnings: Vec<String> = d.warnings().iter().map(ToString::to_string).collect();
+            if !warnings.is_empty() {
+                line.push_str(&format!(": {}", warnings.join(", ")));
+            }
+            line
+        })
     );
     let _ = writeln!(
         out,

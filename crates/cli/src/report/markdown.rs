@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 pub fn render(d: &RunData) -> String {
     let r = &d.run;
     let mut o = String::new();
-    let _ = writeln!(o, "# {}: {}\n", cell(&r.runbook), r.status);
+    let outcome = d.outcome().replace('_', " ");
+    let _ = writeln!(o, "# {}: {outcome}\n", cell(&r.runbook));
     let _ = writeln!(o, "| | |\n|---|---|");
     let rows = [
         ("run", format!("`{}`", r.id)),
@@ -15,7 +16,7 @@ pub fn render(d: &RunData) -> String {
             "runbook",
             format!("{} (`{}`)", cell(&r.runbook), cell(&r.path)),
         ),
-        ("status", r.status.to_string()),
+        ("status", outcome.clone()),
         (
             "started",
             r.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -36,6 +37,10 @@ pub fn render(d: &RunData) -> String {
     }
     if let Some(e) = &r.error {
         let _ = writeln!(o, "| error | {} |", cell(e));
+    }
+    let warnings: Vec<String> = d.warnings().iter().map(|w| cell(&w.to_string())).collect();
+    if !warnings.is_empty() {
+        let _ = writeln!(o, "| warnings | {} |", warnings.join(", "));
     }
     o.push('\n');
 

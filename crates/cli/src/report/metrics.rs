@@ -62,6 +62,16 @@ pub fn render(d: &RunData) -> String {
     );
 
     f.head(
+        "cairn_run_warnings",
+        "Checks not ok in a run that succeeded (it succeeded with warnings when above 0).",
+    );
+    f.sample(
+        "cairn_run_warnings",
+        &[("runbook", rb)],
+        d.warnings().len() as f64,
+    );
+
+    f.head(
         "cairn_run_start_timestamp_seconds",
         "When the run first started, in seconds since the Unix epoch.",
     );

@@ -114,6 +114,22 @@ impl RunData {
             .as_secs_f64()
     }
 
+    /// The checks that were not `ok`, when the run succeeded: it then "succeeded with warnings".
+    pub fn warnings(&self) -> Vec<cairn_engine::warnings::CheckWarning> {
+        if self.run.status != cairn_state::RunStatus::Succeeded {
+            return Vec::new();
+        }
+        let steps: Vec<StepRecord> = self.steps.clone();
+        cairn_engine::warnings::check_warnings(&steps, |id| {
+            self.step_def(id).map(|s| s.kind.name())
+        })
+    }
+
+    /// `succeeded_with_warnings` for a run that succeeded with warnings, else its status.
+    pub fn outcome(&self) -> String {
+        cairn_engine::warnings::outcome_word(self.run.status, &self.warnings())
+    }
+
     /// `check` steps as recorded.
     pub fn checks(&self) -> Vec<CheckResult> {
         self.whole_steps()

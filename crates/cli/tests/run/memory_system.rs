@@ -173,6 +173,24 @@ fn every_memory_system_runbook_runs_against_real_services() {
             .is_some_and(|m| m > 0.0),
         "{run}"
     );
+    // A threshold crossed (memory above a warning level of 0.001 %): the run succeeds with
+    // warnings, naming the check; nothing else changes.
+    let mut low = sets.clone();
+    low.push(("memory_warning_pct", "0.001"));
+    let run = ms.run(&sb, "monitoring/health-check.yaml", &low);
+    run.expect_code(0);
+    assert_eq!(run.outcome(), "succeeded_with_warnings", "{run}");
+    let warnings = run.run_finished()["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["step"] == "memory_usage" && w["state"] == "warning"),
+        "{run}"
+    );
+    assert_eq!(run.summary("memory_usage")["status"], "succeeded", "{run}");
     let run = ms.run(&sb, "monitoring/performance.yaml", &sets[..3]);
     run.expect_code(0);
     assert_eq!(run.outputs()["long_queries"], 0, "{run}");
