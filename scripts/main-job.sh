@@ -12,9 +12,13 @@ cd "$(dirname "$0")/.."
 
 work="${CAIRN_DEMO_DIR:-$(mktemp -d /tmp/cairn-main-job.XXXXXX)}"
 mkdir -p "$work"
-echo "==> building cairn (release)" >&2
-cargo build --release -q -p cairn-cli
-cairn="$PWD/target/release/cairn"
+if [ -n "${CAIRN_BIN:-}" ]; then
+  cairn="$CAIRN_BIN"
+else
+  echo "==> building cairn (release)" >&2
+  cargo build --release -q -p cairn-cli
+  cairn="$PWD/target/release/cairn"
+fi
 
 echo "==> ChromaDB (cached virtualenv, installed on first use)" >&2
 CAIRN_CHROMA_BIN="${CAIRN_CHROMA_BIN:-$(bash .ci/chroma-venv.sh)}"
@@ -25,10 +29,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 "$cairn" validate runbooks/
 set +e
-"$cairn" run runbooks/drill/drill.yaml --auto-approve \
+# stdout holds the run id alone; the live progress is on stderr.
+run_id="$("$cairn" run runbooks/drill/drill.yaml --auto-approve \
   --set chroma_port="$(free_port)" --set internal_port="$(free_port)" \
   --set external_port="$(free_port)" --set mcp_port="$(free_port)" \
-  --set report_dir="$work"
+  --set report_dir="$work")"
 code=$?
 set -e
 report="$(ls -t "$work"/cairn-drill-*.md 2>/dev/null | head -n 1 || true)"
@@ -37,4 +42,40 @@ if [ -n "$report" ]; then
   cat "$report" >&2
 fi
 echo "==> run history and the drill report in $work" >&2
+# The verdict, last: what the run itself recorded (its `verdict` output, RTO and RPO), or why
+# there is none.
+verdict="$(
+  if [ -n "$run_id" ]; then "$cairn" show "$run_id" --output json 2>/dev/null || true; fi |
+    python3 -c '
+import json, subprocess, sys
+code = int(sys.argv[1])
+try:
+    run = json.load(sys.stdin)["run"]
+except Exception:
+    run = {}
+out = run.get("outputs") or {}
+verdict = out.get("verdict")
+verdict_line = ""
+if run.get("id"):
+    shown = subprocess.run([sys.argv[2], "show", run["id"], "--step", "verdict", "--output", "json"],
+                           capture_output=True, text=True)
+    try:
+        verdict_line = (json.loads(shown.stdout)[-1].get("result") or {}).get("stdout", "").strip()
+    except Exception:
+        pass
+if code == 0 and isinstance(verdict, str) and verdict.startswith("DRILL PASSED"):
+    print(verdict)
+elif verdict_line.startswith("DRILL FAILED:"):
+    # The verdict step failed the run, having said why (the first failed step, RTO, RPO).
+    print(verdict_line)
+else:
+    def measured(v, objective):
+        return "not measured" if v is None else f"{v} s (objective {objective})"
+    why = run.get("error") or verdict or "cairn exited %d" % code
+    rto = measured(out.get("rto_s"), "4 h")
+    rpo = measured(out.get("rpo_s"), "6 h")
+    print("DRILL FAILED: %s; RTO %s, RPO %s" % (why, rto, rpo))
+' "$code" "$cairn"
+)"
+echo "==> $verdict" >&2
 exit "$code"

@@ -162,7 +162,17 @@ fn a_port_in_use_stops_the_drill_before_it_touches_anything() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(verdict.contains("DRILL FAILED"), "{verdict}");
+    // The verdict says which step stopped the drill, and that nothing was measured.
+    assert!(
+        verdict.contains(&format!(
+            "DRILL FAILED: `ports_free` failed (exit code 1: port {taken} is in use"
+        )),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains("RTO not measured (objective 4 h), RPO not measured (objective 6 h)"),
+        "{verdict}"
+    );
     let tag = run_tag(&run);
     assert_eq!(drill_databases(&tag), 0);
     assert!(!sb.exists(&format!("cairn-drill-{tag}")));
