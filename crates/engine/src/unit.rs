@@ -246,8 +246,13 @@ async fn fan_out(
         }
         list.push(serde_json::json!({ "index": k, "item": item, "status": o.status, "result": o.result, "outputs": o.outputs, "error": o.error }));
     }
+    // An item that waits (its sub-run paused on an approval) leaves the step undecided: it
+    // waits too, and the run pauses, whatever the other items did.
+    let waits = results.iter().any(|(_, _, o)| o.status == Status::Waiting);
     let status = if cancel.is_cancelled() {
         Status::Cancelled
+    } else if waits {
+        Status::Waiting
     } else if failed.is_empty() {
         Status::Succeeded
     } else {
