@@ -269,6 +269,25 @@ pub async fn resume(
             ));
             continue;
         }
+        // A `for_each` step has no record of its own until all its items ended: an item that
+        // was running is in doubt like a whole step.
+        if !step && !again.contains(&i) && rec.is_none_or(|r| r.status != StepStatus::Succeeded) {
+            let items: Vec<String> = records
+                .iter()
+                .filter(|r| {
+                    r.step_id == def.step_id && r.item.is_some() && r.status == StepStatus::Running
+                })
+                .filter_map(|r| r.item.map(|k| k.to_string()))
+                .collect();
+            if !items.is_empty() {
+                in_doubt.push(format!(
+                    "step `{}` (item {}) was running when the run stopped (in doubt) and is not idempotent",
+                    def.step_id,
+                    items.join(", ")
+                ));
+                continue;
+            }
+        }
         let Some(rec) = rec else { continue };
         match rec.status {
             StepStatus::Succeeded | StepStatus::Skipped
