@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The simulation test of durable execution with many more runbooks than CI runs:
-#   bash scripts/sim.sh                 # 2,000 runbooks (about 30,000 crash points)
+#   bash scripts/sim.sh                 # 2,000 runbooks, each resume crashed at every write
 #   SIM_CASES=100000 SIM_SEED=7 bash scripts/sim.sh
 # It prints the number of crash points exercised; a failure prints the seed and the runbook.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SIM_CASES="${SIM_CASES:-2000}"
+export SIM_RECRASH="${SIM_RECRASH:-1}"
 exec cargo test -p cairn-engine --test sim -- --nocapture
