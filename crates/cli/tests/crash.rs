@@ -345,3 +345,51 @@ fn kill_while_parallel_steps_run_on_postgres() {
     let schema = common::PgSchema::new("crash");
     kill_while_parallel_steps_run(&Sandbox::with_state(&schema.url()));
 }
+
+/// A `for_each` of 20 items, one at a time, killed while item 16 runs: the resume runs items
+/// 16 to 19 only (16 was in flight), not the 16 that had finished, and the step's outputs
+/// still list all 20 in order.
+#[test]
+fn a_for_each_killed_mid_way_resumes_only_the_unfinished_items() {
+    let sb = Sandbox::new();
+    let (log, after) = (sb.file("items.txt"), sb.file("after.txt"));
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1
+name: twenty-killed
+steps:
+  - id: each
+    for_each: \"{{{{ range(20) | list }}}}\"
+    shell: echo {{{{ item }}}} >> '{log}'; test {{{{ item }}}} -lt 16 || sleep ${{SLEEP:-300}}
+    outputs: {{ n: \"{{{{ item }}}}\" }}
+  - id: after
+    shell: echo {{{{ steps.each.outputs.n | join(',') }}}} > '{after}'
+"
+        ),
+    );
+    let mut command = sb.command(&["run", "rb.yaml"]);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn cairn");
+    let pid = i32::try_from(child.id()).expect("pid");
+    common::eventually("item 16 running", || sb.lines("items.txt").len() >= 17);
+    signal(pid, Signal::SIGKILL);
+    let _ = child.wait();
+    let first: Vec<String> = (0..17).map(|k| k.to_string()).collect();
+    assert_eq!(sb.lines("items.txt"), first);
+    let run = current_run(&sb).expect("the run");
+    assert_eq!(run["status"], "interrupted", "{run:#}");
+    let id = run["id"].as_str().expect("id").to_string();
+
+    let mut resume = sb.command(&["resume", &id, "--log-format", "json"]);
+    resume.env("SLEEP", "0");
+    let done = common::finish(resume);
+    done.expect(0);
+    assert_eq!(
+        sb.lines("items.txt")[17..],
+        ["16", "17", "18", "19"],
+        "only the unfinished items ran again\n{done}"
+    );
+    let all: Vec<String> = (0..20).map(|k| k.to_string()).collect();
+    assert_eq!(sb.read("after.txt").trim(), all.join(","));
+}
