@@ -502,6 +502,26 @@ pub async fn resume(
         store.update_run(&back).await?;
         return Err(ResumeError::Raced(id));
     }
+    // The lock again, now that the run is ours: a process that had lost the run could release
+    // its locks between the first take and the claim (its release is fenced on the attempt,
+    // which moved only with the claim). Taking it again closes that gap; if another run got it
+    // in between, the run is given back as it was.
+    if let Some(lock) = &checked.runbook.lock
+        && let Err(holder) = store
+            .try_lock(
+                &lock.value,
+                &cairn_state::LockHolder::this_process(&record.id),
+                crate::run::LOCK_LEASE,
+            )
+            .await?
+    {
+        let back = cairn_state::RunRecord {
+            attempt: record.attempt,
+            ..before
+        };
+        store.update_run(&back).await?;
+        return Err(RunError::Locked(holder).into());
+    }
     // Written only now that the resume holds the run: skipped in-doubt steps (else the store
     // would keep them `running` for good) and approvals answered since the pause.
     for rec in &skipped {

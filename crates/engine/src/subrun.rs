@@ -147,7 +147,14 @@ async fn uses_inner(
     });
     // A child started by an earlier attempt of this run for this step (or item) is continued,
     // not started again: a paused child resumes after its approval, a failed one from where it
-    // failed. Another item's child is never taken for this one.
+    // failed. Another item's child is never taken for this one, nor one started with other
+    // inputs: when a step above re-ran and gave this step new values, the old child's work (and
+    // its outputs) belong to the old values, and a new child runs with the new ones. Inputs are
+    // compared as stored, masked by the same door.
+    let inputs_now = crate::inputs::resolve(&checked.runbook, &[], inv.inputs_file.as_ref())
+        .ok()
+        .and_then(|i| serde_json::to_value(&i).ok())
+        .map(|i| shared.door.json(&i));
     let earlier = shared
         .store
         .sub_runs(&shared.run_id)
@@ -155,7 +162,8 @@ async fn uses_inner(
         .map_err(|e| StepError::setup(format!("`uses: {runbook}`: state store: {e}")))?
         .into_iter()
         .rev()
-        .find(|r| r.parent_step.as_deref() == Some(key.as_str()));
+        .find(|r| r.parent_step.as_deref() == Some(key.as_str()))
+        .filter(|r| inputs_now.as_ref() == Some(&r.inputs));
     let report = match earlier {
         Some(r) if r.status == RunStatus::Succeeded => {
             let outputs = r.outputs.clone().unwrap_or(Json::Null);

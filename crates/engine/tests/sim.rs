@@ -1429,12 +1429,11 @@ async fn crash_at_every_checkpoint_write_then_resume() {
     assert!(stats.crash_points > 0 && stats.recrash_points > 0);
 }
 
-/// Known and not yet fixed: a `uses` step that runs again because a step above it ran again
-/// continues its earlier sub-run, started with the old inputs, so a step below it reads a value
-/// derived from the old output (`s5_c0` read `s4@12` although `s4@24` had succeeded since).
-/// Seed 24316 is the sixteenth runbook of the default seed; CI runs the first fifteen.
+/// A `uses` step that runs again because a step above it ran again starts a new sub-run with
+/// its new inputs: it used to continue its earlier sub-run, started with the old ones, so a step
+/// below read a value derived from the old output (`s5_c0` read `s4@12` although `s4@24` had
+/// succeeded since). Seed 24316.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known: a re-run `uses` step continues its sub-run with stale inputs"]
 async fn a_rerun_uses_step_starts_a_new_sub_run() {
     let mut stats = Stats::default();
     simulate(24316, 1, &mut stats).await;

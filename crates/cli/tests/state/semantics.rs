@@ -217,3 +217,62 @@ outputs:
     assert_eq!(parent["outputs"]["squares"], serde_json::json!([4, 9, 16]));
     assert_eq!(sb.runs(&[]).len(), 4, "no new sub-run");
 }
+
+#[test]
+fn a_uses_step_below_a_rerun_step_starts_a_new_sub_run_with_the_new_value() {
+    let sb = Sandbox::new();
+    sb.write(
+        "echo.yaml",
+        "cairn: 1
+name: echo
+inputs:
+  v: { type: string, required: true }
+steps:
+  - id: say
+    argv: [echo, \"{{ inputs.v }}\"]
+    outputs: { said: \"{{ result.stdout | trim }}\" }
+outputs:
+  said: \"{{ steps.say.outputs.said }}\"
+",
+    );
+    sb.write("value", "first");
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1
+name: rerun-uses
+steps:
+  - id: read
+    argv: [cat, {value}]
+    outputs: {{ v: \"{{{{ result.stdout | trim }}}}\" }}
+  - id: sub
+    uses: echo.yaml
+    with: {{ v: \"{{{{ steps.read.outputs.v }}}}\" }}
+    outputs: {{ said: \"{{{{ result.said }}}}\" }}
+  - id: gate
+    shell: test -e {ok}
+outputs:
+  said: \"{{{{ steps.sub.outputs.said }}}}\"
+",
+            value = sb.file("value"),
+            ok = sb.file("ok"),
+        ),
+    );
+    let first = sb.run("rb.yaml", &[]);
+    first.expect(1);
+    let run = first.run_id();
+    // The value changes and `read` runs again: `sub` runs again below it, with the new value.
+    sb.write("value", "second");
+    sb.write("ok", "");
+    let resumed = sb.resume(&run, &["--rerun", "read"]);
+    resumed.expect(0);
+    let parent = sb.runs(&[]).into_iter().find(|r| r["id"] == run.as_str());
+    let parent = parent.expect("the parent run");
+    assert_eq!(parent["status"], "succeeded");
+    assert_eq!(parent["outputs"]["said"], "second", "{resumed}");
+    assert_eq!(
+        sb.runs(&[]).len(),
+        3,
+        "the parent, the old sub-run and a new one"
+    );
+}
