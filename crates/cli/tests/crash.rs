@@ -7,6 +7,9 @@
 //! each hold a process meant to live five minutes, on SQLite and PostgreSQL: every one must be
 //! gone soon after, and a resume runs each of them exactly once more.
 //!
+//! A third kills the resume that acts on an approved gate while the step after it runs: the
+//! next resume keeps the answer and runs only what is left.
+//!
 //! The kill moments come from a seeded generator; the seed is in every assertion message and
 //! `CAIRN_CRASH_SEED=N` replays it (the machine's speed still moves the kills around).
 
@@ -392,4 +395,60 @@ steps:
     );
     let all: Vec<String> = (0..20).map(|k| k.to_string()).collect();
     assert_eq!(sb.read("after.txt").trim(), all.join(","));
+}
+
+#[test]
+fn killed_after_an_approval_the_resume_keeps_the_answer_and_runs_only_what_is_left() {
+    let sb = Sandbox::new();
+    let (log, pid_file) = (sb.file("ran.txt"), sb.file("restore.pid"));
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1
+name: gated-kill
+steps:
+  - id: before
+    shell: echo before >> '{log}'
+  - id: gate
+    approval: Restore now?
+  - id: restore
+    shell: echo restore >> '{log}'; echo $$ > '{pid_file}'; sleep ${{SLEEP:-300}}
+  - id: verify
+    shell: echo verify >> '{log}'
+"
+        ),
+    );
+    common::finish(sb.command(&["run", "rb.yaml"])).expect(3);
+    let id = current_run(&sb).expect("the run")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    common::finish(sb.command(&["approve", &id, "gate"])).expect(0);
+
+    // The resume that acts on the answer is killed while the restore runs.
+    let mut command = sb.command(&["resume", &id]);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn cairn");
+    let pid = i32::try_from(child.id()).expect("pid");
+    common::eventually("the restore running", || {
+        sb.read("restore.pid").trim().parse::<i32>().is_ok()
+    });
+    let step = sb.read("restore.pid").trim().parse::<i32>().expect("pid");
+    signal(pid, Signal::SIGKILL);
+    let _ = child.wait();
+    assert!(
+        gone_within(step, Duration::from_secs(10)),
+        "the restore's process outlived the killed resume"
+    );
+    let run = current_run(&sb).expect("the run");
+    assert_eq!(run["status"], "interrupted", "{run:#}");
+
+    // The next resume does not ask again: the answer is kept, and only what is left runs.
+    let mut resume = sb.command(&["resume", &id]);
+    resume.env("SLEEP", "0");
+    common::finish(resume).expect(0);
+    assert_eq!(
+        sb.lines("ran.txt"),
+        ["before", "restore", "restore", "verify"]
+    );
 }

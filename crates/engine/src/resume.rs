@@ -472,16 +472,21 @@ pub async fn resume(
             .earlier_items
             .insert(i, crate::run::EarlierItems { items, succeeded });
     }
+    // The runbook's lock, if it has one: `Err` names the run that holds it.
+    let take_lock = async || match &checked.runbook.lock {
+        Some(lock) => {
+            store
+                .try_lock(
+                    &lock.value,
+                    &cairn_state::LockHolder::this_process(&record.id),
+                    crate::run::LOCK_LEASE,
+                )
+                .await
+        }
+        None => Ok(Ok(())),
+    };
     // The lock first: a resume refused for it leaves the run as it was.
-    if let Some(lock) = &checked.runbook.lock
-        && let Err(holder) = store
-            .try_lock(
-                &lock.value,
-                &cairn_state::LockHolder::this_process(&record.id),
-                crate::run::LOCK_LEASE,
-            )
-            .await?
-    {
+    if let Err(holder) = take_lock().await? {
         return Err(RunError::Locked(holder).into());
     }
     // The claim: a compare-and-set from the attempt read above to the next. Of two resumes
@@ -491,14 +496,16 @@ pub async fn resume(
         return Err(ResumeError::Busy(holder));
     }
     let claim = record.claim();
+    // The run as it was (attempt and all), given back when the resume cannot go on after its
+    // claim.
+    let back = cairn_state::RunRecord {
+        attempt: record.attempt,
+        ..before
+    };
     // The decisions above were made on records read before the claim; a process that had
     // lost the run (stalled past its heartbeat) may have written one since. Then give the
-    // run back as it was rather than act on a stale picture.
+    // run back rather than act on a stale picture.
     if store.steps(&id).await? != records {
-        let back = cairn_state::RunRecord {
-            attempt: record.attempt,
-            ..before
-        };
         store.update_run(&back).await?;
         return Err(ResumeError::Raced(id));
     }
@@ -506,19 +513,7 @@ pub async fn resume(
     // its locks between the first take and the claim (its release is fenced on the attempt,
     // which moved only with the claim). Taking it again closes that gap; if another run got it
     // in between, the run is given back as it was.
-    if let Some(lock) = &checked.runbook.lock
-        && let Err(holder) = store
-            .try_lock(
-                &lock.value,
-                &cairn_state::LockHolder::this_process(&record.id),
-                crate::run::LOCK_LEASE,
-            )
-            .await?
-    {
-        let back = cairn_state::RunRecord {
-            attempt: record.attempt,
-            ..before
-        };
+    if let Err(holder) = take_lock().await? {
         store.update_run(&back).await?;
         return Err(RunError::Locked(holder).into());
     }
