@@ -517,21 +517,17 @@ const MAX_LOG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A step log as text: only a regular file (the path comes from the store, and a FIFO put in
 /// its place would block `show` forever), its last [`MAX_LOG_BYTES`] when it is longer.
-fn read_log(path: &std::path::Path) -> std::io::Result<String> {
+fn read_log(path: &std::path::Path) -> Result<String, String> {
     use std::io::{Read as _, Seek as _};
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let skipped = meta.len().saturating_sub(MAX_LOG_BYTES);
-    file.seek(std::io::SeekFrom::Start(skipped))?;
+    let mut file = cairn_model::source::open_regular(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let skipped = len.saturating_sub(MAX_LOG_BYTES);
+    file.seek(std::io::SeekFrom::Start(skipped))
+        .map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    file.take(MAX_LOG_BYTES).read_to_end(&mut bytes)?;
+    file.take(MAX_LOG_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&bytes);
     Ok(if skipped > 0 {
         format!("[first {skipped} bytes not shown]\n{text}")

@@ -56,6 +56,29 @@ pub fn read_any(path: &Path) -> Result<String, ReadError> {
     read_limited(path, MAX_SOURCE_BYTES, false)
 }
 
+/// Opens a file for reading only if it is a regular file (symbolic links followed): a FIFO or a
+/// device is refused without blocking on it.
+pub fn open_regular(path: &Path) -> Result<std::fs::File, ReadError> {
+    let name = path.display().to_string();
+    let io = |e: std::io::Error| ReadError::Io {
+        path: name.clone(),
+        reason: short_reason(&e),
+    };
+    // Refuse what is not a regular file before opening it: opening a FIFO for reading
+    // blocks until a writer comes, and opening some devices has effects of its own.
+    check_regular(&name, &std::fs::metadata(path).map_err(io)?)?;
+    // Non-blocking, so that a FIFO swapped in after the check cannot block the open
+    // either; the opened file is checked again.
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    check_regular(&name, &file.metadata().map_err(io)?)?;
+    Ok(file)
+}
+
 pub(crate) fn read_limited(path: &Path, limit: u64, regular: bool) -> Result<String, ReadError> {
     let name = path.display().to_string();
     let io = |e: std::io::Error| ReadError::Io {
@@ -63,19 +86,7 @@ pub(crate) fn read_limited(path: &Path, limit: u64, regular: bool) -> Result<Str
         reason: short_reason(&e),
     };
     let file = if regular {
-        // Refuse what is not a regular file before opening it: opening a FIFO for reading
-        // blocks until a writer comes, and opening some devices has effects of its own.
-        check_regular(&name, &std::fs::metadata(path).map_err(io)?)?;
-        // Non-blocking, so that a FIFO swapped in after the check cannot block the open
-        // either; the opened file is checked again.
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-            .open(path)
-            .map_err(io)?;
-        check_regular(&name, &file.metadata().map_err(io)?)?;
-        file
+        open_regular(path)?
     } else {
         if std::fs::metadata(path).map_err(io)?.is_dir() {
             return Err(ReadError::NotRegular {
