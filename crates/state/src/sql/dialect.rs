@@ -36,26 +36,41 @@ mod sealed {
     impl Sealed for sqlx::Postgres {}
 }
 
-// The upsert of one checkpoint, written only while the run's stored attempt is the writer's
-// ($14): the check and the write are one statement. `$lock` is the row lock PostgreSQL takes on
-// the run row so that a claim waits for a checkpoint in progress.
-macro_rules! upsert_step {
-    ($lock:literal) => {
-        concat!(
-            "INSERT INTO cairn_steps (",
-            step_columns!(),
-            ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-             FROM (SELECT 1 FROM cairn_runs WHERE id = $1 AND attempt = $14",
-            $lock,
-            ") AS owner WHERE true \
-             ON CONFLICT (run_id, step_id, item) DO UPDATE SET \
-             status = excluded.status, attempt = excluded.attempt, \
-             started_at = excluded.started_at, finished_at = excluded.finished_at, \
-             result = excluded.result, outputs = excluded.outputs, error = excluded.error, \
-             log_path = excluded.log_path, def_hash = excluded.def_hash, \
-             idempotent = excluded.idempotent"
-        )
-    };
+/// Parameters of one checkpoint row in [`upsert_steps_sql`]: the columns of `step_columns!()`.
+pub(crate) const STEP_PARAMS: usize = 13;
+
+/// The upsert of `rows` checkpoints as one statement, written only while the run's stored
+/// attempt is the writer's: `$1` the run, `$2` the attempt, then [`STEP_PARAMS`] parameters per
+/// row in the order of `step_columns!()`. The fence and the writes are one statement, so one
+/// round trip commits a step boundary (a step's end and the next step's `running`), and a
+/// writer that lost the run writes none of the rows. Rows are inserted in the order given (an
+/// ordinal column sorts them), which is the order `STEPS` reads them back in; a batch must
+/// not hold two rows of one step and item (PostgreSQL refuses to update a row twice).
+pub(crate) fn upsert_steps_sql(rows: usize, run_row_lock: &str) -> String {
+    use std::fmt::Write as _;
+    let mut values = String::with_capacity(rows * 80);
+    for row in 0..rows {
+        values.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..STEP_PARAMS {
+            let _ = write!(values, "${}, ", 3 + row * STEP_PARAMS + col);
+        }
+        let _ = write!(values, "{row})");
+    }
+    let picked: Vec<String> = (1..=STEP_PARAMS).map(|c| format!("v.column{c}")).collect();
+    format!(
+        "INSERT INTO cairn_steps ({columns}) SELECT {picked} FROM (VALUES {values}) AS v, \
+         (SELECT 1 FROM cairn_runs WHERE id = $1 AND attempt = $2{run_row_lock}) AS owner \
+         WHERE true ORDER BY v.column{ord} \
+         ON CONFLICT (run_id, step_id, item) DO UPDATE SET \
+         status = excluded.status, attempt = excluded.attempt, \
+         started_at = excluded.started_at, finished_at = excluded.finished_at, \
+         result = excluded.result, outputs = excluded.outputs, error = excluded.error, \
+         log_path = excluded.log_path, def_hash = excluded.def_hash, \
+         idempotent = excluded.idempotent",
+        columns = step_columns!(),
+        picked = picked.join(", "),
+        ord = STEP_PARAMS + 1,
+    )
 }
 
 // Whether the run is still held by the attempt: the fence of multi-statement writes.
@@ -131,8 +146,10 @@ pub trait Dialect: Database + Sync + sealed::Sealed {
     const SCHEMA_TABLE: &'static str;
     /// One entry per schema version; entry N-1 takes the database from version N-1 to N.
     const MIGRATIONS: &'static [&'static [&'static str]];
-    /// [`upsert_step!`].
-    const UPSERT_STEP: &'static str;
+    /// The row lock a fenced write takes on the run row (after `SELECT … FROM cairn_runs`),
+    /// so that a claim (an UPDATE of that row) waits for the write to commit; empty where the
+    /// database has one write lock.
+    const RUN_ROW_LOCK: &'static str;
     /// [`held!`].
     const HELD: &'static str;
     /// [`lock_row!`].
@@ -261,7 +278,7 @@ impl Dialect for Sqlite {
         "CREATE TABLE IF NOT EXISTS cairn_schema (version INTEGER NOT NULL)";
     const MIGRATIONS: &'static [&'static [&'static str]] = SQLITE_MIGRATIONS;
     // SQLite runs every statement under its one write lock: no row locks to take.
-    const UPSERT_STEP: &'static str = upsert_step!("");
+    const RUN_ROW_LOCK: &'static str = "";
     const HELD: &'static str = held!("");
     const LOCK_ROW: &'static str = lock_row!("");
     const RELEASE_ONE: &'static str = release!(" AND name = $3", "");
@@ -320,7 +337,7 @@ impl Dialect for Postgres {
     // The run row is locked FOR SHARE while a checkpoint is written: a claim (an UPDATE of that
     // row) waits for the write to commit, and a write after a claim sees the new attempt and
     // writes nothing. So a resumer that claimed reads every write made before.
-    const UPSERT_STEP: &'static str = upsert_step!(" FOR SHARE");
+    const RUN_ROW_LOCK: &'static str = " FOR SHARE";
     const HELD: &'static str = held!(" FOR SHARE");
     const LOCK_ROW: &'static str = lock_row!(" FOR UPDATE OF l");
     const RELEASE_ONE: &'static str = release!(" AND name = $3", " FOR SHARE");

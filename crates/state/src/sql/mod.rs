@@ -254,32 +254,67 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// One checkpoint, written only while `attempt` holds the run; whether it wrote.
-    async fn upsert_step(
+    /// Writes `recs` (at most [`ROWS_PER_STATEMENT`], no two of one step and item) in one
+    /// fenced statement; false when the run is no longer held by `claim`.
+    async fn upsert_steps(
         ex: Ex<'_, D>,
-        attempt: u32,
-        rec: &StepRecord,
+        claim: &Claim,
+        recs: &[&StepRecord],
     ) -> Result<bool, StateError> {
-        let q = sqlx::query(D::UPSERT_STEP)
-            .text(&rec.run_id)
-            .text(&rec.step_id)
-            .int(item_key(rec.item))
-            .text(rec.status.as_str())
-            .int(i64::from(rec.attempt))
-            .opt_time(rec.started_at)
-            .opt_time(rec.finished_at)
-            .opt_json(rec.result.as_ref())
-            .opt_json(rec.outputs.as_ref())
-            .opt_text(rec.error.as_deref())
-            .opt_text(rec.log_path.as_deref())
-            .text(&rec.def_hash)
-            .flag(rec.idempotent)
-            .int(i64::from(attempt));
-        let wrote = D::execute(ex, q).await.map_err(not_found_or(
-            &rec.run_id,
-            format!("saving step `{}` of run {}", rec.step_id, rec.run_id),
-        ))?;
+        let sql = dialect::upsert_steps_sql(recs.len(), D::RUN_ROW_LOCK);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .text(&claim.run_id)
+            .int(i64::from(claim.attempt));
+        for rec in recs {
+            debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
+            q = q
+                .text(&rec.run_id)
+                .text(&rec.step_id)
+                .int(item_key(rec.item))
+                .text(rec.status.as_str())
+                .int(i64::from(rec.attempt))
+                .opt_time(rec.started_at)
+                .opt_time(rec.finished_at)
+                .opt_json(rec.result.as_ref())
+                .opt_json(rec.outputs.as_ref())
+                .opt_text(rec.error.as_deref())
+                .opt_text(rec.log_path.as_deref())
+                .text(&rec.def_hash)
+                .flag(rec.idempotent);
+        }
+        let action = match recs {
+            [rec] => format!("saving step `{}` of run {}", rec.step_id, rec.run_id),
+            _ => format!("saving {} steps of run {}", recs.len(), claim.run_id),
+        };
+        let wrote = D::execute(ex, q)
+            .await
+            .map_err(not_found_or(&claim.run_id, action))?;
         Ok(wrote > 0)
     }
+}
+
+/// Checkpoint rows per statement: 13 parameters each, far below the parameter limit of either
+/// database (SQLite 32,766, PostgreSQL 65,535). A longer batch is several statements in one
+/// transaction.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// The batch with only the last record of each step and item, each at the place of its first:
+/// every column of a checkpoint is overwritten, so the last one is the one that counts.
+fn last_of_each(recs: &[StepRecord]) -> Vec<&StepRecord> {
+    let mut out: Vec<&StepRecord> = Vec::with_capacity(recs.len());
+    let mut at: std::collections::HashMap<(&str, &str, Option<u32>), usize> =
+        std::collections::HashMap::with_capacity(recs.len());
+    for rec in recs {
+        let key = (rec.run_id.as_str(), rec.step_id.as_str(), rec.item);
+        match at.get(&key) {
+            Some(&i) => out[i] = rec,
+            None => {
+                at.insert(key, out.len());
+                out.push(rec);
+            }
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -464,26 +499,31 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
-        debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
-        // One autocommit statement: the cheapest durable write.
-        if !Self::upsert_step(self.pool(), claim.attempt, rec).await? {
-            return Err(self.fenced(claim).await);
-        }
-        Ok(())
+        self.put_steps(claim, std::slice::from_ref(rec)).await
     }
 
     async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
-        match recs {
-            [] => return Ok(()),
-            [rec] => return self.put_step(claim, rec).await,
-            _ => {}
+        let recs = last_of_each(recs);
+        if recs.is_empty() {
+            return Ok(());
+        }
+        if recs.len() <= ROWS_PER_STATEMENT {
+            // One autocommit statement: the cheapest durable write, one round trip.
+            if !Self::upsert_steps(self.pool(), claim, &recs).await? {
+                return Err(self.fenced(claim).await);
+            }
+            return Ok(());
         }
         let action = format!("saving {} steps of run {}", recs.len(), claim.run_id);
-        let mut tx = self.begin_fenced(claim, &action).await?;
-        for rec in recs {
-            debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
-            // Under the fence taken above each write succeeds; checked all the same.
-            if !Self::upsert_step(Ex::Conn(&mut *tx), claim.attempt, rec).await? {
+        let mut tx = self
+            .pool
+            .begin_with(D::BEGIN_WRITE)
+            .await
+            .map_err(StateError::query(action.clone()))?;
+        for chunk in recs.chunks(ROWS_PER_STATEMENT) {
+            // The first chunk's fence holds for the rest: SQLite's write lock, or PostgreSQL's
+            // lock on the run row, is kept until the commit.
+            if !Self::upsert_steps(Ex::Conn(&mut *tx), claim, chunk).await? {
                 drop(tx);
                 return Err(self.fenced(claim).await);
             }

@@ -282,8 +282,13 @@ pub(crate) async fn open_sqlite(
 
     // WAL is a property of the file once set, so pool connections need not switch to it (a
     // switch takes an exclusive lock that busy_timeout does not wait for).
+    // No liveness test when a connection is taken from the pool: a SQLite connection is a
+    // handle on a local file that cannot hang up, and the test is a round trip to the
+    // connection's thread before every statement (PostgreSQL keeps it: a server restart must
+    // cost a new connection, not a failed checkpoint).
     SqlitePoolOptions::new()
         .max_connections(SQLITE_CONNECTIONS)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|e| open_err(sqlx_reason(&e)))

@@ -23,7 +23,7 @@ macro_rules! store_tests {
             json_round_trip, step_defs_replaced, heartbeat_revives_and_renews, approvals,
             claims_fence_writes, claims_race_one_wins, sub_runs_by_parent,
             interrupted_detection, locks_acquire_refuse_release, locks_finished_and_paused,
-            locks_dead_holders, put_steps_together, refused_claims_change_nothing,
+            locks_dead_holders, put_steps_together, put_steps_long_and_repeated, refused_claims_change_nothing,
             lock_release_is_fenced);
     };
     (@each $with:ident: $($name:ident),+) => {
@@ -592,6 +592,74 @@ pub async fn put_steps_together(store: Arc<dyn Store>) {
         )
         .await;
     assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+/// A batch longer than one statement holds (600 rows), in which one step appears twice, and
+/// one item of a `for_each` three times: the last record of each is kept, in the order of its
+/// first write; under a lost claim none of the 600 is written.
+pub async fn put_steps_long_and_repeated(store: Arc<dyn Store>) {
+    let mut r = run("long", TimeDelta::zero());
+    create(&store, &r).await;
+    let mut batch: Vec<StepRecord> = (0..600)
+        .map(|k| {
+            let mut s = StepRecord::new(&r.id, &format!("s{k}"), None, "d");
+            s.status = StepStatus::Succeeded;
+            s.result = Some(json!({ "k": k }));
+            s
+        })
+        .collect();
+    let mut first = StepRecord::new(&r.id, "s7", None, "d");
+    first.status = StepStatus::Running;
+    batch.insert(3, first);
+    for attempt in 1..=3 {
+        let mut item = StepRecord::new(&r.id, "each", Some(2), "d");
+        item.attempt = attempt;
+        item.status = if attempt == 3 {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        };
+        batch.insert(300 + usize::try_from(attempt).expect("small"), item);
+    }
+    store
+        .put_steps(&r.claim(), &batch)
+        .await
+        .expect("put_steps");
+    let stored = store.steps(&r.id).await.expect("steps");
+    assert_eq!(stored.len(), 601);
+    let ids: Vec<&str> = stored.iter().map(|s| s.step_id.as_str()).collect();
+    // s7 was first written fourth (before s3), "each" after s299.
+    assert_eq!(&ids[..5], ["s0", "s1", "s2", "s7", "s3"]);
+    assert_eq!(ids[300], "each");
+    let s7 = stored.iter().find(|s| s.step_id == "s7").expect("s7");
+    assert_eq!(
+        (s7.status, s7.result.clone()),
+        (StepStatus::Succeeded, Some(json!({ "k": 7 })))
+    );
+    let each = stored.iter().find(|s| s.step_id == "each").expect("each");
+    assert_eq!(
+        (each.item, each.attempt, each.status),
+        (Some(2), 3, StepStatus::Succeeded)
+    );
+
+    r.status = RunStatus::Failed;
+    store.update_run(&r).await.expect("update_run");
+    let mut b = r.clone();
+    b.attempt = 2;
+    b.status = RunStatus::Running;
+    store
+        .claim_run(&b)
+        .await
+        .expect("claim_run")
+        .expect("attempt 2");
+    let late: Vec<StepRecord> = (0..600)
+        .map(|k| StepRecord::new(&r.id, &format!("late{k}"), None, "d"))
+        .collect();
+    match store.put_steps(&r.claim(), &late).await {
+        Err(StateError::Fenced { attempt, .. }) => assert_eq!(attempt, 1),
+        other => panic!("expected a fenced write, got {other:?}"),
+    }
+    assert_eq!(store.steps(&r.id).await.expect("steps"), stored);
 }
 
 /// A refused claim writes nothing: the run row, its attempt and its holder stay as they were.
