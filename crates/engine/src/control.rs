@@ -216,16 +216,28 @@ fn note(p: &Prepared, r: &Json) -> String {
     }
 }
 
-/// The captured streams, masked, in the step's log (never the raw bytes).
+/// The captured streams, masked, in the step's log (never the raw bytes). A step that printed
+/// nothing has no log: its exit code is in its record, and creating a file per silent step
+/// was the largest part of Cairn's own time for such steps (decisions.md). A log left by an
+/// earlier attempt of the step is removed, so that it is never taken for this one's.
 fn write_log(shared: &Shared, path: Option<&std::path::Path>, result: Option<&Json>) {
     let (Some(path), Some(r)) = (path, result) else {
         return;
     };
+    let stdout = r["stdout"].as_str().unwrap_or_default();
+    let stderr = r["stderr"].as_str().unwrap_or_default();
+    if stdout.is_empty() && stderr.is_empty() {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old step log");
+            }
+            _ => {}
+        }
+        return;
+    }
     let text = format!(
-        "$ exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
+        "$ exit {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n",
         r["exit_code"],
-        r["stdout"].as_str().unwrap_or_default(),
-        r["stderr"].as_str().unwrap_or_default()
     );
     if let Err(e) = shared.door.write_file(path, &text) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write step log");
