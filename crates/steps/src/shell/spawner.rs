@@ -42,7 +42,9 @@ struct Table {
 
 pub(super) struct Spawner {
     sock: OwnedFd,
-    pid: i32,
+    /// `/proc/PID/task/PID/children` of the spawner, which has one thread (it is forked and
+    /// starts none): where the orphans of finished steps are found.
+    children: PathBuf,
     next_id: AtomicU64,
     table: Mutex<Table>,
     /// Every step's stdin, opened once.
@@ -83,7 +85,7 @@ fn launch() -> io::Result<Spawner> {
             drop(theirs);
             Ok(Spawner {
                 sock: ours,
-                pid: child.as_raw(),
+                children: PathBuf::from(format!("/proc/{child}/task/{child}/children")),
                 next_id: AtomicU64::new(0),
                 table: Mutex::new(Table::default()),
                 null,
@@ -323,7 +325,7 @@ impl Spawner {
             roots.push(leader);
         }
         let others_run = t.leaders.iter().any(|&l| l != leader) || !t.pending.is_empty();
-        for child in super::tree::children(self.pid) {
+        for child in super::tree::children_of_single_thread(&self.children) {
             if child == leader || t.leaders.contains(&child) {
                 continue;
             }

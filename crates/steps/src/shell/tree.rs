@@ -42,6 +42,18 @@ pub(super) fn children(pid: i32) -> Vec<i32> {
     out
 }
 
+/// The direct children of a single-threaded process, from `/proc/PID/task/PID/children`
+/// (`children_path`): one file read, where [`children`] lists the threads first.
+pub(super) fn children_of_single_thread(children_path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(children_path)
+        .map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `roots` and all their descendants that are still live.
 ///
 /// A process that forks while this runs may be missed: callers signal what they found and
