@@ -83,6 +83,10 @@ pub(super) async fn open_log(path: Option<&Path>) -> Result<SharedLog, StepError
     Ok(Arc::new(tokio::sync::Mutex::new(Some(file))))
 }
 
+/// The first read of a stream; later reads grow to [`LARGEST_READ`] while they fill the buffer.
+const FIRST_READ: usize = 4 * 1024;
+const LARGEST_READ: usize = 64 * 1024;
+
 /// Copies one stream into its tail and the log until end of file.
 ///
 /// The tail is shared so that the caller can stop waiting for EOF (a process that escaped
@@ -97,8 +101,11 @@ pub(super) async fn pump(
     filter: Option<Arc<dyn super::OutputFilter>>,
 ) {
     // Read into spare capacity, never zeroed: zeroing 64 KiB per stream was a quarter of
-    // Cairn's own instructions for a step that prints nothing.
-    let mut chunk: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Cairn's own instructions for a step that prints nothing. The buffer starts small and
+    // doubles while reads fill it: two 64 KiB buffers per step, freed at its end, made the
+    // allocator give the top of the heap back to the kernel and take it again (and fault its
+    // pages in) on every step.
+    let mut chunk: Vec<u8> = Vec::with_capacity(FIRST_READ);
     let mut pending: Vec<u8> = Vec::new();
     loop {
         chunk.clear();
@@ -110,6 +117,9 @@ pub(super) async fn pump(
                 break;
             }
         };
+        if n == chunk.capacity() && n < LARGEST_READ {
+            chunk.reserve_exact(n);
+        }
         let data = match &filter {
             None => chunk[..n].to_vec(),
             Some(f) => {
