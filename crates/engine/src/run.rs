@@ -610,7 +610,10 @@ pub(crate) async fn drive(
     };
     // Derived from what was recorded (steps restored from earlier attempts included), the same
     // way `cairn runs`, `cairn show` and the reports derive it.
-    let warnings = if outcome == RunOutcome::Succeeded {
+    // Only a check records a warning: a first attempt of a runbook without one has nothing
+    // to read back (a resumed run may hold records of steps an edit removed, so it reads).
+    let may_warn = record.attempt > 1 || all.iter().any(|s| s.kind.name() == "check");
+    let warnings = if outcome == RunOutcome::Succeeded && may_warn {
         let kinds: std::collections::HashMap<&str, &'static str> = all
             .iter()
             .map(|s| (s.id.value.as_str(), s.kind.name()))
@@ -633,26 +636,33 @@ pub(crate) async fn drive(
     let steps: Vec<StepSummary> = all
         .iter()
         .zip(&outcomes)
-        .map(|(s, o)| {
-            let o = o.clone().unwrap_or_else(|| Outcome {
-                status: if interrupted {
-                    Status::Cancelled
-                } else {
-                    Status::Pending
-                },
-                ..Outcome::skipped("")
-            });
-            StepSummary {
+        .map(|(s, o)| match o {
+            // The summary takes what it shows, never a copy of the step's result.
+            Some(o) => StepSummary {
                 id: s.id.value.clone(),
                 kind: s.kind.name(),
                 status: o.status,
                 attempts: o.attempts,
                 duration: o.duration,
                 // A step blocked by a failed dependency is not itself in error: its note says why.
-                error: o.error,
-                state: o.state,
-                note: o.note,
-            }
+                error: o.error.clone(),
+                state: o.state.clone(),
+                note: o.note.clone(),
+            },
+            None => StepSummary {
+                id: s.id.value.clone(),
+                kind: s.kind.name(),
+                status: if interrupted {
+                    Status::Cancelled
+                } else {
+                    Status::Pending
+                },
+                attempts: 0,
+                duration: Duration::ZERO,
+                error: None,
+                state: None,
+                note: None,
+            },
         })
         .collect();
     heartbeat.abort();
