@@ -304,3 +304,47 @@ impl Sink for Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str, status: Status, error: Option<&str>) -> StepSummary {
+        StepSummary {
+            id: id.into(),
+            kind: "shell",
+            status,
+            attempts: 1,
+            duration: Duration::from_millis(1500),
+            error: error.map(str::to_string),
+            state: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_aligns_wide_characters_and_keeps_each_step_on_one_line() {
+        let long = format!("exit code 1: ✗ {}\nsecond line", "x".repeat(80));
+        let steps = [
+            step("restore", Status::Failed, Some(&long)),
+            step("vérifier", Status::Succeeded, Some("données ok\r\tfin")),
+        ];
+        let mut out = Vec::new();
+        write_summary(&steps, &mut out).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        let width = |l: &str| unicode_width::UnicodeWidthStr::width(l);
+        assert!(lines.iter().all(|l| width(l) == width(lines[0])), "{text}");
+        assert_eq!(
+            lines[3],
+            format!(
+                "│ restore    shell   failed      1          1.5s       exit code 1: ✗ {}… │",
+                "x".repeat(45)
+            )
+        );
+        assert!(lines[4].contains("données ok  fin"), "{text}");
+        assert!(lines[0].starts_with('┌') && lines[2].starts_with('╞'));
+        assert!(lines[5].starts_with('└') && lines[5].ends_with('┘'));
+    }
+}
