@@ -165,6 +165,40 @@ async fn nul_characters_do_not_fail_a_checkpoint() {
     schema.drop().await;
 }
 
+/// The connection checkpoints are written on is killed by the server between two of them (as
+/// a server restart or an administrator's `pg_terminate_backend` does): the next checkpoint is
+/// written on a new connection, not lost and not failed.
+#[tokio::test]
+async fn a_checkpoint_after_the_server_killed_its_connection_is_written() {
+    let schema = Schema::new().await;
+    let url = format!("{}&application_name={}", schema.url(), schema.name);
+    let store = cairn_state::open(&url).await.expect("open");
+    let run = suite::run("killed", TimeDelta::zero());
+    store.create_run(&run, &[]).await.expect("create_run");
+    let mut step = StepRecord::new(&run.id, "dump", None, "d");
+    step.status = cairn_state::StepStatus::Running;
+    store.put_step(&run.claim(), &step).await.expect("first");
+    let killed: i64 = sqlx::query(
+        "SELECT count(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1) AS t",
+    )
+    .bind(&schema.name)
+    .fetch_one(&schema.admin)
+    .await
+    .expect("terminate")
+    .get("n");
+    assert!(killed >= 1, "no connection of the store was found to kill");
+    step.status = cairn_state::StepStatus::Succeeded;
+    store
+        .put_step(&run.claim(), &step)
+        .await
+        .expect("a checkpoint after the kill");
+    let got = store.steps(&run.id).await.expect("steps");
+    assert_eq!(got[0].status, cairn_state::StepStatus::Succeeded);
+    store.close().await;
+    schema.drop().await;
+}
+
 #[tokio::test]
 async fn connection_errors_are_one_clear_line() {
     let e = cairn_state::open("postgres://cairn:hunter2@127.0.0.1:1/x")

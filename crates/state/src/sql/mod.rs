@@ -13,6 +13,7 @@ mod schema;
 
 use std::marker::PhantomData;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,10 @@ pub(crate) use schema::parse_url_tail;
 #[derive(Debug)]
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D>,
+    /// The connection checkpoints are written on, taken out of the pool once and kept: a pooled
+    /// connection costs a liveness test each time it is given back (a round trip to SQLite's
+    /// thread or to the server), as much as the checkpoint's own statement.
+    writer: Arc<tokio::sync::Mutex<Option<D::Connection>>>,
     /// The file or URL (password removed), for messages.
     target: String,
     dialect: PhantomData<D>,
@@ -47,6 +52,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
         SqlStore {
             pool: self.pool.clone(),
+            writer: self.writer.clone(),
             target: self.target.clone(),
             dialect: PhantomData,
         }
@@ -67,6 +73,7 @@ impl SqlStore<Sqlite> {
         let pool = schema::open_sqlite(path, durability).await?;
         Ok(SqlStore {
             pool,
+            writer: Arc::default(),
             target: path.display().to_string(),
             dialect: PhantomData,
         })
@@ -94,6 +101,7 @@ impl SqlStore<Postgres> {
         let pool = schema::connect_pg(url, must_exist).await?;
         Ok(SqlStore {
             pool,
+            writer: Arc::default(),
             target: redact_url(url),
             dialect: PhantomData,
         })
@@ -290,6 +298,56 @@ impl<D: Dialect> SqlStore<D> {
             .await
             .map_err(not_found_or(&claim.run_id, action))?;
         Ok(wrote > 0)
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// [`Self::upsert_steps`] on the kept writer connection. A connection that broke (a
+    /// PostgreSQL server restarted, say) is dropped and the write made once more on a new one:
+    /// the upsert writes the same values again, so a write that did land before the break is
+    /// not changed by the second.
+    async fn upsert_on_writer(
+        &self,
+        claim: &Claim,
+        recs: &[&StepRecord],
+    ) -> Result<bool, StateError> {
+        let mut slot = self.writer.lock().await;
+        for last in [false, true] {
+            let conn = match slot.as_mut() {
+                Some(conn) => conn,
+                None => {
+                    let conn = self
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(StateError::query(format!(
+                            "saving the steps of run {}",
+                            claim.run_id
+                        )))?
+                        .detach();
+                    slot.insert(conn)
+                }
+            };
+            match Self::upsert_steps(Ex::Conn(conn), claim, recs).await {
+                Err(StateError::Query { source, .. }) if !last && connection_broke(&source) => {
+                    *slot = None;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the second try returns")
+    }
+}
+
+/// Errors after which a connection is not used again.
+fn connection_broke(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL's connection exceptions (08…) and its shutdowns and terminations (57P…).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -509,7 +567,7 @@ impl<D: Dialect> Store for SqlStore<D> {
         }
         if recs.len() <= ROWS_PER_STATEMENT {
             // One autocommit statement: the cheapest durable write, one round trip.
-            if !Self::upsert_steps(self.pool(), claim, &recs).await? {
+            if !self.upsert_on_writer(claim, &recs).await? {
                 return Err(self.fenced(claim).await);
             }
             return Ok(());
@@ -610,6 +668,9 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn close(&self) {
+        if let Some(conn) = self.writer.lock().await.take() {
+            let _ = sqlx::Connection::close(conn).await;
+        }
         self.pool.close().await;
     }
 }
