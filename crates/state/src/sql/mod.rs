@@ -70,10 +70,10 @@ impl SqlStore<Sqlite> {
     /// Opens (creating the file and its parent folder if needed) and migrates the database.
     pub async fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StateError> {
         let path = path.as_ref();
-        let pool = schema::open_sqlite(path, durability).await?;
+        let (pool, writer) = schema::open_sqlite(path, durability).await?;
         Ok(SqlStore {
             pool,
-            writer: Arc::default(),
+            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             target: path.display().to_string(),
             dialect: PhantomData,
         })
@@ -98,10 +98,10 @@ impl SqlStore<Postgres> {
     }
 
     async fn connect_as(url: &str, must_exist: bool) -> Result<Self, StateError> {
-        let pool = schema::connect_pg(url, must_exist).await?;
+        let (pool, writer) = schema::connect_pg(url, must_exist).await?;
         Ok(SqlStore {
             pool,
-            writer: Arc::default(),
+            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             target: redact_url(url),
             dialect: PhantomData,
         })

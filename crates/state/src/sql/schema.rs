@@ -232,11 +232,14 @@ pub(crate) fn parse_url_tail(url: &str, rest: &str) -> Result<(PathBuf, Durabili
     Ok((PathBuf::from(path), durability))
 }
 
-/// Creates the parent folder and the file, migrates, and returns a pool.
+/// Creates the parent folder and the file, migrates, and returns a pool and the connection
+/// that migrated, kept open for the store's checkpoints: closing it would end the last
+/// connection to the file, which checkpoints and deletes the WAL only for the pool to create it
+/// again (two `fsync`s and two files for nothing).
 pub(crate) async fn open_sqlite(
     path: &Path,
     durability: Durability,
-) -> Result<SqlitePool, StateError> {
+) -> Result<(SqlitePool, SqliteConnection), StateError> {
     let target = path.display().to_string();
     let open_err = |reason: String| StateError::Open {
         target: target.clone(),
@@ -278,7 +281,6 @@ pub(crate) async fn open_sqlite(
         .await
         .map_err(|e| open_err(sqlx_reason(&e)))?;
     migrate::<sqlx::Sqlite>(&mut setup, &target).await?;
-    setup.close().await.map_err(|e| open_err(sqlx_reason(&e)))?;
 
     // WAL is a property of the file once set, so pool connections need not switch to it (a
     // switch takes an exclusive lock that busy_timeout does not wait for).
@@ -286,12 +288,13 @@ pub(crate) async fn open_sqlite(
     // handle on a local file that cannot hang up, and the test is a round trip to the
     // connection's thread before every statement (PostgreSQL keeps it: a server restart must
     // cost a new connection, not a failed checkpoint).
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_CONNECTIONS)
         .test_before_acquire(false)
         .connect_with(options)
         .await
-        .map_err(|e| open_err(sqlx_reason(&e)))
+        .map_err(|e| open_err(sqlx_reason(&e)))?;
+    Ok((pool, setup))
 }
 
 // Switching a new file to WAL needs an exclusive lock and SQLite does not wait for it, so two
@@ -315,7 +318,11 @@ async fn connect_wal(options: SqliteConnectOptions) -> Result<SqliteConnection, 
 
 /// Connects to PostgreSQL and migrates; with `must_exist`, a database without Cairn's tables is
 /// [`StateError::NoStore`] and is left untouched.
-pub(crate) async fn connect_pg(url: &str, must_exist: bool) -> Result<PgPool, StateError> {
+/// The pool comes with the connection that migrated, kept for the store's checkpoints.
+pub(crate) async fn connect_pg(
+    url: &str,
+    must_exist: bool,
+) -> Result<(PgPool, PgConnection), StateError> {
     let target = redact_url(url);
     let open_err = |e: sqlx::Error| match e {
         sqlx::Error::Configuration(reason) => StateError::BadUrl {
@@ -352,13 +359,13 @@ pub(crate) async fn connect_pg(url: &str, must_exist: bool) -> Result<PgPool, St
         }
     }
     migrate::<sqlx::Postgres>(&mut conn, &target).await?;
-    conn.close().await.map_err(open_err)?;
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(PG_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(open_err)
+        .map_err(open_err)?;
+    Ok((pool, conn))
 }
 
 /// Applies every migration newer than the database's version, in one transaction that
