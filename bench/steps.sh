@@ -12,7 +12,8 @@
 #      every cairn variant too, in the same rounds (to compare two builds side by side).
 #  (b) per-step cost at 10,000 steps over that at 1,000 (SQLite and memory), and peak RSS.
 #  (c) 200 independent `sleep 0.2` steps at --concurrency 50, against xargs -P 50.
-#  (d) the start-up of a one-step run (memory and SQLite state), 20 runs per round.
+#  (d) the start-up of a one-step run (memory state, a new SQLite file, an existing one), 20 runs
+#      per round.
 #  (e) the price of an exec wrapper for a death signal: `setpriv --pdeathsig KILL /bin/true`
 #      against `/bin/true`, 300 times from bash.
 # Environment: CAIRN_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test), used with
@@ -111,6 +112,9 @@ for round in $(seq "$ROUNDS"); do
         if [[ -n $ALT ]]; then
             if has sqlite; then measure "a${n}_alt" "$ALT" run "true-$n.yaml" --state "$WORK/state.db"; fi
             if has memory; then measure "a${n}_altmemory" "$ALT" run "true-$n.yaml" --state memory:; fi
+            if [[ -n $HAVE_PSQL ]]; then
+                measure "a${n}_altpostgres" "$ALT" run "true-$n.yaml" --state "$PG_STATE"
+            fi
         fi
     done
     if [[ -n $HAVE_JUST ]]; then measure a300_just just all; fi
@@ -120,12 +124,15 @@ for round in $(seq "$ROUNDS"); do
     measure d_memory bash -c "for _ in \$(seq 20); do '$CAIRN' run true-1.yaml --state memory: >/dev/null 2>&1; done"
     if has sqlite; then
         measure d_sqlite bash -c "for _ in \$(seq 20); do rm -f s1.db*; '$CAIRN' run true-1.yaml --state '$WORK/s1.db' >/dev/null 2>&1; done"
+        "$CAIRN" run true-1.yaml --state "$WORK/s2.db" >/dev/null 2>&1
+        measure d_sqlite_kept bash -c "for _ in \$(seq 20); do '$CAIRN' run true-1.yaml --state '$WORK/s2.db' >/dev/null 2>&1; done"
     fi
     if [[ -n $ALT ]]; then
         measure c_alt "$ALT" run sleep-200.yaml --state memory: --concurrency 50
         measure d_altmemory bash -c "for _ in \$(seq 20); do '$ALT' run true-1.yaml --state memory: >/dev/null 2>&1; done"
         if has sqlite; then
             measure d_altsqlite bash -c "for _ in \$(seq 20); do rm -f s1.db*; '$ALT' run true-1.yaml --state '$WORK/s1.db' >/dev/null 2>&1; done"
+            measure d_altsqlite_kept bash -c "for _ in \$(seq 20); do '$ALT' run true-1.yaml --state '$WORK/s2.db' >/dev/null 2>&1; done"
         fi
     fi
     measure d_bash bash -c "for _ in \$(seq 20); do bash -c /bin/true; done"
@@ -185,6 +192,8 @@ for n in (300, 1000):
         row(f"(a) CAIRN_ALT, same, SQLite", f"a{n}_alt", f"a{n}_bash", per=n)
     if col(f"a{n}_altmemory", 0):
         row(f"(a) CAIRN_ALT, same, memory", f"a{n}_altmemory", f"a{n}_bash", per=n)
+    if col(f"a{n}_altpostgres", 0):
+        row(f"(a) CAIRN_ALT, same, PostgreSQL", f"a{n}_altpostgres", f"a{n}_bash", per=n)
 row("(a) just, 300 recipes of `/bin/true`", "a300_just", "a300_bash", per=300)
 row("(a) doit, 300 tasks of `/bin/true`", "a300_doit", "a300_bash", per=300)
 for kind in ("sqlite", "memory", "altsqlite", "altmemory"):
@@ -204,10 +213,13 @@ if col("c_alt", 0):
 row("(d) `bash -c /bin/true`, 20 times", "d_bash", per=20)
 row("(d) cairn, one-step run, memory, 20 times", "d_memory", "d_bash", per=20)
 row("(d) cairn, one-step run, new SQLite file, 20 times", "d_sqlite", "d_bash", per=20)
+row("(d) cairn, one-step run, existing SQLite file, 20 times", "d_sqlite_kept", "d_bash", per=20)
 if col("d_altmemory", 0):
     row("(d) CAIRN_ALT, one-step run, memory, 20 times", "d_altmemory", "d_bash", per=20)
 if col("d_altsqlite", 0):
     row("(d) CAIRN_ALT, one-step run, new SQLite file, 20 times", "d_altsqlite", "d_bash", per=20)
+if col("d_altsqlite_kept", 0):
+    row("(d) CAIRN_ALT, one-step run, existing SQLite file, 20 times", "d_altsqlite_kept", "d_bash", per=20)
 row("(e) `/bin/true` × 300 from bash", "e_plain", per=300)
 row("(e) `setpriv --pdeathsig KILL /bin/true` × 300", "e_setpriv", "e_plain", per=300)
 PY
