@@ -261,7 +261,6 @@ impl<D: Dialect> SqlStore<D> {
         Ok(())
     }
 
-    /// One checkpoint, written only while `attempt` holds the run; whether it wrote.
     /// Writes `recs` (at most [`ROWS_PER_STATEMENT`], no two of one step and item) in one
     /// fenced statement; false when the run is no longer held by `claim`.
     async fn upsert_steps(
@@ -299,9 +298,7 @@ impl<D: Dialect> SqlStore<D> {
             .map_err(not_found_or(&claim.run_id, action))?;
         Ok(wrote > 0)
     }
-}
 
-impl<D: Dialect> SqlStore<D> {
     /// [`Self::upsert_steps`] on the kept writer connection. A connection that broke (a
     /// PostgreSQL server restarted, say) is dropped and the write made once more on a new one:
     /// the upsert writes the same values again, so a write that did land before the break is

@@ -602,7 +602,7 @@ pub async fn put_steps_long_and_repeated(store: Arc<dyn Store>) {
     create(&store, &r).await;
     let mut batch: Vec<StepRecord> = (0..600)
         .map(|k| {
-            let mut s = StepRecord::new(&r.id, &format!("s{k}"), None, "d");
+            let mut s = StepRecord::new(&r.id, format!("s{k}"), None, "d");
             s.status = StepStatus::Succeeded;
             s.result = Some(json!({ "k": k }));
             s
@@ -653,7 +653,7 @@ pub async fn put_steps_long_and_repeated(store: Arc<dyn Store>) {
         .expect("claim_run")
         .expect("attempt 2");
     let late: Vec<StepRecord> = (0..600)
-        .map(|k| StepRecord::new(&r.id, &format!("late{k}"), None, "d"))
+        .map(|k| StepRecord::new(&r.id, format!("late{k}"), None, "d"))
         .collect();
     match store.put_steps(&r.claim(), &late).await {
         Err(StateError::Fenced { attempt, .. }) => assert_eq!(attempt, 1),
