@@ -48,3 +48,56 @@ steps:
     let log = sb.read(&format!("logs/{id}/hello.log"));
     assert!(log.contains("hello from the step"), "{log}");
 }
+
+/// A step that printed nothing has no log file, and `show --step` no log line; an attempt that
+/// printed and failed leaves no log behind once a silent retry succeeds, so its output is never
+/// taken for the successful attempt's.
+#[test]
+fn a_silent_step_has_no_log_and_a_silent_retry_removes_the_failed_attempts() {
+    let sb = Sandbox::new();
+    sb.write(
+        "runbook.yaml",
+        r#"
+cairn: 1
+name: quiet
+steps:
+  - id: quiet
+    argv: [/bin/true]
+  - id: flaky
+    shell: "if [ -e tried ]; then exit 0; fi; touch tried; echo first try; exit 1"
+    retry: { attempts: 2, delay: 10ms }
+"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(sb.path())
+        .args(["run", "runbook.yaml", "--state"])
+        .arg(sb.path().join("state.db"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cairn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let id = String::from_utf8(out.stdout).expect("utf-8");
+    let id = id.trim();
+    let logs = sb.path().join(format!("logs/{id}"));
+    for step in ["quiet", "flaky"] {
+        assert!(
+            !logs.join(format!("{step}.log")).exists(),
+            "{step}.log should not exist"
+        );
+    }
+    let show = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(sb.path())
+        .args(["show", id, "--step", "flaky", "--state"])
+        .arg(sb.path().join("state.db"))
+        .output()
+        .expect("cairn show");
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert_eq!(show.status.code(), Some(0), "{text}");
+    assert!(text.contains("succeeded"), "{text}");
+    assert!(
+        !text.contains("log"),
+        "no log line for a silent step: {text}"
+    );
+    assert!(!text.contains("first try"), "{text}");
+}
