@@ -272,6 +272,12 @@ impl Store for MaskedStore {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError> {
         self.inner.list_runs(filter).await
     }
+    async fn list_run_rows(
+        &self,
+        filter: &RunFilter,
+    ) -> Result<Vec<cairn_state::ListedRun>, StateError> {
+        self.inner.list_run_rows(filter).await
+    }
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
         self.inner.put_step(claim, &self.door.step(rec)).await
     }
@@ -318,6 +324,52 @@ impl Store for MaskedStore {
 #[cfg(test)]
 mod tests {
     use super::headline;
+
+    /// A listing through the door keeps the store's per-row reading: one damaged run row is
+    /// listed as unreadable, and the other runs are still listed.
+    #[tokio::test]
+    async fn one_damaged_row_does_not_hide_the_history_through_the_door() {
+        use cairn_state::{ListedRun, RunFilter, RunRecord};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let store = cairn_state::open(&path.display().to_string())
+            .await
+            .expect("open");
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let run = RunRecord::start("r", "r.yaml", "h", serde_json::json!({}), "sre");
+            store.create_run(&run, &[]).await.expect("create_run");
+            ids.push(run.id);
+        }
+        let broke = std::process::Command::new("sqlite3")
+            .arg(&path)
+            .arg(format!(
+                "UPDATE cairn_runs SET status = 'exploded' WHERE id = '{}'",
+                ids[0]
+            ))
+            .status()
+            .expect("run sqlite3")
+            .success();
+        assert!(broke);
+        let door = super::Door::new(crate::secrets::Masker::new(Vec::<String>::new()));
+        let rows = door
+            .store(store.clone())
+            .list_run_rows(&RunFilter::default())
+            .await
+            .expect("list_run_rows through the door");
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows.iter()
+                .any(|r| matches!(r, ListedRun::Unreadable { id, .. } if *id == ids[0])),
+            "{rows:?}"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| matches!(r, ListedRun::Run(run) if run.id == ids[1])),
+            "{rows:?}"
+        );
+        store.close().await;
+    }
 
     #[test]
     fn a_headline_is_cut_after_masking() {
