@@ -27,7 +27,7 @@ fn a_state_store_lost_mid_run_stops_the_run_with_exit_4() {
     sb.write(
         "lose.yaml",
         format!(
-            "cairn: 1\nname: lose\nsteps:\n  - id: break_store\n    shell: sqlite3 {state} 'DROP TABLE cairn_steps'\n  - id: after\n    needs: [break_store]\n    shell: touch after-ran\n"
+            "cairn: 1\nname: lose\nsteps:\n  - id: break_store\n    shell: sqlite3 -cmd '.timeout 10000' {state} 'DROP TABLE cairn_steps'\n  - id: after\n    needs: [break_store]\n    shell: touch after-ran\n"
         ),
     );
     let out = sb.cairn(&["run", "lose.yaml", "--state", &state]);
