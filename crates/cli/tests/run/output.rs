@@ -4,6 +4,17 @@
 use super::common::Sandbox;
 use std::process::Command;
 
+/// `cairn run runbook.yaml` in the sandbox, with its state beside it and no colour.
+fn run_runbook(sb: &Sandbox) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(sb.path())
+        .args(["run", "runbook.yaml", "--state"])
+        .arg(sb.path().join("state.db"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cairn")
+}
+
 #[test]
 fn text_mode_prints_the_run_id_first_and_progress_on_stderr() {
     let sb = Sandbox::new();
@@ -17,13 +28,7 @@ steps:
     shell: echo hello from the step
 "#,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(sb.path())
-        .args(["run", "runbook.yaml", "--state"])
-        .arg(sb.path().join("state.db"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cairn");
+    let out = run_runbook(&sb);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let stderr = String::from_utf8(out.stderr).expect("utf-8");
@@ -68,13 +73,7 @@ steps:
     retry: { attempts: 2, delay: 10ms }
 "#,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(sb.path())
-        .args(["run", "runbook.yaml", "--state"])
-        .arg(sb.path().join("state.db"))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cairn");
+    let out = run_runbook(&sb);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let id = String::from_utf8(out.stdout).expect("utf-8");

@@ -532,6 +532,20 @@ pub async fn sub_runs_by_parent(store: Arc<dyn Store>) {
     assert!(store.sub_runs("nope").await.expect("sub_runs").is_empty());
 }
 
+/// Ends attempt 1 of `r` as failed and lets attempt 2 claim the run: `r`'s claim is lost.
+async fn lose_to_attempt_2(store: &Arc<dyn Store>, r: &mut RunRecord) {
+    r.status = RunStatus::Failed;
+    store.update_run(r).await.expect("update_run");
+    let mut b = r.clone();
+    b.attempt = 2;
+    b.status = RunStatus::Running;
+    store
+        .claim_run(&b)
+        .await
+        .expect("claim_run")
+        .expect("attempt 2");
+}
+
 /// A step's end and the next step's start in one transaction: both or neither, fenced.
 pub async fn put_steps_together(store: Arc<dyn Store>) {
     let mut r = run("batch", TimeDelta::zero());
@@ -561,16 +575,7 @@ pub async fn put_steps_together(store: Arc<dyn Store>) {
     );
 
     // Under a lost claim, nothing of the batch is written.
-    r.status = RunStatus::Failed;
-    store.update_run(&r).await.expect("update_run");
-    let mut b = r.clone();
-    b.attempt = 2;
-    b.status = RunStatus::Running;
-    store
-        .claim_run(&b)
-        .await
-        .expect("claim_run")
-        .expect("attempt 2");
+    lose_to_attempt_2(&store, &mut r).await;
     let mut late = load.clone();
     late.status = StepStatus::Succeeded;
     let extra = StepRecord::new(&r.id, "verify", None, "d3");
@@ -642,16 +647,7 @@ pub async fn put_steps_long_and_repeated(store: Arc<dyn Store>) {
         (Some(2), 3, StepStatus::Succeeded)
     );
 
-    r.status = RunStatus::Failed;
-    store.update_run(&r).await.expect("update_run");
-    let mut b = r.clone();
-    b.attempt = 2;
-    b.status = RunStatus::Running;
-    store
-        .claim_run(&b)
-        .await
-        .expect("claim_run")
-        .expect("attempt 2");
+    lose_to_attempt_2(&store, &mut r).await;
     let late: Vec<StepRecord> = (0..600)
         .map(|k| StepRecord::new(&r.id, format!("late{k}"), None, "d"))
         .collect();
