@@ -612,7 +612,10 @@ pub(crate) async fn drive(
     // way `cairn runs`, `cairn show` and the reports derive it.
     // Only a check records a warning: a first attempt of a runbook without one has nothing
     // to read back (a resumed run may hold records of steps an edit removed, so it reads).
-    let may_warn = record.attempt > 1 || all.iter().any(|s| s.kind.name() == "check");
+    let may_warn = record.attempt > 1
+        || all
+            .iter()
+            .any(|s| matches!(s.kind, cairn_model::StepKind::Check(_)));
     let warnings = if outcome == RunOutcome::Succeeded && may_warn {
         let kinds: std::collections::HashMap<&str, &'static str> = all
             .iter()
@@ -636,9 +639,25 @@ pub(crate) async fn drive(
     let steps: Vec<StepSummary> = all
         .iter()
         .zip(&outcomes)
-        .map(|(s, o)| match o {
+        .map(|(s, o)| {
+            // A step the run never reached: pending, or cancelled by the interruption.
+            let unreached;
+            let o = match o {
+                Some(o) => o,
+                None => {
+                    unreached = Outcome {
+                        status: if interrupted {
+                            Status::Cancelled
+                        } else {
+                            Status::Pending
+                        },
+                        ..Outcome::skipped("")
+                    };
+                    &unreached
+                }
+            };
             // The summary takes what it shows, never a copy of the step's result.
-            Some(o) => StepSummary {
+            StepSummary {
                 id: s.id.value.clone(),
                 kind: s.kind.name(),
                 status: o.status,
@@ -648,21 +667,7 @@ pub(crate) async fn drive(
                 error: o.error.clone(),
                 state: o.state.clone(),
                 note: o.note.clone(),
-            },
-            None => StepSummary {
-                id: s.id.value.clone(),
-                kind: s.kind.name(),
-                status: if interrupted {
-                    Status::Cancelled
-                } else {
-                    Status::Pending
-                },
-                attempts: 0,
-                duration: Duration::ZERO,
-                error: None,
-                state: None,
-                note: None,
-            },
+            }
         })
         .collect();
     heartbeat.abort();
