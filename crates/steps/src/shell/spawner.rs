@@ -325,7 +325,7 @@ impl Spawner {
             roots.push(leader);
         }
         let others_run = t.leaders.iter().any(|&l| l != leader) || !t.pending.is_empty();
-        for child in super::tree::children_of_single_thread(&self.children) {
+        for child in super::tree::children_of_thread(&self.children) {
             if child == leader || t.leaders.contains(&child) {
                 continue;
             }

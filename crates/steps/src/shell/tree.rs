@@ -32,19 +32,15 @@ pub(super) fn children(pid: i32) -> Vec<i32> {
         return out;
     };
     for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
+        out.extend(children_of_thread(&task.path().join("children")));
     }
     out
 }
 
-/// The direct children of a single-threaded process, from `/proc/PID/task/PID/children`
-/// (`children_path`): one file read, where [`children`] lists the threads first.
-pub(super) fn children_of_single_thread(children_path: &std::path::Path) -> Vec<i32> {
+/// The direct children of one thread, from its `/proc/PID/task/TID/children` file
+/// (`children_path`); for a single-threaded process, all of them in one file read, where
+/// [`children`] lists the threads first.
+pub(super) fn children_of_thread(children_path: &std::path::Path) -> Vec<i32> {
     std::fs::read_to_string(children_path)
         .map(|list| {
             list.split_whitespace()
