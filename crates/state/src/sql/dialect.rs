@@ -4,7 +4,9 @@
 //! insertion order), a macro spells it once and each dialect fills in its fragment.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -46,7 +48,20 @@ pub(crate) const STEP_PARAMS: usize = 13;
 /// writer that lost the run writes none of the rows. Rows are inserted in the order given (an
 /// ordinal column sorts them), which is the order `STEPS` reads them back in; a batch must
 /// not hold two rows of one step and item (PostgreSQL refuses to update a row twice).
-pub(crate) fn upsert_steps_sql(rows: usize, run_row_lock: &str) -> String {
+///
+/// Built once per row count and dialect and kept: a checkpoint is on every step's path, and
+/// almost every one has one or two rows.
+pub(crate) fn upsert_steps_sql(rows: usize, run_row_lock: &'static str) -> Arc<str> {
+    type Texts = Mutex<HashMap<(&'static str, usize), Arc<str>>>;
+    static TEXTS: LazyLock<Texts> = LazyLock::new(Texts::default);
+    let mut texts = TEXTS.lock().unwrap_or_else(PoisonError::into_inner);
+    texts
+        .entry((run_row_lock, rows))
+        .or_insert_with(|| build_upsert_steps_sql(rows, run_row_lock).into())
+        .clone()
+}
+
+fn build_upsert_steps_sql(rows: usize, run_row_lock: &str) -> String {
     use std::fmt::Write as _;
     let mut values = String::with_capacity(rows * 80);
     for row in 0..rows {

@@ -309,30 +309,23 @@ impl<D: Dialect> SqlStore<D> {
         recs: &[&StepRecord],
     ) -> Result<bool, StateError> {
         let mut slot = self.writer.lock().await;
-        for last in [false, true] {
-            let conn = match slot.as_mut() {
-                Some(conn) => conn,
-                None => {
-                    let conn = self
-                        .pool
-                        .acquire()
-                        .await
-                        .map_err(StateError::query(format!(
-                            "saving the steps of run {}",
-                            claim.run_id
-                        )))?
-                        .detach();
-                    slot.insert(conn)
-                }
-            };
+        if let Some(conn) = slot.as_mut() {
             match Self::upsert_steps(Ex::Conn(conn), claim, recs).await {
-                Err(StateError::Query { source, .. }) if !last && connection_broke(&source) => {
-                    *slot = None;
-                }
+                Err(StateError::Query { source, .. }) if connection_broke(&source) => *slot = None,
                 other => return other,
             }
         }
-        unreachable!("the second try returns")
+        // The writer broke (or an earlier replacement could not be had): once more on a new one.
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StateError::query(format!(
+                "saving the steps of run {}",
+                claim.run_id
+            )))?
+            .detach();
+        Self::upsert_steps(Ex::Conn(slot.insert(conn)), claim, recs).await
     }
 }
 
