@@ -398,10 +398,20 @@ pub struct Approval {
     pub step_id: String,
     /// Approved or rejected.
     pub decision: Decision,
-    /// Who answered (`--by`, default the OS user; `auto:<user>` for `--auto-approve`).
+    /// Who answered: the operating-system user who ran the command (`SUDO_USER` under sudo),
+    /// `auto:<user>` for `--auto-approve`, `timeout` for a gate's `on_timeout`.
     pub by: String,
     /// When.
     pub at: DateTime<Utc>,
+    /// The answerer's words (`--comment`, or `--by` written by hand): never an identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The host the answer was given on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The terminal it was typed on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<String>,
 }
 
 /// Which runs [`crate::Store::list_runs`] returns. The default lists every run.

@@ -139,7 +139,8 @@ macro_rules! steps_in_order {
 macro_rules! approvals_in_order {
     ($order:literal) => {
         concat!(
-            "SELECT run_id, step_id, decision, decided_by, decided_at FROM cairn_approvals \
+            "SELECT run_id, step_id, decision, decided_by, decided_at, comment, host, tty \
+             FROM cairn_approvals \
              WHERE run_id = $1 ORDER BY ",
             $order
         )

@@ -630,14 +630,18 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn record_approval(&self, a: &Approval) -> Result<(), StateError> {
         let q = sqlx::query(
-            "INSERT INTO cairn_approvals (run_id, step_id, decision, decided_by, decided_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO cairn_approvals \
+             (run_id, step_id, decision, decided_by, decided_at, comment, host, tty) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .text(&a.run_id)
         .text(&a.step_id)
         .text(a.decision.as_str())
         .text(&a.by)
-        .time(a.at);
+        .time(a.at)
+        .opt_text(a.comment.as_deref())
+        .opt_text(a.host.as_deref())
+        .opt_text(a.tty.as_deref());
         D::execute(self.pool(), q).await.map_err(not_found_or(
             &a.run_id,
             format!(

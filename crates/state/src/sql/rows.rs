@@ -127,5 +127,8 @@ pub(super) fn approval_from_row<D: Dialect>(row: &D::Row) -> Result<Approval, St
         decision: parse_enum(&text::<D>(row, "decision")?)?,
         by: text::<D>(row, "decided_by")?,
         at: time::<D>(row, "decided_at")?,
+        comment: opt_text::<D>(row, "comment")?,
+        host: opt_text::<D>(row, "host")?,
+        tty: opt_text::<D>(row, "tty")?,
     })
 }

@@ -116,6 +116,12 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
         "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
     ],
+    // 3: who answered a gate, where from, and their comment.
+    &[
+        "ALTER TABLE cairn_approvals ADD COLUMN comment TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN host TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN tty TEXT",
+    ],
 ];
 
 const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -199,6 +205,12 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE cairn_runs ALTER COLUMN claimed_at SET NOT NULL",
         "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
         "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
+    ],
+    // 3: who answered a gate, where from, and their comment.
+    &[
+        "ALTER TABLE cairn_approvals ADD COLUMN comment TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN host TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN tty TEXT",
     ],
 ];
 

@@ -328,11 +328,17 @@ pub async fn approvals(store: Arc<dyn Store>) {
         decision: Decision::Rejected,
         by: "alice".into(),
         at: now() - TimeDelta::minutes(1),
+        comment: Some("the DNS change is understood".into()),
+        host: Some("bastion-1".into()),
+        tty: Some("/dev/pts/3".into()),
     };
     let approved = Approval {
         decision: Decision::Approved,
         by: "auto:bob".into(),
         at: now(),
+        comment: None,
+        host: None,
+        tty: None,
         ..rejected.clone()
     };
     store
