@@ -405,14 +405,42 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
             message,
             timeout,
             on_timeout,
+            approvers,
+            min_approvals,
+            allow_self_approval,
+            on_reject,
+            notify,
         } => {
             lines(o, "? ", message);
+            let who = if approvers.is_empty() {
+                "anyone".to_string()
+            } else {
+                approvers.join(", ")
+            };
+            let count = if *min_approvals > 1 {
+                format!("{min_approvals} distinct approvals from {who}")
+            } else {
+                format!("one approval from {who}")
+            };
+            let starter = if *allow_self_approval {
+                "the starter too"
+            } else {
+                "not the starter"
+            };
+            let on_reject = match on_reject {
+                cairn_model::OnReject::Fail => "a rejection fails the run",
+                cairn_model::OnReject::Skip => "a rejection skips what needs it",
+            };
+            let _ = writeln!(o, "{cont}  needs {count} ({starter}); {on_reject}");
             if let Some(t) = timeout {
                 let then = match on_timeout {
                     cairn_model::OnTimeout::Reject => "reject",
                     cairn_model::OnTimeout::Approve => "approve",
                 };
                 let _ = writeln!(o, "{cont}  timeout {}, then {then}", fmt_dur(*t));
+            }
+            if !notify.is_empty() {
+                let _ = writeln!(o, "{cont}  notifies {}", notify.join(", "));
             }
         }
         Prepared::Sleep { duration } => {

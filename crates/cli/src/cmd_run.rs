@@ -41,18 +41,21 @@ pub struct Args {
     warnings_exit: crate::WarningsExit,
 }
 
-/// The OS user: $USER, else $LOGNAME, else the name of the real uid, else the uid.
+/// Who runs this command: the operating-system user of the process's real uid, or, for root
+/// running a command through sudo, the user who ran sudo (`SUDO_USER`). Never `$USER` or a
+/// flag: those say whatever the caller writes, and this is the identity approvals rest on.
 pub fn user() -> String {
-    let named = |v: &str| std::env::var(v).ok().filter(|u| !u.is_empty());
-    named("USER")
-        .or_else(|| named("LOGNAME"))
-        .unwrap_or_else(|| {
-            let uid = nix::unistd::getuid();
-            nix::unistd::User::from_uid(uid)
-                .ok()
-                .flatten()
-                .map_or_else(|| uid.to_string(), |u| u.name)
-        })
+    let uid = nix::unistd::getuid();
+    if uid.is_root()
+        && let Ok(by) = std::env::var("SUDO_USER")
+        && nix::unistd::User::from_name(&by).ok().flatten().is_some()
+    {
+        return by;
+    }
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
 }
 
 /// Where per-step logs go: beside a SQLite state file, else `.cairn/logs`.

@@ -113,8 +113,12 @@ pub struct AnswerArgs {
     run: String,
     /// The approval step's id
     step: String,
-    /// Who answers (default: the OS user)
-    #[arg(long)]
+    /// A comment recorded with the answer (why, ticket, ...). The answerer is always the
+    /// operating-system user running this command (`SUDO_USER` under sudo)
+    #[arg(long, short = 'm', value_name = "TEXT")]
+    comment: Option<String>,
+    /// Kept for older scripts: recorded as a comment, never as who answered
+    #[arg(long, value_name = "TEXT", hide = true)]
     by: Option<String>,
     #[command(flatten)]
     state: StateArg,
@@ -130,10 +134,10 @@ pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
             return Ok(exit::INVALID);
         };
         let steps = store.steps(&run.id).await?;
-        let waiting = steps
+        let found = steps
             .iter()
             .find(|s| s.step_id == a.step && s.item.is_none());
-        match waiting {
+        let waiting = match found {
             Some(s) if s.status == StepStatus::Waiting => {
                 // A `uses` step waits for a gate inside its sub-run: that gate is the one to answer.
                 if let Some(child) = s.result.as_ref().and_then(|r| r.get("run_id")).and_then(|v| v.as_str()) {
@@ -146,6 +150,7 @@ pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
                     );
                     return Ok(exit::INVALID);
                 }
+                s
             }
             Some(s) => {
                 eprintln!(
@@ -178,21 +183,88 @@ pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
                 );
                 return Ok(exit::INVALID);
             }
+        };
+        // The rules the gate was shown with when it began to wait; a gate recorded before
+        // they were kept is judged by the runbook's rules as it stands.
+        let since = waiting.started_at.unwrap_or_else(cairn_state::now);
+        let rules = match waiting
+            .result
+            .as_ref()
+            .and_then(cairn_engine::gate::Rules::from_result)
+        {
+            Some(r) => r,
+            None => match cairn_engine::resume::runbook_of(&run.path, &cairn_template::Templates::new())
+                .and_then(|c| {
+                    c.all_steps().find(|s| s.id.value == a.step).and_then(|s| match &s.kind {
+                        cairn_model::StepKind::Approval(g) => {
+                            Some(cairn_engine::gate::Rules::of(g, &run.user, since))
+                        }
+                        _ => None,
+                    })
+                }) {
+                Some(r) => r,
+                None => {
+                    eprintln!(
+                        "{}error{}: cannot read the rules of gate `{}` (runbook {} unreadable); nothing recorded",
+                        red(),
+                        reset(),
+                        a.step,
+                        run.path
+                    );
+                    return Ok(exit::INVALID);
+                }
+            },
+        };
+        let by = user();
+        let answer = cairn_engine::gate::Answer::new(decision == Decision::Approved, &by);
+        let earlier = cairn_engine::gate::answers_since(
+            &store.approvals(&run.id).await?,
+            &a.step,
+            Some(since),
+        );
+        if let Err(refused) =
+            cairn_engine::gate::admit(&rules, &earlier, &answer, &cairn_engine::gate::unix_member)
+        {
+            eprintln!(
+                "{}error{}: answer refused: {refused}; nothing recorded",
+                red(),
+                reset()
+            );
+            return Ok(exit::INVALID);
         }
-        let by = a.by.unwrap_or_else(user);
+        let comment = match (a.comment, a.by) {
+            (Some(c), Some(b)) => Some(format!("{c} (--by {b})")),
+            (c, b) => c.or(b),
+        }
+        .filter(|c| !c.trim().is_empty());
+        let tty = cairn_engine::gate::tty();
         store
             .record_approval(&Approval {
                 run_id: run.id.clone(),
                 step_id: a.step.clone(),
                 decision,
                 by: by.clone(),
-                at: cairn_state::now(),
+                at: answer.at,
+                comment,
+                host: Some(cairn_state::current_host()),
+                tty,
             })
             .await?;
-        let verb = if decision == Decision::Approved {
-            "approved"
-        } else {
-            "rejected"
+        let mut all = earlier;
+        all.push(answer);
+        let verb = match cairn_engine::gate::judge(&rules, &all) {
+            cairn_engine::gate::Verdict::Pending { have, need } => {
+                eprintln!(
+                    "approved `{}` of run {} as {by}: {have} of {need} approvals; the gate waits for {} more",
+                    a.step,
+                    run.id,
+                    need - have
+                );
+                store.close().await;
+                return Ok(exit::OK);
+            }
+            _ if decision == Decision::Approved => "approved",
+            _ => "rejected",
         };
         // A sub-run continues through its parent: resume the top of the chain.
         let mut top = run.clone();
@@ -498,12 +570,25 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
         }
         out.push_str(&format!("{t}\n"));
         for ap in &approvals {
+            let mut place = ap.host.clone().unwrap_or_default();
+            if let Some(tty) = &ap.tty {
+                place.push_str(&format!(" {tty}"));
+            }
             out.push_str(&format!(
-                "  {} {} by {} at {}\n",
+                "  {} {} by {}{} at {}{}\n",
                 ap.step_id,
                 ap.decision,
                 ap.by,
-                ap.at.format("%Y-%m-%d %H:%M:%S")
+                if place.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on {}", place.trim())
+                },
+                ap.at.format("%Y-%m-%d %H:%M:%S"),
+                ap.comment
+                    .as_ref()
+                    .map(|c| format!(": {}", crate::output::escape_controls(c)))
+                    .unwrap_or_default()
             ));
         }
         print(&out)?;

@@ -24,6 +24,24 @@ pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Text from a step, a value or a file, made safe for a terminal: control characters other
+/// than newline and tab are shown escaped (`\u{1b}`), so an escape sequence in step output
+/// cannot retitle, clear or rewrite what the operator reads.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// One line on stderr in one `write(2)`: stderr is unbuffered, and `eprintln!` of a formatted
 /// value writes it piece by piece (a 10,000-row summary table was 10,000s of system calls).
 pub fn eprint_line(text: &str) {

@@ -20,6 +20,9 @@ pub struct Progress {
     live: Option<MultiProgress>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     color: bool,
+    /// The gate whose prompt is on the terminal: until it is answered no spinner draws, so
+    /// nothing is drawn over the question or the answer being typed.
+    prompting: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -31,11 +34,35 @@ impl Progress {
             live,
             bars: Mutex::new(HashMap::new()),
             color: crate::output::color_stderr(),
+            prompting: Mutex::new(None),
+        }
+    }
+
+    fn prompting(&self) -> bool {
+        self.prompting.lock().map(|p| p.is_some()).unwrap_or(false)
+    }
+
+    /// The prompt of gate `step` opens (`Some`) or closes: spinners stop drawing while it is open.
+    fn prompt(&self, step: Option<&str>) {
+        let Some(mp) = &self.live else { return };
+        if let Ok(mut p) = self.prompting.lock() {
+            match (step, p.as_deref()) {
+                (Some(s), _) => {
+                    mp.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+                    *p = Some(s.to_string());
+                }
+                (None, Some(_)) => {
+                    mp.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    *p = None;
+                }
+                (None, None) => {}
+            }
         }
     }
 
     fn line(&self, text: &str) {
         match &self.live {
+            Some(_) if self.prompting() => crate::output::eprint_line(text),
             Some(mp) => {
                 let _ = mp.println(text);
             }
@@ -143,6 +170,39 @@ fn write_summary(steps: &[StepSummary], out: &mut impl Write) -> std::io::Result
     rule(out, "└", "─", "┘")
 }
 
+/// The event with every text that came from a step, a value or a file escaped for the terminal.
+fn terminal_safe(event: &Event) -> Event {
+    use crate::output::escape_controls as esc;
+    let opt = |s: &mut Option<String>| {
+        if let Some(t) = s {
+            *t = esc(t);
+        }
+    };
+    let mut e = event.clone();
+    match &mut e {
+        Event::RunStarted { runbook, .. } => *runbook = esc(runbook),
+        Event::StepStarted { what, .. } => *what = esc(what),
+        Event::StepRetrying { error, .. } => *error = esc(error),
+        Event::StepFinished { error, note, .. } => {
+            opt(error);
+            opt(note);
+        }
+        Event::ApprovalWaiting { message, rules, .. } => {
+            *message = esc(message);
+            *rules = esc(rules);
+        }
+        Event::ApprovalNote { text, .. } => *text = esc(text),
+        Event::RunFinished { steps, .. } => {
+            for s in steps {
+                opt(&mut s.error);
+                opt(&mut s.note);
+                opt(&mut s.state);
+            }
+        }
+    }
+    e
+}
+
 impl Sink for Progress {
     fn emit(&self, event: &Event) {
         if self.format == LogFormat::Json {
@@ -156,6 +216,7 @@ impl Sink for Progress {
             }
             return;
         }
+        let event = &terminal_safe(event);
         match event {
             Event::RunStarted { runbook, steps, .. } => {
                 self.line(&format!("running {runbook}: {steps} steps"))
@@ -214,6 +275,13 @@ impl Sink for Progress {
                 note,
             } => {
                 let k = key(step, *item);
+                if self
+                    .prompting
+                    .lock()
+                    .is_ok_and(|p| p.as_deref() == Some(k.as_str()))
+                {
+                    self.prompt(None);
+                }
                 if let Ok(mut bars) = self.bars.lock()
                     && let Some(bar) = bars.remove(&k)
                 {
@@ -244,11 +312,38 @@ impl Sink for Progress {
                 }
                 self.line(&text);
             }
-            Event::ApprovalWaiting { step, message } => {
+            Event::ApprovalWaiting {
+                step,
+                message,
+                run_id,
+                rules,
+                prompt,
+            } => {
+                // A gate inside a sub-run is answered in the sub-run: `cairn show` names it.
+                let gate = step.rsplit('/').next().unwrap_or(step);
                 self.line(&format!("⏸ approval `{step}`: {message}"));
-                if std::io::stdin().is_terminal() {
-                    self.line("  approve? [y/N] ");
+                if !rules.is_empty() {
+                    self.line(&format!("  needs {rules}"));
                 }
+                if *prompt {
+                    self.line(&format!(
+                        "  answer here, or from any shell: cairn approve {run_id} {gate}  (or cairn reject)"
+                    ));
+                    if let Ok(mut bars) = self.bars.lock()
+                        && let Some(bar) = bars.remove(step.as_str())
+                    {
+                        bar.finish_and_clear();
+                    }
+                    self.prompt(Some(step));
+                    crate::output::eprint_line("  approve? [y/n] ");
+                } else {
+                    self.line(&format!(
+                        "  answer with: cairn approve {run_id} {gate}  (or cairn reject), then cairn resume"
+                    ));
+                }
+            }
+            Event::ApprovalNote { step, text } => {
+                self.line(&format!("  `{step}`: {text}"));
             }
             Event::RunFinished {
                 run_id,
@@ -294,6 +389,18 @@ impl Sink for Progress {
                     RunOutcome::Paused => end.push_str(&format!(
                         "; approve with `cairn approve {run_id} STEP`, then `cairn resume {run_id}`"
                     )),
+                    RunOutcome::Failed
+                        if let Some(gate) = steps
+                            .iter()
+                            .find(|s| s.kind == "approval" && s.status == Status::Failed) =>
+                    {
+                        end.push_str(&format!(
+                            ": `{}` was {}; a \"no\" is final (to ask again: `cairn resume {run_id} --rerun {}`)",
+                            gate.id,
+                            gate.error.as_deref().unwrap_or("rejected"),
+                            gate.id
+                        ))
+                    }
                     RunOutcome::Failed | RunOutcome::Interrupted => {
                         end.push_str(&format!("; fix and continue with `cairn resume {run_id}`"))
                     }

@@ -34,7 +34,10 @@ pub struct StepAction {
 impl StepAction {
     /// The step's settings in `rb` (validation has checked every value).
     pub fn of(rb: &Runbook, step: &Step) -> StepAction {
-        let defaults = rb.defaults.as_ref();
+        // A gate is answered, not attempted: the runbook's default timeout and retry are for
+        // actions (its own `timeout` is its deadline, in `gate`).
+        let gate = matches!(step.kind, StepKind::Approval(_));
+        let defaults = rb.defaults.as_ref().filter(|_| !gate);
         StepAction {
             kind: step.kind.name(),
             when: step.when.clone().map(Condition),

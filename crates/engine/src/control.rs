@@ -3,7 +3,9 @@
 
 use crate::action::Condition;
 use crate::context::Local;
+use crate::events::Event;
 use crate::exec::Call;
+use crate::gate::{self, Answer, Rules, Verdict};
 use crate::prepare::{Prepared, fmt_dur};
 use crate::run::Shared;
 use cairn_model::{CheckState, Expect, OnTimeout, Step, StepKind, Threshold};
@@ -23,6 +25,9 @@ pub(crate) struct Done {
     pub failure: Option<String>,
     /// An approval without a TTY: the run pauses.
     pub waiting: bool,
+    /// A "no" (a rejected gate, or a sub-run that one ended): never retried, and nothing
+    /// below it runs; the gate's `on_reject` says whether the run fails.
+    pub declined: Option<cairn_model::OnReject>,
     pub state: Option<String>,
 }
 
@@ -124,11 +129,9 @@ pub(crate) async fn perform(
             unit,
             fail_on,
         } => Ok(check(value, warning, critical, unit, *fail_on)),
-        Prepared::Approval {
-            message,
-            timeout: limit,
-            on_timeout,
-        } => approval(shared, step, message, *limit, *on_timeout, cancel).await,
+        Prepared::Approval { message, .. } => {
+            approval(shared, step, message, attempt, cancel).await
+        }
         Prepared::Sleep { duration } => {
             let d = *duration;
             bounded(timeout, cancel, |c| async move {
@@ -317,6 +320,7 @@ fn check(
         note: Some(format!("{name}: {shown}{unit_s}")),
         failure,
         waiting: false,
+        declined: None,
         state: Some(name.into()),
     }
 }
@@ -325,68 +329,205 @@ async fn approval(
     shared: &Arc<Shared>,
     step: &Step,
     message: &str,
-    limit: Option<Duration>,
-    on_timeout: OnTimeout,
+    attempt: u32,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
-    if let Some(who) = &shared.opts.auto_approve {
-        return Ok(answered(shared, step, true, who).await);
+    let StepKind::Approval(gate) = &step.kind else {
+        return Err(StepError::setup("not an approval step"));
+    };
+    let id = step.id.value.as_str();
+    // An answer given in an earlier attempt stands while the gate asks the same question: a
+    // step re-run above it that leaves its message unchanged does not ask again.
+    let mut asked_again = None;
+    if let Some(prior) = shared.prior_answers.get(id) {
+        if prior.get("message").and_then(Json::as_str) == Some(message) {
+            return Ok(restated(prior, gate.on_reject));
+        }
+        asked_again = Some(format!(
+            "asked again: its message changed since {} answered it",
+            prior
+                .get("approved_by")
+                .and_then(Json::as_str)
+                .unwrap_or("someone")
+        ));
     }
+    // A wait that began before a crash or a pause goes on from where it began: its answers
+    // and its deadline count from then.
+    let since = shared
+        .waits_since
+        .get(id)
+        .copied()
+        .unwrap_or_else(cairn_state::now);
+    let rules = Rules::of(gate, &shared.starter, since);
+    if let Some(who) = &shared.opts.auto_approve {
+        if !gate.declares_rules() {
+            let answer = Answer::new(true, who);
+            record(shared, id, &answer, None).await;
+            return Ok(decided(
+                message,
+                &rules,
+                Verdict::Approved {
+                    by: vec![who.clone()],
+                },
+            ));
+        }
+        shared.sink.emit(&Event::ApprovalNote {
+            step: id.to_string(),
+            text: "--auto-approve does not answer a gate that names its approvers, a quorum or `allow_self_approval: false`".into(),
+        });
+    }
+    let waiting = serde_json::json!({
+        "message": message,
+        "rules": rules.to_json(),
+        "since": since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    });
     if !shared.opts.interactive {
         return Ok(Done {
             waiting: true,
-            result: serde_json::json!({ "message": message }),
+            result: waiting,
             ..Done::default()
         });
     }
-    shared.sink.emit(&crate::events::Event::ApprovalWaiting {
-        step: step.id.value.clone(),
+    // Recorded `waiting` before the prompt, so that `cairn approve` from any shell answers it.
+    let mut rec = cairn_state::StepRecord::new(
+        &shared.run_id,
+        id,
+        None,
+        &shared.def_hashes[shared.checked.step_index(id).unwrap_or_default()],
+    );
+    rec.status = cairn_state::StepStatus::Waiting;
+    rec.attempt = attempt;
+    rec.started_at = Some(since);
+    rec.result = Some(waiting);
+    if !shared.checkpoint(&rec).await {
+        return Err(StepError::Cancelled { result: None });
+    }
+    if let Some(why) = asked_again {
+        shared.sink.emit(&Event::ApprovalNote {
+            step: id.to_string(),
+            text: why,
+        });
+    }
+    shared.sink.emit(&Event::ApprovalWaiting {
+        step: id.to_string(),
         message: message.to_string(),
+        run_id: shared.run_id.clone(),
+        rules: rules.describe(),
+        prompt: true,
     });
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
+    let deadline = rules.deadline.map(|d| {
+        let left = (d - cairn_state::now()).to_std().unwrap_or_default();
+        tokio::time::Instant::now() + left
     });
-    let answer = tokio::select! {
-        a = answer => a.ok().and_then(|r| r.ok()),
-        _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
-        _ = async { match limit { Some(l) => tokio::time::sleep(l).await, None => std::future::pending().await } } => {
-            return Ok(answered(shared, step, on_timeout == OnTimeout::Approve, "timeout").await);
+    let mut lines = crate::prompt::lines().lock().await;
+    crate::prompt::drain(&mut lines);
+    let mut have = 0;
+    // The terminal closed: answers from other shells still count.
+    let mut closed = false;
+    loop {
+        tokio::select! {
+            line = lines.recv(), if !closed => match line.as_deref().map(crate::prompt::parse) {
+                Some(Some(approved)) => {
+                    let answer = Answer::new(approved, &shared.opts.user);
+                    let earlier = answers(shared, id, since).await;
+                    match gate::admit(&rules, &earlier, &answer, &gate::unix_member) {
+                        Ok(()) => record(shared, id, &answer, gate::tty()).await,
+                        Err(refused) => shared.sink.emit(&Event::ApprovalNote {
+                            step: id.to_string(),
+                            text: format!("not taken: {refused}"),
+                        }),
+                    }
+                }
+                Some(None) => shared.sink.emit(&Event::ApprovalNote {
+                    step: id.to_string(),
+                    text: "answer y or n".into(),
+                }),
+                None => closed = true,
+            },
+            _ = tokio::time::sleep(ANSWER_POLL) => {}
+            _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                let answer = Answer::new(gate.on_timeout == Some(OnTimeout::Approve), "timeout");
+                record(shared, id, &answer, None).await;
+                let verdict = if answer.approved {
+                    Verdict::Approved { by: vec![answer.by] }
+                } else {
+                    Verdict::Rejected { by: answer.by }
+                };
+                return Ok(decided(message, &rules, verdict));
+            }
         }
-    };
-    let yes = answer
-        .as_deref()
-        .map(str::trim)
-        .is_some_and(|a| a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes"));
-    Ok(answered(shared, step, yes, &shared.opts.user).await)
+        match gate::judge(&rules, &answers(shared, id, since).await) {
+            Verdict::Pending { have: now, need } => {
+                if now > have {
+                    have = now;
+                    shared.sink.emit(&Event::ApprovalNote {
+                        step: id.to_string(),
+                        text: format!("{now} of {need} approvals; waiting for more"),
+                    });
+                }
+            }
+            verdict => return Ok(decided(message, &rules, verdict)),
+        }
+    }
 }
 
-/// An answer to a gate, from whatever source: recorded in the approvals table (like
-/// `cairn approve`) and returned as the step's verdict.
-async fn answered(shared: &Shared, step: &Step, approved: bool, by: &str) -> Done {
-    let at = cairn_state::now();
-    let decision = if approved {
-        cairn_state::Decision::Approved
-    } else {
-        cairn_state::Decision::Rejected
-    };
+/// How often a prompting gate looks for answers given from other shells.
+const ANSWER_POLL: Duration = Duration::from_millis(500);
+
+/// The answers recorded for gate `id` since its wait began.
+async fn answers(shared: &Shared, id: &str, since: chrono::DateTime<chrono::Utc>) -> Vec<Answer> {
+    match shared.store.approvals(&shared.run_id).await {
+        Ok(all) => gate::answers_since(&all, id, Some(since)),
+        Err(e) => {
+            tracing::warn!(step = %id, error = %e, "cannot read the answers");
+            Vec::new()
+        }
+    }
+}
+
+/// An answer, recorded in the approvals table like one from `cairn approve`.
+async fn record(shared: &Shared, id: &str, answer: &Answer, tty: Option<String>) {
     let record = cairn_state::Approval {
         run_id: shared.run_id.clone(),
-        step_id: step.id.value.clone(),
-        decision,
-        by: by.to_string(),
-        at,
+        step_id: id.to_string(),
+        decision: if answer.approved {
+            cairn_state::Decision::Approved
+        } else {
+            cairn_state::Decision::Rejected
+        },
+        by: answer.by.clone(),
+        at: answer.at,
+        comment: None,
+        host: Some(cairn_state::current_host()),
+        tty,
     };
     if let Err(e) = shared.store.record_approval(&record).await {
-        tracing::warn!(step = %step.id.value, error = %e, "cannot record the approval");
+        tracing::warn!(step = %id, error = %e, "cannot record the approval");
     }
-    let verdict = serde_json::json!({ "approved": approved, "approved_by": by, "at": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
-    if approved {
-        Done::ok(verdict, format!("approved by {by}"))
+}
+
+/// A gate's verdict as the step's result: approved, or declined (failed or skipped below it,
+/// by its `on_reject`). Resume reads the same shape back ([`crate::gate::verdict_json`]).
+fn decided(message: &str, rules: &Rules, verdict: Verdict) -> Done {
+    let result = gate::verdict_json(message, &verdict);
+    restated(&result, Some(rules.on_reject))
+}
+
+/// The step's outcome from a recorded verdict.
+fn restated(result: &Json, on_reject: Option<cairn_model::OnReject>) -> Done {
+    let by = result
+        .get("approved_by")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if result.get("approved") == Some(&Json::Bool(true)) {
+        Done::ok(result.clone(), format!("approved by {by}"))
     } else {
         Done {
             failure: Some(format!("rejected by {by}")),
-            result: verdict,
+            declined: Some(on_reject.unwrap_or_default()),
+            result: result.clone(),
             ..Done::default()
         }
     }

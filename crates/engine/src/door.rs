@@ -172,6 +172,7 @@ impl Door {
                 self.opt(note);
             }
             Event::ApprovalWaiting { message, .. } => *message = self.masker.mask(message),
+            Event::ApprovalNote { text, .. } => *text = self.masker.mask(text),
             Event::RunFinished {
                 steps,
                 outputs,

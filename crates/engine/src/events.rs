@@ -149,7 +149,16 @@ pub enum Event {
     ApprovalWaiting {
         step: String,
         message: String,
+        /// The run to answer (`cairn approve RUN STEP`).
+        run_id: String,
+        /// Who may answer and how many, in one line.
+        rules: String,
+        /// This process asks on its terminal too (an answer from any shell still counts).
+        prompt: bool,
     },
+    /// What happened to an answer at a waiting gate: refused (naming the rule), counted
+    /// towards a quorum, or deciding.
+    ApprovalNote { step: String, text: String },
     RunFinished {
         run_id: String,
         outcome: RunOutcome,

@@ -107,6 +107,15 @@ pub enum Prepared {
         )]
         timeout: Option<Duration>,
         on_timeout: OnTimeout,
+        /// Who may answer (users, `group:NAME`); empty: anyone.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        approvers: Vec<String>,
+        min_approvals: u32,
+        allow_self_approval: bool,
+        on_reject: cairn_model::OnReject,
+        /// Notifiers told when it waits (besides the runbook's `notify.on.waiting`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        notify: Vec<String>,
     },
     Sleep {
         #[serde(serialize_with = "as_written")]
@@ -590,6 +599,11 @@ impl Renderer<'_> {
             message: self.text(&a.message, "approval.message")?,
             timeout: gate.timeout,
             on_timeout: gate.on_timeout,
+            approvers: a.approvers.iter().map(|s| s.value.clone()).collect(),
+            min_approvals: a.min_approvals.as_ref().map_or(1, |m| m.value.max(1)),
+            allow_self_approval: a.allow_self_approval.unwrap_or(false),
+            on_reject: a.on_reject.unwrap_or_default(),
+            notify: a.notify.iter().map(|s| s.value.clone()).collect(),
         })
     }
 }

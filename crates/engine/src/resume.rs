@@ -14,8 +14,11 @@
 
 use crate::context::{StepView, Timing};
 use crate::events::{Sink, Status};
-use crate::run::{Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs};
-use cairn_model::Checked;
+use crate::gate::Verdict;
+use crate::run::{
+    Hold, Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs,
+};
+use cairn_model::{Checked, OnReject};
 use cairn_state::{Decision, RunStatus, StepStatus, Store};
 use cairn_template::Templates;
 use serde_json::Value as Json;
@@ -115,6 +118,14 @@ pub async fn resume(
         }
     }
     let main = checked.runbook.steps.len();
+    // Steps named to run again themselves: a gate among them asks again even if its message is
+    // unchanged (below them, a gate keeps its answer while it asks the same question).
+    let named: HashSet<usize> = ropts
+        .rerun
+        .iter()
+        .chain(&ropts.from)
+        .filter_map(|s| checked.step_index(s))
+        .collect();
     // Steps to run again whatever their record says.
     let mut again: HashSet<usize> = ropts
         .rerun
@@ -134,6 +145,7 @@ pub async fn resume(
         .filter_map(|s| checked.step_index(s))
         .collect();
 
+    let actions = crate::action::StepAction::all(&checked);
     let whole: HashMap<&str, &cairn_state::StepRecord> = records
         .iter()
         .filter(|r| r.item.is_none())
@@ -144,6 +156,15 @@ pub async fn resume(
     // A step skipped because a step above it failed is not done: it is decided again now that
     // that step runs again (or was approved). Such a skip is a `skipped` record below a step
     // that did not succeed; a skip of its own (`when`, `--skip`) is kept.
+    // A failure tolerated by `on_failure: continue`, and a "no", are conclusions: a plain
+    // resume keeps them (`--rerun`/`--from` run the step again).
+    let concluded = |i: usize| -> bool {
+        whole.get(defs[i].step_id.as_str()).is_some_and(|r| {
+            r.status == StepStatus::Failed
+                && (actions[i].on_failure == cairn_model::OnFailure::Continue
+                    || crate::gate::is_declined(r.result.as_ref()))
+        })
+    };
     let mut blocked = vec![false; main];
     for &i in &checked.dag.order {
         if whole.get(defs[i].step_id.as_str()).map(|r| r.status) != Some(StepStatus::Skipped) {
@@ -153,6 +174,7 @@ pub async fn resume(
             match whole.get(defs[p].step_id.as_str()).map(|r| r.status) {
                 Some(StepStatus::Succeeded) => false,
                 Some(StepStatus::Skipped) => blocked[p],
+                Some(StepStatus::Failed) => !concluded(p),
                 _ => true,
             }
         });
@@ -172,6 +194,7 @@ pub async fn resume(
             Some(StepStatus::Succeeded) => false,
             Some(StepStatus::Skipped) => blocked[i],
             Some(StepStatus::Waiting) => false,
+            Some(StepStatus::Failed) => !concluded(i),
             _ => true,
         }
     };
@@ -235,6 +258,10 @@ pub async fn resume(
     let mut restored: Vec<(String, StepView)> = Vec::new();
     // `--skip` decisions, committed once the resume is known to go ahead.
     let mut skipped: Vec<cairn_state::StepRecord> = Vec::new();
+    // Timeouts decided now, recorded as answers once the resume holds the run.
+    let mut timeouts: Vec<cairn_state::Approval> = Vec::new();
+    let mut prior_answers: HashMap<String, Json> = HashMap::new();
+    let mut waits_since = HashMap::new();
     for (i, def) in defs.iter().enumerate() {
         let step = checked
             .all_steps()
@@ -289,14 +316,29 @@ pub async fn resume(
             }
         }
         let Some(rec) = rec else { continue };
+        // A gate that runs again only because a step above it does keeps its answer while it
+        // asks the same question.
+        if again.contains(&i)
+            && !named.contains(&i)
+            && matches!(
+                rec.status,
+                StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Failed
+            )
+            && let Some(verdict) = rec.result.as_ref().filter(|r| r.get("approved").is_some())
+        {
+            prior_answers.insert(def.step_id.clone(), verdict.clone());
+        }
         match rec.status {
-            StepStatus::Succeeded | StepStatus::Skipped
-                if !again.contains(&i) && i < main && !blocked[i] =>
+            StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Failed
+                if !again.contains(&i)
+                    && i < main
+                    && !blocked[i]
+                    && (rec.status != StepStatus::Failed || concluded(i)) =>
             {
-                let status = if rec.status == StepStatus::Succeeded {
-                    Status::Succeeded
-                } else {
-                    Status::Skipped
+                let status = match rec.status {
+                    StepStatus::Succeeded => Status::Succeeded,
+                    StepStatus::Failed => Status::Failed,
+                    _ => Status::Skipped,
                 };
                 let result = rec.result.clone().unwrap_or(Json::Null);
                 let outputs = rec.outputs.clone().unwrap_or(Json::Null);
@@ -313,42 +355,71 @@ pub async fn resume(
                         },
                     },
                 ));
-                outcomes[i] = Some(Outcome::restored(
-                    status,
-                    result,
-                    outputs,
-                    rec.error.clone(),
-                ));
+                let declined = crate::gate::is_declined(Some(&result));
+                outcomes[i] = Some(Outcome {
+                    hold: if declined { Hold::Declined } else { Hold::No },
+                    ..Outcome::restored(status, result, outputs, rec.error.clone())
+                });
             }
             StepStatus::Running if !again.contains(&i) && !step => in_doubt.push(format!(
                 "step `{}` was running when the run stopped (in doubt) and is not idempotent",
                 def.step_id
             )),
             StepStatus::Waiting => {
-                // Only an answer given since this wait began counts: an older one answered an
-                // earlier wait of the same step (before a rejection or a `--from`).
-                let answer = approvals
-                    .iter()
-                    .rev()
-                    .find(|a| a.step_id == def.step_id && rec.started_at.is_none_or(|s| a.at >= s))
-                    .cloned()
-                    .or_else(|| timed_out(&checked, i, rec));
-                if let Some(a) = answer.as_ref() {
-                    let verdict = serde_json::json!({ "approved": a.decision == Decision::Approved, "approved_by": a.by, "at": a.at.to_rfc3339() });
-                    let (status, error) = match a.decision {
-                        Decision::Approved => (Status::Succeeded, None),
-                        Decision::Rejected => {
-                            (Status::Failed, Some(format!("rejected by {}", a.by)))
+                let Some(cairn_model::StepKind::Approval(gate)) =
+                    checked.all_steps().nth(i).map(|s| &s.kind)
+                else {
+                    // A `uses` step waiting for its sub-run: it runs again and continues it.
+                    continue;
+                };
+                // Judged by the rules recorded when the wait began, on the answers given
+                // since then (older ones answered an earlier wait of the same step).
+                let since = rec.started_at.unwrap_or_else(cairn_state::now);
+                let rules = rec
+                    .result
+                    .as_ref()
+                    .and_then(crate::gate::Rules::from_result)
+                    .unwrap_or_else(|| crate::gate::Rules::of(gate, &record.user, since));
+                let message = rec
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get("message"))
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let answers = crate::gate::answers_since(&approvals, &def.step_id, Some(since));
+                let verdict = match crate::gate::judge(&rules, &answers) {
+                    Verdict::Pending { .. } => timed_out(gate, &rules, rec, &mut timeouts),
+                    decided => Some(decided),
+                };
+                if let Some(verdict) = verdict {
+                    let result = crate::gate::verdict_json(&message, &verdict);
+                    let (status, error, hold) = match &verdict {
+                        Verdict::Approved { .. } => (Status::Succeeded, None, Hold::No),
+                        Verdict::Rejected { by } if rules.on_reject == OnReject::Skip => {
+                            (Status::Skipped, None, Hold::Declined)
                         }
+                        Verdict::Rejected { by } => (
+                            Status::Failed,
+                            Some(format!("rejected by {by}")),
+                            Hold::Declined,
+                        ),
+                        Verdict::Pending { .. } => continue,
+                    };
+                    let note = match (&verdict, status) {
+                        (Verdict::Rejected { by }, Status::Skipped) => {
+                            Some(format!("declined: rejected by {by}"))
+                        }
+                        _ => None,
                     };
                     let mut rec = (*rec).clone();
-                    rec.status = if status == Status::Succeeded {
-                        StepStatus::Succeeded
-                    } else {
-                        StepStatus::Failed
+                    rec.status = match status {
+                        Status::Succeeded => StepStatus::Succeeded,
+                        Status::Skipped => StepStatus::Skipped,
+                        _ => StepStatus::Failed,
                     };
-                    rec.result = Some(verdict.clone());
-                    rec.error = error.clone();
+                    rec.result = Some(result.clone());
+                    rec.error = error.clone().or(note.clone());
                     rec.finished_at = Some(cairn_state::now());
                     let timing = Timing {
                         started_at: rec.started_at,
@@ -359,25 +430,18 @@ pub async fn resume(
                         def.step_id.clone(),
                         StepView {
                             status: status.as_str().into(),
-                            result: verdict.clone(),
+                            result: result.clone(),
                             outputs: Json::Object(Default::default()),
                             error: error.clone(),
                             timing,
                         },
                     ));
-                    outcomes[i] = Some(Outcome::restored(
-                        status,
-                        verdict,
-                        Json::Object(Default::default()),
-                        error,
-                    ));
-                } else if opts.auto_approve.is_none()
-                    && !opts.interactive
-                    && matches!(
-                        checked.all_steps().nth(i).map(|s| &s.kind),
-                        Some(cairn_model::StepKind::Approval(_))
-                    )
-                {
+                    outcomes[i] = Some(Outcome {
+                        hold,
+                        note,
+                        ..Outcome::restored(status, result, Json::Object(Default::default()), error)
+                    });
+                } else if opts.auto_approve.is_none() && !opts.interactive {
                     // Still unanswered and nobody here to answer: it keeps waiting as recorded,
                     // so its `timeout` keeps counting from when the wait began.
                     outcomes[i] = Some(Outcome::restored(
@@ -386,6 +450,10 @@ pub async fn resume(
                         Json::Null,
                         None,
                     ));
+                } else {
+                    // Asked again here, as the same wait: its answers and deadline count
+                    // from when it began.
+                    waits_since.insert(def.step_id.clone(), since);
                 }
             }
             _ => {}
@@ -445,6 +513,8 @@ pub async fn resume(
     // A `for_each` step that runs again by itself (failed, cut off) keeps the items that
     // succeeded; one asked for (`--from`, `--rerun`) or below a step that runs again runs whole.
     let mut setup = setup;
+    setup.prior_answers = prior_answers;
+    setup.waits_since = waits_since;
     for (i, def) in defs.iter().enumerate().take(main) {
         let Some(rec) = whole.get(def.step_id.as_str()) else {
             continue;
@@ -522,6 +592,9 @@ pub async fn resume(
     for rec in &skipped {
         store.put_step(&claim, rec).await?;
     }
+    for answer in &timeouts {
+        store.record_approval(answer).await?;
+    }
     // Steps asked to run again (`--from`, `--rerun`) forget their old result now, so that a
     // pause or a crash before they run cannot pass them off as done on the next resume.
     for (i, def) in defs.iter().enumerate() {
@@ -554,26 +627,38 @@ pub async fn resume(
     ))
 }
 
-/// An approval that waited past its `timeout` is answered by its `on_timeout` (default reject).
+/// A gate whose deadline passed unanswered is decided by its `on_timeout` (default reject),
+/// recorded like any answer (written once the resume holds the run).
 fn timed_out(
-    checked: &Checked,
-    i: usize,
+    gate: &cairn_model::ApprovalStep,
+    rules: &crate::gate::Rules,
     rec: &cairn_state::StepRecord,
-) -> Option<cairn_state::Approval> {
-    let step = checked.all_steps().nth(i)?;
-    let gate = crate::action::StepAction::of(&checked.runbook, step).gate?;
-    let limit = chrono::Duration::from_std(gate.timeout?).ok()?;
-    let since = rec.finished_at.or(rec.started_at)?;
-    (cairn_state::now() - since > limit).then(|| cairn_state::Approval {
+    timeouts: &mut Vec<cairn_state::Approval>,
+) -> Option<Verdict> {
+    let deadline = rules.deadline?;
+    if cairn_state::now() <= deadline {
+        return None;
+    }
+    let approved = gate.on_timeout == Some(cairn_model::OnTimeout::Approve);
+    timeouts.push(cairn_state::Approval {
         run_id: rec.run_id.clone(),
         step_id: rec.step_id.clone(),
-        decision: if gate.on_timeout == cairn_model::OnTimeout::Approve {
+        decision: if approved {
             Decision::Approved
         } else {
             Decision::Rejected
         },
         by: "timeout".into(),
-        at: cairn_state::now(),
+        at: deadline,
+        comment: None,
+        host: None,
+        tty: None,
+    });
+    let by = "timeout".to_string();
+    Some(if approved {
+        Verdict::Approved { by: vec![by] }
+    } else {
+        Verdict::Rejected { by }
     })
 }
 

@@ -101,6 +101,8 @@ pub struct RunReport {
     /// Set when a checkpoint could not be written: the run stopped for it, which is a failure
     /// of the infrastructure, not a verdict of the runbook.
     pub store_error: Option<String>,
+    /// The "no" that failed the run, if one did: "`gate` rejected by alice".
+    pub declined: Option<String>,
 }
 
 /// One step's (or item's) end.
@@ -129,6 +131,9 @@ pub(crate) enum Hold {
     Blocked,
     /// Left pending because a step it needs waits for an approval: it runs on resume.
     WaitsForApproval,
+    /// A gate that was answered "no" (or a `uses` step whose sub-run one ended), or a step not
+    /// run because of one: nothing below it ever runs, whatever `on_failure` says.
+    Declined,
 }
 
 impl Outcome {
@@ -185,6 +190,13 @@ pub(crate) struct Shared {
     pub claim: cairn_state::Claim,
     /// On resume, `for_each` items done in earlier attempts (by step index): not run again.
     pub earlier_items: std::collections::HashMap<usize, EarlierItems>,
+    /// The user who started the run: the one who may not approve it (`allow_self_approval`).
+    pub starter: String,
+    /// On resume, the verdicts of gates that run again only because a step above them does
+    /// (by step id): kept while the gate's message is unchanged.
+    pub prior_answers: std::collections::HashMap<String, Json>,
+    /// On resume, when the waits of gates still unanswered began (by step id).
+    pub waits_since: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
     pub def_hashes: Vec<String>,
     /// Each step made ready once (by step index): the settings the plan shows and the run obeys.
     pub steps: Vec<StepAction>,
@@ -445,6 +457,10 @@ pub(crate) struct Setup {
     targets: IndexMap<String, ResolvedTarget>,
     /// On resume: the `for_each` items that succeeded in earlier attempts, by step index.
     pub(crate) earlier_items: std::collections::HashMap<usize, EarlierItems>,
+    /// On resume: see [`Shared::prior_answers`].
+    pub(crate) prior_answers: std::collections::HashMap<String, Json>,
+    /// On resume: see [`Shared::waits_since`].
+    pub(crate) waits_since: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// What an earlier attempt of a `for_each` step left: its item list and the items that
@@ -506,6 +522,8 @@ impl Setup {
             base,
             targets,
             earlier_items: Default::default(),
+            prior_answers: Default::default(),
+            waits_since: Default::default(),
         })
     }
 
@@ -545,6 +563,9 @@ pub(crate) async fn drive(
         base: setup.base,
         targets: setup.targets,
         earlier_items: setup.earlier_items,
+        prior_answers: setup.prior_answers,
+        waits_since: setup.waits_since,
+        starter: record.user.clone(),
         actions: match &opts.actions {
             Some(port) => port.0.clone(),
             None => Arc::new(Peers::default()),
@@ -592,11 +613,10 @@ pub(crate) async fn drive(
     }
     // The last ends, before the run's own.
     shared.flush().await;
-    let failed = outcomes.iter().enumerate().any(|(i, o)| {
-        o.as_ref().is_some_and(|o| {
-            o.status == Status::Failed && on_failure(&shared, i) == OnFailure::Abort
-        })
-    });
+    let failed = outcomes
+        .iter()
+        .enumerate()
+        .any(|(i, o)| o.as_ref().is_some_and(|o| fails_run(&shared, i, o)));
     let outcome = if shared.store_error().is_some() {
         RunOutcome::Failed
     } else if interrupted {
@@ -687,8 +707,10 @@ pub(crate) async fn drive(
         all.iter()
             .enumerate()
             .zip(&steps)
-            .find(|((i, _), s)| {
-                s.status == Status::Failed && on_failure(&shared, *i) == OnFailure::Abort
+            .find(|((i, _), _)| {
+                outcomes[*i]
+                    .as_ref()
+                    .is_some_and(|o| fails_run(&shared, *i, o))
             })
             .and_then(|(_, s)| s.error.as_ref().map(|e| format!("step `{}`: {e}", s.id)))
     });
@@ -716,6 +738,11 @@ pub(crate) async fn drive(
         warnings: warnings.clone(),
         outputs: outputs.clone(),
     });
+    let declined = all.iter().zip(&outcomes).find_map(|(s, o)| {
+        o.as_ref()
+            .filter(|o| o.status == Status::Failed && crate::gate::is_declined(Some(&o.result)))
+            .map(|o| format!("`{}` {}", s.id.value, o.error.clone().unwrap_or_default()))
+    });
     Ok(RunReport {
         run_id,
         outcome,
@@ -723,6 +750,7 @@ pub(crate) async fn drive(
         steps,
         warnings,
         store_error: shared.store_error(),
+        declined,
     })
 }
 
@@ -731,6 +759,13 @@ pub const LOCK_LEASE: Duration = Duration::from_secs(300);
 
 pub(crate) fn on_failure(shared: &Shared, i: usize) -> OnFailure {
     shared.action(i).on_failure
+}
+
+/// A failed step fails the run unless its `on_failure` is `continue`; a "no" that failed
+/// (`on_reject: fail`) fails it whatever `on_failure` says.
+pub(crate) fn fails_run(shared: &Shared, i: usize, o: &Outcome) -> bool {
+    o.status == Status::Failed
+        && (o.hold == Hold::Declined || on_failure(shared, i) == OnFailure::Abort)
 }
 
 fn run_outputs(shared: &Shared) -> Json {

@@ -36,20 +36,31 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
                 break;
             };
             ready.remove(&(g, i));
-            // Upstream failed (abort) or paused: this step cannot run.
-            let blocker = dag.parents(i).into_iter().find(|&p| match &outcomes[p] {
-                Some(o) => {
-                    (o.status == Status::Failed && on_failure(shared, p) == OnFailure::Abort)
-                        || o.status == Status::Waiting
-                        || o.hold != Hold::No
-                }
-                None => true,
+            // Upstream declined, failed (abort) or paused: this step cannot run. A "no" above
+            // it decides first: the step will never run, whatever else waits above it.
+            let parents = dag.parents(i);
+            let declined = parents.iter().copied().find(|&p| {
+                outcomes[p]
+                    .as_ref()
+                    .is_some_and(|o| o.hold == Hold::Declined)
+            });
+            let blocker = declined.or_else(|| {
+                parents.into_iter().find(|&p| match &outcomes[p] {
+                    Some(o) => {
+                        (o.status == Status::Failed && on_failure(shared, p) == OnFailure::Abort)
+                            || o.status == Status::Waiting
+                            || o.hold != Hold::No
+                    }
+                    None => true,
+                })
             });
             if let Some(p) = blocker {
                 let parent = &outcomes[p];
-                if parent.as_ref().is_some_and(|o| {
-                    o.status == Status::Waiting || o.hold == Hold::WaitsForApproval
-                }) {
+                if declined.is_none()
+                    && parent.as_ref().is_some_and(|o| {
+                        o.status == Status::Waiting || o.hold == Hold::WaitsForApproval
+                    })
+                {
                     // Left pending: it runs after the approval, on resume.
                     outcomes[i] = Some(Outcome {
                         status: Status::Pending,
@@ -59,10 +70,22 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
                     });
                 } else {
                     let o = Outcome {
-                        hold: Hold::Blocked,
-                        // Name the step that failed, not the one it blocked on the way down.
+                        hold: if declined.is_some() {
+                            Hold::Declined
+                        } else {
+                            Hold::Blocked
+                        },
+                        // Name the step that failed or said no, not the one it blocked on the
+                        // way down.
                         note: match outcomes[p].as_ref() {
-                            Some(po) if po.hold == Hold::Blocked => po.note.clone(),
+                            Some(po) if crate::gate::is_declined(Some(&po.result)) => {
+                                Some(format!(
+                                    "not run: `{}` was {}",
+                                    shared.step(p).id.value,
+                                    declined_how(po)
+                                ))
+                            }
+                            Some(po) if po.hold != Hold::No => po.note.clone(),
                             _ => Some(format!("not run: `{}` failed", shared.step(p).id.value)),
                         },
                         ..Outcome::skipped("")
@@ -135,6 +158,18 @@ pub(crate) async fn run_dag(shared: &Arc<Shared>, outcomes: &mut [Option<Outcome
             .iter()
             .take(n)
             .any(|o| o.as_ref().is_some_and(|o| o.status == Status::Waiting))
+}
+
+/// How a step said no, for the note of what it holds back: `rejected by alice`.
+fn declined_how(o: &Outcome) -> String {
+    match o
+        .result
+        .get("approved_by")
+        .and_then(serde_json::Value::as_str)
+    {
+        Some(by) if o.result.get("approved").is_some() => format!("rejected by {by}"),
+        _ => o.error.clone().unwrap_or_else(|| "declined".to_string()),
+    }
 }
 
 /// `i` is done (or its restored outcome has taken its turn): what waits for it may become

@@ -27,7 +27,8 @@ impl Sink for Prefixed {
             Event::StepStarted { step, .. }
             | Event::StepRetrying { step, .. }
             | Event::StepFinished { step, .. }
-            | Event::ApprovalWaiting { step, .. } => *step = format!("{}/{step}", self.prefix),
+            | Event::ApprovalWaiting { step, .. }
+            | Event::ApprovalNote { step, .. } => *step = format!("{}/{step}", self.prefix),
             // The parent reports its own start and end.
             Event::RunStarted { .. } | Event::RunFinished { .. } => return,
         }
@@ -227,6 +228,18 @@ async fn uses_inner(
         RunOutcome::Interrupted => Err(StepError::Cancelled {
             result: Some(result),
         }),
+        // A "no" in the sub-run is this step's "no": never retried, nothing below it runs.
+        RunOutcome::Failed if report.declined.is_some() => {
+            let why = report.declined.clone().unwrap_or_default();
+            let mut result = result;
+            result["declined"] = Json::Bool(true);
+            Ok(Done {
+                failure: Some(format!("sub-run {}: {why}", report.run_id)),
+                declined: Some(cairn_model::OnReject::Fail),
+                result,
+                ..Done::default()
+            })
+        }
         RunOutcome::Failed => {
             let why = report
                 .steps

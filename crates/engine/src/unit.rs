@@ -349,8 +349,10 @@ async fn run_unit(
         )
         .await;
         last = settle(shared, step, &local, res, attempt);
-        // A threshold verdict or a human "no" is an answer, not a transient failure.
-        let verdict = matches!(prepared, Prepared::Check { .. } | Prepared::Approval { .. });
+        // A threshold verdict or a human "no" (here or in a sub-run) is an answer, not a
+        // transient failure.
+        let verdict = matches!(prepared, Prepared::Check { .. } | Prepared::Approval { .. })
+            || last.hold == Hold::Declined;
         if last.status == Status::Succeeded
             || last.status == Status::Waiting
             || cancel.is_cancelled()
@@ -447,6 +449,29 @@ fn settle(
                     }
                 }
             }
+            // A "no": failed (`on_reject: fail`) or skipped (`skip`), and either way held, so
+            // that nothing below it runs.
+            if let Some(on_reject) = done.declined {
+                let why = done.failure.unwrap_or_default();
+                let skip = on_reject == cairn_model::OnReject::Skip;
+                return Outcome {
+                    status: if skip {
+                        Status::Skipped
+                    } else {
+                        Status::Failed
+                    },
+                    note: Some(if skip {
+                        format!("declined: {why}")
+                    } else {
+                        why.clone()
+                    }),
+                    error: (!skip).then_some(why),
+                    result,
+                    attempts: attempt,
+                    hold: Hold::Declined,
+                    ..Outcome::skipped("")
+                };
+            }
             if let Some(fail) = done.failure {
                 return Outcome {
                     status: Status::Failed,
@@ -522,12 +547,17 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
     }
     let mut events = Vec::new();
     if o.status == Status::Waiting
-        && let Ok(Prepared::Approval { message, .. }) =
-            shared.renderer(Local::default()).prepare(step)
+        && let Some(message) = o.result.get("message").and_then(Json::as_str)
+        && matches!(step.kind, cairn_model::StepKind::Approval(_))
     {
         events.push(Event::ApprovalWaiting {
             step: step.id.value.clone(),
-            message,
+            message: message.to_string(),
+            run_id: shared.run_id.clone(),
+            rules: crate::gate::Rules::from_result(&o.result)
+                .map(|r| r.describe())
+                .unwrap_or_default(),
+            prompt: false,
         });
     }
     events.push(Event::StepFinished {

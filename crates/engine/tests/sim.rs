@@ -205,7 +205,7 @@ impl Sim {
                 let list: Vec<String> = (0..k).map(|x| x.to_string()).collect();
                 y.push_str(&format!("    for_each: [{}]\n", list.join(", ")));
             }
-            if s.attempts > 1 {
+            if s.attempts > 1 && !s.approval {
                 y.push_str(&format!(
                     "    retry: {{ attempts: {}, delay: 1ms }}\n",
                     s.attempts
@@ -686,6 +686,9 @@ impl<'a> Case<'a> {
                             },
                             by: "sim".into(),
                             at: cairn_state::now(),
+                            comment: None,
+                            host: None,
+                            tty: None,
                         })
                         .await
                         .expect("answer");

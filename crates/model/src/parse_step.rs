@@ -466,11 +466,7 @@ fn check(d: &mut Diags, n: &Node) -> Option<CheckStep> {
 
 fn approval(d: &mut Diags, n: &Node) -> Option<ApprovalStep> {
     if n.as_map().is_none() {
-        return tmpl(d, n, "`approval`").map(|message| ApprovalStep {
-            message,
-            timeout: None,
-            on_timeout: None,
-        });
+        return tmpl(d, n, "`approval`").map(ApprovalStep::with_message);
     }
     let mut f = map(d, n, "`approval`")?;
     let message = match f.get("message") {
@@ -489,11 +485,50 @@ fn approval(d: &mut Diags, n: &Node) -> Option<ApprovalStep> {
             None
         }
     });
-    f.finish(d, &["message", "timeout", "on_timeout"], "`approval`");
+    let on_reject = f.get("on_reject").and_then(|n| match n.scalar() {
+        Some(Scalar::Str("fail")) => Some(OnReject::Fail),
+        Some(Scalar::Str("skip")) => Some(OnReject::Skip),
+        _ => {
+            d.push(wrong(n, "`fail` or `skip`", "`on_reject`"));
+            None
+        }
+    });
+    let mut names = |d: &mut Diags, key: &str, what: &str| {
+        f.get(key)
+            .and_then(|n| list(d, n, what, |d, i| string(d, i, what)))
+            .unwrap_or_default()
+    };
+    let approvers = names(d, "approvers", "an `approvers` entry");
+    let notify = names(d, "notify", "a `notify` entry");
+    let min_approvals = f
+        .get("min_approvals")
+        .and_then(|n| uint(d, n, "`min_approvals`"));
+    let allow_self_approval = f
+        .get("allow_self_approval")
+        .and_then(|n| boolean(d, n, "`allow_self_approval`"));
+    f.finish(
+        d,
+        &[
+            "message",
+            "timeout",
+            "on_timeout",
+            "on_reject",
+            "approvers",
+            "min_approvals",
+            "allow_self_approval",
+            "notify",
+        ],
+        "`approval`",
+    );
     Some(ApprovalStep {
         message: message?,
         timeout,
         on_timeout,
+        on_reject,
+        approvers,
+        min_approvals,
+        allow_self_approval,
+        notify,
     })
 }
 

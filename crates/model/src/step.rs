@@ -560,7 +560,8 @@ impl JsonSchema for Threshold {
     }
 }
 
-/// A human gate. Written as a message string, or a map with `message`, `timeout`, `on_timeout`.
+/// A human gate. Written as a message string, or a map with `message`, `timeout`, `on_timeout`,
+/// `on_reject`, `approvers`, `min_approvals`, `allow_self_approval` and `notify`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ApprovalStep {
     pub message: Tmpl,
@@ -568,6 +569,42 @@ pub struct ApprovalStep {
     pub timeout: Option<Spanned<Dur>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_reject: Option<OnReject>,
+    /// Who may answer: user names, or `group:NAME` for the members of a Unix group.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<Spanned<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_approvals: Option<Spanned<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_self_approval: Option<bool>,
+    /// Notifiers told when the gate waits, besides the runbook's `notify.on.waiting`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Spanned<String>>,
+}
+
+impl ApprovalStep {
+    /// A gate written as its message alone: every other setting at its default.
+    pub fn with_message(message: Tmpl) -> ApprovalStep {
+        ApprovalStep {
+            message,
+            timeout: None,
+            on_timeout: None,
+            on_reject: None,
+            approvers: Vec::new(),
+            min_approvals: None,
+            allow_self_approval: None,
+            notify: Vec::new(),
+        }
+    }
+
+    /// The gate declares who may answer it (a list, a quorum, or self-approval refused in so
+    /// many words): `--auto-approve` does not answer such a gate.
+    pub fn declares_rules(&self) -> bool {
+        !self.approvers.is_empty()
+            || self.min_approvals.as_ref().is_some_and(|m| m.value > 1)
+            || self.allow_self_approval == Some(false)
+    }
 }
 
 #[derive(JsonSchema)]
@@ -578,6 +615,19 @@ struct ApprovalFull {
     timeout: Option<Dur>,
     /// What happens when `timeout` passes with no answer (default reject).
     on_timeout: Option<OnTimeout>,
+    /// What a rejection does: `fail` (default) ends the run failed; `skip` skips what needs
+    /// the gate and lets the other branches go on. Either way nothing below the gate runs.
+    on_reject: Option<OnReject>,
+    /// Who may answer: user names, or `group:NAME` for the members of a Unix group (default:
+    /// anyone but the run's starter).
+    approvers: Option<Vec<String>>,
+    /// Distinct approvers needed (default 1); one rejection rejects.
+    #[schemars(range(min = 1))]
+    min_approvals: Option<u32>,
+    /// May the user who started the run approve it (default false)?
+    allow_self_approval: Option<bool>,
+    /// Notifiers told when this gate waits.
+    notify: Option<Vec<String>>,
 }
 
 impl JsonSchema for ApprovalStep {
@@ -591,6 +641,17 @@ impl JsonSchema for ApprovalStep {
             "anyOf": [{ "type": "string" }, full]
         })
     }
+}
+
+/// What a rejected gate does to the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnReject {
+    /// The run ends failed.
+    #[default]
+    Fail,
+    /// What needs the gate is skipped; other branches go on; the run can succeed, "declined".
+    Skip,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]

@@ -6,9 +6,12 @@
 use crate::dag::{Dag, Edge};
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::read::Diags;
+use crate::runbook::OnFailure;
 use crate::runbook::{Expect, Runbook, TValue, Tmpl};
 use crate::span::{LineIndex, Span};
-use crate::step::{ChromaStep, HttpStep, Poll, SqlStep, Step, StepKind, UsesStep, accepts};
+use crate::step::{
+    ApprovalStep, ChromaStep, HttpStep, Poll, SqlStep, Step, StepKind, UsesStep, accepts,
+};
 use cairn_template::{Kind, Templates};
 use std::collections::HashMap;
 
@@ -249,6 +252,97 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// Who may answer a gate, and how many: rules that can be met, and a warning where a
+    /// rejection would meet `on_failure: continue` (it does not let anything below run).
+    fn gate_rules(&mut self, s: &Step, a: &ApprovalStep) {
+        let mut users = std::collections::BTreeSet::new();
+        let mut groups = 0usize;
+        for who in &a.approvers {
+            match who.value.strip_prefix("group:") {
+                Some(g) if valid_account(g) => groups += 1,
+                None if valid_account(&who.value) => {
+                    if !users.insert(who.value.as_str()) {
+                        self.d.push(Diagnostic::warning(
+                            who.span,
+                            format!("approver `{}` is listed twice", who.value),
+                        ));
+                    }
+                }
+                _ => self.d.push(
+                    Diagnostic::error(
+                        who.span,
+                        format!("`{}` is not a user or a `group:NAME`", who.value),
+                    )
+                    .with_help("write a Unix user name (`alice`) or a Unix group (`group:dba`)"),
+                ),
+            }
+        }
+        if let Some(m) = &a.min_approvals {
+            if m.value == 0 {
+                self.d.push(
+                    Diagnostic::error(m.span, "`min_approvals` must be at least 1")
+                        .with_help("remove the gate if nobody needs to approve"),
+                );
+            } else if groups == 0 && !a.approvers.is_empty() && m.value as usize > users.len() {
+                self.d.push(
+                    Diagnostic::error(
+                        m.span,
+                        format!(
+                            "`min_approvals: {}` cannot be met by {} listed approver{}",
+                            m.value,
+                            users.len(),
+                            if users.len() == 1 { "" } else { "s" }
+                        ),
+                    )
+                    .with_help("list more approvers, or a `group:NAME`"),
+                );
+            }
+        }
+        // A gate is answered, not attempted: its deadline is `approval.timeout`, and a retry
+        // would ask again after a "no".
+        if let Some(t) = &s.timeout {
+            self.d.push(
+                Diagnostic::error(
+                    t.span,
+                    format!("approval `{}` has a step `timeout`", s.id.value),
+                )
+                .with_help("a gate's deadline is `approval: { timeout: 30m, on_timeout: reject }`"),
+            );
+        }
+        if s.retry.is_some() {
+            self.d.push(
+                Diagnostic::error(
+                    s.id.span,
+                    format!(
+                        "approval `{}` has `retry`: a gate is never retried",
+                        s.id.value
+                    ),
+                )
+                .with_help("remove `retry`; `cairn resume RUN --rerun GATE` asks again"),
+            );
+        }
+        let on_failure = s
+            .on_failure
+            .or(self.rb.defaults.as_ref().and_then(|d| d.on_failure));
+        if on_failure == Some(OnFailure::Continue) {
+            let from = if s.on_failure.is_some() {
+                "its `on_failure: continue`"
+            } else {
+                "`on_failure: continue` from `defaults`"
+            };
+            self.d.push(
+                Diagnostic::warning(
+                    a.message.span,
+                    format!(
+                        "approval `{}` has {from}: a rejection still never lets what needs the gate run",
+                        s.id.value
+                    ),
+                )
+                .with_help("write `on_reject: skip` to skip what needs the gate and let the other branches go on"),
+            );
+        }
+    }
+
     fn step(&mut self, i: usize) {
         let s = self.all[i];
         if let StepKind::Approval(a) = &s.kind {
@@ -272,6 +366,7 @@ impl<'a> Validator<'a> {
                     .with_help("`finally` runs as the run ends; put the gate among the steps"),
                 );
             }
+            self.gate_rules(s, a);
         }
         let base = Scope {
             step: Some(i),
@@ -940,4 +1035,14 @@ fn wait_chain(dag: &Dag, from: usize, to: usize) -> Option<Vec<usize>> {
     }
     chain.reverse();
     Some(chain)
+}
+
+/// A user or group name: a Unix account name, or a login such as `alice@example.com`.
+fn valid_account(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
 }
