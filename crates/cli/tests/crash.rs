@@ -410,7 +410,7 @@ steps:
   - id: before
     shell: echo before >> '{log}'
   - id: gate
-    approval: Restore now?
+    approval: {{ message: Restore now?, allow_self_approval: true }}
   - id: restore
     shell: echo restore >> '{log}'; echo $$ > '{pid_file}'; sleep ${{SLEEP:-300}}
   - id: verify

@@ -10,6 +10,8 @@ mod approvals;
 mod common;
 #[path = "state/fencing.rs"]
 mod fencing;
+#[path = "state/gates.rs"]
+mod gates;
 #[path = "state/history.rs"]
 mod history;
 #[path = "state/locks.rs"]

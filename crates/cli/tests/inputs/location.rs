@@ -3,7 +3,7 @@
 
 use super::common::{Out, Sandbox};
 
-const GATED: &str = "cairn: 1\nname: gated\nsteps:\n  - id: gate\n    approval: Go?\n  - id: after\n    needs: [gate]\n    shell: echo after\n";
+const GATED: &str = "cairn: 1\nname: gated\nsteps:\n  - id: gate\n    approval: { message: Go?, allow_self_approval: true }\n  - id: after\n    needs: [gate]\n    shell: echo after\n";
 
 /// The run id: the first line of `cairn run`'s stdout.
 fn run_id(out: &Out) -> String {
@@ -75,7 +75,8 @@ fn without_a_project_folder_runs_go_to_the_per_user_store_seen_from_anywhere() {
         .stdout_has(&run);
     sb.cairn_in(&elsewhere, &["approve", &run, "gate", "--by", "alice"])
         .expect(0)
-        .stderr_has(&format!("approved `gate` of run {run} as alice"));
+        // `--by` is a comment: the answer is the uid's.
+        .stderr_has(&format!("approved `gate` of run {run} as {}", whoami()));
     sb.cairn_in(&ops, &["resume", &run]).expect(0);
 }
 
@@ -250,4 +251,13 @@ fn one_unreadable_run_row_does_not_hide_the_history() {
         .find(|r| r["id"] == second.as_str())
         .expect("the good row");
     assert_eq!(good["status"], "succeeded");
+}
+
+/// The name of the real uid running the tests.
+fn whoami() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -396,7 +396,7 @@ inputs:
   x: {{ type: string }}
 steps:
   - id: gate
-    approval: "go on?"
+    approval: {{ message: "go on?", allow_self_approval: true }}
   - id: send
     http: {{ post: "{echo}", json: {{ x: "{{{{ inputs.x }}}}" }} }}
 "#,

@@ -4,7 +4,13 @@
 use crate::common::Sandbox;
 use std::time::Duration;
 
+/// The gate lets the run's starter answer (these tests answer as the user who ran them; who
+/// may answer is tested in `gates.rs`, with real users).
 fn gated(sb: &Sandbox, approval: &str) -> String {
+    let approval = match approval.strip_prefix("{ ") {
+        Some(rest) => format!("{{ allow_self_approval: true, {rest}"),
+        None => format!("{{ message: \"{approval}\", allow_self_approval: true }}"),
+    };
     format!(
         "cairn: 1
 name: gated
@@ -53,10 +59,12 @@ fn approve_then_resume_finishes_the_run() {
     assert_eq!(approvals.len(), 1, "{shown:#}");
     assert_eq!(approvals[0]["step_id"], "gate");
     assert_eq!(approvals[0]["decision"], "approved");
-    assert_eq!(approvals[0]["by"], "alice");
+    // `--by` is a comment; the answer is the uid's.
+    assert_eq!(approvals[0]["by"], me());
+    assert_eq!(approvals[0]["comment"], "alice");
     let gate = sb.step(&run, "gate");
     assert_eq!(gate["status"], "succeeded");
-    assert_eq!(gate["result"]["approved_by"], "alice");
+    assert_eq!(gate["result"]["approved_by"], me());
 }
 
 #[test]
@@ -73,19 +81,23 @@ fn reject_fails_the_step_on_resume() {
     assert_eq!(sb.lines("log.txt"), ["before"]);
     let gate = sb.step(&run, "gate");
     assert_eq!(gate["status"], "failed");
-    assert_eq!(gate["error"], "rejected by bob");
+    assert_eq!(gate["error"], format!("rejected by {}", me()));
     assert_eq!(gate["result"]["approved"], false);
     assert_eq!(sb.only_run()["status"], "failed");
 
-    // Resuming again asks again: the old rejection answered the old question.
-    let asked = sb.resume(&run, &[]);
+    // A "no" is final: resuming again does not ask again.
+    let again = sb.resume(&run, &[]);
+    again.expect(1);
+    assert_eq!(sb.step(&run, "gate")["status"], "failed");
+    // Asking again is an explicit choice.
+    let asked = sb.resume(&run, &["--rerun", "gate"]);
     asked.expect(3);
     assert_eq!(sb.step(&run, "gate")["status"], "waiting");
     sb.cairn(&["approve", &run, "gate", "--by", "carol"])
         .expect(0);
     sb.resume(&run, &[]).expect(0);
     assert_eq!(sb.lines("log.txt"), ["before", "after"]);
-    assert_eq!(sb.step(&run, "gate")["result"]["approved_by"], "carol");
+    assert_eq!(sb.step(&run, "gate")["result"]["approved_by"], me());
 }
 
 /// `--from` an approval step asks the human again; the earlier yes does not carry over.
@@ -159,4 +171,13 @@ fn answering_what_does_not_wait_is_a_usage_error() {
         .says("no run `01NOSUCHRUN`");
     // None of these recorded anything.
     assert_eq!(sb.show(&run)["approvals"], serde_json::json!([]));
+}
+
+/// The name of the real uid running the tests.
+fn me() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -33,7 +33,10 @@ fn refused(sb: &Sandbox, holder: &str) {
 #[test]
 fn a_paused_run_keeps_its_lock() {
     let sb = Sandbox::new();
-    sb.write("rb.yaml", &locked(&sb, "approval: Go?"));
+    sb.write(
+        "rb.yaml",
+        &locked(&sb, "approval: { message: Go?, allow_self_approval: true }"),
+    );
     let first = sb.run("rb.yaml", &[]).expect(3).run_id();
     refused(&sb, &first);
 

@@ -5,7 +5,7 @@
 use crate::common::Sandbox;
 
 /// `probe` fails (and the run goes on), the gate pauses, `act` reads `probe`'s status. After
-/// the approval, the resume runs `probe` again and `act` only once `probe` has finished.
+/// the approval, a resume told to run `probe` again runs `act` only once `probe` has finished.
 #[test]
 fn a_step_waits_for_a_rerun_step_above_a_restored_approval() {
     let sb = Sandbox::new();
@@ -19,7 +19,7 @@ steps:
     shell: sleep 0.3; test -e {ok}
     on_failure: continue
   - id: gate
-    approval: {{ message: go on? }}
+    approval: {{ message: go on?, allow_self_approval: true }}
   - id: act
     shell: echo {{{{ steps.probe.status }}}} >> {act}
 ",
@@ -32,7 +32,7 @@ steps:
     let run = paused.run_id();
     sb.cairn(&["approve", &run, "gate"]).expect(0);
     sb.write("ok", "");
-    let resumed = sb.resume(&run, &[]);
+    let resumed = sb.resume(&run, &["--rerun", "probe"]);
     resumed.expect(0);
     assert_eq!(resumed.started(), ["probe", "act"], "{resumed}");
     assert_eq!(sb.lines("act.txt"), ["succeeded"], "{resumed}");
@@ -50,7 +50,9 @@ steps:
     );
 }
 
-/// A succeeded step below a step that runs again runs again too: its inputs may change.
+/// A failure tolerated by `on_failure: continue` is a conclusion: a plain resume keeps it.
+/// Asked to run again (`--rerun`), it does, and a succeeded step below it runs again too: its
+/// inputs may change.
 #[test]
 fn a_done_step_below_a_rerun_step_runs_again() {
     let sb = Sandbox::new();
@@ -77,7 +79,11 @@ steps:
     sb.write("ok", "");
     let resumed = sb.resume(&run, &[]);
     resumed.expect(0);
-    assert_eq!(resumed.started(), ["probe", "report", "stop"], "{resumed}");
+    assert_eq!(resumed.started(), ["stop"], "{resumed}");
+    assert_eq!(sb.lines("report.txt"), ["failed"]);
+    let rerun = sb.resume(&run, &["--rerun", "probe"]);
+    rerun.expect(0);
+    assert_eq!(rerun.started(), ["probe", "report", "stop"], "{rerun}");
     assert_eq!(sb.lines("report.txt"), ["failed", "succeeded"]);
 }
 
@@ -106,12 +112,12 @@ steps:
     );
     let run = sb.run("rb.yaml", &[]).expect(1).run_id();
     sb.write("ok", "");
-    sb.resume(&run, &[])
+    sb.resume(&run, &["--rerun", "probe"])
         .expect(2)
         .says("step `restore` is done and not idempotent, but `probe` above it runs again")
         .says("--skip STEP");
     assert_eq!(sb.lines("restore.txt"), ["restored"], "nothing ran");
-    let resumed = sb.resume(&run, &["--skip", "restore"]);
+    let resumed = sb.resume(&run, &["--rerun", "probe", "--skip", "restore"]);
     resumed.expect(0);
     assert_eq!(resumed.started(), ["probe", "stop"], "{resumed}");
     assert_eq!(sb.lines("restore.txt"), ["restored"]);
