@@ -512,6 +512,36 @@ impl<'a> Validator<'a> {
             };
             self.tmpl(t, kind, scope);
         }
+        // Once an argv runs a shell, a value may only be a whole element.
+        let whole = |i: usize| {
+            items.get(i).is_some_and(|t| {
+                let s = t.src.trim();
+                s.starts_with("{{")
+                    && s.ends_with("}}")
+                    && s.matches("{{").count() == 1
+                    && !s.contains("{%")
+            })
+        };
+        for r in cairn_template::argv_refusals(&written, script_at, whole) {
+            let Some(t) = items.get(r.element) else {
+                continue;
+            };
+            let at = match t.src.find("{{") {
+                Some(start) => {
+                    let end = t.src[start..]
+                        .find("}}")
+                        .map_or(t.src.len(), |e| start + e + 2);
+                    self.locate(t, start, end - start)
+                }
+                None => t.span,
+            };
+            let mut message = r.message();
+            if let Some(runner) = r.runner {
+                message.push_str(&format!(" (argv[{runner}])"));
+            }
+            self.d
+                .push(Diagnostic::error(at, message).with_help(cairn_template::ArgvRefusal::HELP));
+        }
     }
 
     fn sql(&mut self, q: &SqlStep, scope: Scope) {
@@ -799,8 +829,13 @@ impl<'a> Validator<'a> {
                 continue;
             }
             let at = self.locate(t, r.offset, r.len);
+            let mut message = r.message.clone();
+            if let Some(start) = r.construct_at {
+                let c = self.locate(t, start, 1);
+                message.push_str(&format!(" (it starts at {}:{})", c.line, c.col));
+            }
             self.d
-                .push(Diagnostic::error(at, r.message.clone()).with_help(r.help.clone()));
+                .push(Diagnostic::error(at, message).with_help(r.help.clone()));
         }
         for f in &analysis.unknown_filters {
             let name = f.path.join(".");

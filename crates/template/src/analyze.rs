@@ -13,7 +13,8 @@ use minijinja::machinery::{self, Span};
 
 use crate::error::TemplateError;
 use crate::names::{BUILTIN_FILTERS, CAIRN_FILTERS, FUNCTIONS, TESTS};
-use crate::shell_lex::{ARITHMETIC, ARITHMETIC_HELP, ShellContext, ShellLexer};
+use crate::shell_lex::ShellLexer;
+use crate::shell_refusal::{ARITHMETIC, ARITHMETIC_HELP, Refusal as ShellRefusal, ShellContext};
 use crate::sql_lex::{Dialect, SqlLexer};
 
 /// What a source string holds, for [`crate::Templates::analyze`].
@@ -83,11 +84,17 @@ pub struct Refusal {
     /// For a shell hole in arithmetic that reads exactly `inputs.NAME`: `NAME`. The refusal
     /// does not apply if that input is declared `type: int` (the caller knows the inputs).
     pub unless_int_input: Option<String>,
+    /// For a shell hole: why the scanner refused it (`None` for a non-integer in arithmetic).
+    pub shell: Option<ShellRefusal>,
+    /// For a shell hole refused because of a construct the scanner does not model: the byte
+    /// offset in the source where that construct starts.
+    pub construct_at: Option<usize>,
 }
 
 /// Parses `src` and collects its [`Analysis`].
 pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> {
     let mut walker = Walker {
+        src,
         scopes: vec![HashSet::new()],
         out: Analysis::default(),
         collecting: Vec::new(),
@@ -111,9 +118,11 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
     let mut out = walker.out;
     if let Some(lexer) = walker.shell {
         for (context, hole) in lexer.finish().into_iter().zip(walker.shell_holes) {
-            let (message, help) = match context {
-                ShellContext::Refused(why) => (why.describe(), why.help()),
-                ShellContext::Arithmetic if !hole.int_filter => (ARITHMETIC, ARITHMETIC_HELP),
+            let (message, help, shell) = match context {
+                ShellContext::Refused(why) => (why.describe(), why.help(), Some(why)),
+                ShellContext::Arithmetic if !hole.int_filter => {
+                    (ARITHMETIC.to_string(), ARITHMETIC_HELP, None)
+                }
                 _ => continue,
             };
             out.refused.push(Refusal {
@@ -125,6 +134,8 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
                     ShellContext::Arithmetic => hole.input,
                     _ => None,
                 },
+                shell,
+                construct_at: shell.and_then(ShellRefusal::construct_at),
             });
         }
     }
@@ -141,6 +152,7 @@ pub(crate) fn analyze(src: &str, kind: Kind) -> Result<Analysis, TemplateError> 
 }
 
 struct Walker<'a> {
+    src: &'a str,
     /// Names bound by the template itself, innermost scope last.
     scopes: Vec<HashSet<&'a str>>,
     out: Analysis,
@@ -264,6 +276,8 @@ impl<'a> Walker<'a> {
                             message: format!("{what} is {}", place.describe()),
                             help: place.help().to_string(),
                             unless_int_input: None,
+                            shell: None,
+                            construct_at: None,
                         });
                     }
                     // Stands for the parameter or the quoted identifier: one word of code.
@@ -293,7 +307,16 @@ impl<'a> Walker<'a> {
                     sql.feed(raw.raw);
                 }
                 if let Some(shell) = &mut self.shell {
-                    shell.feed(raw.raw);
+                    // Positions in the source: the raw text starts where its span does, less
+                    // any whitespace a `{%-` trimmed.
+                    let span = raw.span();
+                    let (start, end) = (span.start_offset as usize, span.end_offset as usize);
+                    let origin = self
+                        .src
+                        .get(start..end)
+                        .and_then(|s| s.find(raw.raw))
+                        .map_or(start, |at| start + at);
+                    shell.feed_at(raw.raw, origin);
                 }
             }
             Stmt::ForLoop(f) => {

@@ -15,7 +15,8 @@ use crate::error::{ErrorKind, TemplateError, refuse};
 use crate::filters::Raw;
 use crate::json::display;
 use crate::placeholder::is_placeholder;
-use crate::shell_lex::{ARITHMETIC, ARITHMETIC_HELP, ShellContext, ShellLexer};
+use crate::shell_lex::ShellLexer;
+use crate::shell_refusal::{ARITHMETIC, ARITHMETIC_HELP, Refusal, ShellContext};
 use crate::sql::SENTINEL;
 
 /// The prefix of the environment variables that carry a script's values.
@@ -212,6 +213,8 @@ pub(crate) fn finish(rendered: &str, holes: Vec<Hole>) -> Result<ShellScript, Te
         }
     }
     let contexts = lexer.finish();
+    // The text the scanner read, for the place of an unmodelled construct.
+    let fed: String = parts.iter().step_by(2).copied().collect();
     let mut holes: Vec<Option<Hole>> = holes.into_iter().map(Some).collect();
     let mut script = String::with_capacity(rendered.len());
     let mut binder = Binder::default();
@@ -237,7 +240,12 @@ pub(crate) fn finish(rendered: &str, holes: Vec<Hole>) -> Result<ShellScript, Te
             ShellContext::Refused(why) => {
                 return Err(TemplateError::new(
                     ErrorKind::InvalidValue,
-                    format!("a `{{{{ }}}}` value is {}: {}", why.describe(), why.help()),
+                    format!(
+                        "a `{{{{ }}}}` value is {}{}: {}",
+                        why.describe(),
+                        where_in(&fed, why),
+                        why.help()
+                    ),
                 ));
             }
             ShellContext::Arithmetic if !hole.int || hole.items.is_some() => {
@@ -266,6 +274,17 @@ pub(crate) fn finish(rendered: &str, holes: Vec<Hole>) -> Result<ShellScript, Te
         script,
         vars: binder.vars,
     })
+}
+
+/// ` (it starts at line L, column C of the script)` for an unmodelled construct.
+fn where_in(script: &str, why: Refusal) -> String {
+    let Some(at) = why.construct_at() else {
+        return String::new();
+    };
+    let before = script.get(..at).unwrap_or(script);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!(" (it starts at line {line}, column {column} of the script)")
 }
 
 /// `$CAIRN_V1` for one variable (the form a reader expects), `${A}${B}` for a split value.

@@ -4,6 +4,7 @@ mod analyze;
 mod filters;
 mod placeholders;
 mod safety;
+mod shell_closed;
 mod shell_contexts;
 mod sql_contexts;
 mod values;

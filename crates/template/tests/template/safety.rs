@@ -233,3 +233,93 @@ proptest! {
         shell_round_trip(&parts.concat())?;
     }
 }
+
+/// Script pieces for the generated scripts: (template, what it prints, whether it is a
+/// construct the scanner must refuse). A dangerous piece prints nothing and sends its errors
+/// away; a safe one prints the value between brackets.
+const PIECES: &[(&str, &str, bool)] = &[
+    ("printf '[%s]' {{ v }}", "[V]", false),
+    ("printf '[%s]' \"a {{ v }} b\"", "[a V b]", false),
+    ("cat <<EOF\n[{{ v }}]\nEOF", "[V]\n", false),
+    ("x={{ v }}; printf '[%s]' \"$x\"", "[V]", false),
+    ("printf '[%s]' \"$(printf %s {{ v }} | cat)\"", "[V]", false),
+    ("sh -c 'printf \"[%s]\" \"$1\"' sh {{ v }}", "[V]", false),
+    (
+        "{ case x in x) (( n = {{ v }} ));; esac; } 2>/dev/null",
+        "",
+        true,
+    ),
+    (
+        "{ case x in x) [[ {{ v }} -eq 1 ]];; esac; } 2>/dev/null",
+        "",
+        true,
+    ),
+    ("{ command let n={{ v }}; } 2>/dev/null", "", true),
+    ("{ builtin let n={{ v }}; } 2>/dev/null", "", true),
+    ("{ command declare -i n={{ v }}; } 2>/dev/null", "", true),
+    ("{ a=([{{ v }}]=1); } 2>/dev/null", "", true),
+    ("{ : \"${a[\"{{ v }}\"]}\"; } 2>/dev/null", "", true),
+    ("{ : \"${s:0:\"{{ v }}\"}\"; } 2>/dev/null", "", true),
+    (
+        "{ env X=1 bash -c \"true {{ v }}\"; } 2>/dev/null",
+        "",
+        true,
+    ),
+    ("{ timeout 5 sh -c \": {{ v }}\"; } 2>/dev/null", "", true),
+    ("{ printf '%s\\n' {{ v }} | sh; } >/dev/null 2>&1", "", true),
+    ("{ eval \": {{ v }}\"; } 2>/dev/null", "", true),
+];
+
+/// Runs `script` in bash (errors allowed) in a fresh folder; returns stdout and whether a
+/// canary file appeared.
+fn run_loose(sh: &cairn_template::ShellScript) -> (String, bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "cairn-gen-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = std::process::Command::new("/bin/bash")
+        .args(["-c", &sh.script])
+        .envs(sh.vars.iter().map(|(k, v)| (k, v)))
+        .current_dir(&dir)
+        .output()
+        .expect("bash runs");
+    let pwned = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) > 0;
+    let _ = std::fs::remove_dir_all(&dir);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), pwned)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// A generated script: accepted ⇒ the value arrives byte for byte as data in real bash and
+    /// nothing of it runs; refused ⇒ every refusal is located at a hole. A script with a
+    /// dangerous piece is always refused; one of safe pieces only is always accepted.
+    #[test]
+    fn generated_scripts_are_data_or_located_refusals(
+        pieces in prop::collection::vec(0..PIECES.len(), 1..5),
+        v in prop::sample::select(vec!["PATH[$(touch PWN)]", "x; touch PWN", "a'b\"c`d`$(touch PWN)"]),
+    ) {
+        let src = pieces.iter().map(|&i| PIECES[i].0).collect::<Vec<_>>().join("\n");
+        let dangerous = pieces.iter().any(|&i| PIECES[i].2);
+        let analysis = t().analyze(&src, cairn_template::Kind::Shell).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let rendered = t().render_shell(&src, &value_ctx(v));
+        if analysis.refused.is_empty() {
+            prop_assert!(!dangerous, "accepted a dangerous script:\n{}", src);
+            let sh = rendered.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let (out, pwned) = run_loose(&sh);
+            prop_assert!(!pwned, "a value ran in:\n{}", sh.script);
+            let want: String = pieces.iter().map(|&i| PIECES[i].1.replace('V', v)).collect();
+            prop_assert_eq!(out, want, "{}", src);
+        } else {
+            prop_assert!(dangerous, "refused a safe script:\n{}\n{:?}", src, analysis.refused);
+            prop_assert!(rendered.is_err());
+            for r in &analysis.refused {
+                prop_assert_eq!(&src[r.offset..r.offset + r.len], "v");
+            }
+        }
+    }
+}

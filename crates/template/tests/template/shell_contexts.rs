@@ -34,6 +34,17 @@ const ACCEPTED: &[(&str, &str)] = &[
     ("true # {{ v }}", r#"true # "$CAIRN_V1""#),
     ("x={{ v }}; echo \"$x\"", r#"x="$CAIRN_V1"; echo "$x""#),
     ("cat <<< {{ v }}", r#"cat <<< "$CAIRN_V1""#),
+    ("export X={{ v }}", r#"export X="$CAIRN_V1""#),
+    ("sudo -u {{ v }} true", r#"sudo -u "$CAIRN_V1" true"#),
+    (
+        "sh -c 'echo \"$1\"' sh {{ v }}",
+        r#"sh -c 'echo "$1"' sh "$CAIRN_V1""#,
+    ),
+    ("{{ v }} --version", r#""$CAIRN_V1" --version"#),
+    (
+        "echo $(( 2 * {{ n | int }} )) {{ v }}",
+        r#"echo $(( 2 * ${CAIRN_V1} )) "$CAIRN_V2""#,
+    ),
     (
         "[[ {{ v }} == x ]] || true",
         r#"[[ "$CAIRN_V1" == x ]] || true"#,
@@ -43,14 +54,7 @@ const ACCEPTED: &[(&str, &str)] = &[
         "echo $(( ${CAIRN_V1} + 1 ))",
     ),
     ("(( {{ n | int }} > 1 ))", "(( ${CAIRN_V1} > 1 ))"),
-    ("let x={{ n | int }}", "let x=${CAIRN_V1}"),
     ("[[ {{ n | int }} -eq 41 ]]", "[[ ${CAIRN_V1} -eq 41 ]]"),
-    ("a[{{ n | int }}]=1", "a[${CAIRN_V1}]=1"),
-    ("declare -i x={{ n | int }}", "declare -i x=${CAIRN_V1}"),
-    (
-        "for (( i = 0; i < {{ v | length | int }}; i++ )); do :; done",
-        "for (( i = 0; i < ${CAIRN_V1}; i++ )); do :; done",
-    ),
 ];
 
 /// (template, what the message says).
