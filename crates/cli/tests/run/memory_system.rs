@@ -562,3 +562,49 @@ fn a_backup_taken_while_the_application_writes_restores_verified() {
     assert_eq!(run.status("verify"), "succeeded", "{run}");
     assert_eq!(entity_count(&ms.db), in_backup);
 }
+
+#[test]
+fn a_recovery_is_judged_by_the_requests_since_it_not_by_the_outage() {
+    let sb = Sandbox::new();
+    let ms = MemorySystem::start(&sb);
+    ms.run(&sb, "demo-data.yaml", &[("entities", "20")])
+        .expect_code(0);
+    let log = ms.access_log();
+    let mut sets = ms.apis();
+    sets.push(("access_log", &log));
+    sets.push(("process_pattern", "standins.py"));
+
+    // The outage: the service stopped, its APIs answer 503 to the traffic.
+    let stopped = ms.state.join("memory-service.stopped");
+    std::fs::write(&stopped, "").expect("stop");
+    for _ in 0..20 {
+        let status = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{}/health", ms.apis[0]))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "503");
+    }
+    // The recovery.
+    std::fs::remove_file(&stopped).expect("start");
+    std::thread::sleep(Duration::from_millis(1100));
+    let recovered = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    let recovered = String::from_utf8_lossy(&recovered.stdout).trim().to_string();
+
+    // Over the last 15 minutes the outage's 503s are most of the requests: critical.
+    let run = ms.run(&sb, "monitoring/health-check.yaml", &sets);
+    run.expect_code(1);
+    assert_eq!(run.summary("error_rate")["state"], "critical", "{run}");
+    assert!(run.summary("api_health")["status"] == "succeeded", "{run}");
+
+    // Since the recovery, only the health check's own requests count, and they all succeed.
+    let mut since = sets.clone();
+    since.push(("errors_since", &recovered));
+    let run = ms.run(&sb, "monitoring/health-check.yaml", &since);
+    run.expect_code(0);
+    assert_eq!(run.summary("error_rate")["state"], "ok", "{run}");
+    assert_eq!(run.outputs()["error_pct"], 0.0, "{run}");
+}
