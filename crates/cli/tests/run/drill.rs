@@ -204,7 +204,12 @@ fn drill_with_fault(sb: &Sandbox, sql: &str) -> (super::common::Run, String, Str
         &["--set", &fault],
     );
     run.expect_code(1);
-    for step in ["recover", "fault_after_restore", "verify_rows", "verify_vectors"] {
+    for step in [
+        "recover",
+        "fault_after_restore",
+        "verify_rows",
+        "verify_vectors",
+    ] {
         assert_eq!(run.status(step), "succeeded", "{step}\n{run}");
     }
     assert_eq!(run.status("verify_database"), "failed", "{run}");
@@ -265,7 +270,9 @@ fn a_restore_that_loses_indexes_a_foreign_key_and_a_sequence_fails_the_drill() {
     assert!(!error.contains("rows expected"), "{error}");
     let verdict = verdict_error(&sb, &run);
     assert!(
-        verdict.starts_with("DRILL FAILED: `verify_database` failed (exit code 1: 4 difference(s): constraint "),
+        verdict.starts_with(
+            "DRILL FAILED: `verify_database` failed (exit code 1: 4 difference(s): constraint "
+        ),
         "{verdict}"
     );
     assert!(
@@ -273,7 +280,10 @@ fn a_restore_that_loses_indexes_a_foreign_key_and_a_sequence_fails_the_drill() {
         "{verdict}"
     );
     // The report shows what the restore left, although the verification failed.
-    assert!(report.contains("index idx_entities_type_grade: missing"), "{report}");
+    assert!(
+        report.contains("index idx_entities_type_grade: missing"),
+        "{report}"
+    );
     let entities = report
         .lines()
         .find(|l| l.starts_with("| memory_entities | 300 |"))
@@ -303,7 +313,10 @@ fn a_restore_that_loses_rows_or_changes_content_fails_the_drill() {
         verdict.contains("data lost by this recovery: 2 rows, 0 vectors"),
         "{verdict}"
     );
-    assert!(report.contains("| memory_relationships | 100 |"), "{report}");
+    assert!(
+        report.contains("| memory_relationships | 100 |"),
+        "{report}"
+    );
     assert!(
         report
             .lines()

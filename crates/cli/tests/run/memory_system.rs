@@ -460,7 +460,13 @@ fn a_damaged_backup_is_refused_before_the_service_is_stopped() {
 
 fn entity_count(db: &str) -> i64 {
     let out = Command::new("psql")
-        .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM memory_entities"])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT count(*) FROM memory_entities",
+        ])
         .arg(format!("--dbname=postgres://postgres@127.0.0.1:5432/{db}"))
         .output()
         .expect("psql");
@@ -592,7 +598,9 @@ fn a_recovery_is_judged_by_the_requests_since_it_not_by_the_outage() {
         .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
         .output()
         .expect("date");
-    let recovered = String::from_utf8_lossy(&recovered.stdout).trim().to_string();
+    let recovered = String::from_utf8_lossy(&recovered.stdout)
+        .trim()
+        .to_string();
 
     // Over the last 15 minutes the outage's 503s are most of the requests: critical.
     let run = ms.run(&sb, "monitoring/health-check.yaml", &sets);
