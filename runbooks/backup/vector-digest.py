@@ -11,7 +11,8 @@ Embeddings are not in the checksum: ChromaDB may store a vector it is given agai
 step (ULP) away from before (seen with cosine collections), so an exact hash of embeddings
 cannot survive a restore. With --against, every embedding of EXPORT is compared with the same
 id's in REFERENCE, component by component, within 1e-6 (absolute, or relative above 1); the
-same ids, the same dimensions, and any difference beyond that fails (exit 1, naming it).
+same ids, metadata, documents and dimensions, and any difference beyond that fails (exit 1,
+naming the collection and record).
 """
 import hashlib
 import json
@@ -59,6 +60,9 @@ def compare(cols, ref):
             extra = sorted(set(a) - set(b))[:5]
             return f"{name}: ids differ (missing {missing}, extra {extra})", worst
         for rid in sorted(b):
+            for field in ("metadata", "document"):
+                if a[rid].get(field) != b[rid].get(field):
+                    return f"{name}/{rid}: {field} {a[rid].get(field)!r} against {b[rid].get(field)!r}", worst
             ea, eb = a[rid].get("embedding") or [], b[rid].get("embedding") or []
             if len(ea) != len(eb):
                 return f"{name}/{rid}: dimension {len(ea)} against {len(eb)}", worst

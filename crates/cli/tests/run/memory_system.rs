@@ -457,3 +457,162 @@ fn a_damaged_backup_is_refused_before_the_service_is_stopped() {
     );
     assert_eq!(run.status("pg_restore"), "skipped", "{run}");
 }
+
+fn entity_count(db: &str) -> i64 {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT count(*) FROM memory_entities",
+        ])
+        .arg(format!("--dbname=postgres://postgres@127.0.0.1:5432/{db}"))
+        .output()
+        .expect("psql");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("count: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The application writing without pause: one insert per transaction, as fast as psql goes,
+/// until the service is stopped (the `stopped` marker), then it says it is done.
+struct Writer(Child);
+
+impl Writer {
+    fn start(ms: &MemorySystem) -> Writer {
+        let url = format!("postgres://postgres@127.0.0.1:5432/{}", ms.db);
+        let insert = "INSERT INTO memory_entities (actor_id, entity_type, payload) \
+                      VALUES ('writer', 'note', '{\"text\": \"written during the backup\"}')";
+        Writer(
+            Command::new("bash")
+                .args([
+                    "-c",
+                    r#"while [ ! -e "$3/stopped" ] && psql -X -q --dbname="$1" -c "$2"; do :; done
+                       touch "$3/writer.done""#,
+                ])
+                .args(["writer", &url, insert])
+                .arg(&ms.state)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("writer"),
+        )
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_backup_taken_while_the_application_writes_restores_verified() {
+    let sb = Sandbox::new();
+    let ms = MemorySystem::start(&sb);
+    let backups = sb.file("backups");
+    ms.run(&sb, "demo-data.yaml", &[("entities", "200")])
+        .expect_code(0);
+    let writer = Writer::start(&ms);
+    let seeded = entity_count(&ms.db);
+    wait_until("the writer", || entity_count(&ms.db) > seeded + 5);
+
+    let before = entity_count(&ms.db);
+    let run = ms.run(&sb, "backup/backup.yaml", &[("backup_dir", &backups)]);
+    let after = entity_count(&ms.db);
+    run.expect_code(0);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.outputs()["manifest"].as_str().expect("manifest"))
+            .expect("manifest file"),
+    )
+    .expect("manifest JSON");
+    let in_backup = manifest["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["table"] == "memory_entities"))
+        .and_then(|t| t["rows"].as_i64())
+        .unwrap_or_else(|| panic!("{manifest}"));
+    // The snapshot was taken while rows were being written, and rows were written after it, while
+    // the dump ran: the manifest counts exactly what the dump holds, neither end.
+    assert!(
+        before < in_backup && in_backup < after,
+        "{before} < {in_backup} < {after}"
+    );
+    assert_eq!(manifest["consistent"], true, "{manifest}");
+    assert!(
+        manifest["schema"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|o| o["kind"] == "index")),
+        "{manifest}"
+    );
+
+    // The application keeps writing until the service is stopped (the stop command returns once
+    // it has); then the restore verifies every table's rows, checksums and schema against the
+    // manifest.
+    let stop = format!(
+        "touch {0}/stopped; until [ -e {0}/writer.done ]; do sleep 0.05; done",
+        ms.state.display()
+    );
+    let run = ms.run(
+        &sb,
+        "recovery/restore-database.yaml",
+        &[
+            ("backup_dir", &backups),
+            ("stop_command", &stop),
+            ("start_command", "true"),
+        ],
+    );
+    drop(writer);
+    run.expect_code(0);
+    assert_eq!(run.status("verify"), "succeeded", "{run}");
+    assert_eq!(entity_count(&ms.db), in_backup);
+}
+
+#[test]
+fn a_recovery_is_judged_by_the_requests_since_it_not_by_the_outage() {
+    let sb = Sandbox::new();
+    let ms = MemorySystem::start(&sb);
+    ms.run(&sb, "demo-data.yaml", &[("entities", "20")])
+        .expect_code(0);
+    let log = ms.access_log();
+    let mut sets = ms.apis();
+    sets.push(("access_log", &log));
+    sets.push(("process_pattern", "standins.py"));
+
+    // The outage: the service stopped, its APIs answer 503 to the traffic.
+    let stopped = ms.state.join("memory-service.stopped");
+    std::fs::write(&stopped, "").expect("stop");
+    for _ in 0..20 {
+        let status = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{}/health", ms.apis[0]))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "503");
+    }
+    // The recovery.
+    std::fs::remove_file(&stopped).expect("start");
+    std::thread::sleep(Duration::from_millis(1100));
+    let recovered = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    let recovered = String::from_utf8_lossy(&recovered.stdout)
+        .trim()
+        .to_string();
+
+    // Over the last 15 minutes the outage's 503s are most of the requests: critical.
+    let run = ms.run(&sb, "monitoring/health-check.yaml", &sets);
+    run.expect_code(1);
+    assert_eq!(run.summary("error_rate")["state"], "critical", "{run}");
+    assert!(run.summary("api_health")["status"] == "succeeded", "{run}");
+
+    // Since the recovery, only the health check's own requests count, and they all succeed.
+    let mut since = sets.clone();
+    since.push(("errors_since", &recovered));
+    let run = ms.run(&sb, "monitoring/health-check.yaml", &since);
+    run.expect_code(0);
+    assert_eq!(run.summary("error_rate")["state"], "ok", "{run}");
+    assert_eq!(run.outputs()["error_pct"], 0.0, "{run}");
+}
