@@ -128,7 +128,11 @@ impl NotifierConfig {
             Kind::PagerDuty { routing_key, .. } => vec![routing_key],
             Kind::Email {
                 username, password, ..
-            } => username.as_deref().into_iter().chain(password.as_deref()).collect(),
+            } => username
+                .as_deref()
+                .into_iter()
+                .chain(password.as_deref())
+                .collect(),
         };
         // Short values (`yes`, a port) would blank out ordinary words in the error.
         v.retain(|s| s.len() >= 6);
@@ -184,5 +188,58 @@ impl Routes {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(name: &str, kind: Kind) -> NotifierConfig {
+        NotifierConfig {
+            name: name.into(),
+            kind,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn recipients_per_event() {
+        let notifiers = vec![
+            n(
+                "pd",
+                Kind::PagerDuty {
+                    routing_key: "k".into(),
+                    url: "u".into(),
+                },
+            ),
+            n("chat", Kind::Slack { url: "u".into() }),
+        ];
+        let routes = Routes {
+            waiting: vec!["pd".into(), "chat".into(), "pd".into()],
+            failed: vec!["pd".into(), "chat".into()],
+            succeeded: vec!["chat".into()],
+            paused: vec![],
+        };
+        let r = |e| routes.recipients(e, &notifiers);
+        assert_eq!(r(Event::Waiting), ["pd", "chat"]);
+        assert_eq!(r(Event::Answered), ["pd", "chat"]);
+        assert_eq!(r(Event::Failed), ["pd", "chat"]);
+        assert_eq!(r(Event::Succeeded), ["chat", "pd"]);
+        assert!(r(Event::Paused).is_empty());
+    }
+
+    #[test]
+    fn debug_shows_no_setting() {
+        let c = n(
+            "pd",
+            Kind::PagerDuty {
+                routing_key: "s3cret-key".into(),
+                url: "https://x/s3cret".into(),
+            },
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("pagerduty"), "{shown}");
     }
 }

@@ -52,7 +52,10 @@ impl Delivery {
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u128(d.as_millis())
     }
 }
@@ -136,7 +139,10 @@ impl Dispatcher {
     /// has is recorded as a failed delivery.
     pub fn notify_names(&self, names: &[String], notice: &Notice) {
         if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
-            tracing::warn!(event = notice.event.as_str(), "notice after shutdown, not sent");
+            tracing::warn!(
+                event = notice.event.as_str(),
+                "notice after shutdown, not sent"
+            );
             return;
         }
         for name in names {
@@ -155,16 +161,22 @@ impl Dispatcher {
             let inner = Arc::clone(&self.inner);
             let cfg = cfg.clone();
             let notice = notice.clone();
-            self.inner
-                .tasks
-                .spawn_on(async move { inner.deliver(&cfg, &notice).await }, &self.inner.runtime);
+            self.inner.tasks.spawn_on(
+                async move { inner.deliver(&cfg, &notice).await },
+                &self.inner.runtime,
+            );
         }
     }
 
     /// Repeat `notice` every `every` until the handle is cancelled or dropped (a gate's
     /// `renotify`). The first notice is the caller's: the first repeat comes after `every`.
     /// `names` sends to those notifiers instead of the event's route.
-    pub fn renotify(&self, notice: Notice, every: Duration, names: Option<Vec<String>>) -> Renotify {
+    pub fn renotify(
+        &self,
+        notice: Notice,
+        every: Duration,
+        names: Option<Vec<String>>,
+    ) -> Renotify {
         let token = self.inner.repeats.child_token();
         let stop = token.clone();
         let me = self.clone();
@@ -209,7 +221,8 @@ impl Dispatcher {
                 let left = self.inner.tasks.len();
                 self.inner.cancel.cancel();
                 // Cancelled sends record their end at once.
-                let _ = tokio::time::timeout(Duration::from_millis(200), self.inner.tasks.wait()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), self.inner.tasks.wait()).await;
                 left
             }
         };
@@ -246,8 +259,12 @@ impl Inner {
 
     fn record(&self, d: Delivery) {
         match &d.error {
-            None => tracing::debug!(notifier = %d.notifier, event = d.event.as_str(), attempt = d.attempt, "notice delivered"),
-            Some(e) => tracing::warn!(notifier = %d.notifier, event = d.event.as_str(), attempt = d.attempt, error = %e, "notice not delivered"),
+            None => {
+                tracing::debug!(notifier = %d.notifier, event = d.event.as_str(), attempt = d.attempt, "notice delivered")
+            }
+            Some(e) => {
+                tracing::warn!(notifier = %d.notifier, event = d.event.as_str(), attempt = d.attempt, error = %e, "notice not delivered")
+            }
         }
         self.lock().push(d);
     }

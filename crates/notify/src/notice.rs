@@ -120,7 +120,9 @@ impl Notice {
             (Event::Waiting, _) => {
                 format!("cairn: {runbook} run {run_id} waits for approval at `{step}`: {msg}")
             }
-            (Event::Answered, _) => format!("cairn: {runbook} run {run_id}: `{step}` answered: {msg}"),
+            (Event::Answered, _) => {
+                format!("cairn: {runbook} run {run_id}: `{step}` answered: {msg}")
+            }
             (Event::Failed, _) => format!("cairn: {runbook} run {run_id} failed: {msg}"),
             (Event::Succeeded, _) => format!("cairn: {runbook} run {run_id} succeeded"),
             (Event::Paused, true) => {
@@ -132,7 +134,12 @@ impl Notice {
 
     /// The whole notice as plain text: the body of a mail.
     pub fn text(&self) -> String {
-        let mut out = format!("{}\n\nrunbook: {}\nrun:     {}\n", self.summary(), self.runbook, self.run_id);
+        let mut out = format!(
+            "{}\n\nrunbook: {}\nrun:     {}\n",
+            self.summary(),
+            self.runbook,
+            self.run_id
+        );
         if let Some(s) = &self.step {
             out.push_str(&format!("step:    {s}\n"));
         }
@@ -149,4 +156,25 @@ impl Notice {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_keys() {
+        let w = Notice::gate_waiting("rb", "R1", "gate", "ok?");
+        assert_eq!(w.approve_command.as_deref(), Some("cairn approve R1 gate"));
+        assert_eq!(w.reject_command.as_deref(), Some("cairn reject R1 gate"));
+        assert_eq!(w.dedup_key, "cairn/R1/gate");
+        let a = Notice::gate_answered("rb", "R1", "gate", "approved by alice");
+        assert_eq!(a.dedup_key, w.dedup_key);
+        assert_eq!(a.approve_command, None);
+        let f = Notice::new(Event::Failed, "rb", "R1", None, "exit 1\nmore");
+        assert_eq!(f.dedup_key, "cairn/R1");
+        assert_eq!(f.summary(), "cairn: rb run R1 failed: exit 1");
+        let p = Notice::new(Event::Paused, "rb", "R1", Some("gate".into()), "ok?");
+        assert_eq!(p.approve_command.as_deref(), Some("cairn approve R1 gate"));
+    }
 }

@@ -65,7 +65,11 @@ pub fn pagerduty_body(notice: &Notice, routing_key: &str) -> Value {
             Event::Failed => "critical",
             _ => "warning",
         };
-        let summary: String = notice.summary().chars().take(PAGERDUTY_SUMMARY_MAX).collect();
+        let summary: String = notice
+            .summary()
+            .chars()
+            .take(PAGERDUTY_SUMMARY_MAX)
+            .collect();
         body["payload"] = json!({
             "summary": summary,
             "source": format!("cairn/{}", notice.runbook),

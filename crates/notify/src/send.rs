@@ -41,21 +41,22 @@ pub(crate) async fn send(
             for (k, v) in headers {
                 req = req.header(k, v);
             }
-            post(req.body(body), cfg).await
+            post(req.body(body)).await
         }
-        Kind::Slack { url } => post(http.post(url).json(&payload::slack_body(notice)), cfg).await,
+        Kind::Slack { url } => post(http.post(url).json(&payload::slack_body(notice))).await,
         Kind::PagerDuty { routing_key, url } => {
             let body = payload::pagerduty_body(notice, routing_key);
-            post(http.post(url).json(&body), cfg).await
+            post(http.post(url).json(&body)).await
         }
         Kind::Email { .. } => email(cfg, notice).await,
     }
 }
 
-async fn post(req: reqwest::RequestBuilder, cfg: &NotifierConfig) -> Result<(), SendError> {
+async fn post(req: reqwest::RequestBuilder) -> Result<(), SendError> {
     // The URL is left out of the error (it is often the secret itself, as with Slack).
     let http = |e: reqwest::Error| SendError::Http(chain(&e.without_url()));
-    let resp = req.timeout(cfg.timeout).send().await.map_err(http)?;
+    // No timeout of its own: the dispatcher bounds the whole attempt.
+    let resp = req.send().await.map_err(http)?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -100,17 +101,24 @@ fn smtp_url(url: &str) -> Result<Smtp, SendError> {
     };
     let rest = rest.trim_end_matches('/');
     if rest.contains('@') {
-        return Err(bad("must not hold credentials: use `username` and `password`"));
+        return Err(bad(
+            "must not hold credentials: use `username` and `password`",
+        ));
     }
     if rest.contains('/') || rest.contains('?') {
         return Err(bad("is a host and an optional port, nothing more"));
     }
     let (host, port) = match rest.strip_prefix('[') {
         Some(r) => {
-            let (h, after) = r.split_once(']').ok_or_else(|| bad("has an unclosed `[`"))?;
+            let (h, after) = r
+                .split_once(']')
+                .ok_or_else(|| bad("has an unclosed `[`"))?;
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| bad("has an invalid port"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("has an invalid port"))?,
+                ),
             };
             (h, port)
         }
@@ -177,9 +185,7 @@ async fn email(cfg: &NotifierConfig, notice: &Notice) -> Result<(), SendError> {
     let msg = msg
         .body(notice.text())
         .map_err(|e| SendError::Settings(format!("cannot build the mail: {e}")))?;
-    let tls_params = || {
-        TlsParameters::new(at.host.clone()).map_err(|e| SendError::Smtp(chain(&e)))
-    };
+    let tls_params = || TlsParameters::new(at.host.clone()).map_err(|e| SendError::Smtp(chain(&e)));
     let tls = if at.wrapper {
         Tls::Wrapper(tls_params()?)
     } else if *starttls {
@@ -215,9 +221,18 @@ mod tests {
             let s = smtp_url(u).unwrap_or_else(|e| panic!("{u}: {e}"));
             (s.host, s.port, s.wrapper)
         };
-        assert_eq!(ok("smtp://mail.example"), ("mail.example".into(), 587, false));
-        assert_eq!(ok("smtp://127.0.0.1:2525"), ("127.0.0.1".into(), 2525, false));
-        assert_eq!(ok("smtps://mail.example/"), ("mail.example".into(), 465, true));
+        assert_eq!(
+            ok("smtp://mail.example"),
+            ("mail.example".into(), 587, false)
+        );
+        assert_eq!(
+            ok("smtp://127.0.0.1:2525"),
+            ("127.0.0.1".into(), 2525, false)
+        );
+        assert_eq!(
+            ok("smtps://mail.example/"),
+            ("mail.example".into(), 465, true)
+        );
         assert_eq!(ok("smtp://[::1]:25"), ("::1".into(), 25, false));
         assert_eq!(ok("smtp://[::1]"), ("::1".into(), 587, false));
         for bad in [
