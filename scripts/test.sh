@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The test command of the README: every crate's tests against the real PostgreSQL, MariaDB,
-# a real Chroma server and check-jsonschema (each installed on first use into a cached virtualenv),
+# a real Chroma server, an aiosmtpd SMTP server and check-jsonschema (each installed on first use into a cached virtualenv),
 # real child processes and local HTTP servers started by the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${CAIRN_CHROMA_BIN:-}" ]; then
   CAIRN_CHROMA_BIN="$(bash .ci/chroma-venv.sh)"
   export CAIRN_CHROMA_BIN
+fi
+if [ -z "${CAIRN_AIOSMTPD_PYTHON:-}" ]; then
+  # aiosmtpd: the real SMTP server the notification tests deliver mail to.
+  CAIRN_AIOSMTPD_PYTHON="$(bash .ci/aiosmtpd-venv.sh)"
+  export CAIRN_AIOSMTPD_PYTHON
 fi
 if [ -z "${CAIRN_CHECK_JSONSCHEMA:-}" ]; then
   # check-jsonschema: the schema is checked with the validator editors use.

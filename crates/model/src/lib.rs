@@ -14,7 +14,10 @@
 
 pub mod dag;
 pub mod diag;
+pub mod notifier;
+pub mod notifiers_file;
 mod parse;
+mod parse_notify;
 mod parse_step;
 mod read;
 pub mod runbook;
@@ -27,6 +30,10 @@ pub mod yaml;
 
 pub use dag::{Dag, Edge};
 pub use diag::{Diagnostic, Diagnostics, Severity, did_you_mean};
+pub use notifier::*;
+pub use notifiers_file::{
+    NOTIFIERS_ENV, check_notifiers_file, load_notifiers_file, notifiers_file_from_env,
+};
 pub use parse::{FORMAT_VERSIONS, MAX_BACKOFF};
 pub use runbook::*;
 pub use span::{Span, Spanned};
@@ -97,6 +104,17 @@ pub fn check(
     source: &str,
     templates: &cairn_template::Templates,
 ) -> (Option<Checked>, Diagnostics) {
+    check_with(path, source, templates, None)
+}
+
+/// [`check`], with the notifiers of a `CAIRN_NOTIFIERS` file in effect besides the
+/// runbook's own (names in `notify.on` may name either; the runbook's win a clash).
+pub fn check_with(
+    path: &Path,
+    source: &str,
+    templates: &cairn_template::Templates,
+    notifiers: Option<&NotifiersFile>,
+) -> (Option<Checked>, Diagnostics) {
     let (rb, mut diags) = parse_only(path, source);
     let Some(rb) = rb else { return (None, diags) };
     let mut v = validate::Validator::new(&rb, templates);
@@ -113,6 +131,9 @@ pub fn check(
         v.set_dag(dag);
     }
     v.everything();
+    if let Some(notify) = &rb.notify {
+        parse_notify::check_routes(&mut v.d, notify, &notifiers_in_effect(&rb, notifiers));
+    }
     diags.0.extend(v.d);
     diags.sort();
     if diags.has_errors() {
@@ -173,8 +194,17 @@ pub fn load(
     path: &Path,
     templates: &cairn_template::Templates,
 ) -> Result<(Checked, Diagnostics), LoadError> {
+    load_with(path, templates, None)
+}
+
+/// [`load`], with the notifiers of a `CAIRN_NOTIFIERS` file in effect (see [`check_with`]).
+pub fn load_with(
+    path: &Path,
+    templates: &cairn_template::Templates,
+    notifiers: Option<&NotifiersFile>,
+) -> Result<(Checked, Diagnostics), LoadError> {
     let text = read(path)?;
-    match check(path, &text, templates) {
+    match check_with(path, &text, templates, notifiers) {
         (Some(c), d) => Ok((c, d)),
         (None, diagnostics) => Err(LoadError::Invalid {
             path: path.display().to_string(),

@@ -27,6 +27,8 @@ const RUNBOOK_KEYS: &[&str] = &[
     "steps",
     "finally",
     "outputs",
+    "notifiers",
+    "notify",
 ];
 
 pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
@@ -99,6 +101,12 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
         })
     });
     let defaults = f.get("defaults").and_then(|n| defaults(d, n));
+    let notifiers = f
+        .get("notifiers")
+        .map_or_else(IndexMap::new, |n| crate::parse_notify::notifiers(d, n));
+    let notify = f
+        .get("notify")
+        .and_then(|n| crate::parse_notify::notify(d, n));
     let main = match f.get("steps") {
         Some(n) => crate::parse_step::steps(d, n, "`steps`"),
         None => {
@@ -152,6 +160,8 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
         steps: main,
         finally,
         outputs,
+        notifiers,
+        notify,
         path: Default::default(),
         source: String::new(),
         broken_ids,
@@ -272,7 +282,12 @@ fn regex_lite_check(p: &str) -> Result<(), String> {
     })
 }
 
-fn secret(d: &mut Diags, name: &str, key: crate::span::Span, n: &Node) -> Option<Secret> {
+pub(crate) fn secret(
+    d: &mut Diags,
+    name: &str,
+    key: crate::span::Span,
+    n: &Node,
+) -> Option<Secret> {
     check_ident(d, name, key, "secret");
     let what = format!("secret `{name}`");
     let mut f = map(d, n, &what)?;

@@ -171,6 +171,12 @@ pub struct Runbook {
     /// What the run returns (to `cairn show`, and to a parent's `uses` step).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub outputs: IndexMap<String, Spanned<TValue>>,
+    /// Receivers of notices, by name (see `notify`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub notifiers: IndexMap<String, crate::notifier::Notifier>,
+    /// Which notifiers hear which run event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::notifier::Notify>,
     #[serde(skip)]
     #[schemars(skip)]
     pub path: PathBuf,

@@ -58,7 +58,16 @@ struct Scope {
     targets: bool,
     /// `run.step_key` is defined (inside a step only).
     step_key: bool,
+    /// When set, the only roots a template may read here (an allowlist: notifier settings).
+    only: Option<&'static [&'static str]>,
 }
+
+/// What a runbook's notifier settings may read: values known before the first step, and no
+/// step's, run's or target's (a notice goes out of the run, so it carries only what the
+/// runbook's author chose to send).
+pub(crate) const NOTIFIER_ROOTS: &[&str] = &["secrets", "inputs", "env", "vars"];
+/// What a `CAIRN_NOTIFIERS` file's notifier settings may read: no runbook's names.
+pub(crate) const NOTIFIERS_FILE_ROOTS: &[&str] = &["secrets", "env"];
 
 pub(crate) struct Validator<'a> {
     rb: &'a Runbook,
@@ -203,6 +212,7 @@ impl<'a> Validator<'a> {
             steps: false,
             targets: false,
             step_key: false,
+            only: None,
         };
         for (i, (_, v)) in rb.vars.iter().enumerate() {
             self.tvalue(&v.value, Kind::Text, before_steps(i));
@@ -246,9 +256,30 @@ impl<'a> Validator<'a> {
             steps: true,
             targets: true,
             step_key: false,
+            only: None,
         };
         for v in rb.outputs.values() {
             self.tvalue(&v.value, Kind::Text, end);
+        }
+        self.notifiers(NOTIFIER_ROOTS);
+    }
+
+    /// Every template in the notifier settings, which may read only the roots in `only`.
+    pub(crate) fn notifiers(&mut self, only: &'static [&'static str]) {
+        let scope = Scope {
+            step: None,
+            item: false,
+            result: false,
+            vars: self.rb.vars.len(),
+            steps: false,
+            targets: false,
+            step_key: false,
+            only: Some(only),
+        };
+        for n in self.rb.notifiers.values() {
+            for t in n.templates() {
+                self.tmpl(t, Kind::Text, scope);
+            }
         }
     }
 
@@ -376,6 +407,7 @@ impl<'a> Validator<'a> {
             steps: true,
             targets: true,
             step_key: true,
+            only: None,
         };
         if let Some(fe) = &s.for_each {
             if let TValue::Str(t) = &fe.value
@@ -868,6 +900,18 @@ impl<'a> Validator<'a> {
             Some((format!("undefined name `{full}`"), help))
         };
         let rb = self.rb;
+        if let Some(only) = scope.only
+            && !only.contains(&root)
+            && !self.templates.function_names().contains(&root)
+        {
+            return Some((
+                format!("`{full}` is not available in notifier settings"),
+                Some(format!(
+                    "notifier settings may read only: {}",
+                    only.join(", ")
+                )),
+            ));
+        }
         match root {
             "env" => None,
             "inputs" => attr.filter(|a| !rb.inputs.contains_key(*a)).and_then(|a| {

@@ -37,6 +37,12 @@ fn schema_refuses_unknown_keys_everywhere_it_matters() {
         "CheckStep",
         "WaitStep",
         "ReportStep",
+        "WebhookNotifier",
+        "SlackNotifier",
+        "PagerDutyNotifier",
+        "EmailNotifier",
+        "Notify",
+        "NotifyOn",
     ] {
         assert_eq!(defs[name]["additionalProperties"], false, "{name}");
     }
@@ -97,9 +103,36 @@ fn schema_rejects_misspelt_keys_and_wrong_types() {
         "cairn: 1\nname: demo\ntargets:\n  db: { postgres: x, pasword: y }\nsteps: []\n",
         "cairn: 1\nname: demo\nsteps:\n  - id: a\n    chroma: { target: c, count: { colection: x } }\n",
         "cairn: 1\nname: demo\nsteps:\n  - id: a\n    check: { value: 1, warning: lots }\n",
+        "cairn: 1\nname: demo\nnotifiers:\n  t: { slak: { url: u } }\nsteps: []\n",
+        "cairn: 1\nname: demo\nnotifiers:\n  t: { slack: { url: u }, email: { smtp: s, from: f, to: t } }\nsteps: []\n",
+        "cairn: 1\nname: demo\nnotifiers:\n  t: { pagerduty: { url: u } }\nsteps: []\n",
+        "cairn: 1\nname: demo\nnotify:\n  on: { waitng: [t] }\nsteps: []\n",
     ] {
         assert!(!v.is_valid(&as_json(bad)), "schema accepted:\n{bad}");
     }
+}
+
+#[test]
+fn schema_accepts_every_notifier_kind() {
+    let v = validator();
+    let good = r#"cairn: 1
+name: demo
+notifiers:
+  oncall: { pagerduty: { routing_key: "{{ secrets.k }}", url: "http://127.0.0.1:9/v2/enqueue" } }
+  team: { slack: { url: "{{ secrets.k }}", timeout: 3s } }
+  audit: { webhook: { url: "https://hooks.example/cairn", secret: "{{ secrets.k }}", headers: { X-A: b } } }
+  dba: { email: { smtp: "smtp://mail.example:587", starttls: true, from: c@ex, to: [a@ex, b@ex], username: u, password: p } }
+  one: { email: { smtp: "smtp://mail.example", from: c@ex, to: a@ex } }
+notify:
+  on: { waiting: [oncall, team], failed: [oncall], succeeded: [team], paused: [team] }
+  renotify: 15m
+steps: []
+"#;
+    let errors: Vec<String> = v
+        .iter_errors(&as_json(good))
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 /// check-jsonschema, the validator editors' pre-commit hooks run: `$CAIRN_CHECK_JSONSCHEMA`, else
