@@ -65,7 +65,7 @@ struct Scope {
 /// What a runbook's notifier settings may read: values known before the first step, and no
 /// step's, run's or target's (a notice goes out of the run, so it carries only what the
 /// runbook's author chose to send).
-pub(crate) const NOTIFIER_ROOTS: &[&str] = &["secrets", "inputs", "env", "vars"];
+pub(crate) const NOTIFIER_ROOTS: &[&str] = &["secrets", "inputs", "env"];
 /// What a `CAIRN_NOTIFIERS` file's notifier settings may read: no runbook's names.
 pub(crate) const NOTIFIERS_FILE_ROOTS: &[&str] = &["secrets", "env"];
 

@@ -43,7 +43,7 @@ notifiers:
       smtp: smtp://mail.example:587
       starttls: true
       from: cairn@example.org
-      to: [a@example.org, "b@{{ vars.mail_domain }}"]
+      to: [a@example.org, "b@{{ inputs.team }}.example.org"]
       username: cairn
       password: "{{ secrets.smtp_pw }}"
 notify:
@@ -180,14 +180,14 @@ fn mistakes_are_located() {
             7,
             26,
             "`run.id` is not available in notifier settings",
-            Some("notifier settings may read only: secrets, inputs, env, vars"),
+            Some("notifier settings may read only: secrets, inputs, env"),
         ),
         (
             "notifiers:\n  x: { slack: { url: \"{{ steps.a.result }}\" } }\n",
             7,
             26,
             "`steps.a.result` is not available in notifier settings",
-            Some("notifier settings may read only: secrets, inputs, env, vars"),
+            Some("notifier settings may read only: secrets, inputs, env"),
         ),
         (
             "notifiers:\n  x: { slack: { url: \"{{ secrets.hook }}\" } }\n",
