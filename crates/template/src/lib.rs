@@ -66,7 +66,7 @@ pub use placeholder::{MASK, is_placeholder, masked, placeholder};
 pub use shell::{CHUNK, ShellScript, VAR_PREFIX, shell_quote};
 pub use shell_lex::{ShellContext, ShellLexer, shell_script_index};
 pub use sql::BoundSql;
-pub use sql_lex::{Dialect, SqlContext, SqlLexer};
+pub use sql_lex::{Dialect, SqlContext, SqlLexer, Unmodelled};
 pub use sql_script::{LoneStatement, outside_transaction};
 pub use url::encode_component;
 

@@ -117,14 +117,14 @@ pub(crate) fn finish(
                     "internal: an SQL hole went missing",
                 )
             })?;
-        if let Some(place) = lexer.context() {
-            let what = match hole {
-                Hole::Param(_) => "a `{{ }}` value",
-                Hole::Ident(_) => "an `| ident` name",
-            };
+        let what = match hole {
+            Hole::Param(_) => "a `{{ }}` value",
+            Hole::Ident(_) => "an `| ident` name",
+        };
+        if let Some((message, help)) = lexer.refusal(what) {
             return Err(TemplateError::new(
                 ErrorKind::InvalidValue,
-                format!("{what} is {}: {}", place.describe(), place.help()),
+                format!("{message}: {help}"),
             ));
         }
         match hole {
@@ -141,7 +141,7 @@ pub(crate) fn finish(
             }
             Hole::Ident(name) => {
                 let quoted = dialect.quote_ident(&name);
-                lexer.feed(&quoted);
+                lexer.ident(&quoted);
                 sql.push_str(&quoted);
             }
         }

@@ -6,6 +6,7 @@ mod placeholders;
 mod safety;
 mod shell_contexts;
 mod sql_contexts;
+mod sql_unmodelled;
 mod values;
 
 use std::sync::OnceLock;
