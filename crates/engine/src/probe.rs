@@ -253,6 +253,7 @@ impl Prober {
                     url: t.url.clone(),
                     sql: "SELECT 1".into(),
                     params: Vec::new(),
+                    lexed: false,
                 }
             }
             TargetKind::Http => Prepared::Http {
