@@ -317,7 +317,9 @@ fn needs_secret(t: &ResolvedTarget) -> bool {
 
 fn why_read(action: &Prepared) -> String {
     match action {
-        Prepared::Sql { .. } => "every statement is a read; run in a READ ONLY transaction".into(),
+        Prepared::Sql { .. } => {
+            "a read calling only allowlisted functions; run in a READ ONLY transaction".into()
+        }
         Prepared::Http { method, .. } => format!("`{method}` is a read"),
         Prepared::Chroma { action, .. } => format!("`{action}` is a read"),
         _ => "marked `readonly: true`".into(),
