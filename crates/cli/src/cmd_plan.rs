@@ -331,6 +331,7 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
             url,
             sql,
             params,
+            ..
         } => {
             let _ = writeln!(o, "{pad}on {target} ({url})");
             lines(o, "", sql.trim());

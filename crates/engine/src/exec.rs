@@ -142,6 +142,7 @@ impl Peers {
                 target: name,
                 sql,
                 params,
+                lexed,
                 ..
             } => {
                 let t = target(name)?;
@@ -155,6 +156,7 @@ impl Peers {
                     params: params.clone(),
                     timeout: a.timeout,
                     read_only: a.read_only,
+                    lexed: *lexed,
                 };
                 cairn_steps::sql::run(&self.pools, &st, &spec, a.cancel).await
             }

@@ -64,6 +64,9 @@ pub enum Prepared {
         url: String,
         sql: String,
         params: Vec<Json>,
+        /// Values were placed by the lexer: the server's settings are checked before it runs.
+        #[serde(skip)]
+        lexed: bool,
     },
     Http {
         method: String,
@@ -434,6 +437,7 @@ impl Renderer<'_> {
             |sql| cairn_template::BoundSql {
                 sql,
                 params: Vec::new(),
+                lexed: true,
             },
         )?;
         Ok(Prepared::Sql {
@@ -441,6 +445,7 @@ impl Renderer<'_> {
             url: cairn_steps::sql::masked_url(&t.url),
             sql: bound.sql,
             params: bound.params,
+            lexed: bound.lexed,
         })
     }
 

@@ -3,8 +3,9 @@
 //! templates and `when`); every other step is shown, never run. What counts as a read is decided
 //! by construction, never by a guess:
 //!
-//! * SQL: every statement a read by a real parse, no denied function
-//!   ([`cairn_steps::sql::reads`]), and run inside a READ ONLY transaction;
+//! * SQL: one statement, a read by a real parse, every function it calls on an allowlist of
+//!   functions without effects, no executable comment ([`cairn_steps::sql::reads`]), and run
+//!   inside a READ ONLY transaction; anything else is shown "not probed: calls `X`" (or why);
 //! * HTTP: `GET` and `HEAD`; Chroma: the read actions (`heartbeat`, `version`, `list`, `count`,
 //!   `get`, `query`);
 //! * shell and argv: only with `readonly: true`; `readonly: false` keeps any step from running;
@@ -253,6 +254,7 @@ impl Prober {
                     url: t.url.clone(),
                     sql: "SELECT 1".into(),
                     params: Vec::new(),
+                    lexed: false,
                 }
             }
             TargetKind::Http => Prepared::Http {
@@ -315,7 +317,9 @@ fn needs_secret(t: &ResolvedTarget) -> bool {
 
 fn why_read(action: &Prepared) -> String {
     match action {
-        Prepared::Sql { .. } => "every statement is a read; run in a READ ONLY transaction".into(),
+        Prepared::Sql { .. } => {
+            "a read calling only allowlisted functions; run in a READ ONLY transaction".into()
+        }
         Prepared::Http { method, .. } => format!("`{method}` is a read"),
         Prepared::Chroma { action, .. } => format!("`{action}` is a read"),
         _ => "marked `readonly: true`".into(),
@@ -356,7 +360,7 @@ fn may_run(
             }
             let driver = cairn_steps::sql::Driver::from_url(&t.url).map_err(|e| e.to_string())?;
             cairn_steps::sql::reads::check_read(driver, sql)
-                .map_err(|why| format!("not a read: {why}"))
+                .map_err(|why| format!("not probed: {why}"))
         }
         Prepared::Http { method, target, .. } => {
             if let Some(t) = target.as_ref().and_then(|n| targets.get(n))

@@ -44,6 +44,7 @@ mod pg_types;
 mod pool;
 mod postgres;
 pub mod reads;
+pub mod settings;
 mod sqlite;
 mod url;
 
@@ -120,6 +121,9 @@ pub struct SqlSpec {
     pub params: Vec<Value>,
     pub timeout: Option<Duration>,
     pub read_only: bool,
+    /// The query holds values placed by Cairn's SQL lexer (`{{ }}` holes): it runs only on a
+    /// session that reads SQL as the lexer does (see [`settings`]).
+    pub lexed: bool,
 }
 
 impl SqlSpec {

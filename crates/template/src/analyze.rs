@@ -263,18 +263,18 @@ impl<'a> Walker<'a> {
             Stmt::EmitExpr(e) => {
                 if let Some(sql) = &mut self.sql {
                     let is_ident = matches!(&e.expr, Expr::Filter(f) if f.name == "ident");
-                    if let Some(place) = sql.context() {
+                    let what = if is_ident {
+                        "an `| ident` name"
+                    } else {
+                        "a `{{ }}` value"
+                    };
+                    if let Some((message, help)) = sql.refusal(what) {
                         let (start, end) = emit_span(&e.expr);
-                        let what = if is_ident {
-                            "an `| ident` name"
-                        } else {
-                            "a `{{ }}` value"
-                        };
                         self.out.refused.push(Refusal {
                             offset: start as usize,
                             len: end.saturating_sub(start) as usize,
-                            message: format!("{what} is {}", place.describe()),
-                            help: place.help().to_string(),
+                            message,
+                            help: help.to_string(),
                             unless_int_input: None,
                             shell: None,
                             construct_at: None,

@@ -70,7 +70,7 @@ pub use shell_lex::ShellLexer;
 pub use shell_refusal::{Construct, Refusal as ShellRefusal, ShellContext};
 pub use shell_words::{ArgvRefusal, argv_refusals, shell_script_index};
 pub use sql::BoundSql;
-pub use sql_lex::{Dialect, SqlContext, SqlLexer};
+pub use sql_lex::{Dialect, SqlContext, SqlLexer, Unmodelled};
 pub use sql_script::{LoneStatement, outside_transaction};
 pub use url::encode_component;
 

@@ -25,6 +25,9 @@ pub struct BoundSql {
     pub sql: String,
     /// The values to bind, JSON-typed (numbers stay numbers, lists are JSON arrays).
     pub params: Vec<serde_json::Value>,
+    /// The lexer placed values in the text (parameters or `| ident` names): the server must
+    /// read SQL as the lexer does (`standard_conforming_strings`, `sql_mode`).
+    pub lexed: bool,
 }
 
 /// What the formatter wrote a sentinel for.
@@ -98,6 +101,7 @@ pub(crate) fn finish(
     let mut holes: Vec<Option<Hole>> = holes.into_iter().map(Some).collect();
     let mut sql = String::with_capacity(rendered.len());
     let mut params = Vec::new();
+    let lexed = !holes.is_empty();
     let mut lexer = SqlLexer::new(dialect);
     // Sentinels come in pairs around the hole number: text, n, text, n, ..., text.
     for (i, part) in rendered.split(SENTINEL).enumerate() {
@@ -117,14 +121,14 @@ pub(crate) fn finish(
                     "internal: an SQL hole went missing",
                 )
             })?;
-        if let Some(place) = lexer.context() {
-            let what = match hole {
-                Hole::Param(_) => "a `{{ }}` value",
-                Hole::Ident(_) => "an `| ident` name",
-            };
+        let what = match hole {
+            Hole::Param(_) => "a `{{ }}` value",
+            Hole::Ident(_) => "an `| ident` name",
+        };
+        if let Some((message, help)) = lexer.refusal(what) {
             return Err(TemplateError::new(
                 ErrorKind::InvalidValue,
-                format!("{what} is {}: {}", place.describe(), place.help()),
+                format!("{message}: {help}"),
             ));
         }
         match hole {
@@ -141,10 +145,10 @@ pub(crate) fn finish(
             }
             Hole::Ident(name) => {
                 let quoted = dialect.quote_ident(&name);
-                lexer.feed(&quoted);
+                lexer.ident(&quoted);
                 sql.push_str(&quoted);
             }
         }
     }
-    Ok(BoundSql { sql, params })
+    Ok(BoundSql { sql, params, lexed })
 }

@@ -4,20 +4,28 @@
 //! It only has to answer one question (is this `{{ }}` in code?), so it tracks just the
 //! constructs that can hide code position: quoted strings with each dialect's escapes,
 //! quoted identifiers, PostgreSQL's dollar quoting, and comments (nested in PostgreSQL).
-//! Where a construct is ambiguous the lexer errs towards "not code", which refuses a hole
-//! rather than mis-place one.
+//!
+//! It fails closed: where the server could read the text in more than one way (a setting the
+//! lexer cannot see, a version, a construct it does not model), it enters
+//! [`SqlContext::Unmodelled`] for good, and every later hole is refused. The readings it keeps
+//! apart are those of `standard_conforming_strings` (PostgreSQL) and of `sql_mode`'s
+//! `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES` (MySQL, MariaDB): a string is lexed so that its end
+//! is the same under every reading, or the text is unmodelled from there on.
 
 /// The SQL dialect of a target: decides the lexer's rules, the bind-parameter syntax and how
 /// `| ident` quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
     /// PostgreSQL: `$1` parameters, `"ident"`, `E'...'`, `U&'...'`, `$tag$...$tag$`, nested
-    /// `/* */`. Assumes `standard_conforming_strings = on` (the default since 9.1).
+    /// `/* */`, `--` comments ended by a line feed or a carriage return. A plain string is read
+    /// the same whether `standard_conforming_strings` is on or off, or not at all.
     Postgres,
-    /// MySQL and MariaDB: `?` parameters, `` `ident` ``, `'...'` and `"..."` strings with
-    /// backslash escapes, `#` and `-- ` comments.
+    /// MySQL and MariaDB: `?` parameters, `` `ident` ``, `'...'` and `"..."` strings (with or
+    /// without backslash escapes, `"..."` an identifier under `ANSI_QUOTES`), `#` and `-- `
+    /// comments; executable comments (`/*! */`, `/*M! */`) and hints (`/*+ */`) unmodelled.
     Mysql,
-    /// SQLite: `?` parameters, `"ident"`, `` `ident` `` and `[ident]`, no backslash escapes.
+    /// SQLite: `?` parameters, `"ident"`, `` `ident` `` and `[ident]`, no backslash escapes;
+    /// named variables (`$x`, `:x`, `@x`, `#x`) unmodelled.
     Sqlite,
 }
 
@@ -52,6 +60,84 @@ pub enum SqlContext {
     DollarQuoted,
     /// Inside a comment.
     Comment,
+    /// After a construct the lexer does not model: from there on it cannot tell code from
+    /// anything else.
+    Unmodelled(Unmodelled),
+}
+
+/// A construct after which the lexer no longer knows where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmodelled {
+    /// A quote after an odd run of backslashes in a string whose escapes depend on a server
+    /// setting: PostgreSQL's `standard_conforming_strings` for a plain `'...'`, MySQL's
+    /// `sql_mode` (`NO_BACKSLASH_ESCAPES`, `ANSI_QUOTES`) for `'...'` and `"..."`.
+    BackslashQuote(Dialect),
+    /// A PostgreSQL `$` that neither starts a parameter (`$1`) nor a whole dollar-quote tag
+    /// (`$tag$`), or that follows a number.
+    Dollar,
+    /// A MySQL executable comment (`/*!`, `/*!50000`, MariaDB `/*M!`) or optimizer hint
+    /// (`/*+`): its text is code or comment depending on the server.
+    ExecutableComment,
+    /// An SQLite named variable (`$x`, `:x`, `@x`, `#x`), whose `(...)` suffix swallows quotes.
+    SqliteVariable,
+    /// A NUL character, which servers read as the end of the text or refuse.
+    Nul,
+    /// A name, number or quote character written right after a value, which would merge into
+    /// its placeholder (`$1` followed by `1` is `$11`) or its quoted identifier.
+    GluedToValue,
+}
+
+impl Unmodelled {
+    fn describe(self) -> &'static str {
+        match self {
+            Unmodelled::BackslashQuote(Dialect::Mysql) => {
+                "written after `\\` before a quote in a string, where the string ends depends on \
+                 sql_mode (NO_BACKSLASH_ESCAPES, ANSI_QUOTES)"
+            }
+            Unmodelled::BackslashQuote(_) => {
+                "written after `\\` before a quote in a plain string, where the string ends depends on \
+                 standard_conforming_strings"
+            }
+            Unmodelled::Dollar => {
+                "written after a `$` that starts neither a parameter nor a dollar-quote tag \
+                 (`$tag$`, the tag a letter, `_` or non-ASCII character, then those or digits)"
+            }
+            Unmodelled::ExecutableComment => {
+                "written after a MySQL executable comment or hint (`/*!`, `/*M!`, `/*+`), whose text the \
+                 server may run as code"
+            }
+            Unmodelled::SqliteVariable => {
+                "written after an SQLite named variable (`$x`, `:x`, `@x`)"
+            }
+            Unmodelled::Nul => "written after a NUL character",
+            Unmodelled::GluedToValue => {
+                "followed right away by a name, number or quote, which would merge with it"
+            }
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Unmodelled::BackslashQuote(Dialect::Mysql) => {
+                "double the quote instead of escaping it ('it''s'), or move the values before \
+                 this string"
+            }
+            Unmodelled::BackslashQuote(_) => {
+                "write E'...' for a backslash escape, or double the quote ('it''s')"
+            }
+            Unmodelled::Dollar => {
+                "write the dollar quote with a whole tag ($$...$$, $body$...$body$), and put a \
+                 space between a number and a `$`"
+            }
+            Unmodelled::ExecutableComment => {
+                "write the statement without executable comments; Cairn cannot tell what the \
+                 server runs"
+            }
+            Unmodelled::SqliteVariable => "pass values as `{{ }}`, which binds them",
+            Unmodelled::Nul => "remove the NUL character",
+            Unmodelled::GluedToValue => "put a space or an operator after the `{{ }}`",
+        }
+    }
 }
 
 impl SqlContext {
@@ -62,6 +148,7 @@ impl SqlContext {
             SqlContext::QuotedIdent => "inside a quoted SQL identifier",
             SqlContext::DollarQuoted => "inside a dollar-quoted SQL body ($$...$$)",
             SqlContext::Comment => "inside an SQL comment",
+            SqlContext::Unmodelled(u) => u.describe(),
         }
     }
 
@@ -80,8 +167,30 @@ impl SqlContext {
                  (SELECT set_config('cairn.x', {{ x }}, false)) and read current_setting('cairn.x') in the body"
             }
             SqlContext::Comment => "move it out of the comment",
+            SqlContext::Unmodelled(u) => u.help(),
         }
     }
+}
+
+/// How backslashes act in a quoted string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escapes {
+    /// Not at all: only a doubled quote (SQLite, quoted identifiers).
+    None,
+    /// A backslash escapes the next character (PostgreSQL `E'...'`).
+    Backslash,
+    /// Either of the two, by a server setting: lexed as [`Escapes::None`], and a quote after an
+    /// odd run of backslashes (where the two readings part) is [`Unmodelled::BackslashQuote`].
+    Either,
+}
+
+/// The kind of word the last code characters form, for what a `$` or a quote after it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    /// Started by a letter, `_` or a non-ASCII character: `$` continues it.
+    Name,
+    /// Started by a digit or a `$`: a number or a parameter.
+    Number,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,13 +199,17 @@ enum State {
     /// In a quoted string or identifier closed by `quote` (doubled to escape it).
     Quoted {
         quote: char,
-        /// Backslash escapes the next character (E'...', MySQL strings).
-        backslash: bool,
+        escapes: Escapes,
         ctx: SqlContext,
+        /// [`Escapes::Backslash`]: the next character is escaped. [`Escapes::Either`]: an odd
+        /// run of backslashes is right before it.
+        odd: bool,
     },
-    /// Right after a backslash in a [`State::Quoted`] with backslash escapes.
-    Escaped {
+    /// Right after the quote that closed a [`State::Quoted`]: in code, unless the next
+    /// character is the same quote, which makes a doubled quote and goes on with the string.
+    Closed {
         quote: char,
+        escapes: Escapes,
         ctx: SqlContext,
     },
     /// SQLite `[ident]`: no escape, ends at `]`.
@@ -107,6 +220,8 @@ enum State {
         depth: u32,
     },
     Dollar(String),
+    /// For good: nothing after this is known to be code.
+    Unmodelled(Unmodelled),
 }
 
 /// The lexer. Feed literal text with [`SqlLexer::feed`]; between feeds, [`SqlLexer::context`]
@@ -116,14 +231,30 @@ enum State {
 pub struct SqlLexer {
     dialect: Dialect,
     state: State,
-    /// The two characters before the next one (most recent first), for `--`, `/*`, `*/`,
-    /// `E'` (a token of its own, not the end of `SOME'`) and `word$`.
+    /// The two characters before the next one (most recent first), for `--`, `/*`, `*/` and
+    /// `E'` (a token of its own, not the end of `SOME'`).
     prev: [Option<char>; 2],
+    /// The word the code characters before the next one form, if they form one.
+    word: Option<Word>,
+    /// A value was written right before the next character.
+    after_hole: bool,
+    /// The text where the lexer gave up, for messages (the author's text, never a value).
+    unmodelled_near: Option<String>,
 }
 
+/// Continues a name, in every dialect: ASCII letters and digits, `_`, `$`, and any non-ASCII
+/// character (PostgreSQL, MySQL and SQLite all take bytes above 0x7F as letters).
 fn ident_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
+    c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
 }
+
+/// Starts a name, or a PostgreSQL dollar-quote tag: `[A-Za-z\x80-\xFF_]`.
+fn ident_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || !c.is_ascii()
+}
+
+/// An (unescaped) hole placeholder stands here in the lexer's memory of what came before.
+const HOLE: char = '\u{1}';
 
 impl SqlLexer {
     /// A lexer at the start of a statement.
@@ -132,26 +263,52 @@ impl SqlLexer {
             dialect,
             state: State::Code,
             prev: [None, None],
+            word: None,
+            after_hole: false,
+            unmodelled_near: None,
         }
     }
 
     /// `None` in code, otherwise where the next character is.
     pub fn context(&self) -> Option<SqlContext> {
         match &self.state {
-            State::Code => None,
-            State::Quoted { ctx, .. } | State::Escaped { ctx, .. } => Some(*ctx),
+            State::Code | State::Closed { .. } => None,
+            State::Quoted { ctx, .. } => Some(*ctx),
             State::Bracket => Some(SqlContext::QuotedIdent),
             State::LineComment | State::Block { .. } => Some(SqlContext::Comment),
             State::Dollar(_) => Some(SqlContext::DollarQuoted),
+            State::Unmodelled(u) => Some(SqlContext::Unmodelled(*u)),
         }
     }
 
-    /// A value was written at the current position: in code it is one word (a parameter
-    /// or a quoted identifier), so it ends any `-`, `/` or name before it.
-    pub fn hole(&mut self) {
-        if self.state == State::Code {
-            self.push_prev('0');
+    /// When a hole at the current position must be refused: the message (starting with
+    /// `what`, "a `{{ }}` value") and what to write instead.
+    pub fn refusal(&self, what: &str) -> Option<(String, &'static str)> {
+        let place = self.context()?;
+        let mut message = format!("{what} is {}", place.describe());
+        if let (SqlContext::Unmodelled(_), Some(near)) = (place, &self.unmodelled_near) {
+            message.push_str(&format!(" (near `{near}`)"));
         }
+        Some((message, place.help()))
+    }
+
+    /// A value was written at the current position: in code it is one word (a parameter
+    /// or a quoted identifier), so it ends any `-`, `/` or name before it; a name, number or
+    /// quote right after it would merge with it, and is unmodelled.
+    pub fn hole(&mut self) {
+        if self.context().is_none() {
+            self.state = State::Code;
+            self.prev = [Some(HOLE), None];
+            self.word = None;
+            self.after_hole = true;
+        }
+    }
+
+    /// An `| ident` hole: `quoted` (the dialect's quoted identifier) was written at the
+    /// current position.
+    pub fn ident(&mut self, quoted: &str) {
+        self.feed(quoted);
+        self.hole();
     }
 
     fn push_prev(&mut self, c: char) {
@@ -168,65 +325,94 @@ impl SqlLexer {
     pub fn feed_each(&mut self, text: &str, mut each: impl FnMut(usize, char, bool)) {
         let mut chars = text.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
-            each(i, c, self.state == State::Code);
+            each(i, c, self.context().is_none());
             let rest = &text[i..];
             let next = chars.peek().map(|&(_, n)| n);
-            let [p1, p2] = self.prev;
+            let [p1, _] = self.prev;
             let mut skip = 0;
             let mut forget = false;
-            self.state = match std::mem::replace(&mut self.state, State::Code) {
-                State::Code => self.code(c, [p1, p2], next, rest, &mut skip, &mut forget),
-                State::Quoted {
-                    quote,
-                    backslash,
-                    ctx,
-                } => {
-                    if c == quote {
-                        // A doubled quote closes and reopens at once, which comes to the same.
+            let glued = std::mem::take(&mut self.after_hole);
+            let state = std::mem::replace(&mut self.state, State::Code);
+            self.state = if c == '\0' {
+                State::Unmodelled(Unmodelled::Nul)
+            } else if glued && (ident_char(c) || matches!(c, '\'' | '"' | '`')) {
+                State::Unmodelled(Unmodelled::GluedToValue)
+            } else {
+                match state {
+                    State::Code => self.code(c, next, rest, &mut skip, &mut forget),
+                    State::Closed {
+                        quote,
+                        escapes,
+                        ctx,
+                    } if c == quote => State::Quoted {
+                        quote,
+                        escapes,
+                        ctx,
+                        odd: false,
+                    },
+                    State::Closed { .. } => self.code(c, next, rest, &mut skip, &mut forget),
+                    State::Quoted {
+                        quote,
+                        escapes,
+                        ctx,
+                        odd,
+                    } => self.quoted(c, quote, escapes, ctx, odd),
+                    State::Bracket if c == ']' => State::Code,
+                    State::Bracket => State::Bracket,
+                    State::LineComment
+                        if c == '\n' || (c == '\r' && self.dialect == Dialect::Postgres) =>
+                    {
                         State::Code
-                    } else if backslash && c == '\\' {
-                        State::Escaped { quote, ctx }
-                    } else {
-                        State::Quoted {
-                            quote,
-                            backslash,
-                            ctx,
+                    }
+                    State::LineComment => State::LineComment,
+                    State::Block { depth } => {
+                        if p1 == Some('*') && c == '/' {
+                            // The `*` that closes cannot also open or close again.
+                            forget = true;
+                            if depth <= 1 {
+                                State::Code
+                            } else {
+                                State::Block { depth: depth - 1 }
+                            }
+                        } else if p1 == Some('/') && c == '*' && self.dialect == Dialect::Postgres {
+                            forget = true;
+                            State::Block { depth: depth + 1 }
+                        } else {
+                            State::Block { depth }
                         }
                     }
-                }
-                State::Escaped { quote, ctx } => State::Quoted {
-                    quote,
-                    backslash: true,
-                    ctx,
-                },
-                State::Bracket if c == ']' => State::Code,
-                State::Bracket => State::Bracket,
-                State::LineComment if c == '\n' => State::Code,
-                State::LineComment => State::LineComment,
-                State::Block { depth } => {
-                    if p1 == Some('*') && c == '/' {
-                        // The `*` that closes cannot also open or close again.
-                        forget = true;
-                        if depth <= 1 {
+                    State::Dollar(tag) => {
+                        if c == '$' && rest.starts_with(tag.as_str()) {
+                            skip = tag.len() - 1;
                             State::Code
                         } else {
-                            State::Block { depth: depth - 1 }
+                            State::Dollar(tag)
                         }
-                    } else if p1 == Some('/') && c == '*' && self.dialect == Dialect::Postgres {
-                        forget = true;
-                        State::Block { depth: depth + 1 }
-                    } else {
-                        State::Block { depth }
                     }
+                    State::Unmodelled(u) => State::Unmodelled(u),
                 }
-                State::Dollar(tag) => {
-                    if c == '$' && rest.starts_with(tag.as_str()) {
-                        skip = tag.len() - 1;
-                        State::Code
+            };
+            if matches!(self.state, State::Unmodelled(_)) && self.unmodelled_near.is_none() {
+                // From the character before (`\'`, `/*!`) to a few after.
+                let from = text[..i].char_indices().next_back().map_or(i, |(j, _)| j);
+                let near = text[from..].chars().take(12).flat_map(|c| {
+                    let shown: Vec<char> = if c.is_control() {
+                        c.escape_debug().collect()
                     } else {
-                        State::Dollar(tag)
-                    }
+                        vec![c]
+                    };
+                    shown
+                });
+                self.unmodelled_near = Some(near.collect());
+            }
+            self.word = match (&self.state, self.word) {
+                (State::Code, Some(Word::Name)) if ident_char(c) => Some(Word::Name),
+                (State::Code, Some(Word::Number)) if ident_char(c) && c != '$' => {
+                    Some(Word::Number)
                 }
+                (State::Code, _) if ident_start(c) => Some(Word::Name),
+                (State::Code, _) if c.is_ascii_digit() || c == '$' => Some(Word::Number),
+                _ => None,
             };
             if forget {
                 self.prev = [None, None];
@@ -242,36 +428,74 @@ impl SqlLexer {
         }
     }
 
+    fn quoted(&self, c: char, quote: char, escapes: Escapes, ctx: SqlContext, odd: bool) -> State {
+        let stay = |odd| State::Quoted {
+            quote,
+            escapes,
+            ctx,
+            odd,
+        };
+        match escapes {
+            Escapes::Backslash if odd => stay(false),
+            Escapes::Backslash | Escapes::Either if c == '\\' => stay(!odd),
+            Escapes::Either if c == quote && odd => {
+                State::Unmodelled(Unmodelled::BackslashQuote(self.dialect))
+            }
+            _ if c == quote => State::Closed {
+                quote,
+                escapes,
+                ctx,
+            },
+            _ => stay(false),
+        }
+    }
+
     fn code(
         &self,
         c: char,
-        [p1, p2]: [Option<char>; 2],
         next: Option<char>,
         rest: &str,
         skip: &mut usize,
         forget: &mut bool,
     ) -> State {
-        let starts_token = |p: Option<char>| !p.is_some_and(ident_char);
-        let quoted = |quote, backslash, ctx| State::Quoted {
+        let [p1, p2] = self.prev;
+        let quoted = |quote, escapes, ctx| State::Quoted {
             quote,
-            backslash,
+            escapes,
             ctx,
+            odd: false,
         };
         match (self.dialect, c) {
             (_, '\'') => {
-                let backslash = match self.dialect {
-                    Dialect::Mysql => true,
-                    // E'...' (not U&'...', whose `\` starts a Unicode escape only).
-                    Dialect::Postgres => matches!(p1, Some('E' | 'e')) && starts_token(p2),
-                    Dialect::Sqlite => false,
+                let escapes = match self.dialect {
+                    // Backslashes escape, or not, by sql_mode's NO_BACKSLASH_ESCAPES.
+                    Dialect::Mysql => Escapes::Either,
+                    // E'...' is a token of its own (not the end of `SOME'`); a plain string
+                    // (U&'...' included) reads a backslash by standard_conforming_strings.
+                    Dialect::Postgres
+                        if matches!(p1, Some('E' | 'e')) && !p2.is_some_and(ident_char) =>
+                    {
+                        Escapes::Backslash
+                    }
+                    Dialect::Postgres => Escapes::Either,
+                    Dialect::Sqlite => Escapes::None,
                 };
-                quoted('\'', backslash, SqlContext::String)
+                quoted('\'', escapes, SqlContext::String)
             }
-            (Dialect::Mysql, '"') => quoted('"', true, SqlContext::String),
-            (_, '"') => quoted('"', false, SqlContext::QuotedIdent),
-            (Dialect::Mysql | Dialect::Sqlite, '`') => quoted('`', false, SqlContext::QuotedIdent),
+            // A string, or an identifier under ANSI_QUOTES: a hole is refused in both.
+            (Dialect::Mysql, '"') => quoted('"', Escapes::Either, SqlContext::String),
+            (_, '"') => quoted('"', Escapes::None, SqlContext::QuotedIdent),
+            (Dialect::Mysql | Dialect::Sqlite, '`') => {
+                quoted('`', Escapes::None, SqlContext::QuotedIdent)
+            }
             (Dialect::Sqlite, '[') => State::Bracket,
             (Dialect::Mysql, '#') => State::LineComment,
+            // `a$b` and `1$` are one token; `:x`, `@x`, `#x` and a leading `$x` are variables.
+            (Dialect::Sqlite, '$' | ':' | '@' | '#')
+                if (c != '$' || self.word.is_none()) && next.is_some_and(ident_char) =>
+            {
+                State::Unmodelled(Unmodelled::SqliteVariable)
+            }
             (Dialect::Mysql, '-') if p1 == Some('-') => {
                 // `-- ` needs a space or control character after it; `--1` is minus minus one.
                 // At the end of a piece (a value follows) it is not a comment either.
@@ -281,30 +505,50 @@ impl SqlLexer {
                 }
             }
             (_, '-') if p1 == Some('-') => State::LineComment,
+            (Dialect::Mysql, '*') if p1 == Some('/') => {
+                let after = &rest[1..];
+                if after.starts_with('!') || after.starts_with("M!") || after.starts_with('+') {
+                    State::Unmodelled(Unmodelled::ExecutableComment)
+                } else {
+                    *forget = true;
+                    State::Block { depth: 1 }
+                }
+            }
             (_, '*') if p1 == Some('/') => {
                 *forget = true;
                 State::Block { depth: 1 }
             }
-            (Dialect::Postgres, '$') if starts_token(p1) => match dollar_tag(rest) {
-                Some(tag) => {
-                    *skip = tag.len() - 1;
-                    State::Dollar(tag)
-                }
-                None => State::Code,
+            (Dialect::Postgres, '$') => match self.word {
+                // `a$b`: part of the name.
+                Some(Word::Name) => State::Code,
+                // `1$a$`: the number ends, and a tag may start: PostgreSQL versions part here.
+                Some(Word::Number) => State::Unmodelled(Unmodelled::Dollar),
+                None if next.is_some_and(|n| n.is_ascii_digit()) => State::Code,
+                None => match dollar_tag(rest) {
+                    Some(tag) => {
+                        *skip = tag.len() - 1;
+                        State::Dollar(tag)
+                    }
+                    None => State::Unmodelled(Unmodelled::Dollar),
+                },
             },
             _ => State::Code,
         }
     }
 }
 
-/// The dollar-quote tag starting at `rest` (`$$`, `$tag$`); `$1` is a parameter, not a tag.
+/// The dollar-quote tag starting at `rest` (`$$`, `$tag$`), by PostgreSQL's grammar:
+/// `\$([A-Za-z\x80-\xFF_][A-Za-z\x80-\xFF_0-9]*)?\$`.
 fn dollar_tag(rest: &str) -> Option<String> {
     let body = rest.get(1..)?;
     let end = body.find('$')?;
     let tag = &body[..end];
-    let valid = tag
-        .chars()
-        .enumerate()
-        .all(|(i, c)| c.is_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()));
+    let valid = tag.chars().enumerate().all(|(i, c)| {
+        if i == 0 {
+            ident_start(c)
+        } else {
+            ident_start(c) || c.is_ascii_digit()
+        }
+    });
     valid.then(|| format!("${tag}$"))
 }

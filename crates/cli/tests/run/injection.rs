@@ -76,7 +76,7 @@ fn an_sql_hole_quoted_by_a_loop_is_refused_at_run_time() {
     sb.write(
         "runbook.yaml",
         &format!(
-            "cairn: 1\nname: inject\ninputs:\n  t: {{ type: string }}\ntargets:\n  db: {{ postgres: \"{PG_URL}\" }}\nsteps:\n  - id: q\n    sql:\n      target: db\n      query: >-\n        SELECT {{% for i in [1, 2] %}}{{{{ inputs.t | ident }}}}{{% if loop.first %}}'{{% endif %}}{{% endfor %}}'\n"
+            "cairn: 1\nname: inject\ninputs:\n  t: {{ type: string }}\ntargets:\n  db: {{ postgres: \"{PG_URL}\" }}\nsteps:\n  - id: q\n    sql:\n      target: db\n      query: >-\n        SELECT {{% for i in [1, 2] %}}{{{{ inputs.t | ident }}}} {{% if loop.first %}}'{{% endif %}}{{% endfor %}}'\n"
         ),
     );
     let (code, out) = validate(&sb, "runbook.yaml");

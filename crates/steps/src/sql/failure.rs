@@ -33,6 +33,8 @@ pub(super) enum SqlError {
     Cancelled,
     /// The pool was closed under the step.
     Closed,
+    /// The session reads SQL otherwise than the lexer that placed the query's values.
+    Setting(String),
 }
 
 impl From<sqlx::Error> for SqlError {
@@ -75,6 +77,7 @@ impl SqlError {
             },
             SqlError::Cancelled => StepError::Cancelled { result: None },
             SqlError::Closed => StepError::setup(format!("connection pool closed ({masked})")),
+            SqlError::Setting(why) => StepError::setup(format!("{why} ({masked})")),
         }
     }
 }

@@ -25,11 +25,11 @@ use sqlx::mysql::{
 };
 use sqlx::{Arguments, AssertSqlSafe, Connection, Decode, Executor, Row, Type, TypeInfo, ValueRef};
 
-use super::SqlSpec;
 use super::exec::{self, Limits, Outcome};
 use super::failure::{SqlError, mysql_number};
 use super::notices::{self, Notices};
 use super::pool::ConnPool;
+use super::{SqlSpec, settings};
 
 const CLEANUP: Duration = Duration::from_secs(5);
 
@@ -40,9 +40,18 @@ pub(super) async fn run(
 ) -> Result<Outcome, SqlError> {
     let mut lease = limits.guard(pool.acquire()).await??;
     let conn = &mut lease.conn;
-    let id: u64 = limits
-        .guard(sqlx::query_scalar("SELECT CONNECTION_ID()").fetch_one(&mut *conn))
+    // The connection id, for a kill; and the sql_mode the lexer that placed the values must
+    // know.
+    let (id, sql_mode): (u64, String) = limits
+        .guard(sqlx::query_as("SELECT CONNECTION_ID(), @@SESSION.sql_mode").fetch_one(&mut *conn))
         .await??;
+    if spec.lexed
+        && let Err(refused) = settings::mysql(&sql_mode)
+    {
+        // Nothing has run: the connection is clean.
+        lease.release();
+        return Err(refused);
+    }
     let reset = match spec.timeout {
         Some(timeout) => Some(limits.guard(set_timeout(conn, timeout)).await??),
         None => None,

@@ -12,7 +12,7 @@ use super::exec::{self, Limits, Outcome};
 use super::failure::{self, SqlError};
 use super::notices::{self, Notices};
 use super::pool::ConnPool;
-use super::{SqlSpec, pg_params, pg_types};
+use super::{SqlSpec, pg_params, pg_types, settings};
 
 /// Bound on the housekeeping statements run after the query (ROLLBACK, RESET).
 const CLEANUP: Duration = Duration::from_secs(5);
@@ -24,10 +24,23 @@ pub(super) async fn run(
 ) -> Result<Outcome, SqlError> {
     let mut lease = limits.guard(pool.acquire()).await??;
     let conn = &mut lease.conn;
-    // Known before the query starts, so a cancel can name the backend to stop.
-    let pid: i32 = limits
-        .guard(sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn))
+    // Known before the query starts, so a cancel can name the backend to stop; in the same
+    // round trip, the setting the lexer that placed the values assumes.
+    let (pid, conforming): (i32, String) = limits
+        .guard(
+            sqlx::query_as(
+                "SELECT pg_backend_pid(), current_setting('standard_conforming_strings')",
+            )
+            .fetch_one(&mut *conn),
+        )
         .await??;
+    if spec.lexed
+        && let Err(refused) = settings::postgres(&conforming)
+    {
+        // Nothing has run: the connection is clean.
+        lease.release();
+        return Err(refused);
+    }
     if let Some(timeout) = spec.timeout {
         let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
         limits

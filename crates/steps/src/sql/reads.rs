@@ -1,95 +1,151 @@
 //! What `cairn plan --probe` may run for real: SQL that only reads, decided by a real parse
 //! (sqlparser) of the rendered text, never by looking at its first word.
 //!
-//! A statement is a read when it is a query (`SELECT`, `WITH ... SELECT`, `VALUES`), a
-//! `SHOW`, or an `EXPLAIN` without `ANALYZE` of a read; when no query in it writes (`SELECT ...
-//! INTO`, a `WITH` holding `INSERT`/`UPDATE`/`DELETE`/`MERGE`) or locks rows (`FOR UPDATE`,
-//! `FOR SHARE`); and when it calls none of the [`DENIED_FUNCTIONS`], which act outside the
-//! transaction or on the server itself. Anything that does not parse is not a read. The probe
-//! also runs what passes inside a READ ONLY transaction, so a function that writes (a user's
-//! PL/pgSQL) is stopped by the server: two locks, either of which holds alone for most cases.
+//! A probe is one statement. It is a read when it is a query (`SELECT`, `WITH ... SELECT`,
+//! `VALUES`), a `SHOW`, or an `EXPLAIN` without `ANALYZE` of a read; when no query in it writes
+//! (`SELECT ... INTO`, a `WITH` holding `INSERT`/`UPDATE`/`DELETE`/`MERGE`) or locks rows
+//! (`FOR UPDATE`, `FOR SHARE`); and when every function it calls is on [`ALLOWED_FUNCTIONS`],
+//! functions known to have no effect, called by their own name or through `pg_catalog`. Names
+//! are compared as the server reads them: unquoted ones case-folded, quoted ones exactly, with
+//! `U&"..."` escapes decoded. MySQL executable comments (`/*! */`, `/*M! */`) and hints
+//! (`/*+ */`) are refused before parsing, since the server runs what the parser skips as a
+//! comment. Anything that does not parse is not a read. The probe also runs what passes inside
+//! a READ ONLY transaction, so what slips through (a user's function behind an operator or a
+//! type) is stopped by the server: two locks, either of which holds alone for most cases.
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, Ident, ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
+};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
 use super::Driver;
 
-/// Functions a probe never calls, with why. A name ending in `*` is a prefix. Matched on the
-/// function's own name, whatever its schema (`pg_catalog.set_config` is `set_config`), without
-/// regard to case.
-pub const DENIED_FUNCTIONS: &[(&str, &str)] = &[
-    // Other sessions and the server.
-    ("pg_terminate_backend", "ends another session"),
-    ("pg_cancel_backend", "cancels another session's query"),
-    ("pg_reload_conf", "reloads the server's configuration"),
-    ("pg_rotate_logfile", "rotates the server's log"),
-    ("pg_promote", "promotes a standby"),
-    ("pg_switch_wal", "switches the WAL file"),
-    (
-        "pg_create_restore_point",
-        "writes a restore point to the WAL",
-    ),
-    ("pg_wal_replay_*", "pauses or resumes replication replay"),
-    ("pg_backup_*", "starts or stops a backup"),
-    ("pg_start_backup", "starts a backup"),
-    ("pg_stop_backup", "stops a backup"),
-    ("pg_stat_reset*", "resets statistics"),
-    ("pg_import_system_collations", "adds collations"),
-    // Replication slots and origins: consuming changes is not undone by a rollback.
-    ("pg_create_*_replication_slot", "creates a replication slot"),
-    ("pg_drop_replication_slot", "drops a replication slot"),
-    ("pg_copy_*_replication_slot", "creates a replication slot"),
-    ("pg_replication_slot_advance", "advances a replication slot"),
-    (
-        "pg_logical_slot_get_*",
-        "consumes changes from a replication slot",
-    ),
-    ("pg_logical_emit_message", "writes a message to the WAL"),
-    ("pg_replication_origin_*", "changes a replication origin"),
-    // Session state that outlives the statement.
-    ("set_config", "changes a setting"),
-    ("pg_advisory_*", "takes or releases an advisory lock"),
-    ("pg_try_advisory_*", "takes an advisory lock"),
-    ("pg_notify", "sends a notification"),
-    // Sequences: not undone by a rollback.
-    ("nextval", "advances a sequence"),
-    ("setval", "sets a sequence"),
-    // Files and large objects on the server.
-    ("lo_*", "reads or writes a large object or a server file"),
-    ("pg_file_*", "writes a file on the server"),
-    // Other servers.
-    ("dblink*", "runs SQL on another server"),
-    // MySQL and MariaDB.
-    ("get_lock", "takes a named lock"),
-    ("release_lock", "releases a named lock"),
-    ("release_all_locks", "releases named locks"),
-    ("master_pos_wait", "waits on replication"),
-    ("source_pos_wait", "waits on replication"),
-    // SQLite.
-    ("load_extension", "loads code into the database process"),
+/// The functions a probe may call: reads of values, the clock, sizes and server state, with no
+/// effect on the server, the session or other sessions. Lower case; matched on the name the
+/// server resolves (see the module documentation).
+pub const ALLOWED_FUNCTIONS: &[&str] = &[
+    // Aggregates and windows.
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "every",
+    "string_agg",
+    "array_agg",
+    "json_agg",
+    "jsonb_agg",
+    "group_concat",
+    "total",
+    "row_number",
+    "rank",
+    "dense_rank",
+    // Conditionals.
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "ifnull",
+    // Clock and session facts.
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "localtimestamp",
+    "localtime",
+    "current_user",
+    "session_user",
+    "current_database",
+    "current_schema",
+    "current_setting",
+    "version",
+    "database",
+    "connection_id",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "age",
+    "to_char",
+    "to_timestamp",
+    "strftime",
+    "datetime",
+    "date",
+    "julianday",
+    "unix_timestamp",
+    // Sizes and server state.
+    "pg_database_size",
+    "pg_relation_size",
+    "pg_total_relation_size",
+    "pg_table_size",
+    "pg_indexes_size",
+    "pg_size_pretty",
+    "pg_is_in_recovery",
+    "pg_backend_pid",
+    "pg_postmaster_start_time",
+    "pg_last_xact_replay_timestamp",
+    "pg_current_wal_lsn",
+    "pg_last_wal_receive_lsn",
+    "pg_last_wal_replay_lsn",
+    "pg_wal_lsn_diff",
+    "currval",
+    // Text and numbers.
+    "length",
+    "char_length",
+    "octet_length",
+    "lower",
+    "upper",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "substring",
+    "substr",
+    "left",
+    "right",
+    "replace",
+    "concat",
+    "concat_ws",
+    "format",
+    "md5",
+    "round",
+    "floor",
+    "ceil",
+    "ceiling",
+    "abs",
+    "mod",
+    "power",
+    "sqrt",
+    "exp",
+    "ln",
+    "log",
+    "sin",
+    "cos",
+    "typeof",
+    // Rows and JSON built from values.
+    "generate_series",
+    "unnest",
+    "array_length",
+    "cardinality",
+    "json_build_object",
+    "jsonb_build_object",
+    "json_object",
+    "json_extract",
 ];
 
-/// Why `name` may not be called by a probe, if it may not.
-pub fn denied_function(name: &str) -> Option<&'static str> {
-    let name = name.to_ascii_lowercase();
-    DENIED_FUNCTIONS.iter().find_map(|(pattern, why)| {
-        let hit = match pattern.split_once('*') {
-            Some((prefix, suffix)) => {
-                name.starts_with(prefix)
-                    && name.ends_with(suffix)
-                    && name.len() >= prefix.len() + suffix.len()
-            }
-            None => name == *pattern,
-        };
-        hit.then_some(*why)
-    })
-}
-
-/// `Ok(())` when every statement of `sql` only reads, else why not (one line).
+/// `Ok(())` when `sql` is one statement that only reads, else why not (one line).
 pub fn check_read(driver: Driver, sql: &str) -> Result<(), String> {
+    if driver == Driver::Mysql
+        && let Some(mark) = ["/*!", "/*M!", "/*+"].into_iter().find(|m| sql.contains(m))
+    {
+        return Err(format!(
+            "holds `{mark}`, an executable comment or hint, which the server runs"
+        ));
+    }
     let dialect: Box<dyn Dialect> = match driver {
         Driver::Postgres => Box::new(PostgreSqlDialect {}),
         Driver::Mysql => Box::new(MySqlDialect {}),
@@ -103,32 +159,72 @@ pub fn check_read(driver: Driver, sql: &str) -> Result<(), String> {
         };
         format!("does not parse as {name} SQL ({e})")
     })?;
-    if statements.is_empty() {
-        return Err("holds no statement".into());
-    }
-    for statement in &statements {
-        if let ControlFlow::Break(why) = statement.visit(&mut Reads) {
-            return Err(why);
-        }
+    let statement = match statements.as_slice() {
+        [] => return Err("holds no statement".into()),
+        [one] => one,
+        _ => return Err("holds more than one statement".into()),
+    };
+    if let ControlFlow::Break(why) = statement.visit(&mut Reads { driver }) {
+        return Err(why);
     }
     Ok(())
 }
 
-struct Reads;
-
-fn last_name(name: &ObjectName) -> String {
-    name.0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(|i| i.value.clone())
-        .unwrap_or_default()
+struct Reads {
+    driver: Driver,
 }
 
-fn function(name: &ObjectName) -> ControlFlow<String> {
-    let short = last_name(name);
-    match denied_function(&short) {
-        Some(why) => ControlFlow::Break(format!("calls `{short}`, which {why}")),
-        None => ControlFlow::Continue(()),
+/// A name as the server resolves it: unquoted, case-folded; quoted, exact, with `U&"..."`
+/// escapes (`\XXXX`, `\+XXXXXX`) decoded.
+fn normalised(ident: &Ident) -> String {
+    if ident.quote_style.is_none() {
+        return ident.value.to_lowercase();
+    }
+    let mut out = String::with_capacity(ident.value.len());
+    let mut rest = ident.value.as_str();
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (digits, len) = match after.strip_prefix('+') {
+            Some(long) => (long.get(..6), 7),
+            None => (after.get(..4), 4),
+        };
+        match digits
+            .and_then(|d| u32::from_str_radix(d, 16).ok())
+            .and_then(char::from_u32)
+        {
+            Some(c) => {
+                out.push(c);
+                rest = &after[len..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Reads {
+    fn function(&self, name: &ObjectName) -> ControlFlow<String> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .map(|p| p.as_ident().map(normalised).unwrap_or_default())
+            .collect();
+        let schema_ok = match parts.as_slice() {
+            [_] => true,
+            [schema, _] => self.driver == Driver::Postgres && schema == "pg_catalog",
+            _ => false,
+        };
+        let short = parts.last().map(String::as_str).unwrap_or_default();
+        if schema_ok && ALLOWED_FUNCTIONS.contains(&short) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(format!("calls `{}`", parts.join(".")))
+        }
     }
 }
 
@@ -204,14 +300,14 @@ impl Visitor for Reads {
                 args: Some(_),
                 ..
             }
-            | TableFactor::Function { name, .. } => function(name),
+            | TableFactor::Function { name, .. } => self.function(name),
             _ => ControlFlow::Continue(()),
         }
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
         match e {
-            Expr::Function(f) => function(&f.name),
+            Expr::Function(f) => self.function(&f.name),
             _ => ControlFlow::Continue(()),
         }
     }
@@ -229,13 +325,15 @@ mod tests {
             "VALUES (1), (2)",
             "SHOW server_version",
             "EXPLAIN SELECT * FROM t",
-            "SELECT 1; SELECT 2",
             "SELECT pg_is_in_recovery(), now(), currval('s')",
             "SELECT (SELECT max(id) FROM t) AS m",
+            "SELECT pg_catalog.pg_size_pretty(pg_database_size(current_database()))",
+            "SELECT COUNT(*), \"count\"(*), U&\"\\0063ount\"(*) FROM generate_series(1, 3)",
         ] {
             assert_eq!(check_read(Driver::Postgres, sql), Ok(()), "{sql}");
         }
         assert_eq!(check_read(Driver::Mysql, "SHOW TABLES"), Ok(()));
+        assert_eq!(check_read(Driver::Mysql, "SELECT /* note */ 1"), Ok(()));
         assert_eq!(check_read(Driver::Sqlite, "SELECT ? + 1"), Ok(()));
     }
 
@@ -243,7 +341,8 @@ mod tests {
     fn anything_else_is_refused_with_why() {
         for (sql, why) in [
             ("DELETE FROM t", "`DELETE` is not a read"),
-            ("SELECT 1; DROP TABLE t", "`DROP` is not a read"),
+            ("SELECT 1; SELECT 2", "holds more than one statement"),
+            ("SELECT 1; DROP TABLE t", "holds more than one statement"),
             ("COPY t TO PROGRAM 'touch /tmp/x'", "`COPY` is not a read"),
             (
                 "EXPLAIN ANALYZE DELETE FROM t",
@@ -270,20 +369,18 @@ mod tests {
             ("TABLE t", "does not parse as postgres SQL"),
             (
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
-                "calls `pg_terminate_backend`, which ends another session",
+                "calls `pg_terminate_backend`",
             ),
             (
                 "SELECT x FROM t WHERE x IN (SELECT PG_CATALOG.SETVAL('s', 1))",
-                "calls `SETVAL`, which sets a sequence",
+                "calls `pg_catalog.setval`",
             ),
+            ("SELECT public.count(x) FROM t", "calls `public.count`"),
             (
                 "SELECT * FROM dblink_exec('host=x', 'DROP TABLE t')",
-                "calls `dblink_exec`, which runs SQL on another server",
+                "calls `dblink_exec`",
             ),
-            (
-                "SELECT pg_advisory_lock_shared(1)",
-                "calls `pg_advisory_lock_shared`, which takes or releases an advisory lock",
-            ),
+            ("SELECT pg_sleep(1)", "calls `pg_sleep`"),
             ("SELEC 1", "does not parse as postgres SQL"),
             ("", "holds no statement"),
         ] {
@@ -292,13 +389,69 @@ mod tests {
         }
     }
 
+    /// Each bypass of a list of dangers, refused by the list of what is known to be harmless.
     #[test]
-    fn prefixes_match_whole_names_only() {
-        assert!(denied_function("pg_advisory_xact_lock").is_some());
-        assert!(denied_function("LO_EXPORT").is_some());
-        assert!(denied_function("pg_create_logical_replication_slot").is_some());
-        assert!(denied_function("pg_is_in_recovery").is_none());
-        assert!(denied_function("lower").is_none());
-        assert!(denied_function("count").is_none());
+    fn probe_reproductions_are_not_read() {
+        let pg = [
+            (
+                "SELECT query_to_xml('SELECT pg_terminate_backend(1)', true, false, '')",
+                "calls `query_to_xml`",
+            ),
+            (
+                "SELECT xpath('/x', query_to_xml('SELECT pg_terminate_backend(1)', true, false, ''))",
+                "calls `xpath`",
+            ),
+            (
+                "SELECT dblink_exec('dbname=test', 'DELETE FROM t')",
+                "calls `dblink_exec`",
+            ),
+            (
+                r#"SELECT U&"pg_terminate\005Fbackend"(pid) FROM pg_stat_activity"#,
+                "calls `pg_terminate_backend`",
+            ),
+            (
+                r#"SELECT U&"\0064blink_exec"('x', 'DELETE FROM t')"#,
+                "calls `dblink_exec`",
+            ),
+            (
+                r#"SELECT "pg_terminate_backend"(pid) FROM pg_stat_activity"#,
+                "calls `pg_terminate_backend`",
+            ),
+        ];
+        for (sql, why) in pg {
+            let got = check_read(Driver::Postgres, sql).expect_err(sql);
+            assert!(got.starts_with(why), "{sql}: {got}");
+        }
+        let my = [
+            (
+                "SELECT 1; /*! COMMIT */; /*! DELETE FROM t */",
+                "holds `/*!`",
+            ),
+            ("SELECT 1 /*!50000 , GET_LOCK('x', 0) */", "holds `/*!`"),
+            ("SELECT 'x' /*! INTO OUTFILE '/tmp/f' */", "holds `/*!`"),
+            ("SELECT 1 /*!, GET_LOCK('x',0) */", "holds `/*!`"),
+            ("SELECT 1 /*M!, GET_LOCK('x',0) */", "holds `/*M!`"),
+            ("SELECT 'x' INTO OUTFILE '/tmp/f'", ""),
+            ("SELECT GET_LOCK('x', 0)", "calls `get_lock`"),
+            ("SELECT 1; DELETE FROM t", "holds more than one statement"),
+            ("SELECT * FROM t LOCK IN SHARE MODE", ""),
+        ];
+        for (sql, why) in my {
+            let got = check_read(Driver::Mysql, sql).expect_err(sql);
+            assert!(got.starts_with(why), "{sql}: {got}");
+        }
+    }
+
+    #[test]
+    fn unicode_escapes_decode_as_the_server_does() {
+        let quoted = |v: &str| Ident::with_quote('"', v);
+        assert_eq!(
+            normalised(&quoted(r"pg_terminate\005Fbackend")),
+            "pg_terminate_backend"
+        );
+        assert_eq!(normalised(&quoted(r"\+000064blink_exec")), "dblink_exec");
+        assert_eq!(normalised(&quoted("Count")), "Count");
+        assert_eq!(normalised(&Ident::new("COUNT")), "count");
+        assert_eq!(normalised(&quoted(r"a\zz")), r"a\zz");
     }
 }

@@ -2,6 +2,7 @@
 
 #![recursion_limit = "256"]
 
+mod lexing;
 mod mysql;
 mod postgres;
 mod postgres_ops;

@@ -7,6 +7,7 @@ mod safety;
 mod shell_closed;
 mod shell_contexts;
 mod sql_contexts;
+mod sql_unmodelled;
 mod values;
 
 use std::sync::OnceLock;

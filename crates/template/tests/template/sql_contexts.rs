@@ -13,6 +13,8 @@ const STRING: &str = "inside a quoted SQL string";
 const IDENT: &str = "inside a quoted SQL identifier";
 const DOLLAR: &str = "inside a dollar-quoted SQL body";
 const COMMENT: &str = "inside an SQL comment";
+/// A quote after a backslash, where the string ends by a server setting.
+const BACKSLASH: &str = "written after `\\` before a quote";
 
 /// (dialect, template, where the hole is). Every hole reads `x` (a value) or `t` (an ident).
 const REFUSED: &[(Dialect, &str, &str)] = &[
@@ -47,17 +49,21 @@ const REFUSED: &[(Dialect, &str, &str)] = &[
     (Postgres, r#"SELECT "{{ t | ident }}""#, IDENT),
     // MySQL / MariaDB
     (Mysql, "SELECT '{{ x }}'", STRING),
-    (Mysql, r"SELECT '\'{{ x }}'", STRING),
+    (Mysql, r"SELECT '\'{{ x }}'", BACKSLASH),
     (Mysql, r"SELECT 'a''b{{ x }}'", STRING),
     (Mysql, r#"SELECT "{{ x }}""#, STRING),
-    (Mysql, r#"SELECT "a\"{{ x }}""#, STRING),
+    (Mysql, r#"SELECT "a\"{{ x }}""#, BACKSLASH),
     (Mysql, "SELECT `{{ x }}`", IDENT),
     (Mysql, "SELECT `a``{{ x }}`", IDENT),
     (Mysql, "SELECT 1 # {{ x }}", COMMENT),
     (Mysql, "SELECT 1 -- {{ x }}", COMMENT),
     (Mysql, "SELECT 1 --\t{{ x }}", COMMENT),
     (Mysql, "SELECT 1 /* {{ x }} */", COMMENT),
-    (Mysql, "SELECT 1 /*!50000 {{ x }} */", COMMENT),
+    (
+        Mysql,
+        "SELECT 1 /*!50000 {{ x }} */",
+        "MySQL executable comment",
+    ),
     (Mysql, "SELECT '{{ t | ident }}'", STRING),
     (Mysql, r#"SELECT "{{ t | ident }}""#, STRING),
     (Mysql, "SELECT 1 # {{ t | ident }}", COMMENT),
@@ -70,21 +76,27 @@ const REFUSED: &[(Dialect, &str, &str)] = &[
     (Sqlite, "SELECT 1 -- {{ x }}", COMMENT),
     (Sqlite, "SELECT 1 /* {{ x }} */", COMMENT),
     (Sqlite, "SELECT '{{ t | ident }}'", STRING),
+    // Where a string ends depends on standard_conforming_strings or sql_mode.
+    (Postgres, r"SELECT 'a\', {{ x }}", BACKSLASH),
+    (Postgres, r"SELECT 'x'||'\', {{ x }}", BACKSLASH),
+    (Postgres, r"SELECT U&'\', {{ x }}", BACKSLASH),
+    (Mysql, r"SELECT '\'', {{ x }}", BACKSLASH),
+    (Mysql, r#"SELECT "\\\"", {{ x }}"#, BACKSLASH),
 ];
 
 /// (dialect, template, rendered SQL): holes in code after literals and comments that ended.
 const FINE: &[(Dialect, &str, &str)] = &[
     (Postgres, "SELECT 'it''s', {{ x }}", "SELECT 'it''s', $1"),
-    // Standard conforming strings: a backslash is just a character.
-    (Postgres, r"SELECT 'a\', {{ x }}", r"SELECT 'a\', $1"),
+    // A backslash before no quote ends the string the same whatever the settings.
+    (Postgres, r"SELECT 'a\\', {{ x }}", r"SELECT 'a\\', $1"),
+    (Postgres, r"SELECT '\d+\n', {{ x }}", r"SELECT '\d+\n', $1"),
     (Postgres, r"SELECT E'\'', {{ x }}", r"SELECT E'\'', $1"),
     (Postgres, r"SELECT E'\\', {{ x }}", r"SELECT E'\\', $1"),
     (Postgres, r"SELECT E'''', {{ x }}", r"SELECT E'''', $1"),
-    // `SOME'` is not an E string: the backslash does not escape.
     (
         Postgres,
-        r"SELECT 'x'||'\', {{ x }}",
-        r"SELECT 'x'||'\', $1",
+        r"SELECT E'x''\'', {{ x }}",
+        r"SELECT E'x''\'', $1",
     ),
     (
         Postgres,
@@ -118,7 +130,7 @@ const FINE: &[(Dialect, &str, &str)] = &[
         "SELECT {{ x }} FROM {{ t | ident }}",
         r#"SELECT $1 FROM "we""ird'; DROP TABLE v; --""#,
     ),
-    (Mysql, r"SELECT '\'', {{ x }}", r"SELECT '\'', ?"),
+    (Mysql, r"SELECT 'it''s', {{ x }}", r"SELECT 'it''s', ?"),
     (Mysql, r#"SELECT "a\\", {{ x }}"#, r#"SELECT "a\\", ?"#),
     (Mysql, "SELECT 5--{{ x }}", "SELECT 5--?"),
     (Mysql, "SELECT 5--1, {{ x }}", "SELECT 5--1, ?"),
@@ -204,25 +216,33 @@ fn the_same_template_is_lexed_by_its_dialect() {
             .message
             .contains(IDENT)
     );
-    // A backslash escapes the quote in MySQL only: there the hole is still in the string.
-    let src = r"SELECT 'a\', {{ x }} -- '";
+    // `E'...'` escapes in PostgreSQL; in MySQL the string's end depends on sql_mode; in
+    // SQLite the backslash is a character, and the second quote opens a string.
+    let src = r"SELECT E'a\'', {{ x }} -- '";
     assert_eq!(
         t().render_sql(src, &c, Postgres).expect("pg").sql,
-        r"SELECT 'a\', $1 -- '"
+        r"SELECT E'a\'', $1 -- '"
     );
     assert!(
         t().render_sql(src, &c, Mysql)
             .expect_err("mysql")
             .message
+            .contains(BACKSLASH)
+    );
+    assert!(
+        t().render_sql(src, &c, Sqlite)
+            .expect_err("sqlite")
+            .message
             .contains(STRING)
     );
-    // `$$` quotes only in PostgreSQL.
+    // `$$` quotes only in PostgreSQL; it is a name in MySQL, a variable in SQLite.
     let src = "SELECT $$ {{ x }} $$";
     assert!(t().render_sql(src, &c, Postgres).is_err());
     assert_eq!(
-        t().render_sql(src, &c, Sqlite).expect("sqlite").sql,
+        t().render_sql(src, &c, Mysql).expect("mysql").sql,
         "SELECT $$ ? $$"
     );
+    assert!(t().render_sql(src, &c, Sqlite).is_err());
     // Nested comments only in PostgreSQL.
     let src = "SELECT /* /* */ {{ x }} */";
     assert!(t().render_sql(src, &c, Postgres).is_err());
