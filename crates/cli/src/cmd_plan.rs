@@ -176,6 +176,14 @@ pub fn text(p: &Plan) -> String {
             .map(|(k, t)| (k.clone(), format!("{} {}", t.kind, t.url)))
             .collect(),
     );
+    section(
+        &mut o,
+        "notify",
+        p.notify
+            .iter()
+            .map(|(event, names)| (event.clone(), names.join(", ")))
+            .collect(),
+    );
     if !p.reachability.is_empty() {
         o.push_str("reachability:\n");
         let w = p

@@ -69,8 +69,30 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
             allow_changed: a.allow_changed,
         };
         let templates = Arc::new(cairn_template::Templates::new());
-        let sink = Arc::new(Progress::new(a.log_format));
+        let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(Progress::new(a.log_format));
+        // The run's notifiers, from its runbook as it is now and the inputs it was started with
+        // (a run or runbook that cannot be read is refused by the resume itself).
+        let found = store.get_run(&a.run).await?;
+        let (sink, notifying) = match found
+            .as_ref()
+            .and_then(|r| cairn_engine::resume::runbook_of(&r.path, &templates).map(|c| (c, r)))
+        {
+            Some((checked, run)) => {
+                match crate::notifying::for_run(&checked, &templates, &run.inputs, progress) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        eprintln!("{}error{}: {e}", red(), reset());
+                        store.close().await;
+                        return Ok(exit::INVALID);
+                    }
+                }
+            }
+            None => (progress, None),
+        };
         let r = resume(&a.run, templates, store.clone(), sink, opts, &ropts).await;
+        if let Some(n) = &notifying {
+            n.finish().await;
+        }
         let written = match &r {
             Ok(Resumed::Ran(report)) => {
                 crate::report::write_for_run(&store, &report.run_id, &a.reports).await

@@ -7,6 +7,7 @@ mod cmd_run;
 mod cmd_state;
 mod cmd_validate;
 mod location;
+mod notifying;
 mod output;
 mod progress;
 mod report;

@@ -192,6 +192,7 @@ fn terminal_safe(event: &Event) -> Event {
             *rules = esc(rules);
         }
         Event::ApprovalNote { text, .. } => *text = esc(text),
+        Event::ApprovalAnswered { by, .. } => *by = esc(by),
         Event::RunFinished { steps, .. } => {
             for s in steps {
                 opt(&mut s.error);
@@ -341,6 +342,10 @@ impl Sink for Progress {
                         "  answer with: cairn approve {run_id} {gate}  (or cairn reject), then cairn resume"
                     ));
                 }
+            }
+            Event::ApprovalAnswered { step, approved, by } => {
+                let verdict = if *approved { "approved" } else { "rejected" };
+                self.line(&format!("  `{step}` {verdict} by {by}"));
             }
             Event::ApprovalNote { step, text } => {
                 self.line(&format!("  `{step}`: {text}"));

@@ -27,6 +27,7 @@ mod run {
     mod injection;
     mod inputs;
     mod locks;
+    mod notify;
     mod memory_system;
     mod output;
     mod plan_agrees;

@@ -454,6 +454,7 @@ async fn approval(
                 } else {
                     Verdict::Rejected { by: answer.by }
                 };
+                announce(shared, id, &verdict);
                 return Ok(decided(message, &rules, verdict));
             }
         }
@@ -467,9 +468,26 @@ async fn approval(
                     });
                 }
             }
-            verdict => return Ok(decided(message, &rules, verdict)),
+            verdict => {
+                announce(shared, id, &verdict);
+                return Ok(decided(message, &rules, verdict));
+            }
         }
     }
+}
+
+/// Tells the sinks a gate that waited was decided.
+fn announce(shared: &Shared, id: &str, verdict: &Verdict) {
+    let (approved, by) = match verdict {
+        Verdict::Approved { by } => (true, by.join(", ")),
+        Verdict::Rejected { by } => (false, by.clone()),
+        Verdict::Pending { .. } => return,
+    };
+    shared.sink.emit(&Event::ApprovalAnswered {
+        step: id.to_string(),
+        approved,
+        by,
+    });
 }
 
 /// How often a prompting gate looks for answers given from other shells.

@@ -173,6 +173,7 @@ impl Door {
             }
             Event::ApprovalWaiting { message, .. } => *message = self.masker.mask(message),
             Event::ApprovalNote { text, .. } => *text = self.masker.mask(text),
+            Event::ApprovalAnswered { .. } => {}
             Event::RunFinished {
                 steps,
                 outputs,

@@ -156,6 +156,14 @@ pub enum Event {
         /// This process asks on its terminal too (an answer from any shell still counts).
         prompt: bool,
     },
+    /// A waiting gate was decided: at its prompt, or, on resume, by answers given during the
+    /// pause (or its timeout).
+    ApprovalAnswered {
+        step: String,
+        approved: bool,
+        /// Who decided it: `alice, bob`, `auto:carol`, `timeout`.
+        by: String,
+    },
     /// What happened to an answer at a waiting gate: refused (naming the rule), counted
     /// towards a quorum, or deciding.
     ApprovalNote { step: String, text: String },

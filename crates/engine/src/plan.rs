@@ -47,6 +47,10 @@ pub struct Plan {
     /// `plan --probe`: whether each target answered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reachability: Vec<crate::probe::Reachability>,
+    /// Who hears what (`notify.on`): event -> the runbook's notifier names (each gate's own
+    /// `notify:` is shown with the gate).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub notify: IndexMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -228,6 +232,7 @@ pub fn plan_with(
         outputs,
         warnings: missing_secrets(rb),
         reachability: probe.map(|p| p.reachability(&targets)).unwrap_or_default(),
+        notify: notify_routes(rb),
     })
 }
 
@@ -252,6 +257,27 @@ fn missing_secrets(rb: &Runbook) -> Vec<String> {
 }
 
 /// Vars, in order, each seeing the ones before it.
+/// `notify.on` as event -> notifier names, the events nobody hears left out.
+fn notify_routes(rb: &cairn_model::Runbook) -> IndexMap<String, Vec<String>> {
+    use cairn_model::NotifyEvent as E;
+    let Some(n) = &rb.notify else {
+        return IndexMap::new();
+    };
+    [
+        ("waiting", E::Waiting),
+        ("failed", E::Failed),
+        ("succeeded", E::Succeeded),
+        ("paused", E::Paused),
+    ]
+    .into_iter()
+    .map(|(k, e)| {
+        let names: Vec<String> = n.on.names(e).iter().map(|s| s.value.clone()).collect();
+        (k.to_string(), names)
+    })
+    .filter(|(_, names)| !names.is_empty())
+    .collect()
+}
+
 pub fn eval_vars(
     rb: &Runbook,
     templates: &Templates,

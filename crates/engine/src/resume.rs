@@ -13,7 +13,7 @@
 //! resumes of one run, one runs it and the other is refused, naming the holder.
 
 use crate::context::{StepView, Timing};
-use crate::events::{Sink, Status};
+use crate::events::{Event, Sink, Status};
 use crate::gate::Verdict;
 use crate::run::{
     Hold, Outcome, RunError, RunOptions, RunReport, Setup, content_hash, drive, step_defs,
@@ -261,6 +261,8 @@ pub async fn resume(
     // Timeouts decided now, recorded as answers once the resume holds the run.
     let mut timeouts: Vec<cairn_state::Approval> = Vec::new();
     let mut prior_answers: HashMap<String, Json> = HashMap::new();
+    // Gates decided by answers given during the pause: told once the run is under way.
+    let mut answered: Vec<Event> = Vec::new();
     let mut waits_since = HashMap::new();
     for (i, def) in defs.iter().enumerate() {
         let step = checked
@@ -394,6 +396,15 @@ pub async fn resume(
                 };
                 if let Some(verdict) = verdict {
                     let result = crate::gate::verdict_json(&message, &verdict);
+                    answered.push(Event::ApprovalAnswered {
+                        step: def.step_id.clone(),
+                        approved: matches!(verdict, Verdict::Approved { .. }),
+                        by: result
+                            .get("approved_by")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    });
                     let (status, error, hold) = match &verdict {
                         Verdict::Approved { .. } => (Status::Succeeded, None, Hold::No),
                         Verdict::Rejected { by } if rules.on_reject == OnReject::Skip => {
@@ -514,6 +525,7 @@ pub async fn resume(
     // succeeded; one asked for (`--from`, `--rerun`) or below a step that runs again runs whole.
     let mut setup = setup;
     setup.prior_answers = prior_answers;
+    setup.answered = answered;
     setup.waits_since = waits_since;
     for (i, def) in defs.iter().enumerate().take(main) {
         let Some(rec) = whole.get(def.step_id.as_str()) else {

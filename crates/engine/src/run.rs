@@ -461,6 +461,8 @@ pub(crate) struct Setup {
     pub(crate) prior_answers: std::collections::HashMap<String, Json>,
     /// On resume: see [`Shared::waits_since`].
     pub(crate) waits_since: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// On resume: gates decided by answers given during the pause, told after the run starts.
+    pub(crate) answered: Vec<Event>,
 }
 
 /// What an earlier attempt of a `for_each` step left: its item list and the items that
@@ -524,6 +526,7 @@ impl Setup {
             earlier_items: Default::default(),
             prior_answers: Default::default(),
             waits_since: Default::default(),
+            answered: Vec::new(),
         })
     }
 
@@ -555,6 +558,9 @@ pub(crate) async fn drive(
         steps: all.len(),
         dry_run: false,
     });
+    for e in &setup.answered {
+        sink.emit(e);
+    }
     let shared = Arc::new(Shared {
         def_hashes: defs.iter().map(|d| d.def_hash.clone()).collect(),
         steps: StepAction::all(&checked),

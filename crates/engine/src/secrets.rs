@@ -109,7 +109,7 @@ impl Masker {
         }
     }
 
-    pub(crate) fn mask(&self, text: &str) -> String {
+    pub fn mask(&self, text: &str) -> String {
         match &self.text {
             Some(re) => re.replace_all(text, cairn_template::MASK).into_owned(),
             None => text.to_string(),
@@ -258,9 +258,16 @@ fn base64_pieces(v: &str) -> Vec<String> {
 
 /// Read every declared secret. All problems are returned together; nothing runs on any.
 pub fn read(rb: &Runbook) -> Result<serde_json::Map<String, Json>, Vec<String>> {
+    read_declared(&rb.secrets)
+}
+
+/// Read these secrets (a runbook's, or a `CAIRN_NOTIFIERS` file's), by the same rules.
+pub fn read_declared(
+    secrets: &indexmap::IndexMap<String, cairn_model::Secret>,
+) -> Result<serde_json::Map<String, Json>, Vec<String>> {
     let mut out = serde_json::Map::new();
     let mut problems = Vec::new();
-    for (name, s) in &rb.secrets {
+    for (name, s) in secrets {
         let value = if let Some(var) = &s.env {
             match std::env::var(var) {
                 Ok(v) => Some(v),

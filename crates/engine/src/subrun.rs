@@ -28,7 +28,8 @@ impl Sink for Prefixed {
             | Event::StepRetrying { step, .. }
             | Event::StepFinished { step, .. }
             | Event::ApprovalWaiting { step, .. }
-            | Event::ApprovalNote { step, .. } => *step = format!("{}/{step}", self.prefix),
+            | Event::ApprovalNote { step, .. }
+            | Event::ApprovalAnswered { step, .. } => *step = format!("{}/{step}", self.prefix),
             // The parent reports its own start and end.
             Event::RunStarted { .. } | Event::RunFinished { .. } => return,
         }

@@ -194,7 +194,11 @@ pub fn load(
     path: &Path,
     templates: &cairn_template::Templates,
 ) -> Result<(Checked, Diagnostics), LoadError> {
-    load_with(path, templates, None)
+    // The shared notifiers of `CAIRN_NOTIFIERS` are in effect for every command that loads a
+    // runbook (run, resume, sub-runs, validate, plan), so a name only the file declares is
+    // never unknown to one of them.
+    let file = notifiers_file_from_env(templates)?;
+    load_with(path, templates, file.as_ref().map(|(f, _)| f))
 }
 
 /// [`load`], with the notifiers of a `CAIRN_NOTIFIERS` file in effect (see [`check_with`]).
