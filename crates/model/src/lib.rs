@@ -131,9 +131,11 @@ pub fn check_with(
         v.set_dag(dag);
     }
     v.everything();
+    let known = notifiers_in_effect(&rb, notifiers);
     if let Some(notify) = &rb.notify {
-        parse_notify::check_routes(&mut v.d, notify, &notifiers_in_effect(&rb, notifiers));
+        parse_notify::check_routes(&mut v.d, notify, &known);
     }
+    parse_notify::check_gates(&mut v.d, &rb, &known);
     diags.0.extend(v.d);
     diags.sort();
     if diags.has_errors() {

@@ -296,3 +296,38 @@ pub(crate) fn check_routes(
 fn join<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.collect::<Vec<_>>().join(", ")
 }
+
+/// Every name in an approval's `notify:` is a notifier in effect.
+pub(crate) fn check_gates(
+    d: &mut Vec<Diagnostic>,
+    rb: &crate::Runbook,
+    known: &IndexMap<&str, (&Notifier, NotifierOrigin<'_>)>,
+) {
+    for s in rb.steps.iter().chain(&rb.finally) {
+        let crate::StepKind::Approval(a) = &s.kind else {
+            continue;
+        };
+        for name in &a.notify {
+            if known.contains_key(name.value.as_str()) {
+                continue;
+            }
+            let help = did_you_mean(&name.value, known.keys().copied()).or_else(|| {
+                Some(if known.is_empty() {
+                    "declare it under `notifiers:` (or in the `CAIRN_NOTIFIERS` file)".to_string()
+                } else {
+                    format!("notifiers: {}", join(known.keys().copied()))
+                })
+            });
+            d.push(
+                Diagnostic::error(
+                    name.span,
+                    format!(
+                        "approval `{}` notifies unknown notifier `{}`",
+                        s.id.value, name.value
+                    ),
+                )
+                .maybe_help(help),
+            );
+        }
+    }
+}

@@ -302,3 +302,25 @@ fn a_notifiers_file_reads_only_its_secrets_and_env() {
         );
     }
 }
+
+#[test]
+fn a_gate_notifying_an_unknown_notifier_is_located() {
+    let src = "cairn: 1
+name: g
+notifiers:
+  oncall: { slack: { url: \"http://127.0.0.1:9/x\" } }
+steps:
+  - id: gate
+    approval: { message: Go?, notify: [oncal] }
+";
+    let templates = cairn_template::Templates::new();
+    let (checked, diags) = cairn_model::check(std::path::Path::new("g.yaml"), src, &templates);
+    assert!(checked.is_none());
+    let d = diags.errors().next().expect("an error");
+    assert_eq!(
+        d.message,
+        "approval `gate` notifies unknown notifier `oncal`"
+    );
+    assert_eq!((d.span.line, d.span.col), (7, 40));
+    assert_eq!(d.help.as_deref(), Some("did you mean `oncall`?"));
+}
