@@ -355,7 +355,8 @@ impl<'a> Validator<'a> {
         let on_failure = s
             .on_failure
             .or(self.rb.defaults.as_ref().and_then(|d| d.on_failure));
-        if on_failure == Some(OnFailure::Continue) {
+        // A gate that says what its "no" does (`on_reject`) has been thought through.
+        if on_failure == Some(OnFailure::Continue) && a.on_reject.is_none() {
             let from = if s.on_failure.is_some() {
                 "its `on_failure: continue`"
             } else {
