@@ -23,7 +23,14 @@
 //!   successful execution of its producer, in the latest sub-run of a `uses` step;
 //! - each item of a `for_each` over `uses` has its own sub-run, run with that item;
 //! - of two resumes started together, exactly one runs the run and the other is refused;
-//! - within one attempt a step (or item) runs at most its `retry.attempts` times.
+//! - within one attempt a step (or item) runs at most its `retry.attempts` times;
+//! - nothing below a gate the test rejected runs, whatever its `on_failure` or `on_reject`;
+//! - no gate is asked twice (the test answers each wait once; messages never change);
+//! - a failure tolerated by `on_failure: continue` does not run again unless something above
+//!   it has not concluded.
+//!
+//! The generator is biased towards the shapes these are about (gates under `on_failure:
+//! continue`, tolerated failures above gates) and the test fails if it made none of them.
 //!
 //! `SIM_CASES` (default 15 runbooks), `SIM_SEED` and `SIM_RECRASH` (every how many crash points
 //! of the first run the resume is then crashed at each of its own writes; default 3, `1` for
@@ -69,6 +76,8 @@ struct SimStep {
     approval: bool,
     /// For an approval: the answer the test gives.
     reject: bool,
+    /// For an approval: `on_reject: skip` (else the default, `fail`).
+    skip_on_reject: bool,
     /// `uses` of this sub-runbook (an index into [`Sim::books`]), with `x` from here.
     uses: Option<(usize, Source)>,
     /// `None`: no `needs` key (waits for the step written before); `Some(list)`: explicit.
@@ -170,7 +179,9 @@ impl Sim {
         let mut fin = String::new();
         for s in &book.steps {
             let mut y = format!("  - id: {}\n", s.id);
-            if s.approval {
+            if s.approval && s.skip_on_reject {
+                y.push_str("    approval: { message: go on?, on_reject: skip }\n");
+            } else if s.approval {
                 y.push_str("    approval: go on?\n");
             } else if let Some((sub, source)) = s.uses {
                 y.push_str(&format!("    uses: {}\n", self.books[sub].file));
@@ -272,6 +283,7 @@ fn generate_sub(rng: &mut StdRng, parent: &str) -> Book {
             id: format!("{parent}_c{i}"),
             approval,
             reject: approval && rng.gen_bool(0.25),
+            skip_on_reject: approval && rng.gen_bool(0.4),
             uses: None,
             needs: None,
             items: None,
@@ -315,7 +327,7 @@ fn generate(rng: &mut StdRng) -> Sim {
     };
     for i in 0..n {
         let id = format!("s{i}");
-        let approval = i > 0 && rng.gen_bool(0.12);
+        let approval = i > 0 && rng.gen_bool(0.2);
         let uses = !approval && rng.gen_bool(0.25);
         let needs = if i == 0 || rng.gen_bool(0.4) {
             None
@@ -333,7 +345,8 @@ fn generate(rng: &mut StdRng) -> Sim {
         let mut s = SimStep {
             id: id.clone(),
             approval,
-            reject: approval && rng.gen_bool(0.25),
+            reject: approval && rng.gen_bool(0.4),
+            skip_on_reject: approval && rng.gen_bool(0.4),
             uses: None,
             needs,
             items,
@@ -343,12 +356,29 @@ fn generate(rng: &mut StdRng) -> Sim {
             } else {
                 fails(rng, true)
             },
-            cont: rng.gen_bool(0.3),
+            // A gate under `on_failure: continue` is the shape where a "no" could leak.
+            cont: rng.gen_bool(if approval { 0.5 } else { 0.3 }),
             idempotent: approval || uses || rng.gen_bool(0.9),
             reads: vec![],
             input: false,
             finally: false,
         };
+        // A failure tolerated by `on_failure: continue` above a gate is the shape where an
+        // answered gate could be asked again: make it common.
+        if s.cont && !approval && !uses && rng.gen_bool(0.5) {
+            s.fails = u32::MAX;
+        }
+        if approval && rng.gen_bool(0.8) {
+            let tolerated: Vec<usize> = (0..i)
+                .filter(|&p| {
+                    let p = &sim.books[0].steps[p];
+                    p.cont && p.fails >= p.attempts && !p.finally
+                })
+                .collect();
+            if let Some(&p) = tolerated.last() {
+                s.needs = Some(vec![p]);
+            }
+        }
         let parents: Vec<usize> = s
             .parents(i)
             .into_iter()
@@ -375,6 +405,7 @@ fn generate(rng: &mut StdRng) -> Sim {
             id: "fin".into(),
             approval: false,
             reject: false,
+            skip_on_reject: false,
             uses: None,
             needs: None,
             items: None,
@@ -670,11 +701,21 @@ impl<'a> Case<'a> {
     async fn answer(&self, store: &MemoryStore) {
         for run in store.list_runs(&RunFilter::default()).await.expect("list") {
             let book = &self.sim.books[self.sim.book(&run.runbook)];
+            let given = store.approvals(&run.id).await.expect("approvals");
             for rec in store.steps(&run.id).await.expect("steps") {
                 let Some(step) = book.index(&rec.step_id).map(|i| &book.steps[i]) else {
                     continue;
                 };
-                if rec.status == StepStatus::Waiting && rec.item.is_none() && step.approval {
+                // A wait already answered (a resume crashed before reading the answer) is
+                // not answered again: a person answers a question once.
+                let answered = given
+                    .iter()
+                    .any(|a| a.step_id == rec.step_id && rec.started_at.is_none_or(|s| a.at >= s));
+                if rec.status == StepStatus::Waiting
+                    && rec.item.is_none()
+                    && step.approval
+                    && !answered
+                {
                     store
                         .record_approval(&Approval {
                             run_id: run.id.clone(),
@@ -848,6 +889,12 @@ struct Stats {
     races: usize,
     resumes: usize,
     sub_runs: usize,
+    /// Runbooks with a gate the test rejects and a step below it.
+    rejected_above_steps: usize,
+    /// ... of which the gate has `on_failure: continue`.
+    rejected_under_continue: usize,
+    /// Runbooks with a tolerated failure (`on_failure: continue`) above a gate.
+    tolerated_above_gates: usize,
 }
 
 struct Ctx<'a> {
@@ -902,6 +949,21 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
     let logs = dir.path().join("logs");
     let text = sim.text();
     let ctx = Ctx { seed, text: &text };
+    // The shapes the gate invariants are about, counted from the generator's plan.
+    let main = &sim.books[0];
+    let above = main.above();
+    let below = |g: usize| above.iter().any(|a| a.contains(&g));
+    let rejected: Vec<usize> = (0..main.steps.len())
+        .filter(|&g| main.steps[g].approval && main.steps[g].reject && below(g))
+        .collect();
+    stats.rejected_above_steps += usize::from(!rejected.is_empty());
+    stats.rejected_under_continue += usize::from(rejected.iter().any(|&g| main.steps[g].cont));
+    stats.tolerated_above_gates += usize::from((0..main.steps.len()).any(|k| {
+        main.steps[k].approval
+            && above[k]
+                .iter()
+                .any(|&p| main.steps[p].cont && main.steps[p].fails >= main.steps[p].attempts)
+    }));
 
     // The reference: no crash.
     let reference_store = Arc::new(MemoryStore::new());
@@ -1084,6 +1146,57 @@ async fn check_log(
         );
     }
     let above: Vec<Vec<HashSet<usize>>> = sim.books.iter().map(Book::above).collect();
+
+    // The gates, judged from the answers the test gave (not from what the engine recorded):
+    // nothing below a gate the test rejected ran in that run, no sub-run was started below it,
+    // and no gate was asked (so answered) twice: their messages never change.
+    for (run, info) in &runs {
+        let book = &sim.books[info.book];
+        let answers = store.approvals(run).await.expect("approvals");
+        let mut per_gate: HashMap<&str, usize> = HashMap::new();
+        for a in &answers {
+            *per_gate.entry(a.step_id.as_str()).or_default() += 1;
+        }
+        for (gate, n) in &per_gate {
+            assert_eq!(
+                *n, 1,
+                "{ctx}
+gate `{gate}` of run {run} was asked {n} times"
+            );
+        }
+        let sub_runs = store.sub_runs(run).await.expect("sub-runs");
+        for a in answers.iter().filter(|a| a.decision == Decision::Rejected) {
+            let Some(g) = book.index(&a.step_id) else {
+                continue;
+            };
+            for (k, s) in book.steps.iter().enumerate() {
+                if !above[info.book][k].contains(&g) {
+                    continue;
+                }
+                let ran = log.iter().find(|e| &e.run == run && e.step == s.id);
+                assert!(
+                    ran.is_none(),
+                    "{ctx}
+`{}` ran in run {run} below `{}`, which was rejected",
+                    s.id,
+                    a.step_id
+                );
+                let started = sub_runs.iter().find(|r| {
+                    r.parent_step
+                        .as_deref()
+                        .is_some_and(|p| split_key(p).0 == s.id)
+                });
+                assert!(
+                    started.is_none(),
+                    "{ctx}
+a sub-run of `{}` started in run {run} below `{}`, which was rejected",
+                    s.id,
+                    a.step_id
+                );
+            }
+        }
+    }
+
     let step_of = |e: &Exec| -> (usize, usize) {
         let info = runs
             .get(&e.run)
@@ -1284,26 +1397,45 @@ async fn check_log(
                     .find(|r| r.step_id == step && r.item == item)
                     .map(|r| r.status)
             };
-            let whole_ok =
-                |i: usize| status(&book.steps[i].id, None) == Some(StepStatus::Succeeded);
             let asked = |i: usize| info.parent.is_none() && bd.rerun.contains(&book.steps[i].id);
-            let mut below_rerun = vec![false; book.steps.len()];
+            // A failure tolerated by `on_failure: continue` is a conclusion: it runs again only
+            // when asked, or below a step that has not concluded (the generator's `cont`, not the
+            // engine's record, says which failures are tolerated).
+            let mut open = vec![false; book.steps.len()];
             for i in 0..book.steps.len() {
                 if book.steps[i].finally {
                     continue;
                 }
-                below_rerun[i] = asked(i)
-                    || book.steps[i]
-                        .parents(i)
-                        .into_iter()
-                        .any(|p| !whole_ok(p) || below_rerun[p]);
+                let concluded = match status(&book.steps[i].id, None) {
+                    Some(StepStatus::Succeeded | StepStatus::Waiting) => true,
+                    Some(StepStatus::Failed) => book.steps[i].cont,
+                    _ => false,
+                };
+                open[i] =
+                    asked(i) || !concluded || book.steps[i].parents(i).into_iter().any(|p| open[p]);
             }
+            let below_rerun: Vec<bool> = (0..book.steps.len())
+                .map(|i| {
+                    !book.steps[i].finally
+                        && (asked(i) || book.steps[i].parents(i).into_iter().any(|p| open[p]))
+                })
+                .collect();
             for e in log
                 .iter()
                 .filter(|e| &e.run == run && e.seg >= bd.seg && e.seg < upto)
             {
                 let i = book.index(&e.step).expect("step");
                 let s = &book.steps[i];
+                let tolerated = s.cont
+                    && !s.finally
+                    && status(&e.step, None) == Some(StepStatus::Failed)
+                    && !open[i];
+                assert!(
+                    !tolerated,
+                    "{ctx}
+segment {}: `{}` of run {run} ran again, though its failure was tolerated (on_failure: continue) and nothing above it runs again",
+                    e.seg, e.step
+                );
                 // Reset to `pending` by an earlier resume that was asked to run it again (or
                 // ran a step above it again): it runs whole, as that resume decided.
                 let reset = status(&e.step, None) == Some(StepStatus::Pending);
@@ -1430,6 +1562,14 @@ async fn crash_at_every_checkpoint_write_then_resume() {
         stats.races
     );
     assert!(stats.crash_points > 0 && stats.recrash_points > 0);
+    println!(
+        "gates: {} runbooks with a rejected gate above steps ({} under on_failure: continue), {} with a tolerated failure above a gate",
+        stats.rejected_above_steps, stats.rejected_under_continue, stats.tolerated_above_gates
+    );
+    assert!(
+        stats.rejected_under_continue > 0 && stats.tolerated_above_gates > 0,
+        "the generator made none of the gate shapes the invariants are about"
+    );
 }
 
 /// A `uses` step that runs again because a step above it ran again starts a new sub-run with
