@@ -6,6 +6,7 @@ mod cmd_plan;
 mod cmd_run;
 mod cmd_state;
 mod cmd_validate;
+mod diagnostics;
 mod location;
 mod notifying;
 mod output;
@@ -232,7 +233,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Masked with every secret the process has read: no stream may carry one.
+        .with_writer(diagnostics::MaskedStderr)
         // Colour only on a terminal, never with NO_COLOR: logs are often captured to files.
         .with_ansi(output::color_stderr())
         .with_target(false)

@@ -87,6 +87,8 @@ pub enum RunError {
     Locked(LockInfo),
     #[error("state store: {0}")]
     State(#[from] cairn_state::StateError),
+    #[error(transparent)]
+    Masking(#[from] crate::secrets::MaskError),
 }
 
 /// What a run returns.
@@ -519,6 +521,8 @@ impl Setup {
                 .flatten(),
             );
         }
+        // Fail closed: a run whose secrets cannot be masked does not start.
+        masker.check()?;
         Ok(Setup {
             door: Door::new(masker),
             base,
