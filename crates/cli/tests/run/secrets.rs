@@ -197,3 +197,68 @@ steps:
     super::common::pg(&format!("DROP FUNCTION {f}(text)"));
     assert_eq!(seen_warning, 5, "every case prints the warning, masked");
 }
+
+/// Runs `yaml` with core files allowed, kills `cairn` with SIGABRT once its step has started,
+/// and gives the core files it left in the sandbox (the kernel names them `core` or
+/// `core.PID` there when `core_pattern` is a plain name).
+fn core_files_of_a_crash(sb: &Sandbox, yaml: &str) -> Vec<std::path::PathBuf> {
+    sb.write("runbook.yaml", yaml);
+    let mut c = std::process::Command::new("bash");
+    c.current_dir(sb.path())
+        .args(["-c", r#"ulimit -c unlimited && exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .args(["run", "runbook.yaml", "--log-format", "json", "--state", "memory:"])
+        .env("CAIRN_TEST_CANARY", CANARY)
+        .env("NO_COLOR", "1")
+        .env_remove("CAIRN_STATE")
+        .env_remove("CAIRN_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut live = super::common::Live::spawn(c);
+    live.wait_for(|e| e["event"] == "step_started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(live.pid()),
+        nix::sys::signal::Signal::SIGABRT,
+    )
+    .expect("signal cairn");
+    let _ = live.child.wait();
+    std::fs::read_dir(sb.path())
+        .expect("sandbox")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("core"))
+        })
+        .collect()
+}
+
+/// Once a run has read a secret, `cairn` is not dumpable: a crash leaves no core file holding
+/// the secret. The same crash without a secret does leave one, which shows that this machine
+/// writes core files where the test looks.
+#[test]
+fn a_crash_after_secrets_are_read_leaves_no_core_dump() {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+    if pattern.starts_with('|') || pattern.contains('/') {
+        eprintln!("core files go to {pattern:?}, outside the test's reach: not checked here");
+        return;
+    }
+    let runbook = |secrets: &str, shell: &str| {
+        format!(
+            "cairn: 1\nname: crash\n{secrets}steps:\n  - id: wait\n    shell: {shell}\n"
+        )
+    };
+    let control = Sandbox::new();
+    let cores = core_files_of_a_crash(&control, &runbook("", "sleep 5"));
+    assert!(!cores.is_empty(), "a crash without secrets leaves a core file");
+    let sb = Sandbox::new();
+    let cores = core_files_of_a_crash(
+        &sb,
+        &runbook(
+            "secrets:\n  x: { env: CAIRN_TEST_CANARY }\n",
+            "echo {{ secrets.x }} > /dev/null; sleep 5",
+        ),
+    );
+    assert!(cores.is_empty(), "a core file of a process holding a secret: {cores:?}");
+}
