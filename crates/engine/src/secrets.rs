@@ -14,6 +14,19 @@ pub fn read(rb: &Runbook) -> Result<serde_json::Map<String, Json>, Vec<String>> 
 pub fn read_declared(
     secrets: &indexmap::IndexMap<String, cairn_model::Secret>,
 ) -> Result<serde_json::Map<String, Json>, Vec<String>> {
+    let (out, problems) = read_each(secrets);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Read every secret that can be read, and say what is wrong with the others: a run refuses
+/// on any problem; a dry run masks what it could read and shows the problems as warnings.
+pub fn read_each(
+    secrets: &indexmap::IndexMap<String, cairn_model::Secret>,
+) -> (serde_json::Map<String, Json>, Vec<String>) {
     let mut out = serde_json::Map::new();
     let mut problems = Vec::new();
     for (name, s) in secrets {
@@ -52,11 +65,7 @@ pub fn read_declared(
             out.insert(name.clone(), Json::String(v));
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    (out, problems)
 }
 
 /// The password in a URL's user info (`scheme://user:PASSWORD@host`), if any.

@@ -262,3 +262,92 @@ fn a_crash_after_secrets_are_read_leaves_no_core_dump() {
     );
     assert!(cores.is_empty(), "a core file of a process holding a secret: {cores:?}");
 }
+
+/// `cairn plan ARGS` in the sandbox, stopped after 20 s: (exit code, stdout, stderr).
+fn plan(sb: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.current_dir(sb.path())
+        .arg("plan")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("CAIRN_TEST_CANARY", CANARY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let (status, stdout, stderr) =
+        super::common::process::capture(c, std::time::Duration::from_secs(20));
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    )
+}
+
+/// `cairn plan` reads secret files with the run's reader: a FIFO does not block it, a device
+/// does not fill its memory, a file over the 1 MiB cap is refused; each is a warning of the
+/// plan, as the run would refuse it.
+#[test]
+fn plan_reads_secret_files_with_the_runs_reader() {
+    let sb = Sandbox::new();
+    let fifo = sb.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    sb.write("big", &"x".repeat(2 * 1024 * 1024));
+    for (what, path, says) in [
+        ("a FIFO", fifo.display().to_string(), "not a regular file"),
+        ("a device", "/dev/zero".to_string(), "not a regular file"),
+        ("a 2 MB file", sb.file("big"), "MiB"),
+    ] {
+        sb.write(
+            "runbook.yaml",
+            &format!(
+                "cairn: 1\nname: p\nsecrets:\n  k: {{ file: \"{path}\" }}\nsteps:\n  - id: s\n    shell: echo {{{{ secrets.k }}}}\n"
+            ),
+        );
+        let started = std::time::Instant::now();
+        let (code, stdout, stderr) = plan(&sb, &["runbook.yaml"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "{what}: blocked");
+        assert_eq!(code, 0, "{what}: {stdout}\n{stderr}");
+        let warning = stdout
+            .lines()
+            .chain(stderr.lines())
+            .find(|l| l.contains("secret `k`") && l.contains("a run would refuse to start"))
+            .unwrap_or_else(|| panic!("{what}: no warning in\n{stdout}\n{stderr}"));
+        assert!(warning.contains(says), "{what}: {warning}");
+    }
+}
+
+/// A password written in an http target's URL is masked in the plan as in a run, and a secret
+/// the plan can read is masked wherever it shows.
+#[test]
+fn plan_masks_a_password_written_in_a_target_url() {
+    let sb = Sandbox::new();
+    sb.write(
+        "runbook.yaml",
+        r#"
+cairn: 1
+name: p
+secrets:
+  x: { env: CAIRN_TEST_CANARY }
+targets:
+  api: { http: "http://admin:hunter2-in-url@127.0.0.1:9/" }
+steps:
+  - id: get
+    http: { target: api, get: /status }
+  - id: say
+    shell: echo {{ env.CAIRN_TEST_CANARY }} {{ secrets.x }}
+"#,
+    );
+    for format in ["text", "json"] {
+        let (code, stdout, stderr) = plan(&sb, &["runbook.yaml", "--output", format]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        for stream in [&stdout, &stderr] {
+            assert!(!stream.contains("hunter2-in-url"), "{format}: {stream}");
+        }
+        assert_absent(&format!("plan --output {format}"), stdout.as_bytes());
+        assert!(stdout.contains("127.0.0.1:9"), "{format}: {stdout}");
+    }
+}
