@@ -351,3 +351,35 @@ steps:
         assert!(stdout.contains("127.0.0.1:9"), "{format}: {stdout}");
     }
 }
+
+/// A value cannot move a request that carries a secret header to another host or port: the
+/// runbook is refused before anything runs, and the other server hears nothing.
+#[test]
+fn a_value_cannot_move_a_secret_header_to_another_port() {
+    let other = HttpServer::start();
+    let sb = Sandbox::new();
+    let mut c = sb.command("runbook.yaml", &["--set", &format!("base={}", other.url(""))]);
+    c.env("CAIRN_TEST_CANARY", CANARY);
+    sb.write(
+        "runbook.yaml",
+        r#"
+cairn: 1
+name: moved
+secrets:
+  x: { env: CAIRN_TEST_CANARY }
+inputs:
+  base: { type: string }
+steps:
+  - id: call
+    http: { get: "{{ inputs.base }}/api", headers: { Authorization: "Bearer {{ secrets.x }}" } }
+"#,
+    );
+    let run = sb.run_with(c);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stderr.contains("a value decides where this request goes"),
+        "{}",
+        run.stderr
+    );
+    assert!(other.requests().is_empty());
+}
