@@ -108,11 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     ) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!(
-                "{}error{}: {e}",
-                crate::output::red(),
-                crate::output::reset(),
-            );
+            crate::output::error(&e);
             return Ok(exit::INVALID);
         }
     };

@@ -142,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let (sink, notifying) = match crate::notifying::for_run(&checked, &templates, &inputs, progress) {
             Ok(pair) => pair,
             Err(e) => {
-                eprintln!("{}error{}: {e}", crate::output::red(), crate::output::reset());
+                crate::output::error(&e);
                 return Ok(exit::INVALID);
             }
         };
@@ -165,19 +165,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 | RunError::Render { .. }
                 | RunError::Masking(_)),
             ) => {
-                eprintln!(
-                    "{}error{}: {e}",
-                    crate::output::red(),
-                    crate::output::reset()
-                );
+                crate::output::error(&e);
                 Ok(exit::INVALID)
             }
             Err(e @ RunError::Locked(_)) => {
-                eprintln!(
-                    "{}error{}: {e}",
-                    crate::output::red(),
-                    crate::output::reset()
-                );
+                crate::output::error(&e);
                 Ok(exit::STEP_FAILED)
             }
             Err(e) => Err(e.into()),

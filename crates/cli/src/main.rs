@@ -97,11 +97,9 @@ pub fn report_exit_code(report: &cairn_engine::run::RunReport, warnings: Warning
     }
     match &report.store_error {
         Some(e) => {
-            eprintln!(
-                "{}error{}: the run stopped because its state could not be recorded: {e}",
-                output::red(),
-                output::reset()
-            );
+            output::error(format!(
+                "the run stopped because its state could not be recorded: {e}"
+            ));
             exit::INFRA
         }
         None => report.outcome.exit_code(),
@@ -267,7 +265,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if output::is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("{}error{}: {e:#}", output::red(), output::reset());
+            output::error(format!("{e:#}"));
             ExitCode::from(exit_code(&e))
         }
     }
