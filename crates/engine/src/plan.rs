@@ -129,8 +129,7 @@ pub fn plan_with(
     // The run's own reader and masks: a FIFO, a device or an oversized file is refused the
     // same way, and what is read is masked in the plan (a dry run renders secrets as `***`).
     let (secret_values, secret_problems) = crate::secrets::read_each(&rb.secrets);
-    let mut masker =
-        crate::run::run_masker(&secret_values, &crate::run::RunOptions::default());
+    let mut masker = crate::run::run_masker(&secret_values, &crate::run::RunOptions::default());
     drop(secret_values);
     let early = crate::door::Door::new(masker.clone());
     let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
@@ -210,13 +209,12 @@ pub fn plan_with(
         } else {
             vec![rb.finally[k - 1].id.value.clone()]
         };
-        let mut planned =
-            plan_step(rb, s, last_group + k, needs, &r).map_err(|source| {
-                door.plan_error(PlanError::Render {
-                    what: format!("step `{}`", s.id.value),
-                    source,
-                })
-            })?;
+        let mut planned = plan_step(rb, s, last_group + k, needs, &r).map_err(|source| {
+            door.plan_error(PlanError::Render {
+                what: format!("step `{}`", s.id.value),
+                source,
+            })
+        })?;
         if probe.is_some() {
             planned.probe = Some(crate::probe::Probe::shown(
                 "`finally` steps are shown, never run by a probe",

@@ -76,4 +76,3 @@ pub fn url_password(url: &str) -> Option<String> {
     (!pw.is_empty())
         .then(|| urlencoding::decode(pw).map_or_else(|_| pw.to_string(), |d| d.into_owned()))
 }
-

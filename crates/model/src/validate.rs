@@ -1141,11 +1141,7 @@ fn valid_account(name: &str) -> bool {
 /// Whether template text (`{{`, `{%`, `{#`) stands in a URL's scheme, user info, host or port:
 /// before the literal `://` and the authority after it have ended at `/`, `?` or `#`.
 fn hole_in_authority(url: &str) -> bool {
-    let Some(hole) = ["{{", "{%", "{#"]
-        .iter()
-        .filter_map(|t| url.find(t))
-        .min()
-    else {
+    let Some(hole) = ["{{", "{%", "{#"].iter().filter_map(|t| url.find(t)).min() else {
         return false;
     };
     let Some(scheme_end) = url.find("://") else {

@@ -162,10 +162,22 @@ steps:
     );
     let cases: [(&str, &[&str], Option<&str>); 5] = [
         ("run", &["run", "runbook.yaml"], None),
-        ("run --log-format json", &["run", "runbook.yaml", "--log-format", "json"], None),
-        ("run with CAIRN_LOG=info", &["run", "runbook.yaml"], Some("info")),
+        (
+            "run --log-format json",
+            &["run", "runbook.yaml", "--log-format", "json"],
+            None,
+        ),
+        (
+            "run with CAIRN_LOG=info",
+            &["run", "runbook.yaml"],
+            Some("info"),
+        ),
         ("check", &["check", "runbook.yaml"], None),
-        ("check with CAIRN_LOG=debug", &["check", "runbook.yaml"], Some("debug")),
+        (
+            "check with CAIRN_LOG=debug",
+            &["check", "runbook.yaml"],
+            Some("debug"),
+        ),
     ];
     let mut seen_warning = 0;
     for (what, args, log) in cases {
@@ -207,7 +219,14 @@ fn core_files_of_a_crash(sb: &Sandbox, yaml: &str) -> Vec<std::path::PathBuf> {
     c.current_dir(sb.path())
         .args(["-c", r#"ulimit -c unlimited && exec "$0" "$@""#])
         .arg(env!("CARGO_BIN_EXE_cairn"))
-        .args(["run", "runbook.yaml", "--log-format", "json", "--state", "memory:"])
+        .args([
+            "run",
+            "runbook.yaml",
+            "--log-format",
+            "json",
+            "--state",
+            "memory:",
+        ])
         .env("CAIRN_TEST_CANARY", CANARY)
         .env("NO_COLOR", "1")
         .env_remove("CAIRN_STATE")
@@ -245,13 +264,14 @@ fn a_crash_after_secrets_are_read_leaves_no_core_dump() {
         return;
     }
     let runbook = |secrets: &str, shell: &str| {
-        format!(
-            "cairn: 1\nname: crash\n{secrets}steps:\n  - id: wait\n    shell: {shell}\n"
-        )
+        format!("cairn: 1\nname: crash\n{secrets}steps:\n  - id: wait\n    shell: {shell}\n")
     };
     let control = Sandbox::new();
     let cores = core_files_of_a_crash(&control, &runbook("", "sleep 5"));
-    assert!(!cores.is_empty(), "a crash without secrets leaves a core file");
+    assert!(
+        !cores.is_empty(),
+        "a crash without secrets leaves a core file"
+    );
     let sb = Sandbox::new();
     let cores = core_files_of_a_crash(
         &sb,
@@ -260,7 +280,10 @@ fn a_crash_after_secrets_are_read_leaves_no_core_dump() {
             "echo {{ secrets.x }} > /dev/null; sleep 5",
         ),
     );
-    assert!(cores.is_empty(), "a core file of a process holding a secret: {cores:?}");
+    assert!(
+        cores.is_empty(),
+        "a core file of a process holding a secret: {cores:?}"
+    );
 }
 
 /// `cairn plan ARGS` in the sandbox, stopped after 20 s: (exit code, stdout, stderr).
@@ -309,7 +332,10 @@ fn plan_reads_secret_files_with_the_runs_reader() {
         );
         let started = std::time::Instant::now();
         let (code, stdout, stderr) = plan(&sb, &["runbook.yaml"]);
-        assert!(started.elapsed() < std::time::Duration::from_secs(15), "{what}: blocked");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{what}: blocked"
+        );
         assert_eq!(code, 0, "{what}: {stdout}\n{stderr}");
         let warning = stdout
             .lines()
@@ -358,7 +384,10 @@ steps:
 fn a_value_cannot_move_a_secret_header_to_another_port() {
     let other = HttpServer::start();
     let sb = Sandbox::new();
-    let mut c = sb.command("runbook.yaml", &["--set", &format!("base={}", other.url(""))]);
+    let mut c = sb.command(
+        "runbook.yaml",
+        &["--set", &format!("base={}", other.url(""))],
+    );
     c.env("CAIRN_TEST_CANARY", CANARY);
     sb.write(
         "runbook.yaml",
@@ -377,7 +406,8 @@ steps:
     let run = sb.run_with(c);
     assert_eq!(run.code, 2, "{run}");
     assert!(
-        run.stderr.contains("a value decides where this request goes"),
+        run.stderr
+            .contains("a value decides where this request goes"),
         "{}",
         run.stderr
     );
