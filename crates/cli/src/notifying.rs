@@ -42,7 +42,13 @@ pub fn for_run(
 ) -> Result<(Arc<dyn Sink>, Option<Arc<Notifying>>), String> {
     let file = cairn_model::notifiers_file_from_env(templates)
         .map_err(|e| format!("{}: {e}", cairn_model::NOTIFIERS_ENV))?;
-    match setup(checked, templates, file.as_ref().map(|(f, _)| f), inputs, progress)? {
+    match setup(
+        checked,
+        templates,
+        file.as_ref().map(|(f, _)| f),
+        inputs,
+        progress,
+    )? {
         Ok(n) => Ok((n.clone() as Arc<dyn Sink>, Some(n))),
         Err(progress) => Ok((progress, None)),
     }
@@ -61,8 +67,9 @@ fn setup(
     if in_effect.is_empty() {
         return Ok(Err(inner));
     }
-    let env: serde_json::Map<String, Json> =
-        std::env::vars().map(|(k, v)| (k, Json::String(v))).collect();
+    let env: serde_json::Map<String, Json> = std::env::vars()
+        .map(|(k, v)| (k, Json::String(v)))
+        .collect();
     let run_secrets = cairn_engine::secrets::read(rb).map_err(|e| e.join("; "))?;
     let file_secrets = match file {
         Some(f) => cairn_engine::secrets::read_declared(&f.secrets).map_err(|e| e.join("; "))?,
@@ -80,7 +87,11 @@ fn setup(
             }),
         };
         let ctx = cairn_engine::context::value_of(&ctx);
-        let render = |t: &Tmpl| templates.render_text(&t.src, &ctx).map_err(|e| e.to_string());
+        let render = |t: &Tmpl| {
+            templates
+                .render_text(&t.src, &ctx)
+                .map_err(|e| e.to_string())
+        };
         let config = NotifierConfig::from_model(name, notifier, render)
             .map_err(|e| format!("notifier `{name}`: {e}"))?;
         configs.push(config);
@@ -97,7 +108,11 @@ fn setup(
         .unwrap_or_default()
         .min(MAX_SHUTDOWN);
     let masker = cairn_engine::secrets::Masker::new(masked);
-    let routes = rb.notify.as_ref().map(Routes::from_model).unwrap_or_default();
+    let routes = rb
+        .notify
+        .as_ref()
+        .map(Routes::from_model)
+        .unwrap_or_default();
     let dispatcher = Dispatcher::new(configs, routes, RetryPolicy::default(), move |t: &str| {
         masker.mask(t)
     });
@@ -241,7 +256,9 @@ impl Sink for Notifying {
                     RunOutcome::Failed => steps
                         .iter()
                         .find(|s| s.status == Status::Failed && s.error.is_some())
-                        .map(|s| format!("step `{}`: {}", s.id, s.error.clone().unwrap_or_default()))
+                        .map(|s| {
+                            format!("step `{}`: {}", s.id, s.error.clone().unwrap_or_default())
+                        })
                         .unwrap_or_else(|| "the run failed".into()),
                     RunOutcome::Paused => {
                         let gates: Vec<String> = steps

@@ -27,8 +27,8 @@ mod run {
     mod injection;
     mod inputs;
     mod locks;
-    mod notify;
     mod memory_system;
+    mod notify;
     mod output;
     mod plan_agrees;
     mod probe;

@@ -113,7 +113,10 @@ fn a_waiting_gate_reaches_webhook_slack_and_pagerduty_and_its_answer_resolves() 
     let slack = bodies(&server, "/echo/slack");
     assert_eq!(slack.len(), 1, "{slack:?}");
     let text = slack[0]["text"].as_str().expect("text");
-    assert!(text.contains(&format!("cairn approve {run_id} gate")), "{text}");
+    assert!(
+        text.contains(&format!("cairn approve {run_id} gate")),
+        "{text}"
+    );
     // PagerDuty: a trigger keyed by run and step.
     let pd = bodies(&server, "/echo/pd");
     assert_eq!(pd.len(), 1, "{pd:?}");
@@ -186,10 +189,7 @@ fn a_receiver_that_never_answers_delays_the_run_by_at_most_its_timeout() {
     let extra = format!(
         "  silent: {{ webhook: {{ url: \"http://127.0.0.1:{port}/hook\", timeout: 1s }} }}\n  down: {{ slack: {{ url: \"http://127.0.0.1:1/hook\", timeout: 1s }} }}"
     );
-    let yaml = runbook(&server, &extra).replace(
-        "paused: [audit]",
-        "paused: [audit, silent, down]",
-    );
+    let yaml = runbook(&server, &extra).replace("paused: [audit]", "paused: [audit, silent, down]");
     sb.write("runbook.yaml", &yaml);
     let clock = Instant::now();
     let run = sb.run_with(with_secrets(sb.command("runbook.yaml", &[])));
