@@ -173,6 +173,7 @@ fn check(args: Args) -> anyhow::Result<u8> {
                 e @ (RunError::Inputs(_)
                 | RunError::Secrets(_)
                 | RunError::Render { .. }
+                | RunError::Masking(_)
                 | RunError::Locked(_)),
             ) => {
                 return Ok(answer(State::Unknown, &format!("cannot run: {e}"), "", &[]));

@@ -92,8 +92,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         sets: args.sets,
         inputs_file: read_inputs(args.inputs.as_ref())?,
     };
-    // What the plan prints leaves through the engine's masking door, like everything a run writes.
-    let door = cairn_engine::door::Door::for_plan(&checked.runbook);
     let mut prober = if args.probe {
         // Ctrl-C stops the probe at once (only reads run); no cancellation dance is needed.
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -110,15 +108,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     ) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!(
-                "{}error{}: {}",
-                crate::output::red(),
-                crate::output::reset(),
-                door.text(&e.to_string())
-            );
+            crate::output::error(&e);
             return Ok(exit::INVALID);
         }
     };
+    // What the plan prints leaves through the engine's masking door, like everything a run
+    // writes: the plan's own, built with the run's secret reader and masks.
+    let door = &plan.door;
     match args.output {
         Format::Json => crate::output::print_json(&door.json(&serde_json::to_value(&plan)?))?,
         Format::Text => crate::output::print(&door.text(&text(&plan)))?,

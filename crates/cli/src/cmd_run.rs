@@ -140,11 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             match crate::notifying::for_run(&checked, &templates, &inputs, progress) {
                 Ok(pair) => pair,
                 Err(e) => {
-                    eprintln!(
-                        "{}error{}: {e}",
-                        crate::output::red(),
-                        crate::output::reset()
-                    );
+                    crate::output::error(&e);
                     return Ok(exit::INVALID);
                 }
             };
@@ -161,20 +157,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 written?;
                 Ok(code)
             }
-            Err(e @ (RunError::Inputs(_) | RunError::Secrets(_) | RunError::Render { .. })) => {
-                eprintln!(
-                    "{}error{}: {e}",
-                    crate::output::red(),
-                    crate::output::reset()
-                );
+            Err(
+                e @ (RunError::Inputs(_)
+                | RunError::Secrets(_)
+                | RunError::Render { .. }
+                | RunError::Masking(_)),
+            ) => {
+                crate::output::error(&e);
                 Ok(exit::INVALID)
             }
             Err(e @ RunError::Locked(_)) => {
-                eprintln!(
-                    "{}error{}: {e}",
-                    crate::output::red(),
-                    crate::output::reset()
-                );
+                crate::output::error(&e);
                 Ok(exit::STEP_FAILED)
             }
             Err(e) => Err(e.into()),

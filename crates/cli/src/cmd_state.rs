@@ -81,7 +81,7 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                 match crate::notifying::for_run(&checked, &templates, &run.inputs, progress) {
                     Ok(pair) => pair,
                     Err(e) => {
-                        eprintln!("{}error{}: {e}", red(), reset());
+                        crate::output::error(&e);
                         store.close().await;
                         return Ok(exit::INVALID);
                     }
@@ -118,11 +118,11 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                 | ResumeError::Busy(_)
                 | ResumeError::Raced(_)),
             ) => {
-                eprintln!("{}error{}: {e}", red(), reset());
+                crate::output::error(&e);
                 Ok(exit::STEP_FAILED)
             }
             Err(e) => {
-                eprintln!("{}error{}: {e}", red(), reset());
+                crate::output::error(&e);
                 Ok(exit::INVALID)
             }
         }

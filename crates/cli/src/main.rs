@@ -6,6 +6,7 @@ mod cmd_plan;
 mod cmd_run;
 mod cmd_state;
 mod cmd_validate;
+mod diagnostics;
 mod location;
 mod notifying;
 mod output;
@@ -96,11 +97,9 @@ pub fn report_exit_code(report: &cairn_engine::run::RunReport, warnings: Warning
     }
     match &report.store_error {
         Some(e) => {
-            eprintln!(
-                "{}error{}: the run stopped because its state could not be recorded: {e}",
-                output::red(),
-                output::reset()
-            );
+            output::error(format!(
+                "the run stopped because its state could not be recorded: {e}"
+            ));
             exit::INFRA
         }
         None => report.outcome.exit_code(),
@@ -232,7 +231,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Masked with every secret the process has read: no stream may carry one.
+        .with_writer(diagnostics::MaskedStderr)
         // Colour only on a terminal, never with NO_COLOR: logs are often captured to files.
         .with_ansi(output::color_stderr())
         .with_target(false)
@@ -265,7 +265,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) if output::is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("{}error{}: {e:#}", output::red(), output::reset());
+            output::error(format!("{e:#}"));
             ExitCode::from(exit_code(&e))
         }
     }

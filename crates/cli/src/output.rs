@@ -24,22 +24,16 @@ pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Text from a step, a value or a file, made safe for a terminal: control characters other
-/// than newline and tab are shown escaped (`\u{1b}`), so an escape sequence in step output
-/// cannot retitle, clear or rewrite what the operator reads.
-pub fn escape_controls(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+pub use cairn_model::escape_controls;
+
+/// `error: MESSAGE` on stderr, the message escaped: an error quotes steps' output and values.
+pub fn error(message: impl std::fmt::Display) {
+    eprint_line(&format!(
+        "{}error{}: {}",
+        red(),
+        reset(),
+        escape_controls(&message.to_string())
+    ));
 }
 
 /// One line on stderr in one `write(2)`: stderr is unbuffered, and `eprintln!` of a formatted
@@ -51,9 +45,11 @@ pub fn eprint_line(text: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Text on stdout (a plan, a run's history, a step's log, a plugin answer), control
+/// characters escaped: it quotes steps' output and values, and stdout is often a terminal.
 pub fn print(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(escape_controls(text).as_bytes())?;
     out.flush()?;
     Ok(())
 }

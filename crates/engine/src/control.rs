@@ -256,6 +256,9 @@ fn number(v: f64) -> Json {
     }
 }
 
+/// A check's value as a finite number: `NaN` and the infinities parse as floats but are no
+/// measurement (NaN crosses no threshold, and neither can be recorded or printed as a number),
+/// so a check of one is `unknown`, like a check of a word.
 fn as_number(v: &Json) -> Option<f64> {
     match v {
         Json::Number(n) => n.as_f64(),
@@ -263,6 +266,7 @@ fn as_number(v: &Json) -> Option<f64> {
         Json::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
         _ => None,
     }
+    .filter(|x: &f64| x.is_finite())
 }
 
 fn check(

@@ -7,7 +7,8 @@
 //! - step logs and reports, written by [`Door::write_file`];
 //! - the captured output of processes, masked as a stream by [`Door::stream`];
 //! - what `execute` and `resume` return: [`Door::report`] and [`Door::run_error`];
-//! - the plan and anything else the CLI prints from a runbook: [`Door::text`].
+//! - the plan and anything else the CLI prints from a runbook: [`Door::text`], with the door
+//!   the plan is built with (`Plan::door`): the same secret reader and masks as a run.
 
 use crate::events::{Event, Sink};
 use crate::run::{RunError, RunReport};
@@ -35,23 +36,6 @@ impl Door {
         Door {
             masker: Arc::new(masker),
         }
-    }
-
-    /// The door of a dry run: the secrets that can be read here (set variables, readable
-    /// files) are masked in the plan; missing ones are the plan's warnings, not errors.
-    pub fn for_plan(rb: &cairn_model::Runbook) -> Door {
-        let values = rb.secrets.values().filter_map(|s| {
-            if let Some(var) = &s.env {
-                std::env::var(var).ok()
-            } else {
-                s.file.as_ref().and_then(|f| {
-                    std::fs::read_to_string(f)
-                        .ok()
-                        .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
-                })
-            }
-        });
-        Door::new(Masker::new(values))
     }
 
     /// The masker, for a sub-run to inherit (its bytes are masked for this run's secrets too).
@@ -137,6 +121,22 @@ impl Door {
             RunError::Render { what, mut source } => {
                 source.message = self.masker.mask(&source.message);
                 RunError::Render {
+                    what: self.masker.mask(&what),
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// A dry run's error as it leaves the engine.
+    pub(crate) fn plan_error(&self, e: crate::plan::PlanError) -> crate::plan::PlanError {
+        use crate::plan::PlanError;
+        match e {
+            PlanError::Inputs(list) => PlanError::Inputs(self.all(list)),
+            PlanError::Render { what, mut source } => {
+                source.message = self.masker.mask(&source.message);
+                PlanError::Render {
                     what: self.masker.mask(&what),
                     source,
                 }

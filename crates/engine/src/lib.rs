@@ -20,6 +20,7 @@ pub mod events;
 pub mod exec;
 pub mod gate;
 pub mod inputs;
+pub mod masker;
 pub mod plan;
 pub mod prepare;
 pub mod probe;

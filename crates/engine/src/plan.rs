@@ -26,6 +26,8 @@ pub enum PlanError {
     Inputs(Vec<String>),
     #[error("cannot render {what}: {source}")]
     Render { what: String, source: RenderError },
+    #[error(transparent)]
+    Masking(#[from] crate::secrets::MaskError),
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +53,11 @@ pub struct Plan {
     /// `notify:` is shown with the gate).
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub notify: IndexMap<String, Vec<String>>,
+    /// The masks of this plan: the secrets read by the run's reader (those present here) and
+    /// the targets' credentials, as a run would mask them. Everything printed of the plan
+    /// leaves through it.
+    #[serde(skip)]
+    pub door: crate::door::Door,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,8 +126,14 @@ pub fn plan_with(
     mut probe: Option<&mut crate::probe::Prober>,
 ) -> Result<Plan, PlanError> {
     let rb = &checked.runbook;
+    // The run's own reader and masks: a FIFO, a device or an oversized file is refused the
+    // same way, and what is read is masked in the plan (a dry run renders secrets as `***`).
+    let (secret_values, secret_problems) = crate::secrets::read_each(&rb.secrets);
+    let mut masker = crate::run::run_masker(&secret_values, &crate::run::RunOptions::default());
+    drop(secret_values);
+    let early = crate::door::Door::new(masker.clone());
     let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
-        .map_err(PlanError::Inputs)?;
+        .map_err(|e| early.plan_error(PlanError::Inputs(e)))?;
     let secrets: serde_json::Map<String, Json> = rb
         .secrets
         .keys()
@@ -144,9 +157,12 @@ pub fn plan_with(
     );
     let targets = IndexMap::new();
     let vars = eval_vars(rb, templates, &base, &targets)
-        .map_err(|(what, source)| PlanError::Render { what, source })?;
+        .map_err(|(what, source)| early.plan_error(PlanError::Render { what, source }))?;
     let targets = resolve_targets(rb, templates, &base)
-        .map_err(|(what, source)| PlanError::Render { what, source })?;
+        .map_err(|(what, source)| early.plan_error(PlanError::Render { what, source }))?;
+    crate::run::mask_credentials(&mut masker, &targets);
+    masker.check()?;
+    let door = crate::door::Door::new(masker);
     let planned_targets = targets
         .iter()
         .map(|(k, t)| {
@@ -175,10 +191,10 @@ pub fn plan_with(
             .map(|p| rb.steps[p].id.value.clone())
             .collect();
         let mut planned = plan_step(rb, s, checked.dag.group[i], needs, &r).map_err(|source| {
-            PlanError::Render {
+            door.plan_error(PlanError::Render {
                 what: format!("step `{}`", s.id.value),
                 source,
-            }
+            })
         })?;
         if let Some(p) = probe.as_deref_mut() {
             p.step(s, &mut planned, &r(Local::default()));
@@ -193,11 +209,12 @@ pub fn plan_with(
         } else {
             vec![rb.finally[k - 1].id.value.clone()]
         };
-        let mut planned =
-            plan_step(rb, s, last_group + k, needs, &r).map_err(|source| PlanError::Render {
+        let mut planned = plan_step(rb, s, last_group + k, needs, &r).map_err(|source| {
+            door.plan_error(PlanError::Render {
                 what: format!("step `{}`", s.id.value),
                 source,
-            })?;
+            })
+        })?;
         if probe.is_some() {
             planned.probe = Some(crate::probe::Probe::shown(
                 "`finally` steps are shown, never run by a probe",
@@ -216,9 +233,11 @@ pub fn plan_with(
             ))
         })
         .collect::<Result<_, RenderError>>()
-        .map_err(|source| PlanError::Render {
-            what: "outputs".into(),
-            source,
+        .map_err(|source| {
+            door.plan_error(PlanError::Render {
+                what: "outputs".into(),
+                source,
+            })
         })?;
     Ok(Plan {
         runbook: rb.name.value.clone(),
@@ -230,30 +249,15 @@ pub fn plan_with(
         steps,
         finally,
         outputs,
-        warnings: missing_secrets(rb),
+        // What a run would refuse for, as the run's reader says it.
+        warnings: secret_problems
+            .into_iter()
+            .map(|p| format!("{p}; a run would refuse to start"))
+            .collect(),
         reachability: probe.map(|p| p.reachability(&targets)).unwrap_or_default(),
         notify: notify_routes(rb),
+        door,
     })
-}
-
-/// Secrets a run would refuse for: only presence is checked (a variable set, a file
-/// readable), the values are never read by a dry-run.
-fn missing_secrets(rb: &Runbook) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, s) in rb.secrets.iter().filter(|(_, s)| !s.optional) {
-        if let Some(var) = &s.env {
-            if std::env::var_os(var).is_none() {
-                out.push(format!("secret `{name}`: environment variable {var} is not set; a run would refuse to start"));
-            }
-        } else if let Some(path) = &s.file
-            && std::fs::metadata(path).is_err()
-        {
-            out.push(format!(
-                "secret `{name}`: {path} is not readable; a run would refuse to start"
-            ));
-        }
-    }
-    out
 }
 
 /// Vars, in order, each seeing the ones before it.

@@ -87,6 +87,8 @@ pub enum RunError {
     Locked(LockInfo),
     #[error("state store: {0}")]
     State(#[from] cairn_state::StateError),
+    #[error(transparent)]
+    Masking(#[from] crate::secrets::MaskError),
 }
 
 /// What a run returns.
@@ -387,6 +389,26 @@ pub(crate) fn run_masker(secrets: &serde_json::Map<String, Json>, opts: &RunOpti
     masker
 }
 
+/// Credentials written straight into targets (a password in a URL, `password:`, `bearer:`,
+/// `basic:`) are masked like secrets, in a run and in its plan.
+pub(crate) fn mask_credentials(masker: &mut Masker, targets: &IndexMap<String, ResolvedTarget>) {
+    for t in targets.values() {
+        let basic_pw = t.basic.as_ref().and_then(|(_, p)| p.clone());
+        masker.add(
+            [
+                crate::secrets::url_password(&t.url),
+                t.password.clone(),
+                t.bearer.clone(),
+                basic_pw,
+            ]
+            .into_iter()
+            .flatten()
+            // A dry run's rendered secret is already the mask.
+            .filter(|v| v != cairn_template::MASK),
+        );
+    }
+}
+
 fn string_leaves(v: &Json, out: &mut Vec<String>) {
     match v {
         Json::String(s) => out.push(s.clone()),
@@ -505,20 +527,9 @@ impl Setup {
             .map_err(|(what, source)| RunError::Render { what, source })?;
         let targets = resolve_targets(rb, templates, &base)
             .map_err(|(what, source)| RunError::Render { what, source })?;
-        // Credentials written straight into targets are masked like secrets.
-        for t in targets.values() {
-            let basic_pw = t.basic.as_ref().and_then(|(_, p)| p.clone());
-            masker.add(
-                [
-                    crate::secrets::url_password(&t.url),
-                    t.password.clone(),
-                    t.bearer.clone(),
-                    basic_pw,
-                ]
-                .into_iter()
-                .flatten(),
-            );
-        }
+        mask_credentials(&mut masker, &targets);
+        // Fail closed: a run whose secrets cannot be masked does not start.
+        masker.check()?;
         Ok(Setup {
             door: Door::new(masker),
             base,

@@ -72,7 +72,11 @@ impl Diagnostic {
             Severity::Warning => ("warning", yellow),
         };
         let mut out = String::new();
-        let _ = writeln!(out, "{lc}{label}{reset}{bold}: {}{reset}", self.message);
+        let _ = writeln!(
+            out,
+            "{lc}{label}{reset}{bold}: {}{reset}",
+            escape_controls(&self.message)
+        );
         let line_no = self.span.line.max(1) as usize;
         let gutter = line_no.to_string().len();
         let pad = " ".repeat(gutter);
@@ -86,6 +90,11 @@ impl Diagnostic {
             let col = (self.span.col.max(1) - 1) as usize;
             let (text, col) = excerpt(text, col);
             let text = text.replace('\t', " ");
+            // Control characters of the file are shown escaped, the caret moved past them.
+            let col = escape_controls(&text.chars().take(col).collect::<String>())
+                .chars()
+                .count();
+            let text = escape_controls(&text);
             let room = text.chars().count().saturating_sub(col).max(1);
             let width = self.span.width(source).min(room);
             let _ = writeln!(out, "{pad} {blue}|{reset}");
@@ -98,10 +107,30 @@ impl Diagnostic {
             );
         }
         if let Some(help) = &self.help {
+            let help = escape_controls(help);
             let _ = writeln!(out, "{pad} {blue}={reset} {bold}help{reset}: {help}");
         }
         out
     }
+}
+
+/// Text from a step, a value or a file, made safe for a terminal: control characters other
+/// than newline and tab are shown escaped (`\u{1b}`), so an escape sequence cannot retitle,
+/// clear or rewrite what the operator reads. Every terminal output of Cairn goes through it.
+pub fn escape_controls(s: &str) -> String {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(unsafe_char) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Characters of a source line shown under a diagnostic; a longer line is cut around the column.

@@ -29,7 +29,7 @@ mod validate;
 pub mod yaml;
 
 pub use dag::{Dag, Edge};
-pub use diag::{Diagnostic, Diagnostics, Severity, did_you_mean};
+pub use diag::{Diagnostic, Diagnostics, Severity, did_you_mean, escape_controls};
 pub use notifier::*;
 pub use notifiers_file::{
     NOTIFIERS_ENV, check_notifiers_file, load_notifiers_file, notifiers_file_from_env,

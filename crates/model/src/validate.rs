@@ -601,6 +601,17 @@ impl<'a> Validator<'a> {
                     Diagnostic::error(url.span, format!("`{}` is not an absolute URL", url.src))
                         .with_help("write `http(s)://host/...`, or name an `http` target with `target:` to join a path to its URL"),
                 );
+            } else if hole_in_authority(u) && (carries_more_than_a_url(h) || u.contains('@')) {
+                self.d.push(
+                    Diagnostic::error(
+                        url.span,
+                        format!(
+                            "a value decides where this request goes (a `{{{{ }}}}` in the scheme, host or port of `{}`), and the request carries headers, a body or credentials that it would take there",
+                            url.src
+                        ),
+                    )
+                    .with_help("name an `http` target with `target:` and give the path here (a target's URL is the runbook's), or write the scheme, host and port literally"),
+                );
             }
         }
         self.tmpl(h.method().1, Kind::Text, scope);
@@ -1125,4 +1136,25 @@ fn valid_account(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
         && name.len() <= 64
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+}
+
+/// Whether template text (`{{`, `{%`, `{#`) stands in a URL's scheme, user info, host or port:
+/// before the literal `://` and the authority after it have ended at `/`, `?` or `#`.
+fn hole_in_authority(url: &str) -> bool {
+    let Some(hole) = ["{{", "{%", "{#"].iter().filter_map(|t| url.find(t)).min() else {
+        return false;
+    };
+    let Some(scheme_end) = url.find("://") else {
+        return true;
+    };
+    let after = scheme_end + 3;
+    let authority_end = url[after..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after + i);
+    hole < authority_end
+}
+
+/// Whether an http step sends anything besides its request line: headers, a body, JSON.
+fn carries_more_than_a_url(h: &HttpStep) -> bool {
+    !h.headers.is_empty() || h.body.is_some() || h.json.is_some()
 }

@@ -420,6 +420,27 @@ const CASES: &[Case] = &[
         "`/health` is not an absolute URL",
     ),
     case(
+        "a value in the host of a request with a secret header",
+        "cairn: 1\nname: demo\nsecrets:\n  t: { env: T }\ninputs:\n  host: { type: string }\nsteps:\n  - id: a\n    http: { get: \"http://{{ inputs.host }}/x\", headers: { Authorization: \"Bearer {{ secrets.t }}\" } }\n",
+        9,
+        18,
+        "a value decides where this request goes (a `{{ }}` in the scheme, host or port of `http://{{ inputs.host }}/x`), and the request carries headers, a body or credentials that it would take there",
+    ),
+    case(
+        "a value in the port of a request with a body",
+        "cairn: 1\nname: demo\ninputs:\n  port: { type: int }\nsteps:\n  - id: a\n    http: { post: \"http://127.0.0.1:{{ inputs.port }}/x\", body: hello }\n",
+        7,
+        19,
+        "a value decides where this request goes (a `{{ }}` in the scheme, host or port of `http://127.0.0.1:{{ inputs.port }}/x`), and the request carries headers, a body or credentials that it would take there",
+    ),
+    case(
+        "a whole URL from a value, with credentials in it",
+        "cairn: 1\nname: demo\nsecrets:\n  p: { env: P }\ninputs:\n  u: { type: string }\nsteps:\n  - id: a\n    http: { get: \"{{ inputs.u }}@example.com/x\" }\n",
+        9,
+        18,
+        "a value decides where this request goes (a `{{ }}` in the scheme, host or port of `{{ inputs.u }}@example.com/x`), and the request carries headers, a body or credentials that it would take there",
+    ),
+    case(
         "default of the wrong type",
         "cairn: 1\nname: demo\ninputs:\n  n: { type: int, default: abc }\nsteps: []\n",
         4,

@@ -130,13 +130,26 @@ impl RunData {
         cairn_engine::warnings::outcome_word(self.run.status, &self.warnings())
     }
 
-    /// `check` steps as recorded.
+    /// `check` steps as recorded; a `for_each` check as one result per item (`id[k]`), so
+    /// that each item is judged and shown on its own and the worst of them counts.
     pub fn checks(&self) -> Vec<CheckResult> {
-        self.whole_steps()
-            .into_iter()
-            .filter(|s| self.kind(&s.step_id) == "check")
-            .map(|s| CheckResult::of(s, self.step_def(&s.step_id)))
-            .collect()
+        let mut out = Vec::new();
+        for s in self.whole_steps() {
+            if self.kind(&s.step_id) != "check" {
+                continue;
+            }
+            let def = self.step_def(&s.step_id);
+            let items = self.items_of(&s.step_id);
+            if items.is_empty() {
+                out.push(CheckResult::of(s, def));
+            }
+            for item in items {
+                let mut c = CheckResult::of(item, def);
+                c.id = format!("{}[{}]", s.step_id, item.item.unwrap_or_default());
+                out.push(c);
+            }
+        }
+        out
     }
 }
 

@@ -275,3 +275,56 @@ fn an_approval_is_unknown_and_state_is_kept_only_when_asked() {
             .contains("cairn_run_status{runbook=\"gate\",status=\"paused\"} 1")
     );
 }
+
+/// A check whose value is not a finite number has no value: NaN is UNKNOWN, never OK, and an
+/// infinity is UNKNOWN too (it has no number to print or to put in the perfdata).
+#[test]
+fn a_value_that_is_not_a_finite_number_is_unknown() {
+    let sb = Sandbox::new();
+    for (value, name) in [("NaN", "nan"), ("-inf", "minus_inf"), ("inf", "inf")] {
+        sb.write(
+            &format!("{name}.yaml"),
+            &format!(
+                r#"
+cairn: 1
+name: odd
+steps:
+  - id: v
+    check: {{ value: "{value}", warning: "< 1", critical: "> 100" }}
+"#
+            ),
+        );
+        let a = check(&sb, &[&format!("{name}.yaml")]);
+        assert_eq!((a.code, a.state.as_str()), (3, "UNKNOWN"), "{value}: {a:?}");
+        assert_eq!(a.long, vec!["v: unknown no value"], "{value}: {a:?}");
+        assert_eq!(a.perf[0].1, "U", "{value}: {a:?}");
+    }
+}
+
+/// A `for_each` check is as bad as its worst item: one critical item makes it CRITICAL, one
+/// warning item (the others ok) WARNING.
+#[test]
+fn a_for_each_check_is_its_worst_item() {
+    let sb = Sandbox::new();
+    for (values, code, state) in [
+        ("[1, 2, 3]", 0, "OK"),
+        ("[1, 60, 3]", 1, "WARNING"),
+        ("[1, 60, 300]", 2, "CRITICAL"),
+    ] {
+        sb.write(
+            "each.yaml",
+            &format!(
+                r#"
+cairn: 1
+name: each
+steps:
+  - id: v
+    for_each: {values}
+    check: {{ value: "{{{{ item }}}}", warning: "> 50", critical: "> 100" }}
+"#
+            ),
+        );
+        let a = check(&sb, &["each.yaml"]);
+        assert_eq!((a.code, a.state.as_str()), (code, state), "{values}: {a:?}");
+    }
+}

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 #[path = "../support/process.rs"]
-mod process;
+pub mod process;
 pub use process::wait_or_kill;
 
 use serde_json::Value;

@@ -100,3 +100,73 @@ steps:
     );
     assert!(!text.contains("first try"), "{text}");
 }
+
+/// An escape sequence (OSC retitle, screen clear, cursor moves) in a step's output or a value
+/// reaches no terminal output raw: not the progress, not the error lines, not `cairn show`,
+/// `cairn runs` or `cairn show --step`, not `cairn plan`, not `cairn validate`'s diagnostics.
+#[test]
+fn escape_sequences_from_steps_values_and_files_never_reach_the_terminal_raw() {
+    let sb = Sandbox::new();
+    sb.write(
+        "runbook.yaml",
+        r#"
+cairn: 1
+name: "esc"
+inputs:
+  v: { type: string, default: "x" }
+steps:
+  - id: loud
+    shell: printf '\033]0;pwned\007\033[2J%s\n' {{ inputs.v }} >&2; exit 3
+"#,
+    );
+    let value = "v=\u{1b}]0;title\u{7}\u{1b}[2Jvalue";
+    let mut outputs = Vec::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(sb.path())
+        .args(["run", "runbook.yaml", "--set", value, "--state"])
+        .arg(sb.path().join("state.db"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cairn");
+    assert_eq!(out.status.code(), Some(1));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains(r"\u{1b}]0;pwned"), "{stderr}");
+    outputs.push(("run".to_string(), out.stdout, out.stderr));
+    let cairn = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .current_dir(sb.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run cairn");
+        (args.join(" "), out.stdout, out.stderr)
+    };
+    let state = sb.path().join("state.db").display().to_string();
+    outputs.push(cairn(&["show", &id, "--state", &state]));
+    outputs.push(cairn(&["show", &id, "--step", "loud", "--state", &state]));
+    outputs.push(cairn(&["runs", "--state", &state]));
+    outputs.push(cairn(&["plan", "runbook.yaml", "--set", value]));
+    // A resume of a failed run whose rendering fails quotes the value in its error.
+    sb.write(
+        "bad.yaml",
+        "cairn: 1\nname: bad\nsteps:\n  - id: a\n    shell: echo {{ inputs.nope \u{1b}]0;x\u{7} }}\n",
+    );
+    outputs.push(cairn(&["validate", "bad.yaml"]));
+    sb.write(
+        "key.yaml",
+        "cairn: 1\nname: key\nstepz: \"\u{1b}]0;owned\u{7}\u{1b}[2J\"\nsteps: []\n",
+    );
+    outputs.push(cairn(&["validate", "key.yaml"]));
+    for (what, stdout, stderr) in &outputs {
+        for (stream, bytes) in [("stdout", stdout), ("stderr", stderr)] {
+            assert!(
+                !bytes.contains(&0x1b) && !bytes.contains(&0x07),
+                "{what}: raw control characters on {stream}: {}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+    let shown = String::from_utf8_lossy(&outputs[6].2);
+    assert!(shown.contains(r"\u{1b}]0;owned"), "{shown}");
+}

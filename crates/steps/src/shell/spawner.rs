@@ -79,6 +79,10 @@ fn launch() -> io::Result<Spawner> {
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             drop(ours);
+            // The spawner is handed every step's environment, secrets included: it is never
+            // dumpable. (A step's own program is: `execve` resets the attribute.)
+            #[cfg(target_os = "linux")]
+            let _ = nix::sys::prctl::set_dumpable(false);
             super::server::serve(theirs)
         }
         nix::unistd::ForkResult::Parent { child } => {
