@@ -175,6 +175,23 @@ impl Notifying {
         }
     }
 
+    /// Sends a gate's notice to its route and to the gate's own `notify:` list (each notifier
+    /// once); returns who was told.
+    fn tell_gate(&self, step: &str, notice: &Notice) -> Vec<String> {
+        let mut told = self.dispatcher.notify(notice);
+        let own: Vec<String> = self
+            .gates
+            .get(step)
+            .into_iter()
+            .flatten()
+            .filter(|n| !told.contains(n))
+            .cloned()
+            .collect();
+        self.dispatcher.notify_names(&own, notice);
+        told.extend(own);
+        told
+    }
+
     fn run_id(&self) -> String {
         self.run_id.lock().map(|r| r.clone()).unwrap_or_default()
     }
@@ -196,17 +213,7 @@ impl Sink for Notifying {
                 ..
             } => {
                 let notice = Notice::gate_waiting(&self.runbook, run_id, step, message);
-                let mut told = self.dispatcher.notify(&notice);
-                let own: Vec<String> = self
-                    .gates
-                    .get(step)
-                    .into_iter()
-                    .flatten()
-                    .filter(|n| !told.contains(n))
-                    .cloned()
-                    .collect();
-                self.dispatcher.notify_names(&own, &notice);
-                told.extend(own);
+                let told = self.tell_gate(step, &notice);
                 let repeat = self
                     .renotify
                     .filter(|_| !told.is_empty())
@@ -225,16 +232,7 @@ impl Sink for Notifying {
                     if *approved { "approved" } else { "rejected" }
                 );
                 let notice = Notice::gate_answered(&self.runbook, self.run_id(), step, how);
-                let told = self.dispatcher.notify(&notice);
-                let own: Vec<String> = self
-                    .gates
-                    .get(step)
-                    .into_iter()
-                    .flatten()
-                    .filter(|n| !told.contains(n))
-                    .cloned()
-                    .collect();
-                self.dispatcher.notify_names(&own, &notice);
+                self.tell_gate(step, &notice);
             }
             Event::RunFinished {
                 run_id,

@@ -4,6 +4,8 @@
 
 #[path = "../support/process.rs"]
 mod process;
+#[allow(unused_imports)]
+pub use process::whoami;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! Where the state store is by default, and commands that read or answer runs never creating
 //! one: `approve` from another folder used to create an empty store and say "no run".
 
-use super::common::{Out, Sandbox};
+use super::common::{Out, Sandbox, whoami};
 
 const GATED: &str = "cairn: 1\nname: gated\nsteps:\n  - id: gate\n    approval: { message: Go?, allow_self_approval: true }\n  - id: after\n    needs: [gate]\n    shell: echo after\n";
 
@@ -251,13 +251,4 @@ fn one_unreadable_run_row_does_not_hide_the_history() {
         .find(|r| r["id"] == second.as_str())
         .expect("the good row");
     assert_eq!(good["status"], "succeeded");
-}
-
-/// The name of the real uid running the tests.
-fn whoami() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -42,15 +42,6 @@ fn without_a_tty_the_run_pauses_with_exit_3() {
     assert_eq!(run.outputs(), &serde_json::Value::Null);
 }
 
-/// The name of the real uid running the tests, as `id -un` gives it.
-fn whoami() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn auto_approve_answers_as_auto_user_whatever_user_says() {
     let sb = Sandbox::new();
@@ -62,7 +53,7 @@ fn auto_approve_answers_as_auto_user_whatever_user_says() {
     run.expect_code(0);
     assert_eq!(run.outcome(), "succeeded");
     assert_eq!(run.status("confirm"), "succeeded");
-    let by = format!("auto:{}", whoami());
+    let by = format!("auto:{}", super::common::whoami());
     assert_eq!(run.finished("confirm")["note"], format!("approved by {by}"));
     assert_eq!(run.outputs()["by"], by.as_str());
     assert!(run.all("approval_waiting", "confirm").is_empty());

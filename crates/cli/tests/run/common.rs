@@ -7,7 +7,7 @@
 
 #[path = "../support/process.rs"]
 pub mod process;
-pub use process::wait_or_kill;
+pub use process::{wait_or_kill, whoami};
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -60,11 +60,11 @@ fn approve_then_resume_finishes_the_run() {
     assert_eq!(approvals[0]["step_id"], "gate");
     assert_eq!(approvals[0]["decision"], "approved");
     // `--by` is a comment; the answer is the uid's.
-    assert_eq!(approvals[0]["by"], me());
+    assert_eq!(approvals[0]["by"], crate::common::whoami());
     assert_eq!(approvals[0]["comment"], "alice");
     let gate = sb.step(&run, "gate");
     assert_eq!(gate["status"], "succeeded");
-    assert_eq!(gate["result"]["approved_by"], me());
+    assert_eq!(gate["result"]["approved_by"], crate::common::whoami());
 }
 
 #[test]
@@ -81,7 +81,10 @@ fn reject_fails_the_step_on_resume() {
     assert_eq!(sb.lines("log.txt"), ["before"]);
     let gate = sb.step(&run, "gate");
     assert_eq!(gate["status"], "failed");
-    assert_eq!(gate["error"], format!("rejected by {}", me()));
+    assert_eq!(
+        gate["error"],
+        format!("rejected by {}", crate::common::whoami())
+    );
     assert_eq!(gate["result"]["approved"], false);
     assert_eq!(sb.only_run()["status"], "failed");
 
@@ -97,7 +100,10 @@ fn reject_fails_the_step_on_resume() {
         .expect(0);
     sb.resume(&run, &[]).expect(0);
     assert_eq!(sb.lines("log.txt"), ["before", "after"]);
-    assert_eq!(sb.step(&run, "gate")["result"]["approved_by"], me());
+    assert_eq!(
+        sb.step(&run, "gate")["result"]["approved_by"],
+        crate::common::whoami()
+    );
 }
 
 /// `--from` an approval step asks the human again; the earlier yes does not carry over.
@@ -171,13 +177,4 @@ fn answering_what_does_not_wait_is_a_usage_error() {
         .says("no run `01NOSUCHRUN`");
     // None of these recorded anything.
     assert_eq!(sb.show(&run)["approvals"], serde_json::json!([]));
-}
-
-/// The name of the real uid running the tests.
-fn me() -> String {
-    let out = std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

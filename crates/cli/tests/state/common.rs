@@ -7,6 +7,8 @@
 
 #[path = "../support/process.rs"]
 mod process;
+#[allow(unused_imports)]
+pub use process::whoami;
 use process::{drain, wait_or_kill};
 
 use serde_json::Value;

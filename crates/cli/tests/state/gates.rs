@@ -5,7 +5,7 @@
 //! The identity tests create real Unix users (`useradd`; the tests run as root, as CI does)
 //! and keep the state in PostgreSQL, which every user can reach.
 
-use crate::common::{PgSchema, Sandbox, finish};
+use crate::common::{PgSchema, Sandbox, finish, whoami};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -34,12 +34,6 @@ fn users() {
         }
         assert!(ok(Command::new("usermod").args(["-aG", DBA, BOB])));
     });
-}
-
-/// The name of the real uid running the tests.
-fn me() -> String {
-    let out = Command::new("id").arg("-un").output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// `cairn ARGS --state URL` as another user, from `/` (the sandbox is private to root).
@@ -108,7 +102,10 @@ fn a_rejection_stops_what_needs_the_gate_even_with_on_failure_continue() {
     assert_eq!(done.outcome(), "failed", "{done}");
     assert!(!sb.exists("log.txt"), "a rejected restart ran: {done}");
     let note = sb.step(&run, "after_act")["error"].clone();
-    assert_eq!(note, format!("not run: `gate` was rejected by {}", me()));
+    assert_eq!(
+        note,
+        format!("not run: `gate` was rejected by {}", whoami())
+    );
     // A "no" is final: a later resume does not ask again, nor run anything.
     let again = sb.resume(&run, &[]);
     again.expect(1);
@@ -182,7 +179,7 @@ fn on_reject_skip_declines_one_branch_and_the_run_succeeds() {
     assert_eq!(sb.lines("log.txt"), ["diagnosed", "reported"]);
     let gate = sb.step(&run, "restart_gate");
     assert_eq!(gate["status"], "skipped");
-    assert_eq!(gate["error"], format!("declined: rejected by {}", me()));
+    assert_eq!(gate["error"], format!("declined: rejected by {}", whoami()));
     assert_eq!(sb.step(&run, "restart")["status"], "skipped");
     let shown = sb.show(&run);
     assert_eq!(shown["approvals"][0]["comment"], "not during the sale");
@@ -363,7 +360,7 @@ fn identity_quorum_and_self_approval_with_real_users() {
     needs: [gate]
     shell: echo ACTED >> LOG
 ",
-            me = me()
+            me = whoami()
         ),
     );
     let run = paused(&sb);

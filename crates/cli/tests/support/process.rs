@@ -48,3 +48,11 @@ pub fn capture(mut command: Command, limit: Duration) -> (ExitStatus, Vec<u8>, S
     };
     (status, stdout, stderr)
 }
+
+/// The name of the real uid running the tests, as `id -un` gives it: who Cairn records as
+/// starting a run or answering a gate.
+#[allow(dead_code)]
+pub fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
