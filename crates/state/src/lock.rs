@@ -125,25 +125,38 @@ pub(crate) fn effective_status(
     }
 }
 
-/// Whether `requester` may take the lock `held`. `holder_status` is the holder run's effective
-/// status, `None` if that run is not in the store.
+/// The run that a lock row names, as a reader sees it: its effective status and the process
+/// that holds its claim (which may differ from the process named in the lock row).
+#[derive(Clone, Debug)]
+pub(crate) struct HolderRun {
+    pub status: RunStatus,
+    pub host: String,
+    pub pid: u32,
+}
+
+/// Whether `requester` may take the lock `held`. `holder` is the holder run as it is now,
+/// `None` if that run is not in the store.
 ///
 /// Free when: the requester's run already holds it (a resumed run takes its own lock back),
-/// unless that run is running in another process (a second resume, which its claim will refuse,
-/// must not make the lock name itself); the holder run finished (succeeded, failed,
+/// unless that run is running in another process than the requester: the lock row may name an
+/// earlier process of the run (or a second resume that took it before losing the claim), so
+/// what counts is who holds the run's claim now (a second resume, which its claim will
+/// refuse, must not make the lock name itself); the holder run finished (succeeded, failed,
 /// interrupted); or, unless the holder is paused (a paused run keeps its lock however long the
 /// approval takes), the lease ran out or the holder's pid is dead on this host.
 pub(crate) fn lock_is_free(
     held: &LockInfo,
-    holder_status: Option<RunStatus>,
+    holder: Option<&HolderRun>,
     requester: &LockHolder,
     now: DateTime<Utc>,
 ) -> bool {
+    let status = holder.map(|h| h.status);
     if held.run_id == requester.run_id {
         let same_process = held.host == requester.host && held.pid == requester.pid;
-        return same_process || holder_status != Some(RunStatus::Running);
+        let owns_run = holder.is_some_and(|h| h.host == requester.host && h.pid == requester.pid);
+        return same_process || owns_run || status != Some(RunStatus::Running);
     }
-    match holder_status {
+    match status {
         Some(s) if s.is_finished() => return true,
         Some(RunStatus::Paused) => return false,
         _ => {}

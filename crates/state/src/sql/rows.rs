@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::codec::{item_from_key, parse_enum, to_u32};
 use crate::error::StateError;
-use crate::lock::effective_status;
+use crate::lock::{HolderRun, effective_status};
 use crate::types::{Approval, LockInfo, RunRecord, RunStatus, StepDef, StepRecord};
 
 use super::dialect::{Dialect, corrupt};
@@ -99,25 +99,20 @@ pub(super) fn lock_from_row<D: Dialect>(row: &D::Row) -> Result<LockInfo, StateE
     })
 }
 
-/// The effective status of a lock's holder run, from a lock row joined with it; `None` when
-/// the holder run is not in the store.
-pub(super) fn holder_status<D: Dialect>(
+/// A lock's holder run (effective status, claiming process), from a lock row joined with it;
+/// `None` when the holder run is not in the store.
+pub(super) fn holder_run<D: Dialect>(
     row: &D::Row,
     now: DateTime<Utc>,
-) -> Result<Option<RunStatus>, StateError> {
+) -> Result<Option<HolderRun>, StateError> {
     let Some(status) = opt_text::<D>(row, "run_status")? else {
         return Ok(None);
     };
     let host = text::<D>(row, "run_host")?;
     let pid = to_u32(int::<D>(row, "run_pid")?, "pid")?;
     let heartbeat = time::<D>(row, "run_heartbeat")?;
-    Ok(Some(effective_status(
-        parse_enum(&status)?,
-        &host,
-        pid,
-        heartbeat,
-        now,
-    )))
+    let status = effective_status(parse_enum(&status)?, &host, pid, heartbeat, now);
+    Ok(Some(HolderRun { status, host, pid }))
 }
 
 pub(super) fn approval_from_row<D: Dialect>(row: &D::Row) -> Result<Approval, StateError> {
