@@ -173,7 +173,8 @@ fn check(args: Args) -> anyhow::Result<u8> {
                 e @ (RunError::Inputs(_)
                 | RunError::Secrets(_)
                 | RunError::Render { .. }
-                | RunError::Locked(_)),
+                | RunError::Locked(_)
+                | RunError::PathNotUtf8(_)),
             ) => {
                 return Ok(answer(State::Unknown, &format!("cannot run: {e}"), "", &[]));
             }

@@ -159,7 +159,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 written?;
                 Ok(code)
             }
-            Err(e @ (RunError::Inputs(_) | RunError::Secrets(_) | RunError::Render { .. })) => {
+            Err(
+                e @ (RunError::Inputs(_)
+                | RunError::Secrets(_)
+                | RunError::Render { .. }
+                | RunError::PathNotUtf8(_)),
+            ) => {
                 eprintln!(
                     "{}error{}: {e}",
                     crate::output::red(),

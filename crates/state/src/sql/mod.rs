@@ -7,6 +7,7 @@
 //! transaction, after taking the run row's lock where the database has row locks).
 
 mod dialect;
+mod file_id;
 mod locks;
 mod rows;
 mod schema;
@@ -31,6 +32,7 @@ use crate::types::{
 };
 pub use dialect::Dialect;
 use dialect::{Bind, Ex, Q};
+use file_id::FileId;
 use rows::{approval_from_row, def_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
@@ -45,6 +47,8 @@ pub struct SqlStore<D: Dialect> {
     writer: Arc<tokio::sync::Mutex<Option<D::Connection>>>,
     /// The file or URL (password removed), for messages.
     target: String,
+    /// SQLite: the file opened, checked before every write.
+    file: Option<FileId>,
     dialect: PhantomData<D>,
 }
 
@@ -54,6 +58,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
             target: self.target.clone(),
+            file: self.file.clone(),
             dialect: PhantomData,
         }
     }
@@ -75,6 +80,7 @@ impl SqlStore<Sqlite> {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             target: path.display().to_string(),
+            file: FileId::of(path),
             dialect: PhantomData,
         })
     }
@@ -103,6 +109,7 @@ impl SqlStore<Postgres> {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             target: redact_url(url),
+            file: None,
             dialect: PhantomData,
         })
     }
@@ -148,6 +155,11 @@ macro_rules! run_fields {
 impl<D: Dialect> SqlStore<D> {
     fn pool(&self) -> Ex<'_, D> {
         Ex::Pool(&self.pool)
+    }
+
+    /// Before a write: the SQLite file is still the one opened (see [`FileId`]).
+    fn still_there(&self) -> Result<(), StateError> {
+        self.file.as_ref().map_or(Ok(()), FileId::still_there)
     }
 
     /// The status a reader should see; a dead `running` run is saved as `interrupted`.
@@ -368,6 +380,7 @@ fn last_of_each(recs: &[StepRecord]) -> Vec<&StepRecord> {
 #[async_trait]
 impl<D: Dialect> Store for SqlStore<D> {
     async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError> {
+        self.still_there()?;
         let action = format!("creating run {}", run.id);
         let q = StateError::query(action.clone());
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(q)?;
@@ -394,6 +407,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
+        self.still_there()?;
         // One statement: SQLite decides it under its write lock, PostgreSQL under the row's
         // lock (a second claimer waits, re-reads the row at the new attempt and changes
         // nothing), so of two processes claiming the same attempt exactly one changes the row.
@@ -417,6 +431,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        self.still_there()?;
         let q = sqlx::query(concat!(
             "UPDATE cairn_runs SET ",
             run_fields!(),
@@ -432,6 +447,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError> {
+        self.still_there()?;
         let run_id = claim.run_id.as_str();
         let action = format!("replacing the steps of run {run_id}");
         let mut tx = self.begin_fenced(claim, &action).await?;
@@ -459,6 +475,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError> {
+        self.still_there()?;
         if !self.renew(claim).await? {
             return Err(self.fenced(claim).await);
         }
@@ -551,6 +568,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
+        self.still_there()?;
         let recs = last_of_each(recs);
         if recs.is_empty() {
             return Ok(());
@@ -613,14 +631,17 @@ impl<D: Dialect> Store for SqlStore<D> {
         holder: &LockHolder,
         lease: Duration,
     ) -> Result<Result<(), LockInfo>, StateError> {
+        self.still_there()?;
         self.take_lock(name, holder, lease).await
     }
 
     async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError> {
+        self.still_there()?;
         self.release(Some(name), claim).await
     }
 
     async fn release_locks(&self, claim: &Claim) -> Result<(), StateError> {
+        self.still_there()?;
         self.release(None, claim).await
     }
 
@@ -629,6 +650,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn record_approval(&self, a: &Approval) -> Result<(), StateError> {
+        self.still_there()?;
         let q = sqlx::query(
             "INSERT INTO cairn_approvals \
              (run_id, step_id, decision, decided_by, decided_at, comment, host, tty) \

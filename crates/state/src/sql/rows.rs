@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::codec::{item_from_key, parse_enum, to_u32};
 use crate::error::StateError;
 use crate::lock::{HolderRun, effective_status};
-use crate::types::{Approval, LockInfo, RunRecord, RunStatus, StepDef, StepRecord};
+use crate::types::{Approval, LockInfo, RunRecord, StepDef, StepRecord};
 
 use super::dialect::{Dialect, corrupt};
 
