@@ -83,7 +83,7 @@ impl Inner {
     fn observe(&mut self, id: &str) -> Option<RunRecord> {
         let now = now();
         let run = self.runs.get_mut(id)?;
-        run.status = effective_status(run.status, &run.host, run.pid, run.heartbeat_at, now);
+        run.status = effective_status(run, now);
         Some(run.clone())
     }
 }

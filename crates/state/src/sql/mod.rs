@@ -140,6 +140,8 @@ fn bind_run<'q, D: Dialect>(q: Q<'q, D>, run: &RunRecord) -> Q<'q, D> {
         .int(i64::from(run.attempt))
         .time(run.claimed_at)
         .opt_text(run.parent_step.as_deref())
+        // 0: not known (a record from before schema version 4, or a host without /proc).
+        .int(run.pid_start.and_then(|t| i64::try_from(t).ok()).unwrap_or(0))
 }
 
 // `heartbeat_at` never moves back: the later of the stored and the given time ($9).
@@ -148,7 +150,7 @@ macro_rules! run_fields {
         "runbook = $2, path = $3, content_hash = $4, inputs = $5, status = $6, \
          finished_at = $8, \
          heartbeat_at = CASE WHEN heartbeat_at > $9 THEN heartbeat_at ELSE $9 END, \
-         host = $10, pid = $11, username = $12, outputs = $14, error = $15"
+         host = $10, pid = $11, username = $12, outputs = $14, error = $15, pid_start = $19"
     };
 }
 
@@ -164,7 +166,7 @@ impl<D: Dialect> SqlStore<D> {
 
     /// The status a reader should see; a dead `running` run is saved as `interrupted`.
     async fn observe(&self, mut run: RunRecord) -> Result<RunRecord, StateError> {
-        let seen = effective_status(run.status, &run.host, run.pid, run.heartbeat_at, now());
+        let seen = effective_status(&run, now());
         if seen != run.status {
             // Compare-and-set on the heartbeat: if the run heartbeated meanwhile it is alive.
             let q = sqlx::query(
@@ -388,7 +390,7 @@ impl<D: Dialect> Store for SqlStore<D> {
             "INSERT INTO cairn_runs (",
             run_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18)"
+             $17, $18, $19)"
         ));
         D::execute(Ex::Conn(&mut *tx), bind_run(insert, run))
             .await
@@ -415,7 +417,7 @@ impl<D: Dialect> Store for SqlStore<D> {
             "UPDATE cairn_runs SET ",
             run_fields!(),
             ", attempt = $16, claimed_at = $17 \
-             WHERE id = $1 AND attempt = $19 AND status <> 'running'"
+             WHERE id = $1 AND attempt = $20 AND status <> 'running'"
         ));
         let q = bind_run(q, run).int(i64::from(run.attempt.saturating_sub(1)));
         let done = D::execute(self.pool(), q)

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::codec::{item_from_key, parse_enum, to_u32};
 use crate::error::StateError;
-use crate::lock::{HolderRun, effective_status};
+use crate::lock::{HolderRun, Liveness};
 use crate::types::{Approval, LockInfo, RunRecord, StepDef, StepRecord};
 
 use super::dialect::{Dialect, corrupt};
@@ -58,6 +58,10 @@ pub(super) fn run_from_row<D: Dialect>(row: &D::Row) -> Result<RunRecord, StateE
         // NULL only in a row written before schema version 2 and not migrated by it.
         claimed_at: D::time(row, "claimed_at")?.unwrap_or(started_at),
         parent_step: opt_text::<D>(row, "parent_step")?,
+        pid_start: D::int(row, "pid_start")
+            .map_err(corrupt("pid_start"))?
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0),
     })
 }
 
@@ -111,7 +115,19 @@ pub(super) fn holder_run<D: Dialect>(
     let host = text::<D>(row, "run_host")?;
     let pid = to_u32(int::<D>(row, "run_pid")?, "pid")?;
     let heartbeat = time::<D>(row, "run_heartbeat")?;
-    let status = effective_status(parse_enum(&status)?, &host, pid, heartbeat, now);
+    let pid_start = D::int(row, "run_pid_start")
+        .map_err(corrupt("pid_start"))?
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0);
+    let status = parse_enum(&status)?;
+    let status = Liveness {
+        status,
+        host: &host,
+        pid,
+        pid_start,
+        heartbeat_at: heartbeat,
+    }
+    .effective(now);
     Ok(Some(HolderRun { status, host, pid }))
 }
 
