@@ -110,7 +110,13 @@ fn a_long_chain_is_built_and_queried_in_linear_space() {
     use cairn_model::dag::{Dag, Edge};
     let n = 200_000;
     let deps: Vec<Vec<(usize, Edge)>> = (0..n)
-        .map(|i| if i == 0 { vec![] } else { vec![(i - 1, Edge::Follows)] })
+        .map(|i| {
+            if i == 0 {
+                vec![]
+            } else {
+                vec![(i - 1, Edge::Follows)]
+            }
+        })
         .collect();
     let clock = std::time::Instant::now();
     let dag = Dag::build(&deps).expect("acyclic");

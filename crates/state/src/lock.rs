@@ -151,9 +151,8 @@ impl Liveness<'_> {
         }
         let alive = if self.host == current_host() {
             match self.pid_start {
-                Some(start) => {
-                    proc_stat(self.pid).is_some_and(|s| s.start == start && s.state != 'Z' && s.state != 'X')
-                }
+                Some(start) => proc_stat(self.pid)
+                    .is_some_and(|s| s.start == start && s.state != 'Z' && s.state != 'X'),
                 None => pid_alive(self.pid) && !stale(self.heartbeat_at, now),
             }
         } else {

@@ -10,9 +10,7 @@ use async_trait::async_trait;
 use crate::Store;
 use crate::codec::{MAX_CANDIDATES, pick_unique, prefix_forms};
 use crate::error::StateError;
-use crate::lock::{
-    HolderRun, effective_status, lease_end, lock_is_free, now, taken_since, trunc,
-};
+use crate::lock::{HolderRun, effective_status, lease_end, lock_is_free, now, taken_since, trunc};
 use crate::types::{
     Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
     StepRecord,

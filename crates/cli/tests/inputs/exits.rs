@@ -54,7 +54,9 @@ fn state_file_swapped_mid_run(how: &str, said: &str) {
     let out = sb.cairn(&["run", "swap.yaml", "--state", &state]);
     out.expect(4)
         .stderr_has("error: the run stopped because its state could not be recorded: ")
-        .stderr_has(&format!("state database {state} was {said} while this process had it open"));
+        .stderr_has(&format!(
+            "state database {state} was {said} while this process had it open"
+        ));
     assert!(
         !sb.join("after-ran").exists(),
         "a step ran after the store was lost\n{out}"
@@ -68,7 +70,10 @@ fn a_state_file_deleted_mid_run_stops_the_run_with_exit_4() {
 
 #[test]
 fn a_state_file_replaced_mid_run_stops_the_run_with_exit_4() {
-    state_file_swapped_mid_run("cp state.db copy.db && mv copy.db state.db", "replaced by another file");
+    state_file_swapped_mid_run(
+        "cp state.db copy.db && mv copy.db state.db",
+        "replaced by another file",
+    );
 }
 
 /// A runbook whose path is not UTF-8 (here its folder's name) is refused before anything is

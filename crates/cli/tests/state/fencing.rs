@@ -59,8 +59,7 @@ fn race(sb: &Sandbox, lock: bool, trials: usize) {
                 .says(" on host ")
                 .says(" since ");
         } else {
-            lost.says("lock `two-resumes` is held by run")
-                .says(&run);
+            lost.says("lock `two-resumes` is held by run").says(&run);
         }
         assert!(
             lost.started().is_empty(),

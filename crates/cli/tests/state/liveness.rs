@@ -28,7 +28,11 @@ fn live_run_survives_a_reader_clock_jump(sb: &Sandbox, age_heartbeat: impl Fn(&s
     signal(live.pid(), Signal::SIGINT);
     let first = live.finish();
     first.expect(130);
-    assert_eq!(sb.lines("work.txt").len(), 1, "`work` ran once\n{first}\n{second}");
+    assert_eq!(
+        sb.lines("work.txt").len(),
+        1,
+        "`work` ran once\n{first}\n{second}"
+    );
 }
 
 #[test]

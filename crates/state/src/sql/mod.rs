@@ -141,7 +141,11 @@ fn bind_run<'q, D: Dialect>(q: Q<'q, D>, run: &RunRecord) -> Q<'q, D> {
         .time(run.claimed_at)
         .opt_text(run.parent_step.as_deref())
         // 0: not known (a record from before schema version 4, or a host without /proc).
-        .int(run.pid_start.and_then(|t| i64::try_from(t).ok()).unwrap_or(0))
+        .int(
+            run.pid_start
+                .and_then(|t| i64::try_from(t).ok())
+                .unwrap_or(0),
+        )
 }
 
 // `heartbeat_at` never moves back: the later of the stored and the given time ($9).
