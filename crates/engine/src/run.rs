@@ -735,9 +735,9 @@ pub(crate) async fn drive(
     match store.update_run(&record).await {
         Ok(()) if outcome != RunOutcome::Paused => store.release_locks(&shared.claim).await?,
         Ok(()) => {}
-        // The store already failed under the run (its file was deleted, say), which the
-        // report says; that its end cannot be written either adds nothing.
-        Err(e) if shared.store_error().is_some() => {
+        // The store's file was deleted or replaced under the run, which the report already
+        // says (the run stopped for it); that its end cannot be written either adds nothing.
+        Err(e @ cairn_state::StateError::FileReplaced { .. }) if shared.store_error().is_some() => {
             tracing::error!(run = %run_id, error = %e, "the run's end could not be recorded");
         }
         Err(e) => return Err(e.into()),
