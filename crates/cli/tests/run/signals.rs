@@ -197,8 +197,9 @@ steps:
     let took = clock.elapsed();
     live.drain();
     assert_eq!(status.code(), Some(130), "events: {:#?}", live.seen);
-    // Generous for a debug build on a loaded machine; writing every item took minutes.
-    assert!(took < Duration::from_secs(10), "exit took {took:?}");
+    // Generous for a debug build on a loaded machine (about 10 s there, most of it building
+    // and masking the step's 100,000-item result); writing every item took over 300 s.
+    assert!(took < Duration::from_secs(30), "exit took {took:?}");
     let rows = sqlite_count(&sb, "SELECT count(*) FROM cairn_steps WHERE item >= 0");
     assert!(
         rows <= 8,
