@@ -174,7 +174,8 @@ fn check(args: Args) -> anyhow::Result<u8> {
                 | RunError::Secrets(_)
                 | RunError::Render { .. }
                 | RunError::Masking(_)
-                | RunError::Locked(_)),
+                | RunError::Locked(_)
+                | RunError::PathNotUtf8(_)),
             ) => {
                 return Ok(answer(State::Unknown, &format!("cannot run: {e}"), "", &[]));
             }

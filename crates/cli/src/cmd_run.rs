@@ -161,7 +161,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 e @ (RunError::Inputs(_)
                 | RunError::Secrets(_)
                 | RunError::Render { .. }
-                | RunError::Masking(_)),
+                | RunError::Masking(_)
+                | RunError::PathNotUtf8(_)),
             ) => {
                 crate::output::error(&e);
                 Ok(exit::INVALID)

@@ -352,7 +352,7 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
     crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
-        let list = store
+        let mut list = store
             .list_run_rows(&RunFilter {
                 runbook: a.runbook,
                 status: a.status,
@@ -361,12 +361,24 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
             .await?;
         // "Succeeded with warnings" is read from each succeeded run's checks.
         let mut warnings = std::collections::HashMap::new();
-        for row in &list {
+        for row in &mut list {
             if let ListedRun::Run(r) = row
                 && r.status == RunStatus::Succeeded
             {
-                let steps = store.steps(&r.id).await?;
-                warnings.insert(r.id.clone(), check_warnings(&steps, |_| None));
+                match store.steps(&r.id).await {
+                    Ok(steps) => {
+                        warnings.insert(r.id.clone(), check_warnings(&steps, |_| None));
+                    }
+                    // A damaged step row leaves the run's outcome unknown: the run is listed
+                    // as unreadable, like a damaged run row, and the rest stays readable.
+                    Err(cairn_state::StateError::Corrupt(reason)) => {
+                        *row = ListedRun::Unreadable {
+                            id: r.id.clone(),
+                            reason: format!("a step record: {reason}"),
+                        };
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         let warnings_of = |id: &str| warnings.get(id).map_or(&[][..], Vec::as_slice);

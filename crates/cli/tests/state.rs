@@ -14,6 +14,8 @@ mod fencing;
 mod gates;
 #[path = "state/history.rs"]
 mod history;
+#[path = "state/liveness.rs"]
+mod liveness;
 #[path = "state/locks.rs"]
 mod locks;
 #[path = "state/postgres.rs"]

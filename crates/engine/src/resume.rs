@@ -502,6 +502,7 @@ pub async fn resume(
     record.error = None;
     record.outputs = None;
     record.pid = std::process::id();
+    record.pid_start = cairn_state::process_start(record.pid);
     record.host = cairn_state::current_host();
     record.content_hash = content_hash(&checked);
     record.claimed_at = now;

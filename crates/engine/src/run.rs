@@ -85,6 +85,13 @@ pub enum RunError {
     Render { what: String, source: RenderError },
     #[error("{0}; nothing was run")]
     Locked(LockInfo),
+    /// The runbook's path cannot be recorded as it is: the store keeps paths as text, and a
+    /// lossy copy would name another file, so the run could never be resumed.
+    #[error(
+        "the runbook's path {0} is not valid UTF-8; the state store records it as text and the \
+         run could never be resumed: rename or move the file; nothing was run"
+    )]
+    PathNotUtf8(String),
     #[error("state store: {0}")]
     State(#[from] cairn_state::StateError),
     #[error(transparent)]
@@ -331,6 +338,11 @@ pub async fn execute(
     opts: RunOptions,
 ) -> Result<RunReport, RunError> {
     let rb = &checked.runbook;
+    // Absolute, so `cairn resume` works from any folder; refused if it is not text.
+    let canonical = std::fs::canonicalize(&rb.path).unwrap_or_else(|_| rb.path.clone());
+    let Some(path) = canonical.to_str().map(str::to_string) else {
+        return Err(RunError::PathNotUtf8(format!("{canonical:?}")));
+    };
     // Secrets are read first so a missing one refuses the run before anything is recorded.
     let secrets = crate::secrets::read(rb).map_err(RunError::Secrets)?;
     let masker = run_masker(&secrets, &opts);
@@ -341,11 +353,7 @@ pub async fn execute(
     let inputs_json = serde_json::to_value(&inputs).unwrap_or_default();
     let mut record = RunRecord::start(
         rb.name.value.clone(),
-        // Absolute, so `cairn resume` works from any folder.
-        std::fs::canonicalize(&rb.path)
-            .unwrap_or_else(|_| rb.path.clone())
-            .display()
-            .to_string(),
+        path,
         content_hash(&checked),
         // Masked by the store's door.
         inputs_json.clone(),
@@ -606,7 +614,11 @@ pub(crate) async fn drive(
                 match shared.store.heartbeat(&shared.claim).await {
                     // Another process claimed the run: stop at once rather than at the next
                     // checkpoint, which a long step may not reach for a while.
-                    Err(e @ cairn_state::StateError::Fenced { .. }) => {
+                    // Or its SQLite file was deleted or replaced: nothing more can be recorded.
+                    Err(
+                        e @ (cairn_state::StateError::Fenced { .. }
+                        | cairn_state::StateError::FileReplaced { .. }),
+                    ) => {
                         tracing::error!(run = %shared.run_id, error = %e, "heartbeat refused");
                         shared.stop(e.to_string());
                         break;
@@ -731,9 +743,15 @@ pub(crate) async fn drive(
             })
             .and_then(|(_, s)| s.error.as_ref().map(|e| format!("step `{}`: {e}", s.id)))
     });
-    store.update_run(&record).await?;
-    if outcome != RunOutcome::Paused {
-        store.release_locks(&shared.claim).await?;
+    match store.update_run(&record).await {
+        Ok(()) if outcome != RunOutcome::Paused => store.release_locks(&shared.claim).await?,
+        Ok(()) => {}
+        // The store's file was deleted or replaced under the run, which the report already
+        // says (the run stopped for it); that its end cannot be written either adds nothing.
+        Err(e @ cairn_state::StateError::FileReplaced { .. }) if shared.store_error().is_some() => {
+            tracing::error!(run = %run_id, error = %e, "the run's end could not be recorded");
+        }
+        Err(e) => return Err(e.into()),
     }
     shared.actions.close().await;
     let elapsed = clock.elapsed();

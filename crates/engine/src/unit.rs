@@ -206,6 +206,17 @@ async fn fan_out(
                 ..Local::default()
             };
             async move {
+                // Not started when the run was cancelled: nothing is written for it. Resume
+                // runs every item without a `succeeded` record, so its absence says "not
+                // started", and a stop does not cost a write per item (minutes for 100,000).
+                if cancel.is_cancelled() {
+                    let o = Outcome {
+                        status: Status::Cancelled,
+                        note: Some("not started".into()),
+                        ..Outcome::skipped("")
+                    };
+                    return (k, item, o);
+                }
                 // Done in an earlier attempt (same position, same value): restored, not run.
                 if let Some(rec) = shared
                     .earlier_items

@@ -71,3 +71,60 @@ proptest! {
         prop_assert!(msg.contains("cycle"), "{}", msg);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// `is_ancestor` (a walk, no table) agrees with the transitive closure computed the slow way,
+    /// for every pair of steps.
+    #[test]
+    fn is_ancestor_is_the_transitive_closure(n in 1usize..30, choices in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<usize>(), 0..4)), 30)) {
+        let yaml = runbook(n, &choices);
+        let (checked, _) = check("p.yaml".as_ref(), &yaml, &cairn_template::Templates::new());
+        let dag = checked.expect("valid").dag;
+        // reach[b][a]: a is above b, by fixpoint over the direct parents.
+        let mut reach = vec![vec![false; n]; n];
+        for &b in &dag.order {
+            for p in dag.parents(b) {
+                reach[b][p] = true;
+                let above = reach[p].clone();
+                for (a, r) in above.into_iter().enumerate() {
+                    reach[b][a] |= r;
+                }
+            }
+        }
+        for (b, row) in reach.iter().enumerate() {
+            for (a, &r) in row.iter().enumerate() {
+                prop_assert_eq!(dag.is_ancestor(a, b), r, "is s{} above s{}?", a, b);
+            }
+            let listed: Vec<usize> = dag.ancestors(b).collect();
+            let expected: Vec<usize> = (0..n).filter(|&a| row[a]).collect();
+            prop_assert_eq!(listed, expected);
+        }
+    }
+}
+
+/// A chain of 200,000 steps: building the DAG and asking whether the first is above the last
+/// takes memory in the steps (a table of ancestors would take 5 GB) and a moment.
+#[test]
+fn a_long_chain_is_built_and_queried_in_linear_space() {
+    use cairn_model::dag::{Dag, Edge};
+    let n = 200_000;
+    let deps: Vec<Vec<(usize, Edge)>> = (0..n)
+        .map(|i| {
+            if i == 0 {
+                vec![]
+            } else {
+                vec![(i - 1, Edge::Follows)]
+            }
+        })
+        .collect();
+    let clock = std::time::Instant::now();
+    let dag = Dag::build(&deps).expect("acyclic");
+    assert!(dag.is_ancestor(0, n - 1));
+    assert!(!dag.is_ancestor(n - 1, 0));
+    assert!(
+        clock.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        clock.elapsed()
+    );
+}

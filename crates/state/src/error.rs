@@ -65,6 +65,18 @@ pub enum StateError {
         /// Who holds the run now.
         holder: crate::types::RunHolder,
     },
+    /// The SQLite file the store opened is no longer the file at its path: it was deleted,
+    /// renamed or replaced while open. Writing on would write into a file nobody can read again.
+    #[error(
+        "state database {path} was {what} while this process had it open; nothing more is \
+         written to it"
+    )]
+    FileReplaced {
+        /// The database file.
+        path: String,
+        /// "deleted" or "replaced by another file".
+        what: &'static str,
+    },
     /// Other processes kept taking and releasing the lock while we tried to; try again.
     #[error("lock `{0}` changed hands too often to be taken; try again")]
     LockContended(String),

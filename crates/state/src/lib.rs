@@ -45,8 +45,9 @@
 //! - **PostgreSQL**: whatever the server promises (with its defaults, durable on commit).
 //!   Tables are prefixed `cairn_` and live in the connection's `search_path`
 //!   (`?options=-c%20search_path%3Dops`). Any number of processes on any number of hosts may
-//!   share it; taking a lock is atomic across all of them. Liveness compares timestamps
-//!   written by different hosts, so their clocks must be synchronised (NTP). JSON is stored
+//!   share it; taking a lock is atomic across all of them. Liveness of a run on another host
+//!   compares timestamps written by different hosts, so their clocks must be synchronised (NTP);
+//!   on the run's own host it reads no clock (pid and process start time). JSON is stored
 //!   as JSONB, which does not keep object key order (values compare equal, and SQLite and
 //!   memory keep the order) and cannot hold the NUL character: a `\u0000` in a string or key
 //!   is saved as U+FFFD rather than failing the checkpoint; likewise in error text.
@@ -71,8 +72,9 @@
 //! # Liveness
 //!
 //! A `running` run whose process is gone is reported `interrupted` by [`Store::get_run`] and
-//! [`Store::list_runs`] (and saved so). Gone means its pid is dead on this host, or it has not
-//! heartbeated for [`STALE_AFTER`] on any host (which also catches a reused pid). Locks follow
+//! [`Store::list_runs`] (and saved so). Gone means: on this host, no process with its pid and
+//! start time ([`process_start`]) is alive, whatever the clocks say; on another host, it has not
+//! heartbeated for [`STALE_AFTER`]. Locks follow
 //! the same rules plus a lease: see [`Store::try_lock`]. So the engine should build
 //! `host` with [`current_host`], heartbeat every [`HEARTBEAT_EVERY`], and know that a process
 //! stalled for longer than [`STALE_AFTER`] loses its claim to the run and its locks.
@@ -83,7 +85,7 @@ macro_rules! run_columns {
     () => {
         "id, runbook, path, content_hash, inputs, status, started_at, finished_at, \
          heartbeat_at, host, pid, username, parent_run, outputs, error, attempt, claimed_at, \
-         parent_step"
+         parent_step, pid_start"
     };
 }
 
@@ -110,7 +112,7 @@ use async_trait::async_trait;
 
 pub use error::StateError;
 pub use location::{DefaultLocation, default_location};
-pub use lock::{HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive};
+pub use lock::{HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive, process_start};
 pub use memory::MemoryStore;
 pub use sql::{Dialect, Durability, PgStore, SqlStore, SqliteStore};
 pub use types::{
@@ -120,7 +122,7 @@ pub use types::{
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
 /// Both SQL backends are migrated to the same version.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The checkpoint store. Implementations are cheap to share (`Arc<dyn Store>`) and safe to call
 /// from many tasks at once.

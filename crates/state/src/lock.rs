@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::types::{LockHolder, LockInfo, RunStatus};
+use crate::types::{LockHolder, LockInfo, RunRecord, RunStatus};
 
 /// A `running` run whose last heartbeat is older than this is reported as `interrupted`, whatever
 /// its host: the engine must call [`crate::Store::heartbeat`] well within it (every 15 s is plenty).
@@ -51,13 +51,37 @@ pub fn pid_alive(pid: u32) -> bool {
 // A process that has exited but was not reaped by its parent still answers kill(pid, 0).
 #[cfg(unix)]
 fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state letter follows the command name, which is in parentheses and may hold spaces.
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .is_some_and(|state| state == "Z" || state == "X")
+    proc_stat(pid).is_some_and(|s| s.state == 'Z' || s.state == 'X')
+}
+
+/// What `/proc/PID/stat` says about a process, as far as liveness needs it.
+struct ProcStat {
+    /// The state letter (`R`, `S`, `Z`…).
+    state: char,
+    /// When it started, in clock ticks after boot (field 22).
+    start: u64,
+}
+
+/// Reads `/proc/PID/stat`; `None` when there is no such process (or no `/proc`).
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_proc_stat(&stat)
+}
+
+// The fields after the command name, which is in parentheses and may hold spaces and `)`: the
+// last `)` ends it. Then state (field 3) ... starttime (field 22).
+fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let start = rest.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start })
+}
+
+/// When the process `pid` of this host started, in clock ticks after boot (`/proc/PID/stat`);
+/// `None` if it is not running or the host has no `/proc`. With the pid it names one process
+/// for as long as the host is up: a reused pid has another start time.
+pub fn process_start(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|s| s.start)
 }
 
 /// This machine's host name, as recorded in [`crate::RunRecord::host`] and
@@ -103,49 +127,99 @@ pub(crate) fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.min(MAX_LEASE).as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The status a reader should see: a `running` run whose process is gone is `interrupted`.
-/// Gone means: on this host, its pid is not alive; on any host, no heartbeat for
-/// [`STALE_AFTER`] (which also covers a pid that was reused by another process).
-pub(crate) fn effective_status(
-    status: RunStatus,
-    host: &str,
-    pid: u32,
-    heartbeat_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> RunStatus {
-    if status != RunStatus::Running {
-        return status;
-    }
-    let stale = now.signed_duration_since(heartbeat_at)
-        > TimeDelta::from_std(STALE_AFTER).unwrap_or(TimeDelta::MAX);
-    if stale || (host == current_host() && !pid_alive(pid)) {
-        RunStatus::Interrupted
-    } else {
-        RunStatus::Running
+/// What decides whether a `running` run's process is still there.
+pub(crate) struct Liveness<'a> {
+    pub status: RunStatus,
+    pub host: &'a str,
+    pub pid: u32,
+    pub pid_start: Option<u64>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+impl Liveness<'_> {
+    /// The status a reader should see: a `running` run whose process is gone is `interrupted`.
+    ///
+    /// On the run's own host no clock is read: the run is alive exactly while a process with
+    /// its pid and its start time exists (and is not a zombie), so a clock that jumps forward
+    /// cannot make a live run look dead, and a reused pid cannot make a dead one look alive.
+    /// Only a record without a start time (written before schema version 4, or by a host
+    /// without `/proc`) falls back to the pid and the heartbeat's age. From another host, the
+    /// heartbeat's age decides: no heartbeat for [`STALE_AFTER`].
+    pub(crate) fn effective(&self, now: DateTime<Utc>) -> RunStatus {
+        if self.status != RunStatus::Running {
+            return self.status;
+        }
+        let alive = if self.host == current_host() {
+            match self.pid_start {
+                Some(start) => proc_stat(self.pid)
+                    .is_some_and(|s| s.start == start && s.state != 'Z' && s.state != 'X'),
+                None => pid_alive(self.pid) && !stale(self.heartbeat_at, now),
+            }
+        } else {
+            !stale(self.heartbeat_at, now)
+        };
+        if alive {
+            RunStatus::Running
+        } else {
+            RunStatus::Interrupted
+        }
     }
 }
 
-/// Whether `requester` may take the lock `held`. `holder_status` is the holder run's effective
-/// status, `None` if that run is not in the store.
+fn stale(heartbeat_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now.signed_duration_since(heartbeat_at)
+        > TimeDelta::from_std(STALE_AFTER).unwrap_or(TimeDelta::MAX)
+}
+
+/// [`Liveness::effective`] of a run record.
+pub(crate) fn effective_status(run: &RunRecord, now: DateTime<Utc>) -> RunStatus {
+    Liveness {
+        status: run.status,
+        host: &run.host,
+        pid: run.pid,
+        pid_start: run.pid_start,
+        heartbeat_at: run.heartbeat_at,
+    }
+    .effective(now)
+}
+
+/// The run that a lock row names, as a reader sees it: its effective status and the process
+/// that holds its claim (which may differ from the process named in the lock row).
+#[derive(Clone, Debug)]
+pub(crate) struct HolderRun {
+    pub status: RunStatus,
+    pub host: String,
+    pub pid: u32,
+}
+
+/// Whether `requester` may take the lock `held`. `holder` is the holder run as it is now,
+/// `None` if that run is not in the store.
 ///
 /// Free when: the requester's run already holds it (a resumed run takes its own lock back),
-/// unless that run is running in another process (a second resume, which its claim will refuse,
-/// must not make the lock name itself); the holder run finished (succeeded, failed,
+/// unless that run is running in another process than the requester: the lock row may name an
+/// earlier process of the run (or a second resume that took it before losing the claim), so
+/// what counts is who holds the run's claim now (a second resume, which its claim will
+/// refuse, must not make the lock name itself); the holder run finished (succeeded, failed,
 /// interrupted); or, unless the holder is paused (a paused run keeps its lock however long the
 /// approval takes), the lease ran out or the holder's pid is dead on this host.
 pub(crate) fn lock_is_free(
     held: &LockInfo,
-    holder_status: Option<RunStatus>,
+    holder: Option<&HolderRun>,
     requester: &LockHolder,
     now: DateTime<Utc>,
 ) -> bool {
+    let status = holder.map(|h| h.status);
     if held.run_id == requester.run_id {
         let same_process = held.host == requester.host && held.pid == requester.pid;
-        return same_process || holder_status != Some(RunStatus::Running);
+        let owns_run = holder.is_some_and(|h| h.host == requester.host && h.pid == requester.pid);
+        return same_process || owns_run || status != Some(RunStatus::Running);
     }
-    match holder_status {
-        Some(s) if s.is_finished() => return true,
-        Some(RunStatus::Paused) => return false,
+    match holder {
+        Some(h) if h.status.is_finished() => return true,
+        Some(h) if h.status == RunStatus::Paused => return false,
+        // Running on this host: its process was found by pid and start time, no clock read, so
+        // a lease that looks run out (a clock jumped forward) does not free its lock.
+        Some(h) if h.status == RunStatus::Running && h.host == current_host() => return false,
         _ => {}
     }
     held.lease_until <= now || (held.host == current_host() && !pid_alive(held.pid))
@@ -182,6 +256,15 @@ mod tests {
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
         assert!(!pid_alive(u32::MAX));
+    }
+
+    #[test]
+    fn this_process_has_a_start_time_and_the_stat_parser_reads_odd_names() {
+        assert!(process_start(std::process::id()).is_some());
+        assert_eq!(process_start(u32::MAX), None);
+        let stat = "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 1";
+        let parsed = parse_proc_stat(stat).expect("parsed");
+        assert_eq!((parsed.state, parsed.start), ('S', 987654));
     }
 
     #[test]

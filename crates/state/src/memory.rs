@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::Store;
 use crate::codec::{MAX_CANDIDATES, pick_unique, prefix_forms};
 use crate::error::StateError;
-use crate::lock::{effective_status, lease_end, lock_is_free, now, taken_since, trunc};
+use crate::lock::{HolderRun, effective_status, lease_end, lock_is_free, now, taken_since, trunc};
 use crate::types::{
     Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
     StepRecord,
@@ -81,7 +81,7 @@ impl Inner {
     fn observe(&mut self, id: &str) -> Option<RunRecord> {
         let now = now();
         let run = self.runs.get_mut(id)?;
-        run.status = effective_status(run.status, &run.host, run.pid, run.heartbeat_at, now);
+        run.status = effective_status(run, now);
         Some(run.clone())
     }
 }
@@ -266,8 +266,12 @@ impl Store for MemoryStore {
         let since = match held {
             None => now,
             Some(held) => {
-                let holder_status = inner.observe(&held.run_id).map(|r| r.status);
-                if !lock_is_free(&held, holder_status, holder, now) {
+                let run = inner.observe(&held.run_id).map(|r| HolderRun {
+                    status: r.status,
+                    host: r.host,
+                    pid: r.pid,
+                });
+                if !lock_is_free(&held, run.as_ref(), holder, now) {
                     return Ok(Err(held));
                 }
                 taken_since(&held, &holder.run_id, now)

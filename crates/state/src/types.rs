@@ -147,6 +147,11 @@ pub struct RunRecord {
     pub host: String,
     /// Process id of the executing process.
     pub pid: u32,
+    /// When that process started, in clock ticks after the host's boot (`/proc/PID/stat`),
+    /// where the host says ([`crate::process_start`]): with `pid` it names the process on its
+    /// host, even once the pid is reused. Not shown in listings.
+    #[serde(default, skip_serializing)]
+    pub pid_start: Option<u64>,
     /// Who started (or last resumed) it.
     pub user: String,
     /// The run whose `uses` step started this one as a sub-run.
@@ -187,6 +192,7 @@ impl RunRecord {
             heartbeat_at: now,
             host: crate::current_host(),
             pid: std::process::id(),
+            pid_start: crate::process_start(std::process::id()),
             user: user.into(),
             parent_run: None,
             outputs: None,

@@ -90,7 +90,7 @@ async fn a_newer_schema_is_refused() {
         .await
         .expect_err("too new");
     let want = format!(
-        "state database {} has schema version 99, newer than this cairn supports (3): upgrade cairn",
+        "state database {} has schema version 99, newer than this cairn supports ({SCHEMA_VERSION}): upgrade cairn",
         path.display()
     );
     assert_eq!(e.to_string(), want);

@@ -39,6 +39,62 @@ fn a_state_store_lost_mid_run_stops_the_run_with_exit_4() {
     );
 }
 
+/// A step removes the SQLite state file (or puts a copy in its place) while the run has it
+/// open: the next checkpoint notices that the path no longer names the open file and the run
+/// stops with exit 4, instead of committing into an unlinked file and leaving nothing behind.
+fn state_file_swapped_mid_run(how: &str, said: &str) {
+    let sb = Sandbox::new();
+    let state = sb.join("state.db").display().to_string();
+    sb.write(
+        "swap.yaml",
+        format!(
+            "cairn: 1\nname: swap\nsteps:\n  - id: swap_store\n    shell: {how}\n  - id: after\n    needs: [swap_store]\n    shell: touch after-ran\n"
+        ),
+    );
+    let out = sb.cairn(&["run", "swap.yaml", "--state", &state]);
+    out.expect(4)
+        .stderr_has("error: the run stopped because its state could not be recorded: ")
+        .stderr_has(&format!(
+            "state database {state} was {said} while this process had it open"
+        ));
+    assert!(
+        !sb.join("after-ran").exists(),
+        "a step ran after the store was lost\n{out}"
+    );
+}
+
+#[test]
+fn a_state_file_deleted_mid_run_stops_the_run_with_exit_4() {
+    state_file_swapped_mid_run("rm state.db", "deleted");
+}
+
+#[test]
+fn a_state_file_replaced_mid_run_stops_the_run_with_exit_4() {
+    state_file_swapped_mid_run(
+        "cp state.db copy.db && mv copy.db state.db",
+        "replaced by another file",
+    );
+}
+
+/// A runbook whose path is not UTF-8 (here its folder's name) is refused before anything is
+/// recorded: the store keeps paths as text, and a lossy copy could never be resumed.
+#[test]
+fn a_runbook_path_that_is_not_utf8_is_refused_before_anything_is_recorded() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::new();
+    let dir = sb.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("ok.yaml"), super::common::VALID).expect("write runbook");
+    let state = sb.join("state.db").display().to_string();
+    sb.cairn_in(&dir, &["run", "ok.yaml", "--state", &state])
+        .expect(2)
+        .stderr_has("ok.yaml\" is not valid UTF-8")
+        .stderr_has("nothing was run");
+    let listed = sb.cairn(&["runs", "--output", "json", "--state", &state]);
+    listed.expect(0);
+    assert_eq!(listed.stdout.trim(), "[]", "nothing was recorded\n{listed}");
+}
+
 #[test]
 fn usage_mistakes_still_exit_2() {
     let sb = Sandbox::new();

@@ -252,3 +252,64 @@ fn one_unreadable_run_row_does_not_hide_the_history() {
         .expect("the good row");
     assert_eq!(good["status"], "succeeded");
 }
+
+/// A damaged step row of a succeeded run (its outcome, "with warnings" or not, is read from its
+/// steps) lists that run as unreadable; the rest of the history is shown and the exit code is 0.
+fn one_unreadable_step_row_does_not_hide_the_history(state: &str, corrupt: impl Fn(&str)) {
+    let sb = Sandbox::new();
+    sb.write("ok.yaml", super::common::VALID);
+    let first = run_id(sb.cairn(&["run", "ok.yaml", "--state", state]).expect(0));
+    let second = run_id(sb.cairn(&["run", "ok.yaml", "--state", state]).expect(0));
+    corrupt(&first);
+    let out = sb.cairn(&["runs", "--state", state]);
+    out.expect(0)
+        .stdout_has(&second)
+        .stdout_has(&first)
+        .stdout_has("unreadable")
+        .stderr_has(&format!(
+            "warning: run {first} cannot be read from the state store: a step record: "
+        ));
+    let json = sb.cairn(&["runs", "--state", state, "--output", "json"]);
+    json.expect(0);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let status = |id: &str| {
+        rows.as_array()
+            .and_then(|r| r.iter().find(|r| r["id"] == id))
+            .map(|r| r["status"].clone())
+    };
+    assert_eq!(status(&first), Some("unreadable".into()), "{json}");
+    assert_eq!(status(&second), Some("succeeded".into()), "{json}");
+}
+
+#[test]
+fn one_unreadable_step_row_does_not_hide_the_history_on_sqlite() {
+    let sb = Sandbox::new();
+    let state = sb.join("state.db").display().to_string();
+    one_unreadable_step_row_does_not_hide_the_history(&state, |run| {
+        let broke = std::process::Command::new("sqlite3")
+            .arg(&state)
+            .arg(format!(
+                "UPDATE cairn_steps SET status = 'exploded' WHERE run_id = '{run}'"
+            ))
+            .status()
+            .expect("run sqlite3")
+            .success();
+        assert!(broke);
+    });
+}
+
+#[test]
+fn one_unreadable_step_row_does_not_hide_the_history_on_postgres() {
+    let schema = format!("cairn_inputs_steps_{}", std::process::id());
+    psql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ));
+    let url =
+        format!("postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D{schema}");
+    one_unreadable_step_row_does_not_hide_the_history(&url, |run| {
+        psql(&format!(
+            "UPDATE {schema}.cairn_steps SET status = 'exploded' WHERE run_id = '{run}'"
+        ));
+    });
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+}

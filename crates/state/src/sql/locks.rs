@@ -10,7 +10,7 @@ use crate::types::{Claim, LockHolder, LockInfo};
 
 use super::SqlStore;
 use super::dialect::{Bind, Dialect, Ex};
-use super::rows::{holder_status, lock_from_row};
+use super::rows::{holder_run, lock_from_row};
 
 // Why take_lock loops: on PostgreSQL, when nobody holds the lock, two hosts may both find no
 // row; the second INSERT then inserts nothing (ON CONFLICT DO NOTHING waits for the first to
@@ -88,7 +88,7 @@ impl<D: Dialect> SqlStore<D> {
                 continue;
             };
             let held = lock_from_row::<D>(&row)?;
-            if !lock_is_free(&held, holder_status::<D>(&row, now)?, holder, now) {
+            if !lock_is_free(&held, holder_run::<D>(&row, now)?.as_ref(), holder, now) {
                 return Ok(Err(held));
             }
             let since = taken_since(&held, &holder.run_id, now);

@@ -7,6 +7,7 @@
 //! transaction, after taking the run row's lock where the database has row locks).
 
 mod dialect;
+mod file_id;
 mod locks;
 mod rows;
 mod schema;
@@ -31,6 +32,7 @@ use crate::types::{
 };
 pub use dialect::Dialect;
 use dialect::{Bind, Ex, Q};
+use file_id::FileId;
 use rows::{approval_from_row, def_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
@@ -45,6 +47,8 @@ pub struct SqlStore<D: Dialect> {
     writer: Arc<tokio::sync::Mutex<Option<D::Connection>>>,
     /// The file or URL (password removed), for messages.
     target: String,
+    /// SQLite: the file opened, checked before every write.
+    file: Option<FileId>,
     dialect: PhantomData<D>,
 }
 
@@ -54,6 +58,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             pool: self.pool.clone(),
             writer: self.writer.clone(),
             target: self.target.clone(),
+            file: self.file.clone(),
             dialect: PhantomData,
         }
     }
@@ -75,6 +80,7 @@ impl SqlStore<Sqlite> {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             target: path.display().to_string(),
+            file: FileId::of(path),
             dialect: PhantomData,
         })
     }
@@ -103,6 +109,7 @@ impl SqlStore<Postgres> {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             target: redact_url(url),
+            file: None,
             dialect: PhantomData,
         })
     }
@@ -133,6 +140,12 @@ fn bind_run<'q, D: Dialect>(q: Q<'q, D>, run: &RunRecord) -> Q<'q, D> {
         .int(i64::from(run.attempt))
         .time(run.claimed_at)
         .opt_text(run.parent_step.as_deref())
+        // 0: not known (a record from before schema version 4, or a host without /proc).
+        .int(
+            run.pid_start
+                .and_then(|t| i64::try_from(t).ok())
+                .unwrap_or(0),
+        )
 }
 
 // `heartbeat_at` never moves back: the later of the stored and the given time ($9).
@@ -141,7 +154,7 @@ macro_rules! run_fields {
         "runbook = $2, path = $3, content_hash = $4, inputs = $5, status = $6, \
          finished_at = $8, \
          heartbeat_at = CASE WHEN heartbeat_at > $9 THEN heartbeat_at ELSE $9 END, \
-         host = $10, pid = $11, username = $12, outputs = $14, error = $15"
+         host = $10, pid = $11, username = $12, outputs = $14, error = $15, pid_start = $19"
     };
 }
 
@@ -150,9 +163,14 @@ impl<D: Dialect> SqlStore<D> {
         Ex::Pool(&self.pool)
     }
 
+    /// Before a write: the SQLite file is still the one opened (see [`FileId`]).
+    fn still_there(&self) -> Result<(), StateError> {
+        self.file.as_ref().map_or(Ok(()), FileId::still_there)
+    }
+
     /// The status a reader should see; a dead `running` run is saved as `interrupted`.
     async fn observe(&self, mut run: RunRecord) -> Result<RunRecord, StateError> {
-        let seen = effective_status(run.status, &run.host, run.pid, run.heartbeat_at, now());
+        let seen = effective_status(&run, now());
         if seen != run.status {
             // Compare-and-set on the heartbeat: if the run heartbeated meanwhile it is alive.
             let q = sqlx::query(
@@ -368,6 +386,7 @@ fn last_of_each(recs: &[StepRecord]) -> Vec<&StepRecord> {
 #[async_trait]
 impl<D: Dialect> Store for SqlStore<D> {
     async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError> {
+        self.still_there()?;
         let action = format!("creating run {}", run.id);
         let q = StateError::query(action.clone());
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(q)?;
@@ -375,7 +394,7 @@ impl<D: Dialect> Store for SqlStore<D> {
             "INSERT INTO cairn_runs (",
             run_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18)"
+             $17, $18, $19)"
         ));
         D::execute(Ex::Conn(&mut *tx), bind_run(insert, run))
             .await
@@ -394,6 +413,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
+        self.still_there()?;
         // One statement: SQLite decides it under its write lock, PostgreSQL under the row's
         // lock (a second claimer waits, re-reads the row at the new attempt and changes
         // nothing), so of two processes claiming the same attempt exactly one changes the row.
@@ -401,7 +421,7 @@ impl<D: Dialect> Store for SqlStore<D> {
             "UPDATE cairn_runs SET ",
             run_fields!(),
             ", attempt = $16, claimed_at = $17 \
-             WHERE id = $1 AND attempt = $19 AND status <> 'running'"
+             WHERE id = $1 AND attempt = $20 AND status <> 'running'"
         ));
         let q = bind_run(q, run).int(i64::from(run.attempt.saturating_sub(1)));
         let done = D::execute(self.pool(), q)
@@ -417,6 +437,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        self.still_there()?;
         let q = sqlx::query(concat!(
             "UPDATE cairn_runs SET ",
             run_fields!(),
@@ -432,6 +453,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError> {
+        self.still_there()?;
         let run_id = claim.run_id.as_str();
         let action = format!("replacing the steps of run {run_id}");
         let mut tx = self.begin_fenced(claim, &action).await?;
@@ -459,6 +481,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError> {
+        self.still_there()?;
         if !self.renew(claim).await? {
             return Err(self.fenced(claim).await);
         }
@@ -551,6 +574,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
+        self.still_there()?;
         let recs = last_of_each(recs);
         if recs.is_empty() {
             return Ok(());
@@ -613,14 +637,17 @@ impl<D: Dialect> Store for SqlStore<D> {
         holder: &LockHolder,
         lease: Duration,
     ) -> Result<Result<(), LockInfo>, StateError> {
+        self.still_there()?;
         self.take_lock(name, holder, lease).await
     }
 
     async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError> {
+        self.still_there()?;
         self.release(Some(name), claim).await
     }
 
     async fn release_locks(&self, claim: &Claim) -> Result<(), StateError> {
+        self.still_there()?;
         self.release(None, claim).await
     }
 
@@ -629,6 +656,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn record_approval(&self, a: &Approval) -> Result<(), StateError> {
+        self.still_there()?;
         let q = sqlx::query(
             "INSERT INTO cairn_approvals \
              (run_id, step_id, decision, decided_by, decided_at, comment, host, tty) \

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::codec::{item_from_key, parse_enum, to_u32};
 use crate::error::StateError;
-use crate::lock::effective_status;
-use crate::types::{Approval, LockInfo, RunRecord, RunStatus, StepDef, StepRecord};
+use crate::lock::{HolderRun, Liveness};
+use crate::types::{Approval, LockInfo, RunRecord, StepDef, StepRecord};
 
 use super::dialect::{Dialect, corrupt};
 
@@ -58,6 +58,10 @@ pub(super) fn run_from_row<D: Dialect>(row: &D::Row) -> Result<RunRecord, StateE
         // NULL only in a row written before schema version 2 and not migrated by it.
         claimed_at: D::time(row, "claimed_at")?.unwrap_or(started_at),
         parent_step: opt_text::<D>(row, "parent_step")?,
+        pid_start: D::int(row, "pid_start")
+            .map_err(corrupt("pid_start"))?
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0),
     })
 }
 
@@ -99,25 +103,32 @@ pub(super) fn lock_from_row<D: Dialect>(row: &D::Row) -> Result<LockInfo, StateE
     })
 }
 
-/// The effective status of a lock's holder run, from a lock row joined with it; `None` when
-/// the holder run is not in the store.
-pub(super) fn holder_status<D: Dialect>(
+/// A lock's holder run (effective status, claiming process), from a lock row joined with it;
+/// `None` when the holder run is not in the store.
+pub(super) fn holder_run<D: Dialect>(
     row: &D::Row,
     now: DateTime<Utc>,
-) -> Result<Option<RunStatus>, StateError> {
+) -> Result<Option<HolderRun>, StateError> {
     let Some(status) = opt_text::<D>(row, "run_status")? else {
         return Ok(None);
     };
     let host = text::<D>(row, "run_host")?;
     let pid = to_u32(int::<D>(row, "run_pid")?, "pid")?;
     let heartbeat = time::<D>(row, "run_heartbeat")?;
-    Ok(Some(effective_status(
-        parse_enum(&status)?,
-        &host,
+    let pid_start = D::int(row, "run_pid_start")
+        .map_err(corrupt("pid_start"))?
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0);
+    let status = parse_enum(&status)?;
+    let status = Liveness {
+        status,
+        host: &host,
         pid,
-        heartbeat,
-        now,
-    )))
+        pid_start,
+        heartbeat_at: heartbeat,
+    }
+    .effective(now);
+    Ok(Some(HolderRun { status, host, pid }))
 }
 
 pub(super) fn approval_from_row<D: Dialect>(row: &D::Row) -> Result<Approval, StateError> {

@@ -122,6 +122,8 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE cairn_approvals ADD COLUMN host TEXT",
         "ALTER TABLE cairn_approvals ADD COLUMN tty TEXT",
     ],
+    // 4: liveness on the run's host by process identity (pid and start time), not by clocks.
+    &["ALTER TABLE cairn_runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0"],
 ];
 
 const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -212,6 +214,8 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE cairn_approvals ADD COLUMN host TEXT",
         "ALTER TABLE cairn_approvals ADD COLUMN tty TEXT",
     ],
+    // 4: liveness on the run's host by process identity (pid and start time), not by clocks.
+    &["ALTER TABLE cairn_runs ADD COLUMN pid_start BIGINT NOT NULL DEFAULT 0"],
 ];
 
 const _: () = assert!(PG_MIGRATIONS.len() as i64 == SCHEMA_VERSION);

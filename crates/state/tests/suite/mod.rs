@@ -399,6 +399,18 @@ pub async fn interrupted_detection(store: Arc<dyn Store>) {
         [alive_here.id.clone(), fresh_there.id.clone()]
     );
     assert_eq!(get(&store, &paused.id).await.status, RunStatus::Paused);
+    // On this host no clock decides: a live process whose last heartbeat looks a day old (the
+    // reader's clock jumped forward) is running; a live pid with another start time is not the
+    // run's process (the pid was reused) and the run is interrupted.
+    let mut jumped = run("j", TimeDelta::days(1));
+    jumped.heartbeat_at = now() - TimeDelta::days(1);
+    let mut reused = run("j", TimeDelta::minutes(1));
+    reused.pid_start = reused.pid_start.map(|t| t + 1);
+    for r in [&jumped, &reused] {
+        create(&store, r).await;
+    }
+    assert_eq!(get(&store, &jumped.id).await.status, RunStatus::Running);
+    assert_eq!(get(&store, &reused.id).await.status, RunStatus::Interrupted);
     // Seen once, it stays interrupted: resuming is what brings it back.
     assert_eq!(
         get(&store, &stale_there.id).await.status,
@@ -826,6 +838,8 @@ pub async fn v1_runs_after_migration(store: Arc<dyn Store>) {
         // Version 2 dates the claim of a version-1 run at its last heartbeat.
         claimed_at: t("2026-01-02T03:05:00.25Z"),
         parent_step: None,
+        // Not known for a record written before version 4.
+        pid_start: None,
     };
     assert_eq!(paused, want);
     let failed = get(&store, "01jv1failed").await;
