@@ -158,6 +158,7 @@ const CHILD_DB: &str = "CAIRN_STATE_TEST_CRASH_DB";
 const STEPS: u32 = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a helper process, run by `survives_a_crash`"]
 async fn crash_child() {
     let Ok(path) = std::env::var(CHILD_DB) else {
         return; // only does something when spawned by survives_a_crash
@@ -201,7 +202,13 @@ async fn survives_a_crash() {
     let output = std::process::Command::new("sh")
         .args(["-c", "ulimit -c 0; exec \"$0\" \"$@\""])
         .arg(&exe)
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DB, &path)
         .output()
         .expect("spawn child");

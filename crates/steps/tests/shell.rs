@@ -355,6 +355,7 @@ async fn dropping_the_step_future_kills_the_group() {
 /// Not a test by itself: run by `the_child_dies_with_cairn` in a separate process that is
 /// then SIGKILLed, leaving the kernel's parent-death signal as the only thing that can act.
 #[tokio::test]
+#[ignore = "a helper process, run by `the_child_dies_with_cairn`"]
 async fn pdeathsig_helper() {
     let Ok(pid_file) = std::env::var("CAIRN_PDEATHSIG_PID_FILE") else {
         return;
@@ -370,7 +371,7 @@ async fn the_child_dies_with_cairn() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pid_file = dir.path().join("pid");
     let mut helper = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["pdeathsig_helper", "--exact", "--nocapture"])
+        .args(["pdeathsig_helper", "--exact", "--ignored", "--nocapture"])
         .env("CAIRN_PDEATHSIG_PID_FILE", &pid_file)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -501,6 +502,7 @@ async fn a_new_session_is_killed_at_timeout_while_its_parent_lives() {
 /// Run by `an_orphaned_new_session_is_killed_when_no_other_step_runs` in a process of its own:
 /// the test binary's other tests would count as other steps running.
 #[tokio::test]
+#[ignore = "a helper process, run by `an_orphaned_new_session_is_killed_when_no_other_step_runs`"]
 async fn orphaned_session_helper() {
     let Ok(pid_file) = std::env::var("CAIRN_ORPHAN_PID_FILE") else {
         return;
@@ -521,7 +523,12 @@ async fn an_orphaned_new_session_is_killed_when_no_other_step_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pid_file = dir.path().join("pid");
     let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["orphaned_session_helper", "--exact", "--nocapture"])
+        .args([
+            "orphaned_session_helper",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("CAIRN_ORPHAN_PID_FILE", &pid_file)
         .stdout(std::process::Stdio::null())
         .status()
@@ -535,6 +542,7 @@ async fn an_orphaned_new_session_is_killed_when_no_other_step_runs() {
 /// Run by `everything_below_dies_with_cairn`: a step whose job left its group, in a process
 /// that is then SIGKILLed.
 #[tokio::test]
+#[ignore = "a helper process, run by `everything_below_dies_with_cairn`"]
 async fn sigkill_helper() {
     let Ok(dir) = std::env::var("CAIRN_SIGKILL_DIR") else {
         return;
@@ -550,7 +558,7 @@ async fn sigkill_helper() {
 async fn everything_below_dies_with_cairn() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut helper = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["sigkill_helper", "--exact", "--nocapture"])
+        .args(["sigkill_helper", "--exact", "--ignored", "--nocapture"])
         .env("CAIRN_SIGKILL_DIR", dir.path())
         .stdout(std::process::Stdio::null())
         .spawn()
