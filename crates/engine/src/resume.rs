@@ -158,11 +158,19 @@ pub async fn resume(
     // that did not succeed; a skip of its own (`when`, `--skip`) is kept.
     // A failure tolerated by `on_failure: continue`, and a "no", are conclusions: a plain
     // resume keeps them (`--rerun`/`--from` run the step again).
+    // A failed attempt that was to be retried is recorded `failed` too, before the retry's
+    // delay: only a step that used all its attempts (or a `for_each` step, whose own record is
+    // written once, at its end) has concluded.
     let concluded = |i: usize| -> bool {
+        let fan_out = checked
+            .all_steps()
+            .nth(i)
+            .is_some_and(|s| s.for_each.is_some());
         whole.get(defs[i].step_id.as_str()).is_some_and(|r| {
             r.status == StepStatus::Failed
-                && (actions[i].on_failure == cairn_model::OnFailure::Continue
-                    || crate::gate::is_declined(r.result.as_ref()))
+                && (crate::gate::is_declined(r.result.as_ref())
+                    || (actions[i].on_failure == cairn_model::OnFailure::Continue
+                        && (fan_out || r.attempt >= actions[i].retry.attempts)))
         })
     };
     let mut blocked = vec![false; main];

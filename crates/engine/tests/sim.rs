@@ -1406,9 +1406,15 @@ a sub-run of `{}` started in run {run} below `{}`, which was rejected",
                 if book.steps[i].finally {
                     continue;
                 }
-                let concluded = match status(&book.steps[i].id, None) {
+                let s = &book.steps[i];
+                let rec = recs.iter().find(|r| r.step_id == s.id && r.item.is_none());
+                let concluded = match rec.map(|r| r.status) {
                     Some(StepStatus::Succeeded | StepStatus::Waiting) => true,
-                    Some(StepStatus::Failed) => book.steps[i].cont,
+                    // A failure with attempts left is a retry cut short, not a conclusion.
+                    Some(StepStatus::Failed) => {
+                        s.cont
+                            && (s.items.is_some() || rec.is_some_and(|r| r.attempt >= s.attempts))
+                    }
                     _ => false,
                 };
                 open[i] =
@@ -1426,10 +1432,10 @@ a sub-run of `{}` started in run {run} below `{}`, which was rejected",
             {
                 let i = book.index(&e.step).expect("step");
                 let s = &book.steps[i];
-                let tolerated = s.cont
-                    && !s.finally
-                    && status(&e.step, None) == Some(StepStatus::Failed)
-                    && !open[i];
+                let tolerated = s.cont && !s.finally && !open[i] && {
+                    let rec = recs.iter().find(|r| r.step_id == s.id && r.item.is_none());
+                    rec.is_some_and(|r| r.status == StepStatus::Failed)
+                };
                 assert!(
                     !tolerated,
                     "{ctx}
@@ -1566,8 +1572,9 @@ async fn crash_at_every_checkpoint_write_then_resume() {
         "gates: {} runbooks with a rejected gate above steps ({} under on_failure: continue), {} with a tolerated failure above a gate",
         stats.rejected_above_steps, stats.rejected_under_continue, stats.tolerated_above_gates
     );
+    // A run of a few seeds (a reproduction) need not hold every shape; the CI count must.
     assert!(
-        stats.rejected_under_continue > 0 && stats.tolerated_above_gates > 0,
+        cases < 10 || (stats.rejected_under_continue > 0 && stats.tolerated_above_gates > 0),
         "the generator made none of the gate shapes the invariants are about"
     );
 }
@@ -1580,4 +1587,13 @@ async fn crash_at_every_checkpoint_write_then_resume() {
 async fn a_rerun_uses_step_starts_a_new_sub_run() {
     let mut stats = Stats::default();
     simulate(24316, 1, &mut stats).await;
+}
+
+/// A failed attempt with retries left is recorded `failed` before the retry's delay; a crash
+/// there must not pass it off as a failure tolerated by `on_failure: continue` (a conclusion a
+/// resume keeps): `s0` stayed failed though its next attempt would have succeeded. Seed 24396.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_with_retries_left_is_not_a_conclusion() {
+    let mut stats = Stats::default();
+    simulate(24396, 1, &mut stats).await;
 }
