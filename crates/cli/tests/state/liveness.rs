@@ -40,7 +40,9 @@ fn a_live_run_stays_running_when_a_readers_clock_jumps_on_sqlite() {
     let sb = Sandbox::new();
     let state = sb.state().to_string();
     live_run_survives_a_reader_clock_jump(&sb, |run| {
+        // sqlite3 has no busy timeout of its own: it waits for the run's write lock here.
         let aged = std::process::Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
             .arg(&state)
             .arg(format!(
                 "UPDATE cairn_runs SET heartbeat_at = '2000-01-01T00:00:00.000000Z' WHERE id = '{run}'"
