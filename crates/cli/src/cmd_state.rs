@@ -334,6 +334,10 @@ fn with_outcome(r: &cairn_state::RunRecord, warnings: &[CheckWarning]) -> serde_
     let mut v = serde_json::to_value(r).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
         m.insert("outcome".into(), outcome_word(r.status, warnings).into());
+        if r.unconfirmed.is_some() {
+            // Running on another host, and this host has not seen its heartbeat counter move.
+            m.insert("unconfirmed".into(), true.into());
+        }
         m.insert(
             "warnings".into(),
             serde_json::to_value(warnings).unwrap_or_default(),
@@ -418,7 +422,10 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
                 ListedRun::Run(r) => t.add_row(vec![
                     r.id.clone(),
                     r.runbook.clone(),
-                    outcome_word(r.status, warnings_of(&r.id)).replace('_', " "),
+                    match r.unconfirmed {
+                        Some(_) => format!("{} (unconfirmed)", r.status),
+                        None => outcome_word(r.status, warnings_of(&r.id)).replace('_', " "),
+                    },
                     r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                     duration(r),
                     r.attempt.to_string(),

@@ -45,9 +45,9 @@
 //! - **PostgreSQL**: whatever the server promises (with its defaults, durable on commit).
 //!   Tables are prefixed `cairn_` and live in the connection's `search_path`
 //!   (`?options=-c%20search_path%3Dops`). Any number of processes on any number of hosts may
-//!   share it; taking a lock is atomic across all of them. Liveness of a run on another host
-//!   compares timestamps written by different hosts, so their clocks must be synchronised (NTP);
-//!   on the run's own host it reads no clock (pid and process start time). JSON is stored
+//!   share it; taking a lock is atomic across all of them. Liveness compares no clocks of
+//!   different hosts: on the run's own host it reads the pid and process start time, from
+//!   another host a heartbeat counter watched on the reader's boot clock. JSON is stored
 //!   as JSONB, which does not keep object key order (values compare equal, and SQLite and
 //!   memory keep the order) and cannot hold the NUL character: a `\u0000` in a string or key
 //!   is saved as U+FFFD rather than failing the checkpoint; likewise in error text.
@@ -73,11 +73,14 @@
 //!
 //! A `running` run whose process is gone is reported `interrupted` by [`Store::get_run`] and
 //! [`Store::list_runs`] (and saved so). Gone means: on this host, no process with its pid and
-//! start time ([`process_start`]) is alive, whatever the clocks say; on another host, it has not
-//! heartbeated for [`STALE_AFTER`]. Locks follow
-//! the same rules plus a lease: see [`Store::try_lock`]. So the engine should build
-//! `host` with [`current_host`], heartbeat every [`HEARTBEAT_EVERY`], and know that a process
-//! stalled for longer than [`STALE_AFTER`] loses its claim to the run and its locks.
+//! start time ([`process_start`]) is alive, whatever the clocks say; on another host, this host
+//! has seen the run's heartbeat counter ([`RunRecord::heartbeat_seq`]) stand still for longer
+//! than [`STALE_AFTER`], measured on this host's `CLOCK_BOOTTIME` and remembered in the store
+//! between readers (table `cairn_sightings`). A first sight never judges: such a run reads
+//! `running` with [`RunRecord::unconfirmed`] set. Locks follow the same rules plus a lease: see
+//! [`Store::try_lock`]. So the engine should build `host` with [`current_host`], heartbeat every
+//! [`HEARTBEAT_EVERY`], and know that a process stalled for longer than [`STALE_AFTER`] loses
+//! its claim to the run and its locks.
 
 // The run columns in the order both SQL backends select and insert them; a macro so that
 // `concat!` can build whole `&'static str` queries from it.
@@ -86,6 +89,14 @@ macro_rules! run_columns {
         "id, runbook, path, content_hash, inputs, status, started_at, finished_at, \
          heartbeat_at, host, pid, username, parent_run, outputs, error, attempt, claimed_at, \
          parent_step, pid_start"
+    };
+}
+
+// The run columns as read: the stored ones and the heartbeat counter, which only the store
+// writes.
+macro_rules! run_read_columns {
+    () => {
+        concat!(run_columns!(), ", heartbeat_seq")
     };
 }
 
@@ -102,6 +113,7 @@ mod error;
 mod location;
 mod lock;
 mod memory;
+mod sighting;
 mod sql;
 mod types;
 
@@ -112,7 +124,9 @@ use async_trait::async_trait;
 
 pub use error::StateError;
 pub use location::{DefaultLocation, default_location};
-pub use lock::{HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive, process_start};
+pub use lock::{
+    HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive, process_start, stale_after,
+};
 pub use memory::MemoryStore;
 pub use sql::{Dialect, Durability, PgStore, SqlStore, SqliteStore};
 pub use types::{
@@ -122,7 +136,7 @@ pub use types::{
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
 /// Both SQL backends are migrated to the same version.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The checkpoint store. Implementations are cheap to share (`Arc<dyn Store>`) and safe to call
 /// from many tasks at once.
@@ -196,8 +210,10 @@ pub trait Store: Send + Sync {
     /// Takes the named lock for `holder.run_id` for `lease` (renewed by [`Store::heartbeat`]),
     /// atomically across processes and hosts. `Ok(Err(info))` means it is held: `info` names
     /// the holder. A lock is free when nobody holds it; the requesting run already holds it;
-    /// the holder run succeeded, failed or was interrupted; or the holder is not paused and
-    /// either its lease ran out or its pid is dead on this host. A paused run keeps its locks.
+    /// the holder run succeeded, failed or was interrupted; or the holder runs on another host
+    /// and this host has seen its heartbeat counter stand still for longer than the lease. A
+    /// paused run, and a run alive on this host, keep their locks. A lock whose run is not in
+    /// the store is free once its pid is dead on this host or its `lease_until` has passed.
     async fn try_lock(
         &self,
         name: &str,

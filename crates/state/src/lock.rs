@@ -6,11 +6,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::sighting::Seen;
 use crate::types::{LockHolder, LockInfo, RunRecord, RunStatus};
 
-/// A `running` run whose last heartbeat is older than this is reported as `interrupted`, whatever
-/// its host: the engine must call [`crate::Store::heartbeat`] well within it (every 15 s is plenty).
+/// A `running` run of another host whose heartbeat counter a reader has seen stand still for
+/// longer than this (by the reader's own boot clock) is reported as `interrupted`: the engine
+/// must call [`crate::Store::heartbeat`] well within it (every 15 s is plenty). Tests shorten it
+/// with `CAIRN_STALE_AFTER_MS` (see [`stale_after`]).
 pub const STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// [`STALE_AFTER`], or the milliseconds in `CAIRN_STALE_AFTER_MS` when that is set to a number
+/// (for tests that must see a run judged dead without waiting two minutes), read once.
+pub fn stale_after() -> Duration {
+    static STALE: OnceLock<Duration> = OnceLock::new();
+    *STALE.get_or_init(|| {
+        std::env::var("CAIRN_STALE_AFTER_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map_or(STALE_AFTER, Duration::from_millis)
+    })
+}
 
 /// How often the engine should heartbeat: an eighth of [`STALE_AFTER`].
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
@@ -134,6 +149,13 @@ pub(crate) struct Liveness<'a> {
     pub pid: u32,
     pub pid_start: Option<u64>,
     pub heartbeat_at: DateTime<Utc>,
+    /// For a run of another host: what this host has seen of its heartbeat counter.
+    pub seen: Seen,
+}
+
+/// True for a run whose liveness only its heartbeat counter can tell: `running` on another host.
+pub(crate) fn needs_sighting(status: RunStatus, host: &str) -> bool {
+    status == RunStatus::Running && host != current_host()
 }
 
 impl Liveness<'_> {
@@ -143,8 +165,10 @@ impl Liveness<'_> {
     /// its pid and its start time exists (and is not a zombie), so a clock that jumps forward
     /// cannot make a live run look dead, and a reused pid cannot make a dead one look alive.
     /// Only a record without a start time (written before schema version 4, or by a host
-    /// without `/proc`) falls back to the pid and the heartbeat's age. From another host, the
-    /// heartbeat's age decides: no heartbeat for [`STALE_AFTER`].
+    /// without `/proc`) falls back to the pid and the heartbeat's age. From another host, no
+    /// clock of the run's host is compared either: the run is gone once this host has seen its
+    /// heartbeat counter stand still for longer than [`stale_after`] (see [`crate::sighting`]);
+    /// a first sight never judges it gone.
     pub(crate) fn effective(&self, now: DateTime<Utc>) -> RunStatus {
         if self.status != RunStatus::Running {
             return self.status;
@@ -156,7 +180,7 @@ impl Liveness<'_> {
                 None => pid_alive(self.pid) && !stale(self.heartbeat_at, now),
             }
         } else {
-            !stale(self.heartbeat_at, now)
+            !self.seen.outlasted(stale_after())
         };
         if alive {
             RunStatus::Running
@@ -168,19 +192,29 @@ impl Liveness<'_> {
 
 fn stale(heartbeat_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     now.signed_duration_since(heartbeat_at)
-        > TimeDelta::from_std(STALE_AFTER).unwrap_or(TimeDelta::MAX)
+        > TimeDelta::from_std(stale_after()).unwrap_or(TimeDelta::MAX)
 }
 
-/// [`Liveness::effective`] of a run record.
-pub(crate) fn effective_status(run: &RunRecord, now: DateTime<Utc>) -> RunStatus {
-    Liveness {
+/// The run as a reader should see it: [`Liveness::effective`], and for a run of another host
+/// still `running`, how long its counter must yet stand still before it can be judged gone
+/// ([`RunRecord::unconfirmed`]) unless this host has just seen it move.
+pub(crate) fn judged(mut run: RunRecord, seen: Seen, now: DateTime<Utc>) -> RunRecord {
+    run.status = Liveness {
         status: run.status,
         host: &run.host,
         pid: run.pid,
         pid_start: run.pid_start,
         heartbeat_at: run.heartbeat_at,
+        seen,
     }
-    .effective(now)
+    .effective(now);
+    run.unconfirmed = match seen {
+        Seen::First | Seen::Still(_) if needs_sighting(run.status, &run.host) => {
+            Some(seen.wait(stale_after()))
+        }
+        _ => None,
+    };
+    run
 }
 
 /// The run that a lock row names, as a reader sees it: its effective status and the process
@@ -190,20 +224,25 @@ pub(crate) struct HolderRun {
     pub status: RunStatus,
     pub host: String,
     pub pid: u32,
+    /// What this host has seen of its heartbeat counter (for a run of another host).
+    pub seen: Seen,
 }
 
-/// Whether `requester` may take the lock `held`. `holder` is the holder run as it is now,
-/// `None` if that run is not in the store.
+/// Whether `requester` may take the lock `held`, taken for `lease`. `holder` is the holder run as
+/// it is now, `None` if that run is not in the store.
 ///
 /// Free when: the requester's run already holds it (a resumed run takes its own lock back),
 /// unless that run is running in another process than the requester: the lock row may name an
 /// earlier process of the run (or a second resume that took it before losing the claim), so
 /// what counts is who holds the run's claim now (a second resume, which its claim will
 /// refuse, must not make the lock name itself); the holder run finished (succeeded, failed,
-/// interrupted); or, unless the holder is paused (a paused run keeps its lock however long the
-/// approval takes), the lease ran out or the holder's pid is dead on this host.
+/// interrupted); or the holder runs on another host and this host has seen its heartbeat
+/// counter (which renews the lease) stand still for longer than the lease. A paused run keeps
+/// its lock however long the approval takes. Only a lock whose run is not in the store (no
+/// counter renews it) falls back to the pid on this host and `lease_until` by this host's clock.
 pub(crate) fn lock_is_free(
     held: &LockInfo,
+    lease: Duration,
     holder: Option<&HolderRun>,
     requester: &LockHolder,
     now: DateTime<Utc>,
@@ -220,7 +259,11 @@ pub(crate) fn lock_is_free(
         // Running on this host: its process was found by pid and start time, no clock read, so
         // a lease that looks run out (a clock jumped forward) does not free its lock.
         Some(h) if h.status == RunStatus::Running && h.host == current_host() => return false,
-        _ => {}
+        // Running on another host: no clock of that host is compared; its counter must have
+        // stood still, as this host saw it, for longer than the lease.
+        Some(h) if h.status == RunStatus::Running => return h.seen.outlasted(lease),
+        Some(_) => return false,
+        None => {}
     }
     held.lease_until <= now || (held.host == current_host() && !pid_alive(held.pid))
 }

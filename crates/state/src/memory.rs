@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use crate::Store;
 use crate::codec::{MAX_CANDIDATES, pick_unique, prefix_forms};
 use crate::error::StateError;
-use crate::lock::{HolderRun, effective_status, lease_end, lock_is_free, now, taken_since, trunc};
+use crate::lock::{
+    HolderRun, judged, lease_end, lock_is_free, needs_sighting, now, taken_since, trunc,
+};
+use crate::sighting::{Now, Seen, Sighting, look};
 use crate::types::{
     Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
     StepRecord,
@@ -33,6 +36,8 @@ struct Inner {
     step_index: HashMap<String, HashMap<(String, Option<u32>), usize>>,
     locks: BTreeMap<String, (LockInfo, Duration)>,
     approvals: HashMap<String, Vec<Approval>>,
+    // Per run of another host, what this process has seen of its heartbeat counter.
+    sightings: HashMap<String, Sighting>,
 }
 
 impl MemoryStore {
@@ -79,10 +84,30 @@ impl Inner {
 
     /// The run as a reader should see it, saving `interrupted` when its process is gone.
     fn observe(&mut self, id: &str) -> Option<RunRecord> {
-        let now = now();
-        let run = self.runs.get_mut(id)?;
-        run.status = effective_status(run, now);
-        Some(run.clone())
+        self.observe_seen(id).map(|(run, _)| run)
+    }
+
+    /// [`Inner::observe`], with what was seen of the run's heartbeat counter.
+    fn observe_seen(&mut self, id: &str) -> Option<(RunRecord, Seen)> {
+        let run = self.runs.get(id)?.clone();
+        let seen = if needs_sighting(run.status, &run.host) {
+            let (seen, keep) = look(
+                self.sightings.get(id),
+                run.heartbeat_seq,
+                Now::read().as_ref(),
+            );
+            if let Some(keep) = keep {
+                self.sightings.insert(id.to_string(), keep);
+            }
+            seen
+        } else {
+            Seen::First
+        };
+        let run = judged(run, seen, now());
+        if let Some(stored) = self.runs.get_mut(id) {
+            stored.status = run.status;
+        }
+        Some((run, seen))
     }
 }
 
@@ -94,6 +119,8 @@ fn normalized_run(run: &RunRecord) -> RunRecord {
     r.finished_at = r.finished_at.map(trunc);
     r.heartbeat_at = trunc(r.heartbeat_at);
     r.claimed_at = trunc(r.claimed_at);
+    // Written by the store alone, as in the SQL backends.
+    r.unconfirmed = None;
     r
 }
 
@@ -111,7 +138,9 @@ impl Store for MemoryStore {
         if inner.runs.contains_key(&run.id) {
             return Err(StateError::RunExists(run.id.clone()));
         }
-        inner.runs.insert(run.id.clone(), normalized_run(run));
+        let mut new = normalized_run(run);
+        new.heartbeat_seq = 0;
+        inner.runs.insert(run.id.clone(), new);
         inner.defs.insert(run.id.clone(), defs.to_vec());
         Ok(())
     }
@@ -126,6 +155,7 @@ impl Store for MemoryStore {
         *stored = RunRecord {
             started_at: stored.started_at,
             heartbeat_at: stored.heartbeat_at.max(new.heartbeat_at),
+            heartbeat_seq: stored.heartbeat_seq + 1,
             parent_run: stored.parent_run.clone(),
             parent_step: stored.parent_step.clone(),
             ..new
@@ -140,6 +170,7 @@ impl Store for MemoryStore {
         *stored = RunRecord {
             started_at: stored.started_at,
             heartbeat_at: stored.heartbeat_at.max(new.heartbeat_at),
+            heartbeat_seq: stored.heartbeat_seq + 1,
             claimed_at: stored.claimed_at,
             parent_step: stored.parent_step.clone(),
             ..new
@@ -164,6 +195,7 @@ impl Store for MemoryStore {
         let run_id = claim.run_id.as_str();
         let run = inner.claimed(claim)?;
         run.heartbeat_at = run.heartbeat_at.max(now);
+        run.heartbeat_seq += 1;
         for (info, lease) in inner.locks.values_mut() {
             if info.run_id == run_id {
                 info.lease_until = lease_end(now, *lease);
@@ -262,16 +294,17 @@ impl Store for MemoryStore {
     ) -> Result<Result<(), LockInfo>, StateError> {
         let mut inner = self.lock();
         let now = now();
-        let held = inner.locks.get(name).map(|(l, _)| l.clone());
+        let held = inner.locks.get(name).cloned();
         let since = match held {
             None => now,
-            Some(held) => {
-                let run = inner.observe(&held.run_id).map(|r| HolderRun {
+            Some((held, held_for)) => {
+                let run = inner.observe_seen(&held.run_id).map(|(r, seen)| HolderRun {
                     status: r.status,
                     host: r.host,
                     pid: r.pid,
+                    seen,
                 });
-                if !lock_is_free(&held, run.as_ref(), holder, now) {
+                if !lock_is_free(&held, held_for, run.as_ref(), holder, now) {
                     return Ok(Err(held));
                 }
                 taken_since(&held, &holder.run_id, now)

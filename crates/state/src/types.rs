@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -141,8 +142,18 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     /// When it ended (succeeded or failed); `None` while running, paused or interrupted.
     pub finished_at: Option<DateTime<Utc>>,
-    /// Last sign of life of the executing process ([`crate::Store::heartbeat`]).
+    /// Last sign of life of the executing process ([`crate::Store::heartbeat`]), by its clock:
+    /// shown, never compared with another host's clock.
     pub heartbeat_at: DateTime<Utc>,
+    /// The heartbeat counter: the store adds one at every heartbeat, claim and update of the
+    /// run, whatever the value given. Readers on other hosts judge liveness by it.
+    #[serde(default, skip_serializing)]
+    pub heartbeat_seq: u64,
+    /// As read, for a `running` run of another host that this reader has not just seen move
+    /// its heartbeat counter: how much longer the counter must stand still (by this host's
+    /// boot clock) before this host may judge the run interrupted. Not stored.
+    #[serde(skip)]
+    pub unconfirmed: Option<Duration>,
     /// Host name of the executing process ([`crate::current_host`]).
     pub host: String,
     /// Process id of the executing process.
@@ -190,6 +201,8 @@ impl RunRecord {
             started_at: now,
             finished_at: None,
             heartbeat_at: now,
+            heartbeat_seq: 0,
+            unconfirmed: None,
             host: crate::current_host(),
             pid: std::process::id(),
             pid_start: crate::process_start(std::process::id()),
@@ -220,6 +233,7 @@ impl RunRecord {
             host: self.host.clone(),
             pid: self.pid,
             since: self.claimed_at,
+            unconfirmed: self.unconfirmed,
         }
     }
 }
@@ -251,6 +265,10 @@ pub struct RunHolder {
     pub pid: u32,
     /// When it claimed it.
     pub since: DateTime<Utc>,
+    /// [`RunRecord::unconfirmed`]: from this host it cannot be told yet whether that process is
+    /// alive.
+    #[serde(skip)]
+    pub unconfirmed: Option<Duration>,
 }
 
 impl fmt::Display for RunHolder {
@@ -269,7 +287,17 @@ impl fmt::Display for RunHolder {
             self.host,
             self.since
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )
+        )?;
+        if let Some(wait) = self.unconfirmed {
+            write!(
+                f,
+                "; from this host it cannot be told yet whether that process is alive (its \
+                 heartbeat counter has not been seen to move here): if the counter stays \
+                 still, the run is judged interrupted here in {}s; retry then",
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -96,6 +96,7 @@ impl Sandbox {
             .env_remove("CAIRN_STATE")
             .env_remove("CAIRN_CONCURRENCY")
             .env_remove("CAIRN_LOG")
+            .env_remove("CAIRN_STALE_AFTER_MS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -102,9 +102,10 @@ macro_rules! held {
 macro_rules! lock_row {
     ($lock:literal) => {
         concat!(
-            "SELECT l.name, l.run_id, l.host, l.pid, l.since, l.lease_until, \
+            "SELECT l.name, l.run_id, l.host, l.pid, l.since, l.lease_until, l.lease_ms, \
              r.status AS run_status, r.host AS run_host, r.pid AS run_pid, \
-             r.heartbeat_at AS run_heartbeat, r.pid_start AS run_pid_start \
+             r.heartbeat_at AS run_heartbeat, r.pid_start AS run_pid_start, \
+             r.heartbeat_seq AS run_seq \
              FROM cairn_locks l LEFT JOIN cairn_runs r ON r.id = l.run_id WHERE l.name = $1",
             $lock
         )

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use crate::error::StateError;
 use crate::lock::{lease_end, lease_ms, lock_is_free, now, taken_since};
+use crate::sighting::Seen;
 use crate::types::{Claim, LockHolder, LockInfo};
 
 use super::SqlStore;
 use super::dialect::{Bind, Dialect, Ex};
-use super::rows::{holder_run, lock_from_row};
+use super::rows::{holder_run, holder_to_watch, lock_from_row};
+use super::sightings::look_at;
 
 // Why take_lock loops: on PostgreSQL, when nobody holds the lock, two hosts may both find no
 // row; the second INSERT then inserts nothing (ON CONFLICT DO NOTHING waits for the first to
@@ -27,7 +29,8 @@ impl<D: Dialect> SqlStore<D> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(q())?;
         let alive = sqlx::query(
             "UPDATE cairn_runs \
-             SET heartbeat_at = CASE WHEN heartbeat_at > $1 THEN heartbeat_at ELSE $1 END \
+             SET heartbeat_at = CASE WHEN heartbeat_at > $1 THEN heartbeat_at ELSE $1 END, \
+             heartbeat_seq = heartbeat_seq + 1 \
              WHERE id = $2 AND attempt = $3",
         )
         .time(now)
@@ -88,7 +91,17 @@ impl<D: Dialect> SqlStore<D> {
                 continue;
             };
             let held = lock_from_row::<D>(&row)?;
-            if !lock_is_free(&held, holder_run::<D>(&row, now)?.as_ref(), holder, now) {
+            let seen = match holder_to_watch::<D>(&row)? {
+                Some(seq) => look_at::<D>(&mut tx, &held.run_id, seq).await?,
+                None => Seen::First,
+            };
+            let held_for = D::int(&row, "lease_ms").map_err(q())?.unwrap_or(0);
+            let held_for = Duration::from_millis(u64::try_from(held_for).unwrap_or(0));
+            let holder_run = holder_run::<D>(&row, seen, now)?;
+            if !lock_is_free(&held, held_for, holder_run.as_ref(), holder, now) {
+                // Committed all the same: the sighting just made is what a later try measures
+                // from.
+                tx.commit().await.map_err(q())?;
                 return Ok(Err(held));
             }
             let since = taken_since(&held, &holder.run_id, now);

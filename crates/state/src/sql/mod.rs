@@ -11,6 +11,7 @@ mod file_id;
 mod locks;
 mod rows;
 mod schema;
+mod sightings;
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -25,7 +26,8 @@ use crate::codec::{
     MAX_CANDIDATES, is_unique_violation, item_key, not_found_or, pick_unique, prefix_forms,
 };
 use crate::error::{StateError, redact_url};
-use crate::lock::{effective_status, now};
+use crate::lock::{judged, needs_sighting, now};
+use crate::sighting::Seen;
 use crate::types::{
     Approval, Claim, ListedRun, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus,
     StepDef, StepRecord,
@@ -148,13 +150,15 @@ fn bind_run<'q, D: Dialect>(q: Q<'q, D>, run: &RunRecord) -> Q<'q, D> {
         )
 }
 
-// `heartbeat_at` never moves back: the later of the stored and the given time ($9).
+// `heartbeat_at` never moves back: the later of the stored and the given time ($9). Every
+// write of the run by its process moves the heartbeat counter.
 macro_rules! run_fields {
     () => {
         "runbook = $2, path = $3, content_hash = $4, inputs = $5, status = $6, \
          finished_at = $8, \
          heartbeat_at = CASE WHEN heartbeat_at > $9 THEN heartbeat_at ELSE $9 END, \
-         host = $10, pid = $11, username = $12, outputs = $14, error = $15, pid_start = $19"
+         host = $10, pid = $11, username = $12, outputs = $14, error = $15, pid_start = $19, \
+         heartbeat_seq = heartbeat_seq + 1"
     };
 }
 
@@ -168,17 +172,32 @@ impl<D: Dialect> SqlStore<D> {
         self.file.as_ref().map_or(Ok(()), FileId::still_there)
     }
 
-    /// The status a reader should see; a dead `running` run is saved as `interrupted`.
-    async fn observe(&self, mut run: RunRecord) -> Result<RunRecord, StateError> {
-        let seen = effective_status(&run, now());
-        if seen != run.status {
-            // Compare-and-set on the heartbeat: if the run heartbeated meanwhile it is alive.
+    /// The run as a reader should see it; a dead `running` run is saved as `interrupted`.
+    async fn observe(&self, run: RunRecord) -> Result<RunRecord, StateError> {
+        let seen = if needs_sighting(run.status, &run.host) {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(StateError::query(format!(
+                    "watching the heartbeat of run {}",
+                    run.id
+                )))?;
+            sightings::look_at::<D>(&mut conn, &run.id, run.heartbeat_seq).await?
+        } else {
+            Seen::First
+        };
+        let stored = run.status;
+        let run = judged(run, seen, now());
+        if run.status != stored {
+            // Compare-and-set on the heartbeat counter: if the run heartbeated meanwhile it is
+            // alive.
             let q = sqlx::query(
                 "UPDATE cairn_runs SET status = 'interrupted' \
-                 WHERE id = $1 AND status = 'running' AND heartbeat_at = $2",
+                 WHERE id = $1 AND status = 'running' AND heartbeat_seq = $2",
             )
             .text(&run.id)
-            .time(run.heartbeat_at);
+            .int(sightings::stored(run.heartbeat_seq));
             D::execute(self.pool(), q)
                 .await
                 .map_err(StateError::query(format!(
@@ -189,10 +208,9 @@ impl<D: Dialect> SqlStore<D> {
                 run_id = %run.id,
                 host = %run.host,
                 pid = run.pid,
-                heartbeat_at = %run.heartbeat_at,
+                heartbeat_seq = run.heartbeat_seq,
                 "run marked interrupted: its process is gone"
             );
-            run.status = seen;
         }
         Ok(run)
     }
@@ -201,7 +219,7 @@ impl<D: Dialect> SqlStore<D> {
     async fn stored(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
         let q = sqlx::query(concat!(
             "SELECT ",
-            run_columns!(),
+            run_read_columns!(),
             " FROM cairn_runs WHERE id = $1"
         ))
         .text(id);
@@ -533,19 +551,24 @@ impl<D: Dialect> Store for SqlStore<D> {
             self.pool(),
             sqlx::query(concat!(
                 "SELECT ",
-                run_columns!(),
+                run_read_columns!(),
                 " FROM cairn_runs WHERE status = 'running'"
             )),
         )
         .await
         .map_err(q())?;
-        // An unreadable row is listed as such below; it cannot be judged alive or dead.
+        // An unreadable row is listed as such below; it cannot be judged alive or dead. What
+        // cannot be told yet of a run of another host is told with the listed row.
+        let mut unconfirmed = std::collections::HashMap::new();
         for run in running.iter().filter_map(|row| run_from_row::<D>(row).ok()) {
-            self.observe(run).await?;
+            let run = self.observe(run).await?;
+            if let Some(wait) = run.unconfirmed {
+                unconfirmed.insert(run.id, wait);
+            }
         }
         let listed = sqlx::query(concat!(
             "SELECT ",
-            run_columns!(),
+            run_read_columns!(),
             " FROM cairn_runs WHERE (CAST($1 AS TEXT) IS NULL OR runbook = $1) \
              AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
              ORDER BY started_at DESC, id DESC LIMIT $3"
@@ -557,7 +580,12 @@ impl<D: Dialect> Store for SqlStore<D> {
         Ok(rows
             .iter()
             .map(|row| match run_from_row::<D>(row) {
-                Ok(run) => ListedRun::Run(Box::new(run)),
+                Ok(mut run) => {
+                    if run.status == RunStatus::Running {
+                        run.unconfirmed = unconfirmed.get(&run.id).copied();
+                    }
+                    ListedRun::Run(Box::new(run))
+                }
                 Err(e) => ListedRun::Unreadable {
                     id: D::text(row, "id")
                         .ok()
@@ -606,7 +634,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
         let q = sqlx::query(concat!(
             "SELECT ",
-            run_columns!(),
+            run_read_columns!(),
             " FROM cairn_runs WHERE parent_run = $1 ORDER BY started_at, id"
         ))
         .text(parent_run);

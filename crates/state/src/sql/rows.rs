@@ -5,7 +5,9 @@ use serde_json::Value;
 
 use crate::codec::{item_from_key, parse_enum, to_u32};
 use crate::error::StateError;
-use crate::lock::{HolderRun, Liveness};
+use crate::lock::{HolderRun, Liveness, needs_sighting};
+use crate::sighting::Seen;
+use crate::types::RunStatus;
 use crate::types::{Approval, LockInfo, RunRecord, StepDef, StepRecord};
 
 use super::dialect::{Dialect, corrupt};
@@ -62,6 +64,10 @@ pub(super) fn run_from_row<D: Dialect>(row: &D::Row) -> Result<RunRecord, StateE
             .map_err(corrupt("pid_start"))?
             .and_then(|t| u64::try_from(t).ok())
             .filter(|&t| t > 0),
+        heartbeat_seq: super::sightings::counter(
+            D::int(row, "heartbeat_seq").map_err(corrupt("heartbeat_seq"))?,
+        ),
+        unconfirmed: None,
     })
 }
 
@@ -103,10 +109,27 @@ pub(super) fn lock_from_row<D: Dialect>(row: &D::Row) -> Result<LockInfo, StateE
     })
 }
 
+/// The heartbeat counter of a lock's holder run, from a lock row joined with it, when only the
+/// counter can tell whether that run is alive (it is `running` on another host).
+pub(super) fn holder_to_watch<D: Dialect>(row: &D::Row) -> Result<Option<u64>, StateError> {
+    let Some(status) = opt_text::<D>(row, "run_status")? else {
+        return Ok(None);
+    };
+    let status: RunStatus = parse_enum(&status)?;
+    if !needs_sighting(status, &text::<D>(row, "run_host")?) {
+        return Ok(None);
+    }
+    Ok(Some(super::sightings::counter(
+        D::int(row, "run_seq").map_err(corrupt("heartbeat_seq"))?,
+    )))
+}
+
 /// A lock's holder run (effective status, claiming process), from a lock row joined with it;
-/// `None` when the holder run is not in the store.
+/// `None` when the holder run is not in the store. `seen`: what this host has seen of its
+/// heartbeat counter ([`holder_to_watch`]).
 pub(super) fn holder_run<D: Dialect>(
     row: &D::Row,
+    seen: Seen,
     now: DateTime<Utc>,
 ) -> Result<Option<HolderRun>, StateError> {
     let Some(status) = opt_text::<D>(row, "run_status")? else {
@@ -126,9 +149,15 @@ pub(super) fn holder_run<D: Dialect>(
         pid,
         pid_start,
         heartbeat_at: heartbeat,
+        seen,
     }
     .effective(now);
-    Ok(Some(HolderRun { status, host, pid }))
+    Ok(Some(HolderRun {
+        status,
+        host,
+        pid,
+        seen,
+    }))
 }
 
 pub(super) fn approval_from_row<D: Dialect>(row: &D::Row) -> Result<Approval, StateError> {

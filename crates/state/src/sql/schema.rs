@@ -124,6 +124,19 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
     ],
     // 4: liveness on the run's host by process identity (pid and start time), not by clocks.
     &["ALTER TABLE cairn_runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0"],
+    // 5: liveness across hosts by a heartbeat counter, and what each host has seen of it (when,
+    // by its own boot clock) instead of comparing the clocks of two hosts.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN heartbeat_seq INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE cairn_sightings (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        observer TEXT NOT NULL,
+        boot_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        since_ns INTEGER NOT NULL,
+        PRIMARY KEY (run_id, observer)
+    )",
+    ],
 ];
 
 const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -216,6 +229,19 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
     ],
     // 4: liveness on the run's host by process identity (pid and start time), not by clocks.
     &["ALTER TABLE cairn_runs ADD COLUMN pid_start BIGINT NOT NULL DEFAULT 0"],
+    // 5: liveness across hosts by a heartbeat counter, and what each host has seen of it (when,
+    // by its own boot clock) instead of comparing the clocks of two hosts.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN heartbeat_seq BIGINT NOT NULL DEFAULT 0",
+        "CREATE TABLE cairn_sightings (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        observer TEXT NOT NULL,
+        boot_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        since_ns BIGINT NOT NULL,
+        PRIMARY KEY (run_id, observer)
+    )",
+    ],
 ];
 
 const _: () = assert!(PG_MIGRATIONS.len() as i64 == SCHEMA_VERSION);

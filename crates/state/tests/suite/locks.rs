@@ -169,20 +169,36 @@ pub async fn locks_dead_holders(store: Arc<dyn Store>) {
         .await
         .expect_err("remote holder is alive");
     assert_eq!(info.host, "elsewhere.example");
-    // ...and free once it has expired.
+    // ...and its lease is measured by its heartbeat counter as this host sees it, never by
+    // comparing clocks: a lease of 1 ms does not free it while the counter moves...
     assert_eq!(
         take(&store, "there", &remote, Duration::from_millis(1)).await,
         Ok(())
     );
+    store.heartbeat(&remote.claim()).await.expect("heartbeat");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    take(&store, "there", &waiter, HOUR)
+        .await
+        .expect_err("its counter moved since the last look: alive");
+    // ...and frees it once the counter has stood still for longer than the lease.
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(take(&store, "there", &waiter, HOUR).await, Ok(()));
 
-    // A remote holder whose run stopped heartbeating is interrupted: its lock is free too.
+    // A remote holder whose heartbeat looks minutes old (the hosts' clocks disagree) keeps its
+    // lock: a first look at its counter cannot judge it, whatever the lease.
     let mut silent = run("silent", TimeDelta::minutes(10));
     silent.host = "elsewhere.example".into();
     silent.heartbeat_at = now() - TimeDelta::minutes(3);
     create(&store, &silent).await;
-    assert_eq!(take(&store, "silent", &silent, HOUR).await, Ok(()));
+    assert_eq!(
+        take(&store, "silent", &silent, Duration::from_millis(1)).await,
+        Ok(())
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    take(&store, "silent", &waiter, HOUR)
+        .await
+        .expect_err("first sight of its counter");
+    tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(take(&store, "silent", &waiter, HOUR).await, Ok(()));
 
     // A holder that is not a run in this store: only its pid and lease count.

@@ -22,7 +22,7 @@ macro_rules! store_tests {
             runs_create_get_list, run_update, prefix_lookup, steps_upsert_by_item,
             json_round_trip, step_defs_replaced, heartbeat_revives_and_renews, approvals,
             claims_fence_writes, claims_race_one_wins, sub_runs_by_parent,
-            interrupted_detection, locks_acquire_refuse_release, locks_finished_and_paused,
+            interrupted_detection, remote_runs_judged_by_their_counter, locks_acquire_refuse_release, locks_finished_and_paused,
             locks_dead_holders, put_steps_together, put_steps_long_and_repeated, refused_claims_change_nothing,
             lock_release_is_fenced);
     };
@@ -150,6 +150,7 @@ pub async fn run_update(store: Arc<dyn Store>) {
     r.host = "other-host".into();
     r.content_hash = "h2".into();
     store.update_run(&r).await.expect("update_run");
+    r.heartbeat_seq = 1; // the store counts every write of the run by its process
     assert_eq!(get(&store, &r.id).await, r);
 
     // started_at is fixed at creation and heartbeat_at never moves back.
@@ -386,17 +387,20 @@ pub async fn interrupted_detection(store: Arc<dyn Store>) {
         status: Some(RunStatus::Interrupted),
         ..RunFilter::default()
     };
-    assert_eq!(
-        ids(&store, interrupted).await,
-        [stale_there.id.clone(), dead_here.id.clone()]
-    );
+    // A run of another host whose heartbeat looks minutes old is not judged by that time (the
+    // hosts' clocks need not agree): this host has not yet seen its counter stand still.
+    assert_eq!(ids(&store, interrupted).await, [dead_here.id.clone()]);
     let running = RunFilter {
         status: Some(RunStatus::Running),
         ..RunFilter::default()
     };
     assert_eq!(
         ids(&store, running).await,
-        [alive_here.id.clone(), fresh_there.id.clone()]
+        [
+            alive_here.id.clone(),
+            fresh_there.id.clone(),
+            stale_there.id.clone()
+        ]
     );
     assert_eq!(get(&store, &paused.id).await.status, RunStatus::Paused);
     // On this host no clock decides: a live process whose last heartbeat looks a day old (the
@@ -411,11 +415,63 @@ pub async fn interrupted_detection(store: Arc<dyn Store>) {
     }
     assert_eq!(get(&store, &jumped.id).await.status, RunStatus::Running);
     assert_eq!(get(&store, &reused.id).await.status, RunStatus::Interrupted);
-    // Seen once, it stays interrupted: resuming is what brings it back.
+    // Seen once, it stays interrupted, even if its pid came back: resuming is what brings it
+    // back.
     assert_eq!(
-        get(&store, &stale_there.id).await.status,
+        get(&store, &dead_here.id).await.status,
         RunStatus::Interrupted
     );
+}
+
+pub async fn remote_runs_judged_by_their_counter(store: Arc<dyn Store>) {
+    // A run of another host whose last heartbeat looks a day old to this host (a clock jumped,
+    // or the two disagree): its first sight from here cannot judge it, however old it looks.
+    let mut r = run("far", TimeDelta::days(1));
+    r.host = "elsewhere.example".into();
+    r.pid = dead_pid(); // meaningless on another host
+    r.heartbeat_at = now() - TimeDelta::days(1);
+    r.heartbeat_seq = 41; // the store keeps its own count
+    create(&store, &r).await;
+    let first = get(&store, &r.id).await;
+    assert_eq!(first.status, RunStatus::Running);
+    assert_eq!(first.heartbeat_seq, 0);
+    let wait = first.unconfirmed.expect("not yet confirmed from here");
+    assert!(wait <= cairn_state::stale_after(), "{wait:?}");
+    let listed = store.list_runs(&RunFilter::default()).await.expect("list");
+    assert_eq!(listed[0].status, RunStatus::Running);
+    assert!(listed[0].unconfirmed.is_some(), "{listed:?}");
+    // A refused resume says how long to wait.
+    let holder = first.holder().to_string();
+    assert!(holder.contains("cannot be told yet"), "{holder}");
+    // Its counter moves: seen alive from here.
+    store.heartbeat(&r.claim()).await.expect("heartbeat");
+    let moved = get(&store, &r.id).await;
+    assert_eq!((moved.status, moved.heartbeat_seq), (RunStatus::Running, 1));
+    assert_eq!(moved.unconfirmed, None);
+    assert!(
+        moved.holder().to_string().ends_with('Z'),
+        "{}",
+        moved.holder()
+    );
+    // Still since: counting down from the lease again, never judged within it.
+    let still = get(&store, &r.id).await;
+    assert_eq!(still.status, RunStatus::Running);
+    assert!(still.unconfirmed.is_some_and(|w| w <= wait));
+    // Every write of the run by its process moves the counter.
+    let mut ended = still.clone();
+    ended.status = RunStatus::Paused;
+    store.update_run(&ended).await.expect("update_run");
+    let paused = get(&store, &r.id).await;
+    assert_eq!(
+        (paused.status, paused.heartbeat_seq),
+        (RunStatus::Paused, 2)
+    );
+    assert_eq!(paused.unconfirmed, None);
+    let mut again = paused.clone();
+    again.attempt += 1;
+    again.status = RunStatus::Running;
+    assert_eq!(store.claim_run(&again).await.expect("claim"), Ok(()));
+    assert_eq!(get(&store, &r.id).await.heartbeat_seq, 3);
 }
 
 /// A resume claims the next attempt; writes under an older claim are refused and name the
@@ -840,6 +896,8 @@ pub async fn v1_runs_after_migration(store: Arc<dyn Store>) {
         parent_step: None,
         // Not known for a record written before version 4.
         pid_start: None,
+        heartbeat_seq: 0,
+        unconfirmed: None,
     };
     assert_eq!(paused, want);
     let failed = get(&store, "01jv1failed").await;
