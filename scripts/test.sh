@@ -23,5 +23,8 @@ if [ -z "${CAIRN_NODE_MODULES:-}" ]; then
   CAIRN_NODE_MODULES="$(bash .ci/consumers.sh)"
   export CAIRN_NODE_MODULES
 fi
+# The crash-and-resume simulation: 100 generated runbooks (its default of 15 is for a quick
+# `cargo test`); scripts/sim.sh runs thousands.
+export SIM_CASES="${SIM_CASES:-100}"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
