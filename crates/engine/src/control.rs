@@ -423,14 +423,21 @@ async fn approval(
         let left = (d - cairn_state::now()).to_std().unwrap_or_default();
         tokio::time::Instant::now() + left
     });
-    let mut lines = crate::prompt::lines().lock().await;
-    crate::prompt::drain(&mut lines);
+    // The terminal is one: a gate prompting beside another reads it once that one is answered,
+    // and meanwhile still takes answers from other shells.
+    let mut terminal = None;
     let mut have = 0;
     // The terminal closed: answers from other shells still count.
     let mut closed = false;
     loop {
+        if terminal.is_none()
+            && let Ok(mut lines) = crate::prompt::lines().try_lock()
+        {
+            crate::prompt::drain(&mut lines);
+            terminal = Some(lines);
+        }
         tokio::select! {
-            line = lines.recv(), if !closed => match line.as_deref().map(crate::prompt::parse) {
+            line = crate::prompt::next_line(&mut terminal, closed) => match line.as_deref().map(crate::prompt::parse) {
                 Some(Some(approved)) => {
                     let answer = Answer::new(approved, &shared.opts.user);
                     let earlier = answers(shared, id, since).await;

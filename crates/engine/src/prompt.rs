@@ -4,7 +4,7 @@
 
 use std::io::BufRead;
 use std::sync::OnceLock;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 /// The lines typed on standard input, read by one thread started on first use.
@@ -27,6 +27,18 @@ pub(crate) fn lines() -> &'static Mutex<UnboundedReceiver<String>> {
         }
         Mutex::new(rx)
     })
+}
+
+/// The next line typed, for the gate holding the terminal; never, for one that does not (or
+/// once the terminal closed).
+pub(crate) async fn next_line(
+    terminal: &mut Option<MutexGuard<'static, UnboundedReceiver<String>>>,
+    closed: bool,
+) -> Option<String> {
+    match terminal {
+        Some(lines) if !closed => lines.recv().await,
+        _ => std::future::pending().await,
+    }
 }
 
 /// Lines typed before the question was asked are not answers to it.
