@@ -142,7 +142,7 @@ scenario() {
 }
 chmod 0777 "$work"; touch "$CAIRN_STATE"; chmod 0666 "$CAIRN_STATE"
 
-all=(connections-exhausted)
+all=(connections-exhausted slow-query chroma-down service-crash-loop)
 for s in "${@:-${all[@]}}"; do
   case "$s" in
     connections-exhausted) scenario "$s" no DB_USER="gd_app_$$" DB_ADMIN_USER=postgres ;;
