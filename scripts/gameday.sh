@@ -152,12 +152,13 @@ sys.exit(0 if ok and not bad else "failed steps: %s" % bad)' "$fails_at" 2>>"$lo
 }
 chmod 0777 "$work"; touch "$CAIRN_STATE"; chmod 0666 "$CAIRN_STATE"
 
-all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx)
+all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing)
 for s in "${@:-${all[@]}}"; do
   case "$s" in
     connections-exhausted) scenario "$s" no DB_USER="gd_app_$$" DB_ADMIN_USER=postgres ;;
     api-5xx-declined) fails_at=declined scenario "$s" "yes no" ;;
     api-5xx) scenario "$s" "" ;;
+    collection-missing) scenario "$s" "no no" ;;
     *) scenario "$s" no ;;
   esac
 done
