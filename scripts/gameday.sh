@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cairn="$(realpath "${CAIRN_BIN:?set CAIRN_BIN to a built cairn}")"
 chroma_bin="${CAIRN_CHROMA_BIN:-$(bash .ci/chroma-venv.sh)}"
+export CAIRN_CHROMA_BIN="$chroma_bin"
 work="$(mktemp -d /tmp/cairn-gameday.XXXXXX)"
 chmod 0755 "$work"
 sys="$work/system"
@@ -83,6 +84,7 @@ mcp_api: http://127.0.0.1:$mcp
 access_log: $sys/state/access.log
 service_pattern: $service
 work_dir: $work
+drill_ports: [$(free_port), $(free_port), $(free_port), $(free_port)]
 YAML
 
 # A second Unix user answers "yes": the run's starter may not approve their own run.
@@ -152,14 +154,14 @@ sys.exit(0 if ok and not bad else "failed steps: %s" % bad)' "$fails_at" 2>>"$lo
 }
 chmod 0777 "$work"; touch "$CAIRN_STATE"; chmod 0666 "$CAIRN_STATE"
 
-all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing)
+all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full)
 for s in "${@:-${all[@]}}"; do
   case "$s" in
     connections-exhausted) scenario "$s" no DB_USER="gd_app_$$" DB_ADMIN_USER=postgres ;;
     api-5xx-declined) fails_at=declined scenario "$s" "yes no" ;;
-    api-5xx) scenario "$s" "" ;;
     collection-missing) scenario "$s" "no no" ;;
-    *) scenario "$s" no ;;
+    connections-exhausted | slow-query | chroma-down | service-crash-loop) scenario "$s" no ;;
+    *) scenario "$s" "" ;;
   esac
 done
 exit "$failed"
