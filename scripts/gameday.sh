@@ -122,16 +122,20 @@ scenario() {
   set +e
   run=$(env "$@" "$cairn" run "$file" --inputs "$work/system.yaml" --inputs-ignore-unknown 2>>"$log")
   code=$?
-  for answer in $answers; do
+  local -a list=($answers)
+  local i auto
+  for i in "${!list[@]}"; do
     [ "$code" = 3 ] || break
     if ! gate=$(waiting_gate "$run" 2>>"$log"); then code=99; break; fi
     # shellcheck disable=SC2086
-    if [ "$answer" = no ]; then
+    if [ "${list[$i]}" = no ]; then
       "$cairn" reject $gate --comment "game day: no" >>"$log" 2>&1
     else
       runuser -u "$colleague" -- env CAIRN_STATE="$CAIRN_STATE" "$cairn" approve $gate --comment "game day: yes" >>"$log" 2>&1
     fi
-    env "$@" "$cairn" resume "$run" >>"$log" 2>&1
+    # After the last listed answer, the gates that follow are approved as they come.
+    auto=(); if [ "$i" = $((${#list[@]} - 1)) ]; then auto=(--auto-approve); fi
+    env "$@" "$cairn" resume "$run" "${auto[@]}" >>"$log" 2>&1
     code=$?
   done
   if [ "$code" = 3 ]; then env "$@" "$cairn" resume "$run" --auto-approve >>"$log" 2>&1; code=$?; fi
@@ -154,13 +158,13 @@ sys.exit(0 if ok and not bad else "failed steps: %s" % bad)' "$fails_at" 2>>"$lo
 }
 chmod 0777 "$work"; touch "$CAIRN_STATE"; chmod 0666 "$CAIRN_STATE"
 
-all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full)
+all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full maintenance-under-writes)
 for s in "${@:-${all[@]}}"; do
   case "$s" in
     connections-exhausted) scenario "$s" no DB_USER="gd_app_$$" DB_ADMIN_USER=postgres ;;
     api-5xx-declined) fails_at=declined scenario "$s" "yes no" ;;
     collection-missing) scenario "$s" "no no" ;;
-    connections-exhausted | slow-query | chroma-down | service-crash-loop) scenario "$s" no ;;
+    connections-exhausted | slow-query | chroma-down | service-crash-loop | maintenance-under-writes) scenario "$s" no ;;
     *) scenario "$s" "" ;;
   esac
 done
