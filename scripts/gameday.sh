@@ -54,10 +54,12 @@ pids+=($!)
 # The three APIs: 503 while system/state/memory-service.stopped exists.
 python3 runbooks/drill/standins.py "$sys/state" "$sys/cert.pem" "$sys/key.pem" "$internal" "$external" "$mcp" >"$sys/standins.log" 2>&1 &
 pids+=($!)
-# The memory service: a process named memory-service-gameday-PID; while system/service.crashloop
-# exists it dies of "out of memory" within a second of each start and is started again.
+# The memory service: a process named memory-service-gameday-PID; while system/service.down exists
+# it is not running; while system/service.crashloop exists it dies of "out of memory" within a
+# second of each start and is started again.
 service="memory-service-gameday-$$"
 ( while [ ! -e "$sys/state/stop" ]; do
+    if [ -e "$sys/service.down" ]; then sleep 0.2; continue; fi
     if [ -e "$sys/service.crashloop" ]; then
       echo "$(date -u +%FT%TZ) $service started" >>"$sys/service.log"
       bash -c "exec -a $service sleep 0.7" || true
@@ -67,7 +69,7 @@ service="memory-service-gameday-$$"
       bash -c "exec -a $service sleep 3600" &
       s=$!
       echo "$(date -u +%FT%TZ) $service started (pid $s)" >>"$sys/service.log"
-      while kill -0 "$s" 2>/dev/null && [ ! -e "$sys/service.crashloop" ] && [ ! -e "$sys/state/stop" ]; do sleep 0.2; done
+      while kill -0 "$s" 2>/dev/null && [ ! -e "$sys/service.crashloop" ] && [ ! -e "$sys/service.down" ] && [ ! -e "$sys/state/stop" ]; do sleep 0.2; done
       kill "$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true
     fi
   done ) &
@@ -115,12 +117,18 @@ PY
 }
 
 failed=0
-# scenario FILE ANSWERS [ENV=VALUE...]: run it, answer its gates, resume, judge the run.
+# scenario NAME ANSWERS [ENV=VALUE | --set INPUT=VALUE]...: run it, answer its gates, resume, judge it.
 scenario() {
   local name="$1" file="runbooks/gameday/$1.yaml" answers="$2"; shift 2
   local started=$SECONDS log="$work/$(basename "$file" .yaml).log" run code gate
+  # The rest: NAME=VALUE for the environment, --set NAME=VALUE for the run.
+  local -a envs=() flags=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = --set ]; then flags+=("$1" "$2"); shift 2; else envs+=("$1"); shift; fi
+  done
+  set -- "${envs[@]}"
   set +e
-  run=$(env "$@" "$cairn" run "$file" --inputs "$work/system.yaml" --inputs-ignore-unknown 2>>"$log")
+  run=$(env "$@" "$cairn" run "$file" --inputs "$work/system.yaml" --inputs-ignore-unknown "${flags[@]}" 2>>"$log")
   code=$?
   local -a list=($answers)
   local i auto
@@ -158,12 +166,14 @@ sys.exit(0 if ok and not bad else "failed steps: %s" % bad)' "$fails_at" 2>>"$lo
 }
 chmod 0777 "$work"; touch "$CAIRN_STATE"; chmod 0666 "$CAIRN_STATE"
 
-all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full maintenance-under-writes chroma-settings-drift api-slow)
+all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full maintenance-under-writes chroma-settings-drift api-slow service-down)
 for s in "${@:-${all[@]}}"; do
   case "$s" in
     connections-exhausted) scenario "$s" no DB_USER="gd_app_$$" DB_ADMIN_USER=postgres ;;
     api-5xx-declined) fails_at=declined scenario "$s" "yes no" ;;
     collection-missing) scenario "$s" "no no" ;;
+    # The pattern on Cairn's own command line: the diagnosis must not take Cairn for the service.
+    service-down) scenario "$s" no --set "service_pattern=$service" ;;
     connections-exhausted | slow-query | chroma-down | service-crash-loop | maintenance-under-writes | chroma-settings-drift) scenario "$s" no ;;
     *) scenario "$s" "" ;;
   esac
