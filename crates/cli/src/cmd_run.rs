@@ -140,21 +140,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             json: args.log_format == LogFormat::Json,
         });
         // Inputs that do not resolve are refused by the run itself, with its own message.
-        let inputs = cairn_engine::inputs::resolve(
-            &checked.runbook,
-            &inv.sets,
-            inv.inputs_file.as_ref(),
-        )
-        .ok()
-        .and_then(|i| serde_json::to_value(i).ok())
-        .unwrap_or_default();
-        let (sink, notifying) = match crate::notifying::for_run(&checked, &templates, &inputs, progress) {
-            Ok(pair) => pair,
-            Err(e) => {
-                eprintln!("{}error{}: {e}", crate::output::red(), crate::output::reset());
-                return Ok(exit::INVALID);
-            }
-        };
+        let inputs =
+            cairn_engine::inputs::resolve(&checked.runbook, &inv.sets, inv.inputs_file.as_ref())
+                .ok()
+                .and_then(|i| serde_json::to_value(i).ok())
+                .unwrap_or_default();
+        let (sink, notifying) =
+            match crate::notifying::for_run(&checked, &templates, &inputs, progress) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    eprintln!(
+                        "{}error{}: {e}",
+                        crate::output::red(),
+                        crate::output::reset()
+                    );
+                    return Ok(exit::INVALID);
+                }
+            };
         let ran = execute(checked, templates, &inv, store.clone(), sink, opts).await;
         if let Some(n) = &notifying {
             n.finish().await;

@@ -91,7 +91,13 @@ fn an_inputs_file_may_carry_keys_of_other_runbooks_when_asked() {
 
     let typed = sb.run_yaml(
         STRICT,
-        &["--inputs", env, "--inputs-ignore-unknown", "--set", "chroma=x"],
+        &[
+            "--inputs",
+            env,
+            "--inputs-ignore-unknown",
+            "--set",
+            "chroma=x",
+        ],
     );
     typed.expect_code(2);
     assert!(
