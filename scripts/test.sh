@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: every crate's tests against the real PostgreSQL, MariaDB,
 # a real Chroma server, an aiosmtpd SMTP server and check-jsonschema (each installed on first use into a cached virtualenv),
-# real child processes and local HTTP servers started by the tests.
+# real child processes and local HTTP servers started by the tests; then the game days
+# (scripts/gameday.sh: needs root for a tmpfs mount and a second Unix user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${CAIRN_CHROMA_BIN:-}" ]; then
@@ -28,3 +29,6 @@ fi
 export SIM_CASES="${SIM_CASES:-100}"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# The game days: every procedure of the manual against its real fault (runbooks/gameday/).
+cargo build -q -p cairn-cli
+CAIRN_BIN="${CARGO_TARGET_DIR:-target}/debug/cairn" bash scripts/gameday.sh

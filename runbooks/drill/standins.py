@@ -6,7 +6,8 @@
 Answers GET /health on 127.0.0.1: the internal API and the MCP API over HTTP, the external API
 over HTTPS with the given (self-signed) certificate. While STATE_DIR/memory-service.stopped
 exists, every API answers 503, as a stopped service would fail its health check: the drill's
-stop and start commands create and remove that file. Each request is appended to
+stop and start commands create and remove that file. While STATE_DIR/slow-ms exists, every answer
+waits the number of milliseconds it holds (game days: a slow API). Each request is appended to
 STATE_DIR/access.log in the combined log format (status in field 9, as nginx writes it), the
 log the health check reads its error rate from. Runs until STATE_DIR/stop exists, then exits 0.
 """
@@ -29,6 +30,11 @@ def main():
         def do_GET(self):
             started = time.monotonic()
             stopped = os.path.exists(os.path.join(state, "memory-service.stopped"))
+            try:
+                with open(os.path.join(state, "slow-ms")) as f:
+                    time.sleep(float(f.read().strip() or 0) / 1000)
+            except (OSError, ValueError):
+                pass
             if self.path.rstrip("/") != "/health":
                 status, body = 404, {"error": "not found"}
             elif stopped:

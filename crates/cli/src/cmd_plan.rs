@@ -16,6 +16,10 @@ pub struct Args {
     /// A YAML or JSON file of inputs (--set wins over it)
     #[arg(long, value_name = "FILE")]
     inputs: Option<PathBuf>,
+    /// Ignore the keys of --inputs that the runbook does not declare, with a warning for each
+    /// (one environment file shared by several runbooks); --set keys are always checked
+    #[arg(long, requires = "inputs")]
+    inputs_ignore_unknown: bool,
     /// text, or json (stable key order, for diffing plans in CI)
     #[arg(long, value_enum, default_value = "text")]
     output: Format,
@@ -33,11 +37,17 @@ pub enum Format {
 
 impl Args {
     /// `cairn run --dry-run` is `cairn plan`.
-    pub fn from_run(file: PathBuf, sets: Vec<(String, String)>, inputs: Option<PathBuf>) -> Args {
+    pub fn from_run(
+        file: PathBuf,
+        sets: Vec<(String, String)>,
+        inputs: Option<PathBuf>,
+        inputs_ignore_unknown: bool,
+    ) -> Args {
         Args {
             file,
             sets,
             inputs,
+            inputs_ignore_unknown,
             output: Format::Text,
             probe: false,
         }
@@ -48,6 +58,30 @@ pub fn parse_set(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// `--inputs FILE` as the run takes it: read, and with `--inputs-ignore-unknown` the keys the
+/// runbook does not declare dropped, each named in a warning on stderr.
+pub fn inputs_file(
+    rb: &cairn_model::Runbook,
+    path: Option<&PathBuf>,
+    ignore_unknown: bool,
+) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    let file = read_inputs(path)?;
+    match (file, path) {
+        (Some(file), Some(path)) if ignore_unknown => {
+            let (kept, ignored) = cairn_engine::inputs::keep_declared(rb, file);
+            for k in ignored {
+                eprintln!(
+                    "warning: {}: `{}` has no input `{k}`; ignored (--inputs-ignore-unknown)",
+                    path.display(),
+                    rb.name.value
+                );
+            }
+            Ok(Some(kept))
+        }
+        (file, _) => Ok(file),
     }
 }
 
@@ -90,7 +124,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let inv = Invocation {
         sets: args.sets,
-        inputs_file: read_inputs(args.inputs.as_ref())?,
+        inputs_file: inputs_file(
+            &checked.runbook,
+            args.inputs.as_ref(),
+            args.inputs_ignore_unknown,
+        )?,
     };
     let mut prober = if args.probe {
         // Ctrl-C stops the probe at once (only reads run); no cancellation dance is needed.

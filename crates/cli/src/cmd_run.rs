@@ -1,6 +1,6 @@
 //! `cairn run FILE`: execute a runbook.
 
-use crate::cmd_plan::{parse_set, read_inputs};
+use crate::cmd_plan::{inputs_file, parse_set};
 use crate::exit;
 use crate::progress::{LogFormat, Progress};
 use cairn_engine::plan::Invocation;
@@ -19,6 +19,10 @@ pub struct Args {
     /// A YAML or JSON file of inputs (--set wins over it)
     #[arg(long, value_name = "FILE")]
     inputs: Option<PathBuf>,
+    /// Ignore the keys of --inputs that the runbook does not declare, with a warning for each
+    /// (one environment file shared by several runbooks); --set keys are always checked
+    #[arg(long, requires = "inputs")]
+    inputs_ignore_unknown: bool,
     /// Print the plan instead of running (same as `cairn plan`)
     #[arg(long)]
     dry_run: bool,
@@ -109,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             args.file,
             args.sets,
             args.inputs,
+            args.inputs_ignore_unknown,
         ));
     }
     let templates = Arc::new(cairn_template::Templates::new());
@@ -118,7 +123,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let inv = Invocation {
         sets: args.sets,
-        inputs_file: read_inputs(args.inputs.as_ref())?,
+        inputs_file: inputs_file(
+            &checked.runbook,
+            args.inputs.as_ref(),
+            args.inputs_ignore_unknown,
+        )?,
     };
     let runtime = crate::runtime()?;
     runtime.block_on(async move {

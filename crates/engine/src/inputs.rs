@@ -94,6 +94,27 @@ pub fn resolve(
     }
 }
 
+/// `--inputs-ignore-unknown`: the keys of an inputs file that the runbook declares, and the
+/// names of those it does not (for one warning each), so that one environment file can serve
+/// several runbooks. `--set` keys are never filtered: a name typed on the command line is meant.
+pub fn keep_declared(
+    rb: &Runbook,
+    file: serde_json::Map<String, Json>,
+) -> (serde_json::Map<String, Json>, Vec<String>) {
+    let mut ignored = Vec::new();
+    let kept = file
+        .into_iter()
+        .filter(|(k, _)| {
+            let known = rb.inputs.contains_key(k);
+            if !known {
+                ignored.push(k.clone());
+            }
+            known
+        })
+        .collect();
+    (kept, ignored)
+}
+
 /// `--set` text to the declared type.
 pub fn parse_text(ty: InputType, raw: &str) -> Result<Json, String> {
     match ty {

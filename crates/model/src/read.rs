@@ -168,6 +168,21 @@ pub(crate) fn float(d: &mut Diags, n: &Node, what: &str) -> Option<f64> {
 pub(crate) fn duration(d: &mut Diags, n: &Node, what: &str) -> Option<Spanned<Dur>> {
     let help = "write durations like `30s`, `10m`, `4h` or `1h30m`";
     match n.scalar() {
+        // A duration is read when the runbook is validated, before inputs or steps have values:
+        // a template would be a guess now, so it is refused with the reason, not a parse error.
+        Some(Scalar::Str(s)) if s.contains("{{") || s.contains("{%") => {
+            d.push(
+                Diagnostic::error(
+                    n.span,
+                    format!("{what} cannot be templated: a duration is fixed when the runbook is validated"),
+                )
+                .with_help(
+                    "write a fixed duration (`30s`, `10m`); to vary a time per environment, pass it to a \
+                     shell step through env: (`sleep \"$SECS\"`, `timeout \"$SECS\" cmd`)",
+                ),
+            );
+            None
+        }
         Some(Scalar::Str(s)) => match humantime::parse_duration(s.trim()) {
             Ok(v) => Some(Spanned::new(Dur(v), n.span)),
             Err(e) => {

@@ -196,6 +196,13 @@ const CASES: &[Case] = &[
         "`timeout` needs a unit",
     ),
     case(
+        "templated duration",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    timeout: \"{{ inputs.t }}\"\n",
+        6,
+        14,
+        "`timeout` cannot be templated: a duration is fixed when the runbook is validated",
+    ),
+    case(
         "bad check threshold",
         "cairn: 1\nname: demo\nsteps:\n  - id: a\n    check: { value: \"3\", warning: \"more than 5\" }\n",
         5,

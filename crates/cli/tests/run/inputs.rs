@@ -66,3 +66,53 @@ fn a_valid_input_runs() {
     run.expect_code(0);
     assert!(sb.exists("touched"));
 }
+
+/// One environment file for several runbooks: without the flag its unknown key is refused like a
+/// `--set`; with `--inputs-ignore-unknown` it is dropped with a warning naming it, the declared
+/// keys are taken, and a `--set` of an unknown name is still refused.
+#[test]
+fn an_inputs_file_may_carry_keys_of_other_runbooks_when_asked() {
+    let sb = Sandbox::new();
+    let env = sb.write(
+        "env.yaml",
+        "actor_id: client_7\nchroma_url: http://127.0.0.1:8000\n",
+    );
+    let env = env.to_str().expect("utf-8 path");
+
+    let refused = sb.run_yaml(STRICT, &["--inputs", env]);
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("`strict` has no input `chroma_url` (inputs: actor_id)"),
+        "{refused}"
+    );
+    assert_nothing_ran(&sb, &refused);
+
+    let typed = sb.run_yaml(
+        STRICT,
+        &[
+            "--inputs",
+            env,
+            "--inputs-ignore-unknown",
+            "--set",
+            "chroma=x",
+        ],
+    );
+    typed.expect_code(2);
+    assert!(
+        typed.stderr.contains("`strict` has no input `chroma`"),
+        "{typed}"
+    );
+    assert_nothing_ran(&sb, &typed);
+
+    let run = sb.run_yaml(STRICT, &["--inputs", env, "--inputs-ignore-unknown"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "warning: {env}: `strict` has no input `chroma_url`; ignored (--inputs-ignore-unknown)"
+        )),
+        "{run}"
+    );
+    assert!(sb.exists("touched"), "{run}");
+}

@@ -353,7 +353,8 @@ fn every_memory_system_runbook_runs_against_real_services() {
         ("log_command", &log_cmd),
         ("restart_command", &outage_restart),
         ("report_dir", &reports),
-        ("stability_checks", "2"),
+        ("stability_samples", "3"),
+        ("stability_window_s", "1"),
     ]);
     let run = ms.run(&sb, "emergency/outage-response.yaml", &outage);
     run.expect_code(0);
@@ -370,6 +371,17 @@ fn every_memory_system_runbook_runs_against_real_services() {
     assert!(report.contains("On-call -> Team Lead -> CTO"), "{report}");
     assert!(report.contains("service restored and stable"), "{report}");
     assert!(report.contains("- [x] Immediate fixes applied"), "{report}");
+    // The manual's template: the duration in minutes, who approved, the data lost (counted).
+    assert!(report.contains("**Duration:** 1 minute\n"), "{report}");
+    assert!(
+        report.contains("- Fix or rollback, restart: approved by auto:"),
+        "{report}"
+    );
+    assert!(
+        report.contains("- Data loss (if any): none in the database ("),
+        "{report}"
+    );
+    assert!(report.contains("3 samples of the three APIs"), "{report}");
 }
 
 #[test]
