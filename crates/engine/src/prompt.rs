@@ -4,8 +4,8 @@
 
 use std::io::BufRead;
 use std::sync::OnceLock;
-use tokio::sync::{Mutex, MutexGuard};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::{Mutex, MutexGuard};
 
 /// The lines typed on standard input, read by one thread started on first use.
 pub(crate) fn lines() -> &'static Mutex<UnboundedReceiver<String>> {
