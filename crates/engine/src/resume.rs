@@ -1,12 +1,15 @@
 //! `cairn resume RUN`: continue a failed, interrupted or paused run.
 //!
-//! What runs again is decided from the DAG: failed, cancelled, never-started and in-doubt
-//! steps (a step recorded `running`: it runs again when `idempotent`, otherwise only with
-//! `--rerun STEP` or is passed over with `--skip STEP`), `--from`/`--rerun`, and everything
-//! below any of those. The rest is restored into templates and takes its turn in the DAG
-//! without running, so nothing starts before the steps it needs finished in this attempt.
-//! A `for_each` step keeps its items that succeeded. An approval that waits is answered from
-//! `cairn approve` / `cairn reject`. Edits are accepted on steps that have not succeeded; an
+//! What runs again is decided from the DAG: failed (unless tolerated by `on_failure: continue`
+//! after all its attempts, or a gate's "no": those are conclusions), cancelled, never-started
+//! and in-doubt steps (a step recorded `running`: it runs again when `idempotent`, otherwise
+//! only with `--rerun STEP` or is passed over with `--skip STEP`), `--from`/`--rerun`, and
+//! everything below any of those. The rest is restored into templates and takes its turn in
+//! the DAG without running, so nothing starts before the steps it needs finished in this
+//! attempt. A `for_each` step keeps its items that succeeded. A gate that waits is decided by
+//! the answers given since its wait began ([`crate::gate`]); an answered gate that runs again
+//! below a re-run step keeps its answer while its message is unchanged. Edits are accepted on
+//! steps that have not succeeded; an
 //! edited succeeded step, or a changed DAG above it, is refused unless `--allow-changed`.
 //!
 //! Nothing is written before the run is claimed (a compare-and-set on its attempt): of two
@@ -153,14 +156,11 @@ pub async fn resume(
         .collect();
     let old: HashMap<&str, &cairn_state::StepDef> =
         old_defs.iter().map(|d| (d.step_id.as_str(), d)).collect();
-    // A step skipped because a step above it failed is not done: it is decided again now that
-    // that step runs again (or was approved). Such a skip is a `skipped` record below a step
-    // that did not succeed; a skip of its own (`when`, `--skip`) is kept.
     // A failure tolerated by `on_failure: continue`, and a "no", are conclusions: a plain
-    // resume keeps them (`--rerun`/`--from` run the step again).
-    // A failed attempt that was to be retried is recorded `failed` too, before the retry's
-    // delay: only a step that used all its attempts (or a `for_each` step, whose own record is
-    // written once, at its end) has concluded.
+    // resume keeps them (`--rerun`/`--from` run the step again). A failed attempt that was to
+    // be retried is recorded `failed` too, before the retry's delay: only a step that used all
+    // its attempts (or a `for_each` step, whose own record is written once, at its end) has
+    // concluded.
     let concluded = |i: usize| -> bool {
         let fan_out = checked
             .all_steps()
@@ -173,6 +173,9 @@ pub async fn resume(
                         && (fan_out || r.attempt >= actions[i].retry.attempts)))
         })
     };
+    // A step skipped because a step above it failed is not done: it is decided again now that
+    // that step runs again (or was approved). Such a skip is a `skipped` record below a step
+    // that did not succeed and did not conclude; a skip of its own (`when`, `--skip`) is kept.
     let mut blocked = vec![false; main];
     for &i in &checked.dag.order {
         if whole.get(defs[i].step_id.as_str()).map(|r| r.status) != Some(StepStatus::Skipped) {
