@@ -385,6 +385,12 @@ async fn approval(
         "rules": rules.to_json(),
         "since": since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     });
+    if let Some(why) = asked_again {
+        shared.sink.emit(&Event::ApprovalNote {
+            step: id.to_string(),
+            text: why,
+        });
+    }
     if !shared.opts.interactive {
         return Ok(Done {
             waiting: true,
@@ -405,12 +411,6 @@ async fn approval(
     rec.result = Some(waiting);
     if !shared.checkpoint(&rec).await {
         return Err(StepError::Cancelled { result: None });
-    }
-    if let Some(why) = asked_again {
-        shared.sink.emit(&Event::ApprovalNote {
-            step: id.to_string(),
-            text: why,
-        });
     }
     shared.sink.emit(&Event::ApprovalWaiting {
         step: id.to_string(),

@@ -280,6 +280,15 @@ fn a_gate_below_a_rerun_asks_again_only_when_its_message_changed() {
         .collect();
     assert_eq!(waiting.len(), 1, "{changed}");
     assert_eq!(waiting[0]["message"], "Restore second?");
+    let why = changed
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "approval_note" && e["step"] == "gate")
+        .unwrap_or_else(|| panic!("no reason given: {changed}"));
+    assert_eq!(
+        why["text"],
+        format!("asked again: its message changed since {ALICE} answered it")
+    );
 }
 
 #[test]
