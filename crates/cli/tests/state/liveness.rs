@@ -126,7 +126,9 @@ fn a_run_of_another_host_is_judged_by_its_heartbeat_counter_on_sqlite() {
     let sb = Sandbox::new();
     let state = sb.state().to_string();
     foreign_run_judged_by_its_counter(&sb, |run| {
+        // sqlite3 has no busy timeout of its own: it waits for the run's write lock here.
         let moved = std::process::Command::new("sqlite3")
+            .args(["-cmd", ".timeout 10000"])
             .arg(&state)
             .arg(format!(
                 "UPDATE cairn_runs SET host = 'elsewhere.example', \
