@@ -104,6 +104,11 @@ fn usage_mistakes_still_exit_2() {
     sb.cairn(&["runs", "--state", "mysql://x/y"])
         .expect(2)
         .stderr_has("unsupported state URL `mysql://x/y`");
+    // A password with a `/` in it is still a password: never printed.
+    let out = sb.cairn(&["runs", "--state", "foo://u:se/cretpw@h/db"]);
+    out.expect(2)
+        .stderr_has("unsupported state URL `foo://u:***@h/db`");
+    assert!(!out.stderr.contains("cretpw"), "{}", out.stderr);
     sb.write("ok.yaml", super::common::VALID);
     sb.write("inputs.yaml", "[1, 2]\n");
     sb.cairn(&["plan", "ok.yaml", "--inputs", "inputs.yaml"])
