@@ -611,26 +611,7 @@ pub fn show(a: ShowArgs) -> anyhow::Result<u8> {
         }
         out.push_str(&format!("{t}\n"));
         for ap in &approvals {
-            let mut place = ap.host.clone().unwrap_or_default();
-            if let Some(tty) = &ap.tty {
-                place.push_str(&format!(" {tty}"));
-            }
-            out.push_str(&format!(
-                "  {} {} by {}{} at {}{}\n",
-                ap.step_id,
-                ap.decision,
-                ap.by,
-                if place.is_empty() {
-                    String::new()
-                } else {
-                    format!(" on {}", place.trim())
-                },
-                ap.at.format("%Y-%m-%d %H:%M:%S"),
-                ap.comment
-                    .as_ref()
-                    .map(|c| format!(": {}", crate::output::escape_controls(c)))
-                    .unwrap_or_default()
-            ));
+            out.push_str(&format!("  {}\n", crate::report::answer_line(ap)));
         }
         print(&out)?;
         Ok(exit::OK)

@@ -83,6 +83,14 @@ pub fn render(d: &RunData) -> String {
     ] {
         let _ = writeln!(props, "    <property name=\"{k}\" value=\"{}\"/>", attr(&v));
     }
+    // Every answer to a gate: who, where, when and why.
+    for a in &d.approvals {
+        let _ = writeln!(
+            props,
+            "    <property name=\"approval\" value=\"{}\"/>",
+            attr(&super::answer_line(a))
+        );
+    }
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let host = if d.run.host.trim().is_empty() {
         "unknown"

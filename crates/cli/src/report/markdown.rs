@@ -161,14 +161,7 @@ pub fn render(d: &RunData) -> String {
     if !d.approvals.is_empty() {
         let _ = writeln!(o, "## Approvals\n");
         for a in &d.approvals {
-            let _ = writeln!(
-                o,
-                "- {}: {} by {} at {}",
-                cell(&a.step_id),
-                a.decision,
-                cell(&a.by),
-                a.at.format("%Y-%m-%d %H:%M:%S UTC")
-            );
+            let _ = writeln!(o, "- {}", cell(&super::answer_line(a)));
         }
         o.push('\n');
     }

@@ -314,3 +314,20 @@ pub fn log_tail(s: &StepRecord, max: usize) -> Option<String> {
         text
     })
 }
+
+/// One answer to a gate in one line, for the reports: who, where, when and why.
+pub fn answer_line(a: &Approval) -> String {
+    let mut place = a.host.clone().unwrap_or_default();
+    if let Some(tty) = &a.tty {
+        place = format!("{place} {tty}").trim().to_string();
+    }
+    let mut line = format!("{} {} by {}", a.step_id, a.decision, a.by);
+    if !place.is_empty() {
+        line.push_str(&format!(" on {place}"));
+    }
+    line.push_str(&format!(" at {}", a.at.format("%Y-%m-%d %H:%M:%S UTC")));
+    if let Some(c) = a.comment.as_deref().filter(|c| !c.is_empty()) {
+        line.push_str(&format!(": {c}"));
+    }
+    line
+}

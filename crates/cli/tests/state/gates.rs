@@ -392,8 +392,23 @@ fn identity_quorum_and_self_approval_with_real_users() {
     let mut by_sudo = sb.command(&["approve", &run, "gate", "-m", "checked the dump"]);
     by_sudo.env("SUDO_USER", BOB);
     finish(by_sudo).expect(0).says(&format!("as {BOB}"));
-    sb.resume(&run, &[]).expect(0);
+    let (junit, report) = (sb.file("junit.xml"), sb.file("report.md"));
+    sb.resume(&run, &["--junit", &junit, "--report", &report])
+        .expect(0);
     assert_eq!(sb.lines("log.txt"), ["ACTED"]);
+    // The reports carry every answer: who, where, when and why.
+    let junit = sb.read("junit.xml");
+    assert!(
+        junit.contains(&format!(
+            "<property name=\"approval\" value=\"gate approved by {BOB} on "
+        )) && junit.contains(": checked the dump\"/>"),
+        "{junit}"
+    );
+    let report = sb.read("report.md");
+    assert!(
+        report.contains(&format!("- gate approved by {ALICE} on ")),
+        "{report}"
+    );
     let shown = sb.show(&run);
     let answers = shown["approvals"].as_array().expect("approvals");
     let who: Vec<&str> = answers.iter().filter_map(|a| a["by"].as_str()).collect();
