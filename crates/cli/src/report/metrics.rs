@@ -72,6 +72,19 @@ pub fn render(d: &RunData) -> String {
     );
 
     f.head(
+        "cairn_run_declined",
+        "Gates answered \"no\" in this run (declined or failing it).",
+    );
+    f.sample(
+        "cairn_run_declined",
+        &[("runbook", rb)],
+        d.whole_steps()
+            .iter()
+            .filter(|s| cairn_engine::gate::is_declined(s.result.as_ref()))
+            .count() as f64,
+    );
+
+    f.head(
         "cairn_run_start_timestamp_seconds",
         "When the run first started, in seconds since the Unix epoch.",
     );

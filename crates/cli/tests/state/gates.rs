@@ -173,8 +173,15 @@ fn on_reject_skip_declines_one_branch_and_the_run_succeeds() {
     let run = paused(&sb);
     sb.cairn(&["reject", &run, "restart_gate", "-m", "not during the sale"])
         .expect(0);
-    let done = sb.resume(&run, &[]);
+    let metrics = sb.file("run.prom");
+    let done = sb.resume(&run, &["--metrics-file", &metrics]);
     done.expect(0);
+    let prom = sb.read("run.prom");
+    assert!(
+        prom.contains("cairn_run_declined{runbook=\"gates\"} 1\n")
+            && prom.contains("cairn_run_success{runbook=\"gates\"} 1\n"),
+        "{prom}"
+    );
     assert_eq!(done.outcome(), "succeeded", "{done}");
     assert_eq!(sb.lines("log.txt"), ["diagnosed", "reported"]);
     let gate = sb.step(&run, "restart_gate");
