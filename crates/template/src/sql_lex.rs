@@ -383,7 +383,8 @@ impl SqlLexer {
                     }
                     State::Dollar(tag) => {
                         if c == '$' && rest.starts_with(tag.as_str()) {
-                            skip = tag.len() - 1;
+                            // Characters, not bytes: a tag may hold `€`.
+                            skip = tag.chars().count() - 1;
                             State::Code
                         } else {
                             State::Dollar(tag)
@@ -526,7 +527,8 @@ impl SqlLexer {
                 None if next.is_some_and(|n| n.is_ascii_digit()) => State::Code,
                 None => match dollar_tag(rest) {
                     Some(tag) => {
-                        *skip = tag.len() - 1;
+                        // Characters, not bytes: a tag may hold `€`.
+                        *skip = tag.chars().count() - 1;
                         State::Dollar(tag)
                     }
                     None => State::Unmodelled(Unmodelled::Dollar),
