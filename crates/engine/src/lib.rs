@@ -11,6 +11,7 @@
 //! ```
 
 pub mod action;
+pub mod answer;
 pub mod context;
 mod control;
 #[cfg(test)]
