@@ -4,6 +4,7 @@ mod cmd_check;
 mod cmd_graph;
 mod cmd_plan;
 mod cmd_run;
+mod cmd_serve;
 mod cmd_state;
 mod cmd_validate;
 mod diagnostics;
@@ -205,6 +206,15 @@ A step that succeeded and has been edited since is refused (name it, or pass --a
 cairn show 01J9Z --junit junit.xml --report report.md --metrics-file /var/lib/node_exporter/cairn.prom"
     )]
     Show(cmd_state::ShowArgs),
+    /// Serve the web console and its JSON API over the state store
+    #[command(
+        after_help = "Examples:\n  cairn serve                       # read-only on http://127.0.0.1:8080/\n  \
+cairn serve --auth token --tokens /etc/cairn/tokens --listen 0.0.0.0:8080\n  \
+cairn serve --auth proxy --trusted-proxy 127.0.0.1/32 --state postgres://cairn@db/cairn\n\n\
+Prints the URL it listens on. Roles: viewer, operator (resume), approver (answer gates), admin. \
+See docs/serve.md."
+    )]
+    Serve(cmd_serve::Args),
     /// Print the step DAG as Graphviz dot or Mermaid
     #[command(
         after_help = "Examples:\n  cairn graph runbooks/drill/drill.yaml | dot -Tsvg > dr.svg\n  \
@@ -283,6 +293,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Runs(a) => cmd_state::runs(a),
         Command::Show(a) => cmd_state::show(a),
         Command::Graph(a) => cmd_graph::run(a),
+        Command::Serve(a) => cmd_serve::run(a),
         Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),
         Command::Completions { shell } => {
             // Through a buffer: the generator writes a script of thousands of lines piecewise.

@@ -137,6 +137,22 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
         PRIMARY KEY (run_id, observer)
     )",
     ],
+    // 6: the run history read page by page from an index (status or runbook, start, id), and
+    // the audit trail of actions taken from outside a terminal (the web console).
+    &[
+        "CREATE INDEX cairn_runs_by_status_start ON cairn_runs (status, started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook_start ON cairn_runs (runbook, started_at, id)",
+        "CREATE TABLE cairn_actions (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        by_user TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        step_id TEXT,
+        detail TEXT
+    )",
+        "CREATE INDEX cairn_actions_by_run ON cairn_actions (run_id)",
+    ],
 ];
 
 const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -241,6 +257,23 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
         since_ns BIGINT NOT NULL,
         PRIMARY KEY (run_id, observer)
     )",
+    ],
+    // 6: the run history read page by page from an index (status or runbook, start, id), and
+    // the audit trail of actions taken from outside a terminal (the web console).
+    &[
+        "CREATE INDEX cairn_runs_by_status_start ON cairn_runs (status, started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook_start ON cairn_runs (runbook, started_at, id)",
+        "CREATE TABLE cairn_actions (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        at TIMESTAMPTZ NOT NULL,
+        by_user TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        step_id TEXT,
+        detail TEXT
+    )",
+        "CREATE INDEX cairn_actions_by_run ON cairn_actions (run_id, seq)",
     ],
 ];
 
