@@ -33,16 +33,16 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
+/// The colours of `cairn graph --run`: succeeded green, failed red, running or in doubt
+/// yellow, waiting blue, skipped or cancelled grey, not run white. (fill, stroke)
 fn fill(status: &str) -> (&'static str, &'static str) {
-    // (fill, stroke)
     match status {
-        "succeeded" => ("#d4f4dd", "#2f855a"),
-        "failed" => ("#fed7d7", "#c53030"),
-        "running" => ("#bee3f8", "#2b6cb0"),
-        "waiting" => ("#fefcbf", "#b7791f"),
-        "in_doubt" => ("#feebc8", "#c05621"),
-        "skipped" | "cancelled" => ("#edf2f7", "#718096"),
-        _ => ("#ffffff", "#a0aec0"),
+        "succeeded" => ("#c8e6c9", "#2e7d32"),
+        "failed" => ("#ffcdd2", "#c62828"),
+        "running" | "in_doubt" => ("#fff9c4", "#f9a825"),
+        "waiting" => ("#bbdefb", "#1565c0"),
+        "skipped" | "cancelled" => ("#eeeeee", "#757575"),
+        _ => ("#ffffff", "#9e9e9e"),
     }
 }
 
