@@ -833,3 +833,103 @@ async fn auth_none_reads_on_loopback_only_and_pages_by_cursor() {
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("only reads"), "{body}");
 }
+
+/// An operator cancels a running run (as Ctrl-C would) and re-runs a finished one from a step;
+/// a viewer may do neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_cancels_and_reruns_from_a_step() {
+    let sb = Sandbox::new();
+    let tokens = sb.tokens(&[
+        ("olga", "operator", "olga-token"),
+        ("vic", "viewer", "vic-token"),
+    ]);
+    std::fs::write(
+        sb.path("slow.yaml"),
+        "cairn: 1\nname: slow\nsteps:\n  - id: first\n    shell: echo one >> first.txt\n  - id: wait\n    shell: sleep 60\n",
+    )
+    .expect("runbook");
+    let mut run_cmd = sb.cairn();
+    run_cmd.args(["run", "slow.yaml"]).stdout(Stdio::piped());
+    let mut running = run_cmd.spawn().expect("cairn run");
+    let mut id = String::new();
+    BufReader::new(running.stdout.take().expect("stdout"))
+        .read_line(&mut id)
+        .expect("run id");
+    let run = id.trim().to_string();
+    let s = sb.serve(&[
+        "--auth",
+        "token",
+        "--tokens",
+        tokens.to_str().expect("path"),
+    ]);
+    let http = client();
+    let olga = |r: reqwest::RequestBuilder| r.header(AUTHORIZATION, bearer("olga-token"));
+    let vic = |r: reqwest::RequestBuilder| r.header(AUTHORIZATION, bearer("vic-token"));
+    wait_for_status(&http, &s.base, &run, &olga, "running").await;
+    let cancel = format!("{}/api/runs/{run}/cancel", s.base);
+    let (st, _, _) = fetch(vic(http.post(&cancel))).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, body) = fetch(olga(http.post(&cancel))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let status = process::wait_or_kill(&mut running, Duration::from_secs(30)).expect("run ends");
+    assert_eq!(status.code(), Some(130), "cancelled as by Ctrl-C");
+    wait_for_status(&http, &s.base, &run, &olga, "interrupted").await;
+    let (st, _, body) = fetch(olga(http.post(&cancel))).await;
+    assert_eq!(st, StatusCode::CONFLICT, "not running any more: {body}");
+
+    // Re-run from the first step: it runs again (and the sleep with it, cancelled again).
+    let resume = format!("{}/api/runs/{run}/resume", s.base);
+    let (st, _, body) = fetch(
+        olga(http.post(&resume))
+            .header("content-type", "application/json")
+            .body("{\"from\": \"nope\"}"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    let (st, _, body) = fetch(
+        vic(http.post(&resume))
+            .header("content-type", "application/json")
+            .body("{\"from\": \"first\"}"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let (st, _, body) = fetch(
+        olga(http.post(&resume))
+            .header("content-type", "application/json")
+            .body("{\"from\": \"first\"}"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(sb.path("first.txt"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the step was not re-run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_status(&http, &s.base, &run, &olga, "running").await;
+    let (st, _, body) = fetch(olga(http.post(&cancel))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    wait_for_status(&http, &s.base, &run, &olga, "interrupted").await;
+    let v: Value = olga(http.get(format!("{}/api/runs/{run}", s.base)))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    let acts: Vec<&str> = v["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(
+        acts,
+        ["cancel", "cancel", "rerun", "rerun", "cancel"],
+        "{v:#}"
+    );
+}

@@ -26,7 +26,7 @@ impl Resumer {
     /// Starts `cairn resume RUN --state URL` in its own process group, so that it outlives
     /// the server (a restart of the console does not stop a run); its output goes to a file
     /// beside the run's step logs. The child is reaped by a task of the server.
-    pub fn start(&self, run_id: &str) -> Result<String, String> {
+    pub fn start(&self, run_id: &str, from: Option<&str>) -> Result<String, String> {
         let dir = self.logs_dir.join(run_id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log = dir.join(format!(
@@ -40,6 +40,8 @@ impl Resumer {
             .arg(run_id)
             .arg("--state")
             .arg(&self.state_url)
+            // `--from=STEP` in one argument: a step id can never be read as an option.
+            .args(from.map(|f| format!("--from={f}")))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -53,7 +55,8 @@ impl Resumer {
             let _ = child.wait().await;
         });
         Ok(format!(
-            "started `cairn resume {run_id}` (pid {pid}, output in {})",
+            "started `cairn resume {run_id}{}` (pid {pid}, output in {})",
+            from.map(|f| format!(" --from {f}")).unwrap_or_default(),
             log.display()
         ))
     }
@@ -152,7 +155,7 @@ pub async fn answer(
                 need - have
             )),
             _ => {
-                let started = resumer.start(&answered.top.id);
+                let started = resumer.start(&answered.top.id, None);
                 let said = match &started {
                     Ok(s) => s.clone(),
                     Err(e) => format!("the run could not be resumed: {e}"),
@@ -193,31 +196,49 @@ pub async fn answer(
     Ok(outcome)
 }
 
-/// Resumes a run that is failed, interrupted or paused, as `who`.
+/// Resumes a run that is failed, interrupted or paused, as `who`; with `from`, re-runs that
+/// step and everything downstream of it (`cairn resume --from`).
 pub async fn resume(
     store: &Arc<dyn Store>,
     resumer: &Resumer,
     run: &RunRecord,
+    from: Option<&str>,
     who: &Identity,
     caller: &Caller,
 ) -> Result<Outcome, StateError> {
+    let known = match from {
+        Some(step) => store
+            .step_defs(&run.id)
+            .await?
+            .iter()
+            .any(|d| d.step_id == step),
+        None => true,
+    };
     let outcome = if run.parent_run.is_some() {
         Outcome::Refused(format!(
             "run {} is a sub-run: resume its parent {}",
             run.id,
             run.parent_run.as_deref().unwrap_or("")
         ))
+    } else if !known {
+        Outcome::Missing(format!(
+            "run {} has no step `{}`",
+            run.id,
+            from.unwrap_or_default()
+        ))
     } else if matches!(
         run.status,
         RunStatus::Failed | RunStatus::Interrupted | RunStatus::Paused
-    ) {
-        match resumer.start(&run.id) {
+    ) || (from.is_some() && run.status == RunStatus::Succeeded)
+    {
+        match resumer.start(&run.id, from) {
             Ok(s) => Outcome::Done(s),
             Err(e) => Outcome::Refused(format!("the run could not be resumed: {e}")),
         }
     } else {
         Outcome::Refused(format!(
-            "run {} is {}: only a failed, interrupted or paused run is resumed",
+            "run {} is {}: only a failed, interrupted or paused run is resumed (a succeeded one \
+             is re-run from a step)",
             run.id, run.status
         ))
     };
@@ -225,6 +246,48 @@ pub async fn resume(
         Outcome::Done(s) => s.clone(),
         Outcome::Refused(s) | Outcome::Missing(s) => format!("refused: {s}"),
     };
-    audit(store.as_ref(), &run.id, who, caller, "resume", None, detail).await?;
+    let action = if from.is_some() { "rerun" } else { "resume" };
+    audit(store.as_ref(), &run.id, who, caller, action, from, detail).await?;
+    Ok(outcome)
+}
+
+/// Cancels a running run as Ctrl-C would: SIGTERM to its `cairn` process, which stops its
+/// running steps, runs `finally` and records the run interrupted. Only a run whose process is
+/// on this host and is the one recorded (pid and start time) is signalled.
+pub async fn cancel(
+    store: &Arc<dyn Store>,
+    run: &RunRecord,
+    who: &Identity,
+    caller: &Caller,
+) -> Result<Outcome, StateError> {
+    let here = cairn_state::current_host();
+    let outcome = if run.status != RunStatus::Running {
+        Outcome::Refused(format!("run {} is {}, not running", run.id, run.status))
+    } else if run.host != here {
+        Outcome::Refused(format!(
+            "run {} runs on host {}: this console (on {here}) cannot signal it; cancel it there",
+            run.id, run.host
+        ))
+    } else if run.pid_start.is_none() || cairn_state::process_start(run.pid) != run.pid_start {
+        Outcome::Refused(format!(
+            "the process of run {} (pid {}) cannot be told apart from another: not signalled",
+            run.id, run.pid
+        ))
+    } else {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(run.pid).unwrap_or(i32::MAX));
+        match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
+            Ok(()) => Outcome::Done(format!(
+                "sent SIGTERM to pid {}: its running steps stop, `finally` runs, the run is \
+                 recorded interrupted",
+                run.pid
+            )),
+            Err(e) => Outcome::Refused(format!("cannot signal pid {}: {e}", run.pid)),
+        }
+    };
+    let detail = match &outcome {
+        Outcome::Done(s) => s.clone(),
+        Outcome::Refused(s) | Outcome::Missing(s) => format!("refused: {s}"),
+    };
+    audit(store.as_ref(), &run.id, who, caller, "cancel", None, detail).await?;
     Ok(outcome)
 }

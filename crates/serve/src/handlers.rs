@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/runs/{id}/steps/{step}/approve", post(approve_form))
         .route("/runs/{id}/steps/{step}/reject", post(reject_form))
         .route("/runs/{id}/resume", post(resume_form))
+        .route("/runs/{id}/cancel", post(cancel_form))
         .route("/approvals", get(approvals_page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/runs/{id}/steps/{step}/approve", post(approve_api))
         .route("/api/runs/{id}/steps/{step}/reject", post(reject_api))
         .route("/api/runs/{id}/resume", post(resume_api))
+        .route("/api/runs/{id}/cancel", post(cancel_api))
         .route("/api/approvals", get(approvals_api))
         .fallback(|| async { Failure::page(StatusCode::NOT_FOUND, "no such page") })
 }
@@ -149,6 +151,7 @@ fn may_act<'a>(
         ));
     };
     if !who.has(role) {
+        tracing::warn!(user = %who.user, source = %caller.source, role = role.as_str(), "action refused: role missing");
         return Err(Failure::api(
             StatusCode::FORBIDDEN,
             format!("{} does not have the role {}", who.user, role.as_str()),
@@ -158,6 +161,7 @@ fn may_act<'a>(
         let given =
             form_token.or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
         if !given.is_some_and(|t| app.csrf.check(&who.user, t)) {
+            tracing::warn!(user = %who.user, source = %caller.source, "action refused: CSRF token missing or wrong");
             return Err(Failure::api(
                 StatusCode::FORBIDDEN,
                 "the form's CSRF token is missing or wrong: reload the page and try again",
@@ -285,7 +289,7 @@ async fn run_page(
         .await
         .map_err(|e| Failure::from(e).for_page())?;
     let done = q.done.and_then(|d| {
-        ["approved", "rejected", "answered", "resumed"]
+        ["approved", "rejected", "answered", "resumed", "cancelled"]
             .into_iter()
             .find(|w| *w == d)
     });
@@ -296,6 +300,8 @@ async fn run_page(
             RunStatus::Failed | RunStatus::Interrupted | RunStatus::Paused
         ))
     .into();
+    v["rerunnable"] = (run.parent_run.is_none() && run.status != RunStatus::Running).into();
+    v["cancellable"] = (run.status == RunStatus::Running).into();
     render(&app, "run.html", &caller, v)
 }
 
@@ -578,14 +584,7 @@ async fn answer_api(
     body: axum::body::Bytes,
     decision: Decision,
 ) -> Result<Json<Value>, Failure> {
-    // An empty body is no comment; a body that is not the JSON object asked is refused.
-    let comment = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice::<AnswerBody>(&body)
-            .map_err(|e| Failure::api(StatusCode::BAD_REQUEST, format!("the body: {e}")))?
-            .comment
-    };
+    let comment = json_body::<AnswerBody>(&body)?.comment;
     let said = answer_with(
         &app,
         &caller,
@@ -602,20 +601,56 @@ async fn answer_api(
     Ok(Json(json!({ "ok": true, "message": said })))
 }
 
-async fn resume_with(
+#[derive(Deserialize, Default)]
+pub struct ResumeForm {
+    csrf: Option<String>,
+    /// Re-run this step and everything downstream of it.
+    from: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ResumeBody {
+    from: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum RunAction {
+    Resume,
+    Cancel,
+}
+
+async fn run_action(
     app: &App,
     caller: &Caller,
     headers: &HeaderMap,
     id: &str,
     csrf: Option<&str>,
+    what: RunAction,
+    from: Option<&str>,
 ) -> Result<String, Failure> {
     let who = may_act(app, caller, Role::Operator, headers, csrf)?;
     let run = find_run(app, id).await?;
-    match actions::resume(&app.store, &app.config.resumer, &run, who, caller).await? {
+    let from = from.filter(|f| !f.is_empty());
+    let outcome = match what {
+        RunAction::Resume => {
+            actions::resume(&app.store, &app.config.resumer, &run, from, who, caller).await?
+        }
+        RunAction::Cancel => actions::cancel(&app.store, &run, who, caller).await?,
+    };
+    match outcome {
         Outcome::Done(s) => Ok(s),
         Outcome::Refused(s) => Err(Failure::api(StatusCode::CONFLICT, s)),
         Outcome::Missing(s) => Err(Failure::api(StatusCode::NOT_FOUND, s)),
     }
+}
+
+fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Failure> {
+    // An empty body is the defaults; a body that is not the JSON object asked is refused.
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::api(StatusCode::BAD_REQUEST, format!("the body: {e}")))
 }
 
 async fn resume_form(
@@ -623,11 +658,19 @@ async fn resume_form(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Form(f): Form<AnswerForm>,
+    Form(f): Form<ResumeForm>,
 ) -> Result<Response, Failure> {
-    resume_with(&app, &caller, &headers, &id, f.csrf.as_deref())
-        .await
-        .map_err(Failure::for_page)?;
+    run_action(
+        &app,
+        &caller,
+        &headers,
+        &id,
+        f.csrf.as_deref(),
+        RunAction::Resume,
+        f.from.as_deref(),
+    )
+    .await
+    .map_err(Failure::for_page)?;
     Ok(Redirect::to(&format!("/runs/{}?done=resumed", urlencoding::encode(&id))).into_response())
 }
 
@@ -636,8 +679,54 @@ async fn resume_api(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, Failure> {
-    let said = resume_with(&app, &caller, &headers, &id, None).await?;
+    let b: ResumeBody = json_body(&body)?;
+    let said = run_action(
+        &app,
+        &caller,
+        &headers,
+        &id,
+        None,
+        RunAction::Resume,
+        b.from.as_deref(),
+    )
+    .await?;
+    Ok(Json(json!({ "ok": true, "message": said })))
+}
+
+async fn cancel_form(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<ResumeForm>,
+) -> Result<Response, Failure> {
+    run_action(
+        &app,
+        &caller,
+        &headers,
+        &id,
+        f.csrf.as_deref(),
+        RunAction::Cancel,
+        None,
+    )
+    .await
+    .map_err(Failure::for_page)?;
+    Ok(Redirect::to(&format!(
+        "/runs/{}?done=cancelled",
+        urlencoding::encode(&id)
+    ))
+    .into_response())
+}
+
+async fn cancel_api(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Failure> {
+    let said = run_action(&app, &caller, &headers, &id, None, RunAction::Cancel, None).await?;
     Ok(Json(json!({ "ok": true, "message": said })))
 }
 

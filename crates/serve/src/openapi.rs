@@ -37,6 +37,16 @@ fn action(summary: &str, role: &str, body: bool) -> Value {
     op
 }
 
+fn resume_op() -> Value {
+    let mut op = action(
+        "Resume a failed, interrupted or paused run (`cairn resume` as a process of its own); with `from`, re-run that step and what follows it, also of a succeeded run",
+        "operator",
+        false,
+    );
+    op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "from": { "type": "string" } } } } } });
+    op
+}
+
 pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
@@ -121,7 +131,8 @@ pub fn document() -> Value {
             } },
             "/api/runs/{id}/steps/{step}/approve": { "post": action("Approve a waiting gate (the gate's own rules apply: approvers, min_approvals, self-approval, deadline); a decided gate resumes the run", "approver", true) },
             "/api/runs/{id}/steps/{step}/reject": { "post": action("Reject a waiting gate; the run is resumed to record it", "approver", true) },
-            "/api/runs/{id}/resume": { "post": action("Resume a failed, interrupted or paused run (`cairn resume` as a process of its own)", "operator", false) },
+            "/api/runs/{id}/resume": { "post": resume_op() },
+            "/api/runs/{id}/cancel": { "post": action("Cancel a running run as Ctrl-C would (SIGTERM to its process, on this host only)", "operator", false) },
             "/api/approvals": { "get": { "summary": "Gates waiting for an answer across runs, oldest first", "responses": ok("Gates", "The gates") } },
             "/api/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1", "content": { "application/json": {} } } } } },
         },
