@@ -23,7 +23,7 @@ pub struct Args {
     /// Address and port to listen on
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The folder of runbooks the console offers (kept for the runbooks page)
+    /// The folder of runbooks the console shows: each file's validation, steps and last runs
     #[arg(long, value_name = "DIR")]
     runbooks: Option<PathBuf>,
     /// Who is asking: none (read-only, loopback only), proxy, or token
@@ -104,6 +104,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                 logs_dir: logs_dir.clone(),
             },
             logs_dir,
+            runbooks: a.runbooks.clone(),
         };
         // The address actually bound (with --listen 127.0.0.1:0, the port chosen), on stdout
         // for scripts; what follows on stderr.

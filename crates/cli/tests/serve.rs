@@ -933,3 +933,92 @@ async fn operator_cancels_and_reruns_from_a_step() {
         "{v:#}"
     );
 }
+
+/// The runbooks page: each file's validation with its errors located, its last runs; only files
+/// of the folder are read. Runs are found by id prefix and by day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbooks_page_and_finding_runs() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path("runbooks")).expect("dir");
+    let (_, run) = sb.run("runbooks/good.yaml", GATED);
+    std::fs::write(
+        sb.path("runbooks/bad.yaml"),
+        "cairn: 1\nname: bad\nsteps:\n  - id: a\n    needs: [nope]\n    shell: echo\n",
+    )
+    .expect("bad");
+    std::fs::write(
+        sb.path("runbooks/x<b>y.yaml"),
+        "cairn: 1\nname: \"</script>\"\n",
+    )
+    .expect("odd");
+    std::fs::write(sb.path("secret.yaml"), "not under the folder").expect("outside");
+    let s = sb.serve(&["--runbooks", "runbooks"]);
+    let http = client();
+    let get = |u: String| {
+        let http = http.clone();
+        async move {
+            let res = http.get(u).send().await.expect("get");
+            let st = res.status();
+            (st, res.text().await.expect("text"))
+        }
+    };
+    let (st, body) = get(format!("{}/api/runbooks", s.base)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let list: Value = serde_json::from_str(&body).expect("json");
+    let files: Vec<(&str, bool)> = list["runbooks"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| (r["file"].as_str().unwrap_or(""), r["valid"] == true))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("bad.yaml", false),
+            ("good.yaml", true),
+            ("x<b>y.yaml", false)
+        ]
+    );
+    let (_, body) = get(format!("{}/api/runbooks/view?file=bad.yaml", s.base)).await;
+    let bad: Value = serde_json::from_str(&body).expect("json");
+    let diag = bad["diagnostics"][0].as_str().expect("a diagnostic");
+    assert!(
+        diag.contains("bad.yaml:5:") && diag.contains("nope"),
+        "{diag}"
+    );
+    let (_, body) = get(format!("{}/api/runbooks/view?file=good.yaml", s.base)).await;
+    let good: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(good["runs"][0]["id"], run.as_str());
+    assert_eq!(good["steps"][1]["kind"], "approval");
+    for outside in ["../secret.yaml", "/etc/passwd", "secret.yaml"] {
+        let (st, _) = get(format!(
+            "{}/api/runbooks/view?file={}",
+            s.base,
+            urlencoding::encode(outside)
+        ))
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{outside}");
+    }
+    for page in [
+        "/runbooks",
+        "/runbooks/view?file=x%3Cb%3Ey.yaml",
+        "/runbooks/view?file=bad.yaml",
+    ] {
+        let (st, body) = get(format!("{}{page}", s.base)).await;
+        assert_eq!(st, StatusCode::OK, "{page}: {body}");
+        assert_inert(page, &body);
+    }
+
+    let prefix = &run[..12];
+    let (_, body) = get(format!("{}/api/runs?id={prefix}", s.base)).await;
+    let found: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(found["runs"][0]["id"], run.as_str());
+    let (_, body) = get(format!("{}/api/runs?before=2000-01-01", s.base)).await;
+    let none: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(none["runs"], serde_json::json!([]));
+    let (_, body) = get(format!("{}/api/runs?before=2999-01-01", s.base)).await;
+    let all: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(all["runs"][0]["id"], run.as_str());
+    let (st, _) = get(format!("{}/api/runs?before=yesterday", s.base)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}

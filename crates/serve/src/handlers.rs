@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::actions::{self, Outcome};
 use crate::auth::{Auth, Caller, Identity, Role, TOKEN_COOKIE};
-use crate::{App, dag, logs, openapi, pages, view};
+use crate::{App, dag, logs, openapi, pages, runbooks, view};
 
 type Shared = State<Arc<App>>;
 
@@ -33,6 +33,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/runs/{id}/resume", post(resume_form))
         .route("/runs/{id}/cancel", post(cancel_form))
         .route("/approvals", get(approvals_page))
+        .route("/runbooks", get(runbooks_page))
+        .route("/runbooks/view", get(runbook_page))
+        .route("/api/runbooks", get(runbooks_api))
+        .route("/api/runbooks/view", get(runbook_api))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/assets/app.css", get(css))
@@ -217,9 +221,38 @@ pub struct RunsQuery {
     status: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
+    /// A run id or a unique prefix of it: that run alone.
+    id: Option<String>,
+    /// Only runs started before this day (`YYYY-MM-DD`, UTC) or time (RFC 3339).
+    before: Option<String>,
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
+fn parse_day(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
 }
 
 async fn runs_value(app: &App, q: &RunsQuery) -> Result<Value, Failure> {
+    if let Some(id) = q.id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let found = match app.store.get_run(id).await {
+            Ok(found) => found,
+            Err(e @ StateError::AmbiguousRunId { .. }) => {
+                return Err(Failure::api(StatusCode::BAD_REQUEST, e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let runs: Vec<Value> = found
+            .iter()
+            .map(|r| view::run_row(r, r.status.as_str()))
+            .collect();
+        return Ok(json!({ "runs": runs, "next": null, "filter": { "id": id } }));
+    }
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(
             s.parse::<RunStatus>()
@@ -227,14 +260,28 @@ async fn runs_value(app: &App, q: &RunsQuery) -> Result<Value, Failure> {
         ),
         None => None,
     };
-    let after = match q.after.as_deref().filter(|s| !s.is_empty()) {
-        Some(a) => Some(view::parse_cursor(a).ok_or_else(|| {
+    let after = match (
+        q.after.as_deref().filter(|s| !s.is_empty()),
+        q.before.as_deref().filter(|s| !s.is_empty()),
+    ) {
+        (Some(a), _) => Some(view::parse_cursor(a).ok_or_else(|| {
             Failure::api(
                 StatusCode::BAD_REQUEST,
                 "`after` is not a cursor this server gave",
             )
         })?),
-        None => None,
+        // Before a time: the cursor of a run at that instant with the least id, so that every
+        // run started at it is left out too.
+        (None, Some(b)) => Some(cairn_state::RunCursor {
+            started_at: parse_day(b).ok_or_else(|| {
+                Failure::api(
+                    StatusCode::BAD_REQUEST,
+                    "`before` must be a day (YYYY-MM-DD) or an RFC 3339 time",
+                )
+            })?,
+            id: String::new(),
+        }),
+        (None, None) => None,
     };
     let runbook = q.runbook.clone().filter(|s| !s.is_empty());
     Ok(view::runs_page(&app.store, runbook, status, after, q.limit.unwrap_or(50)).await?)
@@ -459,6 +506,118 @@ async fn approvals_page(
         .await
         .map_err(|e| Failure::from(e).for_page())?;
     render(&app, "approvals.html", &caller, v)
+}
+
+// ---- runbooks ----
+
+fn runbooks_dir(app: &App) -> Result<std::path::PathBuf, Failure> {
+    app.config.runbooks.clone().ok_or_else(|| {
+        Failure::api(
+            StatusCode::NOT_FOUND,
+            "this console was started without --runbooks DIR",
+        )
+    })
+}
+
+async fn runbooks_value(app: &App) -> Result<Value, Failure> {
+    let dir = runbooks_dir(app)?;
+    // Reading and validating files is blocking work.
+    tokio::task::spawn_blocking(move || {
+        let list: Vec<Value> = runbooks::files(&dir)
+            .iter()
+            .map(|p| {
+                let mut v = runbooks::check(&dir, p);
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("steps");
+                    m.remove("diagnostics");
+                }
+                v
+            })
+            .collect();
+        json!({ "dir": dir.display().to_string(), "runbooks": list })
+    })
+    .await
+    .map_err(|e| Failure::api(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(Deserialize, Default)]
+pub struct RunbookQuery {
+    file: Option<String>,
+}
+
+async fn runbook_value(app: &App, file: Option<String>) -> Result<Value, Failure> {
+    let dir = runbooks_dir(app)?;
+    let file = file.unwrap_or_default();
+    let found = {
+        let dir = dir.clone();
+        let file = file.clone();
+        // Only a file of the list: no path from a URL reaches the disk otherwise.
+        tokio::task::spawn_blocking(move || {
+            runbooks::files(&dir)
+                .into_iter()
+                .find(|p| runbooks::relative(&dir, p) == file)
+                .map(|p| runbooks::check(&dir, &p))
+        })
+        .await
+        .map_err(|e| Failure::api(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
+    let mut v = found.ok_or_else(|| {
+        Failure::api(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no runbook {} under {}",
+                pages::visible(&file),
+                dir.display()
+            ),
+        )
+    })?;
+    let runs = match v["name"].as_str() {
+        Some(name) => {
+            view::runs_page(&app.store, Some(name.to_string()), None, None, 10).await?["runs"]
+                .clone()
+        }
+        None => json!([]),
+    };
+    v["runs"] = runs;
+    Ok(v)
+}
+
+async fn runbooks_api(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, Failure> {
+    may_read(&app, &caller)?;
+    Ok(Json(runbooks_value(&app).await?))
+}
+
+async fn runbooks_page(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, Failure> {
+    may_read(&app, &caller).map_err(Failure::for_page)?;
+    let v = runbooks_value(&app).await.map_err(Failure::for_page)?;
+    render(&app, "runbooks.html", &caller, v)
+}
+
+async fn runbook_api(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<RunbookQuery>,
+) -> Result<Json<Value>, Failure> {
+    may_read(&app, &caller)?;
+    Ok(Json(runbook_value(&app, q.file).await?))
+}
+
+async fn runbook_page(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<RunbookQuery>,
+) -> Result<Response, Failure> {
+    may_read(&app, &caller).map_err(Failure::for_page)?;
+    let v = runbook_value(&app, q.file)
+        .await
+        .map_err(Failure::for_page)?;
+    render(&app, "runbook.html", &caller, v)
 }
 
 // ---- actions ----

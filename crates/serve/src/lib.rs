@@ -17,6 +17,7 @@
 //!         logs_dir: ".cairn/logs".into(),
 //!     },
 //!     logs_dir: ".cairn/logs".into(),
+//!     runbooks: Some("runbooks".into()),
 //! };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! cairn_serve::serve(listener, App::new(store, config)).await?;
@@ -31,6 +32,7 @@ mod handlers;
 mod logs;
 mod openapi;
 mod pages;
+mod runbooks;
 mod view;
 
 use std::net::SocketAddr;
@@ -51,6 +53,8 @@ pub struct Config {
     pub resumer: actions::Resumer,
     /// Where the engine writes step logs (beside a SQLite store, else `.cairn/logs`).
     pub logs_dir: PathBuf,
+    /// `--runbooks DIR`: the runbooks the console shows.
+    pub runbooks: Option<PathBuf>,
 }
 
 /// The console's shared state.

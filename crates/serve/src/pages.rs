@@ -14,6 +14,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         "approvals.html",
         include_str!("../templates/approvals.html"),
     ),
+    ("runbooks.html", include_str!("../templates/runbooks.html")),
+    ("runbook.html", include_str!("../templates/runbook.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("message.html", include_str!("../templates/message.html")),
 ];

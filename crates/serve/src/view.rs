@@ -112,7 +112,11 @@ pub async fn runs_page(
     Ok(json!({
         "runs": runs,
         "next": if more { last.as_ref().map(cursor_text) } else { None },
-        "filter": { "runbook": runbook, "status": status.map(RunStatus::as_str) },
+        "filter": {
+            "runbook": runbook,
+            "status": status.map(RunStatus::as_str),
+            "before": after.as_ref().filter(|c| c.id.is_empty()).map(|c| time(Some(c.started_at))),
+        },
     }))
 }
 
