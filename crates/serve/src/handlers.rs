@@ -204,7 +204,12 @@ fn render(app: &App, name: &str, caller: &Caller, mut ctx: Value) -> Result<Resp
 async fn find_run(app: &App, id: &str) -> Result<RunRecord, Failure> {
     // Exact ids only: a prefix that names one run today names two tomorrow, and a link must
     // keep its meaning.
-    match app.store.get_run(id).await? {
+    let found = match app.store.get_run(id).await {
+        // A prefix of several runs is no run here.
+        Err(StateError::AmbiguousRunId { .. }) => None,
+        other => other?,
+    };
+    match found {
         Some(run) if run.id == id => Ok(run),
         _ => Err(Failure::api(
             StatusCode::NOT_FOUND,
