@@ -1,11 +1,11 @@
 //! The step kinds the executor performs itself (check, approval, wait, report, uses), the
 //! dispatch to the external kinds, expectations and retry delays.
 
-use crate::action::Condition;
 use crate::context::Local;
 use crate::events::Event;
 use crate::exec::Call;
 use crate::gate::{self, Answer, Rules, Verdict};
+use crate::prepare::Condition;
 use crate::prepare::{Prepared, fmt_dur};
 use crate::run::Shared;
 use cairn_model::{CheckState, Expect, OnTimeout, Step, StepKind, Threshold};

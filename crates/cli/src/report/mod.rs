@@ -127,7 +127,7 @@ impl RunData {
 
     /// `succeeded_with_warnings` for a run that succeeded with warnings, else its status.
     pub fn outcome(&self) -> String {
-        cairn_engine::warnings::outcome_word(self.run.status, &self.warnings())
+        cairn_engine::events::outcome_word(self.run.status, &self.warnings())
     }
 
     /// `check` steps as recorded; a `for_each` check as one result per item (`id[k]`), so
