@@ -142,7 +142,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         &templates,
         &inv,
         plan_time(),
-        prober.as_mut(),
+        prober
+            .as_mut()
+            .map(|p| p as &mut dyn cairn_engine::plan::Probing),
     ) {
         Ok(p) => p,
         Err(e) => {

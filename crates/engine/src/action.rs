@@ -149,6 +149,7 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_model::OnTimeout;
 
     fn actions(yaml: &str) -> Vec<StepAction> {
         let templates = cairn_template::Templates::new();

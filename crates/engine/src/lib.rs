@@ -12,8 +12,10 @@
 
 pub mod action;
 pub mod answer;
+mod attempt;
 pub mod context;
 mod control;
+mod decide;
 #[cfg(test)]
 mod def_hash_pin;
 pub mod door;
@@ -22,14 +24,19 @@ pub mod exec;
 pub mod gate;
 pub mod inputs;
 pub mod masker;
+pub mod options;
+pub mod outcome;
 pub mod plan;
 pub mod prepare;
 pub mod probe;
 mod prompt;
+mod reclaim;
 pub mod resume;
 pub mod run;
 mod schedule;
 pub mod secrets;
+pub(crate) mod shared;
+mod start;
 mod subrun;
 mod unit;
 pub mod warnings;

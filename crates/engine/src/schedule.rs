@@ -2,7 +2,8 @@
 //! gate, and how many run at once.
 
 use crate::events::{Event, Status};
-use crate::run::{Hold, Outcome, Shared, on_failure};
+use crate::outcome::{Hold, Outcome};
+use crate::shared::{Shared, on_failure};
 use crate::unit::{conclude, define, run_step};
 use cairn_model::OnFailure;
 use cairn_state::{StepRecord, StepStatus};

@@ -4,8 +4,9 @@
 use crate::context::{Local, StepView, Timing};
 use crate::control;
 use crate::events::{Event, Status};
+use crate::outcome::{Hold, LOCK_LEASE, Outcome};
 use crate::prepare::Prepared;
-use crate::run::{Hold, LOCK_LEASE, Outcome, Shared};
+use crate::shared::Shared;
 use cairn_model::{Step, TValue};
 use cairn_state::{LockHolder, StepRecord, StepStatus};
 use cairn_steps::StepError;
@@ -413,7 +414,7 @@ fn settle(
     shared: &Shared,
     step: &Step,
     local: &Local,
-    res: Result<control::Done, StepError>,
+    res: Result<crate::outcome::Done, StepError>,
     attempt: u32,
 ) -> Outcome {
     match res {
