@@ -9,6 +9,7 @@ lines that make its edges, and the exit status is 1. Test modules (`#[cfg(test)]
 ignored: a test may reach anything.
 
     python3 scripts/import-circles.py [crates/NAME ...]
+    python3 scripts/import-circles.py --self-test   # proves it finds planted circles
 """
 
 import os
@@ -163,7 +164,38 @@ def name(m):
     return "::".join(m) or "(root)"
 
 
+def self_test():
+    """The check must be able to fail: a planted circle (through `super::`, a child named from
+    its `mod.rs`, and `crate::` in a string or comment that must not count) is found."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "crates", "t", "src")
+        os.makedirs(os.path.join(src, "report"))
+        files = {
+            "lib.rs": "mod a;\nmod b;\nmod report;\n",
+            "a.rs": "use crate::b::B;\n",
+            "b.rs": "// crate::a::x\nconst S: &str = \"crate::a::y\";\npub struct B;\n",
+            "report/mod.rs": "mod junit;\npub fn w() { junit::w() }\n",
+            "report/junit.rs": "use super::w;\npub fn w() {}\n",
+        }
+        for name, text in files.items():
+            with open(os.path.join(src, name), "w") as f:
+                f.write(text)
+        mods = modules(src)
+        found = circles(edges(mods), mods.keys())
+        assert found == [[("report",), ("report", "junit")]], found
+        with open(os.path.join(src, "b.rs"), "a") as f:
+            f.write("use crate::a;\n")
+        found = circles(edges(modules(src)), mods.keys())
+        assert [("a",), ("b",)] in found, found
+    print("self-test: planted circles found")
+
+
 def main():
+    if sys.argv[1:] == ["--self-test"]:
+        self_test()
+        return 0
     crates = sys.argv[1:] or sorted(
         os.path.join("crates", c) for c in os.listdir("crates") if os.path.isdir(os.path.join("crates", c, "src"))
     )
