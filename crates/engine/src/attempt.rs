@@ -99,7 +99,8 @@ pub(crate) async fn drive(
         // finally: always, in written order, even after Ctrl-C (with a fresh token).
         let main = rb.steps.len();
         for k in 0..rb.finally.len() {
-            let o = crate::unit::run_step(shared.clone(), main + k, CancellationToken::new()).await;
+            let o =
+                crate::runner::run_step(shared.clone(), main + k, CancellationToken::new()).await;
             outcomes[main + k] = Some(o);
         }
     }

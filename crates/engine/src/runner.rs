@@ -2,8 +2,8 @@
 //! checkpoints and events around each attempt.
 
 use crate::context::{Local, StepView, Timing};
-use crate::control;
 use crate::events::{Event, Status};
+use crate::kinds;
 use crate::outcome::{Hold, LOCK_LEASE, Outcome};
 use crate::prepare::Prepared;
 use crate::shared::Shared;
@@ -346,10 +346,10 @@ async fn run_unit(
             step: step.id.value.clone(),
             item,
             attempt,
-            what: control::describe(&prepared),
+            what: kinds::describe(&prepared),
         });
         let log = log_path(shared, &step.id.value, item);
-        let res = control::perform(
+        let res = kinds::perform(
             shared,
             step,
             &prepared,
@@ -433,7 +433,7 @@ fn settle(
                 result: Some(result.clone()),
                 ..local.clone()
             };
-            if let Err(e) = control::expect(shared, step, &with_result, &result) {
+            if let Err(e) = kinds::expect(shared, step, &with_result, &result) {
                 return Outcome {
                     status: Status::Failed,
                     error: Some(e),
