@@ -593,3 +593,234 @@ fn timed_out(
         Verdict::Rejected { by }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_state::Decision as D;
+    use chrono::TimeZone;
+
+    const RUN: &str = "r1";
+
+    fn checked(yaml: &str) -> Checked {
+        let templates = cairn_template::Templates::new();
+        let (checked, diags) = cairn_model::check("t.yaml".as_ref(), yaml, &templates);
+        checked.unwrap_or_else(|| panic!("{diags:?}"))
+    }
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    /// A record of step `id` as the runbook defines it now.
+    fn rec(defs: &[StepDef], id: &str, status: StepStatus, attempt: u32) -> StepRecord {
+        let def = defs.iter().find(|d| d.step_id == id).unwrap();
+        StepRecord {
+            status,
+            attempt,
+            started_at: Some(at(0)),
+            ..StepRecord::new(RUN, id, None, &def.def_hash)
+        }
+    }
+
+    fn decided(
+        c: &Checked,
+        records: &[StepRecord],
+        approvals: &[Approval],
+        ropts: &ResumeOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, ResumeError> {
+        let defs = crate::shared::step_defs(c);
+        decide(
+            &Facts {
+                run_id: RUN,
+                starter: "alice",
+                checked: c,
+                defs: &defs,
+                old_defs: &defs,
+                records,
+                approvals,
+            },
+            ropts,
+            false,
+            now,
+        )
+    }
+
+    /// Which steps the decision leaves to run (no outcome known before the attempt).
+    fn to_run(c: &Checked, d: &Decision) -> Vec<String> {
+        c.all_steps()
+            .zip(&d.outcomes)
+            .filter(|(_, o)| o.is_none())
+            .map(|(s, _)| s.id.value.clone())
+            .collect()
+    }
+
+    const CHAIN: &str = "cairn: 1\nname: t\nsteps:\n  - id: a\n    shell: 'true'\n  - id: b\n    shell: 'false'\n    retry: { attempts: 2 }\n    on_failure: continue\n  - id: c\n    shell: 'true'\n";
+
+    #[test]
+    fn a_tolerated_failure_is_a_conclusion_only_once_its_attempts_are_used() {
+        let c = checked(CHAIN);
+        let defs = crate::shared::step_defs(&c);
+        let done = rec(&defs, "a", StepStatus::Succeeded, 1);
+        // Both attempts used: concluded, restored; nothing runs again.
+        let used = [
+            done.clone(),
+            rec(&defs, "b", StepStatus::Failed, 2),
+            rec(&defs, "c", StepStatus::Succeeded, 1),
+        ];
+        let d = decided(&c, &used, &[], &Default::default(), at(10)).unwrap();
+        assert_eq!(to_run(&c, &d), Vec::<String>::new());
+        // A failed first attempt with a retry left (recorded before the retry's delay): it runs
+        // again, and so does what is below it; what is above it is restored.
+        let left = [done, rec(&defs, "b", StepStatus::Failed, 1)];
+        let d = decided(&c, &left, &[], &Default::default(), at(10)).unwrap();
+        assert_eq!(to_run(&c, &d), ["b", "c"]);
+        assert!(
+            d.forget.is_empty(),
+            "nothing was asked to run again by name"
+        );
+    }
+
+    #[test]
+    fn an_in_doubt_step_that_is_not_idempotent_refuses_unless_named() {
+        let c = checked(
+            "cairn: 1\nname: t\nsteps:\n  - id: pay\n    shell: 'true'\n    idempotent: false\n",
+        );
+        let defs = crate::shared::step_defs(&c);
+        let running = [rec(&defs, "pay", StepStatus::Running, 1)];
+        match decided(&c, &running, &[], &Default::default(), at(10)) {
+            Err(ResumeError::InDoubt(why)) => assert!(why[0].contains("`pay`"), "{why:?}"),
+            other => panic!("expected in doubt, got {:?}", other.map(|d| to_run(&c, &d))),
+        }
+        let rerun = ResumeOptions {
+            rerun: vec!["pay".into()],
+            ..Default::default()
+        };
+        let d = decided(&c, &running, &[], &rerun, at(10)).unwrap();
+        assert_eq!(to_run(&c, &d), ["pay"]);
+        assert_eq!(d.forget.len(), 1, "its old record is reset before it runs");
+        assert_eq!(d.forget[0].status, StepStatus::Pending);
+        let skip = ResumeOptions {
+            skip: vec!["pay".into()],
+            ..Default::default()
+        };
+        let d = decided(&c, &running, &[], &skip, at(10)).unwrap();
+        assert_eq!(d.decided[0].status, StepStatus::Skipped);
+    }
+
+    #[test]
+    fn an_edited_step_that_succeeded_is_refused_unless_allowed() {
+        let c = checked(CHAIN);
+        let defs = crate::shared::step_defs(&c);
+        let mut old = defs.clone();
+        old[0].def_hash = "0000000000000000".into();
+        let records = [StepRecord {
+            def_hash: old[0].def_hash.clone(),
+            ..rec(&defs, "a", StepStatus::Succeeded, 1)
+        }];
+        let facts = |allow: bool| {
+            decide(
+                &Facts {
+                    run_id: RUN,
+                    starter: "alice",
+                    checked: &c,
+                    defs: &defs,
+                    old_defs: &old,
+                    records: &records,
+                    approvals: &[],
+                },
+                &ResumeOptions {
+                    allow_changed: allow,
+                    ..Default::default()
+                },
+                false,
+                at(10),
+            )
+        };
+        match facts(false) {
+            Err(ResumeError::Changed { changes, .. }) => {
+                assert!(
+                    changes[0].contains("`a` succeeded and has been edited"),
+                    "{changes:?}"
+                )
+            }
+            other => panic!("expected a refusal, got {:?}", other.is_ok()),
+        }
+        assert!(facts(true).is_ok());
+    }
+
+    const GATE: &str = "cairn: 1\nname: t\nsteps:\n  - id: g\n    approval:\n      message: go?\n      timeout: 1h\n      on_reject: skip\n  - id: after\n    shell: 'true'\n";
+
+    fn waiting(c: &Checked) -> StepRecord {
+        let defs = crate::shared::step_defs(c);
+        let rules = crate::gate::Rules {
+            deadline: Some(at(3600)),
+            on_reject: OnReject::Skip,
+            ..crate::gate::Rules::open("alice")
+        };
+        let mut result = rules.to_json();
+        result["message"] = Json::String("go?".into());
+        StepRecord {
+            result: Some(result),
+            ..rec(&defs, "g", StepStatus::Waiting, 1)
+        }
+    }
+
+    fn answer(decision: D, by: &str, s: i64) -> Approval {
+        Approval {
+            run_id: RUN.into(),
+            step_id: "g".into(),
+            decision,
+            by: by.into(),
+            at: at(s),
+            comment: None,
+            host: None,
+            tty: None,
+        }
+    }
+
+    #[test]
+    fn a_waiting_gate_is_decided_by_the_answers_given_since_it_began_to_wait() {
+        let c = checked(GATE);
+        let w = [waiting(&c)];
+        // An answer before the wait began answered an earlier wait: it does not count.
+        let old = [answer(D::Approved, "bob", -5)];
+        let d = decided(&c, &w, &old, &Default::default(), at(10)).unwrap();
+        assert_eq!(
+            d.outcomes[0].as_ref().map(|o| o.status),
+            Some(Status::Waiting)
+        );
+        // Approved by someone else: succeeded, recorded once the resume holds the run.
+        let yes = [answer(D::Approved, "bob", 5)];
+        let d = decided(&c, &w, &yes, &Default::default(), at(10)).unwrap();
+        assert_eq!(d.decided[0].status, StepStatus::Succeeded);
+        assert_eq!(to_run(&c, &d), ["after"]);
+        // Rejected with `on_reject: skip`: skipped, declined, so nothing below it runs.
+        let no = [answer(D::Rejected, "bob", 5)];
+        let d = decided(&c, &w, &no, &Default::default(), at(10)).unwrap();
+        let o = d.outcomes[0].as_ref().unwrap();
+        assert_eq!((o.status, o.hold), (Status::Skipped, Hold::Declined));
+    }
+
+    #[test]
+    fn a_gate_past_its_deadline_is_decided_by_its_timeout_and_the_answer_recorded() {
+        let c = checked(GATE);
+        let w = [waiting(&c)];
+        let d = decided(&c, &w, &[], &Default::default(), at(3601)).unwrap();
+        assert_eq!(d.timeouts.len(), 1);
+        assert_eq!(
+            (d.timeouts[0].by.as_str(), d.timeouts[0].decision),
+            ("timeout", D::Rejected)
+        );
+        assert_eq!(
+            d.timeouts[0].at,
+            at(3600),
+            "recorded at the deadline, not when read"
+        );
+        // A late approval does not count either.
+        let late = [answer(D::Approved, "bob", 3700)];
+        let d = decided(&c, &w, &late, &Default::default(), at(3800)).unwrap();
+        assert_eq!(d.timeouts[0].decision, D::Rejected);
+    }
+}
