@@ -609,12 +609,17 @@ mod tests {
     }
 
     fn at(s: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+        Utc.timestamp_opt(1_800_000_000 + s, 0)
+            .single()
+            .expect("a valid time")
     }
 
     /// A record of step `id` as the runbook defines it now.
     fn rec(defs: &[StepDef], id: &str, status: StepStatus, attempt: u32) -> StepRecord {
-        let def = defs.iter().find(|d| d.step_id == id).unwrap();
+        let def = defs
+            .iter()
+            .find(|d| d.step_id == id)
+            .expect("a step of the runbook");
         StepRecord {
             status,
             attempt,
@@ -669,12 +674,12 @@ mod tests {
             rec(&defs, "b", StepStatus::Failed, 2),
             rec(&defs, "c", StepStatus::Succeeded, 1),
         ];
-        let d = decided(&c, &used, &[], &Default::default(), at(10)).unwrap();
+        let d = decided(&c, &used, &[], &Default::default(), at(10)).expect("decided");
         assert_eq!(to_run(&c, &d), Vec::<String>::new());
         // A failed first attempt with a retry left (recorded before the retry's delay): it runs
         // again, and so does what is below it; what is above it is restored.
         let left = [done, rec(&defs, "b", StepStatus::Failed, 1)];
-        let d = decided(&c, &left, &[], &Default::default(), at(10)).unwrap();
+        let d = decided(&c, &left, &[], &Default::default(), at(10)).expect("decided");
         assert_eq!(to_run(&c, &d), ["b", "c"]);
         assert!(
             d.forget.is_empty(),
@@ -697,7 +702,7 @@ mod tests {
             rerun: vec!["pay".into()],
             ..Default::default()
         };
-        let d = decided(&c, &running, &[], &rerun, at(10)).unwrap();
+        let d = decided(&c, &running, &[], &rerun, at(10)).expect("decided");
         assert_eq!(to_run(&c, &d), ["pay"]);
         assert_eq!(d.forget.len(), 1, "its old record is reset before it runs");
         assert_eq!(d.forget[0].status, StepStatus::Pending);
@@ -705,7 +710,7 @@ mod tests {
             skip: vec!["pay".into()],
             ..Default::default()
         };
-        let d = decided(&c, &running, &[], &skip, at(10)).unwrap();
+        let d = decided(&c, &running, &[], &skip, at(10)).expect("decided");
         assert_eq!(d.decided[0].status, StepStatus::Skipped);
     }
 
@@ -786,20 +791,20 @@ mod tests {
         let w = [waiting(&c)];
         // An answer before the wait began answered an earlier wait: it does not count.
         let old = [answer(D::Approved, "bob", -5)];
-        let d = decided(&c, &w, &old, &Default::default(), at(10)).unwrap();
+        let d = decided(&c, &w, &old, &Default::default(), at(10)).expect("decided");
         assert_eq!(
             d.outcomes[0].as_ref().map(|o| o.status),
             Some(Status::Waiting)
         );
         // Approved by someone else: succeeded, recorded once the resume holds the run.
         let yes = [answer(D::Approved, "bob", 5)];
-        let d = decided(&c, &w, &yes, &Default::default(), at(10)).unwrap();
+        let d = decided(&c, &w, &yes, &Default::default(), at(10)).expect("decided");
         assert_eq!(d.decided[0].status, StepStatus::Succeeded);
         assert_eq!(to_run(&c, &d), ["after"]);
         // Rejected with `on_reject: skip`: skipped, declined, so nothing below it runs.
         let no = [answer(D::Rejected, "bob", 5)];
-        let d = decided(&c, &w, &no, &Default::default(), at(10)).unwrap();
-        let o = d.outcomes[0].as_ref().unwrap();
+        let d = decided(&c, &w, &no, &Default::default(), at(10)).expect("decided");
+        let o = d.outcomes[0].as_ref().expect("decided");
         assert_eq!((o.status, o.hold), (Status::Skipped, Hold::Declined));
     }
 
@@ -807,7 +812,7 @@ mod tests {
     fn a_gate_past_its_deadline_is_decided_by_its_timeout_and_the_answer_recorded() {
         let c = checked(GATE);
         let w = [waiting(&c)];
-        let d = decided(&c, &w, &[], &Default::default(), at(3601)).unwrap();
+        let d = decided(&c, &w, &[], &Default::default(), at(3601)).expect("decided");
         assert_eq!(d.timeouts.len(), 1);
         assert_eq!(
             (d.timeouts[0].by.as_str(), d.timeouts[0].decision),
@@ -820,7 +825,7 @@ mod tests {
         );
         // A late approval does not count either.
         let late = [answer(D::Approved, "bob", 3700)];
-        let d = decided(&c, &w, &late, &Default::default(), at(3800)).unwrap();
+        let d = decided(&c, &w, &late, &Default::default(), at(3800)).expect("decided");
         assert_eq!(d.timeouts[0].decision, D::Rejected);
     }
 }
