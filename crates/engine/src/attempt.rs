@@ -100,7 +100,8 @@ pub(crate) async fn drive(
         let main = rb.steps.len();
         for k in 0..rb.finally.len() {
             let o =
-                crate::runner::run_step(shared.clone(), main + k, CancellationToken::new()).await;
+                crate::step_runner::run_step(shared.clone(), main + k, CancellationToken::new())
+                    .await;
             outcomes[main + k] = Some(o);
         }
     }

@@ -57,7 +57,7 @@ pub struct Plan {
     /// the targets' credentials, as a run would mask them. Everything printed of the plan
     /// leaves through it.
     #[serde(skip)]
-    pub door: crate::door::Door,
+    pub door: crate::masking::Door,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,9 +130,9 @@ pub fn plan_with(
     // same way, and what is read is masked in the plan (a dry run renders secrets as `***`).
     let (secret_values, secret_problems) = crate::secrets::read_each(&rb.secrets);
     let mut masker =
-        crate::door::run_masker(&secret_values, &crate::options::RunOptions::default());
+        crate::masking::run_masker(&secret_values, &crate::options::RunOptions::default());
     drop(secret_values);
-    let early = crate::door::Door::new(masker.clone());
+    let early = crate::masking::Door::new(masker.clone());
     let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
         .map_err(|e| masked(&early, PlanError::Inputs(e)))?;
     let secrets: serde_json::Map<String, Json> = rb
@@ -161,9 +161,9 @@ pub fn plan_with(
         .map_err(|(what, source)| masked(&early, PlanError::Render { what, source }))?;
     let targets = resolve_targets(rb, templates, &base)
         .map_err(|(what, source)| masked(&early, PlanError::Render { what, source }))?;
-    crate::door::mask_credentials(&mut masker, &targets);
+    crate::masking::mask_credentials(&mut masker, &targets);
     masker.check()?;
-    let door = crate::door::Door::new(masker);
+    let door = crate::masking::Door::new(masker);
     let planned_targets = targets
         .iter()
         .map(|(k, t)| {
@@ -535,7 +535,7 @@ fn unknown_list(r: &Renderer<'_>, v: &TValue) -> Option<String> {
 }
 
 /// A dry run's error as it leaves the engine: through the plan's masking door.
-fn masked(door: &crate::door::Door, e: PlanError) -> PlanError {
+fn masked(door: &crate::masking::Door, e: PlanError) -> PlanError {
     match e {
         PlanError::Inputs(list) => PlanError::Inputs(door.all(list)),
         PlanError::Render { what, mut source } => {

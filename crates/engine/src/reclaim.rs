@@ -87,7 +87,7 @@ pub(crate) async fn resume_with(
     )?;
     // Secrets are read again: they are never in the store.
     let secrets = crate::secrets::read(&checked.runbook).map_err(RunError::Secrets)?;
-    let masker = crate::door::run_masker(&secrets, &opts);
+    let masker = crate::masking::run_masker(&secrets, &opts);
     // Secret inputs are only masked in the store: the parent gives them again.
     if let Json::Object(inputs) = &mut record.inputs {
         for (k, v) in &opts.secret_inputs {

@@ -3,8 +3,8 @@
 //! `on_failure`, `finally`, secrets masking and events for the CLI.
 //!
 //! The engine, bottom up: the outcome and error types (`outcome.rs`) and run options
-//! (`options.rs`); the masking door (`door.rs`); the shared run state and its checkpoints
-//! (`shared.rs`); the built-in kinds (`kinds.rs`); the step runner (`runner.rs`); the DAG walk
+//! (`options.rs`); the masking door (`masking.rs`); the shared run state and its checkpoints
+//! (`shared.rs`); the built-in kinds (`builtin.rs`); the step runner (`step_runner.rs`); the DAG walk
 //! (`schedule.rs`); the attempt driver (`attempt.rs`); starting a run (`start.rs`) and
 //! resuming one (`decide.rs`, pure, then `reclaim.rs`); `subrun.rs` on top, giving `uses` steps
 //! their child runs. This file and `resume.rs` are the doors callers use.

@@ -3,8 +3,8 @@
 
 use crate::events::{Event, Status};
 use crate::outcome::{Hold, Outcome};
-use crate::runner::{conclude, define, run_step};
 use crate::shared::{Shared, on_failure};
+use crate::step_runner::{conclude, define, run_step};
 use cairn_model::OnFailure;
 use cairn_state::{StepRecord, StepStatus};
 use std::collections::BTreeSet;

@@ -5,8 +5,8 @@
 
 use crate::action::StepAction;
 use crate::context::{Base, Local, StepView};
-use crate::door::Door;
 use crate::events::{Event, Sink, Status};
+use crate::masking::Door;
 use crate::options::RunOptions;
 use crate::outcome::{Done, Hold, Outcome, RunError};
 use crate::plan::{eval_vars, resolve_targets};
@@ -271,7 +271,7 @@ impl Setup {
             .map_err(|(what, source)| RunError::Render { what, source })?;
         let targets = resolve_targets(rb, templates, &base)
             .map_err(|(what, source)| RunError::Render { what, source })?;
-        crate::door::mask_credentials(&mut masker, &targets);
+        crate::masking::mask_credentials(&mut masker, &targets);
         // Fail closed: a run whose secrets cannot be masked does not start.
         masker.check()?;
         Ok(Setup {

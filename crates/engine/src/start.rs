@@ -2,8 +2,8 @@
 //! first attempt ([`crate::attempt::drive`]).
 
 use crate::attempt::drive;
-use crate::door::{Door, run_masker};
 use crate::events::Sink;
+use crate::masking::{Door, run_masker};
 use crate::options::RunOptions;
 use crate::outcome::{LOCK_LEASE, RunError, RunReport};
 use crate::plan::Invocation;

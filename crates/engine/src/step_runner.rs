@@ -1,9 +1,9 @@
 //! One step: `when`, a step lock, the action once or per `for_each` item with retries, and the
 //! checkpoints and events around each attempt.
 
+use crate::builtin;
 use crate::context::{Local, StepView, Timing};
 use crate::events::{Event, Status};
-use crate::kinds;
 use crate::outcome::{Hold, LOCK_LEASE, Outcome};
 use crate::prepare::Prepared;
 use crate::shared::Shared;
@@ -346,10 +346,10 @@ async fn run_unit(
             step: step.id.value.clone(),
             item,
             attempt,
-            what: kinds::describe(&prepared),
+            what: builtin::describe(&prepared),
         });
         let log = log_path(shared, &step.id.value, item);
-        let res = kinds::perform(
+        let res = builtin::perform(
             shared,
             step,
             &prepared,
@@ -433,7 +433,7 @@ fn settle(
                 result: Some(result.clone()),
                 ..local.clone()
             };
-            if let Err(e) = kinds::expect(shared, step, &with_result, &result) {
+            if let Err(e) = builtin::expect(shared, step, &with_result, &result) {
                 return Outcome {
                     status: Status::Failed,
                     error: Some(e),
