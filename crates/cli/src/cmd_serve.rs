@@ -85,7 +85,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     }
     let location = Location::resolve(a.state.as_deref());
     let url = location.url.clone();
-    let logs_dir = crate::cmd_run::logs_dir(&url);
+    let logs_dir = crate::run_options::logs_dir(&url);
     // The console serves many clients at once: a runtime with a worker per core.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,29 +1,16 @@
 //! Commands over the state store: `resume`, `approve`, `reject`, `runs`, `show`.
 
-use crate::cmd_run::{run_options, user};
 use crate::exit;
-use crate::location::Location;
+use crate::location::StateArg;
 use crate::output::{print, print_json, red, reset};
 use crate::progress::{LogFormat, Progress};
+use crate::run_options::{run_options, user};
+use cairn_engine::events::outcome_word;
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
-use cairn_engine::warnings::{CheckWarning, check_warnings, outcome_word};
+use cairn_engine::warnings::{CheckWarning, check_warnings};
 use cairn_state::{Decision, ListedRun, RunFilter, RunStatus, StepStatus};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use std::sync::Arc;
-
-#[derive(clap::Args)]
-pub struct StateArg {
-    /// State store: a path or sqlite://PATH, or postgres://... (default: .cairn/state.db in the
-    /// nearest folder up that has .cairn/, else ~/.local/state/cairn/state.db); must exist
-    #[arg(long, env = "CAIRN_STATE", value_name = "URL", global = true)]
-    state: Option<String>,
-}
-
-impl StateArg {
-    pub fn location(&self) -> Location {
-        Location::resolve(self.state.as_deref())
-    }
-}
 
 #[derive(clap::Args)]
 pub struct ResumeArgs {

@@ -2,7 +2,6 @@
 //! exact command, SQL with its bound values, request or call. The dry-run prints it; a run performs
 //! it. Sharing this one path is what keeps a plan from drifting from a run.
 
-use crate::action::Condition;
 use crate::context::{Base, Local, context};
 use cairn_model::{
     ApprovalStep, CheckState, CheckStep, ChromaStep, HttpStep, Limit, OnTimeout, Poll, SqlStep,
@@ -599,7 +598,7 @@ impl Renderer<'_> {
     }
 
     fn approval(&self, a: &ApprovalStep) -> Result<Prepared, RenderError> {
-        let gate = crate::action::Gate::of(a);
+        let gate = Gate::of(a);
         Ok(Prepared::Approval {
             message: self.text(&a.message, "approval.message")?,
             timeout: gate.timeout,
@@ -639,4 +638,43 @@ pub fn has_template(s: &str) -> bool {
 /// A template value as JSON; placeholders become their `<path>` text.
 pub fn to_json(v: &Value) -> Json {
     cairn_template::to_json(v).unwrap_or_else(|_| Json::String(v.to_string()))
+}
+
+/// How long an approval waits for an answer, and what the silence means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate {
+    pub timeout: Option<Duration>,
+    pub on_timeout: OnTimeout,
+}
+
+impl Gate {
+    pub fn of(a: &ApprovalStep) -> Gate {
+        Gate {
+            timeout: a.timeout.as_ref().map(|t| t.value.0),
+            on_timeout: a.on_timeout.unwrap_or(OnTimeout::Reject),
+        }
+    }
+}
+
+/// A condition (`when`, a wait's `until`): one expression over the run's values.
+#[derive(Clone, Debug)]
+pub struct Condition(pub Tmpl);
+
+impl Condition {
+    /// The expression as written.
+    pub fn src(&self) -> &str {
+        &self.0.src
+    }
+
+    /// Its value against the renderer's context; in a dry run, an error that names the step
+    /// the condition is undecided on.
+    pub fn eval(&self, r: &Renderer<'_>, field: &str) -> Result<bool, RenderError> {
+        r.expr(&self.0, field).map(|v| v.is_true())
+    }
+}
+
+impl serde::Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.src)
+    }
 }

@@ -1,7 +1,7 @@
 //! Steps and their kinds.
 
-use crate::runbook::{Dur, Expect, OnFailure, Retry, TValue, TargetKind, Tmpl};
 use crate::span::{Span, Spanned};
+use crate::values::{Dur, Expect, OnFailure, Retry, TValue, TargetKind, Tmpl};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Serialize;

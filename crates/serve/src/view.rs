@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use cairn_engine::warnings::{check_warnings, outcome_word};
+use cairn_engine::events::outcome_word;
+use cairn_engine::warnings::check_warnings;
 use cairn_state::{
     ListedRun, RunCursor, RunFilter, RunRecord, RunStatus, StateError, StepRecord, StepStatus,
     Store,

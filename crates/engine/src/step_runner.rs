@@ -1,11 +1,12 @@
 //! One step: `when`, a step lock, the action once or per `for_each` item with retries, and the
 //! checkpoints and events around each attempt.
 
+use crate::builtin;
 use crate::context::{Local, StepView, Timing};
-use crate::control;
 use crate::events::{Event, Status};
+use crate::outcome::{Hold, LOCK_LEASE, Outcome};
 use crate::prepare::Prepared;
-use crate::run::{Hold, LOCK_LEASE, Outcome, Shared};
+use crate::shared::Shared;
 use cairn_model::{Step, TValue};
 use cairn_state::{LockHolder, StepRecord, StepStatus};
 use cairn_steps::StepError;
@@ -345,10 +346,10 @@ async fn run_unit(
             step: step.id.value.clone(),
             item,
             attempt,
-            what: control::describe(&prepared),
+            what: builtin::describe(&prepared),
         });
         let log = log_path(shared, &step.id.value, item);
-        let res = control::perform(
+        let res = builtin::perform(
             shared,
             step,
             &prepared,
@@ -413,7 +414,7 @@ fn settle(
     shared: &Shared,
     step: &Step,
     local: &Local,
-    res: Result<control::Done, StepError>,
+    res: Result<crate::outcome::Done, StepError>,
     attempt: u32,
 ) -> Outcome {
     match res {
@@ -432,7 +433,7 @@ fn settle(
                 result: Some(result.clone()),
                 ..local.clone()
             };
-            if let Err(e) = control::expect(shared, step, &with_result, &result) {
+            if let Err(e) = builtin::expect(shared, step, &with_result, &result) {
                 return Outcome {
                     status: Status::Failed,
                     error: Some(e),
