@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::actions::{self, Outcome};
+use crate::app::App;
 use crate::auth::{Auth, Caller, Identity, Role, TOKEN_COOKIE};
-use crate::{App, dag, logs, openapi, pages, runbooks, view};
+use crate::{dag, logs, openapi, pages, runbooks, view};
 
 type Shared = State<Arc<App>>;
 

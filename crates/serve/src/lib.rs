@@ -25,6 +25,7 @@
 //! ```
 
 pub mod actions;
+mod app;
 pub mod auth;
 mod csrf;
 mod dag;
@@ -36,7 +37,6 @@ mod runbooks;
 mod view;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -45,36 +45,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::auth::Auth;
-
-/// What the console is started with.
-pub struct Config {
-    pub auth: Auth,
-    pub resumer: actions::Resumer,
-    /// Where the engine writes step logs (beside a SQLite store, else `.cairn/logs`).
-    pub logs_dir: PathBuf,
-    /// `--runbooks DIR`: the runbooks the console shows.
-    pub runbooks: Option<PathBuf>,
-}
-
-/// The console's shared state.
-pub struct App {
-    store: Arc<dyn cairn_state::Store>,
-    config: Config,
-    csrf: csrf::CsrfKey,
-    pages: pages::Pages,
-}
-
-impl App {
-    pub fn new(store: Arc<dyn cairn_state::Store>, config: Config) -> Arc<App> {
-        Arc::new(App {
-            store,
-            config,
-            csrf: csrf::CsrfKey::random(),
-            pages: pages::Pages::new(),
-        })
-    }
-}
+pub use app::{App, Config};
 
 /// Every route of the console and its API.
 pub fn router(app: Arc<App>) -> Router {
