@@ -1103,3 +1103,105 @@ fn openapi_is_valid_and_the_fuzzer_finds_no_server_error() {
     );
     assert!(out.contains("passed"), "{out}");
 }
+
+/// The console in a real browser: Debian's chromium driven by playwright-core
+/// (`tests/browser/console.cjs`), against a real server and runs of the real CLI. The node
+/// modules come from `.ci/playwright.sh` (`$CAIRN_PLAYWRIGHT_NODE_MODULES`); the screenshots of
+/// each page are kept in `$CAIRN_SCREENSHOTS` (default: the test's target folder).
+#[test]
+fn browser_console() {
+    let modules = std::env::var_os("CAIRN_PLAYWRIGHT_NODE_MODULES")
+        .map(PathBuf::from)
+        .expect(
+            "CAIRN_PLAYWRIGHT_NODE_MODULES is not set: run `bash .ci/playwright.sh` (it installs \
+             Debian's chromium and playwright-core into a cached folder and prints the \
+             node_modules to put in CAIRN_PLAYWRIGHT_NODE_MODULES)",
+        );
+    assert!(
+        modules.join("playwright-core").is_dir(),
+        "no playwright-core in {}",
+        modules.display()
+    );
+    let sb = Sandbox::new();
+    let (code, run) = sb.run("gated.yaml", GATED);
+    assert_eq!(code, 3);
+    let starter = process::whoami();
+    let tokens = sb.tokens(&[
+        ("alice", "approver", "alice-token"),
+        ("vic", "viewer", "vic-token"),
+        (&starter, "approver", "starter-token"),
+    ]);
+    // A run whose step is still running while the browser watches its log.
+    std::fs::write(
+        sb.path("slow.yaml"),
+        "cairn: 1\nname: slow\nsteps:\n  - id: talk\n    shell: sleep 8; echo done-marker\n",
+    )
+    .expect("runbook");
+    let mut slow_cmd = sb.cairn();
+    slow_cmd.args(["run", "slow.yaml"]);
+    let mut slow = slow_cmd.spawn().expect("cairn run");
+    let mut id = String::new();
+    BufReader::new(slow.stdout.take().expect("stdout"))
+        .read_line(&mut id)
+        .expect("run id");
+    let slow_err = process::drain(slow.stderr.take().expect("stderr"));
+    let s = sb.serve(&[
+        "--auth",
+        "token",
+        "--tokens",
+        tokens.to_str().expect("path"),
+    ]);
+    let untrusting = sb.serve(&["--auth", "proxy", "--trusted-proxy", "192.0.2.1/32"]);
+    let shots = std::env::var_os("CAIRN_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve-screenshots"));
+    std::fs::create_dir_all(&shots).expect("screenshots folder");
+    let mut node = Command::new("node");
+    node.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/console.cjs"
+    ))
+    .env("NODE_PATH", &modules)
+    .env("CAIRN_BASE", &s.base)
+    .env("CAIRN_PROXY_BASE", &untrusting.base)
+    .env("CAIRN_RUN", &run)
+    .env("CAIRN_SLOW_RUN", id.trim())
+    .env("CAIRN_SHOTS", &shots)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let (st, out, err) = process::capture(node, Duration::from_secs(180));
+    assert!(
+        st.success(),
+        "the browser test failed:\n{}\n{err}",
+        String::from_utf8_lossy(&out)
+    );
+    let _ = process::wait_or_kill(&mut slow, Duration::from_secs(30));
+    let _ = slow_err.join();
+    // The CLI sees the answer given in the browser.
+    let mut show = sb.cairn();
+    show.args(["show", &run, "--output", "json"]);
+    let (_, out, _) = process::capture(show, Duration::from_secs(30));
+    let shown: Value = serde_json::from_slice(&out).expect("show json");
+    assert_eq!(shown["run"]["status"], "succeeded");
+    assert_eq!(shown["approvals"][0]["by"], "alice");
+    assert_eq!(
+        shown["approvals"][0]["comment"],
+        "approved from the browser"
+    );
+    for name in [
+        "runs",
+        "approvals",
+        "run-waiting",
+        "run-done",
+        "step",
+        "step-live",
+        "dag",
+        "refused",
+    ] {
+        assert!(
+            shots.join(format!("{name}.png")).is_file(),
+            "screenshot {name}"
+        );
+    }
+}

@@ -77,7 +77,7 @@ async fn identify(
 }
 
 /// The headers every response carries: no script but the server's own files, no framing, no
-/// type sniffing, no referrer, no caching of pages that show runs.
+/// type sniffing, no referrer to other sites, no caching of pages that show runs.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
@@ -93,7 +93,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: with no referrer a browser sends `Origin: null` on
+    // its own forms, and the login form checks that its post comes from this origin.
+    set(h, header::REFERRER_POLICY, "same-origin");
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }
