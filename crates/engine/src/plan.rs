@@ -171,7 +171,7 @@ pub fn plan_with(
                 k.clone(),
                 PlannedTarget {
                     kind: t.kind.as_str(),
-                    url: cairn_steps::sql::masked_url(&t.url),
+                    url: cairn_url::redact(&t.url),
                 },
             )
         })
@@ -388,7 +388,7 @@ pub fn resolve_targets(
         .map(|(k, t)| {
             (
                 k.clone(),
-                serde_json::json!({ "url": cairn_steps::sql::masked_url(&t.url), "kind": t.kind.as_str(), "name": k }),
+                serde_json::json!({ "url": cairn_url::redact(&t.url), "kind": t.kind.as_str(), "name": k }),
             )
         })
         .collect();
@@ -423,7 +423,7 @@ fn target_url(kind: TargetKind, url: &str) -> Result<String, String> {
                 TargetKind::Sqlite => "sqlite:// (or a file path)",
                 TargetKind::Http | TargetKind::Chroma => "http:// or https://",
             },
-            cairn_steps::sql::masked_url(url)
+            cairn_url::redact(url)
         ))
     }
 }

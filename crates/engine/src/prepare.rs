@@ -441,7 +441,7 @@ impl Renderer<'_> {
         )?;
         Ok(Prepared::Sql {
             target: t.name.clone(),
-            url: cairn_steps::sql::masked_url(&t.url),
+            url: cairn_url::redact(&t.url),
             sql: bound.sql,
             params: bound.params,
             lexed: bound.lexed,
@@ -540,7 +540,7 @@ impl Renderer<'_> {
         let params = self.value(&c.action.1.value, &format!("chroma.{}", c.action.0.value))?;
         Ok(Prepared::Chroma {
             target: t.name.clone(),
-            url: cairn_steps::sql::masked_url(&t.url),
+            url: cairn_url::redact(&t.url),
             action: c.action.0.value.clone(),
             params,
         })

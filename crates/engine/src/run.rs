@@ -17,7 +17,7 @@ use cairn_template::Templates;
 use std::sync::Arc;
 
 pub use crate::options::RunOptions;
-pub use crate::outcome::{LOCK_LEASE, RunError, RunReport};
+pub use crate::outcome::{ErrorKind, LOCK_LEASE, RunError, RunReport, exit};
 pub use crate::shared::{content_hash, def_hash, step_defs};
 
 /// Run a checked runbook to its end (or pause, or interruption).

@@ -537,15 +537,7 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
         item.map(|k| k as u32),
         &shared.def_hashes[i],
     );
-    rec.status = match o.status {
-        Status::Succeeded => StepStatus::Succeeded,
-        Status::Failed => StepStatus::Failed,
-        Status::Skipped => StepStatus::Skipped,
-        Status::Waiting => StepStatus::Waiting,
-        Status::Cancelled => StepStatus::Cancelled,
-        Status::Pending => StepStatus::Pending,
-        Status::Running => StepStatus::Running,
-    };
+    rec.status = o.status;
     rec.attempt = o.attempts;
     let now = cairn_state::now();
     rec.finished_at = Some(now);

@@ -393,10 +393,7 @@ async fn the_child_dies_with_cairn() {
 
 /// True while `pid` exists and is not a zombie.
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
-    })
+    cairn_procfs::stat(pid).is_some_and(|s| s.live())
 }
 
 /// Waits until the script has written a pid to `path` (a whole line).

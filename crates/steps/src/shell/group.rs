@@ -65,7 +65,7 @@ impl Group {
             .spawner
             .members(self.leader, self.status.is_some(), self.sweep);
         for &pid in &self.signalled {
-            if !members.contains(&pid) && super::tree::stat(pid).is_some_and(|s| s.live) {
+            if !members.contains(&pid) && super::tree::stat(pid).is_some_and(|s| s.live()) {
                 members.push(pid);
             }
         }

@@ -3,26 +3,9 @@
 //! Used both by Cairn (to find a step's processes) and by the spawner process (to stop
 //! everything below it), so it allocates and reads files but takes no locks of its own.
 
-/// What /proc/PID/stat says about a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Stat {
-    pub(super) session: i32,
-    /// Not a zombie (nor dead): it can still run code.
-    pub(super) live: bool,
-}
-
-/// The process's session and liveness; `None` when it is gone.
-pub(super) fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let session = fields.nth(2)?.parse().ok()?;
-    Some(Stat {
-        session,
-        live: state != "Z" && state != "X",
-    })
+/// The process's session and liveness (`/proc/PID/stat`); `None` when it is gone.
+pub(super) fn stat(pid: i32) -> Option<cairn_procfs::Stat> {
+    cairn_procfs::stat(pid)
 }
 
 /// The direct children of every thread of `pid` (a child belongs to the thread that made it).
@@ -62,7 +45,7 @@ pub(super) fn live_subtree(roots: &[i32]) -> Vec<i32> {
         if !seen.insert(pid) {
             continue;
         }
-        if stat(pid).is_some_and(|s| s.live) {
+        if stat(pid).is_some_and(|s| s.live()) {
             out.push(pid);
         }
         todo.extend(children(pid));
