@@ -18,6 +18,7 @@ mod run {
     mod checks;
     mod chroma;
     mod data;
+    mod detach;
     mod drill;
     mod e2e;
     mod fanout;

@@ -48,6 +48,9 @@ pub enum Prepared {
         env: IndexMap<String, String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
+        /// What the command leaves running is released when it exits 0 (`detach: true`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        detach: bool,
     },
     Argv {
         /// For a known shell with `-c`, its script item holds references, as `Shell`'s does.
@@ -58,6 +61,9 @@ pub enum Prepared {
         env: IndexMap<String, String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
+        /// What the command leaves running is released when it exits 0 (`detach: true`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        detach: bool,
     },
     Sql {
         target: String,
@@ -388,6 +394,7 @@ impl Renderer<'_> {
             values: script.vars.into_iter().collect(),
             env: self.env(step)?,
             cwd,
+            detach: step.detach(),
         })
     }
 
@@ -424,6 +431,7 @@ impl Renderer<'_> {
             values,
             env: self.env(step)?,
             cwd,
+            detach: step.detach(),
         })
     }
 

@@ -26,6 +26,7 @@ const STEP_COMMON: &[&str] = &[
     "idempotent",
     "env",
     "cwd",
+    "detach",
     "lock",
     "with",
 ];
@@ -132,6 +133,14 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         named(d, n, "`env`", |d, _, _, v| tmpl(d, v, "an `env` value"))
     });
     let cwd = f.get("cwd").and_then(|n| tmpl(d, n, "`cwd`"));
+    let detach = f.get("detach").and_then(|n| boolean(d, n, "`detach`"));
+    if detach.is_some() && !f.has("shell") && !f.has("argv") {
+        let at = f.key_span("detach").unwrap_or(f.span);
+        d.push(
+            Diagnostic::error(at, "`detach` is only for `shell` and `argv` steps")
+                .with_help("it leaves the processes a command starts running after the step"),
+        );
+    }
     let lock = f.get("lock").and_then(|n| string(d, n, "`lock`"));
     // Every kind key present is parsed (so each reports its own problems); the step has a
     // kind only when exactly one was written and it parsed.
@@ -202,6 +211,7 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         idempotent,
         env,
         cwd,
+        detach,
         lock,
         kind: parsed.pop()?,
         span,

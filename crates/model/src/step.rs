@@ -54,6 +54,11 @@ pub struct Step {
     pub env: IndexMap<String, Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<Tmpl>,
+    /// `shell`/`argv` only: when the command exits 0, what it left running runs on after the
+    /// step and the run (released, not stopped), with only a few of Cairn's environment
+    /// variables (PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ, TMPDIR) plus `env`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detach: Option<bool>,
     /// A named lock held while the step runs, shared across runbooks and runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock: Option<Spanned<String>>,
@@ -183,6 +188,11 @@ fn one_kind(schema: &mut schemars::Schema) {
 }
 
 impl Step {
+    /// Whether what the command leaves running is released (`detach: true`).
+    pub fn detach(&self) -> bool {
+        self.detach.unwrap_or(false)
+    }
+
     pub fn idempotent(&self) -> bool {
         self.idempotent.unwrap_or(true)
     }

@@ -9,6 +9,9 @@ pub(super) struct Stat {
     pub(super) session: i32,
     /// Not a zombie (nor dead): it can still run code.
     pub(super) live: bool,
+    /// When it started, in clock ticks since boot: with the pid, a process's identity (a pid
+    /// alone may be reused).
+    pub(super) start: u64,
 }
 
 /// The process's session and liveness; `None` when it is gone.
@@ -19,10 +22,52 @@ pub(super) fn stat(pid: i32) -> Option<Stat> {
     let mut fields = rest.split_whitespace();
     let state = fields.next()?;
     let session = fields.nth(2)?.parse().ok()?;
+    // Field 22 of the file; `state` was field 3 and `session` field 6.
+    let start = fields.nth(15)?.parse().ok()?;
     Some(Stat {
         session,
         live: state != "Z" && state != "X",
+        start,
     })
+}
+
+/// The process's name (`/proc/PID/comm`: the program's file name, at most 15 bytes), or `?`.
+pub(super) fn command_name(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end_matches('\n').to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// A process a detached step left running, released to run on: never stopped by Cairn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Released {
+    pub(super) pid: i32,
+    pub(super) start: u64,
+}
+
+impl Released {
+    /// The process as it is now, if it is still the one released (same pid and start time).
+    fn alive(&self) -> Option<Stat> {
+        stat(self.pid).filter(|s| s.live && s.start == self.start)
+    }
+}
+
+/// Whether `pid`, a child of the spawner, is spared: a released process, or an orphan of a
+/// released process's session (a worker its daemon forked, whose parent then exited). What
+/// a released process starts while it lives is below it, so never looked at as a root.
+pub(super) fn spared(pid: i32, released: &[Released]) -> bool {
+    let Some(me) = stat(pid) else {
+        return false;
+    };
+    released.iter().any(|r| {
+        r.alive()
+            .is_some_and(|s| (r.pid == pid && s.start == me.start) || s.session == me.session)
+    })
+}
+
+/// Drops the released processes that are gone (so that their pids may be reused safely).
+pub(super) fn prune(released: &mut Vec<Released>) {
+    released.retain(|r| r.alive().is_some());
 }
 
 /// The direct children of every thread of `pid` (a child belongs to the thread that made it).
