@@ -27,6 +27,7 @@ mod run {
     mod http_target;
     mod injection;
     mod inputs;
+    mod keep_for_resume;
     mod locks;
     mod memory_system;
     mod notify;

@@ -18,6 +18,7 @@ mod def_hash_pin;
 pub mod door;
 pub mod events;
 pub mod exec;
+mod finally;
 pub mod gate;
 pub mod inputs;
 pub mod masker;

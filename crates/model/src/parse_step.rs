@@ -27,6 +27,7 @@ const STEP_COMMON: &[&str] = &[
     "env",
     "cwd",
     "detach",
+    "keep_for_resume",
     "lock",
     "with",
 ];
@@ -141,6 +142,9 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
                 .with_help("it leaves the processes a command starts running after the step"),
         );
     }
+    let keep_for_resume = f
+        .get("keep_for_resume")
+        .and_then(|n| boolean(d, n, "`keep_for_resume`").map(|b| Spanned::new(b, n.span)));
     let lock = f.get("lock").and_then(|n| string(d, n, "`lock`"));
     // Every kind key present is parsed (so each reports its own problems); the step has a
     // kind only when exactly one was written and it parsed.
@@ -212,6 +216,7 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         env,
         cwd,
         detach,
+        keep_for_resume,
         lock,
         kind: parsed.pop()?,
         span,

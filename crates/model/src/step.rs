@@ -59,6 +59,10 @@ pub struct Step {
     /// variables (PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ, TMPDIR) plus `env`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detach: Option<bool>,
+    /// `finally` only: held back (skipped) while the run has failed or was interrupted, so that
+    /// a resume finds what it would remove; runs in the attempt that ends the run succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_for_resume: Option<Spanned<bool>>,
     /// A named lock held while the step runs, shared across runbooks and runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock: Option<Spanned<String>>,
@@ -188,6 +192,11 @@ fn one_kind(schema: &mut schemars::Schema) {
 }
 
 impl Step {
+    /// Whether this `finally` step waits for the run to succeed (`keep_for_resume: true`).
+    pub fn keep_for_resume(&self) -> bool {
+        self.keep_for_resume.as_ref().is_some_and(|k| k.value)
+    }
+
     /// Whether what the command leaves running is released (`detach: true`).
     pub fn detach(&self) -> bool {
         self.detach.unwrap_or(false)

@@ -142,6 +142,20 @@ impl<'a> Validator<'a> {
             }
             deps.push(mine);
         }
+        for s in &self.rb.steps {
+            if let Some(k) = &s.keep_for_resume {
+                self.d.push(
+                    Diagnostic::error(
+                        k.span,
+                        format!(
+                            "step `{}`: `keep_for_resume` is only for `finally` steps",
+                            s.id.value
+                        ),
+                    )
+                    .with_help("a main step that succeeded is never run again by a resume"),
+                );
+            }
+        }
         for s in &self.rb.finally {
             if let Some(n) = &s.needs {
                 let at = n.first().map_or(s.id.span, |n| n.span);
