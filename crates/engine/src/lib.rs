@@ -16,6 +16,7 @@ mod control;
 #[cfg(test)]
 mod def_hash_pin;
 pub mod door;
+mod durations;
 pub mod events;
 pub mod exec;
 mod finally;

@@ -498,7 +498,16 @@ pub(crate) fn plan_step<'a>(
         group,
         needs,
         when,
-        timeout: action.timeout.map(fmt_dur),
+        // A templated timeout as the run would render it; as written when it cannot be yet.
+        timeout: crate::durations::timeout(&plain, &action).map_or_else(
+            |_| {
+                action
+                    .timeout_template
+                    .as_ref()
+                    .map(|t| t.src.trim().to_string())
+            },
+            |t| t.map(fmt_dur),
+        ),
         retry: action.retry.shown(),
         continue_on_failure: action.on_failure == OnFailure::Continue,
         not_idempotent: !action.idempotent,

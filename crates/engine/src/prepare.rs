@@ -339,17 +339,22 @@ impl Renderer<'_> {
                 (Some(d), _, _) => Prepared::Sleep {
                     duration: d.value.0,
                 },
+                (None, None, _) if w.templated.duration.is_some() => Prepared::Sleep {
+                    duration: self
+                        .wait_duration(&w.templated.duration, "wait.duration")?
+                        .unwrap_or_default(),
+                },
                 (None, Some(p), Some(until)) => Prepared::Poll {
                     action: Box::new(self.polled(step, p, cwd)?),
                     until: Condition(until.clone()),
-                    interval: w
-                        .interval
-                        .as_ref()
-                        .map_or(DEFAULT_POLL_INTERVAL, |i| i.value.0),
-                    timeout: w
-                        .timeout
-                        .as_ref()
-                        .map_or(DEFAULT_POLL_TIMEOUT, |t| t.value.0),
+                    interval: self
+                        .wait_duration(&w.templated.interval, "wait.interval")?
+                        .or(w.interval.as_ref().map(|i| i.value.0))
+                        .unwrap_or(DEFAULT_POLL_INTERVAL),
+                    timeout: self
+                        .wait_duration(&w.templated.timeout, "wait.timeout")?
+                        .or(w.timeout.as_ref().map(|t| t.value.0))
+                        .unwrap_or(DEFAULT_POLL_TIMEOUT),
                 },
                 // The parser refuses a wait that neither sleeps nor polls with `until`.
                 _ => Prepared::Sleep {
@@ -370,6 +375,17 @@ impl Renderer<'_> {
                     .collect::<Result<_, RenderError>>()?,
             },
         })
+    }
+
+    /// A `wait` duration written as a template, rendered (`None` when written as a duration).
+    fn wait_duration(
+        &self,
+        t: &Option<Tmpl>,
+        field: &str,
+    ) -> Result<Option<Duration>, RenderError> {
+        t.as_ref()
+            .map(|t| crate::durations::render(self, t, field))
+            .transpose()
     }
 
     /// The action a `wait` polls, rendered as the same kind of step would be.

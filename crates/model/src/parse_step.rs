@@ -120,7 +120,9 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
                 .with_help("it limits how many items run at once"),
         );
     }
-    let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
+    let (timeout, timeout_template) = f
+        .get("timeout")
+        .map_or((None, None), |n| duration_or_template(d, n, "`timeout`"));
     let retry = f.get("retry").and_then(|n| retry(d, n));
     let expect = f.get("expect").and_then(|n| expect(d, n));
     let outputs = f
@@ -208,6 +210,7 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         for_each,
         concurrency,
         timeout,
+        timeout_template,
         retry,
         expect,
         outputs,
@@ -550,9 +553,19 @@ fn approval(d: &mut Diags, n: &Node) -> Option<ApprovalStep> {
 fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
     let mut f = map(d, n, "`wait`")?;
     let until = f.get("until").and_then(|n| tmpl(d, n, "`until`"));
-    let interval = f.get("interval").and_then(|n| duration(d, n, "`interval`"));
-    let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
-    let duration_ = f.get("duration").and_then(|n| duration(d, n, "`duration`"));
+    let mut templated = Box::<WaitTemplates>::default();
+    let (interval, t) = f
+        .get("interval")
+        .map_or((None, None), |n| duration_or_template(d, n, "`interval`"));
+    templated.interval = t;
+    let (timeout, t) = f
+        .get("timeout")
+        .map_or((None, None), |n| duration_or_template(d, n, "`timeout`"));
+    templated.timeout = t;
+    let (duration_, t) = f
+        .get("duration")
+        .map_or((None, None), |n| duration_or_template(d, n, "`duration`"));
+    templated.duration = t;
     let kinds: Vec<&str> = POLL_KEYS.iter().copied().filter(|k| f.has(k)).collect();
     let mut polled: Vec<Poll> = Vec::new();
     if let Some(k) = f.get("shell").and_then(|n| tmpl(d, n, "`shell`")) {
@@ -610,6 +623,7 @@ fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
         interval,
         timeout,
         duration: duration_,
+        templated,
         poll: polled.into_iter().next(),
     })
 }

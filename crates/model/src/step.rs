@@ -37,7 +37,12 @@ pub struct Step {
     #[schemars(range(min = 1))]
     pub concurrency: Option<Spanned<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
     pub timeout: Option<Spanned<Dur>>,
+    /// `timeout` written as a template: rendered when each attempt starts.
+    #[serde(rename = "timeout", skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub timeout_template: Option<Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -689,16 +694,34 @@ pub struct WaitStep {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
     pub interval: Option<Spanned<Dur>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
     pub timeout: Option<Spanned<Dur>>,
     /// Just wait this long.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
     pub duration: Option<Spanned<Dur>>,
+    /// `interval`, `timeout` and `duration` written as templates: rendered when the step starts.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub templated: Box<WaitTemplates>,
     /// The polled action (written as its kind's key beside `until`).
     #[serde(flatten)]
     #[schemars(with = "PollKeys")]
     pub poll: Option<Poll>,
+}
+
+/// A `wait`'s durations written as templates (each `None` when written as a duration).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WaitTemplates {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Tmpl>,
 }
 
 /// What a `wait` polls: one of the kinds that only produce a result ([`POLL_KEYS`]).
