@@ -166,7 +166,7 @@ sys.exit(0 if ok and not bad else "failed steps: %s" % bad)' "$fails_at" 2>>"$lo
 }
 chmod 0777 "$work"; touch "$CAIRN_STATE"; chmod 0666 "$CAIRN_STATE"
 
-all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full maintenance-under-writes chroma-settings-drift api-slow service-down)
+all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full maintenance-under-writes chroma-settings-drift api-slow service-down logs-past-rotation rate-limit-off)
 for s in "${@:-${all[@]}}"; do
   case "$s" in
     connections-exhausted) scenario "$s" no DB_USER="gd_app_$$" DB_ADMIN_USER=postgres ;;
@@ -174,7 +174,7 @@ for s in "${@:-${all[@]}}"; do
     collection-missing) scenario "$s" "no no" ;;
     # The pattern on Cairn's own command line: the diagnosis must not take Cairn for the service.
     service-down) scenario "$s" no --set "service_pattern=$service" ;;
-    connections-exhausted | slow-query | chroma-down | service-crash-loop | maintenance-under-writes | chroma-settings-drift) scenario "$s" no ;;
+    connections-exhausted | slow-query | chroma-down | service-crash-loop | maintenance-under-writes | chroma-settings-drift | logs-past-rotation) scenario "$s" no ;;
     *) scenario "$s" "" ;;
   esac
 done
