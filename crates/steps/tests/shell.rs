@@ -790,3 +790,38 @@ async fn a_detached_step_that_fails_stops_what_it_left() {
         Some("left nothing running")
     );
 }
+
+/// Two detached steps ending together: each releases its own daemon, never the other's.
+#[tokio::test]
+async fn two_detached_steps_at_once_release_their_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = |name: &str| {
+        let mut s = sh(&format!(
+            "sleep 300 >/dev/null 2>&1 & echo $! > {}; sleep 0.3",
+            dir.path().join(name).display()
+        ));
+        s.detach = true;
+        s
+    };
+    let (a, b) = (spec("a"), spec("b"));
+    let cancel = CancellationToken::new();
+    let (ra, rb) = tokio::join!(run(&a, &cancel), run(&b, &cancel));
+    let (pa, pb) = (
+        read_pid(&dir.path().join("a")),
+        read_pid(&dir.path().join("b")),
+    );
+    let _cleanup = KillOnDrop(vec![pa, pb]);
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(
+        ra["detached"],
+        serde_json::json!([{"pid": pa, "command": "sleep"}])
+    );
+    assert_eq!(
+        rb["detached"],
+        serde_json::json!([{"pid": pb, "command": "sleep"}])
+    );
+    // A later ordinary step does not take them for its own.
+    let v = ok(&sh("true")).await;
+    assert!(v.get("stopped").is_none(), "{v}");
+    assert!(alive(pa) && alive(pb));
+}
