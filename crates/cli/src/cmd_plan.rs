@@ -301,6 +301,9 @@ fn step(o: &mut String, n: usize, s: &PlannedStep) {
     if s.readonly {
         flags.push("readonly".into());
     }
+    if s.keep_for_resume {
+        flags.push("kept for a resume (runs when the run succeeds)".into());
+    }
     if !flags.is_empty() {
         let _ = writeln!(o, "{pad}{}", flags.join(", "));
     }

@@ -51,6 +51,18 @@ fn the_scratch_data_survives_a_failed_attempt_and_goes_when_the_run_succeeds() {
         "kept for a resume (step `load` failed): runs when the run succeeds"
     );
     assert!(sb.exists("scratch/data"), "the scratch data is gone");
+    // The plan says so too.
+    let plan = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(sb.path())
+        .args(["plan", "runbook.yaml"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("cairn plan");
+    assert!(
+        String::from_utf8_lossy(&plan.stdout)
+            .contains("kept for a resume (runs when the run succeeds)"),
+        "{plan:?}"
+    );
     let id = first.run_finished()["run_id"]
         .as_str()
         .expect("id")
