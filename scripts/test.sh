@@ -30,6 +30,9 @@ export SIM_CASES="${SIM_CASES:-100}"
 # Property tests draw from one fixed seed, so a run is reproducible; another seed explores more
 # (PROPTEST_RNG_SEED=$RANDOM bash scripts/test.sh), and what it finds becomes a named test.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-24301}"
+# No crate's modules import each other in a circle (a module imports only modules below it).
+python3 scripts/import-circles.py --self-test
+python3 scripts/import-circles.py
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 # The game days: every procedure of the manual against its real fault (runbooks/gameday/).

@@ -2,9 +2,8 @@
 //! Nagios plugin guidelines (which Icinga, Naemon, Sensu and Zabbix follow too): one status line
 //! `CAIRN <STATE> - <summary> | <perfdata>`, detail lines after it, exit 0/1/2/3.
 
-use crate::cmd_plan::{parse_set, read_inputs};
+use crate::inputs::InputArgs;
 use crate::report::{CheckResult, RunData};
-use cairn_engine::plan::Invocation;
 use cairn_engine::run::{RunError, execute};
 use cairn_model::{CmpOp, Threshold};
 use std::fmt::Write as _;
@@ -16,12 +15,8 @@ use std::time::Duration;
 pub struct Args {
     /// The health-check runbook
     file: PathBuf,
-    /// Set an input: --set key=value (repeatable)
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
-    sets: Vec<(String, String)>,
-    /// A YAML or JSON file of inputs (--set wins over it)
-    #[arg(long, value_name = "FILE")]
-    inputs: Option<PathBuf>,
+    #[command(flatten)]
+    inputs: InputArgs,
     /// Give up after this long and answer UNKNOWN (running steps are cancelled)
     #[arg(short = 't', long, value_name = "DURATION", default_value = "50s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -128,10 +123,7 @@ fn check(args: Args) -> anyhow::Result<u8> {
         }
         Err(e) => anyhow::bail!("{e}"),
     };
-    let inv = Invocation {
-        sets: args.sets,
-        inputs_file: read_inputs(args.inputs.as_ref())?,
-    };
+    let inv = args.inputs.invocation(&checked.runbook)?;
     // No state unless asked: an in-memory store, and step logs in a temp dir removed after.
     let url = args.state.clone().unwrap_or_else(|| "memory:".to_string());
     let logs = tempfile::Builder::new().prefix("cairn-check-").tempdir()?;
@@ -139,7 +131,7 @@ fn check(args: Args) -> anyhow::Result<u8> {
     let runtime = crate::runtime()?;
     runtime.block_on(async move {
         let store = cairn_state::open(&url).await?;
-        let mut opts = crate::cmd_run::run_options(8, false, &url);
+        let mut opts = crate::run_options::run_options(8, false, &url);
         opts.interactive = false;
         if args.state.is_none() {
             opts.logs = logs.path().to_path_buf();

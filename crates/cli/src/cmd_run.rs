@@ -1,11 +1,10 @@
 //! `cairn run FILE`: execute a runbook.
 
-use crate::cmd_plan::{inputs_file, parse_set};
 use crate::exit;
+use crate::inputs::InputArgs;
 use crate::progress::{LogFormat, Progress};
-use cairn_engine::plan::Invocation;
-use cairn_engine::run::{RunError, RunOptions, execute};
-use std::io::IsTerminal;
+use crate::run_options::run_options;
+use cairn_engine::run::{RunError, execute};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -13,16 +12,8 @@ use std::sync::Arc;
 pub struct Args {
     /// The runbook
     file: PathBuf,
-    /// Set an input: --set key=value (repeatable)
-    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
-    sets: Vec<(String, String)>,
-    /// A YAML or JSON file of inputs (--set wins over it)
-    #[arg(long, value_name = "FILE")]
-    inputs: Option<PathBuf>,
-    /// Ignore the keys of --inputs that the runbook does not declare, with a warning for each
-    /// (one environment file shared by several runbooks); --set keys are always checked
-    #[arg(long, requires = "inputs")]
-    inputs_ignore_unknown: bool,
+    #[command(flatten)]
+    inputs: InputArgs,
     /// Print the plan instead of running (same as `cairn plan`)
     #[arg(long)]
     dry_run: bool,
@@ -45,90 +36,21 @@ pub struct Args {
     warnings_exit: crate::WarningsExit,
 }
 
-/// Who runs this command: the operating-system user of the process's real uid, or, for root
-/// running a command through sudo, the user who ran sudo (`SUDO_USER`). Never `$USER` or a
-/// flag: those say whatever the caller writes, and this is the identity approvals rest on.
-pub fn user() -> String {
-    let uid = nix::unistd::getuid();
-    if uid.is_root()
-        && let Ok(by) = std::env::var("SUDO_USER")
-        && nix::unistd::User::from_name(&by).ok().flatten().is_some()
-    {
-        return by;
-    }
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| uid.to_string(), |u| u.name)
-}
-
-/// Where per-step logs go: beside a SQLite state file, else `.cairn/logs`.
-pub fn logs_dir(state_url: &str) -> PathBuf {
-    let dir = logs_dir_as_given(state_url);
-    // Absolute, so `cairn show --step` finds a log from any folder.
-    std::path::absolute(&dir).unwrap_or(dir)
-}
-
-fn logs_dir_as_given(state_url: &str) -> PathBuf {
-    let path = state_url
-        .strip_prefix("sqlite://")
-        .or_else(|| state_url.strip_prefix("sqlite:"))
-        .unwrap_or(state_url);
-    if state_url.contains("://") && !state_url.starts_with("sqlite") || state_url == "memory:" {
-        return PathBuf::from(".cairn/logs");
-    }
-    let path = path.split('?').next().unwrap_or(path);
-    PathBuf::from(path).parent().map_or_else(
-        || PathBuf::from(".cairn/logs"),
-        |p| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from("logs")
-            } else {
-                p.join("logs")
-            }
-        },
-    )
-}
-
-/// How `run` and `resume` run: Ctrl-C and SIGTERM cancel, approvals prompt when both stdin and
-/// stderr are terminals, `--auto-approve` answers as `auto:<user>`.
-pub fn run_options(concurrency: usize, auto_approve: bool, state_url: &str) -> RunOptions {
-    let cancel = tokio_util::sync::CancellationToken::new();
-    crate::signals::cancel_on_signals(cancel.clone());
-    let who = user();
-    RunOptions {
-        concurrency: concurrency.max(1),
-        auto_approve: auto_approve.then(|| format!("auto:{who}")),
-        interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
-        user: who,
-        logs: logs_dir(state_url),
-        cancel,
-        ..RunOptions::default()
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<u8> {
     if args.dry_run {
-        return crate::cmd_plan::run(crate::cmd_plan::Args::from_run(
-            args.file,
-            args.sets,
-            args.inputs,
-            args.inputs_ignore_unknown,
-        ));
+        return crate::plan_view::show(
+            &args.file,
+            &args.inputs,
+            crate::plan_view::Format::Text,
+            false,
+        );
     }
     let templates = Arc::new(cairn_template::Templates::new());
     let checked = match crate::load(&args.file, &templates)? {
         Ok(c) => Arc::new(c),
         Err(code) => return Ok(code),
     };
-    let inv = Invocation {
-        sets: args.sets,
-        inputs_file: inputs_file(
-            &checked.runbook,
-            args.inputs.as_ref(),
-            args.inputs_ignore_unknown,
-        )?,
-    };
+    let inv = args.inputs.invocation(&checked.runbook)?;
     let runtime = crate::runtime()?;
     runtime.block_on(async move {
         let location = crate::location::Location::resolve(args.state.as_deref());

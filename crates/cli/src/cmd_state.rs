@@ -1,29 +1,16 @@
 //! Commands over the state store: `resume`, `approve`, `reject`, `runs`, `show`.
 
-use crate::cmd_run::{run_options, user};
 use crate::exit;
-use crate::location::Location;
+use crate::location::StateArg;
 use crate::output::{print, print_json, red, reset};
 use crate::progress::{LogFormat, Progress};
+use crate::run_options::{run_options, user};
+use cairn_engine::events::outcome_word;
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
-use cairn_engine::warnings::{CheckWarning, check_warnings, outcome_word};
-use cairn_state::{Approval, Decision, ListedRun, RunFilter, RunStatus, StepStatus};
+use cairn_engine::warnings::{CheckWarning, check_warnings};
+use cairn_state::{Decision, ListedRun, RunFilter, RunStatus, StepStatus};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use std::sync::Arc;
-
-#[derive(clap::Args)]
-pub struct StateArg {
-    /// State store: a path or sqlite://PATH, or postgres://... (default: .cairn/state.db in the
-    /// nearest folder up that has .cairn/, else ~/.local/state/cairn/state.db); must exist
-    #[arg(long, env = "CAIRN_STATE", value_name = "URL", global = true)]
-    state: Option<String>,
-}
-
-impl StateArg {
-    pub fn location(&self) -> Location {
-        Location::resolve(self.state.as_deref())
-    }
-}
 
 #[derive(clap::Args)]
 pub struct ResumeArgs {
@@ -147,159 +134,51 @@ pub struct AnswerArgs {
 }
 
 pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
+    use cairn_engine::answer::{Given, NotAnswered, answer};
+    use cairn_engine::gate::Verdict;
     let location = a.state.location();
     let url = location.url.clone();
     crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
-        let Some(run) = store.get_run(&a.run).await? else {
-            eprintln!("{}error{}: no run `{}` in {url}", red(), reset(), a.run);
-            return Ok(exit::INVALID);
-        };
-        let steps = store.steps(&run.id).await?;
-        let found = steps
-            .iter()
-            .find(|s| s.step_id == a.step && s.item.is_none());
-        let waiting = match found {
-            Some(s) if s.status == StepStatus::Waiting => {
-                // A `uses` step waits for a gate inside its sub-run: that gate is the one to answer.
-                if let Some(child) = s.result.as_ref().and_then(|r| r.get("run_id")).and_then(|v| v.as_str()) {
-                    eprintln!(
-                        "{}error{}: step `{}` waits for its sub-run {child}; answer the gate there (`cairn show {child}`), then `cairn resume {}`",
-                        red(),
-                        reset(),
-                        a.step,
-                        run.id
-                    );
-                    return Ok(exit::INVALID);
-                }
-                s
-            }
-            Some(s) => {
-                eprintln!(
-                    "{}error{}: step `{}` of run {} is {}, not waiting for approval",
-                    red(),
-                    reset(),
-                    a.step,
-                    run.id,
-                    s.status
-                );
-                return Ok(exit::INVALID);
-            }
-            None => {
-                let names: Vec<&str> = steps
-                    .iter()
-                    .filter(|s| s.status == StepStatus::Waiting)
-                    .map(|s| s.step_id.as_str())
-                    .collect();
-                let hint = if names.is_empty() {
-                    "no step of this run waits for approval".to_string()
-                } else {
-                    format!("waiting: {}", names.join(", "))
-                };
-                eprintln!(
-                    "{}error{}: run {} has no waiting step `{}` ({hint})",
-                    red(),
-                    reset(),
-                    run.id,
-                    a.step
-                );
-                return Ok(exit::INVALID);
-            }
-        };
-        // The rules the gate was shown with when it began to wait; a gate recorded before
-        // they were kept is judged by the runbook's rules as it stands.
-        let since = waiting.started_at.unwrap_or_else(cairn_state::now);
-        let rules = match waiting
-            .result
-            .as_ref()
-            .and_then(cairn_engine::gate::Rules::from_result)
-        {
-            Some(r) => r,
-            None => match cairn_engine::resume::runbook_of(&run.path, &cairn_template::Templates::new())
-                .and_then(|c| {
-                    c.all_steps().find(|s| s.id.value == a.step).and_then(|s| match &s.kind {
-                        cairn_model::StepKind::Approval(g) => {
-                            Some(cairn_engine::gate::Rules::of(g, &run.user, since))
-                        }
-                        _ => None,
-                    })
-                }) {
-                Some(r) => r,
-                None => {
-                    eprintln!(
-                        "{}error{}: cannot read the rules of gate `{}` (runbook {} unreadable); nothing recorded",
-                        red(),
-                        reset(),
-                        a.step,
-                        run.path
-                    );
-                    return Ok(exit::INVALID);
-                }
-            },
-        };
-        let by = user();
-        let answer = cairn_engine::gate::Answer::new(decision == Decision::Approved, &by);
-        let earlier = cairn_engine::gate::answers_since(
-            &store.approvals(&run.id).await?,
-            &a.step,
-            Some(since),
-        );
-        if let Err(refused) =
-            cairn_engine::gate::admit(&rules, &earlier, &answer, &cairn_engine::gate::unix_member)
-        {
-            eprintln!(
-                "{}error{}: answer refused: {refused}; nothing recorded",
-                red(),
-                reset()
-            );
-            return Ok(exit::INVALID);
-        }
         let comment = match (a.comment, a.by) {
             (Some(c), Some(b)) => Some(format!("{c} (--by {b})")),
             (c, b) => c.or(b),
-        }
-        .filter(|c| !c.trim().is_empty());
-        let tty = cairn_engine::gate::tty();
-        store
-            .record_approval(&Approval {
-                run_id: run.id.clone(),
-                step_id: a.step.clone(),
-                decision,
-                by: by.clone(),
-                at: answer.at,
-                comment,
-                host: Some(cairn_state::current_host()),
-                tty,
-            })
-            .await?;
-        let mut all = earlier;
-        all.push(answer);
-        let verb = match cairn_engine::gate::judge(&rules, &all) {
-            cairn_engine::gate::Verdict::Pending { have, need } => {
-                eprintln!(
-                    "approved `{}` of run {} as {by}: {have} of {need} approvals; the gate waits for {} more",
-                    a.step,
-                    run.id,
-                    need - have
-                );
-                store.close().await;
-                return Ok(exit::OK);
-            }
-            _ if decision == Decision::Approved => "approved",
-            _ => "rejected",
         };
-        // A sub-run continues through its parent: resume the top of the chain.
-        let mut top = run.clone();
-        while let Some(parent) = top.parent_run.clone() {
-            match store.get_run(&parent).await? {
-                Some(p) => top = p,
-                None => break,
+        let given = Given {
+            run: a.run,
+            step: a.step,
+            decision,
+            by: user(),
+            comment,
+            host: cairn_state::current_host(),
+            tty: cairn_engine::gate::tty(),
+        };
+        let step = given.step.clone();
+        let by = given.by.clone();
+        let answered = match answer(store.as_ref(), given, &cairn_engine::gate::unix_member).await {
+            Ok(a) => a,
+            Err(NotAnswered::State(e)) => return Err(e.into()),
+            Err(NotAnswered::NoRun(run)) => {
+                eprintln!("{}error{}: no run `{run}` in {url}", red(), reset());
+                return Ok(exit::INVALID);
             }
+            Err(e) => {
+                eprintln!("{}error{}: {e}", red(), reset());
+                return Ok(exit::INVALID);
+            }
+        };
+        let run = &answered.run.id;
+        match answered.verdict {
+            Verdict::Pending { have, need } => eprintln!(
+                "approved `{step}` of run {run} as {by}: {have} of {need} approvals; the gate waits for {} more",
+                need - have
+            ),
+            _ => eprintln!(
+                "{} `{step}` of run {run} as {by}; continue with `cairn resume {}`",
+                if decision == Decision::Approved { "approved" } else { "rejected" },
+                answered.top.id
+            ),
         }
-        eprintln!(
-            "{verb} `{}` of run {} as {by}; continue with `cairn resume {}`",
-            a.step, run.id, top.id
-        );
         store.close().await;
         Ok(exit::OK)
     })

@@ -50,3 +50,18 @@ impl Location {
         }
     }
 }
+
+/// `--state URL` for the commands that read an existing store.
+#[derive(clap::Args)]
+pub struct StateArg {
+    /// State store: a path or sqlite://PATH, or postgres://... (default: .cairn/state.db in the
+    /// nearest folder up that has .cairn/, else ~/.local/state/cairn/state.db); must exist
+    #[arg(long, env = "CAIRN_STATE", value_name = "URL", global = true)]
+    state: Option<String>,
+}
+
+impl StateArg {
+    pub fn location(&self) -> Location {
+        Location::resolve(self.state.as_deref())
+    }
+}

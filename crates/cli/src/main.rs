@@ -7,11 +7,15 @@ mod cmd_run;
 mod cmd_state;
 mod cmd_validate;
 mod diagnostics;
+mod graph;
+mod inputs;
 mod location;
 mod notifying;
 mod output;
+mod plan_view;
 mod progress;
 mod report;
+mod run_options;
 mod signals;
 
 use clap::{CommandFactory, Parser, Subcommand};

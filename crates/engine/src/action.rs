@@ -4,10 +4,9 @@
 //! timeout, a retry or a `when` that the run would not apply. (The templates are rendered per
 //! attempt into a [`crate::prepare::Prepared`]: they need the values of the moment.)
 
-use crate::prepare::{RenderError, Renderer, fmt_dur};
-use cairn_model::{
-    ApprovalStep, Checked, OnFailure, OnTimeout, Retry, Runbook, Step, StepKind, Tmpl,
-};
+use crate::prepare::fmt_dur;
+pub use crate::prepare::{Condition, Gate};
+use cairn_model::{Checked, OnFailure, Retry, Runbook, Step, StepKind, Tmpl};
 use std::time::Duration;
 
 /// One step's settings, as the scheduler applies them.
@@ -82,22 +81,6 @@ impl StepAction {
     }
 }
 
-/// How long an approval waits for an answer, and what the silence means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Gate {
-    pub timeout: Option<Duration>,
-    pub on_timeout: OnTimeout,
-}
-
-impl Gate {
-    pub fn of(a: &ApprovalStep) -> Gate {
-        Gate {
-            timeout: a.timeout.as_ref().map(|t| t.value.0),
-            on_timeout: a.on_timeout.unwrap_or(OnTimeout::Reject),
-        }
-    }
-}
-
 /// Attempts and the delays between them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
@@ -169,32 +152,10 @@ impl RetryPolicy {
     }
 }
 
-/// A condition (`when`, a wait's `until`): one expression over the run's values.
-#[derive(Clone, Debug)]
-pub struct Condition(pub Tmpl);
-
-impl Condition {
-    /// The expression as written.
-    pub fn src(&self) -> &str {
-        &self.0.src
-    }
-
-    /// Its value against the renderer's context; in a dry run, an error that names the step
-    /// the condition is undecided on.
-    pub fn eval(&self, r: &Renderer<'_>, field: &str) -> Result<bool, RenderError> {
-        r.expr(&self.0, field).map(|v| v.is_true())
-    }
-}
-
-impl serde::Serialize for Condition {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0.src)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_model::OnTimeout;
 
     fn actions(yaml: &str) -> Vec<StepAction> {
         let templates = cairn_template::Templates::new();

@@ -3,7 +3,7 @@
 //! or a run started before an upgrade resumes with every step reported as edited. These hashes
 //! were taken before the step kind became one enum and must never change.
 
-use crate::run::def_hash;
+use crate::shared::def_hash;
 
 const RUNBOOK: &str = r#"cairn: 1
 name: pinned

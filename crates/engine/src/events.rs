@@ -77,6 +77,19 @@ impl RunOutcome {
     }
 }
 
+/// A run's outcome as a word, from its recorded status and its checks: `succeeded` becomes
+/// `succeeded_with_warnings` when a check was not `ok`.
+pub fn outcome_word(
+    status: cairn_state::RunStatus,
+    warnings: &[crate::warnings::CheckWarning],
+) -> String {
+    if status == cairn_state::RunStatus::Succeeded && !warnings.is_empty() {
+        RunOutcome::SucceededWithWarnings.as_str().to_string()
+    } else {
+        status.to_string()
+    }
+}
+
 /// The summary line of one step at the end of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepSummary {

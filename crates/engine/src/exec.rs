@@ -27,7 +27,7 @@ pub struct Call<'a> {
 
 /// The port through which the engine performs every external action (shell, argv, SQL, HTTP,
 /// Chroma, and the probe of a `wait … until`). [`Peers`] performs them for real; a test puts a
-/// scripted implementation here (through [`crate::run::RunOptions::actions`]) and runs the real
+/// scripted implementation here (through [`crate::options::RunOptions::actions`]) and runs the real
 /// scheduler, checkpoints and resume around it. The engine's own kinds (check, approval, wait,
 /// report, uses) are not behind it.
 #[async_trait::async_trait]

@@ -5,7 +5,8 @@
 //! until the attempt that ends the run succeeded. Held back = recorded `skipped` with a note
 //! saying why; `finally` is never counted as done, so the next attempt decides again.
 
-use crate::run::{Outcome, Shared, fails_run};
+use crate::outcome::Outcome;
+use crate::shared::{Shared, fails_run};
 
 /// Why the `finally` step `i` is held back in this attempt, or `None` when it runs. A
 /// `keep_for_resume` step runs only while nothing has failed the run (a main step, or an

@@ -11,26 +11,33 @@
 //! ```
 
 pub mod action;
+pub mod answer;
+mod attempt;
+mod builtin;
 pub mod context;
-mod control;
+mod decide;
 #[cfg(test)]
 mod def_hash_pin;
-pub mod door;
-mod durations;
 pub mod events;
 pub mod exec;
 mod finally;
 pub mod gate;
 pub mod inputs;
 pub mod masker;
+pub mod masking;
+pub mod options;
+pub mod outcome;
 pub mod plan;
 pub mod prepare;
 pub mod probe;
 mod prompt;
+mod reclaim;
 pub mod resume;
 pub mod run;
 mod schedule;
 pub mod secrets;
+pub(crate) mod shared;
+mod start;
+mod step_runner;
 mod subrun;
-mod unit;
 pub mod warnings;

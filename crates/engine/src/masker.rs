@@ -1,5 +1,5 @@
 //! The masks of a run's secrets: every form a secret can take in what Cairn writes, replaced by
-//! `***`. Only the masking door (`door.rs`) and Cairn's own diagnostics writer use a [`Masker`].
+//! `***`. Only the masking door (`masking.rs`) and Cairn's own diagnostics writer use a [`Masker`].
 //!
 //! Cost is linear in the secrets' total length, and small: a secret up to [`PATTERN_LIMIT`]
 //! bytes is one regex alternative covering every escaping of each character; a longer one (a

@@ -48,7 +48,7 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// `plan --probe`: whether each target answered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reachability: Vec<crate::probe::Reachability>,
+    pub reachability: Vec<Reachability>,
     /// Who hears what (`notify.on`): event -> the runbook's notifier names (each gate's own
     /// `notify:` is shown with the gate).
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
@@ -57,7 +57,7 @@ pub struct Plan {
     /// the targets' credentials, as a run would mask them. Everything printed of the plan
     /// leaves through it.
     #[serde(skip)]
-    pub door: crate::door::Door,
+    pub door: crate::masking::Door,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,7 +97,7 @@ pub struct PlannedStep {
     pub actions: Vec<Prepared>,
     /// `plan --probe`: whether the step ran for real, was only shown, or was skipped, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe: Option<crate::probe::Probe>,
+    pub probe: Option<Probe>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,17 +126,18 @@ pub fn plan_with(
     templates: &Templates,
     inv: &Invocation,
     now: DateTime<Utc>,
-    mut probe: Option<&mut crate::probe::Prober>,
+    mut probe: Option<&mut dyn Probing>,
 ) -> Result<Plan, PlanError> {
     let rb = &checked.runbook;
     // The run's own reader and masks: a FIFO, a device or an oversized file is refused the
     // same way, and what is read is masked in the plan (a dry run renders secrets as `***`).
     let (secret_values, secret_problems) = crate::secrets::read_each(&rb.secrets);
-    let mut masker = crate::run::run_masker(&secret_values, &crate::run::RunOptions::default());
+    let mut masker =
+        crate::masking::run_masker(&secret_values, &crate::options::RunOptions::default());
     drop(secret_values);
-    let early = crate::door::Door::new(masker.clone());
+    let early = crate::masking::Door::new(masker.clone());
     let inputs = crate::inputs::resolve(rb, &inv.sets, inv.inputs_file.as_ref())
-        .map_err(|e| early.plan_error(PlanError::Inputs(e)))?;
+        .map_err(|e| masked(&early, PlanError::Inputs(e)))?;
     let secrets: serde_json::Map<String, Json> = rb
         .secrets
         .keys()
@@ -160,12 +161,12 @@ pub fn plan_with(
     );
     let targets = IndexMap::new();
     let vars = eval_vars(rb, templates, &base, &targets)
-        .map_err(|(what, source)| early.plan_error(PlanError::Render { what, source }))?;
+        .map_err(|(what, source)| masked(&early, PlanError::Render { what, source }))?;
     let targets = resolve_targets(rb, templates, &base)
-        .map_err(|(what, source)| early.plan_error(PlanError::Render { what, source }))?;
-    crate::run::mask_credentials(&mut masker, &targets);
+        .map_err(|(what, source)| masked(&early, PlanError::Render { what, source }))?;
+    crate::masking::mask_credentials(&mut masker, &targets);
     masker.check()?;
-    let door = crate::door::Door::new(masker);
+    let door = crate::masking::Door::new(masker);
     let planned_targets = targets
         .iter()
         .map(|(k, t)| {
@@ -194,10 +195,13 @@ pub fn plan_with(
             .map(|p| rb.steps[p].id.value.clone())
             .collect();
         let mut planned = plan_step(rb, s, checked.dag.group[i], needs, &r).map_err(|source| {
-            door.plan_error(PlanError::Render {
-                what: format!("step `{}`", s.id.value),
-                source,
-            })
+            masked(
+                &door,
+                PlanError::Render {
+                    what: format!("step `{}`", s.id.value),
+                    source,
+                },
+            )
         })?;
         if let Some(p) = probe.as_deref_mut() {
             p.step(s, &mut planned, &r(Local::default()));
@@ -213,13 +217,16 @@ pub fn plan_with(
             vec![rb.finally[k - 1].id.value.clone()]
         };
         let mut planned = plan_step(rb, s, last_group + k, needs, &r).map_err(|source| {
-            door.plan_error(PlanError::Render {
-                what: format!("step `{}`", s.id.value),
-                source,
-            })
+            masked(
+                &door,
+                PlanError::Render {
+                    what: format!("step `{}`", s.id.value),
+                    source,
+                },
+            )
         })?;
         if probe.is_some() {
-            planned.probe = Some(crate::probe::Probe::shown(
+            planned.probe = Some(Probe::shown(
                 "`finally` steps are shown, never run by a probe",
             ));
         }
@@ -237,10 +244,13 @@ pub fn plan_with(
         })
         .collect::<Result<_, RenderError>>()
         .map_err(|source| {
-            door.plan_error(PlanError::Render {
-                what: "outputs".into(),
-                source,
-            })
+            masked(
+                &door,
+                PlanError::Render {
+                    what: "outputs".into(),
+                    source,
+                },
+            )
         })?;
     Ok(Plan {
         runbook: rb.name.value.clone(),
@@ -502,15 +512,17 @@ pub(crate) fn plan_step<'a>(
         needs,
         when,
         // A templated timeout as the run would render it; as written when it cannot be yet.
-        timeout: crate::durations::timeout(&plain, &action).map_or_else(
-            |_| {
-                action
-                    .timeout_template
-                    .as_ref()
-                    .map(|t| t.src.trim().to_string())
-            },
-            |t| t.map(fmt_dur),
-        ),
+        timeout: plain
+            .timeout(action.timeout, action.timeout_template.as_ref())
+            .map_or_else(
+                |_| {
+                    action
+                        .timeout_template
+                        .as_ref()
+                        .map(|t| t.src.trim().to_string())
+                },
+                |t| t.map(fmt_dur),
+            ),
         retry: action.retry.shown(),
         continue_on_failure: action.on_failure == OnFailure::Continue,
         not_idempotent: !action.idempotent,
@@ -535,4 +547,76 @@ fn unknown_list(r: &Renderer<'_>, v: &TValue) -> Option<String> {
             .undecided()
             .map(|p| crate::prepare::unknown_text(p, &t.src)),
     }
+}
+
+/// A dry run's error as it leaves the engine: through the plan's masking door.
+fn masked(door: &crate::masking::Door, e: PlanError) -> PlanError {
+    match e {
+        PlanError::Inputs(list) => PlanError::Inputs(door.all(list)),
+        PlanError::Render { what, mut source } => {
+            source.message = door.text(&source.message);
+            PlanError::Render {
+                what: door.text(&what),
+                source,
+            }
+        }
+        other => other,
+    }
+}
+
+/// What runs the reads of a plan (see `crate::probe`): the plan gives it each step as planned,
+/// in order, and asks it which targets answered.
+pub trait Probing {
+    /// Decides and, for a read, runs one planned step; a step that ran successfully is made
+    /// visible to the steps after it.
+    fn step(&mut self, s: &Step, planned: &mut PlannedStep, r: &Renderer<'_>);
+    /// Whether each target answered.
+    fn reachability(&mut self, targets: &IndexMap<String, ResolvedTarget>) -> Vec<Reachability>;
+}
+
+/// A probe's word on one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// `ran`, `shown` or `skipped`.
+    pub outcome: &'static str,
+    pub why: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Json>,
+    /// The step ran and failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+impl Probe {
+    pub fn shown(why: impl Into<String>) -> Probe {
+        Probe {
+            outcome: "shown",
+            why: why.into(),
+            result: None,
+            outputs: None,
+            error: None,
+            duration_ms: None,
+        }
+    }
+
+    pub(crate) fn skipped(why: impl Into<String>) -> Probe {
+        Probe {
+            outcome: "skipped",
+            ..Probe::shown(why)
+        }
+    }
+}
+
+/// Whether a target answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reachability {
+    pub target: String,
+    pub kind: &'static str,
+    /// `None`: not checked (why is in `detail`).
+    pub reachable: Option<bool>,
+    pub detail: String,
 }

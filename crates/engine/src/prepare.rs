@@ -2,7 +2,6 @@
 //! exact command, SQL with its bound values, request or call. The dry-run prints it; a run performs
 //! it. Sharing this one path is what keeps a plan from drifting from a run.
 
-use crate::action::Condition;
 use crate::context::{Base, Local, context};
 use cairn_model::{
     ApprovalStep, CheckState, CheckStep, ChromaStep, HttpStep, Limit, OnTimeout, Poll, SqlStep,
@@ -383,9 +382,35 @@ impl Renderer<'_> {
         t: &Option<Tmpl>,
         field: &str,
     ) -> Result<Option<Duration>, RenderError> {
-        t.as_ref()
-            .map(|t| crate::durations::render(self, t, field))
-            .transpose()
+        t.as_ref().map(|t| self.duration(t, field)).transpose()
+    }
+
+    /// A duration written as a template (a step's `timeout`; a `wait`'s `duration`, `interval`
+    /// and `timeout`), rendered now and read as a duration (`90s`, `2m`, `1h 30m`). A value that
+    /// is not one fails, naming the field, the template, the value and its line.
+    pub fn duration(&self, t: &Tmpl, field: &str) -> Result<Duration, RenderError> {
+        let text = self.text(t, field)?;
+        humantime::parse_duration(text.trim()).map_err(|e| RenderError {
+            field: field.to_string(),
+            message: format!(
+                "`{}` gave `{text}`, which is not a duration ({e}): write it like `30s`, `10m` or `1h30m`",
+                t.src.trim()
+            ),
+            undecided: None,
+            line: Some(t.span.line),
+        })
+    }
+
+    /// The timeout of one attempt: the step's template rendered now, else the fixed one.
+    pub fn timeout(
+        &self,
+        fixed: Option<Duration>,
+        template: Option<&Tmpl>,
+    ) -> Result<Option<Duration>, RenderError> {
+        match template {
+            Some(t) => self.duration(t, "timeout").map(Some),
+            None => Ok(fixed),
+        }
     }
 
     /// The action a `wait` polls, rendered as the same kind of step would be.
@@ -623,7 +648,7 @@ impl Renderer<'_> {
     }
 
     fn approval(&self, a: &ApprovalStep) -> Result<Prepared, RenderError> {
-        let gate = crate::action::Gate::of(a);
+        let gate = Gate::of(a);
         Ok(Prepared::Approval {
             message: self.text(&a.message, "approval.message")?,
             timeout: gate.timeout,
@@ -663,4 +688,43 @@ pub fn has_template(s: &str) -> bool {
 /// A template value as JSON; placeholders become their `<path>` text.
 pub fn to_json(v: &Value) -> Json {
     cairn_template::to_json(v).unwrap_or_else(|_| Json::String(v.to_string()))
+}
+
+/// How long an approval waits for an answer, and what the silence means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate {
+    pub timeout: Option<Duration>,
+    pub on_timeout: OnTimeout,
+}
+
+impl Gate {
+    pub fn of(a: &ApprovalStep) -> Gate {
+        Gate {
+            timeout: a.timeout.as_ref().map(|t| t.value.0),
+            on_timeout: a.on_timeout.unwrap_or(OnTimeout::Reject),
+        }
+    }
+}
+
+/// A condition (`when`, a wait's `until`): one expression over the run's values.
+#[derive(Clone, Debug)]
+pub struct Condition(pub Tmpl);
+
+impl Condition {
+    /// The expression as written.
+    pub fn src(&self) -> &str {
+        &self.0.src
+    }
+
+    /// Its value against the renderer's context; in a dry run, an error that names the step
+    /// the condition is undecided on.
+    pub fn eval(&self, r: &Renderer<'_>, field: &str) -> Result<bool, RenderError> {
+        r.expr(&self.0, field).map(|v| v.is_true())
+    }
+}
+
+impl serde::Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.src)
+    }
 }

@@ -17,61 +17,14 @@
 
 use crate::context::StepView;
 use crate::exec::{Attempt, Peers};
-use crate::plan::PlannedStep;
+use crate::plan::{PlannedStep, Probing};
+pub use crate::plan::{Probe, Reachability};
 use crate::prepare::{Prepared, Renderer, ResolvedTarget};
 use cairn_model::{Step, TargetKind};
 use indexmap::IndexMap;
-use serde::Serialize;
 use serde_json::Value as Json;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// A probe's word on one step.
-#[derive(Debug, Clone, Serialize)]
-pub struct Probe {
-    /// `ran`, `shown` or `skipped`.
-    pub outcome: &'static str,
-    pub why: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Json>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outputs: Option<Json>,
-    /// The step ran and failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-}
-
-impl Probe {
-    pub fn shown(why: impl Into<String>) -> Probe {
-        Probe {
-            outcome: "shown",
-            why: why.into(),
-            result: None,
-            outputs: None,
-            error: None,
-            duration_ms: None,
-        }
-    }
-
-    fn skipped(why: impl Into<String>) -> Probe {
-        Probe {
-            outcome: "skipped",
-            ..Probe::shown(why)
-        }
-    }
-}
-
-/// Whether a target answered.
-#[derive(Debug, Clone, Serialize)]
-pub struct Reachability {
-    pub target: String,
-    pub kind: &'static str,
-    /// `None`: not checked (why is in `detail`).
-    pub reachable: Option<bool>,
-    pub detail: String,
-}
 
 /// Runs the reads of a plan. Holds its own runtime: the plan is walked synchronously.
 pub struct Prober {
@@ -90,12 +43,6 @@ impl Prober {
             cancel,
             default_timeout: Duration::from_secs(30),
         })
-    }
-
-    /// Decides and, for a read, runs one planned step; a step that ran successfully is made
-    /// visible to the steps after it.
-    pub fn step(&mut self, s: &Step, planned: &mut PlannedStep, r: &Renderer<'_>) {
-        planned.probe = Some(self.decide_and_run(s, planned, r));
     }
 
     fn decide_and_run(&mut self, s: &Step, planned: &PlannedStep, r: &Renderer<'_>) -> Probe {
@@ -408,5 +355,15 @@ fn may_run(
             }
         }
         other => Err(format!("`{}` steps are shown", other.kind())),
+    }
+}
+
+impl Probing for Prober {
+    fn step(&mut self, s: &Step, planned: &mut PlannedStep, r: &Renderer<'_>) {
+        planned.probe = Some(self.decide_and_run(s, planned, r));
+    }
+
+    fn reachability(&mut self, targets: &IndexMap<String, ResolvedTarget>) -> Vec<Reachability> {
+        Prober::reachability(self, targets)
     }
 }

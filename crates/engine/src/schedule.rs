@@ -2,8 +2,9 @@
 //! gate, and how many run at once.
 
 use crate::events::{Event, Status};
-use crate::run::{Hold, Outcome, Shared, on_failure};
-use crate::unit::{conclude, define, run_step};
+use crate::outcome::{Hold, Outcome};
+use crate::shared::{Shared, on_failure};
+use crate::step_runner::{conclude, define, run_step};
 use cairn_model::OnFailure;
 use cairn_state::{StepRecord, StepStatus};
 use std::collections::BTreeSet;

@@ -2,10 +2,12 @@
 //! this step's result. Its events appear under `parent_step/child_step`.
 
 use crate::context::Local;
-use crate::control::Done;
 use crate::events::{Event, RunOutcome, Sink};
+use crate::options::RunOptions;
+use crate::outcome::Done;
 use crate::plan::Invocation;
-use crate::run::{RunOptions, Shared, execute};
+use crate::reclaim::{Resumed, resume_with};
+use crate::shared::{Shared, SubRuns};
 use cairn_model::Step;
 use cairn_state::RunStatus;
 use cairn_steps::StepError;
@@ -37,17 +39,22 @@ impl Sink for Prefixed {
     }
 }
 
-/// Boxed with an explicit `Send` so the recursion (a sub-run runs steps that may be `uses`)
-/// has a nameable future type.
-pub(crate) fn uses<'a>(
-    shared: &'a Arc<Shared>,
-    step: &'a Step,
-    runbook: &'a str,
-    with: &'a IndexMap<String, Json>,
-    local: &'a Local,
-    cancel: &'a CancellationToken,
-) -> futures::future::BoxFuture<'a, Result<Done, StepError>> {
-    Box::pin(uses_inner(shared, step, runbook, with, local, cancel))
+/// The engine's [`SubRuns`]: a child run started with [`crate::start::start`] or continued
+/// with [`crate::reclaim::resume_with`], itself given this port for its own `uses` steps.
+pub(crate) struct Children;
+
+impl SubRuns for Children {
+    fn uses<'a>(
+        &'a self,
+        shared: &'a Arc<Shared>,
+        step: &'a Step,
+        runbook: &'a str,
+        with: &'a IndexMap<String, Json>,
+        local: &'a Local,
+        cancel: &'a CancellationToken,
+    ) -> futures::future::BoxFuture<'a, Result<Done, StepError>> {
+        Box::pin(uses_inner(shared, step, runbook, with, local, cancel))
+    }
 }
 
 /// The runbooks from the top-level run down to the one `path` names, checked again at run
@@ -176,21 +183,22 @@ async fn uses_inner(
             });
         }
         Some(r) => {
-            let resumed = crate::resume::resume(
+            let resumed = resume_with(
                 &r.id,
                 shared.templates.clone(),
                 shared.store.clone(),
                 sink,
                 opts,
                 &Default::default(),
+                Arc::new(Children),
             )
             .await
             .map_err(|e| {
                 StepError::setup(format!("`uses: {runbook}`: resuming sub-run {}: {e}", r.id))
             })?;
             match resumed {
-                crate::resume::Resumed::Ran(report) => report,
-                crate::resume::Resumed::AlreadyDone { run_id } => {
+                Resumed::Ran(report) => report,
+                Resumed::AlreadyDone { run_id } => {
                     return Ok(Done {
                         result: r.outputs.clone().unwrap_or(Json::Null),
                         note: Some(format!("sub-run {run_id} succeeded earlier")),
@@ -199,13 +207,14 @@ async fn uses_inner(
                 }
             }
         }
-        None => execute(
+        None => crate::start::start(
             Arc::new(checked),
             shared.templates.clone(),
             &inv,
             shared.store.clone(),
             sink,
             opts,
+            Arc::new(Children),
         )
         .await
         .map_err(|e| StepError::setup(format!("`uses: {runbook}`: {e}")))?,

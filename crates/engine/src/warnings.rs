@@ -93,18 +93,6 @@ pub fn check_warnings(
         .collect()
 }
 
-/// A run's outcome as a word, from its recorded status and its checks: `succeeded` becomes
-/// `succeeded_with_warnings` when a check was not `ok`.
-pub fn outcome_word(status: cairn_state::RunStatus, warnings: &[CheckWarning]) -> String {
-    if status == cairn_state::RunStatus::Succeeded && !warnings.is_empty() {
-        crate::events::RunOutcome::SucceededWithWarnings
-            .as_str()
-            .to_string()
-    } else {
-        status.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

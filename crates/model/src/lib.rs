@@ -19,6 +19,7 @@ pub mod notifiers_file;
 mod parse;
 mod parse_notify;
 mod parse_step;
+mod parse_values;
 mod read;
 pub mod runbook;
 pub mod source;
@@ -26,6 +27,7 @@ pub mod span;
 pub mod step;
 pub mod uses;
 mod validate;
+pub mod values;
 pub mod yaml;
 
 pub use dag::{Dag, Edge};
@@ -34,7 +36,8 @@ pub use notifier::*;
 pub use notifiers_file::{
     NOTIFIERS_ENV, check_notifiers_file, load_notifiers_file, notifiers_file_from_env,
 };
-pub use parse::{FORMAT_VERSIONS, MAX_BACKOFF};
+pub use parse::FORMAT_VERSIONS;
+pub use parse_values::MAX_BACKOFF;
 pub use runbook::*;
 pub use span::{Span, Spanned};
 pub use step::*;

@@ -5,8 +5,8 @@
 //! `CAIRN_NOTIFIERS` file, only that file's `secrets` and `env`). `notify.on` routes each run
 //! event to notifiers by name.
 
-use crate::runbook::{Dur, Secret, Tmpl};
 use crate::span::{Span, Spanned};
+use crate::values::{Dur, Secret, Tmpl};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Serialize;

@@ -3,8 +3,8 @@
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::notifier::*;
 use crate::read::*;
-use crate::runbook::Tmpl;
 use crate::span::Span;
+use crate::values::Tmpl;
 use crate::yaml::Node;
 use indexmap::IndexMap;
 
@@ -225,7 +225,7 @@ pub(crate) fn file(d: &mut Diags, root: &Node) -> Option<NotifiersFile> {
     let what = "a notifiers file";
     let mut f = map(d, root, what)?;
     let secrets = f.get("secrets").map_or_else(IndexMap::new, |n| {
-        named(d, n, "`secrets`", crate::parse::secret)
+        named(d, n, "`secrets`", crate::parse_values::secret)
     });
     let notifiers = match f.get("notifiers") {
         Some(n) => notifiers(d, n),

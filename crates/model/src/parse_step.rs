@@ -1,7 +1,7 @@
 //! Steps and their kinds: YAML node -> [`Step`], collecting every problem on the way.
 
 use crate::diag::Diagnostic;
-use crate::parse::{expect, on_failure, outputs, retry};
+use crate::parse_values::{expect, on_failure, outputs, retry};
 use crate::read::*;
 use crate::runbook::*;
 use crate::span::Spanned;

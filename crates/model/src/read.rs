@@ -2,8 +2,8 @@
 //! on a wrong type, so parsing goes on and every problem is collected in one pass.
 
 use crate::diag::{Diagnostic, did_you_mean};
-use crate::runbook::{Dur, TValue, Tmpl};
 use crate::span::{Span, Spanned};
+use crate::values::{Dur, TValue, Tmpl};
 use crate::yaml::{Node, NodeKind, Scalar};
 use indexmap::IndexMap;
 

@@ -1,7 +1,7 @@
 //! Steps and their kinds.
 
-use crate::runbook::{Dur, Expect, OnFailure, Retry, TValue, TargetKind, Tmpl};
 use crate::span::{Span, Spanned};
+use crate::values::{Dur, Expect, OnFailure, Retry, TValue, TargetKind, Tmpl};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -37,7 +37,7 @@ pub struct Step {
     #[schemars(range(min = 1))]
     pub concurrency: Option<Spanned<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub timeout: Option<Spanned<Dur>>,
     /// `timeout` written as a template: rendered when each attempt starts.
     #[serde(rename = "timeout", skip_serializing_if = "Option::is_none")]
@@ -694,14 +694,14 @@ pub struct WaitStep {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub interval: Option<Spanned<Dur>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub timeout: Option<Spanned<Dur>>,
     /// Just wait this long.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<crate::runbook::DurOrTemplate>")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub duration: Option<Spanned<Dur>>,
     /// `interval`, `timeout` and `duration` written as templates: rendered when the step starts.
     #[serde(flatten)]

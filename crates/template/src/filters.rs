@@ -10,52 +10,14 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use minijinja::value::{Object, ObjectRepr, Rest, ValueOrKwargs};
+use minijinja::value::{Rest, ValueOrKwargs};
 use minijinja::{Environment, Error, Value};
 
 use crate::error::refuse;
 use crate::json;
+use crate::marks::{Ident, Raw};
 use crate::names::{BUILTIN_FILTERS, CAIRN_FILTERS};
 use crate::placeholder::{self, PLACEHOLDER_AWARE_FILTERS, is_placeholder};
-
-/// An SQL identifier marked by `| ident` (the name, unquoted): SQL writes it quoted in the
-/// target's dialect, where the lexer says it is code; elsewhere it is the double-quoted text.
-#[derive(Debug)]
-pub(crate) struct Ident(pub(crate) String);
-
-impl Ident {
-    /// The double-quoted form (`"my ""odd"" table"`), as text and shell see it.
-    pub(crate) fn quoted(&self) -> String {
-        crate::Dialect::Postgres.quote_ident(&self.0)
-    }
-}
-
-impl Object for Ident {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.quoted())
-    }
-}
-
-/// A value marked `| raw`: written verbatim into shell commands; bound as usual in SQL.
-#[derive(Debug)]
-pub(crate) struct Raw(pub(crate) Value);
-
-impl Object for Raw {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.as_str() {
-            Some(s) => f.write_str(s),
-            None => write!(f, "{}", self.0),
-        }
-    }
-}
 
 /// Undoes the `ident`/`raw` markers for callers that want plain values.
 pub(crate) fn unmark(value: Value) -> Value {

@@ -3,7 +3,7 @@
 use minijinja::Value;
 use minijinja::value::ValueKind;
 
-use crate::filters::{Ident, Raw};
+use crate::marks::{Ident, Raw};
 use crate::placeholder::is_placeholder;
 
 /// Builds a template value from JSON (numbers stay numbers, map order is kept).

@@ -46,6 +46,7 @@ mod env;
 mod error;
 mod filters;
 mod json;
+mod marks;
 mod names;
 mod placeholder;
 mod shell;

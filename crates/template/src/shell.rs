@@ -12,8 +12,8 @@ use minijinja::value::ValueKind;
 use minijinja::{Error, Output, State, Value};
 
 use crate::error::{ErrorKind, TemplateError, refuse};
-use crate::filters::Raw;
 use crate::json::display;
+use crate::marks::Raw;
 use crate::placeholder::is_placeholder;
 use crate::shell_lex::ShellLexer;
 use crate::shell_refusal::{ARITHMETIC, ARITHMETIC_HELP, Refusal, ShellContext};

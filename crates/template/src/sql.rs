@@ -11,8 +11,8 @@ use std::cell::RefCell;
 use minijinja::{Error, Output, State, Value};
 
 use crate::error::{ErrorKind, TemplateError, refuse};
-use crate::filters::Ident;
 use crate::json::to_json;
+use crate::marks::Ident;
 use crate::sql_lex::{Dialect, SqlLexer};
 
 /// Marks where the formatter put a parameter; refused in SQL sources and identifiers.

@@ -5,8 +5,8 @@
 use minijinja::{Error, Output, State, Value};
 
 use crate::error::refuse;
-use crate::filters::Raw;
 use crate::json::display;
+use crate::marks::Raw;
 use crate::placeholder::is_placeholder;
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`),

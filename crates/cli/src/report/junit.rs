@@ -1,7 +1,7 @@
 //! JUnit XML in the strict Ant format CI servers read (the published JUnit schema): one
 //! `<testsuite>` per run, one `<testcase>` per step and per `for_each` item.
 
-use super::{RunData, log_tail, status_str, step_secs};
+use super::data::{RunData, log_tail, status_str, step_secs};
 use cairn_state::{StepRecord, StepStatus};
 use std::fmt::Write as _;
 
@@ -88,7 +88,7 @@ pub fn render(d: &RunData) -> String {
         let _ = writeln!(
             props,
             "    <property name=\"approval\" value=\"{}\"/>",
-            attr(&super::answer_line(a))
+            attr(&super::data::answer_line(a))
         );
     }
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");

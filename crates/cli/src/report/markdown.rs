@@ -1,7 +1,7 @@
 //! A Markdown report of a run, for people: the summary, the RTO/RPO verdict, the DAG as a
 //! Mermaid graph coloured by status, and every step with its timings, outputs and error.
 
-use super::{RunData, step_secs};
+use super::data::{RunData, step_secs};
 use std::fmt::Write as _;
 
 pub fn render(d: &RunData) -> String {
@@ -79,11 +79,11 @@ pub fn render(d: &RunData) -> String {
     o.push('\n');
 
     if let Some(c) = &d.runbook {
-        let statuses = crate::cmd_graph::statuses_of(d);
+        let statuses = crate::graph::statuses_of(d);
         let _ = writeln!(
             o,
             "## Graph\n\n```mermaid\n{}```\n",
-            crate::cmd_graph::mermaid(c, Some(&statuses))
+            crate::graph::mermaid(c, Some(&statuses))
         );
     }
 
@@ -175,7 +175,7 @@ pub fn render(d: &RunData) -> String {
     if !d.approvals.is_empty() {
         let _ = writeln!(o, "## Approvals\n");
         for a in &d.approvals {
-            let _ = writeln!(o, "- {}", cell(&super::answer_line(a)));
+            let _ = writeln!(o, "- {}", cell(&super::data::answer_line(a)));
         }
         o.push('\n');
     }

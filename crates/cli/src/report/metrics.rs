@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format, for node_exporter's textfile collector: the latest
 //! run of a runbook as gauges, with units in the names (`_seconds`) and the runbook as a label.
 
-use super::{RunData, step_secs};
+use super::data::{RunData, step_secs};
 use std::fmt::Write as _;
 
 const RUN_STATUSES: &[&str] = &["running", "succeeded", "failed", "paused", "interrupted"];

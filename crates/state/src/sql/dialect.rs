@@ -18,7 +18,7 @@ use sqlx::{Database, Pool, Postgres, Row, Sqlite};
 use crate::codec::{json_text, parse_json, parse_ts, ts};
 use crate::error::StateError;
 
-use super::schema::{PG_MIGRATIONS, SQLITE_MIGRATIONS};
+use super::migrations::{PG_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// A query of dialect `D` with its arguments.
 pub type Q<'q, D> = sqlx::query::Query<'q, D, <D as Database>::Arguments>;

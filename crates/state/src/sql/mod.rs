@@ -9,6 +9,7 @@
 mod dialect;
 mod file_id;
 mod locks;
+mod migrations;
 mod rows;
 mod schema;
 mod sightings;

@@ -11,13 +11,16 @@
 //!   the plan is built with (`Plan::door`): the same secret reader and masks as a run.
 
 use crate::events::{Event, Sink};
-use crate::run::{RunError, RunReport};
+use crate::options::RunOptions;
+use crate::outcome::{RunError, RunReport};
+use crate::prepare::ResolvedTarget;
 use crate::secrets::Masker;
 use async_trait::async_trait;
 use cairn_state::{
     Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, StateError, StepDef,
     StepRecord, Store,
 };
+use indexmap::IndexMap;
 use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,23 +132,7 @@ impl Door {
         }
     }
 
-    /// A dry run's error as it leaves the engine.
-    pub(crate) fn plan_error(&self, e: crate::plan::PlanError) -> crate::plan::PlanError {
-        use crate::plan::PlanError;
-        match e {
-            PlanError::Inputs(list) => PlanError::Inputs(self.all(list)),
-            PlanError::Render { what, mut source } => {
-                source.message = self.masker.mask(&source.message);
-                PlanError::Render {
-                    what: self.masker.mask(&what),
-                    source,
-                }
-            }
-            other => other,
-        }
-    }
-
-    fn all(&self, list: Vec<String>) -> Vec<String> {
+    pub(crate) fn all(&self, list: Vec<String>) -> Vec<String> {
         list.iter().map(|s| self.masker.mask(s)).collect()
     }
 
@@ -320,6 +307,52 @@ impl Store for MaskedStore {
     }
     async fn close(&self) {
         self.inner.close().await
+    }
+}
+
+/// The masker of a run: its secrets, what it inherits from a parent run, its secret inputs.
+pub(crate) fn run_masker(secrets: &serde_json::Map<String, Json>, opts: &RunOptions) -> Masker {
+    let mut masker = Masker::new(
+        secrets
+            .values()
+            .filter_map(|v| v.as_str().map(str::to_string)),
+    );
+    masker.merge(&opts.inherited);
+    let mut leaves = Vec::new();
+    for v in opts.secret_inputs.values() {
+        string_leaves(v, &mut leaves);
+    }
+    masker.add(leaves);
+    masker
+}
+
+/// Credentials written straight into targets (a password in a URL, `password:`, `bearer:`,
+/// `basic:`) are masked like secrets, in a run and in its plan.
+pub(crate) fn mask_credentials(masker: &mut Masker, targets: &IndexMap<String, ResolvedTarget>) {
+    for t in targets.values() {
+        let basic_pw = t.basic.as_ref().and_then(|(_, p)| p.clone());
+        masker.add(
+            [
+                crate::secrets::url_password(&t.url),
+                t.password.clone(),
+                t.bearer.clone(),
+                basic_pw,
+            ]
+            .into_iter()
+            .flatten()
+            // A dry run's rendered secret is already the mask.
+            .filter(|v| v != cairn_template::MASK),
+        );
+    }
+}
+
+fn string_leaves(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::String(s) => out.push(s.clone()),
+        Json::Array(a) => a.iter().for_each(|x| string_leaves(x, out)),
+        Json::Object(o) => o.values().for_each(|x| string_leaves(x, out)),
+        // A number or a boolean is too common a text to mask.
+        _ => {}
     }
 }
 

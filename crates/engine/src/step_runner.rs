@@ -1,11 +1,12 @@
 //! One step: `when`, a step lock, the action once or per `for_each` item with retries, and the
 //! checkpoints and events around each attempt.
 
+use crate::builtin;
 use crate::context::{Local, StepView, Timing};
-use crate::control;
 use crate::events::{Event, Status};
+use crate::outcome::{Hold, LOCK_LEASE, Outcome};
 use crate::prepare::Prepared;
-use crate::run::{Hold, LOCK_LEASE, Outcome, Shared};
+use crate::shared::Shared;
 use cairn_model::{Step, TValue};
 use cairn_state::{LockHolder, StepRecord, StepStatus};
 use cairn_steps::StepError;
@@ -329,10 +330,12 @@ async fn run_unit(
         }
         let r = shared.renderer(local.clone());
         // A templated `timeout` is rendered with the step's other templates, for this attempt.
-        let (prepared, timeout) = match r
-            .prepare(step)
-            .and_then(|p| Ok((p, crate::durations::timeout(&r, action)?)))
-        {
+        let (prepared, timeout) = match r.prepare(step).and_then(|p| {
+            Ok((
+                p,
+                r.timeout(action.timeout, action.timeout_template.as_ref())?,
+            ))
+        }) {
             Ok(ready) => ready,
             Err(e) => {
                 last = Outcome {
@@ -348,10 +351,10 @@ async fn run_unit(
             step: step.id.value.clone(),
             item,
             attempt,
-            what: control::describe(&prepared),
+            what: builtin::describe(&prepared),
         });
         let log = log_path(shared, &step.id.value, item);
-        let res = control::perform(
+        let res = builtin::perform(
             shared,
             step,
             &prepared,
@@ -416,7 +419,7 @@ fn settle(
     shared: &Shared,
     step: &Step,
     local: &Local,
-    res: Result<control::Done, StepError>,
+    res: Result<crate::outcome::Done, StepError>,
     attempt: u32,
 ) -> Outcome {
     match res {
@@ -435,7 +438,7 @@ fn settle(
                 result: Some(result.clone()),
                 ..local.clone()
             };
-            if let Err(e) = control::expect(shared, step, &with_result, &result) {
+            if let Err(e) = builtin::expect(shared, step, &with_result, &result) {
                 return Outcome {
                     status: Status::Failed,
                     error: Some(e),

@@ -1,13 +1,14 @@
 //! The step kinds the executor performs itself (check, approval, wait, report, uses), the
 //! dispatch to the external kinds, expectations and retry delays.
 
-use crate::action::Condition;
 use crate::context::Local;
 use crate::events::Event;
 use crate::exec::Call;
 use crate::gate::{self, Answer, Rules, Verdict};
+use crate::outcome::Done;
+use crate::prepare::Condition;
 use crate::prepare::{Prepared, fmt_dur};
-use crate::run::Shared;
+use crate::shared::Shared;
 use cairn_model::{CheckState, Expect, OnTimeout, Step, StepKind, Threshold};
 use cairn_steps::StepError;
 use serde_json::Value as Json;
@@ -15,21 +16,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// What an action produced.
-#[derive(Debug, Default)]
-pub(crate) struct Done {
-    pub result: Json,
-    pub note: Option<String>,
-    /// The action ran but its verdict is a failure (a critical check, a rejection).
-    pub failure: Option<String>,
-    /// An approval without a TTY: the run pauses.
-    pub waiting: bool,
-    /// A "no" (a rejected gate, or a sub-run that one ended): never retried, and nothing
-    /// below it runs; the gate's `on_reject` says whether the run fails.
-    pub declined: Option<cairn_model::OnReject>,
-    pub state: Option<String>,
-}
 
 impl Done {
     fn ok(result: Json, note: impl Into<String>) -> Done {
@@ -165,7 +151,10 @@ pub(crate) async fn perform(
         } => report(shared, template.as_deref(), inline.as_deref(), to, local),
         Prepared::Uses { runbook, with } => {
             bounded(timeout, cancel, |c| async move {
-                crate::subrun::uses(shared, step, runbook, with, local, &c).await
+                shared
+                    .subruns
+                    .uses(shared, step, runbook, with, local, &c)
+                    .await
             })
             .await
         }

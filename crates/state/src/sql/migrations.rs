@@ -1,0 +1,211 @@
+//! The state schema's migrations, one list of statements per version, for SQLite and
+//! PostgreSQL. Opening a store applies those its database has not seen (see `schema.rs`).
+
+use crate::SCHEMA_VERSION;
+
+pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
+    // 1: the tables.
+    &[
+        "CREATE TABLE cairn_runs (
+        id TEXT PRIMARY KEY NOT NULL,
+        runbook TEXT NOT NULL,
+        path TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        heartbeat_at TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        username TEXT NOT NULL,
+        parent_run TEXT,
+        outputs TEXT,
+        error TEXT,
+        attempt INTEGER NOT NULL
+    )",
+        "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
+        "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
+        "CREATE TABLE cairn_step_defs (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        pos INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        def_hash TEXT NOT NULL,
+        needs TEXT NOT NULL,
+        PRIMARY KEY (run_id, pos)
+    )",
+        // item -1 is the step as a whole (NULL cannot be part of a primary key). Rows are read
+        // back in rowid order, which an upsert keeps: the order steps were first written.
+        "CREATE TABLE cairn_steps (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        result TEXT,
+        outputs TEXT,
+        error TEXT,
+        log_path TEXT,
+        def_hash TEXT NOT NULL,
+        idempotent INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_id, item)
+    )",
+        // No foreign key to runs: a lock outlives nothing, but its holder row may be missing.
+        "CREATE TABLE cairn_locks (
+        name TEXT PRIMARY KEY NOT NULL,
+        run_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since TEXT NOT NULL,
+        lease_until TEXT NOT NULL,
+        lease_ms INTEGER NOT NULL
+    )",
+        "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
+        "CREATE TABLE cairn_approvals (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TEXT NOT NULL
+    )",
+        "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id)",
+    ],
+    // 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN claimed_at TEXT",
+        "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+        "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+        "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
+    ],
+    // 3: who answered a gate, where from, and their comment.
+    &[
+        "ALTER TABLE cairn_approvals ADD COLUMN comment TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN host TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN tty TEXT",
+    ],
+    // 4: liveness on the run's host by process identity (pid and start time), not by clocks.
+    &["ALTER TABLE cairn_runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0"],
+    // 5: liveness across hosts by a heartbeat counter, and what each host has seen of it (when,
+    // by its own boot clock) instead of comparing the clocks of two hosts.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN heartbeat_seq INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE cairn_sightings (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        observer TEXT NOT NULL,
+        boot_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        since_ns INTEGER NOT NULL,
+        PRIMARY KEY (run_id, observer)
+    )",
+    ],
+];
+
+const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
+
+// Columns mirror the SQLite schema, with native types: JSONB, TIMESTAMPTZ, BIGINT, BOOLEAN.
+pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
+    // 1: the tables.
+    &[
+        "CREATE TABLE cairn_runs (
+        id TEXT PRIMARY KEY,
+        runbook TEXT NOT NULL,
+        path TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        inputs JSONB NOT NULL,
+        status TEXT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        username TEXT NOT NULL,
+        parent_run TEXT,
+        outputs JSONB,
+        error TEXT,
+        attempt BIGINT NOT NULL
+    )",
+        "CREATE INDEX cairn_runs_by_start ON cairn_runs (started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook ON cairn_runs (runbook, started_at)",
+        "CREATE INDEX cairn_runs_by_status ON cairn_runs (status)",
+        "CREATE TABLE cairn_step_defs (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        pos BIGINT NOT NULL,
+        step_id TEXT NOT NULL,
+        def_hash TEXT NOT NULL,
+        needs JSONB NOT NULL,
+        PRIMARY KEY (run_id, pos)
+    )",
+        // item -1 is the step as a whole (NULL cannot be part of a primary key); seq keeps the
+        // order steps were first written, which an upsert does not change.
+        "CREATE TABLE cairn_steps (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        item BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ,
+        result JSONB,
+        outputs JSONB,
+        error TEXT,
+        log_path TEXT,
+        def_hash TEXT NOT NULL,
+        idempotent BOOLEAN NOT NULL,
+        PRIMARY KEY (run_id, step_id, item)
+    )",
+        "CREATE TABLE cairn_locks (
+        name TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        since TIMESTAMPTZ NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL,
+        lease_ms BIGINT NOT NULL
+    )",
+        "CREATE INDEX cairn_locks_by_run ON cairn_locks (run_id)",
+        "CREATE TABLE cairn_approvals (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        step_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        decided_at TIMESTAMPTZ NOT NULL
+    )",
+        "CREATE INDEX cairn_approvals_by_run ON cairn_approvals (run_id, seq)",
+    ],
+    // 2: fencing (when the latest attempt was claimed) and one sub-run per parent step or item.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN claimed_at TIMESTAMPTZ",
+        "UPDATE cairn_runs SET claimed_at = heartbeat_at",
+        "ALTER TABLE cairn_runs ALTER COLUMN claimed_at SET NOT NULL",
+        "ALTER TABLE cairn_runs ADD COLUMN parent_step TEXT",
+        "CREATE INDEX cairn_runs_by_parent ON cairn_runs (parent_run)",
+    ],
+    // 3: who answered a gate, where from, and their comment.
+    &[
+        "ALTER TABLE cairn_approvals ADD COLUMN comment TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN host TEXT",
+        "ALTER TABLE cairn_approvals ADD COLUMN tty TEXT",
+    ],
+    // 4: liveness on the run's host by process identity (pid and start time), not by clocks.
+    &["ALTER TABLE cairn_runs ADD COLUMN pid_start BIGINT NOT NULL DEFAULT 0"],
+    // 5: liveness across hosts by a heartbeat counter, and what each host has seen of it (when,
+    // by its own boot clock) instead of comparing the clocks of two hosts.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN heartbeat_seq BIGINT NOT NULL DEFAULT 0",
+        "CREATE TABLE cairn_sightings (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        observer TEXT NOT NULL,
+        boot_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        since_ns BIGINT NOT NULL,
+        PRIMARY KEY (run_id, observer)
+    )",
+    ],
+];
+
+const _: () = assert!(PG_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
