@@ -34,7 +34,7 @@ impl RunOutcome {
     /// another code (`--warnings-exit`): the check's `fail_on` already says whether a warning
     /// fails.
     pub fn exit_code(self) -> u8 {
-        use crate::outcome::exit;
+        use crate::exit;
         match self {
             RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings => exit::OK,
             RunOutcome::Failed => exit::STEP_FAILED,

@@ -33,19 +33,6 @@ pub enum RunError {
     Masking(#[from] crate::secrets::MaskError),
 }
 
-/// The exit codes of the contract (docs/cli.md), for the CLI and anything else that reports
-/// a run's end as a process status.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const STEP_FAILED: u8 = 1;
-    pub const INVALID: u8 = 2;
-    pub const PAUSED: u8 = 3;
-    /// Not a verdict on the runbook: the state store could not be opened, reached or written
-    /// (also mid-run), an I/O error, or a bug in Cairn.
-    pub const INFRA: u8 = 4;
-    pub const INTERRUPTED: u8 = 130;
-}
-
 /// What kind of error stopped a run before it ran anything: each kind has one exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -60,10 +47,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn exit_code(self) -> u8 {
         match self {
-            ErrorKind::Invalid => exit::INVALID,
+            ErrorKind::Invalid => crate::exit::INVALID,
             // Like a step that failed: nothing was run, and running again later may succeed.
-            ErrorKind::Held => exit::STEP_FAILED,
-            ErrorKind::Infrastructure => exit::INFRA,
+            ErrorKind::Held => crate::exit::STEP_FAILED,
+            ErrorKind::Infrastructure => crate::exit::INFRA,
         }
     }
 }

@@ -301,7 +301,6 @@ async fn run_unit(
     let step = shared.step(i);
     let action = shared.action(i);
     let attempts = action.retry.attempts;
-    let timeout = action.timeout;
     let clock = Instant::now();
     let mut rec = StepRecord::new(
         &shared.run_id,
@@ -330,8 +329,14 @@ async fn run_unit(
             break;
         }
         let r = shared.renderer(local.clone());
-        let prepared = match r.prepare(step) {
-            Ok(p) => p,
+        // A templated `timeout` is rendered with the step's other templates, for this attempt.
+        let (prepared, timeout) = match r.prepare(step).and_then(|p| {
+            Ok((
+                p,
+                r.timeout(action.timeout, action.timeout_template.as_ref())?,
+            ))
+        }) {
+            Ok(ready) => ready,
             Err(e) => {
                 last = Outcome {
                     status: Status::Failed,
