@@ -334,7 +334,7 @@ async fn open_as(url: &str, must_exist: bool) -> Result<Arc<dyn Store>, StateErr
     }
     if let Some(scheme_end) = trimmed.find("://") {
         return Err(StateError::BadUrl {
-            url: error::redact_url(trimmed),
+            url: cairn_url::redact(trimmed),
             reason: format!(
                 "unknown scheme `{}` (expected sqlite://PATH, a path, postgres://… or memory:)",
                 &trimmed[..scheme_end]
