@@ -24,7 +24,9 @@ if [ -z "${CAIRN_BIN:-}" ]; then
   CAIRN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/cairn"
 fi
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+SERVER=""
+# The server is stopped whatever happens (a failed measurement must not leave it running).
+trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"' EXIT
 printf 'cairn: 1\nname: seed\nsteps:\n  - id: a\n    argv: [/bin/true]\n' > "$WORK/seed.yaml"
 
 # The rows, as SQL both databases run: $T(i) is the start time of run i (one a minute).
@@ -82,6 +84,7 @@ measure() {  # $1 = label, $2 = state URL
   out="$WORK/serve.out"
   "$CAIRN_BIN" serve --state "$2" --listen 127.0.0.1:0 > "$out" 2> "$WORK/serve.err" &
   pid=$!
+  SERVER=$pid
   for _ in $(seq 1 100); do [ -s "$out" ] && break; sleep 0.1; done
   url=$(head -1 "$out")
   python3 - "$1" "${url%/}" "$pid" <<'PY'
@@ -119,6 +122,7 @@ print(f"| {label} | server peak RSS | {int(hwm) // 1024} MB | |")
 PY
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  SERVER=""
 }
 
 echo "| store | request | median (ms) | p95 (ms) |"
