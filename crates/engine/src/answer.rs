@@ -76,11 +76,12 @@ fn waiting_hint(waiting: &[String]) -> String {
 }
 
 /// Record `given` on its gate if the gate's rules admit it. `member` answers whether a user is
-/// in a group (Unix groups for the CLI, the identity provider's for the console).
+/// in a group (Unix groups for the CLI, the identity provider's for the console); it is `Sync`
+/// so that the answer's future may move between a server's threads.
 pub async fn answer(
     store: &dyn Store,
     given: Given,
-    member: &dyn Fn(&str, &str) -> bool,
+    member: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<Answered, NotAnswered> {
     let Some(run) = store.get_run(&given.run).await? else {
         return Err(NotAnswered::NoRun(given.run));

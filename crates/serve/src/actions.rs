@@ -134,19 +134,7 @@ pub async fn answer(
         host: caller.source.clone(),
         tty: None,
     };
-    // The engine's answer takes the group lookup as a plain `&dyn Fn`, which makes its future
-    // unfit to move between threads: it runs on a blocking thread of its own, driven there.
-    let handle = tokio::runtime::Handle::current();
-    let engine_store = store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        handle.block_on(cairn_engine::answer::answer(
-            engine_store.as_ref(),
-            given,
-            &member,
-        ))
-    })
-    .await
-    .map_err(|e| StateError::Corrupt(format!("answering the gate: {e}")))?;
+    let result = cairn_engine::answer::answer(store.as_ref(), given, &member).await;
     let outcome = match result {
         Ok(answered) => match answered.verdict {
             Verdict::Pending { have, need } => Outcome::Done(format!(

@@ -5,7 +5,6 @@
 //! it; a token taken from one user is worth nothing for another.
 
 use rand::RngCore as _;
-use sha2::{Digest, Sha256};
 
 /// The server's key for CSRF tokens; a new one at each start (pages loaded before a restart
 /// must be reloaded before their forms are sent).
@@ -38,23 +37,13 @@ impl CsrfKey {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) with a 32-byte key.
+/// HMAC-SHA256 (RFC 2104), by the `hmac` crate as the webhook signatures are.
 fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    for (i, k) in key.iter().enumerate() {
-        ipad[i] ^= k;
-        opad[i] ^= k;
-    }
-    let inner = Sha256::new()
-        .chain_update(ipad)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2_hmac::Sha256>::new_from_slice(key)
+        .expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
