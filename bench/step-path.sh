@@ -9,7 +9,8 @@
 # run's would be), and with PostgreSQL (`sslmode=disable`, a schema of its own). Each round is
 # one hyperfine invocation over every variant; on a shared machine the rounds spread the noise,
 # and the report gives, per variant, the median over rounds of (variant mean / bash mean in the
-# same round): ratios, not absolute times, are what compares across a busy machine.
+# same round): ratios, not absolute times, are what compares across a busy machine. The CPU
+# column (user + system of the whole process tree, hyperfine's) is less disturbed by other load.
 # CAIRN_BIN: an already built binary (otherwise the release build of this tree). CAIRN_ALT:
 # another cairn binary (an earlier build) measured in the same rounds, for before/after.
 # STORES (default "memory sqlite postgres") limits the states measured.
@@ -101,21 +102,23 @@ for path in sys.argv[7:]:
     res = {r["command"]: r for r in json.load(open(path))["results"]}
     base = res["bash"]["mean"]
     for name, r in res.items():
-        per.setdefault(name, []).append((r["mean"], r["mean"] / base))
+        cpu = r["user"] + r["system"]
+        per.setdefault(name, []).append((r["mean"], r["mean"] / base, cpu))
 print(f"{cpus} CPUs, load average at the end {load}; {rounds} rounds of hyperfine, "
       f"{runs} runs per variant per round (1 warm-up).")
 print(f"new: {new}" + (f"; alt: {alt}" if alt else ""))
 print()
-print("| variant | ratio to bash (median of rounds) | ratio range | mean wall (median of rounds) |")
-print("|---|---|---|---|")
+print("| variant | ratio to bash (median of rounds) | ratio range | mean wall (median of rounds) | CPU user+sys (median of rounds) |")
+print("|---|---|---|---|---|")
 labels = {"bash": "bash, `/bin/true` × 300", "memory": "cairn, `--state memory:`",
           "sqlite": "cairn, SQLite file", "postgres": "cairn, PostgreSQL (`sslmode=disable`)"}
 for name, vals in per.items():
     kind, _, tag = name.partition("-")
     label = labels[kind] + (f" ({tag})" if tag else "")
-    ratios = [r for _, r in vals]
-    wall = statistics.median(m for m, _ in vals)
+    ratios = [r for _, r, _ in vals]
+    wall = statistics.median(m for m, _, _ in vals)
+    cpu = statistics.median(c for _, _, c in vals)
     ratio = "baseline" if name == "bash" else f"**{statistics.median(ratios):.2f}x**"
     rng = "" if name == "bash" else f"{min(ratios):.2f} – {max(ratios):.2f}"
-    print(f"| {label} | {ratio} | {rng} | {wall * 1000:.0f} ms |")
+    print(f"| {label} | {ratio} | {rng} | {wall * 1000:.0f} ms | {cpu * 1000:.0f} ms |")
 PY
