@@ -12,7 +12,7 @@ use std::sync::Arc;
 use cairn_state::{
     Durability, RunRecord, SCHEMA_VERSION, SqliteStore, StepRecord, StepStatus, Store,
 };
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 async fn with_sqlite<F, Fut>(test: F)
 where
@@ -270,5 +270,111 @@ async fn a_version_1_file_migrates_and_its_runs_resume() {
         .expect("open migrates");
     assert_eq!(schema_version(&path).await, SCHEMA_VERSION);
     suite::v1_runs_after_migration(store.clone()).await;
+    store.close().await;
+}
+
+/// The columns of every checkpoint row as SQLite stores them (type and value, `quote()`d).
+async fn stored_steps(path: &Path) -> Vec<String> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("raw connect");
+    let rows = sqlx::query(
+        "SELECT quote(run_id) || ' ' || quote(step_id) || ' ' || quote(item) || ' ' || \
+         quote(status) || ' ' || quote(attempt) || ' ' || quote(started_at) || ' ' || \
+         quote(finished_at) || ' ' || quote(result) || ' ' || quote(outputs) || ' ' || \
+         quote(error) || ' ' || quote(log_path) || ' ' || quote(def_hash) || ' ' || \
+         quote(idempotent) AS r FROM cairn_steps ORDER BY rowid",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("read cairn_steps");
+    pool.close().await;
+    rows.iter().map(|r| r.get::<String, _>("r")).collect()
+}
+
+#[tokio::test]
+async fn checkpoints_are_stored_alike_on_the_engines_thread_and_through_sqlx() {
+    // `sync=normal` writes checkpoints on the caller's thread; `sync=full` through sqlx's
+    // connection: the rows must be the same, byte for byte and type for type.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = RunRecord::start("alike", "a.yaml", "h", serde_json::json!({}), "sre");
+    let mut first = StepRecord::new(&run.id, "dump «日本» 🚀", Some(7), "d\"ef");
+    first.status = StepStatus::Failed;
+    // Times are kept to the microsecond.
+    first.started_at = Some(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6));
+    first.finished_at = first.started_at;
+    first.result = Some(serde_json::json!({"stdout": "a\u{0}b", "n": i64::MIN, "f": 0.1}));
+    first.outputs = Some(serde_json::json!(null));
+    first.error = Some("it's\nbroken\u{0}".into());
+    first.log_path = Some("/var/log/x'y.log".into());
+    first.idempotent = true;
+    let second = StepRecord::new(&run.id, "", None, "");
+    let mut paths = Vec::new();
+    for durability in [Durability::Normal, Durability::Full] {
+        let path = dir.path().join(format!("{durability:?}.db"));
+        let store = SqliteStore::open(&path, durability).await.expect("open");
+        store.create_run(&run, &[]).await.expect("create_run");
+        store
+            .put_steps(&run.claim(), &[first.clone(), second.clone()])
+            .await
+            .expect("put_steps");
+        store
+            .put_step(&run.claim(), &first)
+            .await
+            .expect("put_step");
+        assert_eq!(
+            store.steps(&run.id).await.expect("steps"),
+            [first.clone(), second.clone()]
+        );
+        store.close().await;
+        paths.push(path);
+    }
+    let normal = stored_steps(&paths[0]).await;
+    assert_eq!(normal.len(), 2);
+    assert_eq!(normal, stored_steps(&paths[1]).await);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_checkpoint_waits_for_another_writer_without_holding_up_the_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    let store = SqliteStore::open(&path, Durability::Normal)
+        .await
+        .expect("open");
+    let run = RunRecord::start("busy", "b.yaml", "h", serde_json::json!({}), "sre");
+    store.create_run(&run, &[]).await.expect("create_run");
+
+    // Another process's writer holds SQLite's write lock.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("other connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
+
+    let mut step = StepRecord::new(&run.id, "s", None, "d");
+    step.status = StepStatus::Succeeded;
+    let write = {
+        let (store, step, claim) = (store.clone(), step.clone(), run.claim());
+        tokio::spawn(async move { store.put_step(&claim, &step).await })
+    };
+    // The engine's thread (this single-threaded runtime) keeps running while it waits.
+    let mut ticks = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        ticks += 1;
+    }
+    assert_eq!(ticks, 20);
+    assert!(
+        !write.is_finished(),
+        "a checkpoint was written under another's write lock"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("release the write lock");
+    write.await.expect("task").expect("put_step after the lock");
+    assert_eq!(store.steps(&run.id).await.expect("steps"), [step]);
     store.close().await;
 }

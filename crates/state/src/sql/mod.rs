@@ -7,9 +7,11 @@
 //! transaction, after taking the run row's lock where the database has row locks).
 
 mod dialect;
+mod direct;
 mod file_id;
 mod locks;
 mod migrations;
+mod params;
 mod rows;
 mod schema;
 mod sightings;
@@ -23,9 +25,7 @@ use async_trait::async_trait;
 use sqlx::{Pool, Postgres, Sqlite};
 
 use crate::Store;
-use crate::codec::{
-    MAX_CANDIDATES, is_unique_violation, item_key, not_found_or, pick_unique, prefix_forms,
-};
+use crate::codec::{MAX_CANDIDATES, is_unique_violation, not_found_or, pick_unique, prefix_forms};
 use crate::error::StateError;
 use crate::lock::{judged, needs_sighting, now};
 use crate::sighting::Seen;
@@ -36,6 +36,7 @@ use crate::types::{
 pub use dialect::Dialect;
 use dialect::{Bind, Ex, Q};
 use file_id::FileId;
+use params::{Param, step_row};
 use rows::{action_from_row, approval_from_row, def_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
@@ -44,10 +45,8 @@ pub(crate) use schema::parse_url_tail;
 #[derive(Debug)]
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D>,
-    /// The connection checkpoints are written on, taken out of the pool once and kept: a pooled
-    /// connection costs a liveness test each time it is given back (a round trip to SQLite's
-    /// thread or to the server), as much as the checkpoint's own statement.
-    writer: Arc<tokio::sync::Mutex<Option<D::Connection>>>,
+    /// Where checkpoints are written, one at a time.
+    writer: Arc<tokio::sync::Mutex<Writer<D>>>,
     /// The file or URL (password removed), for messages.
     target: String,
     /// SQLite: the file opened, checked before every write.
@@ -67,6 +66,26 @@ impl<D: Dialect> Clone for SqlStore<D> {
     }
 }
 
+/// The connections checkpoints are written on.
+struct Writer<D: Dialect> {
+    /// Taken out of the pool once and kept: a pooled connection costs a liveness test each time
+    /// it is given back (a round trip to SQLite's thread or to the server), as much as the
+    /// checkpoint's own statement. `None` once it broke and no other could be had.
+    conn: Option<D::Connection>,
+    /// SQLite with `sync=normal`: the checkpoint written on the caller's thread, without a
+    /// hand-off to sqlx's (see [`direct`]); `conn` when it cannot be.
+    direct: Option<direct::Direct>,
+}
+
+impl<D: Dialect> std::fmt::Debug for Writer<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("conn", &self.conn.is_some())
+            .field("direct", &self.direct.is_some())
+            .finish()
+    }
+}
+
 /// The store in a SQLite file: WAL journal, every write its own committed transaction.
 pub type SqliteStore = SqlStore<Sqlite>;
 
@@ -79,9 +98,16 @@ impl SqlStore<Sqlite> {
     pub async fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StateError> {
         let path = path.as_ref();
         let (pool, writer) = schema::open_sqlite(path, durability).await?;
+        let direct = match durability {
+            Durability::Normal => direct::Direct::open(path),
+            Durability::Full => None,
+        };
         Ok(SqlStore {
             pool,
-            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer {
+                conn: Some(writer),
+                direct,
+            })),
             target: path.display().to_string(),
             file: FileId::of(path),
             dialect: PhantomData,
@@ -110,7 +136,10 @@ impl SqlStore<Postgres> {
         let (pool, writer) = schema::connect_pg(url, must_exist).await?;
         Ok(SqlStore {
             pool,
-            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer {
+                conn: Some(writer),
+                direct: None,
+            })),
             target: cairn_url::redact(url),
             file: None,
             dialect: PhantomData,
@@ -359,20 +388,15 @@ impl<D: Dialect> SqlStore<D> {
             .int(i64::from(claim.attempt));
         for rec in recs {
             debug_assert_eq!(claim.run_id, rec.run_id, "a claim fences its own run only");
-            q = q
-                .text(&rec.run_id)
-                .text(&rec.step_id)
-                .int(item_key(rec.item))
-                .text(rec.status.as_str())
-                .int(i64::from(rec.attempt))
-                .opt_time(rec.started_at)
-                .opt_time(rec.finished_at)
-                .opt_json(rec.result.as_ref())
-                .opt_json(rec.outputs.as_ref())
-                .opt_text(rec.error.as_deref())
-                .opt_text(rec.log_path.as_deref())
-                .text(&rec.def_hash)
-                .flag(rec.idempotent);
+            for param in step_row(rec) {
+                q = match param {
+                    Param::Text(v) => q.opt_text(v),
+                    Param::Int(v) => q.int(v),
+                    Param::Flag(v) => q.flag(v),
+                    Param::Time(v) => q.opt_time(v),
+                    Param::Json(v) => q.opt_json(v),
+                };
+            }
         }
         let action = match recs {
             [rec] => format!("saving step `{}` of run {}", rec.step_id, rec.run_id),
@@ -394,9 +418,14 @@ impl<D: Dialect> SqlStore<D> {
         recs: &[&StepRecord],
     ) -> Result<bool, StateError> {
         let mut slot = self.writer.lock().await;
-        if let Some(conn) = slot.as_mut() {
+        if let Some(wrote) = slot.direct.as_mut().and_then(|d| d.upsert(claim, recs)) {
+            return Ok(wrote);
+        }
+        if let Some(conn) = slot.conn.as_mut() {
             match Self::upsert_steps(Ex::Conn(conn), claim, recs).await {
-                Err(StateError::Query { source, .. }) if connection_broke(&source) => *slot = None,
+                Err(StateError::Query { source, .. }) if connection_broke(&source) => {
+                    slot.conn = None
+                }
                 other => return other,
             }
         }
@@ -410,7 +439,7 @@ impl<D: Dialect> SqlStore<D> {
                 claim.run_id
             )))?
             .detach();
-        Self::upsert_steps(Ex::Conn(slot.insert(conn)), claim, recs).await
+        Self::upsert_steps(Ex::Conn(slot.conn.insert(conn)), claim, recs).await
     }
 }
 
@@ -819,7 +848,9 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn close(&self) {
-        if let Some(conn) = self.writer.lock().await.take() {
+        let mut slot = self.writer.lock().await;
+        slot.direct = None;
+        if let Some(conn) = slot.conn.take() {
             let _ = sqlx::Connection::close(conn).await;
         }
         self.pool.close().await;

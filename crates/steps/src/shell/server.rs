@@ -1,5 +1,5 @@
-//! The spawner process itself: forked from Cairn once, it starts every step's process with
-//! `posix_spawn`, reaps them, and stops everything below it when Cairn goes away.
+//! The spawner process itself: forked from Cairn once, it starts every step's process the way
+//! `posix_spawn` does (`clone` with `CLONE_VM | CLONE_VFORK`, then `execve`), reaps them, and stops everything below it when Cairn goes away.
 //!
 //! It is a child subreaper (PR_SET_CHILD_SUBREAPER): whatever a step leaves behind (a
 //! backgrounded job of `set -m`, a double-forked daemon, a `setsid` escape) is reparented to
@@ -15,7 +15,7 @@ use std::io::{Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use nix::sys::signal::{SigHandler, SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 
@@ -71,30 +71,49 @@ fn prepare(keep: RawFd) {
     let _ = nix::sys::prctl::set_child_subreaper(true);
     // Stopping is Cairn's decision, told by closing the socket: a SIGTERM sent to the whole
     // service (systemd) or a terminal hang-up must not kill the spawner before Cairn has run
-    // `finally`. The children get default dispositions back at spawn.
-    for signal in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGPIPE,
-        Signal::SIGTSTP,
-        Signal::SIGTTIN,
-        Signal::SIGTTOU,
-    ] {
-        // SAFETY: installs SIG_IGN, no handler code.
-        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigIgn) };
-    }
-    for signal in [
-        Signal::SIGCHLD,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGALRM,
-    ] {
-        // SAFETY: installs SIG_DFL; drops any handler inherited from the parent's runtime.
-        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+    // `finally`. Every other signal gets its default action, whatever Cairn inherited or
+    // installed (a runtime's handlers, a parent's `nohup` or `trap '' USR1`): so [`IGNORED`]
+    // is the whole of what a step's process must have reset at spawn, and there is no handler
+    // that could run in the child while it shares the spawner's memory (see [`spawn`]).
+    let ignored: Vec<i32> = IGNORED.iter().map(|s| *s as i32).collect();
+    for signal in 1..=libc::SIGRTMAX() {
+        let handler = if ignored.contains(&signal) {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
+        // The kernel's call, not the C library's: glibc refuses to touch its two internal
+        // real-time signals, which its own `posix_spawn` leaves ignored in the program it
+        // starts (and `execve` keeps ignored), so Cairn itself may have inherited them so.
+        // The kernel's `struct sigaction`: the handler first, the rest (flags, restorer,
+        // mask) zero.
+        let action: [libc::c_ulong; 4] = [handler as libc::c_ulong, 0, 0, 0];
+        // SAFETY: installs SIG_IGN or SIG_DFL, no handler code, from a valid structure. Fails,
+        // harmlessly, for SIGKILL and SIGSTOP.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                action.as_ptr(),
+                std::ptr::null_mut::<libc::c_ulong>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
 }
+
+/// The signals the spawner ignores, all others having their default action: the ones a step's
+/// process gets back to default at spawn (a handled signal is reset by `execve` itself).
+const IGNORED: [Signal; 8] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGPIPE,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
 
 struct Loop {
     sock: OwnedFd,
@@ -103,6 +122,8 @@ struct Loop {
     leaders: std::collections::HashMap<i32, OwnedFd>,
     /// Processes detached steps left running: spared when Cairn goes away.
     released: Vec<tree::Released>,
+    /// The stack a step's process runs on between its start and its `execve`.
+    stack: Stack,
 }
 
 impl Loop {
@@ -117,6 +138,7 @@ impl Loop {
             sigchld,
             leaders: std::collections::HashMap::new(),
             released: Vec::new(),
+            stack: Stack::new()?,
         })
     }
 
@@ -218,7 +240,7 @@ impl Loop {
         if let (Some(id), Ok([spec, stdin, stdout, stderr, status])) =
             (id, <[OwnedFd; 5]>::try_from(fds))
         {
-            match spawn(spec, &stdin, &stdout, &stderr) {
+            match spawn(&self.stack, spec, [&stdin, &stdout, &stderr]) {
                 Ok(pid) => {
                     send(&status, Reply::Spawned { id, pid });
                     self.leaders.insert(pid, status);
@@ -240,7 +262,15 @@ fn send(pipe: &OwnedFd, reply: Reply) {
 
 /// Starts one step process: its own session (so that `set -m` jobs stay findable by session),
 /// default signal dispositions and an empty signal mask, the given stdio and folder.
-fn spawn(spec: OwnedFd, stdin: &OwnedFd, stdout: &OwnedFd, stderr: &OwnedFd) -> Result<i32, i32> {
+///
+/// Not `posix_spawn`: the C library's resets every signal's disposition in the child (one
+/// `rt_sigaction` per signal, 64 system calls per step) because the caller may have handlers
+/// that must not run in a child sharing its memory. The spawner has none (see [`prepare`]), so
+/// the child resets only the signals the spawner ignores. It is started the way `posix_spawn`
+/// starts it: `clone` with `CLONE_VM | CLONE_VFORK` (no page tables copied; the spawner waits
+/// until the child has called `execve` or exited), on a stack of its own, with every signal
+/// blocked in between.
+fn spawn(stack: &Stack, spec: OwnedFd, stdio: [&OwnedFd; 3]) -> Result<i32, i32> {
     let mut file = std::fs::File::from(spec);
     let mut bytes = Vec::new();
     file.rewind().map_err(|_| libc::EIO)?;
@@ -259,59 +289,148 @@ fn spawn(spec: OwnedFd, stdin: &OwnedFd, stdout: &OwnedFd, stderr: &OwnedFd) -> 
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     let cwd = spec.cwd.as_deref().map(cstr).transpose()?;
-    let mut argv: Vec<*mut libc::c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    argv.push(std::ptr::null_mut());
-    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
-
-    // SAFETY: the attribute and action objects are initialised before use and destroyed
-    // after; every pointer passed lives until posix_spawn returns.
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let mut child = Child {
+        program: program.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+        stdio: stdio.map(AsRawFd::as_raw_fd),
+        reset: IGNORED.map(|s| s as libc::c_int),
+        errno: 0,
+    };
+    // SAFETY: the child shares our memory and runs only `start_child`, which reads `child`
+    // (alive until clone returns, which CLONE_VFORK delays until the child has exec'd or
+    // exited) and makes system calls. Every signal is blocked around the clone, so nothing
+    // runs in the child before it has reset its dispositions and mask.
     unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        libc::posix_spawn_file_actions_init(&mut actions);
-        libc::posix_spawnattr_init(&mut attr);
-        let mut rc = 0;
-        for (fd, target) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
-            if rc == 0 {
-                rc = libc::posix_spawn_file_actions_adddup2(&mut actions, fd.as_raw_fd(), target);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            start_child,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&raw mut child).cast(),
+        );
+        let clone_errno = std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_errno);
+        }
+        let errno = std::ptr::read_volatile(&raw const child.errno);
+        if errno != 0 {
+            // It never ran the program: reap it here, it is no step of ours.
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            return Err(errno);
+        }
+        Ok(pid)
+    }
+}
+
+/// What a step's process needs between its start and its `execve`, prepared by the spawner
+/// (the child allocates nothing).
+struct Child {
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    /// Null: the spawner's folder.
+    cwd: *const libc::c_char,
+    stdio: [RawFd; 3],
+    reset: [libc::c_int; IGNORED.len()],
+    /// Set by the child when it could not start the program.
+    errno: libc::c_int,
+}
+
+/// The child's side of [`spawn`]: only system calls, on memory it shares with the spawner.
+extern "C" fn start_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Child` that `spawn` keeps alive while we run; every call is a plain
+    // system call wrapper, safe in a vfork-like child.
+    unsafe {
+        let child = &mut *arg.cast::<Child>();
+        let fail = |child: &mut Child| -> ! {
+            child.errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            libc::_exit(127)
+        };
+        if libc::setsid() < 0 {
+            fail(child);
+        }
+        for (target, fd) in (0..).zip(child.stdio) {
+            // The descriptors came with close-on-exec set: dup2 gives a copy without it, and
+            // one already in place has the flag cleared.
+            let ok = if fd == target {
+                libc::fcntl(fd, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(fd, target) == target
+            };
+            if !ok {
+                fail(child);
             }
         }
-        if let (0, Some(cwd)) = (rc, &cwd) {
-            rc = libc::posix_spawn_file_actions_addchdir_np(&mut actions, cwd.as_ptr());
+        if !child.cwd.is_null() && libc::chdir(child.cwd) < 0 {
+            fail(child);
+        }
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for signal in child.reset {
+            if libc::sigaction(signal, &default, std::ptr::null_mut()) < 0 {
+                fail(child);
+            }
         }
         let mut none: libc::sigset_t = std::mem::zeroed();
-        let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
-        libc::sigfillset(&mut all);
-        libc::sigdelset(&mut all, libc::SIGKILL);
-        libc::sigdelset(&mut all, libc::SIGSTOP);
-        if rc == 0 {
-            rc = libc::posix_spawnattr_setsigmask(&mut attr, &none);
+        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) < 0 {
+            fail(child);
         }
-        if rc == 0 {
-            rc = libc::posix_spawnattr_setsigdefault(&mut attr, &all);
-        }
-        if rc == 0 {
-            let flags = libc::POSIX_SPAWN_SETSID
-                | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
-                | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
-            rc = libc::posix_spawnattr_setflags(&mut attr, flags);
-        }
-        let mut pid: libc::pid_t = 0;
-        if rc == 0 {
-            rc = libc::posix_spawn(
-                &mut pid,
-                program.as_ptr(),
-                &actions,
-                &attr,
-                argv.as_ptr(),
-                envp.as_ptr(),
+        libc::execve(child.program, child.argv, child.envp);
+        fail(child)
+    }
+}
+
+/// The stack of a step's process until its `execve`: mapped once, with a guard page below it
+/// (one process at a time uses it: the spawner waits for each).
+struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Stack {
+    const LEN: usize = 64 * 1024;
+    const GUARD: usize = 4096;
+
+    fn new() -> Option<Stack> {
+        let len = Self::LEN + Self::GUARD;
+        // SAFETY: a fresh anonymous mapping, then its lowest page made inaccessible.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
             );
+            if base == libc::MAP_FAILED {
+                return None;
+            }
+            libc::mprotect(base, Self::GUARD, libc::PROT_NONE);
+            Some(Stack { base, len })
         }
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        libc::posix_spawnattr_destroy(&mut attr);
-        if rc == 0 { Ok(pid) } else { Err(rc) }
+    }
+
+    /// The highest address: stacks grow down.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, which is 16-byte aligned (page aligned).
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
     }
 }
 

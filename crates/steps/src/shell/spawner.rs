@@ -3,7 +3,7 @@
 //! Why a separate process: a `pre_exec` hook (for PR_SET_PDEATHSIG) makes the standard library
 //! `fork` the whole of Cairn for every step, a cost that grows with Cairn's memory; and a
 //! process killed with SIGKILL cannot stop what its steps left behind. The spawner is forked
-//! while Cairn is small, starts steps with `posix_spawn` (no page tables copied), and is a
+//! while Cairn is small, starts steps the way `posix_spawn` does (no page tables copied), and is a
 //! child subreaper, so that everything a step starts stays below it. When Cairn exits or dies,
 //! its end of the socket closes and the spawner SIGKILLs everything below it.
 //!
