@@ -22,10 +22,14 @@ planted=""
 restore() {
   if [ -n "$planted" ] && [ -f "$planted.mutant-orig" ]; then
     mv "$planted.mutant-orig" "$planted"
+    # Newer than the mutant's build: else cargo keeps the mutant's compiled code (the copy has
+    # the time it was made, before that build) and the next mutant runs with both bugs.
+    touch "$planted"
   fi
   planted=""
 }
-trap restore EXIT INT TERM
+trap restore EXIT
+trap 'restore; exit 130' INT TERM
 
 mutant() { # NAME CRATE-DIR OLD NEW
   local name=$1 dir=$2 old=$3 new=$4 file slug
