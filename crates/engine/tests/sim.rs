@@ -7,11 +7,23 @@
 //! on, as a dead process writes nothing), its runs are marked interrupted, and it is resumed.
 //! The first run is crashed at every write in turn; from each of those crashes, the resume is
 //! crashed again at every write of its own, then resumed to the end; now and then two resumes
-//! race. Each case is checked against a crash-free run of the same runbook and against the
-//! rules of docs/state.md:
+//! race. Then a stale engine: one that stops dead at an action (its actions and store calls
+//! wait), is taken for dead, is overtaken by a resume that runs the run to its end, and wakes
+//! up, on the memory store and (every fourth runbook) on SQLite.
 //!
-//! - every step ends as in the crash-free run, and so does the run and each step's latest
-//!   sub-run;
+//! The oracle is not the engine: what every run must end with is foreseen from the generator's
+//! plan alone (each step's scripted failures against its attempts, each gate's answer and
+//! `on_reject`, `on_failure`, `for_each`, `uses` and the sub-runbook's own fate), and the
+//! crash-free run is held to it like every crashed one. Each case is checked against it and
+//! against the rules of docs/state.md:
+//!
+//! - every step ends as foreseen, and so do the run and each step's latest sub-run;
+//! - every `succeeded` record is backed by what happened: a successful execution whose output
+//!   token is the recorded output (each `for_each` item's record is there and backed likewise,
+//!   and the step's output list is theirs), a succeeded sub-run with the same outputs, or the
+//!   test's "yes" to a gate;
+//! - every gate reached is asked exactly once, in the run and in each latest sub-run, and no
+//!   other gate is asked;
 //! - a step (or item) that had succeeded when an attempt began does not run in that attempt,
 //!   unless a step it needs runs again (the resume rules), or it is a `finally` step;
 //! - a step that runs again after having run to success is one that was in doubt (recorded
@@ -23,18 +35,26 @@
 //!   successful execution of its producer, in the latest sub-run of a `uses` step;
 //! - each item of a `for_each` over `uses` has its own sub-run, run with that item;
 //! - of two resumes started together, exactly one runs the run and the other is refused;
+//! - a stale engine that wakes up is stopped by the store's fencing: the store is left exactly
+//!   as the engine that overtook it left it, and it starts no action;
 //! - within one attempt a step (or item) runs at most its `retry.attempts` times;
 //! - nothing below a gate the test rejected runs, whatever its `on_failure` or `on_reject`;
-//! - no gate is asked twice (the test answers each wait once; messages never change);
 //! - a failure tolerated by `on_failure: continue` does not run again unless something above
-//!   it has not concluded.
+//!   it has not concluded;
+//! - a run that was not crashed never stops for its store, and never fails to start.
 //!
-//! The generator is biased towards the shapes these are about (gates under `on_failure:
-//! continue`, tolerated failures above gates) and the test fails if it made none of them.
+//! Runs are deterministic: one thread (tokio's current-thread runtime), retries without delay,
+//! so the interleaving of parallel branches is the same at every run of a seed (checked by
+//! `a_seed_reproduces`; SQLite's own thread is the exception, which its checks do not depend
+//! on). Any panic names its seed and the command that runs it alone. The generator is biased
+//! towards the shapes the rules are about, and at 100 runbooks or more the test fails if it
+//! made none of one of them (see `Stats::shapes`).
 //!
-//! `SIM_CASES` (default 15 runbooks), `SIM_SEED` and `SIM_RECRASH` (every how many crash points
-//! of the first run the resume is then crashed at each of its own writes; default 3, `1` for
-//! all) choose the work; the counts are printed. `scripts/sim.sh` runs many more.
+//! `SIM_CASES` (default 15 runbooks; the test command runs 100), `SIM_SEED` and `SIM_RECRASH`
+//! (every how many crash points of the first run the resume is then crashed at each of its own
+//! writes; default 3, `1` for all) choose the work; the counts are printed. `scripts/sim.sh`
+//! runs many more; `scripts/mutants-sim.sh` plants deliberate bugs and checks that this test
+//! catches each (docs/testing.md).
 
 use async_trait::async_trait;
 use cairn_engine::events::NoSink;
@@ -42,7 +62,7 @@ use cairn_engine::exec::{ActionPort, Actions, Attempt, Call};
 use cairn_engine::plan::Invocation;
 use cairn_engine::prepare::Prepared;
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
-use cairn_engine::run::{RunOptions, execute};
+use cairn_engine::run::{RunError, RunOptions, RunReport, execute};
 use cairn_state::{
     Approval, Claim, Decision, LockHolder, LockInfo, MemoryStore, RunFilter, RunHolder, RunRecord,
     RunStatus, StateError, StepDef, StepRecord, StepStatus, Store,
@@ -52,6 +72,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -218,7 +239,7 @@ impl Sim {
             }
             if s.attempts > 1 && !s.approval {
                 y.push_str(&format!(
-                    "    retry: {{ attempts: {}, delay: 1ms }}\n",
+                    "    retry: {{ attempts: {}, delay: 0s }}\n",
                     s.attempts
                 ));
             }
@@ -421,6 +442,27 @@ fn generate(rng: &mut StdRng) -> Sim {
     sim
 }
 
+/// Makes more often a shape that a plain draw makes too rarely: a `uses` step with `retry:`
+/// whose sub-run a rejection ends (the gate in its sub-runbook is answered no, `on_reject:
+/// fail`). From a second random stream, so the first one, and every runbook a seed made before,
+/// is unchanged but for this. The steps below such a step never run, so none reads it.
+fn bias(sim: &mut Sim, rng: &mut StdRng) {
+    for i in 0..sim.books[0].steps.len() {
+        let Some((b, _)) = sim.books[0].steps[i].uses else {
+            continue;
+        };
+        if !sim.books[b].steps.iter().any(|c| c.approval) || !rng.gen_bool(0.6) {
+            continue;
+        }
+        if let Some(gate) = sim.books[b].steps.iter_mut().find(|c| c.approval) {
+            gate.reject = true;
+            gate.skip_on_reject = false;
+        }
+        let s = &mut sim.books[0].steps[i];
+        s.attempts = s.attempts.max(rng.gen_range(2..=3));
+    }
+}
+
 // ---------------------------------------------------------------- scripted actions
 
 #[derive(Debug, Clone)]
@@ -442,10 +484,73 @@ struct World {
     log: Mutex<Vec<Exec>>,
 }
 
+impl World {
+    /// The executions so far. A panic while the log was held (poisoning) does not empty the
+    /// evidence: the log is read as it stands.
+    fn log(&self) -> std::sync::MutexGuard<'_, Vec<Exec>> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A process that stops dead (as under SIGSTOP, or a VM paused for minutes) at its `at`-th
+/// action, and wakes when the test says so: from then on each of its actions and store calls
+/// waits until [`Stall::release`].
+struct Stall {
+    at: usize,
+    performed: AtomicUsize,
+    frozen: AtomicBool,
+    /// Told once the process froze; dropped unsent if it ended first.
+    froze: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    thaw: tokio::sync::watch::Sender<bool>,
+}
+
+impl Stall {
+    fn new(at: usize) -> (Arc<Stall>, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stall = Stall {
+            at,
+            performed: AtomicUsize::new(0),
+            frozen: AtomicBool::new(false),
+            froze: Mutex::new(Some(tx)),
+            thaw: tokio::sync::watch::channel(false).0,
+        };
+        (Arc::new(stall), rx)
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+        let tx = self.froze.lock().ok().and_then(|mut t| t.take());
+        if let Some(tx) = tx {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The process ended without freezing.
+    fn ended(&self) {
+        self.froze.lock().ok().and_then(|mut t| t.take());
+    }
+
+    async fn wait(&self) {
+        if !self.frozen.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut rx = self.thaw.subscribe();
+        // Sent before we subscribed, or while we wait: either way it is seen.
+        let _ = rx.wait_for(|thawed| *thawed).await;
+    }
+
+    fn release(&self) {
+        self.thaw.send_replace(true);
+    }
+}
+
 struct Script {
     world: Arc<World>,
     seg: usize,
     fails: Arc<HashMap<String, u32>>,
+    stall: Option<Arc<Stall>>,
 }
 
 #[async_trait]
@@ -457,6 +562,12 @@ impl Actions for Script {
         _a: &Attempt<'_>,
     ) -> Result<Json, StepError> {
         let start = self.world.clock.fetch_add(1, Ordering::SeqCst);
+        if let Some(stall) = &self.stall {
+            if stall.performed.fetch_add(1, Ordering::SeqCst) + 1 == stall.at {
+                stall.freeze();
+            }
+            stall.wait().await;
+        }
         // Let other branches interleave, as real steps do.
         for _ in 0..(start % 3) {
             tokio::task::yield_now().await;
@@ -472,19 +583,17 @@ impl Actions for Script {
         let ok = call.attempt > fails;
         let token = format!("{}@{start}", call.step);
         let end = self.world.clock.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut log) = self.world.log.lock() {
-            log.push(Exec {
-                seg: self.seg,
-                run: call.run_id.to_string(),
-                step: call.step.to_string(),
-                item: call.item,
-                start,
-                end,
-                ok,
-                token: token.clone(),
-                args,
-            });
-        }
+        self.world.log().push(Exec {
+            seg: self.seg,
+            run: call.run_id.to_string(),
+            step: call.step.to_string(),
+            item: call.item,
+            start,
+            end,
+            ok,
+            token: token.clone(),
+            args,
+        });
         let result = json!({ "exit_code": if ok { 0 } else { 1 }, "stdout": token, "stderr": "" });
         if ok {
             Ok(result)
@@ -497,19 +606,24 @@ impl Actions for Script {
 // ---------------------------------------------------------------- the fault-injecting store
 
 /// Counts checkpoint writes; from write number `crash_at` on, every write fails and nothing
-/// is kept, as for a process that died just before it.
+/// is kept, as for a process that died just before it. With a [`Stall`], every call waits
+/// while the process is frozen, then goes to the store as it would after a long pause.
 struct Faulty {
-    inner: Arc<MemoryStore>,
+    inner: Arc<dyn Store>,
     writes: AtomicUsize,
     crash_at: usize,
     dead: AtomicBool,
     /// Two resumes meet here before claiming, so that they really race.
     race: Option<Arc<tokio::sync::Barrier>>,
     raced: AtomicBool,
+    stall: Option<Arc<Stall>>,
+    /// Each call takes this many turns of the scheduler to reach the store, as over a socket
+    /// or to SQLite's thread: a call made just before a freeze lands after it.
+    latency: usize,
 }
 
 impl Faulty {
-    fn new(inner: Arc<MemoryStore>, crash_at: usize) -> Faulty {
+    fn new(inner: Arc<dyn Store>, crash_at: usize) -> Faulty {
         Faulty {
             inner,
             writes: AtomicUsize::new(0),
@@ -517,10 +631,13 @@ impl Faulty {
             dead: AtomicBool::new(false),
             race: None,
             raced: AtomicBool::new(false),
+            stall: None,
+            latency: 0,
         }
     }
 
-    fn write(&self) -> Result<(), StateError> {
+    async fn write(&self) -> Result<(), StateError> {
+        self.pause().await;
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         if n >= self.crash_at {
             self.dead.store(true, Ordering::SeqCst);
@@ -531,18 +648,28 @@ impl Faulty {
         Ok(())
     }
 
-    fn alive(&self) -> Result<(), StateError> {
+    async fn alive(&self) -> Result<(), StateError> {
+        self.pause().await;
         if self.dead.load(Ordering::SeqCst) {
             return Err(StateError::Corrupt("simulated crash".into()));
         }
         Ok(())
+    }
+
+    async fn pause(&self) {
+        if let Some(stall) = &self.stall {
+            stall.wait().await;
+        }
+        for _ in 0..self.latency {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
 #[async_trait]
 impl Store for Faulty {
     async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError> {
-        self.write()?;
+        self.write().await?;
         self.inner.create_run(run, defs).await
     }
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
@@ -552,44 +679,49 @@ impl Store for Faulty {
         {
             b.wait().await;
         }
-        self.write()?;
+        self.write().await?;
         self.inner.claim_run(run).await
     }
     async fn update_run(&self, run: &RunRecord) -> Result<(), StateError> {
-        self.write()?;
+        self.write().await?;
         self.inner.update_run(run).await
     }
     async fn set_step_defs(&self, claim: &Claim, defs: &[StepDef]) -> Result<(), StateError> {
-        self.write()?;
+        self.write().await?;
         self.inner.set_step_defs(claim, defs).await
     }
     async fn step_defs(&self, run_id: &str) -> Result<Vec<StepDef>, StateError> {
+        self.pause().await;
         self.inner.step_defs(run_id).await
     }
     async fn heartbeat(&self, claim: &Claim) -> Result<(), StateError> {
         // Not counted: its timing is the clock's, not the engine's.
-        self.alive()?;
+        self.alive().await?;
         self.inner.heartbeat(claim).await
     }
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        self.pause().await;
         self.inner.get_run(id).await
     }
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError> {
+        self.pause().await;
         self.inner.list_runs(filter).await
     }
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
-        self.write()?;
+        self.write().await?;
         self.inner.put_step(claim, rec).await
     }
     async fn put_steps(&self, claim: &Claim, recs: &[StepRecord]) -> Result<(), StateError> {
         // One transaction: one write, all of it or nothing.
-        self.write()?;
+        self.write().await?;
         self.inner.put_steps(claim, recs).await
     }
     async fn sub_runs(&self, parent_run: &str) -> Result<Vec<RunRecord>, StateError> {
+        self.pause().await;
         self.inner.sub_runs(parent_run).await
     }
     async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
+        self.pause().await;
         self.inner.steps(run_id).await
     }
     async fn try_lock(
@@ -598,32 +730,34 @@ impl Store for Faulty {
         holder: &LockHolder,
         lease: Duration,
     ) -> Result<Result<(), LockInfo>, StateError> {
-        self.alive()?;
+        self.alive().await?;
         self.inner.try_lock(name, holder, lease).await
     }
     async fn release_lock(&self, name: &str, claim: &Claim) -> Result<(), StateError> {
-        self.alive()?;
+        self.alive().await?;
         self.inner.release_lock(name, claim).await
     }
     async fn release_locks(&self, claim: &Claim) -> Result<(), StateError> {
-        self.alive()?;
+        self.alive().await?;
         self.inner.release_locks(claim).await
     }
     async fn locks(&self) -> Result<Vec<LockInfo>, StateError> {
         self.inner.locks().await
     }
     async fn record_approval(&self, a: &Approval) -> Result<(), StateError> {
+        self.alive().await?;
         self.inner.record_approval(a).await
     }
     async fn approvals(&self, run_id: &str) -> Result<Vec<Approval>, StateError> {
+        self.pause().await;
         self.inner.approvals(run_id).await
     }
 }
 
 /// A copy of everything in `from` (runs, step DAGs, checkpoints, approvals), through the
 /// `Store` trait: the state a crashed process left, to resume in several ways.
-async fn copy(from: &MemoryStore) -> Arc<MemoryStore> {
-    let to = Arc::new(MemoryStore::new());
+async fn copy(from: &dyn Store) -> Arc<dyn Store> {
+    let to: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut runs = from.list_runs(&RunFilter::default()).await.expect("list");
     runs.reverse();
     for r in runs {
@@ -661,6 +795,8 @@ struct Case<'a> {
     fails: Arc<HashMap<String, u32>>,
     boundaries: Vec<Boundary>,
     resumes: usize,
+    /// Resumes refused for a step in doubt that is not idempotent, answered with `--rerun`.
+    reruns: usize,
 }
 
 impl<'a> Case<'a> {
@@ -680,10 +816,16 @@ impl<'a> Case<'a> {
             fails: Arc::new(fails),
             boundaries: Vec::new(),
             resumes: 0,
+            reruns: 0,
         }
     }
 
     fn opts(&mut self) -> RunOptions {
+        self.opts_stalling(None)
+    }
+
+    /// The options of the next attempt (segment), whose actions freeze as `stall` says.
+    fn opts_stalling(&mut self, stall: Option<Arc<Stall>>) -> RunOptions {
         let seg = self.segs;
         self.segs += 1;
         RunOptions {
@@ -692,13 +834,14 @@ impl<'a> Case<'a> {
                 world: self.world.clone(),
                 seg,
                 fails: self.fails.clone(),
+                stall,
             }))),
             ..RunOptions::default()
         }
     }
 
     /// Answers every waiting approval of the run and its sub-runs, as the seed says.
-    async fn answer(&self, store: &MemoryStore) {
+    async fn answer(&self, store: &dyn Store) {
         for run in store.list_runs(&RunFilter::default()).await.expect("list") {
             let book = &self.sim.books[self.sim.book(&run.runbook)];
             let given = store.approvals(&run.id).await.expect("approvals");
@@ -739,7 +882,7 @@ impl<'a> Case<'a> {
     }
 
     /// Records the state an attempt of the run begins from.
-    async fn snapshot(&mut self, store: &MemoryStore, rerun: &[String]) {
+    async fn snapshot(&mut self, store: &dyn Store, rerun: &[String]) {
         let mut records = HashMap::new();
         for run in store.list_runs(&RunFilter::default()).await.expect("list") {
             records.insert(run.id.clone(), store.steps(&run.id).await.expect("steps"));
@@ -757,17 +900,18 @@ impl<'a> Case<'a> {
     /// many writes the resume that went ahead tried.
     async fn resume_once(
         &mut self,
-        store: &Arc<MemoryStore>,
+        store: &Arc<dyn Store>,
         run_id: &str,
         crash_at: usize,
     ) -> (bool, usize) {
         let run = store.get_run(run_id).await.expect("get").expect("run");
         if run.status == RunStatus::Paused {
-            self.answer(store).await;
+            self.answer(&**store).await;
         }
         let mut rerun: Vec<String> = Vec::new();
+        let mut raced = 0;
         loop {
-            self.snapshot(store, &rerun).await;
+            self.snapshot(&**store, &rerun).await;
             let faulty = Arc::new(Faulty::new(store.clone(), crash_at));
             let ropts = ResumeOptions {
                 rerun: rerun.clone(),
@@ -788,11 +932,24 @@ impl<'a> Case<'a> {
             let writes = faulty.writes.load(Ordering::SeqCst);
             match r {
                 Err(ResumeError::InDoubt(why)) if rerun.is_empty() && !crashed => {
+                    self.reruns += 1;
                     rerun = why
                         .iter()
                         .flat_map(|w| w.lines())
                         .filter_map(|w| w.split('`').nth(1).map(String::from))
                         .collect();
+                }
+                // A stale process wrote between the resume's reading and its claim (only
+                // where one is kept running): the run was given back; try again.
+                Err(ResumeError::Raced(_)) if !crashed && raced < 3 => raced += 1,
+                Ok(Resumed::Ran(report)) if !crashed => {
+                    assert!(
+                        report.store_error.is_none(),
+                        "resume stopped for the store although nothing crashed: {:?}\n{}",
+                        report.store_error,
+                        self.sim.text()
+                    );
+                    return (false, writes);
                 }
                 Ok(_) => return (crashed, writes),
                 Err(_) if crashed => return (true, writes),
@@ -802,7 +959,7 @@ impl<'a> Case<'a> {
     }
 
     /// Resumes until the run has ended.
-    async fn finish(&mut self, store: &Arc<MemoryStore>, run_id: &str) {
+    async fn finish(&mut self, store: &Arc<dyn Store>, run_id: &str) {
         for _ in 0..12 {
             let run = store.get_run(run_id).await.expect("get").expect("run");
             if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
@@ -810,7 +967,7 @@ impl<'a> Case<'a> {
             }
             let (crashed, _) = self.resume_once(store, run_id, usize::MAX).await;
             if crashed {
-                bury(store).await;
+                bury(&**store).await;
             }
         }
         panic!("the run never ended\n{}", self.sim.text());
@@ -819,7 +976,7 @@ impl<'a> Case<'a> {
 
 /// The process is dead: a reader marks its runs (the top-level one and its sub-runs)
 /// interrupted.
-async fn bury(store: &MemoryStore) {
+async fn bury(store: &dyn Store) {
     for run in store.list_runs(&RunFilter::default()).await.expect("list") {
         if run.status == RunStatus::Running {
             let mut dead = run.clone();
@@ -835,8 +992,134 @@ type Outcome = (
     BTreeMap<String, RunStatus>,
 );
 
+// ---------------------------------------------------------------- the oracle
+
+/// Why a step did not run (or, for a gate, what its answer holds back), as foreseen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    No,
+    /// Below a failure that aborts.
+    Blocked,
+    /// A "no", or below one: nothing below it runs, whatever `on_failure` says.
+    Declined,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fate {
+    status: StepStatus,
+    held: Held,
+    /// Reached: nothing above it held it back (a gate reached is asked once).
+    reached: bool,
+}
+
+/// What must become of a runbook's steps and run, foreseen from the generator's plan alone
+/// (each step's scripted failures and attempts, each gate's answer and `on_reject`, each
+/// `on_failure`, `for_each` and `uses`), never from what the engine recorded.
+struct Foreseen {
+    steps: Vec<Fate>,
+    run: RunStatus,
+    /// The run failed on a "no" (a sub-run's is its `uses` step's "no").
+    declined: bool,
+}
+
+fn foresee(sim: &Sim, b: usize) -> Foreseen {
+    let book = &sim.books[b];
+    let mut steps: Vec<Fate> = Vec::new();
+    for (i, s) in book.steps.iter().enumerate() {
+        // `finally` steps always run; the others wait for their parents' ends.
+        let parents = if s.finally { vec![] } else { s.parents(i) };
+        let held_by = |h: Held| parents.iter().any(|&p| steps[p].held == h);
+        let fails_above = parents
+            .iter()
+            .any(|&p| steps[p].status == StepStatus::Failed && !book.steps[p].cont);
+        if held_by(Held::Declined) || held_by(Held::Blocked) || fails_above {
+            steps.push(Fate {
+                status: StepStatus::Skipped,
+                held: if held_by(Held::Declined) {
+                    Held::Declined
+                } else {
+                    Held::Blocked
+                },
+                reached: false,
+            });
+            continue;
+        }
+        let (status, held) = if s.approval {
+            match (s.reject, s.skip_on_reject) {
+                (false, _) => (StepStatus::Succeeded, Held::No),
+                (true, true) => (StepStatus::Skipped, Held::Declined),
+                (true, false) => (StepStatus::Failed, Held::Declined),
+            }
+        } else if let Some((sub, _)) = s.uses {
+            // Each item's sub-run ends the same way: its steps' fates do not depend on the item.
+            let child = foresee(sim, sub);
+            match child.run {
+                RunStatus::Succeeded => (StepStatus::Succeeded, Held::No),
+                // A rejection in the sub-run is this step's "no", for one item as for all.
+                _ if child.declined => (StepStatus::Failed, Held::Declined),
+                _ => (StepStatus::Failed, Held::No),
+            }
+        } else if s.fails < s.attempts {
+            // Fails `fails` attempts, then succeeds (every item alike).
+            (StepStatus::Succeeded, Held::No)
+        } else {
+            (StepStatus::Failed, Held::No)
+        };
+        steps.push(Fate {
+            status,
+            held,
+            reached: true,
+        });
+    }
+    let failing = |i: usize| {
+        let f = &steps[i];
+        f.status == StepStatus::Failed && (f.held == Held::Declined || !book.steps[i].cont)
+    };
+    Foreseen {
+        run: if (0..steps.len()).any(failing) {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        },
+        declined: (0..steps.len()).any(|i| {
+            steps[i].status == StepStatus::Failed
+                && steps[i].held == Held::Declined
+                && steps[i].reached
+        }),
+        steps,
+    }
+}
+
+/// The outcome every run of the case must end with, crashed or not.
+fn expected(sim: &Sim) -> Outcome {
+    let top = foresee(sim, 0);
+    let book = &sim.books[0];
+    let steps = book
+        .steps
+        .iter()
+        .zip(&top.steps)
+        .map(|(s, f)| (s.id.clone(), f.status))
+        .collect();
+    let mut subs = BTreeMap::new();
+    for (s, f) in book.steps.iter().zip(&top.steps) {
+        let Some((sub, _)) = s.uses.filter(|_| f.reached) else {
+            continue;
+        };
+        let status = foresee(sim, sub).run;
+        match s.items {
+            Some(n) => (0..n).for_each(|k| {
+                subs.insert(format!("{}[{k}]", s.id), status);
+            }),
+            None => {
+                subs.insert(s.id.clone(), status);
+            }
+        }
+    }
+    (steps, top.run, subs)
+}
+
 /// Final status per step (whole-step records), of the run, and of each step's latest sub-run.
-async fn outcome(store: &MemoryStore, run_id: &str) -> Outcome {
+async fn outcome(store: &dyn Store, run_id: &str) -> Outcome {
     let steps = store
         .steps(run_id)
         .await
@@ -854,15 +1137,34 @@ async fn outcome(store: &MemoryStore, run_id: &str) -> Outcome {
     (steps, run.status, subs)
 }
 
-async fn start(case: &mut Case<'_>, store: Arc<dyn Store>) {
+/// Everything a store holds about its runs, in a stable order: to compare the store before and
+/// after a stale process woke up.
+async fn dump(store: &dyn Store) -> String {
+    let mut runs = store.list_runs(&RunFilter::default()).await.expect("list");
+    runs.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut out = String::new();
+    for r in runs {
+        let steps = store.steps(&r.id).await.expect("steps");
+        let approvals = store.approvals(&r.id).await.expect("approvals");
+        let defs = store.step_defs(&r.id).await.expect("defs");
+        out.push_str(&format!("{r:?}\n{steps:?}\n{approvals:?}\n{defs:?}\n"));
+    }
+    out
+}
+
+/// Runs the runbook at `path` from the start.
+async fn run_runbook(
+    path: &Path,
+    store: Arc<dyn Store>,
+    opts: RunOptions,
+) -> Result<RunReport, RunError> {
     let templates = Arc::new(cairn_template::Templates::new());
-    let (checked, _) = cairn_model::load(case.path, &templates).expect("valid runbook");
+    let (checked, _) = cairn_model::load(path, &templates).expect("valid runbook");
     let inv = Invocation {
         sets: vec![],
         inputs_file: None,
     };
-    let opts = case.opts();
-    let _ = execute(
+    execute(
         Arc::new(checked),
         templates,
         &inv,
@@ -870,11 +1172,16 @@ async fn start(case: &mut Case<'_>, store: Arc<dyn Store>) {
         Arc::new(NoSink),
         opts,
     )
-    .await;
+    .await
+}
+
+async fn start(case: &mut Case<'_>, store: Arc<dyn Store>) -> Result<RunReport, RunError> {
+    let opts = case.opts();
+    run_runbook(case.path, store, opts).await
 }
 
 /// The top-level run in `store` (there is at most one).
-async fn the_run(store: &MemoryStore) -> Option<String> {
+async fn the_run(store: &dyn Store) -> Option<String> {
     let runs = store.list_runs(&RunFilter::default()).await.expect("list");
     runs.into_iter()
         .find(|r| r.parent_run.is_none())
@@ -889,12 +1196,58 @@ struct Stats {
     races: usize,
     resumes: usize,
     sub_runs: usize,
+    /// Resumes refused for a step in doubt that is not idempotent, then run with `--rerun`.
+    reruns: usize,
+    /// Engines stalled, taken for dead, overtaken by a resume, then woken and fenced: on the
+    /// memory store and on SQLite.
+    stale_memory: usize,
+    stale_sqlite: usize,
     /// Runbooks with a gate the test rejects and a step below it.
     rejected_above_steps: usize,
     /// ... of which the gate has `on_failure: continue`.
     rejected_under_continue: usize,
     /// Runbooks with a tolerated failure (`on_failure: continue`) above a gate.
     tolerated_above_gates: usize,
+    /// Runbooks with a plain `for_each` step, and with a `for_each` over `uses`.
+    for_each_plain: usize,
+    for_each_uses: usize,
+    /// Runbooks with a `uses` step with `retry` whose sub-run a rejection ends.
+    rejected_in_retried_uses: usize,
+    /// Runbooks with a step that is not idempotent, and with a `finally` step.
+    not_idempotent: usize,
+    finally: usize,
+    /// A digest of every execution of every case (steps, items, order, result): equal for
+    /// two runs of the same seeds, since scheduling is deterministic.
+    digest: u64,
+}
+
+impl Stats {
+    /// Every interesting shape was made at least once (checked at the CI case count).
+    fn shapes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("races of two resumes", self.races),
+            ("resumes answered with --rerun", self.reruns),
+            (
+                "stale engines fenced on the memory store",
+                self.stale_memory,
+            ),
+            ("stale engines fenced on SQLite", self.stale_sqlite),
+            ("rejected gates above steps", self.rejected_above_steps),
+            (
+                "rejected gates under on_failure: continue",
+                self.rejected_under_continue,
+            ),
+            ("tolerated failures above gates", self.tolerated_above_gates),
+            ("plain for_each steps", self.for_each_plain),
+            ("for_each over uses", self.for_each_uses),
+            (
+                "rejections in sub-runs of uses steps with retry",
+                self.rejected_in_retried_uses,
+            ),
+            ("steps that are not idempotent", self.not_idempotent),
+            ("finally steps", self.finally),
+        ]
+    }
 }
 
 struct Ctx<'a> {
@@ -911,7 +1264,7 @@ impl Ctx<'_> {
 /// Checks one finished case and counts it.
 async fn check_case(
     case: Case<'_>,
-    store: &MemoryStore,
+    store: &dyn Store,
     run: &str,
     want: &Outcome,
     what: &str,
@@ -923,8 +1276,11 @@ async fn check_case(
         &got,
         want,
         "{}",
-        ctx.say(&format!("{what}: outcome differs from the crash-free run"))
+        ctx.say(&format!(
+            "{what}: the outcome (left) is not the one the plan makes (right)"
+        ))
     );
+    check_records(case.sim, store, run, &case.world, &ctx.say(what)).await;
     check_log(
         case.sim,
         store,
@@ -935,21 +1291,141 @@ async fn check_case(
     )
     .await;
     stats.resumes += case.resumes;
+    stats.reruns += case.reruns;
     stats.sub_runs += store.sub_runs(run).await.expect("sub-runs").len();
+    // Runs are named by their order of appearance: ids differ from one execution to the next.
+    let log = case.world.log().clone();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut h = std::hash::DefaultHasher::new();
+    for e in &log {
+        let n = names.len();
+        let r = *names.entry(e.run.as_str()).or_insert(n);
+        (e.seg, r, &e.step, e.item, e.start, e.end, e.ok).hash(&mut h);
+    }
+    // Summed: the same whatever order cases run in on the test's threads.
+    stats.digest = stats.digest.wrapping_add(h.finish());
 }
 
-async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let sim = generate(&mut rng);
-    let dir = tempfile::tempdir().expect("temp dir");
-    for (b, book) in sim.books.iter().enumerate() {
-        std::fs::write(dir.path().join(&book.file), sim.yaml(b)).expect("write runbook");
+/// Every `succeeded` record is backed by what really happened: a successful execution whose
+/// output token is the recorded output (for a step and for each `for_each` item, whose records
+/// must all be there), a sub-run that succeeded with the recorded outputs, or a "yes" the test
+/// gave. Every gate reached was asked exactly once in the run and in each step's latest
+/// sub-run, and no other gate was asked.
+async fn check_records(sim: &Sim, store: &dyn Store, top: &str, world: &World, ctx: &str) {
+    let log = world.log().clone();
+    let top_fate = foresee(sim, 0);
+    let subs = store.sub_runs(top).await.expect("sub-runs");
+    // Each run with its runbook, and whether it is the latest of its step (or item).
+    let mut runs: Vec<(String, usize, bool)> = vec![(top.to_string(), 0, true)];
+    for (n, r) in subs.iter().enumerate() {
+        let latest = !subs[n + 1..].iter().any(|x| x.parent_step == r.parent_step);
+        runs.push((r.id.clone(), sim.book(&r.runbook), latest));
     }
-    let path = dir.path().join(&sim.books[0].file);
-    let logs = dir.path().join("logs");
-    let text = sim.text();
-    let ctx = Ctx { seed, text: &text };
-    // The shapes the gate invariants are about, counted from the generator's plan.
+    let v = |o: &Option<Json>| o.as_ref().and_then(|o| o.get("v")).cloned();
+    for (run, b, latest) in &runs {
+        let book = &sim.books[*b];
+        let fate = if *b == 0 {
+            &top_fate
+        } else {
+            &foresee(sim, *b)
+        };
+        let records = store.steps(run).await.expect("steps");
+        let approvals = store.approvals(run).await.expect("approvals");
+        let sub_runs = store.sub_runs(run).await.expect("sub-runs");
+        if *latest {
+            for (g, s) in book.steps.iter().enumerate().filter(|(_, s)| s.approval) {
+                let asked = approvals.iter().filter(|a| a.step_id == s.id).count();
+                assert_eq!(
+                    asked,
+                    usize::from(fate.steps[g].reached),
+                    "{ctx}\ngate `{}` of run {run} was asked {asked} times",
+                    s.id
+                );
+            }
+        }
+        for rec in records.iter().filter(|r| r.status == StepStatus::Succeeded) {
+            let Some(i) = book.index(&rec.step_id) else {
+                panic!(
+                    "{ctx}\nrun {run} recorded an unknown step `{}`",
+                    rec.step_id
+                );
+            };
+            let s = &book.steps[i];
+            let key = match rec.item {
+                Some(k) => format!("`{}` item {k}", s.id),
+                None => format!("`{}`", s.id),
+            };
+            if s.approval {
+                let yes = approvals
+                    .iter()
+                    .any(|a| a.step_id == s.id && a.decision == Decision::Approved);
+                assert!(
+                    yes && !s.reject,
+                    "{ctx}\ngate {key} of run {run} succeeded without the test's yes"
+                );
+            } else if s.uses.is_some() {
+                if rec.item.is_some() || s.items.is_some() {
+                    continue; // each item's own sub-run: checked by `check_log`
+                }
+                let sub = sub_runs
+                    .iter()
+                    .rev()
+                    .find(|r| r.parent_step.as_deref() == Some(s.id.as_str()))
+                    .unwrap_or_else(|| panic!("{ctx}\n{key} of run {run} succeeded, no sub-run"));
+                assert_eq!(
+                    sub.status,
+                    RunStatus::Succeeded,
+                    "{ctx}\n{key} of run {run} succeeded, its latest sub-run did not"
+                );
+                assert_eq!(
+                    v(&rec.outputs),
+                    v(&sub.outputs),
+                    "{ctx}\n{key}'s outputs are not its sub-run's"
+                );
+            } else if s.items.is_some() && rec.item.is_none() {
+                // The whole step: each item's record is there, succeeded, and its output is
+                // the one in the step's list.
+                let list = v(&rec.outputs);
+                for k in 0..s.items.unwrap_or(0) {
+                    let item = records
+                        .iter()
+                        .find(|r| r.step_id == s.id && r.item == Some(k as u32))
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{ctx}\n{key} of run {run} succeeded without a record of item {k}"
+                            )
+                        });
+                    assert_eq!(
+                        item.status,
+                        StepStatus::Succeeded,
+                        "{ctx}\n{key} of run {run} succeeded, its item {k} did not"
+                    );
+                    assert_eq!(
+                        list.as_ref().and_then(|l| l.get(k)).cloned(),
+                        v(&item.outputs),
+                        "{ctx}\n{key}'s output list does not hold item {k}'s output"
+                    );
+                }
+            } else {
+                let token = v(&rec.outputs);
+                let backed = log.iter().any(|e| {
+                    &e.run == run
+                        && e.step == s.id
+                        && e.item.map(|k| k as u32) == rec.item
+                        && e.ok
+                        && token.as_ref().and_then(Json::as_str) == Some(e.token.as_str())
+                });
+                assert!(
+                    backed,
+                    "{ctx}\n{key} of run {run} is recorded succeeded with output {token:?}, which no successful execution of it gave"
+                );
+            }
+        }
+    }
+}
+
+/// Each shape of the plan that the checks are about, counted once per runbook.
+fn count_shapes(sim: &Sim, stats: &mut Stats) {
     let main = &sim.books[0];
     let above = main.above();
     let below = |g: usize| above.iter().any(|a| a.contains(&g));
@@ -964,19 +1440,128 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
                 .iter()
                 .any(|&p| main.steps[p].cont && main.steps[p].fails >= main.steps[p].attempts)
     }));
+    let any = |f: &dyn Fn(&SimStep) -> bool| usize::from(main.steps.iter().any(f));
+    stats.for_each_plain += any(&|s| s.items.is_some() && s.uses.is_none());
+    stats.for_each_uses += any(&|s| s.items.is_some() && s.uses.is_some());
+    stats.rejected_in_retried_uses += any(&|s| {
+        s.attempts > 1
+            && s.uses.is_some_and(|(b, _)| {
+                sim.books[b]
+                    .steps
+                    .iter()
+                    .any(|c| c.approval && c.reject && !c.skip_on_reject)
+            })
+    });
+    stats.not_idempotent += any(&|s| !s.idempotent);
+    stats.finally += any(&|s| s.finally);
+}
 
-    // The reference: no crash.
-    let reference_store = Arc::new(MemoryStore::new());
+thread_local! {
+    /// The case this thread simulates, and the `SIM_RECRASH` it runs with: named by the panic
+    /// hook, whatever panics (an assertion, the engine, a task).
+    static CURRENT: std::cell::Cell<Option<(u64, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// On any panic during a case, prints its seed and the command that runs it alone.
+fn name_the_seed_on_panic() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            if let Some((seed, recrash)) = CURRENT.with(std::cell::Cell::get) {
+                eprintln!(
+                    "simulation failed at seed {seed}; run it alone with:\n  SIM_SEED={seed} SIM_CASES=1 SIM_RECRASH={recrash} cargo test -p cairn-engine --test sim crash_at -- --nocapture"
+                );
+            }
+        }));
+    });
+}
+
+async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
+    let on = |name: &str, default: bool| std::env::var(name).map_or(default, |v| v == "1");
+    let stale = Stale {
+        uses: on("SIM_STALE_USES", false),
+        every: on("SIM_STALE_EVERY", false),
+        sqlite: on("SIM_STALE_SQLITE", true),
+        bias: true,
+    };
+    simulate_with(seed, recrash_every, stale, stats).await;
+}
+
+/// A named seed, as it was found: without [`bias`], every crash point of its first run and of
+/// its resumes.
+async fn named_seed(seed: u64) {
+    let stale = Stale {
+        uses: false,
+        every: false,
+        sqlite: true,
+        bias: false,
+    };
+    simulate_with(seed, 1, stale, &mut Stats::default()).await;
+}
+
+/// Where the stale engines of a case run (and whether the generator is biased).
+#[derive(Clone, Copy)]
+struct Stale {
+    /// On runbooks with `uses` too (`SIM_STALE_USES=1`), where a stale engine is not stopped
+    /// yet: see `a_stale_engine_goes_on_in_its_sub_runs`.
+    uses: bool,
+    /// At every action of the first attempt (`SIM_STALE_EVERY=1`), not one the seed picks.
+    every: bool,
+    /// Also on SQLite, every fourth runbook (`SIM_STALE_SQLITE=0`: not).
+    sqlite: bool,
+    /// Whether [`bias`] applies: not for the named seeds, which keep the runbooks they were
+    /// found with.
+    bias: bool,
+}
+
+/// One case.
+async fn simulate_with(seed: u64, recrash_every: usize, stale: Stale, stats: &mut Stats) {
+    name_the_seed_on_panic();
+    CURRENT.with(|c| c.set(Some((seed, recrash_every))));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut sim = generate(&mut rng);
+    if stale.bias {
+        bias(
+            &mut sim,
+            &mut StdRng::seed_from_u64(seed.rotate_left(32) ^ 0xb1a5),
+        );
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (b, book) in sim.books.iter().enumerate() {
+        std::fs::write(dir.path().join(&book.file), sim.yaml(b)).expect("write runbook");
+    }
+    let path = dir.path().join(&sim.books[0].file);
+    let logs = dir.path().join("logs");
+    let text = sim.text();
+    let ctx = Ctx { seed, text: &text };
+    count_shapes(&sim, stats);
+    // What every run of this runbook must end with, from the plan alone.
+    let want = expected(&sim);
+
+    // The reference: no crash. It must start, and end as the plan says.
+    let reference_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let mut reference = Case::new(&sim, &path, &logs);
     let counting = Arc::new(Faulty::new(reference_store.clone(), usize::MAX));
-    start(&mut reference, counting.clone()).await;
-    let run = the_run(&reference_store).await.expect("reference run");
+    let report = start(&mut reference, counting.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{}", ctx.say(&format!("the crash-free run failed: {e}"))));
+    assert!(
+        report.store_error.is_none(),
+        "{}",
+        ctx.say(&format!(
+            "the crash-free run stopped for the store: {:?}",
+            report.store_error
+        ))
+    );
+    let run = report.run_id.clone();
     let first_writes = counting.writes.load(Ordering::SeqCst);
+    let first_actions = reference.world.log().iter().filter(|e| e.seg == 0).count();
     reference.finish(&reference_store, &run).await;
-    let want = outcome(&reference_store, &run).await;
     check_case(
         reference,
-        &reference_store,
+        &*reference_store,
         &run,
         &want,
         "crash-free run",
@@ -987,13 +1572,25 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
 
     for crash_at in 1..=first_writes + 1 {
         stats.crash_points += 1;
-        let inner = Arc::new(MemoryStore::new());
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let mut case = Case::new(&sim, &path, &logs);
         let faulty = Arc::new(Faulty::new(inner.clone(), crash_at));
-        start(&mut case, faulty.clone()).await;
-        let Some(run) = the_run(&inner).await else {
+        let started = start(&mut case, faulty.clone()).await;
+        let crashed = faulty.dead.load(Ordering::SeqCst);
+        match &started {
+            Err(e) if !crashed => panic!("{}", ctx.say(&format!("the run failed: {e}"))),
+            Ok(r) if !crashed && r.store_error.is_some() => panic!(
+                "{}",
+                ctx.say(&format!(
+                    "the run stopped for the store: {:?}",
+                    r.store_error
+                ))
+            ),
+            _ => {}
+        }
+        let Some(run) = the_run(&*inner).await else {
             // Crashed before the run was recorded: nothing to resume, nothing ran.
-            let ran = case.world.log.lock().map(|l| l.len()).unwrap_or(0);
+            let ran = case.world.log().len();
             assert_eq!(
                 ran,
                 0,
@@ -1002,29 +1599,28 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
             );
             continue;
         };
-        let crashed = faulty.dead.load(Ordering::SeqCst);
         if crashed {
-            bury(&inner).await;
+            bury(&*inner).await;
         }
         let status = inner.get_run(&run).await.expect("get").expect("run").status;
         if matches!(status, RunStatus::Succeeded | RunStatus::Failed) {
-            check_case(case, &inner, &run, &want, "no crash", &ctx, stats).await;
+            check_case(case, &*inner, &run, &want, "no crash", &ctx, stats).await;
             continue;
         }
         let what = format!("crash before write {crash_at}");
         // The state the crash (or pause) left, to resume from in several ways below.
-        let left = copy(&inner).await;
-        let left_log = case.world.log.lock().map(|l| l.clone()).unwrap_or_default();
+        let left = copy(&*inner).await;
+        let left_log = case.world.log().clone();
         let left_boundaries = case.boundaries.clone();
         let left_segs = case.segs;
 
         // Now and then two resumes race for the crashed run.
         if crash_at % 4 == 1 {
             if status == RunStatus::Paused {
-                case.answer(&inner).await;
+                case.answer(&*inner).await;
             }
             stats.races += 1;
-            case.snapshot(&inner, &[]).await;
+            case.snapshot(&*inner, &[]).await;
             let barrier = Arc::new(tokio::sync::Barrier::new(2));
             let racers: Vec<_> = (0..2)
                 .map(|_| {
@@ -1050,7 +1646,17 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
             let mut in_doubt = false;
             for r in racers {
                 match r.await.expect("resume task") {
-                    Ok(Resumed::Ran(_)) => won += 1,
+                    Ok(Resumed::Ran(report)) => {
+                        assert!(
+                            report.store_error.is_none(),
+                            "{}",
+                            ctx.say(&format!(
+                                "the racer that won stopped for the store: {:?}",
+                                report.store_error
+                            ))
+                        );
+                        won += 1
+                    }
                     Err(ResumeError::Busy(_)) => refused += 1,
                     // Both read a step in doubt that is not idempotent: neither claims.
                     Err(ResumeError::InDoubt(_)) => in_doubt = true,
@@ -1073,7 +1679,7 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
             case.resume_once(&inner, &run, usize::MAX).await.1
         };
         case.finish(&inner, &run).await;
-        check_case(case, &inner, &run, &want, &what, &ctx, stats).await;
+        check_case(case, &*inner, &run, &want, &what, &ctx, stats).await;
 
         // The resume crashes in turn, at each of its writes, and is resumed again.
         if crash_at % recrash_every != 0 {
@@ -1081,11 +1687,9 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
         }
         for again_at in 1..=resume_writes {
             stats.recrash_points += 1;
-            let store = copy(&left).await;
+            let store = copy(&*left).await;
             let mut case = Case::new(&sim, &path, &logs);
-            if let Ok(mut log) = case.world.log.lock() {
-                *log = left_log.clone();
-            }
+            *case.world.log() = left_log.clone();
             case.world.clock.store(
                 left_log.iter().map(|e| e.end + 1).max().unwrap_or(0),
                 Ordering::SeqCst,
@@ -1093,14 +1697,162 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
             case.segs = left_segs;
             case.boundaries = left_boundaries.clone();
             if case.resume_once(&store, &run, again_at).await.0 {
-                bury(&store).await;
+                bury(&*store).await;
             }
             case.finish(&store, &run).await;
             let what = format!("{what}, then the resume crashed before its write {again_at}");
-            check_case(case, &store, &run, &want, &what, &ctx, stats).await;
+            check_case(case, &*store, &run, &want, &what, &ctx, stats).await;
+        }
+    }
+
+    // A stale engine: stalled at one of its actions, taken for dead, overtaken by a resume
+    // that runs the run to its end, then woken. On the memory store every case, at an action
+    // the seed picks; on SQLite every fourth case, at another.
+    if first_actions > 0 && (stale.uses || sim.books.len() == 1) {
+        let at = 1 + (seed as usize / 3) % first_actions;
+        let points = if stale.every {
+            (1..=first_actions).collect()
+        } else {
+            vec![at]
+        };
+        for at in points {
+            let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let what = format!("an engine stalled at its action {at}, overtaken, then woken");
+            if stale_engine(&sim, &path, &logs, memory, at, &want, &what, &ctx, stats).await {
+                stats.stale_memory += 1;
+            }
+        }
+        if seed.is_multiple_of(4) && stale.sqlite {
+            let at = first_actions + 1 - at;
+            let sqlite: Arc<dyn Store> = Arc::new(
+                cairn_state::SqliteStore::open(
+                    dir.path().join("state.db"),
+                    cairn_state::Durability::Normal,
+                )
+                .await
+                .expect("open SQLite"),
+            );
+            let what =
+                format!("on SQLite, an engine stalled at its action {at}, overtaken, then woken");
+            if stale_engine(
+                &sim,
+                &path,
+                &logs,
+                sqlite.clone(),
+                at,
+                &want,
+                &what,
+                &ctx,
+                stats,
+            )
+            .await
+            {
+                stats.stale_sqlite += 1;
+            }
+            sqlite.close().await;
         }
     }
     stats.cases += 1;
+    CURRENT.with(|c| c.set(None));
+}
+
+/// One engine runs the runbook and stops dead at its action `at` (its actions and store calls
+/// wait); its run is then marked interrupted (as a reader does once its heartbeat went quiet)
+/// and another engine resumes it to its end. Then the first wakes up and goes on: every write
+/// it tries must be refused by the store's fencing (the store is left exactly as the second
+/// engine left it), and it must start no action. Returns whether the engine stalled (it may
+/// end, or pause on a gate, first).
+#[allow(clippy::too_many_arguments)]
+async fn stale_engine(
+    sim: &Sim,
+    path: &Path,
+    logs: &Path,
+    store: Arc<dyn Store>,
+    at: usize,
+    want: &Outcome,
+    what: &str,
+    ctx: &Ctx<'_>,
+    stats: &mut Stats,
+) -> bool {
+    let mut case = Case::new(sim, path, logs);
+    let (stall, froze) = Stall::new(at);
+    let opts = case.opts_stalling(Some(stall.clone()));
+    let mut f = Faulty::new(store.clone(), usize::MAX);
+    f.stall = Some(stall.clone());
+    f.latency = 2;
+    let stale_store: Arc<dyn Store> = Arc::new(f);
+    let first = async {
+        let r = run_runbook(path, stale_store, opts).await;
+        stall.ended();
+        r
+    };
+    let world = case.world.clone();
+    let takeover = async {
+        froze.await.ok()?;
+        let run = the_run(&*store).await.expect("the stalled run is recorded");
+        // Every run the frozen engine holds is taken for dead, also one whose creation was
+        // still on its way to the store when it froze (SQLite's thread): before each resume.
+        for _ in 0..12 {
+            bury(&*store).await;
+            let status = store.get_run(&run).await.expect("get").expect("run").status;
+            if matches!(status, RunStatus::Succeeded | RunStatus::Failed) {
+                break;
+            }
+            case.resume_once(&store, &run, usize::MAX).await;
+        }
+        let left = dump(&*store).await;
+        let woke_at = world.clock.load(Ordering::SeqCst);
+        stall.release();
+        Some((run, left, woke_at))
+    };
+    let (r, took) = tokio::join!(first, takeover);
+    let Some((run, left, woke_at)) = took else {
+        return false;
+    };
+    assert!(
+        matches!(r, Err(RunError::State(StateError::Fenced { .. }))),
+        "{}",
+        ctx.say(&format!(
+            "{what}: the stale engine was not stopped by fencing: {:?}",
+            r.as_ref().map(|r| (&r.outcome, &r.store_error))
+        ))
+    );
+    let now = dump(&*store).await;
+    if now != left {
+        let (a, b): (Vec<&str>, Vec<&str>) = (left.lines().collect(), now.lines().collect());
+        let changed: Vec<String> = (0..a.len().max(b.len()))
+            .filter(|&k| a.get(k) != b.get(k))
+            .map(|k| {
+                format!(
+                    "- {}\n+ {}",
+                    a.get(k).unwrap_or(&""),
+                    b.get(k).unwrap_or(&"")
+                )
+            })
+            .collect();
+        panic!(
+            "{}",
+            ctx.say(&format!(
+                "{what}: the stale engine wrote after another engine claimed the run:\n{}",
+                changed.join("\n")
+            ))
+        );
+    }
+    let late = world
+        .log()
+        .iter()
+        .find(|e| e.seg == 0 && e.start >= woke_at)
+        .map(|e| format!("`{}` item {:?} of run {}", e.step, e.item, e.run));
+    assert!(
+        late.is_none(),
+        "{}",
+        ctx.say(&format!(
+            "{what}: the stale engine started {} after it lost the run",
+            late.unwrap_or_default()
+        ))
+    );
+    check_case(case, &*store, &run, want, what, ctx, stats).await;
+    true
 }
 
 /// Which runbook each run is, and for a sub-run, its parent run and step key (`s3`, `s3[1]`).
@@ -1120,13 +1872,13 @@ fn split_key(key: &str) -> (&str, Option<usize>) {
 /// The rules that hold on the executions of one case (see the file's docs).
 async fn check_log(
     sim: &Sim,
-    store: &MemoryStore,
+    store: &dyn Store,
     top: &str,
     world: &World,
     boundaries: &[Boundary],
     ctx: &str,
 ) {
-    let log = world.log.lock().map(|l| l.clone()).unwrap_or_default();
+    let log = world.log().clone();
     let mut runs: HashMap<String, RunInfo> = HashMap::new();
     runs.insert(
         top.to_string(),
@@ -1548,52 +2300,178 @@ fn provenance(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_at_every_checkpoint_write_then_resume() {
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.cases += o.cases;
+        self.crash_points += o.crash_points;
+        self.recrash_points += o.recrash_points;
+        self.races += o.races;
+        self.resumes += o.resumes;
+        self.sub_runs += o.sub_runs;
+        self.reruns += o.reruns;
+        self.stale_memory += o.stale_memory;
+        self.stale_sqlite += o.stale_sqlite;
+        self.rejected_above_steps += o.rejected_above_steps;
+        self.rejected_under_continue += o.rejected_under_continue;
+        self.tolerated_above_gates += o.tolerated_above_gates;
+        self.for_each_plain += o.for_each_plain;
+        self.for_each_uses += o.for_each_uses;
+        self.rejected_in_retried_uses += o.rejected_in_retried_uses;
+        self.not_idempotent += o.not_idempotent;
+        self.finally += o.finally;
+        self.digest = self.digest.wrapping_add(o.digest);
+    }
+}
+
+/// The cases `SIM_CASES` and `SIM_SEED` choose. Each case runs on one thread (tokio's
+/// current-thread runtime) with retries without delay: the interleaving of its parallel
+/// branches is the scheduler's, the same at every run, so a seed reproduces its failure. Cases
+/// are independent, so `SIM_THREADS` (default 2) threads share them out.
+#[test]
+fn crash_at_every_checkpoint_write_then_resume() {
     let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let cases = var("SIM_CASES").unwrap_or(15);
     let seed = var("SIM_SEED").unwrap_or(0x5eed);
     let recrash = var("SIM_RECRASH").unwrap_or(3).max(1) as usize;
-    let mut stats = Stats::default();
-    for k in 0..cases {
-        simulate(seed.wrapping_add(k), recrash, &mut stats).await;
+    let threads = var("SIM_THREADS").unwrap_or(2).clamp(1, 64);
+    let next = Arc::new(AtomicU64::new(0));
+    // A failure stops the other threads at their next case.
+    let stop = Arc::new(AtomicBool::new(false));
+    struct StopOnPanic(Arc<AtomicBool>);
+    impl Drop for StopOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
     }
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (next, stop) = (next.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let _stop = StopOnPanic(stop.clone());
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let mut stats = Stats::default();
+                loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    if k >= cases || stop.load(Ordering::SeqCst) {
+                        return stats;
+                    }
+                    rt.block_on(simulate(seed.wrapping_add(k), recrash, &mut stats));
+                }
+            })
+        })
+        .collect();
+    let mut stats = Stats::default();
+    let mut failed = false;
+    for w in workers {
+        match w.join() {
+            Ok(s) => stats.add(&s),
+            Err(_) => failed = true,
+        }
+    }
+    assert!(!failed, "a case failed: its seed is printed above");
     println!(
-        "simulation: {} runbooks ({} sub-runs), {} crash points of a first run, {} crash points of a resume after one, {} resumes, {} races of two resumes (seed {seed})",
+        "simulation: {} runbooks ({} sub-runs), {} crash points of a first run, {} crash points of a resume after one, {} resumes ({} with --rerun), {} races of two resumes, {} stale engines fenced ({} on SQLite) (seed {seed})",
         stats.cases,
         stats.sub_runs,
         stats.crash_points,
         stats.recrash_points,
         stats.resumes,
-        stats.races
+        stats.reruns,
+        stats.races,
+        stats.stale_memory + stats.stale_sqlite,
+        stats.stale_sqlite,
+    );
+    let shapes = stats.shapes();
+    println!(
+        "shapes: {}",
+        shapes
+            .iter()
+            .map(|(what, n)| format!("{n} {what}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     assert!(stats.crash_points > 0 && stats.recrash_points > 0);
-    println!(
-        "gates: {} runbooks with a rejected gate above steps ({} under on_failure: continue), {} with a tolerated failure above a gate",
-        stats.rejected_above_steps, stats.rejected_under_continue, stats.tolerated_above_gates
-    );
     // A run of a few seeds (a reproduction) need not hold every shape; the CI count must.
-    assert!(
-        cases < 10 || (stats.rejected_under_continue > 0 && stats.tolerated_above_gates > 0),
-        "the generator made none of the gate shapes the invariants are about"
-    );
+    if cases >= 100 {
+        let missing: Vec<&str> = shapes
+            .iter()
+            .filter(|(_, n)| *n == 0)
+            .map(|(what, _)| *what)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the generator made none of: {}",
+            missing.join(", ")
+        );
+    }
+}
+
+/// A seed runs the same way twice: same executions, same order, same results. (Seeds that are
+/// not multiples of four: those also run a stale engine on SQLite, whose thread is its own.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_seed_reproduces() {
+    let mut first = Stats::default();
+    let mut second = Stats::default();
+    for seed in [24305, 24318] {
+        simulate(seed, 3, &mut first).await;
+        simulate(seed, 3, &mut second).await;
+    }
+    assert_eq!(first.digest, second.digest);
+    assert_eq!(first.crash_points, second.crash_points);
+}
+
+/// An engine that stalls and wakes after another engine resumed its run is stopped by the
+/// fencing of that run, but not in its sub-runs: a child it creates after waking is a new run
+/// that no claim fences, and a child nobody claimed again (the other engine started its own)
+/// is still its own. So it goes on running sub-runbook steps, and writing their records, after
+/// it lost the run (seed 24303, stalled at its action 2). Ignored until a sub-run's creation
+/// and writes are fenced on its parent's claim too; the simulation keeps stale engines to
+/// runbooks without `uses` meanwhile.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "a stale engine is not fenced in its sub-runs yet"]
+async fn a_stale_engine_goes_on_in_its_sub_runs() {
+    let mut stats = Stats::default();
+    let stale = Stale {
+        uses: true,
+        every: true,
+        sqlite: false,
+        bias: true,
+    };
+    simulate_with(24303, 1000, stale, &mut stats).await;
+}
+
+/// A rejection in the sub-run of a `uses` step with `retry:` is the step's "no": it used to be
+/// retried as a transient failure, so the gate was asked again and again. Seed 24477.
+#[tokio::test(flavor = "current_thread")]
+async fn a_no_in_a_retried_sub_run_is_final() {
+    named_seed(24477).await;
+}
+
+/// Seed 24377: failed one time in three on a two-thread runtime (an interleaving of parallel
+/// branches); run on one thread, every crash point of it and of its resumes.
+#[tokio::test(flavor = "current_thread")]
+async fn seed_24377() {
+    named_seed(24377).await;
 }
 
 /// A `uses` step that runs again because a step above it ran again starts a new sub-run with
 /// its new inputs: it used to continue its earlier sub-run, started with the old ones, so a step
 /// below read a value derived from the old output (`s5_c0` read `s4@12` although `s4@24` had
 /// succeeded since). Seed 24316.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_rerun_uses_step_starts_a_new_sub_run() {
-    let mut stats = Stats::default();
-    simulate(24316, 1, &mut stats).await;
+    named_seed(24316).await;
 }
 
 /// A failed attempt with retries left is recorded `failed` before the retry's delay; a crash
 /// there must not pass it off as a failure tolerated by `on_failure: continue` (a conclusion a
 /// resume keeps): `s0` stayed failed though its next attempt would have succeeded. Seed 24396.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn a_failed_attempt_with_retries_left_is_not_a_conclusion() {
-    let mut stats = Stats::default();
-    simulate(24396, 1, &mut stats).await;
+    named_seed(24396).await;
 }
