@@ -65,3 +65,56 @@ impl StateArg {
         Location::resolve(self.state.as_deref())
     }
 }
+
+/// Opens the PostgreSQL store that holds the run queue (`submit`, `worker`, `workers`),
+/// creating its tables if needed. Any other store is refused (exit 2): the queue needs a
+/// server that several hosts share and that can wake its workers.
+pub async fn open_queue(location: &Location) -> anyhow::Result<cairn_state::PgStore> {
+    let url = location.url.trim();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(crate::Invalid(format!(
+            "the run queue lives in a PostgreSQL state store (--state postgres://… or \
+             CAIRN_STATE); {} is not one ({}). `cairn run` runs a runbook here without a queue",
+            cairn_state::redact_url(url),
+            location.why
+        ))
+        .into());
+    }
+    Ok(cairn_state::PgStore::connect(url).await?)
+}
+
+/// `--labels host=db1,zone=a`: labels a worker has, or a queued run wants.
+pub fn parse_labels(s: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(format!("expected KEY=VALUE[,KEY=VALUE…], got {pair:?}"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!(
+                "label name {k:?}: use letters, digits, `-`, `_` or `.`"
+            ));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("label `{k}` given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// Labels as `host=db1,zone=a`, `-` for none.
+pub fn show_labels(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -139,7 +139,7 @@ fn lowercase_first(s: &str) -> String {
 /// `@` before the query, not to the first `/`: a password typed with a `/` in it
 /// (`u:se/cret@h/db`) is still a password, and masking a path's `@` by mistake costs less than
 /// printing one.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };

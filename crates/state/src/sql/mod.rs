@@ -10,6 +10,7 @@ mod dialect;
 mod file_id;
 mod locks;
 mod migrations;
+mod queue;
 mod rows;
 mod schema;
 mod sightings;
@@ -36,6 +37,10 @@ use crate::types::{
 pub use dialect::Dialect;
 use dialect::{Bind, Ex, Q};
 use file_id::FileId;
+pub use queue::{
+    ItemClaim, QUEUE_CHANNEL, QueueItem, QueueStatus, QueueWakeups, Submission, WORKER_HEARTBEAT,
+    WORKER_LEASE, WorkerRecord,
+};
 use rows::{approval_from_row, def_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
