@@ -402,3 +402,58 @@ fn submit_refuses_a_store_that_is_not_postgresql_and_an_invalid_runbook() {
         .expect(2);
     assert!(rows(&schema, "SELECT id FROM cairn_queue").is_empty());
 }
+
+/// Every `cairn submit` line of the schedule recipes in docs/workers.md (systemd `ExecStart=`,
+/// cron, Kubernetes `args`), run as written with the repository's runbooks in place of
+/// `/srv/runbooks`: each queues what it says.
+#[test]
+fn the_schedule_recipes_submit_what_they_say() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/workers.md")).expect("docs/workers.md");
+    let runbooks = std::fs::canonicalize(root.join("runbooks")).expect("runbooks");
+    let runbooks = runbooks.to_str().expect("utf-8");
+    let mut lines: Vec<Vec<String>> = doc
+        .lines()
+        .filter_map(|l| l.split_once("/usr/local/bin/cairn submit "))
+        .map(|(_, rest)| rest.split_whitespace().map(str::to_string).collect())
+        .collect();
+    // The Kubernetes CronJob's args list.
+    lines.extend(
+        doc.lines()
+            .filter_map(|l| l.trim().strip_prefix("args: [submit, "))
+            .map(|rest| {
+                rest.trim_end_matches(']')
+                    .split(", ")
+                    .map(str::to_string)
+                    .collect()
+            }),
+    );
+    assert!(lines.len() >= 7, "the recipes: {lines:?}");
+    let schema = PgSchema::new("queue_recipes");
+    let sb = Sandbox::with_state(&schema.url());
+    for line in &lines {
+        let args: Vec<String> = line
+            .iter()
+            .map(|a| a.replace("/srv/runbooks", runbooks))
+            .collect();
+        let mut all = vec!["submit"];
+        all.extend(args.iter().map(String::as_str));
+        let out = sb.cairn(&all);
+        out.expect(0);
+        let id = out.stdout.trim();
+        let row = &rows(
+            &schema,
+            &format!("SELECT path, labels, sets, status FROM cairn_queue WHERE id = '{id}'"),
+        )[0];
+        assert_eq!(row["path"], args[0].as_str(), "{line:?}");
+        assert_eq!(row["status"], "queued");
+        let wants_db1 = args.iter().any(|a| a == "host=db1");
+        assert_eq!(row["labels"]["host"] == "db1", wants_db1, "{line:?}: {row}");
+        let incremental = args.iter().any(|a| a == "incremental=true");
+        assert_eq!(
+            row["sets"] == serde_json::json!([["incremental", "true"]]),
+            incremental,
+            "{line:?}: {row}"
+        );
+    }
+}
