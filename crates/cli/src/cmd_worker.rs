@@ -143,7 +143,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 
 /// Every [`HEARTBEAT`]: the worker and its held runs are alive. A run another worker took
 /// over (this one was silent past the lease) is stopped here.
+/// A worker that could not heartbeat for the lease (the database unreachable, a network
+/// cut) stops the runs it holds: another worker may have taken them over meanwhile.
 async fn heartbeat(worker: Arc<Worker>) {
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         let held: Vec<ItemClaim> = lock(&worker.held)
@@ -151,7 +154,14 @@ async fn heartbeat(worker: Arc<Worker>) {
             .map(|(c, _)| c.clone())
             .collect();
         match worker.queue.heartbeat_worker(&worker.id, &held).await {
+            Err(e) if renewed.elapsed() >= LEASE => {
+                tracing::warn!("{e}; no heartbeat for {LEASE:?}: stopping the runs held");
+                for (_, cancel) in lock(&worker.held).values() {
+                    cancel.cancel();
+                }
+            }
             Ok(lost) => {
+                renewed = tokio::time::Instant::now();
                 for claim in lost {
                     if let Some((_, cancel)) = lock(&worker.held).get(&claim.id) {
                         tracing::warn!(
@@ -204,7 +214,7 @@ async fn work(
         run_id: Some(item.id.clone()),
         ..RunOptions::default()
     };
-    let sink: Arc<dyn cairn_engine::events::Sink> = Arc::new(Progress::new(worker.log_format));
+    let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(Progress::new(worker.log_format));
     if item.claims > 1
         && let Err(e) = worker.queue.interrupt_abandoned(&item.id).await
     {
@@ -214,7 +224,20 @@ async fn work(
         Ok(r) => r.filter(|r| r.id == item.id),
         Err(e) => return (QueueStatus::Queued, format!("handed back: {e}")),
     };
-    if existing.is_some() {
+    if let Some(run) = existing {
+        // The run's notifiers, from its runbook as it is now and the inputs it started with
+        // (a runbook that cannot be read is refused by the resume itself).
+        let (sink, notifying) = match cairn_engine::resume::runbook_of(&run.path, &templates) {
+            Some(checked) => {
+                match crate::notifying::for_run(&checked, &templates, &run.inputs, progress) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        return (QueueStatus::Held, format!("held for a human: {e}"));
+                    }
+                }
+            }
+            None => (progress, None),
+        };
         let r = resume(
             &item.id,
             templates,
@@ -224,6 +247,9 @@ async fn work(
             &ResumeOptions::default(),
         )
         .await;
+        if let Some(n) = &notifying {
+            n.finish().await;
+        }
         return match r {
             Ok(Resumed::AlreadyDone { .. }) => (QueueStatus::Done, "succeeded".to_string()),
             Ok(Resumed::Ran(report)) => ended(worker, &report),
@@ -251,7 +277,22 @@ async fn work(
         sets: item.sets.clone(),
         inputs_file: item.inputs.clone(),
     };
-    match execute(checked, templates, &inv, worker.store.clone(), sink, opts).await {
+    // Inputs that do not resolve are refused by the run itself, with its own message.
+    let inputs =
+        cairn_engine::inputs::resolve(&checked.runbook, &inv.sets, inv.inputs_file.as_ref())
+            .ok()
+            .and_then(|i| serde_json::to_value(i).ok())
+            .unwrap_or_default();
+    let (sink, notifying) = match crate::notifying::for_run(&checked, &templates, &inputs, progress)
+    {
+        Ok(pair) => pair,
+        Err(e) => return (QueueStatus::Done, format!("not run: {e}")),
+    };
+    let ran = execute(checked, templates, &inv, worker.store.clone(), sink, opts).await;
+    if let Some(n) = &notifying {
+        n.finish().await;
+    }
+    match ran {
         Ok(report) => ended(worker, &report),
         Err(RunError::Locked(holder)) => (QueueStatus::Done, format!("failed: {holder}")),
         Err(e) => (QueueStatus::Done, format!("not run: {e}")),

@@ -262,6 +262,44 @@ fn a_worker_killed_mid_run_is_resumed_by_another_and_no_succeeded_step_runs_twic
 }
 
 #[test]
+fn a_stalled_worker_that_wakes_after_a_takeover_stops_and_writes_nothing() {
+    let schema = PgSchema::new("queue_stall");
+    let sb = Sandbox::with_state(&schema.url());
+    two_steps(&sb, true);
+    let (a, id) = held_mid_run(&sb);
+    let b = worker(&sb, &[]);
+    let b_id = worker_id(&schema, b.pid());
+    signal(a.pid(), Signal::SIGSTOP);
+    let q = eventually("the run is taken over and done", HANG, || {
+        all_done(&schema, 1)
+    });
+    assert_eq!(q[0]["worker"], b_id.as_str(), "{q:#?}");
+    // The stalled worker wakes: its heartbeat finds the run taken, it stops it there, and
+    // its writes are refused: the run stays as the second worker left it.
+    signal(a.pid(), Signal::SIGCONT);
+    let a_id = worker_id(&schema, a.pid());
+    eventually("the woken worker lets go", HANG, || {
+        let w = rows(
+            &schema,
+            &format!(
+                "SELECT 1 AS x FROM cairn_workers WHERE id = '{a_id}' AND heartbeat_at > now() - interval '2 seconds'"
+            ),
+        );
+        (!w.is_empty()).then_some(())
+    });
+    let a_out = stop(a);
+    assert!(a_out.stderr.contains("another worker"), "{a_out}");
+    assert_eq!(
+        all_done(&schema, 1).expect("still done")[0]["worker"],
+        b_id.as_str()
+    );
+    assert_eq!(sb.lines("first.txt"), ["once"]);
+    assert_eq!(sb.show(&id)["run"]["status"], "succeeded");
+    assert_eq!(sb.show(&id)["run"]["attempt"], 2);
+    stop(b);
+}
+
+#[test]
 fn an_in_doubt_step_that_is_not_idempotent_holds_the_taken_over_run_for_a_human() {
     let schema = PgSchema::new("queue_doubt");
     let sb = Sandbox::with_state(&schema.url());
