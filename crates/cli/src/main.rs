@@ -17,6 +17,7 @@ mod notifying;
 mod output;
 mod plan_view;
 mod progress;
+mod queued;
 mod report;
 mod run_options;
 mod signals;

@@ -171,6 +171,14 @@ fn labels_route_a_run_to_the_matching_worker_only() {
     // No worker has zone=b: it waits, unclaimed.
     assert_eq!(by_id(&nowhere)["status"], "queued");
     assert_eq!(by_id(&nowhere)["claims"], 0);
+    // `cairn runs` lists the run no worker took, as queued, before it has a run record.
+    let listed = sb.runs(&[]);
+    assert!(
+        listed
+            .iter()
+            .any(|r| r["id"] == nowhere.as_str() && r["status"] == "queued"),
+        "{listed:#?}"
+    );
     // The runs record the pid of the worker that ran them.
     for r in sb.runs(&[]) {
         let id = r["id"].as_str().expect("id");
