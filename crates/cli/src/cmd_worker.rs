@@ -12,7 +12,7 @@ use cairn_engine::plan::Invocation;
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
 use cairn_engine::run::{RunError, RunOptions, RunReport, execute};
 use cairn_state::{
-    ItemClaim, PgStore, QueueItem, QueueStatus, Store, WORKER_HEARTBEAT as HEARTBEAT,
+    ItemClaim, PgStore, QueueItem, QueueStatus, RunStatus, Store, WORKER_HEARTBEAT as HEARTBEAT,
     WORKER_LEASE as LEASE,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -225,6 +225,11 @@ async fn work(
         Err(e) => return (QueueStatus::Queued, format!("handed back: {e}")),
     };
     if let Some(run) = existing {
+        // A run that ended before its worker could record it in the queue: taken over, it is
+        // only recorded, never resumed (a resume would run its failed steps again).
+        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
+            return (QueueStatus::Done, run.status.to_string());
+        }
         // The run's notifiers, from its runbook as it is now and the inputs it started with
         // (a runbook that cannot be read is refused by the resume itself).
         let (sink, notifying) = match cairn_engine::resume::runbook_of(&run.path, &templates) {

@@ -503,3 +503,36 @@ fn the_schedule_recipes_submit_what_they_say() {
         );
     }
 }
+
+/// A worker killed after its run failed and before it recorded that in the queue leaves the
+/// queued run claimed with a stale heartbeat (made here by hand): the next worker records the
+/// run's end and does not resume it, which would run the failed step again.
+#[test]
+fn a_taken_over_run_that_had_already_failed_is_not_run_again() {
+    let schema = PgSchema::new("queue_failed");
+    let sb = Sandbox::with_state(&schema.url());
+    let tries = sb.file("tries.txt");
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1\nname: fails\nsteps:\n  - id: boom\n    shell: echo try >> {tries}; exit 3\n"
+        ),
+    );
+    let a = worker(&sb, &[]);
+    let id = submit(&sb, &["rb.yaml"]);
+    let q = eventually("the run fails", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "failed");
+    stop(a);
+    crate::common::pg(&format!(
+        "UPDATE {}.cairn_queue SET status = 'claimed', outcome = NULL, finished_at = NULL, \
+         heartbeat_at = now() - interval '1 minute' WHERE id = '{id}'",
+        schema.name
+    ));
+    let b = worker(&sb, &[]);
+    let q = eventually("the run is recorded again", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "failed");
+    assert_eq!(q[0]["claims"], 2);
+    assert_eq!(sb.lines("tries.txt"), ["try"]);
+    assert_eq!(sb.show(&id)["run"]["attempt"], 1);
+    stop(b);
+}
