@@ -234,7 +234,7 @@ fn duration(r: &cairn_state::RunRecord) -> String {
 pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
     crate::runtime()?.block_on(async move {
-        let store = location.open_existing().await?;
+        let (store, queue) = location.open_existing_with_queue().await?;
         let unfiltered = a.status.is_none() && a.runbook.is_none();
         let mut list = store
             .list_run_rows(&RunFilter {
@@ -266,13 +266,14 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
             }
         }
         let warnings_of = |id: &str| warnings.get(id).map_or(&[][..], Vec::as_slice);
-        store.close().await;
         // Runs queued for a worker and not started yet, when no filter would leave them out.
         let queued = if unfiltered {
-            crate::queued::not_started(&location.url).await?
+            crate::queued::not_started(queue.as_ref()).await
         } else {
-            Vec::new()
+            Ok(Vec::new())
         };
+        store.close().await;
+        let queued = queued?;
         // A damaged row is shown as unreadable in its place: the rest of the history stays
         // readable, and the operator learns which run to look at.
         for row in &list {

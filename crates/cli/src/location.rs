@@ -38,7 +38,23 @@ impl Location {
     /// Opens a store that must exist: a missing one is an error (exit 2) that names where it
     /// was looked for and why there, and nothing is created.
     pub async fn open_existing(&self) -> anyhow::Result<Arc<dyn cairn_state::Store>> {
-        match cairn_state::open_existing(&self.url).await {
+        self.missing(cairn_state::open_existing(&self.url).await)
+    }
+
+    /// [`Self::open_existing`], and the same store as the run queue when it is PostgreSQL (one
+    /// set of connections for both).
+    pub async fn open_existing_with_queue(
+        &self,
+    ) -> anyhow::Result<(Arc<dyn cairn_state::Store>, Option<cairn_state::PgStore>)> {
+        if !is_postgres(&self.url) {
+            return Ok((self.open_existing().await?, None));
+        }
+        let pg = self.missing(cairn_state::PgStore::connect_existing(self.url.trim()).await)?;
+        Ok((Arc::new(pg.clone()), Some(pg)))
+    }
+
+    fn missing<T>(&self, opened: Result<T, cairn_state::StateError>) -> anyhow::Result<T> {
+        match opened {
             Ok(store) => Ok(store),
             Err(e @ cairn_state::StateError::NoStore { .. }) => Err(crate::Invalid(format!(
                 "{e}\n  ({}; run this where the run was started, or pass --state URL or set \
@@ -71,7 +87,7 @@ impl StateArg {
 /// server that several hosts share and that can wake its workers.
 pub async fn open_queue(location: &Location) -> anyhow::Result<cairn_state::PgStore> {
     let url = location.url.trim();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    if !is_postgres(url) {
         return Err(crate::Invalid(format!(
             "the run queue lives in a PostgreSQL state store (--state postgres://… or \
              CAIRN_STATE); {} is not one ({}). `cairn run` runs a runbook here without a queue",
@@ -117,4 +133,10 @@ pub fn show_labels(labels: &std::collections::BTreeMap<String, String>) -> Strin
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A PostgreSQL state URL: the only store with a run queue.
+pub fn is_postgres(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

@@ -1,18 +1,17 @@
 //! Runs queued with `cairn submit` that no worker has started yet, for `cairn runs`: they have
 //! no run record. Only a PostgreSQL store has a queue; any other has none to show.
 
-use cairn_state::{QueueItem, QueueStatus, Store};
+use cairn_state::{PgStore, QueueItem, QueueStatus};
 
-/// The queued runs not started yet, newest first (as `cairn runs` lists runs).
-pub async fn not_started(url: &str) -> anyhow::Result<Vec<QueueItem>> {
-    let url = url.trim();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+/// The queued runs not started yet, newest first (as `cairn runs` lists runs); none without
+/// a queue.
+pub async fn not_started(queue: Option<&PgStore>) -> anyhow::Result<Vec<QueueItem>> {
+    let Some(queue) = queue else {
         return Ok(Vec::new());
-    }
-    let store = cairn_state::PgStore::connect_existing(url).await?;
-    let items = store.queue(0).await;
-    store.close().await;
-    Ok(items?
+    };
+    Ok(queue
+        .queue(0)
+        .await?
         .into_iter()
         .rev()
         // A run handed back or taken over has a run record, listed with the others.
