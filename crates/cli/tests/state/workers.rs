@@ -536,3 +536,36 @@ fn a_taken_over_run_that_had_already_failed_is_not_run_again() {
     assert_eq!(sb.show(&id)["run"]["attempt"], 1);
     stop(b);
 }
+
+/// A queued row edited by hand into something unreadable is held with the reason, once, and
+/// the worker goes on with the next run.
+#[test]
+fn an_unreadable_queued_run_is_held_and_the_worker_goes_on() {
+    let schema = PgSchema::new("queue_unreadable");
+    let sb = Sandbox::with_state(&schema.url());
+    sb.write(
+        "rb.yaml",
+        "cairn: 1\nname: x\nsteps:\n  - id: s\n    shell: 'true'\n",
+    );
+    let bad = submit(&sb, &["rb.yaml"]);
+    let good = submit(&sb, &["rb.yaml"]);
+    crate::common::pg(&format!(
+        "UPDATE {}.cairn_queue SET sets = '{{\"not\": \"a list\"}}' WHERE id = '{bad}'",
+        schema.name
+    ));
+    let w = worker(&sb, &[]);
+    let q = eventually("the good run is done", HANG, || {
+        let q = queue(&schema);
+        q.iter()
+            .any(|r| r["id"] == good.as_str() && r["status"] == "done")
+            .then_some(q)
+    });
+    let held = q.iter().find(|r| r["id"] == bad.as_str()).expect("bad row");
+    assert_eq!(held["status"], "held", "{q:#?}");
+    assert!(
+        held["outcome"].as_str().is_some_and(|o| o.contains("sets")),
+        "{held}"
+    );
+    assert_eq!(held["claims"], 1);
+    stop(w);
+}

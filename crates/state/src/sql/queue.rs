@@ -296,7 +296,22 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(q(format!("claiming a queued run for worker {worker}")))?;
-        row.as_ref().map(item_from_row).transpose()
+        let Some(row) = row else { return Ok(None) };
+        match item_from_row(&row) {
+            Ok(item) => Ok(Some(item)),
+            Err(e) => {
+                // A row that cannot be read (edited by hand) is held with the reason, not
+                // claimed again and again by every worker.
+                let id: String = row.try_get("id").unwrap_or_default();
+                sqlx::query("UPDATE cairn_queue SET status = 'held', outcome = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(format!("held for a human: unreadable: {e}"))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q(format!("holding unreadable queued run {id}")))?;
+                Err(e)
+            }
+        }
     }
 
     /// Heartbeats the worker and the queued runs it holds; gives back the claims it no longer
