@@ -72,22 +72,50 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     })
 }
 
-/// `--requeue RUN`: a paused or held queued run back in the queue.
+/// `--requeue RUN` (an id or a unique prefix): a paused or held queued run back in the queue.
 fn requeue(args: &Args) -> anyhow::Result<u8> {
-    let id = args.requeue.clone().unwrap_or_default();
+    let given = args.requeue.clone().unwrap_or_default();
     crate::runtime()?.block_on(async move {
         let location = Location::resolve(args.state.as_deref());
         let queue = open_queue(&location).await?;
-        let done = queue.requeue(&id).await;
+        let done = requeue_in(&queue, &given).await;
         cairn_state::Store::close(&queue).await;
-        if done? {
-            println!("{id}");
-            Ok(exit::OK)
-        } else {
-            Err(crate::Invalid(format!(
-                "no queued run {id} is paused or held (see `cairn workers --queue`)"
-            ))
-            .into())
-        }
+        println!("{}", done?);
+        Ok(exit::OK)
     })
+}
+
+async fn requeue_in(queue: &cairn_state::PgStore, given: &str) -> anyhow::Result<String> {
+    use cairn_state::QueueStatus::{Held, Paused};
+    let prefix = given.trim().to_ascii_uppercase();
+    let matching: Vec<String> = queue
+        .queue(0)
+        .await?
+        .into_iter()
+        .filter(|q| matches!(q.status, Paused | Held))
+        .filter(|q| !prefix.is_empty() && q.id.to_ascii_uppercase().starts_with(&prefix))
+        .map(|q| q.id)
+        .collect();
+    let id = match matching.as_slice() {
+        [id] => id.clone(),
+        [] => {
+            return Err(crate::Invalid(format!(
+                "no queued run `{given}` is paused or held (see `cairn workers --queue`)"
+            ))
+            .into());
+        }
+        several => {
+            return Err(crate::Invalid(format!(
+                "`{given}` matches several paused or held queued runs: {}",
+                several.join(", ")
+            ))
+            .into());
+        }
+    };
+    // Answered or not, it was paused or held a moment ago; a worker that requeued or claimed
+    // it since leaves nothing to do.
+    if !queue.requeue(&id).await? {
+        return Err(crate::Invalid(format!("queued run {id} is no longer paused or held")).into());
+    }
+    Ok(id)
 }

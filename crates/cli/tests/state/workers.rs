@@ -405,8 +405,10 @@ steps:
     assert_eq!(sb.lines("log.txt"), ["before"]);
     // Answered, then requeued: it goes on past the gate.
     sb.cairn(&["approve", &gated, "gate"]).expect(0);
-    let requeued = sb.cairn(&["submit", "--requeue", &gated]);
+    // By a prefix of its id, as every run is named.
+    let requeued = sb.cairn(&["submit", "--requeue", &gated[..12].to_ascii_lowercase()]);
     requeued.expect(0);
+    assert_eq!(requeued.stdout.trim(), gated);
     eventually("the gated run is done", HANG, || {
         queue(&schema)
             .iter()
