@@ -571,3 +571,28 @@ fn an_unreadable_queued_run_is_held_and_the_worker_goes_on() {
     assert_eq!(held["claims"], 1);
     stop(w);
 }
+
+/// The queued id is the top-level run's only: a `uses` sub-run of a queued run gets an id of
+/// its own.
+#[test]
+fn a_sub_run_of_a_queued_run_has_its_own_id() {
+    let schema = PgSchema::new("queue_subrun");
+    let sb = Sandbox::with_state(&schema.url());
+    sb.write(
+        "child.yaml",
+        "cairn: 1\nname: child\nsteps:\n  - id: c\n    shell: 'true'\n",
+    );
+    sb.write(
+        "parent.yaml",
+        "cairn: 1\nname: parent\nsteps:\n  - id: sub\n    uses: child.yaml\n",
+    );
+    let w = worker(&sb, &[]);
+    let id = submit(&sb, &["parent.yaml"]);
+    let q = eventually("the run is done", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "succeeded", "{q:#?}");
+    let runs = rows(&schema, "SELECT id, parent_run FROM cairn_runs ORDER BY id");
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let child = runs.iter().find(|r| r["id"] != id.as_str()).expect("child");
+    assert_eq!(child["parent_run"], id.as_str());
+    stop(w);
+}
