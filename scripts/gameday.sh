@@ -166,15 +166,17 @@ sys.exit(0 if ok and not bad else "failed steps: %s" % bad)' "$fails_at" 2>>"$lo
 }
 chmod 0777 "$work"; touch "$CAIRN_STATE"; chmod 0666 "$CAIRN_STATE"
 
-all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full maintenance-under-writes chroma-settings-drift api-slow service-down)
+all=(connections-exhausted slow-query chroma-down service-crash-loop api-5xx-declined api-5xx collection-missing backup-under-writes restore-loses-schema disk-full maintenance-under-writes chroma-settings-drift api-slow service-down logs-past-rotation rate-limit-off baseline-drift service-started-by-hand)
 for s in "${@:-${all[@]}}"; do
   case "$s" in
     connections-exhausted) scenario "$s" no DB_USER="gd_app_$$" DB_ADMIN_USER=postgres ;;
     api-5xx-declined) fails_at=declined scenario "$s" "yes no" ;;
     collection-missing) scenario "$s" "no no" ;;
+    # The restart's gate, then the scenario's own pause: the run's second process ends there.
+    service-started-by-hand) scenario "$s" "yes yes" ;;
     # The pattern on Cairn's own command line: the diagnosis must not take Cairn for the service.
     service-down) scenario "$s" no --set "service_pattern=$service" ;;
-    connections-exhausted | slow-query | chroma-down | service-crash-loop | maintenance-under-writes | chroma-settings-drift) scenario "$s" no ;;
+    connections-exhausted | slow-query | chroma-down | service-crash-loop | maintenance-under-writes | chroma-settings-drift | logs-past-rotation) scenario "$s" no ;;
     *) scenario "$s" "" ;;
   esac
 done

@@ -7,7 +7,10 @@ Answers GET /health on 127.0.0.1: the internal API and the MCP API over HTTP, th
 over HTTPS with the given (self-signed) certificate. While STATE_DIR/memory-service.stopped
 exists, every API answers 503, as a stopped service would fail its health check: the drill's
 stop and start commands create and remove that file. While STATE_DIR/slow-ms exists, every answer
-waits the number of milliseconds it holds (game days: a slow API). Each request is appended to
+waits the number of milliseconds it holds (game days: a slow API). GET /v1/... stands in for the
+APIs' endpoints (200, an empty result); while STATE_DIR/rate-limit holds N, each API answers at
+most N of them per sliding minute and the rest 429 with a Retry-After header and the manual's
+MEM-006 error (game days: rate limiting on or off). Each request is appended to
 STATE_DIR/access.log in the combined log format (status in field 9, as nginx writes it), the
 log the health check reads its error rate from. Runs until STATE_DIR/stop exists, then exits 0.
 """
@@ -25,6 +28,24 @@ def main():
     ports = [int(p) for p in sys.argv[4:7]]
     names = ["internal", "external", "mcp"]
     log_lock = threading.Lock()
+    # Per API: the times of the /v1/ requests answered in the last minute.
+    served = {name: [] for name in names}
+
+    def rate_limited(api):
+        try:
+            with open(os.path.join(state, "rate-limit")) as f:
+                limit = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        now = time.monotonic()
+        with log_lock:
+            recent = [t for t in served[api] if now - t < 60]
+            if len(recent) >= limit:
+                served[api] = recent
+                return max(1, int(60 - (now - recent[0])) + 1)
+            recent.append(now)
+            served[api] = recent
+        return None
 
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -35,7 +56,14 @@ def main():
                     time.sleep(float(f.read().strip() or 0) / 1000)
             except (OSError, ValueError):
                 pass
-            if self.path.rstrip("/") != "/health":
+            retry_after = None
+            if self.path.startswith("/v1/") and not stopped:
+                retry_after = rate_limited(self.server.api)
+                if retry_after is None:
+                    status, body = 200, {"results": [], "api": self.server.api}
+                else:
+                    status, body = 429, {"error": {"code": "MEM-006", "message": "Rate limit exceeded"}}
+            elif self.path.rstrip("/") != "/health":
                 status, body = 404, {"error": "not found"}
             elif stopped:
                 status, body = 503, {"status": "stopped", "api": self.server.api}
@@ -45,6 +73,8 @@ def main():
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
+            if retry_after is not None:
+                self.send_header("retry-after", str(retry_after))
             self.end_headers()
             self.wfile.write(data)
             ms = (time.monotonic() - started) * 1000

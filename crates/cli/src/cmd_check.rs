@@ -4,7 +4,7 @@
 
 use crate::inputs::InputArgs;
 use crate::report::{CheckResult, RunData};
-use cairn_engine::run::{RunError, execute};
+use cairn_engine::run::{ErrorKind, execute};
 use cairn_model::{CmpOp, Threshold};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -161,17 +161,10 @@ fn check(args: Args) -> anyhow::Result<u8> {
         };
         let report = match result {
             Ok(r) => r,
-            Err(
-                e @ (RunError::Inputs(_)
-                | RunError::Secrets(_)
-                | RunError::Render { .. }
-                | RunError::Masking(_)
-                | RunError::Locked(_)
-                | RunError::PathNotUtf8(_)),
-            ) => {
+            Err(e) if e.kind() == ErrorKind::Infrastructure => return Err(e.into()),
+            Err(e) => {
                 return Ok(answer(State::Unknown, &format!("cannot run: {e}"), "", &[]));
             }
-            Err(e) => return Err(e.into()),
         };
         let data = store.get_run(&report.run_id).await?;
         let data = match data {

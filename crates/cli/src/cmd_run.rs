@@ -4,7 +4,7 @@ use crate::exit;
 use crate::inputs::InputArgs;
 use crate::progress::{LogFormat, Progress};
 use crate::run_options::run_options;
-use cairn_engine::run::{RunError, execute};
+use cairn_engine::run::{ErrorKind, execute};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -88,21 +88,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 written?;
                 Ok(code)
             }
-            Err(
-                e @ (RunError::Inputs(_)
-                | RunError::Secrets(_)
-                | RunError::Render { .. }
-                | RunError::Masking(_)
-                | RunError::PathNotUtf8(_)),
-            ) => {
+            Err(e) if e.kind() == ErrorKind::Infrastructure => Err(e.into()),
+            Err(e) => {
                 crate::output::error(&e);
-                Ok(exit::INVALID)
+                Ok(e.kind().exit_code())
             }
-            Err(e @ RunError::Locked(_)) => {
-                crate::output::error(&e);
-                Ok(exit::STEP_FAILED)
-            }
-            Err(e) => Err(e.into()),
         }
     })
 }

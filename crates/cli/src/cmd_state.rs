@@ -6,7 +6,7 @@ use crate::output::{print, print_json, red, reset};
 use crate::progress::{LogFormat, Progress};
 use crate::run_options::{run_options, user};
 use cairn_engine::events::outcome_word;
-use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
+use cairn_engine::resume::{ResumeOptions, Resumed, resume};
 use cairn_engine::warnings::{CheckWarning, check_warnings};
 use cairn_state::{Decision, ListedRun, RunFilter, RunStatus, StepStatus};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -94,23 +94,12 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                 Ok(exit::OK)
             }
             Ok(Resumed::Ran(report)) => Ok(crate::report_exit_code(&report, a.warnings_exit)),
-            Err(
-                e @ (ResumeError::State(_)
-                | ResumeError::Run(cairn_engine::run::RunError::State(_))),
-            ) => Err(e.into()),
+            Err(e) if e.kind() == cairn_engine::run::ErrorKind::Infrastructure => Err(e.into()),
             // Held by another process (running, or claimed by a resume started at the same
-            // time): like a held lock, nothing was run.
-            Err(
-                e @ (ResumeError::Run(cairn_engine::run::RunError::Locked(_))
-                | ResumeError::Busy(_)
-                | ResumeError::Raced(_)),
-            ) => {
-                crate::output::error(&e);
-                Ok(exit::STEP_FAILED)
-            }
+            // time) exits like a held lock; nothing was run.
             Err(e) => {
                 crate::output::error(&e);
-                Ok(exit::INVALID)
+                Ok(e.kind().exit_code())
             }
         }
     })

@@ -88,10 +88,18 @@ impl StateArg {
 pub async fn open_queue(location: &Location) -> anyhow::Result<cairn_state::PgStore> {
     let url = location.url.trim();
     if !is_postgres(url) {
+        // The URL is not shown: a store that is not PostgreSQL may still carry a password.
+        let kind = if url.starts_with("memory:") {
+            "a memory store"
+        } else if url.contains("://") && !url.starts_with("sqlite:") {
+            "not a PostgreSQL URL"
+        } else {
+            "a SQLite file"
+        };
         return Err(crate::Invalid(format!(
             "the run queue lives in a PostgreSQL state store (--state postgres://… or \
-             CAIRN_STATE); {} is not one ({}). `cairn run` runs a runbook here without a queue",
-            cairn_state::redact_url(url),
+             CAIRN_STATE); this one is {kind} ({}). `cairn run` runs a runbook here without a \
+             queue",
             location.why
         ))
         .into());

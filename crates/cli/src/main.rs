@@ -27,16 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit codes of the contract.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const STEP_FAILED: u8 = 1;
-    pub const INVALID: u8 = 2;
-    pub const PAUSED: u8 = 3;
-    /// Not a verdict on the runbook: the state store could not be opened, reached or written
-    /// (also mid-run), an I/O error, or a bug in Cairn.
-    pub const INFRA: u8 = 4;
-    pub const INTERRUPTED: u8 = 130;
-}
+pub use cairn_engine::run::exit;
 
 /// A mistake in what was asked (a file that does not exist, a bad `--inputs` file, a state
 /// store that is not there): exit 2, like an invalid runbook. Every other error exits

@@ -1,17 +1,38 @@
-//! Terminal conventions: colour only on a TTY and never with NO_COLOR; JSON on stdout.
+//! Terminal conventions: colour only on a TTY, never with `NO_COLOR` (or `CLICOLOR=0`,
+//! `TERM=dumb`), always with `CLICOLOR_FORCE`: anstream's reading of the conventions, decided
+//! here once for everything Cairn writes on stderr. JSON on stdout.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
+/// Whether stderr gets colour.
 pub fn color_stderr() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+    static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+    })
 }
 
-pub fn red() -> &'static str {
-    if color_stderr() { "\x1b[1;31m" } else { "" }
+/// `style` as an escape sequence when stderr gets colour, else nothing.
+pub fn on(style: anstyle::Style) -> String {
+    if color_stderr() {
+        style.render().to_string()
+    } else {
+        String::new()
+    }
 }
 
-pub fn reset() -> &'static str {
-    if color_stderr() { "\x1b[0m" } else { "" }
+/// The start of an error's label (`error:`), as diagnostics print it.
+pub fn red() -> String {
+    on(cairn_model::diag::ERROR)
+}
+
+/// The end of a styled span.
+pub fn reset() -> String {
+    if color_stderr() {
+        anstyle::Reset.render().to_string()
+    } else {
+        String::new()
+    }
 }
 
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {

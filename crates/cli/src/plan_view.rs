@@ -207,6 +207,9 @@ fn step(o: &mut String, n: usize, s: &PlannedStep) {
     if s.readonly {
         flags.push("readonly".into());
     }
+    if s.keep_for_resume {
+        flags.push("kept for a resume (runs when the run succeeds)".into());
+    }
     if !flags.is_empty() {
         let _ = writeln!(o, "{pad}{}", flags.join(", "));
     }
@@ -259,20 +262,24 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
             values,
             env,
             cwd,
+            detach,
         } => {
             lines(o, "$ ", command);
             shell_values(o, &cont, values);
             env_cwd(o, &cont, env, cwd.as_deref());
+            detached(o, &cont, *detach);
         }
         Prepared::Argv {
             argv,
             values,
             env,
             cwd,
+            detach,
         } => {
             let _ = writeln!(o, "{pad}argv {}", json(&serde_json::json!(argv)));
             shell_values(o, &cont, values);
             env_cwd(o, &cont, env, cwd.as_deref());
+            detached(o, &cont, *detach);
         }
         Prepared::Sql {
             target,
@@ -430,6 +437,16 @@ fn action(o: &mut String, pad: &str, a: &Prepared) {
 fn shell_values(o: &mut String, pad: &str, values: &indexmap::IndexMap<String, String>) {
     for (k, v) in values {
         let _ = writeln!(o, "{pad}  ${k} = {}", json(&serde_json::json!(v)));
+    }
+}
+
+/// `detach: true`: what the command leaves running outlives the step and the run.
+fn detached(o: &mut String, pad: &str, detach: bool) {
+    if detach {
+        let _ = writeln!(
+            o,
+            "{pad}  detach: what it leaves running is released when it exits 0"
+        );
     }
 }
 

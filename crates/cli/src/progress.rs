@@ -74,15 +74,17 @@ impl Progress {
         if !self.color {
             return text.to_string();
         }
-        let code = match status {
-            Status::Succeeded => "32",
-            Status::Failed => "1;31",
-            Status::Skipped | Status::Pending => "2",
-            Status::Waiting => "33",
-            Status::Cancelled => "35",
-            Status::Running => "36",
+        use anstyle::{AnsiColor, Style};
+        let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
+        let style = match status {
+            Status::Succeeded => fg(AnsiColor::Green),
+            Status::Failed => cairn_model::diag::ERROR,
+            Status::Skipped | Status::Pending => Style::new().dimmed(),
+            Status::Waiting => fg(AnsiColor::Yellow),
+            Status::Cancelled => fg(AnsiColor::Magenta),
+            Status::Running => fg(AnsiColor::Cyan),
         };
-        format!("\x1b[{code}m{text}\x1b[0m")
+        format!("{}{text}{}", style.render(), style.render_reset())
     }
 }
 

@@ -18,6 +18,7 @@ mod run {
     mod checks;
     mod chroma;
     mod data;
+    mod detach;
     mod drill;
     mod e2e;
     mod fanout;
@@ -26,6 +27,7 @@ mod run {
     mod http_target;
     mod injection;
     mod inputs;
+    mod keep_for_resume;
     mod locks;
     mod memory_system;
     mod notify;

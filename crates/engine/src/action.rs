@@ -6,7 +6,7 @@
 
 use crate::prepare::fmt_dur;
 pub use crate::prepare::{Condition, Gate};
-use cairn_model::{Checked, OnFailure, Retry, Runbook, Step, StepKind};
+use cairn_model::{Checked, OnFailure, Retry, Runbook, Step, StepKind, Tmpl};
 use std::time::Duration;
 
 /// One step's settings, as the scheduler applies them.
@@ -18,6 +18,9 @@ pub struct StepAction {
     pub when: Option<Condition>,
     /// The step's `timeout`, else the runbook's default.
     pub timeout: Option<Duration>,
+    /// The step's `timeout` written as a template, rendered when each attempt starts (then
+    /// `timeout` is `None`: the default does not apply).
+    pub timeout_template: Option<Tmpl>,
     /// The step's `retry`, else the runbook's default; one attempt without either.
     pub retry: RetryPolicy,
     /// The step's `on_failure`, else the runbook's default, else abort.
@@ -43,8 +46,11 @@ impl StepAction {
             timeout: step
                 .timeout
                 .as_ref()
-                .or(defaults.and_then(|d| d.timeout.as_ref()))
+                .or(defaults
+                    .filter(|_| step.timeout_template.is_none())
+                    .and_then(|d| d.timeout.as_ref()))
                 .map(|t| t.value.0),
+            timeout_template: step.timeout_template.clone(),
             retry: RetryPolicy::of(
                 step.retry
                     .as_ref()

@@ -99,10 +99,14 @@ pub(crate) async fn drive(
         // finally: always, in written order, even after Ctrl-C (with a fresh token).
         let main = rb.steps.len();
         for k in 0..rb.finally.len() {
-            let o =
-                crate::step_runner::run_step(shared.clone(), main + k, CancellationToken::new())
-                    .await;
-            outcomes[main + k] = Some(o);
+            let i = main + k;
+            let o = match crate::finally::held_back(&shared, i, interrupted, &outcomes) {
+                Some(why) => crate::step_runner::conclude(&shared, i, Outcome::skipped(why)).await,
+                None => {
+                    crate::step_runner::run_step(shared.clone(), i, CancellationToken::new()).await
+                }
+            };
+            outcomes[i] = Some(o);
         }
     }
     // The last ends, before the run's own.

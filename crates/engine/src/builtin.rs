@@ -193,7 +193,12 @@ where
 
 fn note(p: &Prepared, r: &Json) -> String {
     match p {
-        Prepared::Shell { .. } | Prepared::Argv { .. } => format!("exit {}", r["exit_code"]),
+        Prepared::Shell { .. } | Prepared::Argv { .. } => {
+            match cairn_steps::shell::leftovers_note(r) {
+                Some(left) => format!("exit {}; {left}", r["exit_code"]),
+                None => format!("exit {}", r["exit_code"]),
+            }
+        }
         Prepared::Sql { .. } => match (r["row_count"].as_u64(), r["rows_affected"].as_u64()) {
             (Some(0), Some(n)) if n > 0 => format!("{n} rows affected"),
             _ => format!("{} rows", r["row_count"]),

@@ -67,6 +67,22 @@ pub enum ResumeError {
     State(#[from] cairn_state::StateError),
 }
 
+impl ResumeError {
+    pub fn kind(&self) -> crate::outcome::ErrorKind {
+        use crate::outcome::ErrorKind;
+        match self {
+            ResumeError::Busy(_) | ResumeError::Raced(_) => ErrorKind::Held,
+            ResumeError::Run(e) => e.kind(),
+            ResumeError::State(_) => ErrorKind::Infrastructure,
+            ResumeError::NotFound(_)
+            | ResumeError::Runbook { .. }
+            | ResumeError::Changed { .. }
+            | ResumeError::InDoubt(_)
+            | ResumeError::UnknownStep(_) => ErrorKind::Invalid,
+        }
+    }
+}
+
 /// What a resume decides from a run's records.
 pub(crate) struct Facts<'a> {
     pub run_id: &'a str,
@@ -348,11 +364,7 @@ pub(crate) fn decide(
                     && !blocked[i]
                     && (rec.status != StepStatus::Failed || concluded(i)) =>
             {
-                let status = match rec.status {
-                    StepStatus::Succeeded => Status::Succeeded,
-                    StepStatus::Failed => Status::Failed,
-                    _ => Status::Skipped,
-                };
+                let status = rec.status;
                 let result = rec.result.clone().unwrap_or(Json::Null);
                 let outputs = rec.outputs.clone().unwrap_or(Json::Null);
                 restored.push((
@@ -435,11 +447,7 @@ pub(crate) fn decide(
                         _ => None,
                     };
                     let mut rec = (*rec).clone();
-                    rec.status = match status {
-                        Status::Succeeded => StepStatus::Succeeded,
-                        Status::Skipped => StepStatus::Skipped,
-                        _ => StepStatus::Failed,
-                    };
+                    rec.status = status;
                     rec.result = Some(result.clone());
                     rec.error = error.clone().or(note.clone());
                     rec.finished_at = Some(now);

@@ -6,34 +6,9 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use std::time::Duration;
 
-/// Final or current state of a step (or of one `for_each` item).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    /// `when` was false, or something it depends on failed.
-    Skipped,
-    /// An approval gate without a TTY: the run pauses.
-    Waiting,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Running => "running",
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-            Status::Waiting => "waiting",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
+/// Final or current state of a step (or of one `for_each` item): the state store's own enum,
+/// so what a run reports and what it records are one type, with one text for each value.
+pub use cairn_state::StepStatus as Status;
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -59,11 +34,12 @@ impl RunOutcome {
     /// another code (`--warnings-exit`): the check's `fail_on` already says whether a warning
     /// fails.
     pub fn exit_code(self) -> u8 {
+        use crate::exit;
         match self {
-            RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings => 0,
-            RunOutcome::Failed => 1,
-            RunOutcome::Paused => 3,
-            RunOutcome::Interrupted => 130,
+            RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings => exit::OK,
+            RunOutcome::Failed => exit::STEP_FAILED,
+            RunOutcome::Paused => exit::PAUSED,
+            RunOutcome::Interrupted => exit::INTERRUPTED,
         }
     }
     pub fn as_str(self) -> &'static str {

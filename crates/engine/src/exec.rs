@@ -125,18 +125,20 @@ impl Peers {
                 values,
                 env,
                 cwd,
+                detach,
             } => {
-                self.shell(Command::Shell(command.clone()), values, env, cwd, a)
-                    .await
+                let command = Command::Shell(command.clone());
+                self.shell(command, values, env, cwd, *detach, a).await
             }
             Prepared::Argv {
                 argv,
                 values,
                 env,
                 cwd,
+                detach,
             } => {
-                self.shell(Command::Argv(argv.clone()), values, env, cwd, a)
-                    .await
+                let command = Command::Argv(argv.clone());
+                self.shell(command, values, env, cwd, *detach, a).await
             }
             Prepared::Sql {
                 target: name,
@@ -232,6 +234,7 @@ impl Peers {
         values: &IndexMap<String, String>,
         env: &IndexMap<String, String>,
         cwd: &Option<String>,
+        detach: bool,
         a: &Attempt<'_>,
     ) -> Result<Json, StepError> {
         let mut spec = ShellSpec::new(command);
@@ -243,6 +246,7 @@ impl Peers {
             .collect();
         spec.cwd = cwd.as_ref().map(PathBuf::from);
         spec.timeout = a.timeout;
+        spec.detach = detach;
         spec.filter = a.filter.clone();
         // Streams are written to the log by the executor, through the door: never raw to disk.
         spec.log_path = None;

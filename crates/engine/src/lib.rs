@@ -20,6 +20,8 @@ mod decide;
 mod def_hash_pin;
 pub mod events;
 pub mod exec;
+pub mod exit;
+mod finally;
 pub mod gate;
 pub mod inputs;
 pub mod masker;

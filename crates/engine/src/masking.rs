@@ -332,16 +332,16 @@ pub(crate) fn mask_credentials(masker: &mut Masker, targets: &IndexMap<String, R
     for t in targets.values() {
         let basic_pw = t.basic.as_ref().and_then(|(_, p)| p.clone());
         masker.add(
-            [
-                crate::secrets::url_password(&t.url),
-                t.password.clone(),
-                t.bearer.clone(),
-                basic_pw,
-            ]
-            .into_iter()
-            .flatten()
-            // A dry run's rendered secret is already the mask.
-            .filter(|v| v != cairn_template::MASK),
+            cairn_url::secrets(&t.url)
+                .into_iter()
+                .filter(|v| v != cairn_template::MASK),
+        );
+        masker.add(
+            [t.password.clone(), t.bearer.clone(), basic_pw]
+                .into_iter()
+                .flatten()
+                // A dry run's rendered secret is already the mask.
+                .filter(|v| v != cairn_template::MASK),
         );
     }
 }

@@ -33,6 +33,42 @@ pub enum RunError {
     Masking(#[from] crate::secrets::MaskError),
 }
 
+/// What kind of error stopped a run before it ran anything: each kind has one exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// What was asked is wrong (inputs, secrets, a template, the runbook, a step name).
+    Invalid,
+    /// Another run or process holds what this one needs (a lock, the run itself).
+    Held,
+    /// The state store failed: not a verdict on the runbook.
+    Infrastructure,
+}
+
+impl ErrorKind {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Invalid => crate::exit::INVALID,
+            // Like a step that failed: nothing was run, and running again later may succeed.
+            ErrorKind::Held => crate::exit::STEP_FAILED,
+            ErrorKind::Infrastructure => crate::exit::INFRA,
+        }
+    }
+}
+
+impl RunError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RunError::Inputs(_)
+            | RunError::Secrets(_)
+            | RunError::Render { .. }
+            | RunError::PathNotUtf8(_)
+            | RunError::Masking(_) => ErrorKind::Invalid,
+            RunError::Locked(_) => ErrorKind::Held,
+            RunError::State(_) => ErrorKind::Infrastructure,
+        }
+    }
+}
+
 /// What a run returns.
 #[derive(Clone, Debug)]
 pub struct RunReport {

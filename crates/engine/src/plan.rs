@@ -87,6 +87,9 @@ pub struct PlannedStep {
     pub not_idempotent: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub readonly: bool,
+    /// A `finally` step held back while the run has failed (`keep_for_resume: true`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_for_resume: bool,
     /// `for_each`: the items, or the placeholder they come from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub for_each: Option<Json>,
@@ -171,7 +174,7 @@ pub fn plan_with(
                 k.clone(),
                 PlannedTarget {
                     kind: t.kind.as_str(),
-                    url: cairn_steps::sql::masked_url(&t.url),
+                    url: cairn_url::redact(&t.url),
                 },
             )
         })
@@ -388,7 +391,7 @@ pub fn resolve_targets(
         .map(|(k, t)| {
             (
                 k.clone(),
-                serde_json::json!({ "url": cairn_steps::sql::masked_url(&t.url), "kind": t.kind.as_str(), "name": k }),
+                serde_json::json!({ "url": cairn_url::redact(&t.url), "kind": t.kind.as_str(), "name": k }),
             )
         })
         .collect();
@@ -423,7 +426,7 @@ fn target_url(kind: TargetKind, url: &str) -> Result<String, String> {
                 TargetKind::Sqlite => "sqlite:// (or a file path)",
                 TargetKind::Http | TargetKind::Chroma => "http:// or https://",
             },
-            cairn_steps::sql::masked_url(url)
+            cairn_url::redact(url)
         ))
     }
 }
@@ -508,11 +511,23 @@ pub(crate) fn plan_step<'a>(
         group,
         needs,
         when,
-        timeout: action.timeout.map(fmt_dur),
+        // A templated timeout as the run would render it; as written when it cannot be yet.
+        timeout: plain
+            .timeout(action.timeout, action.timeout_template.as_ref())
+            .map_or_else(
+                |_| {
+                    action
+                        .timeout_template
+                        .as_ref()
+                        .map(|t| t.src.trim().to_string())
+                },
+                |t| t.map(fmt_dur),
+            ),
         retry: action.retry.shown(),
         continue_on_failure: action.on_failure == OnFailure::Continue,
         not_idempotent: !action.idempotent,
         readonly: s.readonly.unwrap_or(false),
+        keep_for_resume: s.keep_for_resume(),
         for_each,
         actions,
         probe: None,

@@ -47,6 +47,9 @@ pub enum Prepared {
         env: IndexMap<String, String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
+        /// What the command leaves running is released when it exits 0 (`detach: true`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        detach: bool,
     },
     Argv {
         /// For a known shell with `-c`, its script item holds references, as `Shell`'s does.
@@ -57,6 +60,9 @@ pub enum Prepared {
         env: IndexMap<String, String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
+        /// What the command leaves running is released when it exits 0 (`detach: true`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        detach: bool,
     },
     Sql {
         target: String,
@@ -332,17 +338,22 @@ impl Renderer<'_> {
                 (Some(d), _, _) => Prepared::Sleep {
                     duration: d.value.0,
                 },
+                (None, None, _) if w.templated.duration.is_some() => Prepared::Sleep {
+                    duration: self
+                        .wait_duration(&w.templated.duration, "wait.duration")?
+                        .unwrap_or_default(),
+                },
                 (None, Some(p), Some(until)) => Prepared::Poll {
                     action: Box::new(self.polled(step, p, cwd)?),
                     until: Condition(until.clone()),
-                    interval: w
-                        .interval
-                        .as_ref()
-                        .map_or(DEFAULT_POLL_INTERVAL, |i| i.value.0),
-                    timeout: w
-                        .timeout
-                        .as_ref()
-                        .map_or(DEFAULT_POLL_TIMEOUT, |t| t.value.0),
+                    interval: self
+                        .wait_duration(&w.templated.interval, "wait.interval")?
+                        .or(w.interval.as_ref().map(|i| i.value.0))
+                        .unwrap_or(DEFAULT_POLL_INTERVAL),
+                    timeout: self
+                        .wait_duration(&w.templated.timeout, "wait.timeout")?
+                        .or(w.timeout.as_ref().map(|t| t.value.0))
+                        .unwrap_or(DEFAULT_POLL_TIMEOUT),
                 },
                 // The parser refuses a wait that neither sleeps nor polls with `until`.
                 _ => Prepared::Sleep {
@@ -363,6 +374,43 @@ impl Renderer<'_> {
                     .collect::<Result<_, RenderError>>()?,
             },
         })
+    }
+
+    /// A `wait` duration written as a template, rendered (`None` when written as a duration).
+    fn wait_duration(
+        &self,
+        t: &Option<Tmpl>,
+        field: &str,
+    ) -> Result<Option<Duration>, RenderError> {
+        t.as_ref().map(|t| self.duration(t, field)).transpose()
+    }
+
+    /// A duration written as a template (a step's `timeout`; a `wait`'s `duration`, `interval`
+    /// and `timeout`), rendered now and read as a duration (`90s`, `2m`, `1h 30m`). A value that
+    /// is not one fails, naming the field, the template, the value and its line.
+    pub fn duration(&self, t: &Tmpl, field: &str) -> Result<Duration, RenderError> {
+        let text = self.text(t, field)?;
+        humantime::parse_duration(text.trim()).map_err(|e| RenderError {
+            field: field.to_string(),
+            message: format!(
+                "`{}` gave `{text}`, which is not a duration ({e}): write it like `30s`, `10m` or `1h30m`",
+                t.src.trim()
+            ),
+            undecided: None,
+            line: Some(t.span.line),
+        })
+    }
+
+    /// The timeout of one attempt: the step's template rendered now, else the fixed one.
+    pub fn timeout(
+        &self,
+        fixed: Option<Duration>,
+        template: Option<&Tmpl>,
+    ) -> Result<Option<Duration>, RenderError> {
+        match template {
+            Some(t) => self.duration(t, "timeout").map(Some),
+            None => Ok(fixed),
+        }
     }
 
     /// The action a `wait` polls, rendered as the same kind of step would be.
@@ -387,6 +435,7 @@ impl Renderer<'_> {
             values: script.vars.into_iter().collect(),
             env: self.env(step)?,
             cwd,
+            detach: step.detach(),
         })
     }
 
@@ -423,6 +472,7 @@ impl Renderer<'_> {
             values,
             env: self.env(step)?,
             cwd,
+            detach: step.detach(),
         })
     }
 
@@ -441,7 +491,7 @@ impl Renderer<'_> {
         )?;
         Ok(Prepared::Sql {
             target: t.name.clone(),
-            url: cairn_steps::sql::masked_url(&t.url),
+            url: cairn_url::redact(&t.url),
             sql: bound.sql,
             params: bound.params,
             lexed: bound.lexed,
@@ -540,7 +590,7 @@ impl Renderer<'_> {
         let params = self.value(&c.action.1.value, &format!("chroma.{}", c.action.0.value))?;
         Ok(Prepared::Chroma {
             target: t.name.clone(),
-            url: cairn_steps::sql::masked_url(&t.url),
+            url: cairn_url::redact(&t.url),
             action: c.action.0.value.clone(),
             params,
         })

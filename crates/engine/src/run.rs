@@ -16,8 +16,9 @@ use cairn_state::Store;
 use cairn_template::Templates;
 use std::sync::Arc;
 
+pub use crate::exit;
 pub use crate::options::RunOptions;
-pub use crate::outcome::{LOCK_LEASE, RunError, RunReport};
+pub use crate::outcome::{ErrorKind, LOCK_LEASE, RunError, RunReport};
 pub use crate::shared::{content_hash, def_hash, step_defs};
 
 /// Run a checked runbook to its end (or pause, or interruption).

@@ -67,12 +67,3 @@ pub fn read_each(
     }
     (out, problems)
 }
-
-/// The password in a URL's user info (`scheme://user:PASSWORD@host`), if any.
-pub fn url_password(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = rest.rsplit_once('@')?.0;
-    let pw = userinfo.split_once(':')?.1;
-    (!pw.is_empty())
-        .then(|| urlencoding::decode(pw).map_or_else(|_| pw.to_string(), |d| d.into_owned()))
-}

@@ -301,7 +301,6 @@ async fn run_unit(
     let step = shared.step(i);
     let action = shared.action(i);
     let attempts = action.retry.attempts;
-    let timeout = action.timeout;
     let clock = Instant::now();
     let mut rec = StepRecord::new(
         &shared.run_id,
@@ -330,8 +329,14 @@ async fn run_unit(
             break;
         }
         let r = shared.renderer(local.clone());
-        let prepared = match r.prepare(step) {
-            Ok(p) => p,
+        // A templated `timeout` is rendered with the step's other templates, for this attempt.
+        let (prepared, timeout) = match r.prepare(step).and_then(|p| {
+            Ok((
+                p,
+                r.timeout(action.timeout, action.timeout_template.as_ref())?,
+            ))
+        }) {
+            Ok(ready) => ready,
             Err(e) => {
                 last = Outcome {
                     status: Status::Failed,
@@ -537,15 +542,7 @@ async fn finish(shared: &Shared, i: usize, item: Option<usize>, o: &Outcome) {
         item.map(|k| k as u32),
         &shared.def_hashes[i],
     );
-    rec.status = match o.status {
-        Status::Succeeded => StepStatus::Succeeded,
-        Status::Failed => StepStatus::Failed,
-        Status::Skipped => StepStatus::Skipped,
-        Status::Waiting => StepStatus::Waiting,
-        Status::Cancelled => StepStatus::Cancelled,
-        Status::Pending => StepStatus::Pending,
-        Status::Running => StepStatus::Running,
-    };
+    rec.status = o.status;
     rec.attempt = o.attempts;
     let now = cairn_state::now();
     rec.finished_at = Some(now);

@@ -1,7 +1,20 @@
 //! Diagnostics: every problem found in a runbook, located and rendered like a compiler error.
 
 use crate::span::Span;
+use anstyle::{AnsiColor, Style};
 use std::fmt::Write as _;
+
+/// How diagnostics are styled on a terminal (and what the CLI's `error:` labels reuse).
+pub const BOLD: Style = Style::new().bold();
+pub const ERROR: Style = Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
+pub const WARNING: Style = Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
+pub const GUTTER: Style = Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Blue)));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,16 +69,18 @@ impl Diagnostic {
     ///   = help: did you mean `restore-db`?
     /// ```
     pub fn render(&self, file: &str, source: &str, color: bool) -> String {
-        let (bold, red, yellow, blue, reset) = if color {
-            (
-                "\x1b[1m",
-                "\x1b[1;31m",
-                "\x1b[1;33m",
-                "\x1b[1;34m",
-                "\x1b[0m",
-            )
+        let paint = |s: Style| {
+            if color {
+                s.render().to_string()
+            } else {
+                String::new()
+            }
+        };
+        let (bold, red, yellow, blue) = (paint(BOLD), paint(ERROR), paint(WARNING), paint(GUTTER));
+        let reset = if color {
+            anstyle::Reset.render().to_string()
         } else {
-            ("", "", "", "", "")
+            String::new()
         };
         let (label, lc) = match self.severity {
             Severity::Error => ("error", red),

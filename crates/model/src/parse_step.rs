@@ -26,6 +26,8 @@ const STEP_COMMON: &[&str] = &[
     "idempotent",
     "env",
     "cwd",
+    "detach",
+    "keep_for_resume",
     "lock",
     "with",
 ];
@@ -118,7 +120,9 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
                 .with_help("it limits how many items run at once"),
         );
     }
-    let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
+    let (timeout, timeout_template) = f
+        .get("timeout")
+        .map_or((None, None), |n| duration_or_template(d, n, "`timeout`"));
     let retry = f.get("retry").and_then(|n| retry(d, n));
     let expect = f.get("expect").and_then(|n| expect(d, n));
     let outputs = f
@@ -132,6 +136,17 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         named(d, n, "`env`", |d, _, _, v| tmpl(d, v, "an `env` value"))
     });
     let cwd = f.get("cwd").and_then(|n| tmpl(d, n, "`cwd`"));
+    let detach = f.get("detach").and_then(|n| boolean(d, n, "`detach`"));
+    if detach.is_some() && !f.has("shell") && !f.has("argv") {
+        let at = f.key_span("detach").unwrap_or(f.span);
+        d.push(
+            Diagnostic::error(at, "`detach` is only for `shell` and `argv` steps")
+                .with_help("it leaves the processes a command starts running after the step"),
+        );
+    }
+    let keep_for_resume = f
+        .get("keep_for_resume")
+        .and_then(|n| boolean(d, n, "`keep_for_resume`").map(|b| Spanned::new(b, n.span)));
     let lock = f.get("lock").and_then(|n| string(d, n, "`lock`"));
     // Every kind key present is parsed (so each reports its own problems); the step has a
     // kind only when exactly one was written and it parsed.
@@ -195,6 +210,7 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         for_each,
         concurrency,
         timeout,
+        timeout_template,
         retry,
         expect,
         outputs,
@@ -202,6 +218,8 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         idempotent,
         env,
         cwd,
+        detach,
+        keep_for_resume,
         lock,
         kind: parsed.pop()?,
         span,
@@ -535,9 +553,19 @@ fn approval(d: &mut Diags, n: &Node) -> Option<ApprovalStep> {
 fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
     let mut f = map(d, n, "`wait`")?;
     let until = f.get("until").and_then(|n| tmpl(d, n, "`until`"));
-    let interval = f.get("interval").and_then(|n| duration(d, n, "`interval`"));
-    let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
-    let duration_ = f.get("duration").and_then(|n| duration(d, n, "`duration`"));
+    let mut templated = Box::<WaitTemplates>::default();
+    let (interval, t) = f
+        .get("interval")
+        .map_or((None, None), |n| duration_or_template(d, n, "`interval`"));
+    templated.interval = t;
+    let (timeout, t) = f
+        .get("timeout")
+        .map_or((None, None), |n| duration_or_template(d, n, "`timeout`"));
+    templated.timeout = t;
+    let (duration_, t) = f
+        .get("duration")
+        .map_or((None, None), |n| duration_or_template(d, n, "`duration`"));
+    templated.duration = t;
     let kinds: Vec<&str> = POLL_KEYS.iter().copied().filter(|k| f.has(k)).collect();
     let mut polled: Vec<Poll> = Vec::new();
     if let Some(k) = f.get("shell").and_then(|n| tmpl(d, n, "`shell`")) {
@@ -595,6 +623,7 @@ fn wait(d: &mut Diags, n: &Node) -> Option<WaitStep> {
         interval,
         timeout,
         duration: duration_,
+        templated,
         poll: polled.into_iter().next(),
     })
 }

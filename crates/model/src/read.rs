@@ -165,6 +165,19 @@ pub(crate) fn float(d: &mut Diags, n: &Node, what: &str) -> Option<f64> {
     }
 }
 
+/// A duration that may be a template, rendered when the step starts: the fixed duration, or
+/// the template (never both).
+pub(crate) fn duration_or_template(
+    d: &mut Diags,
+    n: &Node,
+    what: &str,
+) -> (Option<Spanned<Dur>>, Option<Tmpl>) {
+    match n.scalar() {
+        Some(Scalar::Str(s)) if s.contains("{{") || s.contains("{%") => (None, tmpl(d, n, what)),
+        _ => (duration(d, n, what), None),
+    }
+}
+
 pub(crate) fn duration(d: &mut Diags, n: &Node, what: &str) -> Option<Spanned<Dur>> {
     let help = "write durations like `30s`, `10m`, `4h` or `1h30m`";
     match n.scalar() {
@@ -174,11 +187,11 @@ pub(crate) fn duration(d: &mut Diags, n: &Node, what: &str) -> Option<Spanned<Du
             d.push(
                 Diagnostic::error(
                     n.span,
-                    format!("{what} cannot be templated: a duration is fixed when the runbook is validated"),
+                    format!("{what} cannot be templated: it is fixed when the runbook is validated"),
                 )
                 .with_help(
-                    "write a fixed duration (`30s`, `10m`); to vary a time per environment, pass it to a \
-                     shell step through env: (`sleep \"$SECS\"`, `timeout \"$SECS\" cmd`)",
+                    "write a fixed duration (`30s`, `10m`); a step's `timeout` and a `wait`'s \
+                     `duration`, `interval` and `timeout` may be templates, rendered when the step starts",
                 ),
             );
             None

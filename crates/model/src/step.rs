@@ -37,7 +37,12 @@ pub struct Step {
     #[schemars(range(min = 1))]
     pub concurrency: Option<Spanned<u32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub timeout: Option<Spanned<Dur>>,
+    /// `timeout` written as a template: rendered when each attempt starts.
+    #[serde(rename = "timeout", skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub timeout_template: Option<Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +59,15 @@ pub struct Step {
     pub env: IndexMap<String, Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<Tmpl>,
+    /// `shell`/`argv` only: when the command exits 0, what it left running runs on after the
+    /// step and the run (released, not stopped), with only a few of Cairn's environment
+    /// variables (PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ, TMPDIR) plus `env`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detach: Option<bool>,
+    /// `finally` only: held back (skipped) while the run has failed or was interrupted, so that
+    /// a resume finds what it would remove; runs in the attempt that ends the run succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_for_resume: Option<Spanned<bool>>,
     /// A named lock held while the step runs, shared across runbooks and runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock: Option<Spanned<String>>,
@@ -183,6 +197,16 @@ fn one_kind(schema: &mut schemars::Schema) {
 }
 
 impl Step {
+    /// Whether this `finally` step waits for the run to succeed (`keep_for_resume: true`).
+    pub fn keep_for_resume(&self) -> bool {
+        self.keep_for_resume.as_ref().is_some_and(|k| k.value)
+    }
+
+    /// Whether what the command leaves running is released (`detach: true`).
+    pub fn detach(&self) -> bool {
+        self.detach.unwrap_or(false)
+    }
+
     pub fn idempotent(&self) -> bool {
         self.idempotent.unwrap_or(true)
     }
@@ -670,16 +694,34 @@ pub struct WaitStep {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<Tmpl>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub interval: Option<Spanned<Dur>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub timeout: Option<Spanned<Dur>>,
     /// Just wait this long.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::values::DurOrTemplate>")]
     pub duration: Option<Spanned<Dur>>,
+    /// `interval`, `timeout` and `duration` written as templates: rendered when the step starts.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub templated: Box<WaitTemplates>,
     /// The polled action (written as its kind's key beside `until`).
     #[serde(flatten)]
     #[schemars(with = "PollKeys")]
     pub poll: Option<Poll>,
+}
+
+/// A `wait`'s durations written as templates (each `None` when written as a duration).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WaitTemplates {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Tmpl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Tmpl>,
 }
 
 /// What a `wait` polls: one of the kinds that only produce a result ([`POLL_KEYS`]).

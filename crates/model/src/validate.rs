@@ -142,6 +142,20 @@ impl<'a> Validator<'a> {
             }
             deps.push(mine);
         }
+        for s in &self.rb.steps {
+            if let Some(k) = &s.keep_for_resume {
+                self.d.push(
+                    Diagnostic::error(
+                        k.span,
+                        format!(
+                            "step `{}`: `keep_for_resume` is only for `finally` steps",
+                            s.id.value
+                        ),
+                    )
+                    .with_help("a main step that succeeded is never run again by a resume"),
+                );
+            }
+        }
         for s in &self.rb.finally {
             if let Some(n) = &s.needs {
                 let at = n.first().map_or(s.id.span, |n| n.span);
@@ -331,10 +345,15 @@ impl<'a> Validator<'a> {
         }
         // A gate is answered, not attempted: its deadline is `approval.timeout`, and a retry
         // would ask again after a "no".
-        if let Some(t) = &s.timeout {
+        if let Some(at) = s
+            .timeout
+            .as_ref()
+            .map(|t| t.span)
+            .or(s.timeout_template.as_ref().map(|t| t.span))
+        {
             self.d.push(
                 Diagnostic::error(
-                    t.span,
+                    at,
                     format!("approval `{}` has a step `timeout`", s.id.value),
                 )
                 .with_help("a gate's deadline is `approval: { timeout: 30m, on_timeout: reject }`"),
@@ -438,6 +457,9 @@ impl<'a> Validator<'a> {
         if let Some(c) = &s.cwd {
             self.tmpl(c, Kind::Text, inner);
         }
+        if let Some(t) = &s.timeout_template {
+            self.tmpl(t, Kind::Text, inner);
+        }
         self.kind(&s.kind, inner);
         let with_result = Scope {
             result: true,
@@ -500,6 +522,10 @@ impl<'a> Validator<'a> {
                             ..scope
                         },
                     );
+                }
+                let t = &w.templated;
+                for d in [&t.interval, &t.timeout, &t.duration].into_iter().flatten() {
+                    self.tmpl(d, Kind::Text, scope);
                 }
             }
             StepKind::Report(r) => {

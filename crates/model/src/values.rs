@@ -109,6 +109,23 @@ impl Serialize for Dur {
     }
 }
 
+/// The schema of a duration that may also be written as a template, rendered when the step
+/// starts (a step's `timeout`, a `wait`'s `duration`, `interval` and `timeout`).
+pub struct DurOrTemplate;
+
+impl JsonSchema for DurOrTemplate {
+    fn schema_name() -> Cow<'static, str> {
+        "DurationOrTemplate".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let fixed = generator.subschema_for::<Dur>();
+        schemars::json_schema!({
+            "anyOf": [fixed, { "type": "string", "pattern": "\\{[{%]" }],
+            "description": "A duration (`30s`, `10m`), or a template giving one when the step starts (`\"{{ inputs.grace }}\"`)"
+        })
+    }
+}
+
 impl JsonSchema for Dur {
     fn schema_name() -> Cow<'static, str> {
         "Duration".into()

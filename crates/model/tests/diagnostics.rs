@@ -196,11 +196,11 @@ const CASES: &[Case] = &[
         "`timeout` needs a unit",
     ),
     case(
-        "templated duration",
-        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    timeout: \"{{ inputs.t }}\"\n",
+        "templated duration where none may be",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    shell: x\n    retry: { attempts: 2, delay: \"{{ inputs.t }}\" }\n",
         6,
-        14,
-        "`timeout` cannot be templated: a duration is fixed when the runbook is validated",
+        34,
+        "`delay` cannot be templated: it is fixed when the runbook is validated",
     ),
     case(
         "bad check threshold",

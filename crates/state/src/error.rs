@@ -135,50 +135,9 @@ fn lowercase_first(s: &str) -> String {
     }
 }
 
-/// The URL with any password replaced by `***`, safe to print. The user info runs to the last
-/// `@` before the query, not to the first `/`: a password typed with a `/` in it
-/// (`u:se/cret@h/db`) is still a password, and masking a path's `@` by mistake costs less than
-/// printing one.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest_start = scheme_end + 3;
-    let rest = &url[rest_start..];
-    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..before_query].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return url.to_string();
-    };
-    format!(
-        "{}{}:***{}",
-        &url[..rest_start],
-        &userinfo[..colon],
-        &rest[at..]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://cairn:s3cr@t@db:5432/x?sslmode=require"),
-            "postgres://cairn:***@db:5432/x?sslmode=require"
-        );
-        assert_eq!(redact_url("postgres://cairn@db/x"), "postgres://cairn@db/x");
-        assert_eq!(redact_url("foo://u:se/cretpw@h/db"), "foo://u:***@h/db");
-        assert_eq!(
-            redact_url("postgres://u:p/w@db/x?a=b@c"),
-            "postgres://u:***@db/x?a=b@c"
-        );
-        assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
-    }
 
     #[test]
     fn io_reasons_are_short() {

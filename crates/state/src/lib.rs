@@ -122,7 +122,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use error::{StateError, redact_url};
+pub use error::StateError;
 pub use location::{DefaultLocation, default_location};
 pub use lock::{
     HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive, process_start, stale_after,
@@ -295,7 +295,7 @@ async fn open_as(url: &str, must_exist: bool) -> Result<Arc<dyn Store>, StateErr
     }
     if let Some(scheme_end) = trimmed.find("://") {
         return Err(StateError::BadUrl {
-            url: error::redact_url(trimmed),
+            url: cairn_url::redact(trimmed),
             reason: format!(
                 "unknown scheme `{}` (expected sqlite://PATH, a path, postgres://… or memory:)",
                 &trimmed[..scheme_end]

@@ -66,30 +66,12 @@ pub fn pid_alive(pid: u32) -> bool {
 // A process that has exited but was not reaped by its parent still answers kill(pid, 0).
 #[cfg(unix)]
 fn is_zombie(pid: u32) -> bool {
-    proc_stat(pid).is_some_and(|s| s.state == 'Z' || s.state == 'X')
-}
-
-/// What `/proc/PID/stat` says about a process, as far as liveness needs it.
-struct ProcStat {
-    /// The state letter (`R`, `S`, `Z`…).
-    state: char,
-    /// When it started, in clock ticks after boot (field 22).
-    start: u64,
+    proc_stat(pid).is_some_and(|s| !s.live())
 }
 
 /// Reads `/proc/PID/stat`; `None` when there is no such process (or no `/proc`).
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_proc_stat(&stat)
-}
-
-// The fields after the command name, which is in parentheses and may hold spaces and `)`: the
-// last `)` ends it. Then state (field 3) ... starttime (field 22).
-fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
-    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let start = rest.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start })
+fn proc_stat(pid: u32) -> Option<cairn_procfs::Stat> {
+    i32::try_from(pid).ok().and_then(cairn_procfs::stat)
 }
 
 /// When the process `pid` of this host started, in clock ticks after boot (`/proc/PID/stat`);
@@ -175,8 +157,7 @@ impl Liveness<'_> {
         }
         let alive = if self.host == current_host() {
             match self.pid_start {
-                Some(start) => proc_stat(self.pid)
-                    .is_some_and(|s| s.start == start && s.state != 'Z' && s.state != 'X'),
+                Some(start) => proc_stat(self.pid).is_some_and(|s| s.start == start && s.live()),
                 None => pid_alive(self.pid) && !stale(self.heartbeat_at, now),
             }
         } else {
@@ -302,12 +283,9 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_start_time_and_the_stat_parser_reads_odd_names() {
+    fn this_process_has_a_start_time() {
         assert!(process_start(std::process::id()).is_some());
         assert_eq!(process_start(u32::MAX), None);
-        let stat = "42 (a) b) (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 1";
-        let parsed = parse_proc_stat(stat).expect("parsed");
-        assert_eq!((parsed.state, parsed.start), ('S', 987654));
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl std::fmt::Debug for HttpSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSpec")
             .field("method", &self.method)
-            .field("url", &redact_url(&self.url))
+            .field("url", &cairn_url::redact(&self.url))
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -152,7 +152,7 @@ pub async fn run(
     spec: &HttpSpec,
     cancel: &CancellationToken,
 ) -> Result<Value, StepError> {
-    let shown = redact_url(&spec.url);
+    let shown = cairn_url::redact(&spec.url);
     let request = prepare(spec, &shown)?;
     let client = clients.client(spec.insecure, false)?;
     let started = Instant::now();
@@ -160,7 +160,7 @@ pub async fn run(
         let mut response = send(&client, spec, &request, started).await?;
         let status = response.status().as_u16();
         let headers = headers_json(response.headers());
-        let url = redact_url(response.url().as_str());
+        let url = cairn_url::redact(response.url().as_str());
         let mut body = Vec::new();
         let mut truncated = false;
         // Read chunk by chunk so that a huge body is not downloaded only to be thrown away.
@@ -354,13 +354,13 @@ pub fn on_target(target: &str, path: &str) -> Result<String, OffTarget> {
     let base = Url::parse(target).map_err(|e| {
         OffTarget(format!(
             "the target's URL `{}` is not valid: {e}",
-            redact_url(target)
+            cairn_url::redact(target)
         ))
     })?;
     if !matches!(base.scheme(), "http" | "https") {
         return Err(OffTarget(format!(
             "the target's URL `{}` is not http or https",
-            redact_url(target)
+            cairn_url::redact(target)
         )));
     }
     let absolute = has_scheme(path);
@@ -398,7 +398,7 @@ pub fn on_target(target: &str, path: &str) -> Result<String, OffTarget> {
     let url = Url::parse(&joined).map_err(|e| {
         OffTarget(format!(
             "the URL `{}` is not valid: {e}",
-            shorten(&redact_url(&joined))
+            shorten(&cairn_url::redact(&joined))
         ))
     })?;
     if url.scheme() != base.scheme()
@@ -407,15 +407,15 @@ pub fn on_target(target: &str, path: &str) -> Result<String, OffTarget> {
     {
         return Err(OffTarget(format!(
             "`{}` is not on the target `{}` (scheme, host and port must be the target's)",
-            shorten(&redact_url(url.as_str())),
-            redact_url(base.as_str())
+            shorten(&cairn_url::redact(url.as_str())),
+            cairn_url::redact(base.as_str())
         )));
     }
     let under = url.path() == base_path.trim_end_matches('/') || url.path().starts_with(&base_path);
     if !under {
         return Err(OffTarget(format!(
             "`{}` leaves the target's base path `{}`",
-            shorten(&redact_url(url.as_str())),
+            shorten(&cairn_url::redact(url.as_str())),
             base.path()
         )));
     }
@@ -444,28 +444,6 @@ fn shorten(text: &str) -> String {
     match text.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
-    }
-}
-
-/// `url` without its userinfo (`user:password@`); unparsable input is cut at the `@` by hand.
-pub fn redact_url(url: &str) -> String {
-    if let Ok(mut parsed) = Url::parse(url) {
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            // Only "cannot-be-a-base" URLs refuse these, and they carry no userinfo.
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-        }
-        return parsed.to_string();
-    }
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    match url[scheme_end..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &url[..scheme_end], &url[scheme_end + at + 1..]),
-        None => url.to_owned(),
     }
 }
 

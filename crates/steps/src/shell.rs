@@ -7,8 +7,13 @@
 //!   moved to a group of its own (`set -m`). On timeout or cancel every process of the step
 //!   gets SIGTERM, [`GRACE`] to finish, then SIGKILL. When the main process exits, whatever
 //!   it left running is stopped the same way, so a backgrounded grandchild holding the
-//!   output pipe cannot make the step hang. If Cairn dies (even by SIGKILL), the spawner
-//!   SIGKILLs everything below it. See [`start_spawner`].
+//!   output pipe cannot make the step hang. The result's `stopped` names those processes
+//!   (pid and program name). If Cairn dies (even by SIGKILL), the spawner SIGKILLs
+//!   everything below it. See [`start_spawner`].
+//! - With [`ShellSpec::detach`], what the main process leaves running when it exits 0 is
+//!   released instead: it runs on after the step and after Cairn, and the result's `detached`
+//!   names it. Such a process must not hold the step's output (redirect it to a file), and
+//!   its environment is Cairn's [`KEPT_FOR_DETACHED`] variables plus the step's own.
 //! - `stdout`/`stderr` in the result keep the LAST `capture_limit` bytes of each stream
 //!   (the tail is where the error is), lossy UTF-8; `*_truncated` says bytes were dropped.
 //!   `log_path`, when set, receives both whole streams, appended as they arrive.
@@ -31,7 +36,7 @@ mod server;
 mod spawner;
 mod tree;
 
-pub use spawner::start as start_spawner;
+pub use spawner::{KEPT_FOR_DETACHED, start as start_spawner};
 
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
@@ -84,6 +89,12 @@ pub struct ShellSpec {
     pub capture_limit: usize,
     /// Applied to both streams as they arrive, before the tail and the log see them.
     pub filter: Option<std::sync::Arc<dyn OutputFilter>>,
+    /// Start a long-lived process: when the main process exits 0, what it left running is
+    /// released (runs on after the step and after Cairn) instead of stopped. The step fails
+    /// if one of those still holds the step's stdout or stderr (it would block once the pipe
+    /// is full, or die of SIGPIPE, when nobody reads it any more). The process starts with
+    /// only [`KEPT_FOR_DETACHED`] of Cairn's environment, plus `env`.
+    pub detach: bool,
 }
 
 impl std::fmt::Debug for ShellSpec {
@@ -96,6 +107,7 @@ impl std::fmt::Debug for ShellSpec {
             .field("log_path", &self.log_path)
             .field("capture_limit", &self.capture_limit)
             .field("filter", &self.filter.is_some())
+            .field("detach", &self.detach)
             .finish()
     }
 }
@@ -110,6 +122,7 @@ impl ShellSpec {
             log_path: None,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
             filter: None,
+            detach: false,
         }
     }
 }
@@ -131,6 +144,7 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
         args: &args,
         env: &spec.env,
         cwd: spec.cwd.as_deref(),
+        clean_env: spec.detach,
     };
     let log = capture::open_log(spec.log_path.as_deref()).await?;
     let started = Instant::now();
@@ -143,7 +157,7 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
 
     let out = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
     let err = Arc::new(Mutex::new(Tail::new(spec.capture_limit)));
-    let mut pumps = vec![
+    let pumps = vec![
         tokio::spawn(capture::pump(
             pipes.stdout,
             out.clone(),
@@ -163,9 +177,26 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
         () = sleep_opt(spec.timeout) => Ending::TimedOut,
         () = cancel.cancelled() => Ending::Cancelled,
     };
+    let mut pumps: Vec<Option<_>> = pumps.into_iter().map(Some).collect();
+    let mut left = Left::None;
     let (status, stopped) = match ending {
+        Ending::Exited(status) if spec.detach && status.as_ref().is_ok_and(ExitStatus::success) => {
+            // The pipes close unless a process left running holds them: then it cannot be
+            // left to run on (see `ShellSpec::detach`).
+            if drain(&mut pumps, DRAIN).await {
+                left = match group.release() {
+                    Ok(released) => Left::Detached(released),
+                    Err(e) => return Err(StepError::setup(e.to_string())),
+                };
+            } else {
+                let holding = group.leftovers();
+                let stopped = group.stop_leftovers(GRACE).await;
+                left = Left::Holding(if holding.is_empty() { stopped } else { holding });
+            }
+            (status, None)
+        }
         Ending::Exited(status) => {
-            group.stop_leftovers(GRACE).await;
+            left = Left::Stopped(group.stop_leftovers(GRACE).await);
             (status, None)
         }
         stop @ (Ending::TimedOut | Ending::Cancelled) => (group.terminate(GRACE).await, Some(stop)),
@@ -175,12 +206,9 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
 
     // Every process of the group is gone, so the pipes close unless something escaped the
     // group with them: do not wait for that one.
-    let drain = tokio::time::sleep(DRAIN);
-    tokio::pin!(drain);
-    for pump in &mut pumps {
-        tokio::select! {
-            _ = &mut *pump => {}
-            () = &mut drain => pump.abort(),
+    if !drain(&mut pumps, DRAIN).await {
+        for pump in pumps.iter_mut().filter_map(Option::take) {
+            pump.abort();
         }
     }
 
@@ -190,7 +218,21 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
         .code()
         .or(status.signal().map(|s| 128 + s))
         .unwrap_or(-1);
-    let result = result_json(exit_code, &out, &err, duration_ms);
+    let mut result = result_json(exit_code, &out, &err, duration_ms);
+    if let Some((key, list)) = left.listed() {
+        result[key] = leftovers_json(list);
+    }
+    if let Left::Holding(holding) = &left {
+        return Err(StepError::failed(
+            format!(
+                "{} left running still {} the step's output, so it cannot run on after the \
+                 step: stopped; redirect its stdout and stderr (`nohup CMD >FILE 2>&1 &`)",
+                leftovers_text(holding),
+                if holding.len() == 1 { "holds" } else { "hold" },
+            ),
+            Some(result),
+        ));
+    }
 
     match stopped {
         Some(Ending::TimedOut) => {
@@ -213,6 +255,95 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
         failure_message(&spec.command, &status, stderr),
         Some(result),
     ))
+}
+
+/// What the main process left running when it exited, and what became of it.
+enum Left {
+    None,
+    /// Stopped with the step (the result's `stopped`).
+    Stopped(Vec<group::Leftover>),
+    /// Released to run on (the result's `detached`; may be empty).
+    Detached(Vec<group::Leftover>),
+    /// A detached step's processes that kept its output pipes: stopped, and the step fails.
+    Holding(Vec<group::Leftover>),
+}
+
+impl Left {
+    fn listed(&self) -> Option<(&'static str, &[group::Leftover])> {
+        match self {
+            Left::None => None,
+            Left::Stopped(l) | Left::Holding(l) if l.is_empty() => None,
+            Left::Stopped(l) | Left::Holding(l) => Some(("stopped", l)),
+            Left::Detached(l) => Some(("detached", l)),
+        }
+    }
+}
+
+fn leftovers_json(list: &[group::Leftover]) -> Value {
+    list.iter()
+        .map(|l| json!({ "pid": l.pid, "command": l.command }))
+        .collect()
+}
+
+/// `pid 1234 (python3)`, `pids 1234 (python3), 1240 (sleep)`.
+fn leftovers_text(list: &[group::Leftover]) -> String {
+    let each: Vec<String> = list
+        .iter()
+        .map(|l| format!("{} ({})", l.pid, l.command))
+        .collect();
+    format!(
+        "{} {}",
+        if list.len() == 1 { "pid" } else { "pids" },
+        each.join(", ")
+    )
+}
+
+/// What a shell step's result says of the processes its command left running, in one line:
+/// `stopped what it left running: pid 1234 (python3)`, `left running: pid 1234 (python3)`,
+/// `left nothing running`. `None` when the result names none (and the step did not detach).
+pub fn leftovers_note(result: &Value) -> Option<String> {
+    let list = |key: &str| -> Option<Vec<group::Leftover>> {
+        let items = result.get(key)?.as_array()?;
+        Some(
+            items
+                .iter()
+                .map(|i| group::Leftover {
+                    pid: i["pid"]
+                        .as_i64()
+                        .and_then(|p| i32::try_from(p).ok())
+                        .unwrap_or(0),
+                    command: i["command"].as_str().unwrap_or("?").to_string(),
+                })
+                .collect(),
+        )
+    };
+    if let Some(stopped) = list("stopped").filter(|l| !l.is_empty()) {
+        return Some(format!(
+            "stopped what it left running: {}",
+            leftovers_text(&stopped)
+        ));
+    }
+    let detached = list("detached")?;
+    Some(if detached.is_empty() {
+        "left nothing running".to_string()
+    } else {
+        format!("left running: {}", leftovers_text(&detached))
+    })
+}
+
+/// Waits up to `limit` for the output pumps to end (both pipes closed by every process);
+/// true when they all did. A pump that ended is taken out of the list.
+async fn drain(pumps: &mut [Option<tokio::task::JoinHandle<()>>], limit: Duration) -> bool {
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    for slot in pumps.iter_mut() {
+        let Some(pump) = slot.as_mut() else { continue };
+        tokio::select! {
+            _ = pump => *slot = None,
+            () = &mut deadline => return false,
+        }
+    }
+    true
 }
 
 /// The program and its arguments; checks the working folder first.

@@ -46,7 +46,6 @@ mod postgres;
 pub mod reads;
 pub mod settings;
 mod sqlite;
-mod url;
 
 use std::time::{Duration, Instant};
 
@@ -56,7 +55,6 @@ use tokio_util::sync::CancellationToken;
 use crate::StepError;
 use exec::Limits;
 pub use pool::Pools;
-pub use url::masked_url;
 
 /// The client-side timer fires this long after a server-side statement timeout should have.
 const CLIENT_MARGIN: Duration = Duration::from_secs(1);
@@ -84,7 +82,7 @@ impl Driver {
             "mysql" | "mariadb" => Ok(Driver::Mysql),
             _ => Err(StepError::setup(format!(
                 "unsupported database URL `{}`: expected postgres://, sqlite: or mysql://",
-                masked_url(url)
+                cairn_url::redact(url)
             ))),
         }
     }
@@ -108,7 +106,7 @@ impl std::fmt::Debug for SqlTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlTarget")
             .field("name", &self.name)
-            .field("url", &masked_url(&self.url))
+            .field("url", &cairn_url::redact(&self.url))
             .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
     }
@@ -147,7 +145,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<Value, StepError> {
     let driver = Driver::from_url(&target.url)?;
-    let masked = masked_url(&target.url);
+    let masked = cairn_url::redact(&target.url);
     let started = Instant::now();
     let limits = Limits::new(spec.timeout, CLIENT_MARGIN, cancel.clone());
     let outcome = match pools.get(target, driver) {

@@ -256,8 +256,9 @@ async fn a_background_grandchild_is_killed_when_the_main_process_exits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pid_file = dir.path().join("pid");
     // The grandchild keeps stdout open: reading it must not wait 30 s.
+    // (The pause lets the job's shell become `sleep`, so that the name below is known.)
     let spec = sh(&format!(
-        "echo $$ > {}; sleep 30 & echo done",
+        "echo $$ > {}; sleep 30 & sleep 0.3; echo done",
         pid_file.display()
     ));
     let started = Instant::now();
@@ -269,6 +270,24 @@ async fn a_background_grandchild_is_killed_when_the_main_process_exits() {
     );
     assert_eq!(v["stdout"], "done\n");
     assert!(live_in_group(read_pid(&pid_file)).is_empty());
+    // What was stopped is named: its pid and its program.
+    let stopped = v["stopped"].as_array().expect("stopped listed");
+    assert_eq!(stopped.len(), 1, "{v}");
+    assert_eq!(stopped[0]["command"], "sleep");
+    assert_eq!(
+        cairn_steps::shell::leftovers_note(&v).as_deref(),
+        Some(
+            format!(
+                "stopped what it left running: pid {} (sleep)",
+                stopped[0]["pid"]
+            )
+            .as_str()
+        )
+    );
+    // A step that leaves nothing says nothing about it.
+    let v = ok(&sh("sleep 0.01 & wait")).await;
+    assert!(v.get("stopped").is_none(), "{v}");
+    assert_eq!(cairn_steps::shell::leftovers_note(&v), None);
 }
 
 #[tokio::test]
@@ -393,10 +412,7 @@ async fn the_child_dies_with_cairn() {
 
 /// True while `pid` exists and is not a zombie.
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
-    })
+    cairn_procfs::stat(pid).is_some_and(|s| s.live())
 }
 
 /// Waits until the script has written a pid to `path` (a whole line).
@@ -593,4 +609,216 @@ async fn large_arguments_and_environment_pass_whole() {
         .expect_err("E2BIG");
     assert!(matches!(e, StepError::Setup { .. }), "{e:?}");
     assert!(e.to_string().contains("too long"), "{e}");
+}
+
+/// Run by `a_detached_daemon_outlives_the_step_and_cairn`: a detached step starting daemons,
+/// then an ordinary step (which stops orphans when no other step runs), in a process that is
+/// then SIGKILLed.
+#[tokio::test]
+#[ignore = "a helper process, run by `a_detached_daemon_outlives_the_step_and_cairn`"]
+async fn detach_helper() {
+    let Ok(dir) = std::env::var("CAIRN_DETACH_DIR") else {
+        return;
+    };
+    // A job in the step's session with a worker of its own, and a classic daemon (fork,
+    // setsid, the parent exits: `pg_ctl start` does so).
+    let mut spec = sh(&format!(
+        "nohup bash -c 'sleep 300 & echo $! > {dir}/worker; env > {dir}/env; exec sleep 300' \
+         >{dir}/daemon.log 2>&1 & echo $! > {dir}/daemon; \
+         (setsid bash -c 'echo $$ > {dir}/session; exec sleep 300' </dev/null >/dev/null 2>&1 &); \
+         echo started"
+    ));
+    spec.detach = true;
+    spec.env = vec![("STEP_VAR".into(), "given".into())];
+    let v = run(&spec, &CancellationToken::new())
+        .await
+        .expect("detached");
+    std::fs::write(format!("{dir}/result"), v.to_string()).expect("result");
+    // An ordinary step after it: what it leaves is stopped, the released daemons are not.
+    let v = run(
+        &sh(&format!("sleep 300 & echo $! > {dir}/ordinary; sleep 0.3")),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("ordinary");
+    std::fs::write(format!("{dir}/ordinary_result"), v.to_string()).expect("result");
+    // A step still running when Cairn dies.
+    let _ = run(
+        &sh(&format!("echo $$ > {dir}/running; exec sleep 30")),
+        &CancellationToken::new(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_detached_daemon_outlives_the_step_and_cairn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut helper = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["detach_helper", "--exact", "--ignored", "--nocapture"])
+        .env("CAIRN_DETACH_DIR", dir.path())
+        .env("CAIRN_TEST_TOKEN", "s3cret-from-cairns-environment")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("helper");
+    let running = pid_written(&dir.path().join("running")).await;
+    let daemon = read_pid(&dir.path().join("daemon"));
+    let worker = pid_written(&dir.path().join("worker")).await;
+    let session = read_pid(&dir.path().join("session"));
+    let _cleanup = KillOnDrop(vec![daemon, worker, session]);
+    let ordinary = read_pid(&dir.path().join("ordinary"));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("result")).expect("result"))
+            .expect("json");
+    assert_eq!(result["stdout"], "started\n");
+    let mut detached: Vec<i64> = result["detached"]
+        .as_array()
+        .expect("detached listed")
+        .iter()
+        .map(|d| d["pid"].as_i64().expect("pid"))
+        .collect();
+    detached.sort();
+    // The daemons (and whatever they were running at that moment: the worker, `env`, unless
+    // not started yet; what starts later is below them, released with them).
+    assert!(
+        detached.contains(&i64::from(daemon)) && detached.contains(&i64::from(session)),
+        "{result}"
+    );
+    assert!(
+        cairn_steps::shell::leftovers_note(&result)
+            .is_some_and(|n| n.starts_with("left running: pids ")),
+        "{result}"
+    );
+    // The ordinary step's job was stopped, and named; the daemons were not taken for its own.
+    let ordinary_result: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("ordinary_result")).expect("result"),
+    )
+    .expect("json");
+    assert_eq!(
+        ordinary_result["stopped"],
+        serde_json::json!([{"pid": ordinary, "command": "sleep"}])
+    );
+    assert!(!alive(ordinary));
+    // The daemon's environment: the step's own and the allowlist, not Cairn's secret.
+    let env = std::fs::read_to_string(dir.path().join("env")).expect("env");
+    assert!(env.contains("STEP_VAR=given\n"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    assert!(!env.contains("s3cret"), "{env}");
+    helper.kill().expect("SIGKILL the helper");
+    let _ = helper.wait();
+    assert!(
+        eventually(|| !alive(running)).await,
+        "a running step outlived cairn"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for pid in [daemon, worker, session] {
+        assert!(alive(pid), "detached {pid} died with cairn");
+    }
+}
+
+/// SIGKILLs the processes a test released, however the test ends.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_detached_process_holding_the_output_is_stopped_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    // `nohup` does not redirect an output that is not a terminal: the daemon keeps the pipe.
+    let mut spec = sh(&format!(
+        "nohup sleep 300 & echo $! > {}; echo started",
+        pid_file.display()
+    ));
+    spec.detach = true;
+    let started = Instant::now();
+    let e = run(&spec, &CancellationToken::new())
+        .await
+        .expect_err("refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid = read_pid(&pid_file);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "pid {pid} (sleep) left running still holds the step's output, so it cannot run on \
+             after the step: stopped; redirect its stdout and stderr (`nohup CMD >FILE 2>&1 &`)"
+        )
+    );
+    let result = e.result().expect("result");
+    assert_eq!(result["stdout"], "started\n");
+    assert_eq!(result["stopped"][0]["pid"], pid);
+    assert!(!alive(pid));
+}
+
+#[tokio::test]
+async fn a_detached_step_that_fails_stops_what_it_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    let mut spec = sh(&format!(
+        "sleep 300 >/dev/null 2>&1 & echo $! > {}; exit 3",
+        pid_file.display()
+    ));
+    spec.detach = true;
+    let e = run(&spec, &CancellationToken::new())
+        .await
+        .expect_err("exit 3");
+    let pid = read_pid(&pid_file);
+    assert_eq!(e.result().expect("result")["stopped"][0]["pid"], pid);
+    assert!(!alive(pid));
+    // Nothing left running: said so.
+    let mut spec = sh("echo nothing");
+    spec.detach = true;
+    let v = ok(&spec).await;
+    assert_eq!(v["detached"], serde_json::json!([]));
+    assert_eq!(
+        cairn_steps::shell::leftovers_note(&v).as_deref(),
+        Some("left nothing running")
+    );
+}
+
+/// Two detached steps ending together: each releases its own daemon, never the other's.
+#[tokio::test]
+async fn two_detached_steps_at_once_release_their_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = |name: &str| {
+        let mut s = sh(&format!(
+            "sleep 300 >/dev/null 2>&1 & echo $! > {}; sleep 0.3",
+            dir.path().join(name).display()
+        ));
+        s.detach = true;
+        s
+    };
+    let (a, b) = (spec("a"), spec("b"));
+    let cancel = CancellationToken::new();
+    let (ra, rb) = tokio::join!(run(&a, &cancel), run(&b, &cancel));
+    let (pa, pb) = (
+        read_pid(&dir.path().join("a")),
+        read_pid(&dir.path().join("b")),
+    );
+    let _cleanup = KillOnDrop(vec![pa, pb]);
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(
+        ra["detached"],
+        serde_json::json!([{"pid": pa, "command": "sleep"}])
+    );
+    assert_eq!(
+        rb["detached"],
+        serde_json::json!([{"pid": pb, "command": "sleep"}])
+    );
+    // A later ordinary step does not take them for its own.
+    let v = ok(&sh("true")).await;
+    assert!(v.get("stopped").is_none(), "{v}");
+    assert!(alive(pa) && alive(pb));
 }

@@ -134,6 +134,20 @@ pub fn render(d: &RunData) -> String {
             };
             let _ = writeln!(o, "{label}:\n\n{}", fenced("text", e));
         }
+        // What a command left running: a warning when it was stopped with the step.
+        if matches!(d.kind(&s.step_id), "shell" | "argv")
+            && let Some(left) = s
+                .result
+                .as_ref()
+                .and_then(cairn_steps::shell::leftovers_note)
+        {
+            let label = if left.starts_with("stopped") {
+                "Warning"
+            } else {
+                "Processes"
+            };
+            let _ = writeln!(o, "{label}: {}\n", cell(&left));
+        }
         if let Some(out) = s
             .outputs
             .as_ref()

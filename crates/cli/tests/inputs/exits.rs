@@ -117,6 +117,35 @@ fn usage_mistakes_still_exit_2() {
 }
 
 #[test]
+fn clicolor_force_colours_a_pipe_and_no_color_wins_over_it() {
+    let sb = Sandbox::new();
+    sb.write(
+        "bad.yaml",
+        "cairn: 1\nname: t\nsteps:\n  - id: a\n    needs: [b]\n    shell: 'true'\n",
+    );
+    let run = |no_color: bool| {
+        let mut c = sb.command(&["validate", "bad.yaml"]);
+        c.env_remove("NO_COLOR").env("CLICOLOR_FORCE", "1");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        let out = super::common::finish(c);
+        out.expect(2);
+        out
+    };
+    let forced = run(false);
+    assert!(
+        forced.stderr.contains("\x1b[") && forced.stderr.contains("error"),
+        "CLICOLOR_FORCE=1 colours the diagnostics even in a pipe\n{forced}"
+    );
+    let plain = run(true);
+    assert!(
+        !plain.stderr.contains('\x1b') && plain.stderr.contains("error"),
+        "NO_COLOR wins\n{plain}"
+    );
+}
+
+#[test]
 fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     let sb = Sandbox::new();
     sb.write("ok.yaml", super::common::VALID);

@@ -289,14 +289,7 @@ impl Drop for Live {
 pub fn gone_within(pid: i32, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
-        let alive = match stat {
-            Err(_) => false,
-            // The state follows the parenthesised command name: `123 (sleep) Z ...`.
-            Ok(s) => !s
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        };
+        let alive = cairn_procfs::stat(pid).is_some_and(|s| s.live());
         if !alive {
             return true;
         }

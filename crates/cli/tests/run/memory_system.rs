@@ -191,9 +191,34 @@ fn every_memory_system_runbook_runs_against_real_services() {
         "{run}"
     );
     assert_eq!(run.summary("memory_usage")["status"], "succeeded", "{run}");
-    let run = ms.run(&sb, "monitoring/performance.yaml", &sets[..3]);
+    // The manual's benchmark is the Memory System's own script: a stand-in in its folder.
+    let app = sb.file("app");
+    sb.write(
+        "app/tests/memory_validation/run_performance_benchmarks.py",
+        "import sys\nassert sys.argv[1:] == ['--quick-check']\nprint('quick check: 12 ms median')\n",
+    );
+    let mut perf = sets[..3].to_vec();
+    perf.extend([
+        ("app_dir", app.as_str()),
+        (
+            "benchmark_command",
+            "python3 tests/memory_validation/run_performance_benchmarks.py --quick-check",
+        ),
+    ]);
+    let run = ms.run(&sb, "monitoring/performance.yaml", &perf);
     run.expect_code(0);
     assert_eq!(run.outputs()["long_queries"], 0, "{run}");
+    assert_eq!(run.outputs()["benchmark"], "succeeded", "{run}");
+    assert_eq!(
+        run.outputs()["benchmark_tail"],
+        "quick check: 12 ms median",
+        "{run}"
+    );
+    // Without the Memory System's checkout, the benchmark cannot run: a warning naming it.
+    let run = ms.run(&sb, "monitoring/performance.yaml", &sets[..3]);
+    run.expect_code(0);
+    assert_eq!(run.outcome(), "succeeded_with_warnings", "{run}");
+    assert_eq!(run.outputs()["benchmark"], "failed", "{run}");
 
     // Backup, then the RPO check and the daily maintenance read it.
     let run = ms.run(&sb, "backup/backup.yaml", &[("backup_dir", &backups)]);

@@ -108,3 +108,72 @@ steps:
     assert_eq!(retry[0]["error"], "timeout after 0.3 s");
     assert_eq!(sb.read("attempts").lines().count(), 2);
 }
+
+/// A step's `timeout` and a `wait`'s durations may be templates, rendered when the step starts
+/// (per item in a `for_each`); a value that is not a duration fails the step at its line.
+#[test]
+fn templated_durations_are_rendered_when_the_step_starts() {
+    let sb = Sandbox::new();
+    let yaml = r#"
+cairn: 1
+name: templated
+inputs:
+  grace: { type: string, default: "1s" }
+defaults: { timeout: 1h }
+steps:
+  - id: slow
+    timeout: "{{ inputs.grace }}"
+    shell: sleep 30
+    on_failure: continue
+  - id: per_item
+    for_each: ["1s", "20s"]
+    timeout: "{{ item }}"
+    shell: sleep 3
+    on_failure: continue
+  - id: settle
+    wait: { duration: "{{ inputs.grace }}" }
+  - id: poll
+    wait:
+      shell: test -e never
+      until: result.exit_code == 0
+      interval: "{{ inputs.grace }}"
+      timeout: "{{ inputs.grace }}"
+    on_failure: continue
+"#;
+    let clock = Instant::now();
+    let run = sb.run_yaml(yaml, &[]);
+    run.expect_code(0);
+    assert!(
+        clock.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        clock.elapsed()
+    );
+    assert_eq!(run.finished("slow")["error"], "timeout after 1 s", "{run}");
+    let items: Vec<_> = run
+        .all("step_finished", "per_item")
+        .into_iter()
+        .filter(|e| e.get("item").is_some())
+        .map(|e| (e["item"].as_u64(), e["status"].as_str()))
+        .collect();
+    assert!(items.contains(&(Some(0), Some("failed"))), "{items:?}");
+    assert!(items.contains(&(Some(1), Some("succeeded"))), "{items:?}");
+    assert_eq!(run.finished("settle")["status"], "succeeded");
+    let waited = run.finished("settle")["duration"].as_u64().expect("ms");
+    assert!(waited >= 1000, "{waited}");
+    assert_eq!(run.finished("poll")["status"], "failed", "{run}");
+
+    let bad = sb.run("runbook.yaml", &["--set", "grace=soon"]);
+    bad.expect_code(1);
+    assert_eq!(
+        bad.finished("slow")["error"],
+        "timeout (line 9): `{{ inputs.grace }}` gave `soon`, which is not a duration \
+         (expected number at 0): write it like `30s`, `10m` or `1h30m`",
+        "{bad}"
+    );
+    assert!(
+        bad.finished("settle")["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("wait.duration (line 18): ")),
+        "{bad}"
+    );
+}

@@ -374,22 +374,12 @@ pub fn gone_within(pid: i32, wait: Duration) -> bool {
 
 /// True if `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        // The state follows the parenthesised command name: `123 (sleep) Z ...`.
-        Ok(s) => !s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-    }
+    cairn_procfs::stat(pid).is_some_and(|s| s.live())
 }
 
 /// Waits (up to 10 s) until every thread of `pid` is stopped, after a SIGSTOP: `kill` returns
 /// before a thread running on another CPU has taken the signal.
 pub fn wait_stopped(pid: i32) {
-    let state = |stat: &str| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -398,8 +388,8 @@ pub fn wait_stopped(pid: i32) {
         let all_stopped = tasks.flatten().all(|t| {
             std::fs::read_to_string(t.path().join("stat"))
                 .ok()
-                .and_then(|s| state(&s))
-                .is_none_or(|st| st == "T" || st == "t" || st == "Z" || st == "X")
+                .and_then(|s| cairn_procfs::parse(&s))
+                .is_none_or(|s| matches!(s.state, 'T' | 't' | 'Z' | 'X'))
         });
         if all_stopped {
             return;
@@ -415,15 +405,7 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let (_, rest) = s.rsplit_once(')')?;
-                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
-                })
-                == Some(pid)
-        })
+        .filter(|&p| cairn_procfs::stat(p).is_some_and(|s| s.ppid == pid))
         .collect()
 }
 

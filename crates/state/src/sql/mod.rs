@@ -27,7 +27,7 @@ use crate::Store;
 use crate::codec::{
     MAX_CANDIDATES, is_unique_violation, item_key, not_found_or, pick_unique, prefix_forms,
 };
-use crate::error::{StateError, redact_url};
+use crate::error::StateError;
 use crate::lock::{judged, needs_sighting, now};
 use crate::sighting::Seen;
 use crate::types::{
@@ -116,7 +116,7 @@ impl SqlStore<Postgres> {
         Ok(SqlStore {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
-            target: redact_url(url),
+            target: cairn_url::redact(url),
             file: None,
             dialect: PhantomData,
         })

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, PgPool, Row, SqlitePool};
 
 use crate::SCHEMA_VERSION;
-use crate::error::{StateError, io_reason, redact_url, sqlx_reason};
+use crate::error::{StateError, io_reason, sqlx_reason};
 
 use super::dialect::{Bind, Dialect, Ex};
 
@@ -42,7 +42,7 @@ const STATEMENT_CACHE: usize = 100;
 /// Splits `sqlite://PATH?sync=full` into the path and the durability.
 pub(crate) fn parse_url_tail(url: &str, rest: &str) -> Result<(PathBuf, Durability), StateError> {
     let bad = |reason: String| StateError::BadUrl {
-        url: redact_url(url),
+        url: cairn_url::redact(url),
         reason,
     };
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -158,7 +158,7 @@ pub(crate) async fn connect_pg(
     url: &str,
     must_exist: bool,
 ) -> Result<(PgPool, PgConnection), StateError> {
-    let target = redact_url(url);
+    let target = cairn_url::redact(url);
     let open_err = |e: sqlx::Error| match e {
         sqlx::Error::Configuration(reason) => StateError::BadUrl {
             url: target.clone(),

@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 
 use super::{ChromaTarget, MEM_005};
 use crate::error::StepError;
-use crate::http::{describe_error, redact_url};
+use crate::http::describe_error;
 
 /// Which REST API the server speaks. Today's Chroma answers 410 on v1; old ones 404 on v2.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -121,11 +121,14 @@ impl ChromaClient {
     pub(crate) fn url(&self, api: Api, segments: &[&str]) -> Result<Url, StepError> {
         let raw = &self.inner.target.url;
         let mut url = Url::parse(raw).map_err(|e| {
-            StepError::setup(format!("invalid Chroma URL `{}`: {e}", redact_url(raw)))
+            StepError::setup(format!(
+                "invalid Chroma URL `{}`: {e}",
+                cairn_url::redact(raw)
+            ))
         })?;
         {
             let mut path = url.path_segments_mut().map_err(|()| {
-                StepError::setup(format!("invalid Chroma URL `{}`", redact_url(raw)))
+                StepError::setup(format!("invalid Chroma URL `{}`", cairn_url::redact(raw)))
             })?;
             path.pop_if_empty()
                 .extend(["api", api.as_str()])
@@ -169,7 +172,7 @@ impl ChromaClient {
         url: Url,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), StepError> {
-        let shown = redact_url(url.as_str());
+        let shown = cairn_url::redact(url.as_str());
         let mut request = self.inner.http.request(method.clone(), url);
         if let Some(token) = &self.inner.target.token {
             request = request.bearer_auth(token).header("x-chroma-token", token);

@@ -93,7 +93,7 @@ impl ChromaTarget {
 impl std::fmt::Debug for ChromaTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChromaTarget")
-            .field("url", &crate::http::redact_url(&self.url))
+            .field("url", &cairn_url::redact(&self.url))
             .field("tenant", &self.tenant)
             .field("database", &self.database)
             .field("token", &self.token.as_ref().map(|_| "***"))

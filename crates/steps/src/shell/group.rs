@@ -65,19 +65,17 @@ impl Group {
             .spawner
             .members(self.leader, self.status.is_some(), self.sweep);
         for &pid in &self.signalled {
-            if !members.contains(&pid) && super::tree::stat(pid).is_some_and(|s| s.live) {
+            if !members.contains(&pid) && super::tree::stat(pid).is_some_and(|s| s.live()) {
                 members.push(pid);
             }
         }
         members
     }
 
-    /// Sends `signal` to every process of the step; returns how many there were.
-    ///
-    /// The tree is frozen first (SIGSTOP, looking again until no new process shows up), so
-    /// that a process forking or calling `setsid` while we look cannot slip out between the
-    /// look and the signal; then signalled, then let go on with SIGCONT to act on it.
-    fn signal(&mut self, signal: Signal) -> usize {
+    /// Every process of the step, stopped (SIGSTOP): the tree is looked at again until no new
+    /// process shows up, so that a process forking or calling `setsid` while we look cannot
+    /// slip out between the look and what is done to them. The caller sends them SIGCONT.
+    fn freeze(&mut self) -> Vec<i32> {
         let mut frozen: Vec<i32> = Vec::new();
         for _ in 0..100 {
             let fresh: Vec<i32> = self
@@ -93,17 +91,27 @@ impl Group {
             }
             frozen.extend(fresh);
         }
-        for &pid in &frozen {
+        frozen
+    }
+
+    /// Sends `signal` to every process of the step (frozen first, then let go on with SIGCONT
+    /// to act on it); returns them.
+    fn signal(&mut self, signal: Signal) -> Vec<i32> {
+        let frozen = self.freeze();
+        self.send(&frozen, signal);
+        frozen
+    }
+
+    fn send(&mut self, frozen: &[i32], signal: Signal) {
+        for &pid in frozen {
             let _ = kill(Pid::from_raw(pid), signal);
         }
         if signal != Signal::SIGKILL {
-            for &pid in &frozen {
+            for &pid in frozen {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
             }
         }
-        let n = frozen.len();
         self.signalled.extend(frozen);
-        n
     }
 
     /// Polls until no member is left or `limit` has passed; true when none is left. With
@@ -118,7 +126,7 @@ impl Group {
                 }
             }
             let left = if kill {
-                self.signal(Signal::SIGKILL)
+                self.signal(Signal::SIGKILL).len()
             } else {
                 self.members().len()
             };
@@ -151,10 +159,13 @@ impl Group {
         Ok(status)
     }
 
-    /// After the leader exited: stops whatever it left running.
-    pub(super) async fn stop_leftovers(&mut self, grace: Duration) {
+    /// After the leader exited: stops whatever it left running; names what it stopped.
+    pub(super) async fn stop_leftovers(&mut self, grace: Duration) -> Vec<Leftover> {
         self.sweep = true;
-        if self.signal(Signal::SIGTERM) > 0 {
+        let frozen = self.freeze();
+        let named = Leftover::name(&frozen);
+        self.send(&frozen, Signal::SIGTERM);
+        if !frozen.is_empty() {
             tracing::debug!(
                 leader = self.leader,
                 "stopping processes the step left behind"
@@ -164,6 +175,51 @@ impl Group {
             }
         }
         self.armed = false;
+        named
+    }
+
+    /// What the leader left running, without touching it (a detached step asks whether it
+    /// may be released).
+    pub(super) fn leftovers(&mut self) -> Vec<Leftover> {
+        self.sweep = true;
+        Leftover::name(&self.members())
+    }
+
+    /// After the leader exited: leaves whatever it left running to run on, beyond the step
+    /// and beyond Cairn; names them.
+    pub(super) fn release(&mut self) -> std::io::Result<Vec<Leftover>> {
+        self.sweep = true;
+        let frozen = self.freeze();
+        let named = Leftover::name(&frozen);
+        let released = self.spawner.release(&frozen);
+        for &pid in &frozen {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+        }
+        released?;
+        self.armed = false;
+        Ok(named)
+    }
+}
+
+/// A process a step left running when its main process exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Leftover {
+    pub(super) pid: i32,
+    /// Its program's name (`/proc/PID/comm`), not its command line (which may hold secrets).
+    pub(super) command: String,
+}
+
+impl Leftover {
+    fn name(pids: &[i32]) -> Vec<Leftover> {
+        let mut out: Vec<Leftover> = pids
+            .iter()
+            .map(|&pid| Leftover {
+                pid,
+                command: super::tree::command_name(pid),
+            })
+            .collect();
+        out.sort_by_key(|l| l.pid);
+        out
     }
 }
 
@@ -177,6 +233,7 @@ impl Drop for Group {
                 self.spawner.forget(self.leader);
             }
         }
+        self.spawner.finished(self.leader);
     }
 }
 

@@ -1,24 +1,66 @@
 //! What Cairn and its spawner process say to each other.
 //!
-//! A request is one datagram on their socket pair holding its id, with five descriptors
+//! A spawn request is one datagram on their socket pair holding its id, with five descriptors
 //! attached: a memfd holding the [`Spec`] (arguments and environment may be megabytes, more
 //! than a datagram can carry), the child's stdin, stdout and stderr, and the write end of the
 //! request's status pipe. Replies are fixed-size records on that pipe (smaller than
 //! `PIPE_BUF`, so each is written whole): `Spawned` or `Failed`, then `Exited`, then the
-//! spawner closes it.
+//! spawner closes it. A release request (no descriptors, no reply) names processes a detached
+//! step left running: the spawner must not stop them when Cairn goes away.
 
-/// Bytes of a request datagram: the request id.
-pub(super) const REQUEST_LEN: usize = 8;
+/// Most processes one release request names (a datagram is well under 64 KiB).
+pub(super) const MAX_RELEASED: usize = 4096;
+
+/// What Cairn asks of the spawner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Request {
+    /// Start the process described by the attached descriptors; answer on its status pipe.
+    Spawn { id: u64 },
+    /// Leave these processes (pid and start time) running when Cairn goes away.
+    Release { processes: Vec<(i32, u64)> },
+}
+
+impl Request {
+    /// `[0][u64 id]`, or `[1]` then `[i32 pid][u64 start]` per process.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        match self {
+            Request::Spawn { id } => std::iter::once(0u8).chain(id.to_le_bytes()).collect(),
+            Request::Release { processes } => {
+                let mut out = vec![1u8];
+                for (pid, start) in processes.iter().take(MAX_RELEASED) {
+                    out.extend(pid.to_le_bytes());
+                    out.extend(start.to_le_bytes());
+                }
+                out
+            }
+        }
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Option<Request> {
+        let (&tag, rest) = bytes.split_first()?;
+        match tag {
+            0 => Some(Request::Spawn {
+                id: u64::from_le_bytes(rest.try_into().ok()?),
+            }),
+            1 if rest.len() % 12 == 0 => Some(Request::Release {
+                processes: rest
+                    .chunks_exact(12)
+                    .map(|c| {
+                        let (pid, start) = c.split_at(4);
+                        Some((
+                            i32::from_le_bytes(pid.try_into().ok()?),
+                            u64::from_le_bytes(start.try_into().ok()?),
+                        ))
+                    })
+                    .collect::<Option<_>>()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Bytes of a reply: tag, a pid or errno, then an id or a wait status.
 pub(super) const REPLY_LEN: usize = 16;
-
-pub(super) fn encode_request(id: u64) -> [u8; REQUEST_LEN] {
-    id.to_le_bytes()
-}
-
-pub(super) fn parse_request(bytes: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.try_into().ok()?))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reply {
@@ -152,6 +194,26 @@ mod tests {
         let bytes = none.encode();
         assert_eq!(Spec::decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(Spec::decode(&[0xff; 9]), None);
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        for request in [
+            Request::Spawn { id: 7 },
+            Request::Spawn { id: u64::MAX },
+            Request::Release {
+                processes: vec![(1, 2), (i32::MAX, u64::MAX)],
+            },
+            Request::Release {
+                processes: Vec::new(),
+            },
+        ] {
+            assert_eq!(Request::decode(&request.encode()), Some(request));
+        }
+        assert_eq!(Request::decode(&[]), None);
+        assert_eq!(Request::decode(&[0, 1, 2]), None);
+        assert_eq!(Request::decode(&[1, 1, 2]), None);
+        assert_eq!(Request::decode(&[9; 9]), None);
     }
 
     #[test]

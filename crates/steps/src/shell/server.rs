@@ -28,11 +28,14 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
     let code = match Loop::new(sock) {
         Some(mut lp) => {
             lp.run();
+            stop_everything_below(&lp.released);
             0
         }
-        None => 1,
+        None => {
+            stop_everything_below(&[]);
+            1
+        }
     };
-    stop_everything_below();
     // SAFETY: ends this process without running the parent's atexit handlers or destructors.
     unsafe { libc::_exit(code) }
 }
@@ -98,6 +101,8 @@ struct Loop {
     sigchld: SignalFd,
     /// Step processes started and not yet reaped, with the write end of their status pipe.
     leaders: std::collections::HashMap<i32, OwnedFd>,
+    /// Processes detached steps left running: spared when Cairn goes away.
+    released: Vec<tree::Released>,
 }
 
 impl Loop {
@@ -111,6 +116,7 @@ impl Loop {
             sock,
             sigchld,
             leaders: std::collections::HashMap::new(),
+            released: Vec::new(),
         })
     }
 
@@ -164,7 +170,7 @@ impl Loop {
 
     /// Handles one request. False when Cairn closed the socket or it broke.
     fn serve_one(&mut self) -> bool {
-        let mut head = [0u8; protocol::REQUEST_LEN];
+        let mut head = vec![0u8; 1 + 12 * protocol::MAX_RELEASED];
         let mut space = nix::cmsg_space!([RawFd; 5]);
         let mut iov = [std::io::IoSliceMut::new(&mut head)];
         let (bytes, fds) = match recvmsg::<()>(
@@ -195,7 +201,19 @@ impl Loop {
         if bytes == 0 {
             return false;
         }
-        let id = protocol::parse_request(&head[..bytes]);
+        let id = match protocol::Request::decode(&head[..bytes]) {
+            Some(protocol::Request::Spawn { id }) => Some(id),
+            Some(protocol::Request::Release { processes }) => {
+                tree::prune(&mut self.released);
+                self.released.extend(
+                    processes
+                        .into_iter()
+                        .map(|(pid, start)| tree::Released { pid, start }),
+                );
+                return true;
+            }
+            None => None,
+        };
         // A request without its five descriptors has nowhere to be answered: dropped.
         if let (Some(id), Ok([spec, stdin, stdout, stderr, status])) =
             (id, <[OwnedFd; 5]>::try_from(fds))
@@ -297,12 +315,18 @@ fn spawn(spec: OwnedFd, stdin: &OwnedFd, stdout: &OwnedFd, stderr: &OwnedFd) -> 
     }
 }
 
-/// SIGKILLs every process below the spawner, looking again until none is left (a process may
-/// fork while we look). Cairn is gone: nobody is left to give them a grace period.
-fn stop_everything_below() {
+/// SIGKILLs every process below the spawner but the released ones (and what runs below them),
+/// looking again until none is left (a process may fork while we look). Cairn is gone: nobody
+/// is left to give them a grace period. The released ones are reparented to init (or the
+/// nearest subreaper above Cairn) when the spawner exits.
+fn stop_everything_below(released: &[tree::Released]) {
     let me = std::process::id() as i32;
     for _ in 0..300 {
-        let below = tree::live_subtree(&tree::children(me));
+        let roots: Vec<i32> = tree::children(me)
+            .into_iter()
+            .filter(|&c| !tree::spared(c, released))
+            .collect();
+        let below = tree::live_subtree(&roots);
         if below.is_empty() {
             break;
         }

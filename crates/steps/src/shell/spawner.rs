@@ -38,6 +38,11 @@ struct Table {
     pending: HashSet<u64>,
     /// Step processes started and not yet known to have ended (their pid is their session id).
     leaders: HashSet<i32>,
+    /// The leaders of the steps not finished yet: a step whose main process ended is still
+    /// stopping (or releasing) what it left until its group is dropped.
+    active: HashSet<i32>,
+    /// Processes detached steps left running: no step's any more, never stopped.
+    released: Vec<super::tree::Released>,
 }
 
 pub(super) struct Spawner {
@@ -213,12 +218,25 @@ pub(super) struct Launch<'a> {
     pub(super) args: &'a [&'a OsStr],
     pub(super) env: &'a [(String, String)],
     pub(super) cwd: Option<&'a Path>,
+    /// Inherit only [`KEPT_FOR_DETACHED`] of Cairn's environment (then `env`), not all of it.
+    pub(super) clean_env: bool,
+}
+
+/// What a detached step's process keeps of Cairn's environment: where programs are, who and
+/// where the user is, language and time zone. Nothing else (a secret Cairn read from its
+/// environment, a token exported in the operator's shell) outlives the step in a daemon.
+pub const KEPT_FOR_DETACHED: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+fn kept_for_detached(name: &OsStr) -> bool {
+    KEPT_FOR_DETACHED.iter().any(|k| OsStr::new(k) == name) || name.as_bytes().starts_with(b"LC_")
 }
 
 impl Spawner {
     /// Starts a process with stdin on /dev/null and both outputs piped back.
     pub(super) async fn spawn(&'static self, launch: &Launch<'_>) -> io::Result<Process> {
-        let env = environment(launch.env);
+        let env = environment(launch.env, launch.clean_env);
         let path = env
             .iter()
             .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
@@ -264,7 +282,7 @@ impl Spawner {
             id,
             armed: true,
         };
-        let head = protocol::encode_request(id);
+        let head = protocol::Request::Spawn { id }.encode();
         let fds = [
             memfd.as_raw_fd(),
             self.null.as_raw_fd(),
@@ -292,6 +310,7 @@ impl Spawner {
                 let mut t = lock(&self.table);
                 t.pending.remove(&id);
                 t.leaders.insert(pid);
+                t.active.insert(pid);
                 pending.armed = false;
                 pid
             }
@@ -328,9 +347,12 @@ impl Spawner {
         if !leader_ended {
             roots.push(leader);
         }
-        let others_run = t.leaders.iter().any(|&l| l != leader) || !t.pending.is_empty();
+        let others_run = t.active.iter().any(|&l| l != leader) || !t.pending.is_empty();
         for child in super::tree::children_of_thread(&self.children) {
-            if child == leader || t.leaders.contains(&child) {
+            if child == leader
+                || t.leaders.contains(&child)
+                || super::tree::spared(child, &t.released)
+            {
                 continue;
             }
             match super::tree::stat(child) {
@@ -345,15 +367,49 @@ impl Spawner {
         super::tree::live_subtree(&roots)
     }
 
+    /// Leaves these processes running: no step's `members` names them any more, and the
+    /// spawner does not stop them when Cairn goes away. Told to the spawner before this
+    /// returns (a Cairn killed after it keeps them released).
+    pub(super) fn release(&self, pids: &[i32]) -> io::Result<Vec<i32>> {
+        let mut t = lock(&self.table);
+        super::tree::prune(&mut t.released);
+        let processes: Vec<super::tree::Released> = pids
+            .iter()
+            .take(protocol::MAX_RELEASED)
+            .filter_map(|&pid| {
+                let s = super::tree::stat(pid).filter(|s| s.live())?;
+                Some(super::tree::Released {
+                    pid,
+                    start: s.start,
+                })
+            })
+            .collect();
+        let request = protocol::Request::Release {
+            processes: processes.iter().map(|r| (r.pid, r.start)).collect(),
+        };
+        let bytes = request.encode();
+        nix::sys::socket::send(self.sock.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)
+            .map_err(|e| io::Error::other(format!("the process spawner is gone: {e}")))?;
+        t.released.extend(&processes);
+        Ok(processes.iter().map(|r| r.pid).collect())
+    }
+
     /// Forgets a step process whose wait was abandoned (a dropped step future).
     pub(super) fn forget(&self, leader: i32) {
         lock(&self.table).leaders.remove(&leader);
     }
+
+    /// The step led by `leader` is over: its group was dropped.
+    pub(super) fn finished(&self, leader: i32) {
+        lock(&self.table).active.remove(&leader);
+    }
 }
 
-/// Cairn's environment with the step's additions; later entries win.
-fn environment(extra: &[(String, String)]) -> Vec<OsString> {
+/// Cairn's environment (with `clean`, only what [`KEPT_FOR_DETACHED`] names) with the step's
+/// additions; later entries win.
+fn environment(extra: &[(String, String)], clean: bool) -> Vec<OsString> {
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !clean || kept_for_detached(k))
         .filter(|(k, _)| !extra.iter().any(|(e, _)| OsStr::new(e) == k))
         .collect();
     let mut seen = HashSet::new();
@@ -438,11 +494,14 @@ mod tests {
 
     #[test]
     fn the_step_environment_overrides_cairns() {
-        let env = environment(&[
-            ("PATH".into(), "/x".into()),
-            ("CAIRN_T".into(), "1".into()),
-            ("CAIRN_T".into(), "2".into()),
-        ]);
+        let env = environment(
+            &[
+                ("PATH".into(), "/x".into()),
+                ("CAIRN_T".into(), "1".into()),
+                ("CAIRN_T".into(), "2".into()),
+            ],
+            false,
+        );
         let paths: Vec<_> = env
             .iter()
             .filter(|e| e.as_bytes().starts_with(b"PATH="))
@@ -453,5 +512,31 @@ mod tests {
             .filter(|e| e.as_bytes().starts_with(b"CAIRN_T="))
             .collect();
         assert_eq!(t, [&OsString::from("CAIRN_T=2")]);
+    }
+
+    #[test]
+    fn a_clean_environment_keeps_only_the_allowlist() {
+        // Cairn's own environment has PATH (cargo test runs with one) and more.
+        let env = environment(&[("STEP_VAR".into(), "1".into())], true);
+        let names: Vec<String> = env
+            .iter()
+            .map(|e| {
+                e.to_string_lossy()
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert!(names.iter().any(|n| n == "PATH"), "{names:?}");
+        assert!(names.iter().any(|n| n == "STEP_VAR"), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n == "STEP_VAR" || kept_for_detached(OsStr::new(n))),
+            "{names:?}"
+        );
+        assert!(!kept_for_detached(OsStr::new("PGPASSWORD")));
+        assert!(kept_for_detached(OsStr::new("LC_ALL")));
     }
 }

@@ -3,26 +3,50 @@
 //! Used both by Cairn (to find a step's processes) and by the spawner process (to stop
 //! everything below it), so it allocates and reads files but takes no locks of its own.
 
-/// What /proc/PID/stat says about a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Stat {
-    pub(super) session: i32,
-    /// Not a zombie (nor dead): it can still run code.
-    pub(super) live: bool,
+use cairn_procfs::Stat;
+
+/// The process's session, liveness and start (`/proc/PID/stat`); `None` when it is gone.
+pub(super) fn stat(pid: i32) -> Option<Stat> {
+    cairn_procfs::stat(pid)
 }
 
-/// The process's session and liveness; `None` when it is gone.
-pub(super) fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let session = fields.nth(2)?.parse().ok()?;
-    Some(Stat {
-        session,
-        live: state != "Z" && state != "X",
+/// The process's name (`/proc/PID/comm`: the program's file name, at most 15 bytes), or `?`.
+pub(super) fn command_name(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end_matches('\n').to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// A process a detached step left running, released to run on: never stopped by Cairn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Released {
+    pub(super) pid: i32,
+    pub(super) start: u64,
+}
+
+impl Released {
+    /// The process as it is now, if it is still the one released (same pid and start time).
+    fn alive(&self) -> Option<Stat> {
+        stat(self.pid).filter(|s| s.live() && s.start == self.start)
+    }
+}
+
+/// Whether `pid`, a child of the spawner, is spared: a released process, or an orphan of a
+/// released process's session (a worker its daemon forked, whose parent then exited). What
+/// a released process starts while it lives is below it, so never looked at as a root.
+pub(super) fn spared(pid: i32, released: &[Released]) -> bool {
+    let Some(me) = stat(pid) else {
+        return false;
+    };
+    released.iter().any(|r| {
+        r.alive()
+            .is_some_and(|s| (r.pid == pid && s.start == me.start) || s.session == me.session)
     })
+}
+
+/// Drops the released processes that are gone (so that their pids may be reused safely).
+pub(super) fn prune(released: &mut Vec<Released>) {
+    released.retain(|r| r.alive().is_some());
 }
 
 /// The direct children of every thread of `pid` (a child belongs to the thread that made it).
@@ -62,7 +86,7 @@ pub(super) fn live_subtree(roots: &[i32]) -> Vec<i32> {
         if !seen.insert(pid) {
             continue;
         }
-        if stat(pid).is_some_and(|s| s.live) {
+        if stat(pid).is_some_and(|s| s.live()) {
             out.push(pid);
         }
         todo.extend(children(pid));

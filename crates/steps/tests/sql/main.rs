@@ -11,7 +11,7 @@ mod sqlite;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cairn_steps::StepError;
-use cairn_steps::sql::{Driver, Pools, SqlSpec, SqlTarget, masked_url, run};
+use cairn_steps::sql::{Driver, Pools, SqlSpec, SqlTarget, run};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +73,7 @@ fn drivers_come_from_the_url_scheme() {
     let e = Driver::from_url("oracle://scott:tiger@h/db").expect_err("unsupported");
     assert!(matches!(e, StepError::Setup { .. }));
     assert!(
-        e.to_string().contains("oracle://scott@h/db") && !e.to_string().contains("tiger"),
+        e.to_string().contains("oracle://scott:***@h/db") && !e.to_string().contains("tiger"),
         "{e}"
     );
     assert!(Driver::Postgres.placeholder_style_is_dollar());
@@ -83,10 +83,6 @@ fn drivers_come_from_the_url_scheme() {
 
 #[test]
 fn urls_are_masked() {
-    assert_eq!(
-        masked_url("postgres://memory:pw@10.0.0.5:5432/memory"),
-        "postgres://memory@10.0.0.5:5432/memory"
-    );
     let target = SqlTarget {
         name: "db".into(),
         url: "postgres://u:pw@h/db".into(),

@@ -185,7 +185,7 @@ async fn errors_name_the_cause_and_the_masked_target() {
     .await;
     assert_eq!(
         e.to_string(),
-        "connection refused (mysql://root@127.0.0.1:1/test)"
+        "connection refused (mysql://root:***@127.0.0.1:1/test)"
     );
 
     let mut bad = my();

@@ -164,7 +164,7 @@ async fn errors_name_the_cause_and_the_masked_target() {
     assert!(matches!(e, StepError::Setup { .. }));
     assert_eq!(
         e.to_string(),
-        "connection refused (postgres://memory@127.0.0.1:1/memory)"
+        "connection refused (postgres://memory:***@127.0.0.1:1/memory)"
     );
 
     let mut separate = target("postgres://memory@127.0.0.1:1/memory");
