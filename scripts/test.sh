@@ -19,6 +19,16 @@ if [ -z "${CAIRN_CHECK_JSONSCHEMA:-}" ]; then
   CAIRN_CHECK_JSONSCHEMA="$(bash .ci/check-jsonschema.sh)"
   export CAIRN_CHECK_JSONSCHEMA
 fi
+if [ -z "${CAIRN_SCHEMATHESIS_BIN:-}" ]; then
+  # schemathesis and openapi-spec-validator: the API of `cairn serve` is validated and fuzzed.
+  CAIRN_SCHEMATHESIS_BIN="$(bash .ci/schemathesis-venv.sh)"
+  export CAIRN_SCHEMATHESIS_BIN
+fi
+if [ -z "${CAIRN_PLAYWRIGHT_NODE_MODULES:-}" ]; then
+  # Debian's chromium and playwright-core: the browser tests of `cairn serve`.
+  CAIRN_PLAYWRIGHT_NODE_MODULES="$(bash .ci/playwright.sh)"
+  export CAIRN_PLAYWRIGHT_NODE_MODULES
+fi
 if [ -z "${CAIRN_NODE_MODULES:-}" ]; then
   # xmllint, promtool and the Mermaid parser: the real consumers of the report formats.
   CAIRN_NODE_MODULES="$(bash .ci/consumers.sh)"

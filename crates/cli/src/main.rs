@@ -4,6 +4,7 @@ mod cmd_check;
 mod cmd_graph;
 mod cmd_plan;
 mod cmd_run;
+mod cmd_serve;
 mod cmd_state;
 mod cmd_submit;
 mod cmd_validate;
@@ -225,6 +226,15 @@ SIGTERM: claim nothing more, interrupt the runs held and hand them back to the q
         after_help = "Examples:\n  cairn workers\n  cairn workers --queue\n  cairn workers --output json"
     )]
     Workers(cmd_workers::Args),
+    /// Serve the web console and its JSON API over the state store
+    #[command(
+        after_help = "Examples:\n  cairn serve                       # read-only on http://127.0.0.1:8080/\n  \
+cairn serve --auth token --tokens /etc/cairn/tokens --listen 0.0.0.0:8080\n  \
+cairn serve --auth proxy --trusted-proxy 127.0.0.1/32 --state postgres://cairn@db/cairn\n\n\
+Prints the URL it listens on. Roles: viewer, operator (resume), approver (answer gates), admin. \
+See docs/serve.md."
+    )]
+    Serve(cmd_serve::Args),
     /// Print the step DAG as Graphviz dot or Mermaid
     #[command(
         after_help = "Examples:\n  cairn graph runbooks/drill/drill.yaml | dot -Tsvg > dr.svg\n  \
@@ -309,6 +319,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Worker(a) => cmd_worker::run(a),
         Command::Workers(a) => cmd_workers::run(a),
         Command::Graph(a) => cmd_graph::run(a),
+        Command::Serve(a) => cmd_serve::run(a),
         Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),
         Command::Completions { shell } => {
             // Through a buffer: the generator writes a script of thousands of lines piecewise.

@@ -52,6 +52,25 @@ pub struct Notice {
     /// `cairn/RUN/STEP` for a gate, `cairn/RUN` for the run: a PagerDuty incident's key, the
     /// same for the notice that opens it and the one that resolves it.
     pub dedup_key: String,
+    /// The run's page in the web console (`cairn serve`): `$CAIRN_URL/runs/RUN`, when
+    /// `CAIRN_URL` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The run's page under a console's base URL (`https://cairn.example/`): `None` without one,
+/// or with one that is not `http://` or `https://`.
+pub fn run_url(base: Option<&str>, run_id: &str) -> Option<String> {
+    let base = base?.trim().trim_end_matches('/');
+    (base.starts_with("https://") || base.starts_with("http://"))
+        .then(|| format!("{base}/runs/{}", urlencoding_path(run_id)))
+}
+
+// A run id is a ULID; anything else is kept to the characters a path segment may hold as is.
+fn urlencoding_path(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .collect()
 }
 
 impl Notice {
@@ -66,6 +85,7 @@ impl Notice {
         message: impl Into<String>,
     ) -> Notice {
         let run_id = run_id.into();
+        let run_id_for_url = run_id.clone();
         let asks = matches!(event, Event::Waiting | Event::Paused);
         let command = |verb: &str| {
             step.as_ref()
@@ -86,6 +106,7 @@ impl Notice {
             step,
             message: message.into(),
             dedup_key,
+            url: run_url(std::env::var("CAIRN_URL").ok().as_deref(), &run_id_for_url),
         }
     }
 
@@ -150,6 +171,9 @@ impl Notice {
         if let (Some(a), Some(r)) = (&self.approve_command, &self.reject_command) {
             out.push_str(&format!("\nTo approve:  {a}\nTo reject:   {r}\n"));
         }
+        if let Some(u) = &self.url {
+            out.push_str(&format!("\nIn the console: {u}\n"));
+        }
         out
     }
 }
@@ -176,5 +200,19 @@ mod tests {
         assert_eq!(f.summary(), "cairn: rb run R1 failed: exit 1");
         let p = Notice::new(Event::Paused, "rb", "R1", Some("gate".into()), "ok?");
         assert_eq!(p.approve_command.as_deref(), Some("cairn approve R1 gate"));
+    }
+
+    #[test]
+    fn the_run_page_under_the_console_url() {
+        assert_eq!(
+            run_url(Some("https://cairn.example/ops/"), "01JRUN").as_deref(),
+            Some("https://cairn.example/ops/runs/01JRUN")
+        );
+        assert_eq!(run_url(None, "01JRUN"), None);
+        assert_eq!(run_url(Some("javascript:alert(1)"), "01JRUN"), None);
+        assert_eq!(
+            run_url(Some("http://h"), "01J/../x").as_deref(),
+            Some("http://h/runs/01Jx")
+        );
     }
 }

@@ -34,6 +34,10 @@ pub fn slack_body(notice: &Notice) -> Value {
     if let (Some(a), Some(r)) = (&notice.approve_command, &notice.reject_command) {
         text.push_str(&format!("\nApprove: `{a}`\nReject: `{r}`"));
     }
+    if let Some(u) = &notice.url {
+        // Slack's link syntax; the URL was built from the console's base and a run id.
+        text.push_str(&format!("\n<{}|Open in the console>", escape_slack(u)));
+    }
     json!({ "text": text })
 }
 

@@ -133,8 +133,8 @@ pub use sql::{
     SqlStore, SqliteStore, Submission, WORKER_HEARTBEAT, WORKER_LEASE, WorkerRecord,
 };
 pub use types::{
-    Approval, Claim, Decision, ListedRun, LockHolder, LockInfo, ParseStatusError, RunFilter,
-    RunHolder, RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
+    Action, Approval, Claim, Decision, ListedRun, LockHolder, LockInfo, ParseStatusError,
+    RunCursor, RunFilter, RunHolder, RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
 };
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
@@ -191,6 +191,48 @@ pub trait Store: Send + Sync {
             .into_iter()
             .map(|r| ListedRun::Run(Box::new(r)))
             .collect())
+    }
+
+    /// One page of [`Store::list_run_rows`]: the runs after `after` (none: from the newest),
+    /// at most `filter.limit`. The SQL backends read it by index (status or runbook, then
+    /// start time and id), so a page costs the same at the millionth run as at the first.
+    /// This default reads the whole history and is for small in-memory stores only.
+    async fn list_runs_page(
+        &self,
+        filter: &RunFilter,
+        after: Option<&RunCursor>,
+    ) -> Result<Vec<ListedRun>, StateError> {
+        let all = self
+            .list_run_rows(&RunFilter {
+                limit: None,
+                ..filter.clone()
+            })
+            .await?;
+        let limit = filter.limit.map_or(usize::MAX, |l| l as usize);
+        Ok(all
+            .into_iter()
+            .filter(|row| match (row, after) {
+                (_, None) => true,
+                (ListedRun::Run(r), Some(c)) => (r.started_at, &r.id) < (c.started_at, &c.id),
+                (ListedRun::Unreadable { .. }, Some(_)) => false,
+            })
+            .take(limit)
+            .collect())
+    }
+
+    /// Appends an action to the run's audit trail. Fails with [`StateError::RunNotFound`] for
+    /// an unknown run. A store that keeps no audit trail refuses, so that no action is taken
+    /// unrecorded.
+    async fn record_action(&self, a: &Action) -> Result<(), StateError> {
+        Err(StateError::Corrupt(format!(
+            "this state store keeps no audit trail: action `{}` on run {} not recorded",
+            a.action, a.run_id
+        )))
+    }
+
+    /// The run's audit trail, oldest first.
+    async fn actions(&self, _run_id: &str) -> Result<Vec<Action>, StateError> {
+        Ok(Vec::new())
     }
 
     /// Inserts or replaces the checkpoint of (run_id, step_id, item). Committed when it

@@ -15,8 +15,8 @@ use crate::lock::{
 };
 use crate::sighting::{Now, Seen, Sighting, look};
 use crate::types::{
-    Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus, StepDef,
-    StepRecord,
+    Action, Approval, Claim, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus,
+    StepDef, StepRecord,
 };
 
 /// A [`Store`] in memory. `open("memory:")` makes one.
@@ -36,6 +36,7 @@ struct Inner {
     step_index: HashMap<String, HashMap<(String, Option<u32>), usize>>,
     locks: BTreeMap<String, (LockInfo, Duration)>,
     approvals: HashMap<String, Vec<Approval>>,
+    actions: HashMap<String, Vec<Action>>,
     // Per run of another host, what this process has seen of its heartbeat counter.
     sightings: HashMap<String, Sighting>,
 }
@@ -353,6 +354,19 @@ impl Store for MemoryStore {
         a.at = trunc(a.at);
         inner.approvals.entry(a.run_id.clone()).or_default().push(a);
         Ok(())
+    }
+
+    async fn record_action(&self, a: &Action) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        inner.run_mut(&a.run_id)?;
+        let mut a = a.clone();
+        a.at = trunc(a.at);
+        inner.actions.entry(a.run_id.clone()).or_default().push(a);
+        Ok(())
+    }
+
+    async fn actions(&self, run_id: &str) -> Result<Vec<Action>, StateError> {
+        Ok(self.lock().actions.get(run_id).cloned().unwrap_or_default())
     }
 
     async fn approvals(&self, run_id: &str) -> Result<Vec<Approval>, StateError> {

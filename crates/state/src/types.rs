@@ -480,3 +480,45 @@ impl ListedRun {
         }
     }
 }
+
+/// Where a page of the run history ends: the last run shown, by the order of the listing
+/// (newest `started_at` first, then the greater id). The next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCursor {
+    /// The last run's `started_at`.
+    pub started_at: DateTime<Utc>,
+    /// The last run's id.
+    pub id: String,
+}
+
+impl RunCursor {
+    /// The cursor just after `run`.
+    pub fn after(run: &RunRecord) -> RunCursor {
+        RunCursor {
+            started_at: run.started_at,
+            id: run.id.clone(),
+        }
+    }
+}
+
+/// Something a person did to a run from outside a terminal (an answer given in the web
+/// console, a resume it started): who, from where, when. Kept in the run's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// The run acted on.
+    pub run_id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: the identity the console authenticated.
+    pub by: String,
+    /// Where from: the client's address as the server saw it (or as a trusted proxy told it).
+    pub source: String,
+    /// What: `approve`, `reject`, `resume`, ...
+    pub action: String,
+    /// The step it concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// What came of it, one line (recorded, refused and why, the process started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}

@@ -137,6 +137,17 @@ macro_rules! steps_in_order {
     };
 }
 
+macro_rules! actions_in_order {
+    ($order:literal) => {
+        concat!(
+            "SELECT run_id, at, by_user, source, action, step_id, detail \
+             FROM cairn_actions \
+             WHERE run_id = $1 ORDER BY ",
+            $order
+        )
+    };
+}
+
 macro_rules! approvals_in_order {
     ($order:literal) => {
         concat!(
@@ -177,6 +188,7 @@ pub trait Dialect: Database + Sync + sealed::Sealed {
     /// The run's checkpoints and approvals in the order they were first written.
     const STEPS: &'static str;
     const APPROVALS: &'static str;
+    const ACTIONS: &'static str;
 
     /// Binds free text. PostgreSQL's TEXT cannot hold NUL: it becomes U+FFFD.
     fn bind_text<'q>(q: Q<'q, Self>, v: Option<&str>) -> Q<'q, Self>;
@@ -303,6 +315,7 @@ impl Dialect for Sqlite {
     // An upsert keeps a row's rowid: the order steps were first written.
     const STEPS: &'static str = steps_in_order!("rowid");
     const APPROVALS: &'static str = approvals_in_order!("rowid");
+    const ACTIONS: &'static str = actions_in_order!("rowid");
 
     fn bind_text<'q>(q: Q<'q, Self>, v: Option<&str>) -> Q<'q, Self> {
         q.bind(v)
@@ -362,6 +375,7 @@ impl Dialect for Postgres {
     // A generated identity column keeps the order rows were first inserted.
     const STEPS: &'static str = steps_in_order!("seq");
     const APPROVALS: &'static str = approvals_in_order!("seq");
+    const ACTIONS: &'static str = actions_in_order!("seq");
 
     fn bind_text<'q>(q: Q<'q, Self>, v: Option<&str>) -> Q<'q, Self> {
         q.bind(v.map(pg_text))

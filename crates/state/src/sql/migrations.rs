@@ -101,8 +101,22 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
         PRIMARY KEY (run_id, observer)
     )",
     ],
-    // 6: the web console's tables (kept empty here).
-    &[],
+    // 6: the run history read page by page from an index (status or runbook, start, id), and
+    // the audit trail of actions taken from outside a terminal (the web console).
+    &[
+        "CREATE INDEX cairn_runs_by_status_start ON cairn_runs (status, started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook_start ON cairn_runs (runbook, started_at, id)",
+        "CREATE TABLE cairn_actions (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        by_user TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        step_id TEXT,
+        detail TEXT
+    )",
+        "CREATE INDEX cairn_actions_by_run ON cairn_actions (run_id)",
+    ],
     // 7: the run queue and its workers. Only PostgreSQL serves them (`cairn submit` refuses
     // SQLite); the tables exist on SQLite so that both schemas stay one list of versions.
     &[
@@ -238,8 +252,23 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
         PRIMARY KEY (run_id, observer)
     )",
     ],
-    // 6: the web console's tables (kept empty here).
-    &[],
+    // 6: the run history read page by page from an index (status or runbook, start, id), and
+    // the audit trail of actions taken from outside a terminal (the web console).
+    &[
+        "CREATE INDEX cairn_runs_by_status_start ON cairn_runs (status, started_at, id)",
+        "CREATE INDEX cairn_runs_by_runbook_start ON cairn_runs (runbook, started_at, id)",
+        "CREATE TABLE cairn_actions (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        at TIMESTAMPTZ NOT NULL,
+        by_user TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        step_id TEXT,
+        detail TEXT
+    )",
+        "CREATE INDEX cairn_actions_by_run ON cairn_actions (run_id, seq)",
+    ],
     // 7: the run queue (one row per submitted run; its id is the run's) and the workers that
     // claim from it. Leases are judged by the server's clock alone (`now()`), never a worker's.
     &[

@@ -31,8 +31,8 @@ use crate::error::StateError;
 use crate::lock::{judged, needs_sighting, now};
 use crate::sighting::Seen;
 use crate::types::{
-    Approval, Claim, ListedRun, LockHolder, LockInfo, RunFilter, RunHolder, RunRecord, RunStatus,
-    StepDef, StepRecord,
+    Action, Approval, Claim, ListedRun, LockHolder, LockInfo, RunCursor, RunFilter, RunHolder,
+    RunRecord, RunStatus, StepDef, StepRecord,
 };
 pub use dialect::Dialect;
 use dialect::{Bind, Ex, Q};
@@ -41,7 +41,7 @@ pub use queue::{
     ItemClaim, QUEUE_CHANNEL, QueueItem, QueueStatus, QueueWakeups, Submission, WORKER_HEARTBEAT,
     WORKER_LEASE, WorkerRecord,
 };
-use rows::{approval_from_row, def_from_row, run_from_row, step_from_row};
+use rows::{action_from_row, approval_from_row, def_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
 
@@ -219,6 +219,54 @@ impl<D: Dialect> SqlStore<D> {
             );
         }
         Ok(run)
+    }
+
+    /// Judges every run stored `running` (saving the dead ones `interrupted`), and tells what
+    /// cannot be told yet of a run of another host: the wait, by run id.
+    async fn observe_running(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Duration>, StateError> {
+        let running = D::fetch_all(
+            self.pool(),
+            sqlx::query(concat!(
+                "SELECT ",
+                run_read_columns!(),
+                " FROM cairn_runs WHERE status = 'running'"
+            )),
+        )
+        .await
+        .map_err(StateError::query("listing runs"))?;
+        // An unreadable row is listed as such by the caller; it cannot be judged alive or dead.
+        let mut unconfirmed = std::collections::HashMap::new();
+        for run in running.iter().filter_map(|row| run_from_row::<D>(row).ok()) {
+            let run = self.observe(run).await?;
+            if let Some(wait) = run.unconfirmed {
+                unconfirmed.insert(run.id, wait);
+            }
+        }
+        Ok(unconfirmed)
+    }
+
+    /// A row of the run history as listed: the run, or why it cannot be read.
+    fn listed(
+        row: &D::Row,
+        unconfirmed: &mut std::collections::HashMap<String, Duration>,
+    ) -> ListedRun {
+        match run_from_row::<D>(row) {
+            Ok(mut run) => {
+                if run.status == RunStatus::Running {
+                    run.unconfirmed = unconfirmed.remove(&run.id);
+                }
+                ListedRun::Run(Box::new(run))
+            }
+            Err(e) => ListedRun::Unreadable {
+                id: D::text(row, "id")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| "?".to_string()),
+                reason: e.to_string(),
+            },
+        }
     }
 
     /// The run as stored, without liveness.
@@ -553,25 +601,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     async fn list_run_rows(&self, filter: &RunFilter) -> Result<Vec<ListedRun>, StateError> {
         let q = || StateError::query("listing runs");
         // Save dead runs as interrupted first, so the status filter below sees the truth.
-        let running = D::fetch_all(
-            self.pool(),
-            sqlx::query(concat!(
-                "SELECT ",
-                run_read_columns!(),
-                " FROM cairn_runs WHERE status = 'running'"
-            )),
-        )
-        .await
-        .map_err(q())?;
-        // An unreadable row is listed as such below; it cannot be judged alive or dead. What
-        // cannot be told yet of a run of another host is told with the listed row.
-        let mut unconfirmed = std::collections::HashMap::new();
-        for run in running.iter().filter_map(|row| run_from_row::<D>(row).ok()) {
-            let run = self.observe(run).await?;
-            if let Some(wait) = run.unconfirmed {
-                unconfirmed.insert(run.id, wait);
-            }
-        }
+        let mut unconfirmed = self.observe_running().await?;
         let listed = sqlx::query(concat!(
             "SELECT ",
             run_read_columns!(),
@@ -585,22 +615,92 @@ impl<D: Dialect> Store for SqlStore<D> {
         let rows = D::fetch_all(self.pool(), listed).await.map_err(q())?;
         Ok(rows
             .iter()
-            .map(|row| match run_from_row::<D>(row) {
-                Ok(mut run) => {
-                    if run.status == RunStatus::Running {
-                        run.unconfirmed = unconfirmed.get(&run.id).copied();
-                    }
-                    ListedRun::Run(Box::new(run))
-                }
-                Err(e) => ListedRun::Unreadable {
-                    id: D::text(row, "id")
-                        .ok()
-                        .flatten()
-                        .unwrap_or_else(|| "?".to_string()),
-                    reason: e.to_string(),
-                },
-            })
+            .map(|row| Self::listed(row, &mut unconfirmed))
             .collect())
+    }
+
+    async fn list_runs_page(
+        &self,
+        filter: &RunFilter,
+        after: Option<&RunCursor>,
+    ) -> Result<Vec<ListedRun>, StateError> {
+        // The dead runs saved as interrupted first, as for the whole list (few rows: the ones
+        // stored `running`, by the status index).
+        let mut unconfirmed = self.observe_running().await?;
+        // Only the conditions asked for, so that the planner sees a plain range on one index.
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            run_read_columns!(),
+            " FROM cairn_runs WHERE 1 = 1"
+        ));
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if filter.runbook.is_some() {
+            sql.push_str(&format!(" AND runbook = ${}", next()));
+        }
+        if filter.status.is_some() {
+            sql.push_str(&format!(" AND status = ${}", next()));
+        }
+        if after.is_some() {
+            let (t, id) = (next(), next());
+            sql.push_str(&format!(
+                " AND (started_at < ${t} OR (started_at = ${t} AND id < ${id}))"
+            ));
+        }
+        let limit = next();
+        sql.push_str(&format!(
+            " ORDER BY started_at DESC, id DESC LIMIT ${limit}"
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(runbook) = &filter.runbook {
+            q = q.text(runbook);
+        }
+        if let Some(status) = filter.status {
+            q = q.text(status.as_str());
+        }
+        if let Some(c) = after {
+            q = q.time(c.started_at).text(&c.id);
+        }
+        q = q.int(filter.limit.map_or(i64::MAX, i64::from));
+        let rows = D::fetch_all(self.pool(), q)
+            .await
+            .map_err(StateError::query("listing a page of runs"))?;
+        Ok(rows
+            .iter()
+            .map(|row| Self::listed(row, &mut unconfirmed))
+            .collect())
+    }
+
+    async fn record_action(&self, a: &Action) -> Result<(), StateError> {
+        self.still_there()?;
+        let q = sqlx::query(
+            "INSERT INTO cairn_actions (run_id, at, by_user, source, action, step_id, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .text(&a.run_id)
+        .time(a.at)
+        .text(&a.by)
+        .text(&a.source)
+        .text(&a.action)
+        .opt_text(a.step_id.as_deref())
+        .opt_text(a.detail.as_deref());
+        D::execute(self.pool(), q).await.map_err(not_found_or(
+            &a.run_id,
+            format!("recording action `{}` on run {}", a.action, a.run_id),
+        ))?;
+        Ok(())
+    }
+
+    async fn actions(&self, run_id: &str) -> Result<Vec<Action>, StateError> {
+        let rows = D::fetch_all(self.pool(), sqlx::query(D::ACTIONS).text(run_id))
+            .await
+            .map_err(StateError::query(format!(
+                "reading the actions on run {run_id}"
+            )))?;
+        rows.iter().map(action_from_row::<D>).collect()
     }
 
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {

@@ -8,7 +8,7 @@ use crate::error::StateError;
 use crate::lock::{HolderRun, Liveness, needs_sighting};
 use crate::sighting::Seen;
 use crate::types::RunStatus;
-use crate::types::{Approval, LockInfo, RunRecord, StepDef, StepRecord};
+use crate::types::{Action, Approval, LockInfo, RunRecord, StepDef, StepRecord};
 
 use super::dialect::{Dialect, corrupt};
 
@@ -170,5 +170,17 @@ pub(super) fn approval_from_row<D: Dialect>(row: &D::Row) -> Result<Approval, St
         comment: opt_text::<D>(row, "comment")?,
         host: opt_text::<D>(row, "host")?,
         tty: opt_text::<D>(row, "tty")?,
+    })
+}
+
+pub(super) fn action_from_row<D: Dialect>(row: &D::Row) -> Result<Action, StateError> {
+    Ok(Action {
+        run_id: text::<D>(row, "run_id")?,
+        at: time::<D>(row, "at")?,
+        by: text::<D>(row, "by_user")?,
+        source: text::<D>(row, "source")?,
+        action: text::<D>(row, "action")?,
+        step_id: opt_text::<D>(row, "step_id")?,
+        detail: opt_text::<D>(row, "detail")?,
     })
 }

@@ -6,8 +6,8 @@ mod locks;
 use std::sync::Arc;
 
 use cairn_state::{
-    Approval, Claim, Decision, RunFilter, RunRecord, RunStatus, StateError, StepDef, StepRecord,
-    StepStatus, Store, current_host, now,
+    Action, Approval, Claim, Decision, ListedRun, RunCursor, RunFilter, RunRecord, RunStatus,
+    StateError, StepDef, StepRecord, StepStatus, Store, current_host, now,
 };
 use chrono::TimeDelta;
 use serde_json::json;
@@ -24,7 +24,7 @@ macro_rules! store_tests {
             claims_fence_writes, claims_race_one_wins, sub_runs_by_parent,
             interrupted_detection, remote_runs_judged_by_their_counter, locks_acquire_refuse_release, locks_finished_and_paused,
             locks_dead_holders, put_steps_together, put_steps_long_and_repeated, refused_claims_change_nothing,
-            lock_release_is_fenced);
+            lock_release_is_fenced, runs_paged_by_cursor, actions_audit_trail);
     };
     (@each $with:ident: $($name:ident),+) => {
         $(
@@ -1007,4 +1007,133 @@ pub async fn v1_runs_after_migration(store: Arc<dyn Store>) {
             ("load".to_string(), StepStatus::Running),
         ]
     );
+}
+
+/// Pages of the history follow one another without a gap or a repeat, newest first, with the
+/// filters applied; runs started at the same instant are ordered by id.
+pub async fn runs_paged_by_cursor(store: Arc<dyn Store>) {
+    let mut made = Vec::new();
+    for i in 0..7u32 {
+        let mut r = run(
+            if i % 2 == 0 { "even" } else { "odd" },
+            TimeDelta::minutes(10),
+        );
+        // Three runs share one instant: the id breaks the tie.
+        if i >= 4 {
+            r.started_at = made
+                .iter()
+                .map(|m: &RunRecord| m.started_at)
+                .next()
+                .unwrap_or(r.started_at);
+        } else {
+            r.started_at -= TimeDelta::seconds(i64::from(i));
+        }
+        create(&store, &r).await;
+        let mut done = r.clone();
+        done.status = if i == 3 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        done.finished_at = Some(now());
+        store.update_run(&done).await.expect("update_run");
+        made.push(done);
+    }
+    let ids = |rows: &[ListedRun]| -> Vec<String> {
+        rows.iter()
+            .map(|r| match r {
+                ListedRun::Run(r) => r.id.clone(),
+                ListedRun::Unreadable { id, .. } => id.clone(),
+            })
+            .collect()
+    };
+    let whole = ids(&store
+        .list_run_rows(&RunFilter::default())
+        .await
+        .expect("list"));
+    assert_eq!(whole.len(), 7);
+    let mut paged = Vec::new();
+    let mut after: Option<RunCursor> = None;
+    loop {
+        let page = store
+            .list_runs_page(
+                &RunFilter {
+                    limit: Some(3),
+                    ..RunFilter::default()
+                },
+                after.as_ref(),
+            )
+            .await
+            .expect("page");
+        assert!(page.len() <= 3);
+        let Some(ListedRun::Run(last)) = page.last() else {
+            break;
+        };
+        after = Some(RunCursor::after(last));
+        paged.extend(ids(&page));
+    }
+    assert_eq!(
+        paged, whole,
+        "the pages, one after the other, are the whole history"
+    );
+    let even = store
+        .list_runs_page(
+            &RunFilter {
+                runbook: Some("even".into()),
+                limit: Some(100),
+                ..RunFilter::default()
+            },
+            None,
+        )
+        .await
+        .expect("page");
+    assert_eq!(even.len(), 4);
+    let failed = store
+        .list_runs_page(
+            &RunFilter {
+                status: Some(RunStatus::Failed),
+                limit: Some(100),
+                ..RunFilter::default()
+            },
+            None,
+        )
+        .await
+        .expect("page");
+    assert_eq!(ids(&failed), [made[3].id.clone()]);
+}
+
+/// Actions are kept per run in the order recorded, with who, where from and when; an action
+/// on an unknown run is refused.
+pub async fn actions_audit_trail(store: Arc<dyn Store>) {
+    let r = run("gate", TimeDelta::zero());
+    create(&store, &r).await;
+    assert!(store.actions(&r.id).await.expect("actions").is_empty());
+    let approve = Action {
+        run_id: r.id.clone(),
+        at: now(),
+        by: "alice".into(),
+        source: "192.0.2.7".into(),
+        action: "approve".into(),
+        step_id: Some("confirm".into()),
+        detail: Some("<script>alert(1)</script> recorded".into()),
+    };
+    let resume = Action {
+        action: "resume".into(),
+        step_id: None,
+        detail: None,
+        ..approve.clone()
+    };
+    store.record_action(&approve).await.expect("record");
+    store.record_action(&resume).await.expect("record");
+    assert_eq!(
+        store.actions(&r.id).await.expect("actions"),
+        [approve.clone(), resume]
+    );
+    let e = store
+        .record_action(&Action {
+            run_id: "nope".into(),
+            ..approve
+        })
+        .await;
+    assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
 }

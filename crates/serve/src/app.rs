@@ -1,0 +1,36 @@
+//! The console's shared state and what it is started with.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::{actions, csrf, pages};
+
+/// What the console is started with.
+pub struct Config {
+    pub auth: Auth,
+    pub resumer: actions::Resumer,
+    /// Where the engine writes step logs (beside a SQLite store, else `.cairn/logs`).
+    pub logs_dir: PathBuf,
+    /// `--runbooks DIR`: the runbooks the console shows.
+    pub runbooks: Option<PathBuf>,
+}
+
+/// The console's shared state.
+pub struct App {
+    pub(crate) store: Arc<dyn cairn_state::Store>,
+    pub(crate) config: Config,
+    pub(crate) csrf: csrf::CsrfKey,
+    pub(crate) pages: pages::Pages,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn cairn_state::Store>, config: Config) -> Arc<App> {
+        Arc::new(App {
+            store,
+            config,
+            csrf: csrf::CsrfKey::random(),
+            pages: pages::Pages::new(),
+        })
+    }
+}
