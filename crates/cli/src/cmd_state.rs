@@ -223,7 +223,8 @@ fn duration(r: &cairn_state::RunRecord) -> String {
 pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
     crate::runtime()?.block_on(async move {
-        let store = location.open_existing().await?;
+        let (store, queue) = location.open_existing_with_queue().await?;
+        let unfiltered = a.status.is_none() && a.runbook.is_none();
         let mut list = store
             .list_run_rows(&RunFilter {
                 runbook: a.runbook,
@@ -254,7 +255,14 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
             }
         }
         let warnings_of = |id: &str| warnings.get(id).map_or(&[][..], Vec::as_slice);
+        // Runs queued for a worker and not started yet, when no filter would leave them out.
+        let queued = if unfiltered {
+            crate::queued::not_started(queue.as_ref()).await
+        } else {
+            Ok(Vec::new())
+        };
         store.close().await;
+        let queued = queued?;
         // A damaged row is shown as unreadable in its place: the rest of the history stays
         // readable, and the operator learns which run to look at.
         for row in &list {
@@ -263,14 +271,15 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
             }
         }
         if a.output == Format::Json {
-            let rows: Vec<serde_json::Value> = list
+            let rows: Vec<serde_json::Value> = queued
                 .iter()
-                .map(|row| match row {
+                .map(crate::queued::json)
+                .chain(list.iter().map(|row| match row {
                     ListedRun::Run(r) => with_outcome(r, warnings_of(&r.id)),
                     ListedRun::Unreadable { id, reason } => {
                         serde_json::json!({ "id": id, "status": "unreadable", "error": reason })
                     }
-                })
+                }))
                 .collect();
             print_json(&rows)?;
             return Ok(exit::OK);
@@ -285,6 +294,17 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
             "attempt",
             "user@host",
         ]);
+        for q in &queued {
+            t.add_row(vec![
+                q.id.clone(),
+                q.path.clone(),
+                "queued".to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("{}@-", q.submitter),
+            ]);
+        }
         for row in &list {
             match row {
                 ListedRun::Run(r) => t.add_row(vec![

@@ -6,7 +6,10 @@ mod cmd_plan;
 mod cmd_run;
 mod cmd_serve;
 mod cmd_state;
+mod cmd_submit;
 mod cmd_validate;
+mod cmd_worker;
+mod cmd_workers;
 mod diagnostics;
 mod graph;
 mod inputs;
@@ -15,6 +18,7 @@ mod notifying;
 mod output;
 mod plan_view;
 mod progress;
+mod queued;
 mod report;
 mod run_options;
 mod signals;
@@ -201,6 +205,27 @@ A step that succeeded and has been edited since is refused (name it, or pass --a
 cairn show 01J9Z --junit junit.xml --report report.md --metrics-file /var/lib/node_exporter/cairn.prom"
     )]
     Show(cmd_state::ShowArgs),
+    /// Queue a run for a worker: validates here, prints the run id
+    #[command(
+        after_help = "Examples:\n  cairn submit /srv/runbooks/backup.yaml --set backup_dir=/srv/backups --state postgres://cairn@db/cairn\n  \
+cairn submit /srv/runbooks/db/vacuum.yaml --labels host=db1\n  cairn submit --requeue 01J9Z   # a paused run, once its gate is answered\n\n\
+The queue lives in a PostgreSQL state store. The runbook's absolute path is queued: keep runbooks at the same \
+path on every worker. A `cairn worker` whose labels include every --labels pair runs it."
+    )]
+    Submit(cmd_submit::Args),
+    /// Claim and run queued runs until stopped (SIGTERM or Ctrl-C)
+    #[command(
+        after_help = "Examples:\n  cairn worker --state postgres://cairn@db/cairn\n  cairn worker --labels host=db1,zone=a --concurrency 4\n\n\
+Heartbeats every 3 s; a run held by a worker silent for 15 s is taken over by another and resumed \
+(succeeded steps are not run again; an in-doubt step that is not idempotent holds the run for a human). \
+SIGTERM: claim nothing more, interrupt the runs held and hand them back to the queue, exit 0."
+    )]
+    Worker(cmd_worker::Args),
+    /// Workers of the queue: labels, last heartbeat, what they hold (--queue: the queue)
+    #[command(
+        after_help = "Examples:\n  cairn workers\n  cairn workers --queue\n  cairn workers --output json"
+    )]
+    Workers(cmd_workers::Args),
     /// Serve the web console and its JSON API over the state store
     #[command(
         after_help = "Examples:\n  cairn serve                       # read-only on http://127.0.0.1:8080/\n  \
@@ -254,7 +279,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if matches!(cli.command, Command::Run(_) | Command::Resume(_)) {
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Resume(_) | Command::Worker(_)
+    ) {
         // Forked now, while cairn is one small thread: it starts every step's process.
         if let Err(e) = cairn_steps::shell::start_spawner() {
             tracing::warn!("{e}; shell steps will fail");
@@ -287,6 +315,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Reject(a) => cmd_state::answer(a, cairn_state::Decision::Rejected),
         Command::Runs(a) => cmd_state::runs(a),
         Command::Show(a) => cmd_state::show(a),
+        Command::Submit(a) => cmd_submit::run(a),
+        Command::Worker(a) => cmd_worker::run(a),
+        Command::Workers(a) => cmd_workers::run(a),
         Command::Graph(a) => cmd_graph::run(a),
         Command::Serve(a) => cmd_serve::run(a),
         Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),

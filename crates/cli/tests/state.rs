@@ -26,3 +26,5 @@ mod resume;
 mod semantics;
 #[path = "state/signals.rs"]
 mod signals;
+#[path = "state/workers.rs"]
+mod workers;

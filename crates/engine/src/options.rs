@@ -35,6 +35,9 @@ pub struct RunOptions {
     /// Inputs that are secrets (a sub-run's `with:` values rendered from a secret): masked
     /// like secrets, and given again on resume, since the store only holds them masked.
     pub secret_inputs: serde_json::Map<String, Json>,
+    /// The id to give a new run instead of a fresh one (a queued run keeps the id it was
+    /// submitted under). Never passed on to sub-runs.
+    pub run_id: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +55,7 @@ impl Default for RunOptions {
             actions: None,
             inherited: Masker::default(),
             secret_inputs: Default::default(),
+            run_id: None,
         }
     }
 }

@@ -45,6 +45,9 @@ pub(crate) async fn start(
         inputs_json.clone(),
         opts.user.clone(),
     );
+    if let Some(id) = &opts.run_id {
+        record.id = id.clone();
+    }
     record.parent_run = opts.parent_run.clone();
     record.parent_step = opts.parent_step.clone();
     let defs = step_defs(&checked);

@@ -148,6 +148,7 @@ async fn uses_inner(
         cancel: cancel.child_token(),
         inherited: shared.door.masker().clone(),
         secret_inputs,
+        run_id: None,
         ..shared.opts.clone()
     };
     let sink: Arc<dyn Sink> = Arc::new(Prefixed {

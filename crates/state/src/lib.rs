@@ -128,7 +128,10 @@ pub use lock::{
     HEARTBEAT_EVERY, STALE_AFTER, current_host, now, pid_alive, process_start, stale_after,
 };
 pub use memory::MemoryStore;
-pub use sql::{Dialect, Durability, PgStore, SqlStore, SqliteStore};
+pub use sql::{
+    Dialect, Durability, ItemClaim, PgStore, QUEUE_CHANNEL, QueueItem, QueueStatus, QueueWakeups,
+    SqlStore, SqliteStore, Submission, WORKER_HEARTBEAT, WORKER_LEASE, WorkerRecord,
+};
 pub use types::{
     Action, Approval, Claim, Decision, ListedRun, LockHolder, LockInfo, ParseStatusError,
     RunCursor, RunFilter, RunHolder, RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
@@ -136,7 +139,7 @@ pub use types::{
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
 /// Both SQL backends are migrated to the same version.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The checkpoint store. Implementations are cheap to share (`Arc<dyn Store>`) and safe to call
 /// from many tasks at once.

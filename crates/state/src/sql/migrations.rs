@@ -117,6 +117,36 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
     )",
         "CREATE INDEX cairn_actions_by_run ON cairn_actions (run_id)",
     ],
+    // 7: the run queue and its workers. Only PostgreSQL serves them (`cairn submit` refuses
+    // SQLite); the tables exist on SQLite so that both schemas stay one list of versions.
+    &[
+        "CREATE TABLE cairn_queue (
+        id TEXT PRIMARY KEY NOT NULL,
+        path TEXT NOT NULL,
+        sets TEXT NOT NULL,
+        inputs TEXT,
+        labels TEXT NOT NULL,
+        submitter TEXT NOT NULL,
+        submitted_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        worker TEXT,
+        claims INTEGER NOT NULL DEFAULT 0,
+        claimed_at TEXT,
+        heartbeat_at TEXT,
+        finished_at TEXT,
+        outcome TEXT
+    )",
+        "CREATE TABLE cairn_workers (
+        id TEXT PRIMARY KEY NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        concurrency INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        stopped_at TEXT
+    )",
+    ],
 ];
 
 const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -238,6 +268,40 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
         detail TEXT
     )",
         "CREATE INDEX cairn_actions_by_run ON cairn_actions (run_id, seq)",
+    ],
+    // 7: the run queue (one row per submitted run; its id is the run's) and the workers that
+    // claim from it. Leases are judged by the server's clock alone (`now()`), never a worker's.
+    &[
+        "CREATE TABLE cairn_queue (
+        id TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        sets JSONB NOT NULL,
+        inputs JSONB,
+        labels JSONB NOT NULL,
+        submitter TEXT NOT NULL,
+        submitted_at TIMESTAMPTZ NOT NULL,
+        status TEXT NOT NULL,
+        worker TEXT,
+        claims BIGINT NOT NULL DEFAULT 0,
+        claimed_at TIMESTAMPTZ,
+        heartbeat_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ,
+        outcome TEXT
+    )",
+        // What a claim looks for: queued items in order, and claimed ones whose lease ran out.
+        "CREATE INDEX cairn_queue_open ON cairn_queue (submitted_at, id) \
+         WHERE status IN ('queued', 'claimed')",
+        "CREATE INDEX cairn_queue_by_worker ON cairn_queue (worker) WHERE status = 'claimed'",
+        "CREATE TABLE cairn_workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        labels JSONB NOT NULL,
+        concurrency BIGINT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        stopped_at TIMESTAMPTZ
+    )",
     ],
 ];
 

@@ -12,6 +12,7 @@ mod file_id;
 mod locks;
 mod migrations;
 mod params;
+mod queue;
 mod rows;
 mod schema;
 mod sightings;
@@ -37,6 +38,10 @@ pub use dialect::Dialect;
 use dialect::{Bind, Ex, Q};
 use file_id::FileId;
 use params::{Param, step_row};
+pub use queue::{
+    ItemClaim, QUEUE_CHANNEL, QueueItem, QueueStatus, QueueWakeups, Submission, WORKER_HEARTBEAT,
+    WORKER_LEASE, WorkerRecord,
+};
 use rows::{action_from_row, approval_from_row, def_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;

@@ -1,0 +1,330 @@
+//! `cairn worker`: claim queued runs whose wanted labels this worker's labels match, run each
+//! with the engine (a run started, or resumed where a worker that stopped heartbeating left
+//! it), heartbeat what it holds, and stop cleanly on SIGTERM or Ctrl-C: claim nothing more,
+//! interrupt the runs it holds (their steps are stopped and `finally` runs, as for `cairn
+//! run`) and hand them back to the queue, where the next worker resumes them.
+
+use crate::exit;
+use crate::location::{Location, open_queue, parse_labels, show_labels};
+use crate::progress::{LogFormat, Progress};
+use cairn_engine::events::RunOutcome;
+use cairn_engine::plan::Invocation;
+use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
+use cairn_engine::run::{RunError, RunOptions, RunReport, execute};
+use cairn_state::{
+    ItemClaim, PgStore, QueueItem, QueueStatus, RunStatus, Store, WORKER_HEARTBEAT as HEARTBEAT,
+    WORKER_LEASE as LEASE,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// An idle worker looks at the queue at least this often, notifications or not.
+const POLL: Duration = Duration::from_secs(1);
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// This worker's labels: it claims runs whose wanted labels are all among them
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_labels)]
+    labels: Option<BTreeMap<String, String>>,
+    /// Runs held at once
+    #[arg(long, env = "CAIRN_WORKER_CONCURRENCY", default_value_t = 1)]
+    concurrency: u32,
+    /// Independent steps of one run at once
+    #[arg(long, default_value_t = 8)]
+    step_concurrency: usize,
+    /// State store: postgres://... (the queue lives in PostgreSQL)
+    #[arg(long, env = "CAIRN_STATE", value_name = "URL")]
+    state: Option<String>,
+    /// text (progress on stderr) or json (one event per line on stdout)
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// The runs this worker holds: each one's claim, and the token that stops it.
+type Held = Arc<Mutex<HashMap<String, (ItemClaim, CancellationToken)>>>;
+
+/// What every run of this worker shares.
+struct Worker {
+    id: String,
+    queue: PgStore,
+    store: Arc<dyn Store>,
+    stop: CancellationToken,
+    held: Held,
+    step_concurrency: usize,
+    log_format: LogFormat,
+    logs: std::path::PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let labels = args.labels.clone().unwrap_or_default();
+    let concurrency = args.concurrency.max(1);
+    crate::runtime()?.block_on(async move {
+        let location = Location::resolve(args.state.as_deref());
+        let queue = open_queue(&location).await?;
+        let stop = CancellationToken::new();
+        crate::signals::cancel_on_signals(stop.clone());
+        let worker = Arc::new(Worker {
+            id: cairn_state::new_run_id(),
+            store: Arc::new(queue.clone()),
+            queue,
+            stop: stop.clone(),
+            held: Arc::default(),
+            step_concurrency: args.step_concurrency.max(1),
+            log_format: args.log_format,
+            logs: crate::run_options::logs_dir(&location.url),
+        });
+        worker
+            .queue
+            .register_worker(&worker.id, &labels, concurrency)
+            .await?;
+        eprintln!(
+            "worker {} on {} (pid {}): labels {}, up to {concurrency} run(s) at once",
+            worker.id,
+            cairn_state::current_host(),
+            std::process::id(),
+            show_labels(&labels)
+        );
+        let heartbeat = tokio::spawn(heartbeat(worker.clone()));
+        let wakeup = Arc::new(tokio::sync::Notify::new());
+        let listener = match worker.queue.queue_wakeups().await {
+            Ok(mut w) => {
+                let wakeup = wakeup.clone();
+                Some(tokio::spawn(async move {
+                    loop {
+                        if w.recv().await {
+                            wakeup.notify_one();
+                        } else {
+                            tokio::time::sleep(POLL).await;
+                        }
+                    }
+                }))
+            }
+            Err(e) => {
+                tracing::warn!("{e}; polling the queue every second");
+                None
+            }
+        };
+        let mut runs = tokio::task::JoinSet::new();
+        while !stop.is_cancelled() {
+            while runs.len() < concurrency as usize && !stop.is_cancelled() {
+                match worker.queue.claim_next(&worker.id, &labels, LEASE).await {
+                    Ok(Some(item)) => {
+                        runs.spawn(hold(worker.clone(), item));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("{e}; trying again");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                Some(_) = runs.join_next(), if !runs.is_empty() => {}
+                _ = tokio::time::timeout(POLL, wakeup.notified()) => {}
+            }
+        }
+        // Stopping: the runs held were cancelled with `stop`; wait for them to hand back.
+        while runs.join_next().await.is_some() {}
+        heartbeat.abort();
+        if let Some(l) = listener {
+            l.abort();
+        }
+        if let Err(e) = worker.queue.stop_worker(&worker.id).await {
+            tracing::warn!("{e}");
+        }
+        worker.store.close().await;
+        eprintln!("worker {} stopped", worker.id);
+        Ok(exit::OK)
+    })
+}
+
+/// Every [`HEARTBEAT`]: the worker and its held runs are alive. A run another worker took
+/// over (this one was silent past the lease) is stopped here.
+/// A worker that could not heartbeat for the lease (the database unreachable, a network
+/// cut) stops the runs it holds: another worker may have taken them over meanwhile.
+async fn heartbeat(worker: Arc<Worker>) {
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let held: Vec<ItemClaim> = lock(&worker.held)
+            .values()
+            .map(|(c, _)| c.clone())
+            .collect();
+        match worker.queue.heartbeat_worker(&worker.id, &held).await {
+            Err(e) if renewed.elapsed() >= LEASE => {
+                tracing::warn!("{e}; no heartbeat for {LEASE:?}: stopping the runs held");
+                for (_, cancel) in lock(&worker.held).values() {
+                    cancel.cancel();
+                }
+            }
+            Ok(lost) => {
+                renewed = tokio::time::Instant::now();
+                for claim in lost {
+                    if let Some((_, cancel)) = lock(&worker.held).get(&claim.id) {
+                        tracing::warn!(
+                            run_id = %claim.id,
+                            "another worker took this run over (this worker was silent past its lease); stopping it here"
+                        );
+                        cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+}
+
+fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, (ItemClaim, CancellationToken)>> {
+    held.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs one claimed item to where it can be let go, and records that in the queue.
+async fn hold(worker: Arc<Worker>, item: QueueItem) {
+    let claim = item.claim();
+    let cancel = worker.stop.child_token();
+    lock(&worker.held).insert(item.id.clone(), (claim.clone(), cancel.clone()));
+    let (status, outcome) = work(&worker, &item, cancel).await;
+    lock(&worker.held).remove(&item.id);
+    eprintln!("run {}: {outcome}", item.id);
+    match worker.queue.release_item(&claim, status, &outcome).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(run_id = %item.id, "another worker holds this run now"),
+        Err(e) => tracing::warn!(run_id = %item.id, "{e}"),
+    }
+}
+
+/// Starts the run, or resumes it when a run of this id exists (a worker held it before and
+/// stopped heartbeating, or handed it back).
+async fn work(
+    worker: &Worker,
+    item: &QueueItem,
+    cancel: CancellationToken,
+) -> (QueueStatus, String) {
+    let templates = Arc::new(cairn_template::Templates::new());
+    let opts = RunOptions {
+        concurrency: worker.step_concurrency,
+        // Who asked for the run, as a run started by `cairn run` records who typed it.
+        user: item.submitter.clone(),
+        logs: worker.logs.clone(),
+        cancel,
+        run_id: Some(item.id.clone()),
+        ..RunOptions::default()
+    };
+    let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(Progress::new(worker.log_format));
+    if item.claims > 1
+        && let Err(e) = worker.queue.interrupt_abandoned(&item.id).await
+    {
+        return (QueueStatus::Queued, format!("handed back: {e}"));
+    }
+    let existing = match worker.store.get_run(&item.id).await {
+        Ok(r) => r.filter(|r| r.id == item.id),
+        Err(e) => return (QueueStatus::Queued, format!("handed back: {e}")),
+    };
+    if let Some(run) = existing {
+        // A run that ended before its worker could record it in the queue: taken over, it is
+        // only recorded, never resumed (a resume would run its failed steps again).
+        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
+            return (QueueStatus::Done, run.status.to_string());
+        }
+        // The run's notifiers, from its runbook as it is now and the inputs it started with
+        // (a runbook that cannot be read is refused by the resume itself).
+        let (sink, notifying) = match cairn_engine::resume::runbook_of(&run.path, &templates) {
+            Some(checked) => {
+                match crate::notifying::for_run(&checked, &templates, &run.inputs, progress) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        return (QueueStatus::Held, format!("held for a human: {e}"));
+                    }
+                }
+            }
+            None => (progress, None),
+        };
+        let r = resume(
+            &item.id,
+            templates,
+            worker.store.clone(),
+            sink,
+            opts,
+            &ResumeOptions::default(),
+        )
+        .await;
+        if let Some(n) = &notifying {
+            n.finish().await;
+        }
+        return match r {
+            Ok(Resumed::AlreadyDone { .. }) => (QueueStatus::Done, "succeeded".to_string()),
+            Ok(Resumed::Ran(report)) => ended(worker, &report),
+            Err(ResumeError::Raced(_)) => (
+                QueueStatus::Queued,
+                "handed back: it changed while being resumed".to_string(),
+            ),
+            Err(e) => (
+                QueueStatus::Held,
+                format!("held for a human: {e} (cairn resume {})", item.id),
+            ),
+        };
+    }
+    let checked = match crate::load(std::path::Path::new(&item.path), &templates) {
+        Ok(Ok(c)) => Arc::new(c),
+        Ok(Err(_)) => {
+            return (
+                QueueStatus::Done,
+                format!("not run: {} is not a valid runbook here", item.path),
+            );
+        }
+        Err(e) => return (QueueStatus::Done, format!("not run: {e:#}")),
+    };
+    let inv = Invocation {
+        sets: item.sets.clone(),
+        inputs_file: item.inputs.clone(),
+    };
+    // Inputs that do not resolve are refused by the run itself, with its own message.
+    let inputs =
+        cairn_engine::inputs::resolve(&checked.runbook, &inv.sets, inv.inputs_file.as_ref())
+            .ok()
+            .and_then(|i| serde_json::to_value(i).ok())
+            .unwrap_or_default();
+    let (sink, notifying) = match crate::notifying::for_run(&checked, &templates, &inputs, progress)
+    {
+        Ok(pair) => pair,
+        Err(e) => return (QueueStatus::Done, format!("not run: {e}")),
+    };
+    let ran = execute(checked, templates, &inv, worker.store.clone(), sink, opts).await;
+    if let Some(n) = &notifying {
+        n.finish().await;
+    }
+    match ran {
+        Ok(report) => ended(worker, &report),
+        Err(RunError::Locked(holder)) => (QueueStatus::Done, format!("failed: {holder}")),
+        Err(e) => (QueueStatus::Done, format!("not run: {e}")),
+    }
+}
+
+/// Where a run that the engine let go of leaves its queued item.
+fn ended(worker: &Worker, report: &RunReport) -> (QueueStatus, String) {
+    if let Some(e) = &report.store_error {
+        return (
+            QueueStatus::Held,
+            format!("held for a human: its state could not be recorded: {e}"),
+        );
+    }
+    match report.outcome {
+        RunOutcome::Paused => (
+            QueueStatus::Paused,
+            format!(
+                "paused for an approval: cairn approve {} STEP, then cairn resume {0} (or cairn submit --requeue {0})",
+                report.run_id
+            ),
+        ),
+        RunOutcome::Interrupted if worker.stop.is_cancelled() => (
+            QueueStatus::Queued,
+            format!("handed back by worker {} as it stopped", worker.id),
+        ),
+        RunOutcome::Interrupted => (QueueStatus::Queued, "handed back: interrupted".to_string()),
+        o => (QueueStatus::Done, o.as_str().to_string()),
+    }
+}

@@ -1,0 +1,598 @@
+//! The run queue with real `cairn worker` processes on a real PostgreSQL: runs submitted with
+//! `cairn submit` run exactly once, go only to workers whose labels match, survive a worker's
+//! SIGKILL (another worker resumes them; a succeeded step never runs twice), release their
+//! worker while paused, and a SIGTERM stops a worker cleanly. Each test has its own schema.
+//!
+//! No sleep stands for an assertion: every wait polls for the awaited state, with a deadline
+//! far above what the behaviour needs.
+
+use crate::common::{HANG, Live, PgSchema, Sandbox, signal};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Rows of `sql` (run in the test's schema) as JSON objects; none while the tables are not
+/// made yet (the first `cairn` to open the store makes them).
+fn rows(schema: &PgSchema, sql: &str) -> Vec<Value> {
+    use sqlx::{Connection, Row};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&schema.url())
+            .await
+            .expect("connect");
+        let wrapped = format!("SELECT coalesce(json_agg(t), '[]')::text AS j FROM ({sql}) t");
+        let row = match sqlx::query(sqlx::AssertSqlSafe(wrapped))
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(row) => row,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+                return Vec::new();
+            }
+            Err(e) => panic!("{sql}: {e}"),
+        };
+        let text: String = row.get("j");
+        let _ = conn.close().await;
+        match serde_json::from_str(&text).expect("json") {
+            Value::Array(a) => a,
+            other => panic!("not a list: {other}"),
+        }
+    })
+}
+
+/// Polls `check` every 100 ms until it gives a value; panics with `what` after `limit`.
+fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn worker(sb: &Sandbox, args: &[&str]) -> Live {
+    let mut a = vec!["worker"];
+    a.extend_from_slice(args);
+    Live::spawn(sb.command(&a))
+}
+
+fn submit(sb: &Sandbox, args: &[&str]) -> String {
+    let mut a = vec!["submit"];
+    a.extend_from_slice(args);
+    let out = sb.cairn(&a);
+    out.expect(0);
+    out.stdout.trim().to_string()
+}
+
+/// The queue's rows by id.
+fn queue(schema: &PgSchema) -> Vec<Value> {
+    rows(
+        schema,
+        "SELECT id, status, worker, claims, outcome, labels FROM cairn_queue ORDER BY id",
+    )
+}
+
+fn all_done(schema: &PgSchema, n: usize) -> Option<Vec<Value>> {
+    let q = queue(schema);
+    (q.len() == n && q.iter().all(|r| r["status"] == "done")).then_some(q)
+}
+
+/// SIGTERM, then the worker must exit 0 on its own.
+fn stop(w: Live) -> crate::common::Out {
+    signal(w.pid(), Signal::SIGTERM);
+    let out = w.finish();
+    assert_eq!(out.code, Some(0), "{out}");
+    out
+}
+
+/// The worker id a worker process registered under.
+fn worker_id(schema: &PgSchema, pid: i32) -> String {
+    eventually("the worker registers", HANG, || {
+        rows(
+            schema,
+            &format!("SELECT id FROM cairn_workers WHERE pid = {pid}"),
+        )
+        .first()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+    })
+}
+
+#[test]
+fn two_workers_run_ten_submitted_runs_each_exactly_once() {
+    let schema = PgSchema::new("queue_ten");
+    let sb = Sandbox::with_state(&schema.url());
+    let ran = sb.file("ran.txt");
+    sb.write(
+        "rb.yaml",
+        &format!("cairn: 1\nname: once\nsteps:\n  - id: mark\n    shell: echo {{{{ run.id }}}} >> {ran}\n"),
+    );
+    let a = worker(&sb, &["--concurrency", "2"]);
+    let b = worker(&sb, &["--concurrency", "2"]);
+    let mut ids: Vec<String> = (0..10).map(|_| submit(&sb, &["rb.yaml"])).collect();
+    let q = eventually("ten runs done", HANG, || all_done(&schema, 10));
+    assert!(
+        q.iter()
+            .all(|r| r["outcome"] == "succeeded" && r["claims"] == 1),
+        "{q:#?}"
+    );
+    let mut lines = sb.lines("ran.txt");
+    lines.sort();
+    ids.sort();
+    assert_eq!(
+        lines, ids,
+        "each queued run ran its step exactly once, under its queued id"
+    );
+    let runs = sb.runs(&[]);
+    assert_eq!(runs.len(), 10);
+    assert!(
+        runs.iter()
+            .all(|r| r["status"] == "succeeded" && r["attempt"] == 1)
+    );
+    stop(a);
+    stop(b);
+}
+
+#[test]
+fn labels_route_a_run_to_the_matching_worker_only() {
+    let schema = PgSchema::new("queue_labels");
+    let sb = Sandbox::with_state(&schema.url());
+    sb.write(
+        "rb.yaml",
+        "cairn: 1\nname: routed\nsteps:\n  - id: here\n    shell: 'true'\n",
+    );
+    let app = worker(&sb, &["--labels", "host=app1,zone=a"]);
+    let db = worker(&sb, &["--labels", "host=db1,zone=a"]);
+    let (app_id, db_id) = (worker_id(&schema, app.pid()), worker_id(&schema, db.pid()));
+    let to_db: Vec<String> = (0..3)
+        .map(|_| submit(&sb, &["rb.yaml", "--labels", "host=db1"]))
+        .collect();
+    let to_app: Vec<String> = (0..3)
+        .map(|_| submit(&sb, &["rb.yaml", "--labels", "host=app1,zone=a"]))
+        .collect();
+    let anywhere = submit(&sb, &["rb.yaml"]);
+    let nowhere = submit(&sb, &["rb.yaml", "--labels", "host=db1,zone=b"]);
+    let q = eventually("seven runs done", HANG, || {
+        let q = queue(&schema);
+        (q.iter().filter(|r| r["status"] == "done").count() == 7).then_some(q)
+    });
+    let by_id = |id: &str| q.iter().find(|r| r["id"] == id).expect("queued").clone();
+    for id in &to_db {
+        assert_eq!(by_id(id)["worker"], db_id.as_str(), "{q:#?}");
+    }
+    for id in &to_app {
+        assert_eq!(by_id(id)["worker"], app_id.as_str(), "{q:#?}");
+    }
+    assert_eq!(by_id(&anywhere)["status"], "done");
+    // No worker has zone=b: it waits, unclaimed.
+    assert_eq!(by_id(&nowhere)["status"], "queued");
+    assert_eq!(by_id(&nowhere)["claims"], 0);
+    // `cairn runs` lists the run no worker took, as queued, before it has a run record.
+    let listed = sb.runs(&[]);
+    assert!(
+        listed
+            .iter()
+            .any(|r| r["id"] == nowhere.as_str() && r["status"] == "queued"),
+        "{listed:#?}"
+    );
+    // The runs record the pid of the worker that ran them.
+    for r in sb.runs(&[]) {
+        let id = r["id"].as_str().expect("id");
+        let pid = if to_db.iter().any(|d| d == id) {
+            db.pid()
+        } else if to_app.iter().any(|d| d == id) {
+            app.pid()
+        } else {
+            continue;
+        };
+        assert_eq!(r["pid"], pid, "{r:#}");
+    }
+    let listed = sb.cairn(&["workers", "--output", "json"]);
+    listed.expect(0);
+    let listed: Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed:#}");
+    assert!(
+        listed
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|w| w["labels"]["host"] == "db1" && w["state"] == "running"),
+        "{listed:#}"
+    );
+    stop(app);
+    stop(db);
+}
+
+/// A runbook whose second step blocks the first time it runs and passes the second time.
+fn two_steps(sb: &Sandbox, idempotent: bool) {
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1
+name: killed
+steps:
+  - id: first
+    shell: echo once >> {first}
+  - id: second
+    shell: echo go >> {second}; [ $(wc -l < {second}) -gt 1 ] || sleep 300
+    idempotent: {idempotent}
+",
+            first = sb.file("first.txt"),
+            second = sb.file("second.txt"),
+        ),
+    );
+}
+
+/// Submits the two-step runbook to a lone worker and waits until its second step runs.
+fn held_mid_run(sb: &Sandbox) -> (Live, String) {
+    let a = worker(sb, &[]);
+    let id = submit(sb, &["rb.yaml"]);
+    eventually("the second step starts", HANG, || {
+        sb.exists("second.txt").then_some(())
+    });
+    (a, id)
+}
+
+#[test]
+fn a_worker_killed_mid_run_is_resumed_by_another_and_no_succeeded_step_runs_twice() {
+    let schema = PgSchema::new("queue_kill");
+    let sb = Sandbox::with_state(&schema.url());
+    two_steps(&sb, true);
+    let (a, id) = held_mid_run(&sb);
+    let b = worker(&sb, &[]);
+    let b_id = worker_id(&schema, b.pid());
+    signal(a.pid(), Signal::SIGKILL);
+    let killed_at = Instant::now();
+    let a_out = a.finish();
+    assert_eq!(a_out.signal, Some(9));
+    let q = eventually("the run is taken over and done", HANG, || {
+        all_done(&schema, 1)
+    });
+    let took = killed_at.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "reclaimed and finished only after {took:?}"
+    );
+    assert_eq!(q[0]["worker"], b_id.as_str(), "{q:#?}");
+    assert_eq!(q[0]["claims"], 2);
+    assert_eq!(q[0]["outcome"], "succeeded");
+    // Resumed, not restarted: the step that had succeeded did not run again.
+    assert_eq!(sb.lines("first.txt"), ["once"]);
+    assert_eq!(sb.lines("second.txt"), ["go", "go"]);
+    let run = sb.show(&id);
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(run["run"]["attempt"], 2, "{run:#}");
+    stop(b);
+}
+
+#[test]
+fn a_stalled_worker_that_wakes_after_a_takeover_stops_and_writes_nothing() {
+    let schema = PgSchema::new("queue_stall");
+    let sb = Sandbox::with_state(&schema.url());
+    two_steps(&sb, true);
+    let (a, id) = held_mid_run(&sb);
+    let b = worker(&sb, &[]);
+    let b_id = worker_id(&schema, b.pid());
+    signal(a.pid(), Signal::SIGSTOP);
+    let q = eventually("the run is taken over and done", HANG, || {
+        all_done(&schema, 1)
+    });
+    assert_eq!(q[0]["worker"], b_id.as_str(), "{q:#?}");
+    // The stalled worker wakes: its heartbeat finds the run taken, it stops it there, and
+    // its writes are refused: the run stays as the second worker left it.
+    signal(a.pid(), Signal::SIGCONT);
+    let a_id = worker_id(&schema, a.pid());
+    eventually("the woken worker lets go", HANG, || {
+        let w = rows(
+            &schema,
+            &format!(
+                "SELECT 1 AS x FROM cairn_workers WHERE id = '{a_id}' AND heartbeat_at > now() - interval '2 seconds'"
+            ),
+        );
+        (!w.is_empty()).then_some(())
+    });
+    let a_out = stop(a);
+    assert!(a_out.stderr.contains("another worker"), "{a_out}");
+    assert_eq!(
+        all_done(&schema, 1).expect("still done")[0]["worker"],
+        b_id.as_str()
+    );
+    assert_eq!(sb.lines("first.txt"), ["once"]);
+    assert_eq!(sb.show(&id)["run"]["status"], "succeeded");
+    assert_eq!(sb.show(&id)["run"]["attempt"], 2);
+    stop(b);
+}
+
+#[test]
+fn an_in_doubt_step_that_is_not_idempotent_holds_the_taken_over_run_for_a_human() {
+    let schema = PgSchema::new("queue_doubt");
+    let sb = Sandbox::with_state(&schema.url());
+    two_steps(&sb, false);
+    let (a, id) = held_mid_run(&sb);
+    let b = worker(&sb, &[]);
+    signal(a.pid(), Signal::SIGKILL);
+    let _ = a.finish();
+    let q = eventually("the run is held", HANG, || {
+        let q = queue(&schema);
+        (q[0]["status"] == "held").then_some(q)
+    });
+    let outcome = q[0]["outcome"].as_str().expect("outcome");
+    assert!(
+        outcome.contains("second") && outcome.contains("--rerun"),
+        "{outcome}"
+    );
+    assert_eq!(sb.lines("second.txt"), ["go"], "not run again");
+    // A human decides: skip it, and the run ends here.
+    sb.resume(&id, &["--skip", "second"]).expect(0);
+    assert_eq!(sb.lines("first.txt"), ["once"]);
+    stop(b);
+}
+
+#[test]
+fn sigterm_stops_a_worker_cleanly_and_hands_its_run_back_to_be_resumed() {
+    let schema = PgSchema::new("queue_term");
+    let sb = Sandbox::with_state(&schema.url());
+    two_steps(&sb, true);
+    let (a, id) = held_mid_run(&sb);
+    let a_id = worker_id(&schema, a.pid());
+    let out = stop(a);
+    assert!(out.stderr.contains("stopped"), "{out}");
+    let q = queue(&schema);
+    assert_eq!(q[0]["status"], "queued", "handed back: {q:#?}");
+    let w = rows(
+        &schema,
+        &format!("SELECT stopped_at FROM cairn_workers WHERE id = '{a_id}'"),
+    );
+    assert!(!w[0]["stopped_at"].is_null());
+    let b = worker(&sb, &[]);
+    let q = eventually("the run is resumed and done", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "succeeded");
+    assert_eq!(sb.lines("first.txt"), ["once"]);
+    assert_eq!(sb.lines("second.txt"), ["go", "go"]);
+    assert_eq!(sb.show(&id)["run"]["attempt"], 2);
+    stop(b);
+}
+
+#[test]
+fn a_paused_run_releases_its_worker_and_goes_on_once_answered_and_requeued() {
+    let schema = PgSchema::new("queue_gate");
+    let sb = Sandbox::with_state(&schema.url());
+    let log = sb.file("log.txt");
+    sb.write(
+        "gated.yaml",
+        &format!(
+            "cairn: 1
+name: gated
+steps:
+  - id: before
+    shell: echo before >> {log}
+  - id: gate
+    approval: {{ message: go?, allow_self_approval: true }}
+  - id: after
+    shell: echo after >> {log}
+"
+        ),
+    );
+    sb.write(
+        "plain.yaml",
+        "cairn: 1\nname: plain\nsteps:\n  - id: s\n    shell: 'true'\n",
+    );
+    // One slot: the plain run can only run if the paused one let go of it.
+    let w = worker(&sb, &["--concurrency", "1"]);
+    let gated = submit(&sb, &["gated.yaml"]);
+    eventually("the gated run pauses", HANG, || {
+        (queue(&schema)[0]["status"] == "paused").then_some(())
+    });
+    let plain = submit(&sb, &["plain.yaml"]);
+    eventually("the plain run is done", HANG, || {
+        queue(&schema)
+            .iter()
+            .any(|r| r["id"] == plain.as_str() && r["status"] == "done")
+            .then_some(())
+    });
+    // Requeued before an answer: a worker resumes it, it pauses again, nothing after the
+    // gate runs.
+    sb.cairn(&["submit", "--requeue", &gated]).expect(0);
+    eventually("the gated run pauses again", HANG, || {
+        let q = queue(&schema);
+        let r = q.iter().find(|r| r["id"] == gated.as_str())?;
+        (r["status"] == "paused" && r["claims"] == 2).then_some(())
+    });
+    assert_eq!(sb.lines("log.txt"), ["before"]);
+    // Answered, then requeued: it goes on past the gate.
+    sb.cairn(&["approve", &gated, "gate"]).expect(0);
+    // By a prefix of its id, as every run is named.
+    let requeued = sb.cairn(&["submit", "--requeue", &gated[..12].to_ascii_lowercase()]);
+    requeued.expect(0);
+    assert_eq!(requeued.stdout.trim(), gated);
+    eventually("the gated run is done", HANG, || {
+        queue(&schema)
+            .iter()
+            .any(|r| r["id"] == gated.as_str() && r["status"] == "done")
+            .then_some(())
+    });
+    assert_eq!(sb.lines("log.txt"), ["before", "after"]);
+    assert_eq!(sb.show(&gated)["run"]["status"], "succeeded");
+    // Only a paused or held run can be requeued.
+    sb.cairn(&["submit", "--requeue", &gated]).expect(2);
+    stop(w);
+}
+
+#[test]
+fn submit_refuses_a_store_that_is_not_postgresql_and_an_invalid_runbook() {
+    let sb = Sandbox::new();
+    sb.write(
+        "rb.yaml",
+        "cairn: 1\nname: x\nsteps:\n  - id: s\n    shell: 'true'\n",
+    );
+    let out = sb.cairn(&["submit", "rb.yaml"]);
+    out.expect(2).says("PostgreSQL");
+    assert!(out.stdout.is_empty());
+    sb.cairn(&["worker"]).expect(2).says("PostgreSQL");
+    let schema = PgSchema::new("queue_refuse");
+    let pg = Sandbox::with_state(&schema.url());
+    pg.write(
+        "bad.yaml",
+        "cairn: 1\nname: x\nsteps:\n  - id: s\n    nope: 1\n",
+    );
+    pg.cairn(&["submit", "bad.yaml"]).expect(2);
+    pg.write(
+        "rb.yaml",
+        "cairn: 1\nname: x\nsteps:\n  - id: s\n    shell: 'true'\n",
+    );
+    pg.cairn(&["submit", "rb.yaml", "--set", "unknown=1"])
+        .expect(2);
+    pg.cairn(&["submit", "rb.yaml", "--labels", "host"])
+        .expect(2);
+    assert!(rows(&schema, "SELECT id FROM cairn_queue").is_empty());
+}
+
+/// Every `cairn submit` line of the schedule recipes in docs/workers.md (systemd `ExecStart=`,
+/// cron, Kubernetes `args`), run as written with the repository's runbooks in place of
+/// `/srv/runbooks`: each queues what it says.
+#[test]
+fn the_schedule_recipes_submit_what_they_say() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/workers.md")).expect("docs/workers.md");
+    let runbooks = std::fs::canonicalize(root.join("runbooks")).expect("runbooks");
+    let runbooks = runbooks.to_str().expect("utf-8");
+    let mut lines: Vec<Vec<String>> = doc
+        .lines()
+        .filter_map(|l| l.split_once("/usr/local/bin/cairn submit "))
+        .map(|(_, rest)| rest.split_whitespace().map(str::to_string).collect())
+        .collect();
+    // The Kubernetes CronJob's args list.
+    lines.extend(
+        doc.lines()
+            .filter_map(|l| l.trim().strip_prefix("args: [submit, "))
+            .map(|rest| {
+                rest.trim_end_matches(']')
+                    .split(", ")
+                    .map(str::to_string)
+                    .collect()
+            }),
+    );
+    assert!(lines.len() >= 7, "the recipes: {lines:?}");
+    let schema = PgSchema::new("queue_recipes");
+    let sb = Sandbox::with_state(&schema.url());
+    for line in &lines {
+        let args: Vec<String> = line
+            .iter()
+            .map(|a| a.replace("/srv/runbooks", runbooks))
+            .collect();
+        let mut all = vec!["submit"];
+        all.extend(args.iter().map(String::as_str));
+        let out = sb.cairn(&all);
+        out.expect(0);
+        let id = out.stdout.trim();
+        let row = &rows(
+            &schema,
+            &format!("SELECT path, labels, sets, status FROM cairn_queue WHERE id = '{id}'"),
+        )[0];
+        assert_eq!(row["path"], args[0].as_str(), "{line:?}");
+        assert_eq!(row["status"], "queued");
+        let wants_db1 = args.iter().any(|a| a == "host=db1");
+        assert_eq!(row["labels"]["host"] == "db1", wants_db1, "{line:?}: {row}");
+        let incremental = args.iter().any(|a| a == "incremental=true");
+        assert_eq!(
+            row["sets"] == serde_json::json!([["incremental", "true"]]),
+            incremental,
+            "{line:?}: {row}"
+        );
+    }
+}
+
+/// A worker killed after its run failed and before it recorded that in the queue leaves the
+/// queued run claimed with a stale heartbeat (made here by hand): the next worker records the
+/// run's end and does not resume it, which would run the failed step again.
+#[test]
+fn a_taken_over_run_that_had_already_failed_is_not_run_again() {
+    let schema = PgSchema::new("queue_failed");
+    let sb = Sandbox::with_state(&schema.url());
+    let tries = sb.file("tries.txt");
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1\nname: fails\nsteps:\n  - id: boom\n    shell: echo try >> {tries}; exit 3\n"
+        ),
+    );
+    let a = worker(&sb, &[]);
+    let id = submit(&sb, &["rb.yaml"]);
+    let q = eventually("the run fails", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "failed");
+    stop(a);
+    crate::common::pg(&format!(
+        "UPDATE {}.cairn_queue SET status = 'claimed', outcome = NULL, finished_at = NULL, \
+         heartbeat_at = now() - interval '1 minute' WHERE id = '{id}'",
+        schema.name
+    ));
+    let b = worker(&sb, &[]);
+    let q = eventually("the run is recorded again", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "failed");
+    assert_eq!(q[0]["claims"], 2);
+    assert_eq!(sb.lines("tries.txt"), ["try"]);
+    assert_eq!(sb.show(&id)["run"]["attempt"], 1);
+    stop(b);
+}
+
+/// A queued row edited by hand into something unreadable is held with the reason, once, and
+/// the worker goes on with the next run.
+#[test]
+fn an_unreadable_queued_run_is_held_and_the_worker_goes_on() {
+    let schema = PgSchema::new("queue_unreadable");
+    let sb = Sandbox::with_state(&schema.url());
+    sb.write(
+        "rb.yaml",
+        "cairn: 1\nname: x\nsteps:\n  - id: s\n    shell: 'true'\n",
+    );
+    let bad = submit(&sb, &["rb.yaml"]);
+    let good = submit(&sb, &["rb.yaml"]);
+    crate::common::pg(&format!(
+        "UPDATE {}.cairn_queue SET sets = '{{\"not\": \"a list\"}}' WHERE id = '{bad}'",
+        schema.name
+    ));
+    let w = worker(&sb, &[]);
+    let q = eventually("the good run is done", HANG, || {
+        let q = queue(&schema);
+        q.iter()
+            .any(|r| r["id"] == good.as_str() && r["status"] == "done")
+            .then_some(q)
+    });
+    let held = q.iter().find(|r| r["id"] == bad.as_str()).expect("bad row");
+    assert_eq!(held["status"], "held", "{q:#?}");
+    assert!(
+        held["outcome"].as_str().is_some_and(|o| o.contains("sets")),
+        "{held}"
+    );
+    assert_eq!(held["claims"], 1);
+    stop(w);
+}
+
+/// The queued id is the top-level run's only: a `uses` sub-run of a queued run gets an id of
+/// its own.
+#[test]
+fn a_sub_run_of_a_queued_run_has_its_own_id() {
+    let schema = PgSchema::new("queue_subrun");
+    let sb = Sandbox::with_state(&schema.url());
+    sb.write(
+        "child.yaml",
+        "cairn: 1\nname: child\nsteps:\n  - id: c\n    shell: 'true'\n",
+    );
+    sb.write(
+        "parent.yaml",
+        "cairn: 1\nname: parent\nsteps:\n  - id: sub\n    uses: child.yaml\n",
+    );
+    let w = worker(&sb, &[]);
+    let id = submit(&sb, &["parent.yaml"]);
+    let q = eventually("the run is done", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "succeeded", "{q:#?}");
+    let runs = rows(&schema, "SELECT id, parent_run FROM cairn_runs ORDER BY id");
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    let child = runs.iter().find(|r| r["id"] != id.as_str()).expect("child");
+    assert_eq!(child["parent_run"], id.as_str());
+    stop(w);
+}
