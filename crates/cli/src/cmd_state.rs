@@ -128,7 +128,8 @@ pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
     let location = a.state.location();
     let url = location.url.clone();
     crate::runtime()?.block_on(async move {
-        let store = location.open_existing().await?;
+        // On PostgreSQL, the run queue too: a queued run whose gate is decided goes back to it.
+        let (store, queue) = location.open_existing_with_queue().await?;
         let comment = match (a.comment, a.by) {
             (Some(c), Some(b)) => Some(format!("{c} (--by {b})")),
             (c, b) => c.or(b),
@@ -162,11 +163,21 @@ pub fn answer(a: AnswerArgs, decision: Decision) -> anyhow::Result<u8> {
                 "approved `{step}` of run {run} as {by}: {have} of {need} approvals; the gate waits for {} more",
                 need - have
             ),
-            _ => eprintln!(
-                "{} `{step}` of run {run} as {by}; continue with `cairn resume {}`",
-                if decision == Decision::Approved { "approved" } else { "rejected" },
-                answered.top.id
-            ),
+            _ => {
+                let verb = if decision == Decision::Approved { "approved" } else { "rejected" };
+                let top = &answered.top.id;
+                // A run a worker paused is queued again, for a worker to resume (one whose
+                // labels match it); any other run is resumed by whoever answers.
+                let requeued = match &queue {
+                    Some(q) => q.requeue(top).await?,
+                    None => false,
+                };
+                if requeued {
+                    eprintln!("{verb} `{step}` of run {run} as {by}; run {top} is queued again for a worker to resume");
+                } else {
+                    eprintln!("{verb} `{step}` of run {run} as {by}; continue with `cairn resume {top}`");
+                }
+            }
         }
         store.close().await;
         Ok(exit::OK)

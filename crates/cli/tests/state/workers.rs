@@ -358,7 +358,7 @@ fn sigterm_stops_a_worker_cleanly_and_hands_its_run_back_to_be_resumed() {
 }
 
 #[test]
-fn a_paused_run_releases_its_worker_and_goes_on_once_answered_and_requeued() {
+fn a_paused_run_releases_its_worker_and_an_answer_queues_it_again() {
     let schema = PgSchema::new("queue_gate");
     let sb = Sandbox::with_state(&schema.url());
     let log = sb.file("log.txt");
@@ -394,21 +394,21 @@ steps:
             .any(|r| r["id"] == plain.as_str() && r["status"] == "done")
             .then_some(())
     });
-    // Requeued before an answer: a worker resumes it, it pauses again, nothing after the
-    // gate runs.
-    sb.cairn(&["submit", "--requeue", &gated]).expect(0);
+    // Requeued before an answer (by a prefix of its id, as every run is named): a worker
+    // resumes it, it pauses again, nothing after the gate runs.
+    let requeued = sb.cairn(&["submit", "--requeue", &gated[..12].to_ascii_lowercase()]);
+    requeued.expect(0);
+    assert_eq!(requeued.stdout.trim(), gated);
     eventually("the gated run pauses again", HANG, || {
         let q = queue(&schema);
         let r = q.iter().find(|r| r["id"] == gated.as_str())?;
         (r["status"] == "paused" && r["claims"] == 2).then_some(())
     });
     assert_eq!(sb.lines("log.txt"), ["before"]);
-    // Answered, then requeued: it goes on past the gate.
-    sb.cairn(&["approve", &gated, "gate"]).expect(0);
-    // By a prefix of its id, as every run is named.
-    let requeued = sb.cairn(&["submit", "--requeue", &gated[..12].to_ascii_lowercase()]);
-    requeued.expect(0);
-    assert_eq!(requeued.stdout.trim(), gated);
+    // Answered: the answer queues it again by itself, and a worker takes it past the gate.
+    sb.cairn(&["approve", &gated, "gate"])
+        .expect(0)
+        .says("queued again for a worker to resume");
     eventually("the gated run is done", HANG, || {
         queue(&schema)
             .iter()
