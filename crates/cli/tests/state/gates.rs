@@ -541,3 +541,72 @@ fn a_prompting_run_is_answered_from_another_shell() {
         "{seen}{rest}"
     );
 }
+
+#[test]
+fn a_gate_answered_during_a_pause_waits_for_a_step_above_it_that_runs_again() {
+    users();
+    let schema = PgSchema::new("gate_rerun_above");
+    let sb = Sandbox::with_state(&schema.url());
+    book(
+        &sb,
+        "",
+        "  - id: pick
+    shell: echo pick-start >> LOG; sleep 1; echo pick-end >> LOG
+  - id: gate
+    needs: [pick]
+    approval: Go?
+  - id: act
+    needs: [gate]
+    shell: echo act >> LOG
+",
+    );
+    let run = paused(&sb);
+    as_user(&sb, ALICE, &["approve", &run, "gate"]).expect(0);
+    // The gate is decided by the answer given during the pause, so its outcome is known before
+    // the attempt starts; what needs it still starts only after the step above it, run again
+    // here, has ended.
+    sb.resume(&run, &["--rerun", "pick"]).expect(0);
+    assert_eq!(
+        sb.lines("log.txt"),
+        ["pick-start", "pick-end", "pick-start", "pick-end", "act"]
+    );
+}
+
+#[test]
+fn a_no_above_a_step_decides_before_another_gate_above_it_that_still_waits() {
+    users();
+    let schema = PgSchema::new("gate_no_first");
+    let sb = Sandbox::with_state(&schema.url());
+    book(
+        &sb,
+        "",
+        "  - id: later
+    needs: []
+    approval: Later?
+  - id: skip_me
+    needs: []
+    approval: { message: Skip?, on_reject: skip }
+  - id: act
+    needs: [later, skip_me]
+    shell: echo ACTED >> LOG
+",
+    );
+    let run = paused(&sb);
+    as_user(&sb, ALICE, &["reject", &run, "skip_me"]).expect(0);
+    // `later` still waits, but the "no" above `act` already decides it: it will never run,
+    // so it is not left pending for after the other answer.
+    sb.resume(&run, &[]).expect(3);
+    let act = |shown: &serde_json::Value| {
+        shown["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["step_id"] == "act"))
+            .cloned()
+            .unwrap_or_else(|| panic!("act has no record yet: {shown}"))
+    };
+    let now = act(&sb.show(&run));
+    assert_eq!(now["status"], "skipped", "{now}");
+    as_user(&sb, ALICE, &["approve", &run, "later"]).expect(0);
+    sb.resume(&run, &[]).expect(0);
+    assert!(sb.lines("log.txt").is_empty(), "{:?}", sb.lines("log.txt"));
+    assert_eq!(act(&sb.show(&run))["status"], "skipped");
+}
