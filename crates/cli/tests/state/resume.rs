@@ -266,3 +266,51 @@ fn rerun_runs_that_step_and_what_needs_it() {
     assert_eq!(again.started(), ["a", "b", "c"], "{again}");
     assert_eq!(sb.lines("log.txt"), ["a", "b", "c", "a", "b", "c"]);
 }
+
+/// A `uses` step that runs again because a step above it ran again with a new value starts a
+/// new sub-run with that value; the earlier sub-run, done with the old one, is not taken for it.
+#[test]
+fn a_uses_step_run_again_with_new_inputs_starts_a_new_sub_run() {
+    let sb = Sandbox::new();
+    let log = sb.file("log.txt");
+    let value = sb.file("value.txt");
+    sb.write("value.txt", "one\n");
+    sb.write(
+        "child.yaml",
+        &format!(
+            "cairn: 1
+name: child
+inputs:
+  x: {{ type: string }}
+steps:
+  - id: say
+    shell: echo {{{{ inputs.x }}}} >> {log}
+outputs:
+  said: \"{{{{ inputs.x }}}}\"
+"
+        ),
+    );
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1
+name: parent
+steps:
+  - id: pick
+    shell: cat {value}
+    outputs: {{ v: \"{{{{ result.stdout | trim }}}}\" }}
+  - id: sub
+    uses: child.yaml
+    with: {{ x: \"{{{{ steps.pick.outputs.v }}}}\" }}
+outputs:
+  said: \"{{{{ steps.sub.result.said }}}}\"
+"
+        ),
+    );
+    let run = sb.run("rb.yaml", &[]).expect(0).run_id();
+    assert_eq!(sb.lines("log.txt"), ["one"]);
+    sb.write("value.txt", "two\n");
+    sb.resume(&run, &["--from", "pick"]).expect(0);
+    assert_eq!(sb.lines("log.txt"), ["one", "two"]);
+    assert_eq!(sb.show(&run)["run"]["outputs"]["said"], "two");
+}
