@@ -314,3 +314,40 @@ outputs:
     assert_eq!(sb.lines("log.txt"), ["one", "two"]);
     assert_eq!(sb.show(&run)["run"]["outputs"]["said"], "two");
 }
+
+/// A `for_each` step run again keeps only the items that succeeded with the same value at the
+/// same place: an item whose value changed since (here from the environment) runs again.
+#[test]
+fn a_for_each_item_whose_value_changed_runs_again() {
+    let sb = Sandbox::new();
+    let log = sb.file("log.txt");
+    let fixed = sb.file("fixed");
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1
+name: items
+steps:
+  - id: each
+    for_each: \"{{{{ env.CAIRN_TEST_ITEMS | split(',') }}}}\"
+    shell: test -e {fixed} || [ {{{{ item }}}} != c ]; echo {{{{ item }}}} >> {log}
+"
+        ),
+    );
+    let mut first = sb.command(&["run", "rb.yaml", "--log-format", "json"]);
+    first.env("CAIRN_TEST_ITEMS", "a,b,c");
+    let first = crate::common::finish(first);
+    first.expect(1);
+    let run = first.run_id();
+    let mut done = sb.lines("log.txt");
+    done.sort();
+    assert_eq!(done, ["a", "b"]);
+    sb.write("fixed", "");
+    // The second item's value changed from b to z: it runs again; a, the same, does not.
+    let mut again = sb.command(&["resume", &run, "--log-format", "json"]);
+    again.env("CAIRN_TEST_ITEMS", "a,z,c");
+    crate::common::finish(again).expect(0);
+    let mut all = sb.lines("log.txt");
+    all.sort();
+    assert_eq!(all, ["a", "b", "c", "z"]);
+}
