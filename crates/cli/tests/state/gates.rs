@@ -610,3 +610,30 @@ fn a_no_above_a_step_decides_before_another_gate_above_it_that_still_waits() {
     assert!(sb.lines("log.txt").is_empty(), "{:?}", sb.lines("log.txt"));
     assert_eq!(act(&sb.show(&run))["status"], "skipped");
 }
+
+#[test]
+fn a_step_asked_to_run_again_is_not_passed_off_as_done_after_a_pause_above_it() {
+    users();
+    let schema = PgSchema::new("gate_from_forgets");
+    let sb = Sandbox::with_state(&schema.url());
+    book(
+        &sb,
+        "",
+        "  - id: gate
+    approval: Go?
+  - id: act
+    needs: [gate]
+    shell: echo ACTED >> LOG
+",
+    );
+    let run = paused(&sb);
+    as_user(&sb, ALICE, &["approve", &run, "gate"]).expect(0);
+    sb.resume(&run, &[]).expect(0);
+    assert_eq!(sb.lines("log.txt"), ["ACTED"]);
+    // Asked again from the gate: it waits, and `act` below it, asked to run again too, must
+    // not keep its old success through the pause.
+    sb.resume(&run, &["--from", "gate"]).expect(3);
+    as_user(&sb, ALICE, &["approve", &run, "gate"]).expect(0);
+    sb.resume(&run, &[]).expect(0);
+    assert_eq!(sb.lines("log.txt"), ["ACTED", "ACTED"]);
+}
