@@ -36,12 +36,20 @@ steps:
     )
 }
 
+/// A free port below the kernel's ephemeral range (32768 up): the daemons these tests leave
+/// running for a while must not take a port another test of this binary (the drill) asked the
+/// kernel for and released a moment before using it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 500) as u16 * 20;
+    loop {
+        // 20000..32000, whatever the process id and however many tries.
+        let port = 20_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed) % 12_000) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn command(sb: &Sandbox, args: &[&str]) -> Command {
