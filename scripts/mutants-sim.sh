@@ -10,7 +10,7 @@
 # A mutant is a search-and-replace of a code snippet, looked up in every source file of the
 # crate it names: the snippet must be found exactly once there, so a mutant follows its code when
 # the code moves between files; one whose snippet is gone prints MISSING (update it, do not
-# drop it). The results and the reasons for the equivalent ones are in docs/testing.md.
+# drop it). The results and the reasons for the equivalent ones are in docs/simulation.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cases="${SIM_CASES:-100}"

@@ -4,7 +4,7 @@
 #   SIM_CASES=100000 SIM_SEED=7 bash scripts/sim.sh
 #   SIM_STALE_EVERY=1 bash scripts/sim.sh   # also a stale engine at every action of each first run
 # It prints the number of crash points exercised and of each shape generated; a failure prints
-# the seed, the runbook and the command that runs that seed alone. Knobs: docs/testing.md.
+# the seed, the runbook and the command that runs that seed alone. Knobs: docs/simulation.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SIM_CASES="${SIM_CASES:-2000}"

@@ -54,7 +54,7 @@
 //! (every how many crash points of the first run the resume is then crashed at each of its own
 //! writes; default 3, `1` for all) choose the work; the counts are printed. `scripts/sim.sh`
 //! runs many more; `scripts/mutants-sim.sh` plants deliberate bugs and checks that this test
-//! catches each (docs/testing.md).
+//! catches each (docs/simulation.md).
 
 use async_trait::async_trait;
 use cairn_engine::events::NoSink;
