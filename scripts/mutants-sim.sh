@@ -121,6 +121,18 @@ mutant "a stale writer is not fenced (SQL run update)" $S \
 mutant "two claims of one attempt both win (memory store)" $S \
 'if stored.attempt != run.attempt.saturating_sub(1) || stored.status == RunStatus::Running {' \
 'if stored.attempt == u32::MAX {'
+mutant "a claim does not fence the run's sub-runs (memory store)" $S \
+'                        run.attempt += 1;' \
+'                        run.attempt += 0;'
+mutant "a claim does not fence the run's sub-runs (SQL)" $S \
+'                     UPDATE cairn_runs SET attempt = attempt + 1 \' \
+'                     UPDATE cairn_runs SET attempt = attempt + 0 \'
+mutant "a sub-run is created under a lost parent claim (memory store)" $S \
+'            return Err(StateError::RunExists(run.id.clone()));
+        }
+        inner.under_parent(run)?;' \
+'            return Err(StateError::RunExists(run.id.clone()));
+        }'
 mutant "a sub-run's \"no\" is retried by the parent's retry" $E \
 '            || last.hold == Hold::Declined;' \
 '            ;'

@@ -23,6 +23,9 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Set for a sub-run started by a `uses` step.
     pub parent_run: Option<String>,
+    /// For a sub-run: the parent's claimed attempt, under which the sub-run is created or
+    /// claimed (the store refuses once another engine claimed the parent).
+    pub parent_attempt: Option<u32>,
     /// For a sub-run: the runbook files (canonical paths) from the top-level run down to this
     /// one; empty for a top-level run.
     pub uses_chain: Vec<PathBuf>,
@@ -50,6 +53,7 @@ impl Default for RunOptions {
             logs: PathBuf::from(".cairn/logs"),
             cancel: CancellationToken::new(),
             parent_run: None,
+            parent_attempt: None,
             uses_chain: Vec::new(),
             parent_step: None,
             actions: None,

@@ -46,7 +46,10 @@ pub(crate) async fn resume_with(
         }
         // The store reports a run whose process is gone (or silent) as interrupted; a run still
         // `running` is alive, here or on another host sharing the store.
-        RunStatus::Running => return Err(ResumeError::Busy(record.holder())),
+        // A sub-run is taken up under its parent's claim, which fenced any engine still in it.
+        RunStatus::Running if opts.parent_attempt.is_none() => {
+            return Err(ResumeError::Busy(record.holder()));
+        }
         _ => {}
     }
     let path = std::path::PathBuf::from(&record.path);
@@ -107,6 +110,8 @@ pub(crate) async fn resume_with(
     record.content_hash = content_hash(&checked);
     record.claimed_at = now;
     record.heartbeat_at = now;
+    // A sub-run is taken up only under its parent's claim.
+    record.parent_attempt = opts.parent_attempt;
     let setup = Setup::new(
         &checked,
         &templates,

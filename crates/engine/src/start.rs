@@ -49,6 +49,7 @@ pub(crate) async fn start(
         record.id = id.clone();
     }
     record.parent_run = opts.parent_run.clone();
+    record.parent_attempt = opts.parent_attempt;
     record.parent_step = opts.parent_step.clone();
     let defs = step_defs(&checked);
     let setup = Setup::new(

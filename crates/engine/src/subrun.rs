@@ -143,6 +143,7 @@ async fn uses_inner(
         .collect();
     let opts = RunOptions {
         parent_run: Some(shared.run_id.clone()),
+        parent_attempt: Some(shared.claim.attempt),
         parent_step: Some(key.clone()),
         uses_chain: chain,
         cancel: cancel.child_token(),

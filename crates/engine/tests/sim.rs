@@ -1272,6 +1272,9 @@ async fn check_case(
     stats: &mut Stats,
 ) {
     let got = outcome(store, run).await;
+    if &got != want {
+        eprintln!("the store as the case left it:\n{}", dump(store).await);
+    }
     assert_eq!(
         &got,
         want,
@@ -1481,7 +1484,7 @@ fn name_the_seed_on_panic() {
 async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
     let on = |name: &str, default: bool| std::env::var(name).map_or(default, |v| v == "1");
     let stale = Stale {
-        uses: on("SIM_STALE_USES", false),
+        uses: on("SIM_STALE_USES", true),
         every: on("SIM_STALE_EVERY", false),
         sqlite: on("SIM_STALE_SQLITE", true),
         bias: true,
@@ -1493,7 +1496,7 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
 /// its resumes.
 async fn named_seed(seed: u64) {
     let stale = Stale {
-        uses: false,
+        uses: true,
         every: false,
         sqlite: true,
         bias: false,
@@ -1504,8 +1507,8 @@ async fn named_seed(seed: u64) {
 /// Where the stale engines of a case run (and whether the generator is biased).
 #[derive(Clone, Copy)]
 struct Stale {
-    /// On runbooks with `uses` too (`SIM_STALE_USES=1`), where a stale engine is not stopped
-    /// yet: see `a_stale_engine_goes_on_in_its_sub_runs`.
+    /// On runbooks with `uses` too (`SIM_STALE_USES=0`: not), where the stale engine must be
+    /// stopped in its sub-runs as well: see `a_stale_engine_is_fenced_in_its_sub_runs`.
     uses: bool,
     /// At every action of the first attempt (`SIM_STALE_EVERY=1`), not one the seed picks.
     every: bool,
@@ -2425,16 +2428,14 @@ async fn a_seed_reproduces() {
     assert_eq!(first.crash_points, second.crash_points);
 }
 
-/// An engine that stalls and wakes after another engine resumed its run is stopped by the
-/// fencing of that run, but not in its sub-runs: a child it creates after waking is a new run
-/// that no claim fences, and a child nobody claimed again (the other engine started its own)
-/// is still its own. So it goes on running sub-runbook steps, and writing their records, after
-/// it lost the run (seed 24303, stalled at its action 2). Ignored until a sub-run's creation
-/// and writes are fenced on its parent's claim too; the simulation keeps stale engines to
-/// runbooks without `uses` meanwhile.
+/// An engine that stalls and wakes after another engine resumed its run used to be stopped by
+/// the fencing of that run but not in its sub-runs: a child it created after waking was a new
+/// run no claim fenced, and a child nobody claimed again (the other engine started its own)
+/// was still its own, so it went on running sub-runbook steps and writing their records after
+/// it lost the run (seed 24303, stalled at its action 2). Sub-runs are now created and claimed
+/// under their parent's claim, and a claim of a run fences its unfinished sub-runs.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "a stale engine is not fenced in its sub-runs yet"]
-async fn a_stale_engine_goes_on_in_its_sub_runs() {
+async fn a_stale_engine_is_fenced_in_its_sub_runs() {
     let mut stats = Stats::default();
     let stale = Stale {
         uses: true,

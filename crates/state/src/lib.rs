@@ -147,7 +147,9 @@ pub const SCHEMA_VERSION: i64 = 7;
 pub trait Store: Send + Sync {
     /// Records a new run with its step DAG, in one transaction. Fails with
     /// [`StateError::RunExists`] if the id is taken. The creator holds the claim on the
-    /// record's attempt ([`RunRecord::claim`]).
+    /// record's attempt ([`RunRecord::claim`]). A sub-run with [`RunRecord::parent_attempt`]
+    /// is created only while that is still its parent's attempt, else
+    /// [`StateError::Fenced`] (naming the parent) and nothing is written.
     async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError>;
 
     /// Claims the run for a new attempt, atomically across processes and hosts: a
@@ -156,7 +158,12 @@ pub trait Store: Send + Sync {
     /// content hash, attempt) with `claimed_at` and `heartbeat_at` set to now, and this
     /// process holds [`RunRecord::claim`]. `Ok(Err(holder))` means another process claimed it
     /// first (or it is still running): nothing was written. Two resumes of one run therefore
-    /// never both proceed.
+    /// never both proceed. A sub-run with [`RunRecord::parent_attempt`] is claimed only while
+    /// that is still its parent's attempt, else [`StateError::Fenced`]; it may be claimed even
+    /// while stored `running`, since whatever engine ran it lost the parent and was fenced. In the same
+    /// transaction the attempt of every sub-run below the run (at any depth) that has not
+    /// succeeded or failed moves on by one: an engine that held one of them is fenced out of
+    /// it as out of the run itself.
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError>;
 
     /// Saves everything but `id`, `started_at` and `claimed_at`: status, finished_at, outputs,

@@ -77,6 +77,33 @@ impl Inner {
         Ok(())
     }
 
+    /// A sub-run is created or claimed only under its parent's current claim.
+    fn under_parent(&mut self, run: &RunRecord) -> Result<(), StateError> {
+        if let (Some(parent), Some(attempt)) = (&run.parent_run, run.parent_attempt) {
+            self.claimed(&Claim {
+                run_id: parent.clone(),
+                attempt,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A claim of a run fences every engine that holds one of its unfinished sub-runs (at any
+    /// depth): their attempts move on, so their next write is refused.
+    fn fence_descendants(&mut self, id: &str) {
+        let mut parents = vec![id.to_string()];
+        while let Some(parent) = parents.pop() {
+            for run in self.runs.values_mut() {
+                if run.parent_run.as_deref() == Some(parent.as_str()) {
+                    parents.push(run.id.clone());
+                    if !matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
+                        run.attempt += 1;
+                    }
+                }
+            }
+        }
+    }
+
     fn run_mut(&mut self, id: &str) -> Result<&mut RunRecord, StateError> {
         self.runs
             .get_mut(id)
@@ -122,6 +149,7 @@ fn normalized_run(run: &RunRecord) -> RunRecord {
     r.claimed_at = trunc(r.claimed_at);
     // Written by the store alone, as in the SQL backends.
     r.unconfirmed = None;
+    r.parent_attempt = None;
     r
 }
 
@@ -139,6 +167,7 @@ impl Store for MemoryStore {
         if inner.runs.contains_key(&run.id) {
             return Err(StateError::RunExists(run.id.clone()));
         }
+        inner.under_parent(run)?;
         let mut new = normalized_run(run);
         new.heartbeat_seq = 0;
         inner.runs.insert(run.id.clone(), new);
@@ -148,8 +177,15 @@ impl Store for MemoryStore {
 
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
         let mut inner = self.lock();
+        inner.run_mut(&run.id)?;
+        inner.under_parent(run)?;
         let stored = inner.run_mut(&run.id)?;
-        if stored.attempt != run.attempt.saturating_sub(1) || stored.status == RunStatus::Running {
+        // A sub-run taken up under its parent's claim may still be stored `running` by the
+        // engine that lost the parent, which that claim fenced: it is the parent's holder's.
+        let under_parent = run.parent_attempt.is_some() && run.parent_run.is_some();
+        if stored.attempt != run.attempt.saturating_sub(1)
+            || (stored.status == RunStatus::Running && !under_parent)
+        {
             return Ok(Err(stored.holder()));
         }
         let new = normalized_run(run);
@@ -161,6 +197,7 @@ impl Store for MemoryStore {
             parent_step: stored.parent_step.clone(),
             ..new
         };
+        inner.fence_descendants(&run.id);
         Ok(Ok(()))
     }
 

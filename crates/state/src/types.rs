@@ -179,6 +179,14 @@ pub struct RunRecord {
     /// For a sub-run, the parent's step that started it: `deploy`, or `deploy[3]` for item 3
     /// of a `for_each`. Each such step (or item) has its own sub-run.
     pub parent_step: Option<String>,
+    /// For a sub-run being created ([`crate::Store::create_run`]) or claimed
+    /// ([`crate::Store::claim_run`]) by its parent's `uses` step: the attempt of the parent
+    /// under which this happens. The store refuses with [`crate::StateError::Fenced`] unless it
+    /// is still the parent's stored attempt, so an engine that lost the parent can neither
+    /// start nor take up a sub-run of it. `None` for a top-level run, and for a sub-run resumed
+    /// on its own (`cairn resume CHILD`). Not stored.
+    #[serde(skip)]
+    pub parent_attempt: Option<u32>,
 }
 
 impl RunRecord {
@@ -213,6 +221,7 @@ impl RunRecord {
             attempt: 1,
             claimed_at: now,
             parent_step: None,
+            parent_attempt: None,
         }
     }
 

@@ -356,6 +356,27 @@ impl<D: Dialect> SqlStore<D> {
         Ok(tx)
     }
 
+    /// For a sub-run created or claimed by its parent's `uses` step: whether the parent's
+    /// claim ([`RunRecord::parent_attempt`]) still holds, checked in the transaction `tx` (which
+    /// keeps the parent's row locked for share on PostgreSQL, so a claim of the parent waits
+    /// for it and then fences what it wrote).
+    async fn under_parent(
+        tx: &mut sqlx::Transaction<'static, D>,
+        run: &RunRecord,
+        action: &str,
+    ) -> Result<bool, StateError> {
+        let (Some(parent), Some(attempt)) = (&run.parent_run, run.parent_attempt) else {
+            return Ok(true);
+        };
+        let held = D::fetch_optional(
+            Ex::Conn(&mut **tx),
+            sqlx::query(D::HELD).text(parent).int(i64::from(attempt)),
+        )
+        .await
+        .map_err(StateError::query(action.to_string()))?;
+        Ok(held.is_some())
+    }
+
     async fn insert_defs(
         conn: &mut D::Connection,
         run_id: &str,
@@ -484,6 +505,14 @@ fn last_of_each(recs: &[StepRecord]) -> Vec<&StepRecord> {
     out
 }
 
+/// The parent's claim a sub-run is created or claimed under.
+fn parent_claim(run: &RunRecord) -> Claim {
+    Claim {
+        run_id: run.parent_run.clone().unwrap_or_default(),
+        attempt: run.parent_attempt.unwrap_or_default(),
+    }
+}
+
 #[async_trait]
 impl<D: Dialect> Store for SqlStore<D> {
     async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError> {
@@ -491,6 +520,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         let action = format!("creating run {}", run.id);
         let q = StateError::query(action.clone());
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(q)?;
+        if !Self::under_parent(&mut tx, run, &action).await? {
+            drop(tx);
+            return Err(self.fenced(&parent_claim(run)).await);
+        }
         let insert = sqlx::query(concat!(
             "INSERT INTO cairn_runs (",
             run_columns!(),
@@ -515,22 +548,65 @@ impl<D: Dialect> Store for SqlStore<D> {
 
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError> {
         self.still_there()?;
+        let action = format!("claiming run {}", run.id);
+        let mut tx = self
+            .pool
+            .begin_with(D::BEGIN_WRITE)
+            .await
+            .map_err(StateError::query(action.clone()))?;
+        if !Self::under_parent(&mut tx, run, &action).await? {
+            drop(tx);
+            return Err(self.fenced(&parent_claim(run)).await);
+        }
         // One statement: SQLite decides it under its write lock, PostgreSQL under the row's
         // lock (a second claimer waits, re-reads the row at the new attempt and changes
         // nothing), so of two processes claiming the same attempt exactly one changes the row.
-        let q = sqlx::query(concat!(
-            "UPDATE cairn_runs SET ",
-            run_fields!(),
-            ", attempt = $16, claimed_at = $17 \
-             WHERE id = $1 AND attempt = $20 AND status <> 'running'"
-        ));
+        // A sub-run taken up under its parent's claim may still be stored `running` by the
+        // engine that lost the parent: that engine is fenced already (below), so the sub-run
+        // is its parent's holder's to take.
+        let q = if run.parent_attempt.is_some() && run.parent_run.is_some() {
+            sqlx::query(concat!(
+                "UPDATE cairn_runs SET ",
+                run_fields!(),
+                ", attempt = $16, claimed_at = $17 WHERE id = $1 AND attempt = $20"
+            ))
+        } else {
+            sqlx::query(concat!(
+                "UPDATE cairn_runs SET ",
+                run_fields!(),
+                ", attempt = $16, claimed_at = $17 \
+                 WHERE id = $1 AND attempt = $20 AND status <> 'running'"
+            ))
+        };
         let q = bind_run(q, run).int(i64::from(run.attempt.saturating_sub(1)));
-        let done = D::execute(self.pool(), q)
+        let done = D::execute(Ex::Conn(&mut *tx), q)
             .await
-            .map_err(StateError::query(format!("claiming run {}", run.id)))?;
+            .map_err(StateError::query(action.clone()))?;
         if done == 1 {
+            // Whatever engine holds one of the run's unfinished sub-runs (at any depth) is
+            // fenced with it: their attempts move on in the same transaction.
+            D::execute(
+                Ex::Conn(&mut *tx),
+                sqlx::query(
+                    "WITH RECURSIVE below(id) AS ( \
+                       SELECT id FROM cairn_runs WHERE parent_run = $1 \
+                       UNION ALL \
+                       SELECT r.id FROM cairn_runs r JOIN below b ON r.parent_run = b.id) \
+                     UPDATE cairn_runs SET attempt = attempt + 1 \
+                     WHERE id IN (SELECT id FROM below) \
+                       AND status NOT IN ('succeeded', 'failed')",
+                )
+                .text(&run.id),
+            )
+            .await
+            .map_err(StateError::query(format!(
+                "fencing the sub-runs of run {}",
+                run.id
+            )))?;
+            tx.commit().await.map_err(StateError::query(action))?;
             return Ok(Ok(()));
         }
+        drop(tx);
         match self.stored(&run.id).await? {
             Some(stored) => Ok(Err(stored.holder())),
             None => Err(StateError::RunNotFound(run.id.clone())),

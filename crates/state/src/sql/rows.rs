@@ -68,6 +68,7 @@ pub(super) fn run_from_row<D: Dialect>(row: &D::Row) -> Result<RunRecord, StateE
             D::int(row, "heartbeat_seq").map_err(corrupt("heartbeat_seq"))?,
         ),
         unconfirmed: None,
+        parent_attempt: None,
     })
 }
 

@@ -21,7 +21,7 @@ macro_rules! store_tests {
         store_tests!(@each $with:
             runs_create_get_list, run_update, prefix_lookup, steps_upsert_by_item,
             json_round_trip, step_defs_replaced, heartbeat_revives_and_renews, approvals,
-            claims_fence_writes, claims_race_one_wins, sub_runs_by_parent,
+            claims_fence_writes, claims_race_one_wins, sub_runs_by_parent, sub_runs_fenced_by_their_parent,
             interrupted_detection, remote_runs_judged_by_their_counter, locks_acquire_refuse_release, locks_finished_and_paused,
             locks_dead_holders, put_steps_together, put_steps_long_and_repeated, refused_claims_change_nothing,
             lock_release_is_fenced, runs_paged_by_cursor, actions_audit_trail);
@@ -606,6 +606,135 @@ pub async fn sub_runs_by_parent(store: Arc<dyn Store>) {
     assert!(store.sub_runs("nope").await.expect("sub_runs").is_empty());
 }
 
+/// A sub-run is created and taken up only under its parent's claim, and a claim of the parent
+/// fences whatever engine holds one of its unfinished sub-runs (at any depth): an engine that
+/// lost a run cannot go on in its sub-runs.
+pub async fn sub_runs_fenced_by_their_parent(store: Arc<dyn Store>) {
+    let mut parent = run("parent", TimeDelta::minutes(3));
+    create(&store, &parent).await;
+    let child_of = |p: &RunRecord, step: &str| {
+        let mut c = run("child", TimeDelta::minutes(2));
+        c.parent_run = Some(p.id.clone());
+        c.parent_step = Some(step.into());
+        c.parent_attempt = Some(p.attempt);
+        c
+    };
+    // Under the parent's claim: created.
+    let mut running = child_of(&parent, "a");
+    create(&store, &running).await;
+    let mut grandchild = child_of(&running, "deep");
+    create(&store, &grandchild).await;
+    let mut done = child_of(&parent, "b");
+    create(&store, &done).await;
+    done.status = RunStatus::Succeeded;
+    store.update_run(&done).await.expect("update_run");
+    let mut failed = child_of(&parent, "c");
+    create(&store, &failed).await;
+    failed.status = RunStatus::Failed;
+    store.update_run(&failed).await.expect("update_run");
+    let mut paused = child_of(&parent, "d");
+    create(&store, &paused).await;
+    paused.status = RunStatus::Paused;
+    store.update_run(&paused).await.expect("update_run");
+
+    // Another engine claims the parent.
+    let stale_parent = parent.clone();
+    parent.status = RunStatus::Paused;
+    store.update_run(&parent).await.expect("update_run");
+    let mut taken = parent.clone();
+    taken.attempt = 2;
+    taken.status = RunStatus::Running;
+    assert_eq!(store.claim_run(&taken).await.expect("claim"), Ok(()));
+
+    // The old engine can neither write to the sub-runs it held, nor start or take up one.
+    let fenced = |what: &str, e: Result<(), StateError>| {
+        assert!(
+            matches!(e, Err(StateError::Fenced { .. })),
+            "{what}: expected fenced, got {e:?}"
+        )
+    };
+    let s = StepRecord::new(&running.id, "x", None, "h");
+    fenced("child step", store.put_step(&running.claim(), &s).await);
+    fenced("child heartbeat", store.heartbeat(&running.claim()).await);
+    let g = StepRecord::new(&grandchild.id, "x", None, "h");
+    fenced(
+        "grandchild step",
+        store.put_step(&grandchild.claim(), &g).await,
+    );
+    fenced("paused child", store.update_run(&paused).await);
+    let late = child_of(&stale_parent, "e");
+    let e = store.create_run(&late, &[]).await;
+    match &e {
+        Err(StateError::Fenced {
+            run_id,
+            attempt,
+            holder,
+        }) => {
+            assert_eq!((run_id, *attempt, holder.attempt), (&parent.id, 1, 2))
+        }
+        other => panic!("a sub-run created under a lost parent claim: {other:?}"),
+    }
+    assert!(store.get_run(&late.id).await.expect("get").is_none());
+    let mut again = store
+        .get_run(&paused.id)
+        .await
+        .expect("get")
+        .expect("paused");
+    let before = again.attempt;
+    again.attempt += 1;
+    again.status = RunStatus::Running;
+    again.parent_attempt = Some(1);
+    fenced(
+        "claim under a lost parent",
+        store.claim_run(&again).await.map(|_| ()),
+    );
+    assert_eq!(get(&store, &paused.id).await.attempt, before);
+
+    // Finished sub-runs keep their attempt; unfinished ones moved on; the new holder of the
+    // parent takes a sub-run up and writes in it.
+    assert_eq!(get(&store, &done.id).await.attempt, 1);
+    assert_eq!(get(&store, &failed.id).await.attempt, 1);
+    assert_eq!(get(&store, &running.id).await.attempt, 2);
+    assert_eq!(get(&store, &grandchild.id).await.attempt, 2);
+    again.parent_attempt = Some(2);
+    assert_eq!(store.claim_run(&again).await.expect("claim"), Ok(()));
+    store
+        .put_step(&again.claim(), &StepRecord::new(&again.id, "x", None, "h"))
+        .await
+        .expect("the new holder writes");
+    let fresh = child_of(&taken, "f");
+    create(&store, &fresh).await;
+    // Without a parent's claim (`cairn resume CHILD`), a sub-run is claimed on its own.
+    running.status = RunStatus::Interrupted;
+    running.attempt = 2;
+    store.update_run(&running).await.expect("update_run");
+    let mut alone = running.clone();
+    alone.attempt = 3;
+    alone.status = RunStatus::Running;
+    alone.parent_attempt = None;
+    assert_eq!(store.claim_run(&alone).await.expect("claim"), Ok(()));
+    // ... and its own claim fences its own sub-runs.
+    grandchild.attempt = 2;
+    let g = StepRecord::new(&grandchild.id, "y", None, "h");
+    fenced(
+        "grandchild after its parent's claim",
+        store.put_step(&grandchild.claim(), &g).await,
+    );
+    // A sub-run stored `running` is refused to a claim on its own, but taken up under its
+    // parent's current claim (whatever engine ran it is fenced by that claim).
+    let mut plain = alone.clone();
+    plain.attempt = 4;
+    plain.parent_attempt = None;
+    assert!(store.claim_run(&plain).await.expect("claim").is_err());
+    let mut takeover = plain.clone();
+    takeover.parent_attempt = Some(2);
+    assert_eq!(store.claim_run(&takeover).await.expect("claim"), Ok(()));
+    fenced(
+        "the engine it was taken from",
+        store.heartbeat(&alone.claim()).await,
+    );
+}
+
 /// Ends attempt 1 of `r` as failed and lets attempt 2 claim the run: `r`'s claim is lost.
 async fn lose_to_attempt_2(store: &Arc<dyn Store>, r: &mut RunRecord) {
     r.status = RunStatus::Failed;
@@ -898,6 +1027,7 @@ pub async fn v1_runs_after_migration(store: Arc<dyn Store>) {
         pid_start: None,
         heartbeat_seq: 0,
         unconfirmed: None,
+        parent_attempt: None,
     };
     assert_eq!(paused, want);
     let failed = get(&store, "01jv1failed").await;
