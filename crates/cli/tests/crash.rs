@@ -118,7 +118,7 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_only_the_step_in_flight()
     let ctx = format!("seed {seed} (replay with CAIRN_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
     let sb = Sandbox::new();
-    sb.write("rb.yaml", &runbook(&sb));
+    sb.write("rb.yaml", runbook(&sb));
 
     let mut snapshots: Vec<Snapshot> = Vec::new();
     let mut kills = 0;
@@ -267,7 +267,7 @@ fn kill_while_parallel_steps_run(sb: &Sandbox) {
     let (pids, log) = (sb.file("PIDS"), sb.file("LOG"));
     sb.write(
         "child.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: child\nsteps:\n  - id: inner\n    shell: echo child >> '{log}'; echo $$ >> '{pids}'; sleep ${{SLEEP:-300}}\n"
         ),
     );
@@ -296,7 +296,7 @@ steps:
 "
         )
     };
-    sb.write("rb.yaml", &yaml("300"));
+    sb.write("rb.yaml", yaml("300"));
     let mut command = sb.command(&["run", "rb.yaml"]);
     command.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = command.spawn().expect("spawn cairn");
@@ -321,7 +321,7 @@ steps:
     let id = parent["id"].as_str().expect("id").to_string();
 
     // The steps were in flight (in doubt) and are idempotent: the resume runs each once more.
-    sb.write("rb.yaml", &yaml("0"));
+    sb.write("rb.yaml", yaml("0"));
     let mut resume = sb.command(&["resume", &id, "--log-format", "json"]);
     resume.env("SLEEP", "0");
     let done = common::finish(resume);
@@ -358,7 +358,7 @@ fn a_for_each_killed_mid_way_resumes_only_the_unfinished_items() {
     let (log, after) = (sb.file("items.txt"), sb.file("after.txt"));
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: twenty-killed
 steps:
@@ -403,7 +403,7 @@ fn killed_after_an_approval_the_resume_keeps_the_answer_and_runs_only_what_is_le
     let (log, pid_file) = (sb.file("ran.txt"), sb.file("restore.pid"));
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: gated-kill
 steps:

@@ -6,6 +6,8 @@
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/sandbox.rs"]
+mod sandbox;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -20,18 +22,18 @@ use serde_json::Value;
 const CANARY: &str = "sErVe-cAnArY-7d1e'q/x+y=z?&w";
 
 struct Sandbox {
-    dir: tempfile::TempDir,
+    dir: sandbox::Dir,
 }
 
 impl Sandbox {
     fn new() -> Sandbox {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join(".cairn")).expect(".cairn");
+        let dir = sandbox::Dir::new("cairn-serve-");
+        dir.mkdir(".cairn");
         Sandbox { dir }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     fn state(&self) -> String {
@@ -39,14 +41,9 @@ impl Sandbox {
     }
 
     fn cairn(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(self.dir.path())
-            .env("CAIRN_STATE", self.state())
-            .env("CAIRN_CANARY", CANARY)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut c = sandbox::cairn_command(self.dir.path());
+        c.env("CAIRN_STATE", self.state())
+            .env("CAIRN_CANARY", CANARY);
         c
     }
 

@@ -4,18 +4,28 @@
 
 #[path = "../support/process.rs"]
 mod process;
+#[path = "../support/sandbox.rs"]
+mod sandbox;
 #[allow(unused_imports)]
 pub use process::whoami;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 /// Every command here must end well within this; a hang is the bug under test.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A temp dir ([`sandbox::Dir`]: its files), removed on drop.
 pub struct Sandbox {
-    dir: tempfile::TempDir,
+    dir: sandbox::Dir,
+}
+
+impl std::ops::Deref for Sandbox {
+    type Target = sandbox::Dir;
+    fn deref(&self) -> &sandbox::Dir {
+        &self.dir
+    }
 }
 
 pub struct Out {
@@ -37,54 +47,8 @@ impl std::fmt::Display for Out {
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
-            dir: tempfile::Builder::new()
-                .prefix("cairn-inputs-")
-                .tempdir()
-                .expect("temp dir"),
+            dir: sandbox::Dir::new("cairn-inputs-"),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path().join(name)
-    }
-
-    /// Writes `text` to `name` (parents created) and returns its path.
-    pub fn write(&self, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.join(name);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("create parent dir");
-        }
-        std::fs::write(&path, text).expect("write file");
-        path
-    }
-
-    pub fn mkdir(&self, name: &str) -> PathBuf {
-        let path = self.join(name);
-        std::fs::create_dir_all(&path).expect("mkdir");
-        path
-    }
-
-    /// A real FIFO, made by the real `mkfifo`.
-    pub fn fifo(&self, name: &str) -> PathBuf {
-        let path = self.join(name);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("create parent dir");
-        }
-        let ok = Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .expect("run mkfifo")
-            .success();
-        assert!(ok, "mkfifo {}", path.display());
-        path
-    }
-
-    pub fn symlink(&self, target: impl AsRef<Path>, name: &str) {
-        std::os::unix::fs::symlink(target, self.join(name)).expect("symlink");
     }
 
     /// `cairn ARGS` with the sandbox as working directory and as HOME.
@@ -93,19 +57,10 @@ impl Sandbox {
     }
 
     pub fn command_in(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(dir)
-            .args(args)
-            .env("NO_COLOR", "1")
+        let mut c = sandbox::cairn_command(dir);
+        c.args(args)
             .env("USER", "tester")
-            .env("HOME", self.join("home"))
-            .env_remove("XDG_STATE_HOME")
-            .env_remove("CAIRN_STATE")
-            .env_remove("CAIRN_CONCURRENCY")
-            .env_remove("CAIRN_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("HOME", self.join("home"));
         c
     }
 

@@ -156,7 +156,7 @@ fn a_statement_that_cannot_run_in_a_transaction_is_refused_in_a_script_and_runs_
     ));
     let script = sb.write(
         "script.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: lone\ntargets:\n  db: {{ postgres: \"{}\" }}\nsteps:\n  - id: tidy\n    sql:\n      target: db\n      query: |\n        DELETE FROM {t} WHERE a > 90;\n        -- then reclaim the space; VACUUM in a comment does not count\n        VACUUM (VERBOSE) {t};\n        SELECT 'CREATE INDEX CONCURRENTLY; VACUUM' AS text\n",
             super::common::PG_URL
         ),
@@ -221,7 +221,7 @@ fn notices_pass_through_the_masking_door() {
     cmd.env("CAIRN_TEST_PW", "hunter2-canary");
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"
 cairn: 1
 name: said

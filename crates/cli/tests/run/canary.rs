@@ -118,7 +118,7 @@ outputs:
     );
     sb.write(
         "parent.yaml",
-        &format!(
+        format!(
             r##"
 cairn: 1
 name: canary
@@ -274,7 +274,7 @@ outputs:
     let end = parent.find("  - id: fails").expect("fails");
     sb.write(
         "planned.yaml",
-        &format!("{}{}", &parent[..cut], &parent[end..]),
+        format!("{}{}", &parent[..cut], &parent[end..]),
     );
     for args in [
         vec!["plan", "planned.yaml"],
@@ -388,7 +388,7 @@ fn a_secret_input_of_a_sub_run_is_given_again_on_resume() {
     let sb = Sandbox::new();
     sb.write(
         "child.yaml",
-        &format!(
+        format!(
             r#"
 cairn: 1
 name: taint-child

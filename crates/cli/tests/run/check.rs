@@ -135,7 +135,7 @@ steps:
 #[test]
 fn ok_warning_and_critical_against_a_real_database() {
     let sb = Sandbox::new();
-    sb.write("ok.yaml", &health(PG_URL, "> 50"));
+    sb.write("ok.yaml", health(PG_URL, "> 50"));
     let a = check(&sb, &["ok.yaml"]);
     assert_eq!((a.code, a.state.as_str()), (0, "OK"), "{a:?}");
     assert_eq!(a.text, "db-health: 2 checks ok");
@@ -158,14 +158,14 @@ fn ok_warning_and_critical_against_a_real_database() {
     );
     assert_eq!(a.long, vec!["pool: ok 7 conn", "lag: ok 0.25 s"]);
 
-    sb.write("warn.yaml", &health(PG_URL, "> 5"));
+    sb.write("warn.yaml", health(PG_URL, "> 5"));
     let a = check(&sb, &["warn.yaml"]);
     assert_eq!(a.code, 1, "{a:?}");
     assert_eq!(a.text, "db-health: pool: warning 7 conn");
 
     sb.write(
         "crit.yaml",
-        &health(PG_URL, "> 5").replace(">= 100", ">= 7"),
+        health(PG_URL, "> 5").replace(">= 100", ">= 7"),
     );
     let a = check(&sb, &["crit.yaml"]);
     assert_eq!(a.code, 2, "{a:?}");
@@ -184,7 +184,7 @@ fn a_database_that_refuses_is_critical_an_invalid_runbook_unknown() {
     let sb = Sandbox::new();
     sb.write(
         "down.yaml",
-        &health(
+        health(
             "postgres://postgres@127.0.0.1:1/test?connect_timeout=2",
             "> 50",
         ),
@@ -233,7 +233,7 @@ fn the_time_limit_answers_unknown_in_time_and_stops_the_steps() {
     let marker = sb.file("still-running");
     sb.write(
         "slow.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: slow\nsteps:\n  - id: wait\n    shell: sleep 5 && touch {marker}\n  - id: v\n    check: {{ value: \"1\", warning: \"> 2\" }}\n"
         ),
     );
@@ -284,7 +284,7 @@ fn a_value_that_is_not_a_finite_number_is_unknown() {
     for (value, name) in [("NaN", "nan"), ("-inf", "minus_inf"), ("inf", "inf")] {
         sb.write(
             &format!("{name}.yaml"),
-            &format!(
+            format!(
                 r#"
 cairn: 1
 name: odd
@@ -313,7 +313,7 @@ fn a_for_each_check_is_its_worst_item() {
     ] {
         sb.write(
             "each.yaml",
-            &format!(
+            format!(
                 r#"
 cairn: 1
 name: each

@@ -182,7 +182,7 @@ fn warnings_exit_gives_a_run_with_warnings_its_own_code() {
     // From the environment, for cron wrappers.
     let mut cmd = sb.command("runbook.yaml", &[]);
     cmd.env("CAIRN_WARNINGS_EXIT", "1");
-    sb.write("runbook.yaml", &checks(85, ", fail_on: never"));
+    sb.write("runbook.yaml", checks(85, ", fail_on: never"));
     sb.run_with(cmd).expect_code(1);
     // fail_on: never with a critical value: succeeded, with warnings.
     let run = sb.run_yaml(&checks(99, ", fail_on: never"), &["--warnings-exit", "5"]);

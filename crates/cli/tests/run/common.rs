@@ -7,15 +7,17 @@
 
 #[path = "../support/process.rs"]
 pub mod process;
+#[path = "../support/sandbox.rs"]
+pub mod sandbox;
 pub use process::{wait_or_kill, whoami};
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,67 +27,35 @@ pub const HANG: Duration = Duration::from_secs(180);
 /// The PostgreSQL server of the test environment (trust authentication).
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// A temp dir for one test; removed on drop.
+/// A temp dir for one test ([`sandbox::Dir`]: its files), removed on drop.
 pub struct Sandbox {
-    dir: tempfile::TempDir,
+    dir: sandbox::Dir,
+}
+
+impl std::ops::Deref for Sandbox {
+    type Target = sandbox::Dir;
+    fn deref(&self) -> &sandbox::Dir {
+        &self.dir
+    }
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
-            dir: tempfile::Builder::new()
-                .prefix("cairn-run-")
-                .tempdir()
-                .expect("temp dir"),
+            dir: sandbox::Dir::new("cairn-run-"),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A path in the sandbox, as text for templates and shell commands.
-    pub fn file(&self, name: &str) -> String {
-        self.path().join(name).display().to_string()
-    }
-
-    /// Writes `text` to `name` (parents created) and returns its path.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path().join(name);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("create parent dir");
-        }
-        std::fs::write(&path, text).expect("write file");
-        path
-    }
-
-    pub fn read(&self, name: &str) -> String {
-        let path = self.path().join(name);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-    }
-
-    pub fn exists(&self, name: &str) -> bool {
-        self.path().join(name).exists()
     }
 
     /// `cairn` with this sandbox as working directory, the state in it, JSON events on stdout
     /// and none of the environment knobs of the machine running the tests.
     pub fn command(&self, runbook: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(self.path())
-            .arg("run")
+        let mut c = sandbox::cairn_command(self.path());
+        c.arg("run")
             .arg(runbook)
             .arg("--state")
             .arg(self.path().join("state.db"))
             .args(["--log-format", "json"])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("CAIRN_STATE")
-            .env_remove("CAIRN_CONCURRENCY")
-            .env_remove("CAIRN_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(args);
         c
     }
 
@@ -209,37 +179,30 @@ impl std::fmt::Display for Run {
 
 /// A `cairn run` still going: its events arrive one by one.
 pub struct Live {
-    pub child: Child,
-    lines: mpsc::Receiver<String>,
+    lines: sandbox::Lines,
     pub seen: Vec<Value>,
 }
 
 impl Live {
     pub fn spawn(mut command: Command) -> Live {
-        let mut child = command.spawn().expect("spawn cairn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut lines = sandbox::Lines::spawn(&mut command);
         // Stderr is drained so that cairn never blocks on a full pipe.
-        let stderr = child.stderr.take().expect("stderr");
+        let stderr = lines.child.stderr.take().expect("stderr");
         thread::spawn(move || {
             let _ = std::io::copy(&mut BufReader::new(stderr), &mut std::io::sink());
         });
         Live {
-            child,
             lines,
             seen: Vec::new(),
         }
     }
 
     pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid fits i32")
+        self.lines.pid()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.lines.child
     }
 
     /// Reads events until one satisfies `pred` (hang protection: [`HANG`]).
@@ -247,27 +210,21 @@ impl Live {
         let deadline = Instant::now() + HANG;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let e: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|err| panic!("not a JSON event ({err}): {line}"));
-                    self.seen.push(e.clone());
-                    if pred(&e) {
-                        return e;
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!("the awaited event never came; seen: {:#?}", self.seen);
-                }
+            let Some(line) = self.lines.next(left) else {
+                panic!("the awaited event never came; seen: {:#?}", self.seen);
+            };
+            let e: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|err| panic!("not a JSON event ({err}): {line}"));
+            self.seen.push(e.clone());
+            if pred(&e) {
+                return e;
             }
         }
     }
 
     /// The rest of the events, after the process ended.
     pub fn drain(&mut self) {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+        for line in self.lines.rest() {
             if let Ok(e) = serde_json::from_str(&line) {
                 self.seen.push(e);
             }
@@ -275,30 +232,7 @@ impl Live {
     }
 }
 
-impl Drop for Live {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Whether a process is gone: no such pid, or a zombie waiting for its reaper. Polls up to
-/// `wait`, since an orphan is reaped a little after its killing.
-pub fn gone_within(pid: i32, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    loop {
-        let alive = cairn_procfs::stat(pid).is_some_and(|s| s.live());
-        if !alive {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use sandbox::gone_within;
 
 /// One request the test server received.
 #[derive(Clone, Debug)]

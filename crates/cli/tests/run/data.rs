@@ -71,7 +71,7 @@ fn a_hostile_input_stays_data_in_sql_and_shell() {
     let sb = Sandbox::new();
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"
 cairn: 1
 name: inject

@@ -86,7 +86,7 @@ fn serves(port: u16) -> bool {
 fn a_detached_daemon_outlives_the_step_and_the_run() {
     let sb = Sandbox::new();
     let port = free_port();
-    sb.write("runbook.yaml", &runbook(true, port));
+    sb.write("runbook.yaml", runbook(true, port));
     let run = sb.run_with(command(&sb, &["--report", "report.md"]));
     let pid = server_pid(&sb);
     let _reap = Reap(pid);
@@ -134,7 +134,7 @@ fn a_detached_daemon_outlives_the_step_and_the_run() {
 fn without_detach_the_daemon_is_stopped_with_its_step_and_named() {
     let sb = Sandbox::new();
     let port = free_port();
-    sb.write("runbook.yaml", &runbook(false, port));
+    sb.write("runbook.yaml", runbook(false, port));
     let clock = Instant::now();
     let run = sb.run_with(command(&sb, &["--report", "report.md"]));
     let pid = server_pid(&sb);
@@ -164,7 +164,7 @@ fn a_detached_daemon_that_keeps_the_output_fails_the_step() {
     let port = free_port();
     sb.write(
         "runbook.yaml",
-        &runbook(true, port).replace(" >server.log 2>&1 &", " &"),
+        runbook(true, port).replace(" >server.log 2>&1 &", " &"),
     );
     let run = sb.run_with(command(&sb, &[]));
     let pid = server_pid(&sb);

@@ -83,10 +83,10 @@ fn hostile_values_stay_data_in_every_shell_context() {
     let sb = Sandbox::new();
     let mut values = corpus("PWNED");
     values.push(megabyte());
-    sb.write("inputs.json", &json!({ "values": values }).to_string());
+    sb.write("inputs.json", json!({ "values": values }).to_string());
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"cairn: 1
 name: hostile-shell
 inputs:
@@ -155,7 +155,7 @@ fn sql_round_trip(kind: &str, url: &str, table: &str, canary: &str, values: &[St
     let sb = Sandbox::new();
     sb.write(
         "inputs.json",
-        &json!({ "values": values, "table": table }).to_string(),
+        json!({ "values": values, "table": table }).to_string(),
     );
     let column = if kind == "mysql" {
         "LONGTEXT CHARACTER SET utf8mb4"
@@ -164,7 +164,7 @@ fn sql_round_trip(kind: &str, url: &str, table: &str, canary: &str, values: &[St
     };
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"cairn: 1
 name: hostile-sql
 inputs:
@@ -334,11 +334,11 @@ fn nul_is_refused_by_shell_and_bound_by_sql() {
     let db = sb.file("nul.db");
     sb.write(
         "inputs.json",
-        &json!({ "v": "a\u{0}b; touch PWNED" }).to_string(),
+        json!({ "v": "a\u{0}b; touch PWNED" }).to_string(),
     );
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"cairn: 1
 name: nul
 inputs:

@@ -47,7 +47,7 @@ fn an_sql_ident_outside_code_is_refused_before_anything_runs() {
         let sb = Sandbox::new();
         sb.write(
             "runbook.yaml",
-            &format!(
+            format!(
                 "cairn: 1\nname: inject\ninputs:\n  t: {{ type: string }}\ntargets:\n  db: {{ postgres: \"{PG_URL}\" }}\nsteps:\n  - id: q\n    sql:\n      target: db\n      query: >-\n        {query}\n"
             ),
         );
@@ -75,7 +75,7 @@ fn an_sql_hole_quoted_by_a_loop_is_refused_at_run_time() {
     let sb = Sandbox::new();
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: inject\ninputs:\n  t: {{ type: string }}\ntargets:\n  db: {{ postgres: \"{PG_URL}\" }}\nsteps:\n  - id: q\n    sql:\n      target: db\n      query: >-\n        SELECT {{% for i in [1, 2] %}}{{{{ inputs.t | ident }}}} {{% if loop.first %}}'{{% endif %}}{{% endfor %}}'\n"
         ),
     );
@@ -102,7 +102,7 @@ fn shell_values_stay_data_in_heredocs_double_quotes_and_bash_dash_c() {
     let value = "$(touch PWNED)\"; touch PWNED2; \"`touch PWNED3`\nEOF\ntouch PWNED4\n'";
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"cairn: 1
 name: inject-shell
 inputs:
@@ -151,7 +151,7 @@ fn shell_arithmetic_takes_only_integers() {
             "cairn: 1\nname: arith\ninputs:\n  n: {{ type: {ty} }}\nsteps:\n  - id: a\n    shell: echo $(( {{{{ inputs.n }}}} + 1 )) > sum.txt\n"
         )
     };
-    sb.write("string.yaml", &runbook("string"));
+    sb.write("string.yaml", runbook("string"));
     let (code, out) = validate(&sb, "string.yaml");
     assert_eq!(code, 2, "{out}");
     assert!(
@@ -162,7 +162,7 @@ fn shell_arithmetic_takes_only_integers() {
     let run = sb.run("string.yaml", &["--set", "n=a[$(touch PWNED)]"]);
     assert_eq!(run.code, 2, "{run}");
 
-    sb.write("int.yaml", &runbook("int"));
+    sb.write("int.yaml", runbook("int"));
     let (code, out) = validate(&sb, "int.yaml");
     assert_eq!(code, 0, "{out}");
     let run = sb.run("int.yaml", &["--set", "n=a[$(touch PWNED)]"]);

@@ -10,7 +10,7 @@ fn a_held_lock_refuses_a_second_run() {
     let lock = super::common::unique("cairn-test-lock");
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"
 cairn: 1
 name: locked
@@ -39,7 +39,7 @@ steps:
     assert!(second.events.is_empty(), "{second}");
 
     sb.write("release", "");
-    let status = wait_or_kill(&mut first.child, Duration::from_secs(120)).expect("first run ends");
+    let status = wait_or_kill(first.child(), Duration::from_secs(120)).expect("first run ends");
     assert_eq!(status.code(), Some(0));
 
     let third = sb.run("runbook.yaml", &[]);

@@ -353,7 +353,7 @@ fn every_memory_system_runbook_runs_against_real_services() {
 
     let conf = sb.write(
         "logrotate.conf",
-        &format!(
+        format!(
             "{}/*.log {{\n    daily\n    missingok\n    rotate 14\n    compress\n    delaycompress\n    notifempty\n    create 0644 root root\n    sharedscripts\n    postrotate\n        true\n    endscript\n}}\n",
             sb.path().display()
         ),

@@ -81,7 +81,7 @@ fn with_secrets(mut c: std::process::Command) -> std::process::Command {
 fn a_waiting_gate_reaches_webhook_slack_and_pagerduty_and_its_answer_resolves() {
     let server = HttpServer::start();
     let sb = Sandbox::new();
-    sb.write("runbook.yaml", &runbook(&server, ""));
+    sb.write("runbook.yaml", runbook(&server, ""));
     let run = sb.run_with(with_secrets(sb.command("runbook.yaml", &[])));
     run.expect_code(3);
     let run_id = run.run_finished()["run_id"]

@@ -35,7 +35,7 @@ fn a_secret_is_used_but_never_recorded() {
     let sb = Sandbox::new();
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r##"
 cairn: 1
 name: secrets
@@ -143,7 +143,7 @@ fn a_server_warning_quoting_a_secret_is_masked_on_every_stream() {
     ));
     sb.write(
         "runbook.yaml",
-        &format!(
+        format!(
             r#"
 cairn: 1
 name: warned
@@ -241,7 +241,7 @@ fn core_files_of_a_crash(sb: &Sandbox, yaml: &str) -> Vec<std::path::PathBuf> {
         nix::sys::signal::Signal::SIGABRT,
     )
     .expect("signal cairn");
-    let _ = live.child.wait();
+    let _ = live.child().wait();
     std::fs::read_dir(sb.path())
         .expect("sandbox")
         .flatten()
@@ -320,7 +320,7 @@ fn plan_reads_secret_files_with_the_runs_reader() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
-    sb.write("big", &"x".repeat(2 * 1024 * 1024));
+    sb.write("big", "x".repeat(2 * 1024 * 1024));
     for (what, path, says) in [
         ("a FIFO", fifo.display().to_string(), "not a regular file"),
         ("a device", "/dev/zero".to_string(), "not a regular file"),
@@ -328,7 +328,7 @@ fn plan_reads_secret_files_with_the_runs_reader() {
     ] {
         sb.write(
             "runbook.yaml",
-            &format!(
+            format!(
                 "cairn: 1\nname: p\nsecrets:\n  k: {{ file: \"{path}\" }}\nsteps:\n  - id: s\n    shell: echo {{{{ secrets.k }}}}\n"
             ),
         );

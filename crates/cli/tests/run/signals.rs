@@ -40,7 +40,7 @@ finally:
 
     kill(Pid::from_raw(live.pid()), Signal::SIGINT).expect("send SIGINT to cairn");
     let clock = Instant::now();
-    let status = wait_or_kill(&mut live.child, Duration::from_secs(60)).expect("cairn exited");
+    let status = wait_or_kill(live.child(), Duration::from_secs(60)).expect("cairn exited");
     let took = clock.elapsed();
     live.drain();
 
@@ -121,7 +121,7 @@ finally:
 
     kill(Pid::from_raw(live.pid()), Signal::SIGINT).expect("second SIGINT");
     let clock = Instant::now();
-    let status = wait_or_kill(&mut live.child, Duration::from_secs(60)).expect("cairn exited");
+    let status = wait_or_kill(live.child(), Duration::from_secs(60)).expect("cairn exited");
     assert_eq!(status.code(), Some(130));
     assert!(
         clock.elapsed() < Duration::from_secs(10),
@@ -162,7 +162,7 @@ steps:
         .map(|f| pid_in(&sb, f))
         .collect();
     kill(Pid::from_raw(live.pid()), Signal::SIGKILL).expect("SIGKILL cairn");
-    let _ = wait_or_kill(&mut live.child, Duration::from_secs(60));
+    let _ = wait_or_kill(live.child(), Duration::from_secs(60));
     for pid in pids {
         assert!(
             gone_within(pid, Duration::from_secs(10)),
@@ -193,7 +193,7 @@ steps:
     live.wait_for(|e| e["event"] == "step_started" && e["step"] == "each");
     kill(Pid::from_raw(live.pid()), Signal::SIGINT).expect("send SIGINT to cairn");
     let clock = Instant::now();
-    let status = wait_or_kill(&mut live.child, Duration::from_secs(300)).expect("cairn exited");
+    let status = wait_or_kill(live.child(), Duration::from_secs(300)).expect("cairn exited");
     let took = clock.elapsed();
     live.drain();
     assert_eq!(status.code(), Some(130), "events: {:#?}", live.seen);

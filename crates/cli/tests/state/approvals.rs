@@ -28,7 +28,7 @@ steps:
 
 /// Runs to the pause and returns the run id.
 fn pause(sb: &Sandbox, approval: &str) -> String {
-    sb.write("rb.yaml", &gated(sb, approval));
+    sb.write("rb.yaml", gated(sb, approval));
     let paused = sb.run("rb.yaml", &[]);
     paused.expect(3);
     assert_eq!(paused.outcome(), "paused", "{paused}");

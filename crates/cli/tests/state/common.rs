@@ -7,16 +7,17 @@
 
 #[path = "../support/process.rs"]
 mod process;
+#[path = "../support/sandbox.rs"]
+pub mod sandbox;
 #[allow(unused_imports)]
 pub use process::whoami;
 use process::{drain, wait_or_kill};
+#[allow(unused_imports)]
+pub use sandbox::{alive, gone_within};
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,20 +27,25 @@ pub const HANG: Duration = Duration::from_secs(180);
 /// The PostgreSQL server of the test environment (trust authentication).
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// A temp dir and the state store its commands use; the dir is removed on drop.
+/// A temp dir ([`sandbox::Dir`]: its files) and the state store its commands use; the dir is
+/// removed on drop.
 pub struct Sandbox {
-    dir: tempfile::TempDir,
+    dir: sandbox::Dir,
     state: String,
+}
+
+impl std::ops::Deref for Sandbox {
+    type Target = sandbox::Dir;
+    fn deref(&self) -> &sandbox::Dir {
+        &self.dir
+    }
 }
 
 impl Sandbox {
     /// SQLite state in `<dir>/state.db`.
     pub fn new() -> Sandbox {
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-state-")
-            .tempdir()
-            .expect("temp dir");
-        let state = dir.path().join("state.db").display().to_string();
+        let dir = sandbox::Dir::new("cairn-state-");
+        let state = dir.file("state.db");
         Sandbox { dir, state }
     }
 
@@ -51,23 +57,8 @@ impl Sandbox {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     pub fn state(&self) -> &str {
         &self.state
-    }
-
-    /// A path in the sandbox, as text for runbooks.
-    pub fn file(&self, name: &str) -> String {
-        self.path().join(name).display().to_string()
-    }
-
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path().join(name);
-        std::fs::write(&path, text).expect("write file");
-        path
     }
 
     /// A file's text, empty if it does not exist.
@@ -79,27 +70,14 @@ impl Sandbox {
         self.read(name).lines().map(str::to_string).collect()
     }
 
-    pub fn exists(&self, name: &str) -> bool {
-        self.path().join(name).exists()
-    }
-
     /// `cairn ARGS --state URL` in the sandbox, stdin not a terminal, none of the machine's
     /// `CAIRN_*` knobs, no colour.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(self.path())
-            .args(args)
+        let mut c = sandbox::cairn_command(self.path());
+        c.args(args)
             .arg("--state")
             .arg(&self.state)
-            .env("NO_COLOR", "1")
-            .env("USER", "tester")
-            .env_remove("CAIRN_STATE")
-            .env_remove("CAIRN_CONCURRENCY")
-            .env_remove("CAIRN_LOG")
-            .env_remove("CAIRN_STALE_AFTER_MS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("USER", "tester");
         c
     }
 
@@ -262,27 +240,16 @@ impl std::fmt::Display for Out {
 
 /// A `cairn` still running: its stdout lines arrive one by one, stderr is kept.
 pub struct Live {
-    pub child: Child,
-    lines: mpsc::Receiver<String>,
+    lines: sandbox::Lines,
     pub seen: Vec<String>,
     stderr: Option<thread::JoinHandle<Vec<u8>>>,
 }
 
 impl Live {
     pub fn spawn(mut command: Command) -> Live {
-        let mut child = command.spawn().expect("spawn cairn");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Some(drain(child.stderr.take().expect("stderr")));
+        let mut lines = sandbox::Lines::spawn(&mut command);
+        let stderr = Some(drain(lines.child.stderr.take().expect("stderr")));
         Live {
-            child,
             lines,
             seen: Vec::new(),
             stderr,
@@ -290,7 +257,11 @@ impl Live {
     }
 
     pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid fits i32")
+        self.lines.pid()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.lines.child
     }
 
     /// Reads JSON events until one satisfies `pred` (hang protection: [`HANG`]).
@@ -298,33 +269,26 @@ impl Live {
         let deadline = Instant::now() + HANG;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if let Ok(e) = serde_json::from_str::<Value>(&line)
-                        && pred(&e)
-                    {
-                        return e;
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "the awaited event never came; seen:\n{}",
-                        self.seen.join("\n")
-                    );
-                }
+            let Some(line) = self.lines.next(left) else {
+                panic!(
+                    "the awaited event never came; seen:\n{}",
+                    self.seen.join("\n")
+                );
+            };
+            self.seen.push(line.clone());
+            if let Ok(e) = serde_json::from_str::<Value>(&line)
+                && pred(&e)
+            {
+                return e;
             }
         }
     }
 
     /// Waits for the end (hang protection: [`HANG`]) and gives the whole output.
     pub fn finish(mut self) -> Out {
-        let status = wait_or_kill(&mut self.child, HANG);
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
+        let status = wait_or_kill(&mut self.lines.child, HANG);
+        let rest = self.lines.rest();
+        self.seen.extend(rest);
         let stderr = self
             .stderr
             .take()
@@ -339,15 +303,6 @@ impl Live {
     }
 }
 
-impl Drop for Live {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Polls `cond` every 20 ms until it holds; panics with `what` after [`HANG`].
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + HANG;
@@ -355,26 +310,6 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Whether a process is gone: no such pid, or a zombie waiting for its reaper. Polls up to
-/// `wait`, since an orphan is reaped a little after it ends.
-pub fn gone_within(pid: i32, wait: Duration) -> bool {
-    let deadline = Instant::now() + wait;
-    loop {
-        if !alive(pid) {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// True if `pid` exists and is not a zombie.
-pub fn alive(pid: i32) -> bool {
-    cairn_procfs::stat(pid).is_some_and(|s| s.live())
 }
 
 /// Waits (up to 10 s) until every thread of `pid` is stopped, after a SIGSTOP: `kill` returns

@@ -31,7 +31,7 @@ pub fn two_resumes_at_once_run_the_step_once(sb: &Sandbox) {
 /// With a runbook `lock`, each resume takes the lock before its claim and again after it; the
 /// loser must be refused (by the claim or by the lock) and the winner must keep both.
 fn race(sb: &Sandbox, lock: bool, trials: usize) {
-    sb.write("rb.yaml", &runbook(sb, lock));
+    sb.write("rb.yaml", runbook(sb, lock));
     for trial in 0..trials {
         let _ = std::fs::remove_file(sb.path().join("go"));
         let _ = std::fs::remove_file(sb.path().join("work.txt"));

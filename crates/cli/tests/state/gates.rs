@@ -54,7 +54,7 @@ fn as_user(sb: &Sandbox, user: &str, args: &[&str]) -> crate::common::Out {
 fn book(sb: &Sandbox, head: &str, steps: &str) {
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: gates\n{head}\nsteps:\n{}",
             steps.replace("LOG", &sb.file("log.txt"))
         ),

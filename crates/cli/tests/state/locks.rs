@@ -35,7 +35,7 @@ fn a_paused_run_keeps_its_lock() {
     let sb = Sandbox::new();
     sb.write(
         "rb.yaml",
-        &locked(&sb, "approval: { message: Go?, allow_self_approval: true }"),
+        locked(&sb, "approval: { message: Go?, allow_self_approval: true }"),
     );
     let first = sb.run("rb.yaml", &[]).expect(3).run_id();
     refused(&sb, &first);
@@ -57,7 +57,7 @@ fn a_running_run_holds_its_lock_until_it_ends() {
     let go = sb.file("go");
     sb.write(
         "rb.yaml",
-        &locked(
+        locked(
             &sb,
             &format!("shell: while [ ! -e {go} ]; do sleep 0.05; done"),
         ),
@@ -82,7 +82,7 @@ fn a_step_lock_is_shared_across_runbooks() {
     let (go, log) = (sb.file("go"), sb.file("log.txt"));
     sb.write(
         "holder.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: holder\nsteps:\n  - id: hold\n    lock: \"db:prod\"\n    \
              shell: while [ ! -e {go} ]; do sleep 0.05; done\n  - id: after\n    \
              shell: echo holder-after >> {log}\n"
@@ -90,7 +90,7 @@ fn a_step_lock_is_shared_across_runbooks() {
     );
     sb.write(
         "other.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: other\nsteps:\n  - id: free\n    shell: echo other-free >> {log}\n  \
              - id: use\n    lock: \"db:prod\"\n    shell: echo other-use >> {log}\n"
         ),

@@ -24,7 +24,7 @@ steps:
 /// The 3 a.m. fix: only the failed step is edited, resume runs it and what follows, and the
 /// step that succeeded neither runs again nor loses its output. Shared with the PostgreSQL test.
 pub fn resume_after_fixing_the_failed_step(sb: &Sandbox) {
-    sb.write("rb.yaml", &failing(sb, "exit 1"));
+    sb.write("rb.yaml", failing(sb, "exit 1"));
     let first = sb.run("rb.yaml", &[]);
     first.expect(1);
     assert_eq!(first.outcome(), "failed", "{first}");
@@ -33,7 +33,7 @@ pub fn resume_after_fixing_the_failed_step(sb: &Sandbox) {
     assert_eq!(sb.only_run()["status"], "failed");
     assert_eq!(sb.step(&run, "second")["status"], "failed");
 
-    sb.write("rb.yaml", &failing(sb, "echo fixed"));
+    sb.write("rb.yaml", failing(sb, "echo fixed"));
     let again = sb.resume(&run, &[]);
     again.expect(0);
     assert_eq!(again.run_id(), run, "resume continues the same run");
@@ -57,7 +57,7 @@ fn resume_after_fixing_the_failed_step_on_sqlite() {
 #[test]
 fn an_edited_succeeded_step_is_refused_unless_allow_changed() {
     let sb = Sandbox::new();
-    sb.write("rb.yaml", &failing(&sb, "exit 1"));
+    sb.write("rb.yaml", failing(&sb, "exit 1"));
     let run = sb.run("rb.yaml", &[]).expect(1).run_id();
 
     let edited = failing(&sb, "echo fixed").replace("echo from-first", "echo edited");
@@ -80,7 +80,7 @@ fn an_edited_succeeded_step_is_refused_unless_allow_changed() {
 #[test]
 fn a_changed_needs_of_a_succeeded_step_is_refused() {
     let sb = Sandbox::new();
-    sb.write("rb.yaml", &failing(&sb, "exit 1"));
+    sb.write("rb.yaml", failing(&sb, "exit 1"));
     let run = sb.run("rb.yaml", &[]).expect(1).run_id();
 
     // A new step before `first`: `first` now waits for it, so the DAG above it changed.
@@ -96,7 +96,7 @@ fn a_changed_needs_of_a_succeeded_step_is_refused() {
 #[test]
 fn resuming_a_succeeded_run_says_so() {
     let sb = Sandbox::new();
-    sb.write("rb.yaml", &failing(&sb, "echo fine"));
+    sb.write("rb.yaml", failing(&sb, "echo fine"));
     let run = sb.run("rb.yaml", &[]).expect(0).run_id();
     let again = sb.resume(&run, &[]);
     again.expect(0).says("already succeeded");
@@ -112,7 +112,7 @@ fn from_reruns_the_step_and_what_is_downstream_only() {
     let log = sb.file("log.txt");
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: from
 steps:
@@ -175,7 +175,7 @@ steps:
 
 /// Runs the dying runbook and returns the run id, with the run seen as interrupted.
 fn crash(sb: &Sandbox, idempotent: bool) -> String {
-    sb.write("rb.yaml", &dies_in(sb, idempotent));
+    sb.write("rb.yaml", dies_in(sb, idempotent));
     let died = sb.run("rb.yaml", &[]);
     assert_eq!(died.signal, Some(9), "cairn was killed\n{died}");
     assert_eq!(sb.lines("log.txt"), ["one", "two"]);
@@ -255,7 +255,7 @@ fn rerun_runs_that_step_and_what_needs_it() {
     let log = sb.file("log.txt");
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: rerun\nsteps:\n  - id: a\n    shell: echo a >> {log}\n  \
              - id: b\n    shell: echo b >> {log}\n  - id: c\n    shell: echo c >> {log}\n"
         ),
@@ -277,7 +277,7 @@ fn a_uses_step_run_again_with_new_inputs_starts_a_new_sub_run() {
     sb.write("value.txt", "one\n");
     sb.write(
         "child.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: child
 inputs:
@@ -292,7 +292,7 @@ outputs:
     );
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: parent
 steps:
@@ -324,7 +324,7 @@ fn a_for_each_item_whose_value_changed_runs_again() {
     let fixed = sb.file("fixed");
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: items
 steps:

@@ -11,7 +11,7 @@ fn a_step_waits_for_a_rerun_step_above_a_restored_approval() {
     let sb = Sandbox::new();
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: probe-gate-act
 steps:
@@ -58,7 +58,7 @@ fn a_done_step_below_a_rerun_step_runs_again() {
     let sb = Sandbox::new();
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: below-rerun
 steps:
@@ -93,7 +93,7 @@ fn a_non_idempotent_done_step_below_a_rerun_step_is_asked_about() {
     let sb = Sandbox::new();
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: below-rerun-once
 steps:
@@ -130,7 +130,7 @@ fn a_for_each_resumes_only_the_items_that_did_not_succeed() {
     let sb = Sandbox::new();
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: twenty
 steps:
@@ -165,7 +165,7 @@ fn each_for_each_item_of_a_uses_step_is_its_own_sub_run() {
     let sb = Sandbox::new();
     sb.write(
         "square.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: square
 inputs:
@@ -244,7 +244,7 @@ outputs:
     sb.write("value", "first");
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: rerun-uses
 steps:

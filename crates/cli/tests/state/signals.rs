@@ -11,7 +11,7 @@ fn sigterm_interrupts_then_resume_completes() {
     let (log, again, pid) = (sb.file("log.txt"), sb.file("again"), sb.file("slow.pid"));
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: interrupted
 steps:

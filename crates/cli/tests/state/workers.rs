@@ -109,7 +109,7 @@ fn two_workers_run_ten_submitted_runs_each_exactly_once() {
     let ran = sb.file("ran.txt");
     sb.write(
         "rb.yaml",
-        &format!("cairn: 1\nname: once\nsteps:\n  - id: mark\n    shell: echo {{{{ run.id }}}} >> {ran}\n"),
+        format!("cairn: 1\nname: once\nsteps:\n  - id: mark\n    shell: echo {{{{ run.id }}}} >> {ran}\n"),
     );
     let a = worker(&sb, &["--concurrency", "2"]);
     let b = worker(&sb, &["--concurrency", "2"]);
@@ -211,7 +211,7 @@ fn labels_route_a_run_to_the_matching_worker_only() {
 fn two_steps(sb: &Sandbox, idempotent: bool) {
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: killed
 steps:
@@ -364,7 +364,7 @@ fn a_paused_run_releases_its_worker_and_an_answer_queues_it_again() {
     let log = sb.file("log.txt");
     sb.write(
         "gated.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: gated
 steps:
@@ -516,7 +516,7 @@ fn a_taken_over_run_that_had_already_failed_is_not_run_again() {
     let tries = sb.file("tries.txt");
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: fails\nsteps:\n  - id: boom\n    shell: echo try >> {tries}; exit 3\n"
         ),
     );
