@@ -160,10 +160,10 @@ pub trait Store: Send + Sync {
     /// first (or it is still running): nothing was written. Two resumes of one run therefore
     /// never both proceed. A sub-run with [`RunRecord::parent_attempt`] is claimed only while
     /// that is still its parent's attempt, else [`StateError::Fenced`]; it may be claimed even
-    /// while stored `running`, since whatever engine ran it lost the parent and was fenced. In the same
-    /// transaction the attempt of every sub-run below the run (at any depth) that has not
-    /// succeeded or failed moves on by one: an engine that held one of them is fenced out of
-    /// it as out of the run itself.
+    /// while stored `running`, since whatever engine ran it lost the parent and was fenced.
+    /// In the same transaction the attempt of every sub-run below the run (at any depth) that
+    /// has not succeeded or failed moves on by one: an engine that held one of them is fenced
+    /// out of it as out of the run itself.
     async fn claim_run(&self, run: &RunRecord) -> Result<Result<(), RunHolder>, StateError>;
 
     /// Saves everything but `id`, `started_at` and `claimed_at`: status, finished_at, outputs,
