@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::auth::Auth;
-use crate::{actions, csrf, pages};
+use crate::{actions, csrf, logs, pages};
 
 /// What the console is started with.
 pub struct Config {
@@ -22,6 +22,8 @@ pub struct App {
     pub(crate) config: Config,
     pub(crate) csrf: csrf::CsrfKey,
     pub(crate) pages: pages::Pages,
+    /// The one watcher of each running step's log that streams follow.
+    pub(crate) watches: logs::Watches,
 }
 
 impl App {
@@ -31,6 +33,7 @@ impl App {
             config,
             csrf: csrf::CsrfKey::random(),
             pages: pages::Pages::new(),
+            watches: logs::Watches::default(),
         })
     }
 }

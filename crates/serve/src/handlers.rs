@@ -441,7 +441,8 @@ async fn step_page(
 }
 
 /// The step's log as Server-Sent Events: `log` events (`{"text": ...}`, id = the byte offset
-/// after the text), then one `end` when the step has stopped and all was sent.
+/// after the text), `reset` when the file was replaced (the text starts anew), then one `end`
+/// when the step has stopped and all was sent.
 async fn step_log(
     State(app): Shared,
     Extension(caller): Extension<Caller>,
@@ -472,7 +473,7 @@ async fn step_log(
         .unwrap_or_else(|| logs::tail_start(&path));
     let running =
         rec.status == cairn_state::StepStatus::Running && run.status == RunStatus::Running;
-    let follower = logs::Follower::new(app.store.clone(), rec, path, offset, running);
+    let follower = logs::Follower::new(&app.watches, &app.store, rec, path, offset, running);
     let stream = futures::stream::unfold(Some(follower), |state| async move {
         let mut f = state?;
         match f.next().await {
@@ -487,6 +488,11 @@ async fn step_log(
                     .data(data);
                 Some((Ok::<_, Infallible>(event), Some(f)))
             }
+            // Id 0: a client that reconnects after it starts the new file from its start.
+            logs::Next::Reset => Some((
+                Ok(Event::default().event("reset").id("0").data("{}")),
+                Some(f),
+            )),
             logs::Next::End => Some((Ok(Event::default().event("end").data("{}")), None)),
         }
     });

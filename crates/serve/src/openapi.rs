@@ -122,7 +122,7 @@ pub fn document() -> Value {
             "/api/runs/{id}/steps/{step}": { "get": { "summary": "One step and its for_each items", "parameters": id_params(true), "responses": ok("StepDetail", "The step") } },
             "/api/runs/{id}/steps/{step}/log": { "get": {
                 "summary": "The step's log as Server-Sent Events",
-                "description": "Opens at the end of the log (its last 16 KiB), at `from`, or after `Last-Event-ID` on a reconnect. Events: `log` (data `{\"text\": ...}`, id = byte offset after it), then `end`.",
+                "description": "Opens at the end of the log (its last 16 KiB), at `from`, or after `Last-Event-ID` on a reconnect. Events: `log` (data `{\"text\": ...}`, id = byte offset after it), `reset` (the log was replaced, at the step's end or by a new attempt: the text starts anew), then `end`.",
                 "parameters": [
                     id_params(true)[0].clone(), id_params(true)[1].clone(),
                     { "name": "item", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
