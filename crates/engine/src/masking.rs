@@ -285,6 +285,9 @@ impl Store for MaskedStore {
     ) -> Result<Vec<cairn_state::ListedRun>, StateError> {
         self.inner.list_run_rows(filter).await
     }
+    async fn waiting_gates(&self, limit: u32) -> Result<Vec<cairn_state::WaitingGate>, StateError> {
+        self.inner.waiting_gates(limit).await
+    }
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
         self.inner.put_step(claim, &self.door.step(rec)).await
     }
