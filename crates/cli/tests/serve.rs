@@ -651,6 +651,9 @@ async fn no_canary_and_no_markup_from_values_anywhere() {
         urls.push(format!("/runs/{r}"));
         urls.push(format!("/api/runs/{r}"));
         urls.push(format!("/runs/{r}/dag.svg"));
+        urls.push(format!("/runs/{r}/reports/markdown"));
+        urls.push(format!("/api/runs/{r}/reports/junit"));
+        urls.push(format!("/api/runs/{r}/reports/metrics"));
         for st in steps {
             urls.push(format!("/runs/{r}/steps/{}", enc(st)));
             urls.push(format!("/api/runs/{r}/steps/{}", enc(st)));
@@ -913,6 +916,116 @@ steps:
         on_disk,
         "$ exit 0\n--- stdout ---\nfirst line\nkey *** end\nsecond line\n\n--- stderr ---\n\n"
     );
+}
+
+/// A run's page shows its RTO and RPO as its Markdown report states them, and offers the
+/// three reports for download: each is, byte for byte, what `cairn show RUN` writes with
+/// `--report`, `--junit` and `--metrics-file` (one renderer, the CLI's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_page_has_its_objectives_and_the_clis_reports() {
+    let sb = Sandbox::new();
+    let (code, run) = sb.run(
+        "drill.yaml",
+        "cairn: 1\nname: drill\nrto: 1h\nrpo: 5m\nsteps:\n  - id: restore\n    shell: echo restored\n  - id: verify\n    needs: [restore]\n    check: { value: \"42\", warning: \"> 100\" }\n",
+    );
+    assert_eq!(code, 0);
+    let (_, plain) = sb.run(
+        "plain.yaml",
+        "cairn: 1\nname: plain\nsteps:\n  - id: a\n    shell: \"true\"\n",
+    );
+    let mut show = sb.cairn();
+    show.args([
+        "show",
+        &run,
+        "--report",
+        "r.md",
+        "--junit",
+        "r.xml",
+        "--metrics-file",
+        "r.prom",
+    ]);
+    let (status, _, err) = process::capture(show, Duration::from_secs(60));
+    assert!(status.success(), "{err}");
+    let s = sb.serve(&[]);
+    let http = client();
+    let v: Value = http
+        .get(format!("{}/api/runs/{run}", s.base))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    let objectives: Vec<&str> = v["objectives"]
+        .as_array()
+        .expect("objectives")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let written = std::fs::read_to_string(sb.path("r.md")).expect("report");
+    assert_eq!(objectives.len(), 2, "{v:#}");
+    assert!(
+        objectives[0].starts_with("RTO 1h: **met**"),
+        "{objectives:?}"
+    );
+    assert!(
+        objectives[1].starts_with("RPO 5m: declared"),
+        "{objectives:?}"
+    );
+    for line in &objectives {
+        assert!(
+            written.contains(&format!("- {line}\n")),
+            "{line} not in:\n{written}"
+        );
+    }
+    let page = http
+        .get(format!("{}/runs/{run}", s.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("RTO 1h: met"), "{page}");
+    for (format, file, kind) in [
+        ("markdown", "r.md", "text/markdown"),
+        ("junit", "r.xml", "application/xml"),
+        ("metrics", "r.prom", "text/plain"),
+    ] {
+        assert!(
+            page.contains(&format!("/runs/{run}/reports/{format}")),
+            "{page}"
+        );
+        for base in ["/runs", "/api/runs"] {
+            let res = http
+                .get(format!("{}{base}/{run}/reports/{format}", s.base))
+                .send()
+                .await
+                .expect("report");
+            assert_eq!(res.status(), StatusCode::OK);
+            let head = format!("{:?}", res.headers());
+            assert!(head.contains(kind) && head.contains("attachment"), "{head}");
+            let body = res.text().await.expect("body");
+            let cli = std::fs::read_to_string(sb.path(file)).expect("the CLI's report");
+            assert_eq!(body, cli, "{base} {format}");
+        }
+    }
+    // A runbook that declares neither has none to show; an unknown format is a 404.
+    let v: Value = http
+        .get(format!("{}/api/runs/{plain}", s.base))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["objectives"], serde_json::json!([]));
+    let res = http
+        .get(format!("{}/api/runs/{run}/reports/pdf", s.base))
+        .send()
+        .await
+        .expect("report");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 /// `--auth none` reads on loopback only and takes no action; a page of the history is read

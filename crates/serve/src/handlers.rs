@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::actions::{self, Outcome};
 use crate::app::App;
 use crate::auth::{Auth, Caller, Identity, Role, TOKEN_COOKIE};
-use crate::{dag, logs, openapi, pages, runbooks, view};
+use crate::{dag, logs, openapi, pages, reports, runbooks, view};
 
 type Shared = State<Arc<App>>;
 
@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/dag.svg", get(dag_svg))
+        .route("/runs/{id}/reports/{format}", get(report_download))
         .route("/runs/{id}/steps/{step}", get(step_page))
         .route("/runs/{id}/steps/{step}/approve", post(approve_form))
         .route("/runs/{id}/steps/{step}/reject", post(reject_form))
@@ -49,6 +50,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/runs", get(runs_api))
         .route("/api/runs/{id}", get(run_api))
         .route("/api/runs/{id}/dag.svg", get(dag_svg))
+        .route("/api/runs/{id}/reports/{format}", get(report_download))
         .route("/api/runs/{id}/steps/{step}", get(step_api))
         .route("/api/runs/{id}/steps/{step}/log", get(step_log))
         .route("/api/runs/{id}/steps/{step}/approve", post(approve_api))
@@ -323,7 +325,59 @@ async fn run_api(
 ) -> Result<Json<Value>, Failure> {
     may_read(&app, &caller)?;
     let run = find_run(&app, &id).await?;
-    Ok(Json(view::run_detail(&app.store, &run).await?))
+    let mut v = view::run_detail(&app.store, &run).await?;
+    v["objectives"] = objectives(&app, &run).await;
+    Ok(Json(v))
+}
+
+/// The run's RTO and RPO as its Markdown report states them (the CLI's renderer).
+async fn objectives(app: &App, run: &RunRecord) -> Value {
+    match &app.config.reports {
+        Some(r) => r.objectives(run).await.into(),
+        None => Value::Array(Vec::new()),
+    }
+}
+
+/// A report of the run for download, by the renderer of `cairn show RUN --report` (and
+/// `--junit`, `--metrics-file`).
+async fn report_download(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((id, format)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    may_read(&app, &caller)?;
+    let format = reports::Format::parse(&format).ok_or_else(|| {
+        Failure::api(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no report format {}: markdown, junit or metrics",
+                pages::visible(&format)
+            ),
+        )
+    })?;
+    let reports = app.config.reports.clone().ok_or_else(|| {
+        Failure::api(
+            StatusCode::NOT_FOUND,
+            "this console was started without the report renderers",
+        )
+    })?;
+    let run = find_run(&app, &id).await?;
+    let file = format.file_name(&run.id);
+    let text = reports
+        .render(&app.store, run, format)
+        .await
+        .map_err(|e| Failure::api(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +403,8 @@ async fn run_page(
             .find(|w| *w == d)
     });
     v["done"] = done.into();
+    v["objectives"] = objectives(&app, &run).await;
+    v["reports"] = app.config.reports.is_some().into();
     v["resumable"] = (run.parent_run.is_none()
         && matches!(
             run.status,
