@@ -403,6 +403,18 @@ async fn run_page(
             .find(|w| *w == d)
     });
     v["done"] = done.into();
+    // The page shows no step's result (its own page does): a result holds up to 1 MiB of each
+    // output stream, and every string of the context is scanned and copied to render it.
+    for s in v["steps"].as_array_mut().into_iter().flatten() {
+        if let Some(o) = s.as_object_mut() {
+            o.remove("result");
+        }
+        for i in s["items"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = i.as_object_mut() {
+                o.remove("result");
+            }
+        }
+    }
     v["objectives"] = objectives(&app, &run).await;
     v["reports"] = app.config.reports.is_some().into();
     v["resumable"] = (run.parent_run.is_none()
