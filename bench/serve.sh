@@ -8,7 +8,8 @@
 # DAG; starts `cairn serve` on it and times each page and API answer (200 sequential requests
 # each: median and p95), the 100th page of the history by cursor, the run of 1,000 steps, and
 # the server's peak RSS.
-# Environment: CAIRN_BIN (default: a release build), CAIRN_BENCH_PG (default
+# Environment: CAIRN_BIN (default: a release build), CAIRN_BIN_BEFORE (another build, measured
+# on the same filled stores first, its rows marked "before"), CAIRN_BENCH_PG (default
 # postgres://postgres@127.0.0.1:5432/test; the state goes to a schema `cairn_bench_serve`,
 # created and dropped here; without psql the PostgreSQL variant is skipped).
 set -euo pipefail
@@ -79,10 +80,10 @@ FROM ($big_series) AS s;
 SQL
 }
 
-measure() {  # $1 = label, $2 = state URL
+measure() {  # $1 = label, $2 = state URL, $3 = the cairn binary (default: CAIRN_BIN)
   local out url pid
   out="$WORK/serve.out"
-  "$CAIRN_BIN" serve --state "$2" --listen 127.0.0.1:0 > "$out" 2> "$WORK/serve.err" &
+  "${3:-$CAIRN_BIN}" serve --state "$2" --listen 127.0.0.1:0 > "$out" 2> "$WORK/serve.err" &
   pid=$!
   SERVER=$pid
   for _ in $(seq 1 100); do [ -s "$out" ] && break; sleep 0.1; done
@@ -131,6 +132,7 @@ echo "|---|---|---:|---:|"
 "$CAIRN_BIN" run "$WORK/seed.yaml" --state "sqlite://$WORK/state.db" > /dev/null 2>&1
 fill_sql sqlite | sqlite3 "$WORK/state.db"
 sqlite3 "$WORK/state.db" "ANALYZE;"
+[ -n "${CAIRN_BIN_BEFORE:-}" ] && measure "SQLite (before)" "sqlite://$WORK/state.db" "$CAIRN_BIN_BEFORE"
 measure SQLite "sqlite://$WORK/state.db"
 
 if command -v psql > /dev/null; then
@@ -139,6 +141,7 @@ if command -v psql > /dev/null; then
   "$CAIRN_BIN" run "$WORK/seed.yaml" --state "$PG_STATE" > /dev/null 2>&1
   fill_sql pg | PGOPTIONS="$PGOPTIONS -csearch_path=$SCHEMA" psql -q "$PG"
   PGOPTIONS="$PGOPTIONS -csearch_path=$SCHEMA" psql -q "$PG" -c "ANALYZE"
+  [ -n "${CAIRN_BIN_BEFORE:-}" ] && measure "PostgreSQL (before)" "$PG_STATE" "$CAIRN_BIN_BEFORE"
   measure PostgreSQL "$PG_STATE"
   psql -q "$PG" -c "DROP SCHEMA $SCHEMA CASCADE"
 fi

@@ -105,6 +105,9 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             },
             logs_dir,
             runbooks: a.runbooks.clone(),
+            reports: Some(std::sync::Arc::new(
+                crate::report::console::ConsoleReports::default(),
+            )),
         };
         // The address actually bound (with --listen 127.0.0.1:0, the port chosen), on stdout
         // for scripts; what follows on stderr.

@@ -648,6 +648,9 @@ async fn no_canary_and_no_markup_from_values_anywhere() {
         urls.push(format!("/runs/{r}"));
         urls.push(format!("/api/runs/{r}"));
         urls.push(format!("/runs/{r}/dag.svg"));
+        urls.push(format!("/runs/{r}/reports/markdown"));
+        urls.push(format!("/api/runs/{r}/reports/junit"));
+        urls.push(format!("/api/runs/{r}/reports/metrics"));
         for st in steps {
             urls.push(format!("/runs/{r}/steps/{}", enc(st)));
             urls.push(format!("/api/runs/{r}/steps/{}", enc(st)));
@@ -783,6 +786,243 @@ async fn step_log_stream_opens_at_the_end_and_resumes() {
         "resumed at byte 1000"
     );
     assert!(first_id > 1000);
+}
+
+/// A running step's output reaches an SSE client as the step prints it, not when it ends: a
+/// real `cairn run` prints a line, sleeps, prints another, and the first line arrives (over
+/// real HTTP from a real `cairn serve`) while the step still runs. A secret printed in two
+/// halves with a pause between them is masked whole; when the step ends the stream says
+/// `reset` and sends the step's log as `cairn run` always wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_steps_lines_reach_the_stream_before_it_ends() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path("live.yaml"),
+        r#"cairn: 1
+name: live
+secrets:
+  canary: { env: CAIRN_CANARY }
+steps:
+  - id: talk
+    shell: |
+      echo "first line"
+      printf 'key %s' "${TOKEN:0:6}"; sleep 0.5; printf '%s end\n' "${TOKEN:6}"
+      sleep 4
+      echo "second line"
+    env: { TOKEN: "{{ secrets.canary }}" }
+"#,
+    )
+    .expect("runbook");
+    let mut c = sb.cairn();
+    c.args(["run", "live.yaml"]);
+    let mut run_proc = c.spawn().expect("spawn cairn run");
+    let mut out = BufReader::new(run_proc.stdout.take().expect("stdout"));
+    let err = process::drain(run_proc.stderr.take().expect("stderr"));
+    let mut id = String::new();
+    out.read_line(&mut id).expect("the run id");
+    let run = id.trim().to_string();
+    assert!(!run.is_empty(), "no run id");
+    // The store exists once the run is started.
+    let s = sb.serve(&[]);
+    let http = client();
+    // The step's record says it runs before a stream can be asked for.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: Value = http
+            .get(format!("{}/api/runs/{run}", s.base))
+            .send()
+            .await
+            .expect("get run")
+            .json()
+            .await
+            .unwrap_or_default();
+        let running = v["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|st| st["step_id"] == "talk" && st["status"] == "running");
+        if running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the step never ran: {v:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut res = http
+        .get(format!("{}/api/runs/{run}/steps/talk/log?from=0", s.base))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = String::new();
+    let mut first_at = None;
+    while let Some(chunk) = res.chunk().await.expect("chunk") {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+        if first_at.is_none() && body.contains("first line") {
+            first_at = Some(Instant::now());
+            assert!(
+                run_proc.try_wait().expect("try_wait").is_none(),
+                "the run ended before its first line reached the stream"
+            );
+            assert!(!body.contains("second line"), "{body}");
+        }
+        if body.contains("event: end") {
+            break;
+        }
+    }
+    let first_at = first_at.expect("the first line never came");
+    let status = process::wait_or_kill(&mut run_proc, Duration::from_secs(30)).expect("run ended");
+    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        first_at.elapsed() > Duration::from_secs(2),
+        "the first line came only {:?} before the end",
+        first_at.elapsed()
+    );
+    assert_clean("the live log stream", &body);
+    assert!(
+        !body.contains("sErVe-"),
+        "half of the secret leaked: {body}"
+    );
+    let texts: Vec<(String, String)> = body
+        .split("\n\n")
+        .filter_map(|ev| {
+            let kind = ev.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = ev.lines().find_map(|l| l.strip_prefix("data: "))?;
+            let v: Value = serde_json::from_str(data).ok()?;
+            Some((
+                kind.to_string(),
+                v["text"].as_str().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let reset = texts
+        .iter()
+        .position(|(k, _)| k == "reset")
+        .expect("a reset when the step's log was written whole");
+    let live: String = texts[..reset].iter().map(|(_, t)| t.as_str()).collect();
+    assert!(
+        live.starts_with("first line\nkey *** end\n"),
+        "live: {live:?}"
+    );
+    let last: String = texts[reset + 1..].iter().map(|(_, t)| t.as_str()).collect();
+    let on_disk = std::fs::read_to_string(sb.path(&format!(".cairn/logs/{run}/talk.log")))
+        .expect("the step's log");
+    assert_eq!(last, on_disk);
+    assert_eq!(
+        on_disk,
+        "$ exit 0\n--- stdout ---\nfirst line\nkey *** end\nsecond line\n\n--- stderr ---\n\n"
+    );
+}
+
+/// A run's page shows its RTO and RPO as its Markdown report states them, and offers the
+/// three reports for download: each is, byte for byte, what `cairn show RUN` writes with
+/// `--report`, `--junit` and `--metrics-file` (one renderer, the CLI's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_page_has_its_objectives_and_the_clis_reports() {
+    let sb = Sandbox::new();
+    let (code, run) = sb.run(
+        "drill.yaml",
+        "cairn: 1\nname: drill\nrto: 1h\nrpo: 5m\nsteps:\n  - id: restore\n    shell: echo restored\n  - id: verify\n    needs: [restore]\n    check: { value: \"42\", warning: \"> 100\" }\n",
+    );
+    assert_eq!(code, 0);
+    let (_, plain) = sb.run(
+        "plain.yaml",
+        "cairn: 1\nname: plain\nsteps:\n  - id: a\n    shell: \"true\"\n",
+    );
+    let mut show = sb.cairn();
+    show.args([
+        "show",
+        &run,
+        "--report",
+        "r.md",
+        "--junit",
+        "r.xml",
+        "--metrics-file",
+        "r.prom",
+    ]);
+    let (status, _, err) = process::capture(show, Duration::from_secs(60));
+    assert!(status.success(), "{err}");
+    let s = sb.serve(&[]);
+    let http = client();
+    let v: Value = http
+        .get(format!("{}/api/runs/{run}", s.base))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    let objectives: Vec<&str> = v["objectives"]
+        .as_array()
+        .expect("objectives")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let written = std::fs::read_to_string(sb.path("r.md")).expect("report");
+    assert_eq!(objectives.len(), 2, "{v:#}");
+    assert!(
+        objectives[0].starts_with("RTO 1h: **met**"),
+        "{objectives:?}"
+    );
+    assert!(
+        objectives[1].starts_with("RPO 5m: declared"),
+        "{objectives:?}"
+    );
+    for line in &objectives {
+        assert!(
+            written.contains(&format!("- {line}\n")),
+            "{line} not in:\n{written}"
+        );
+    }
+    let page = http
+        .get(format!("{}/runs/{run}", s.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("RTO 1h: met"), "{page}");
+    for (format, file, kind) in [
+        ("markdown", "r.md", "text/markdown"),
+        ("junit", "r.xml", "application/xml"),
+        ("metrics", "r.prom", "text/plain"),
+    ] {
+        assert!(
+            page.contains(&format!("/runs/{run}/reports/{format}")),
+            "{page}"
+        );
+        for base in ["/runs", "/api/runs"] {
+            let res = http
+                .get(format!("{}{base}/{run}/reports/{format}", s.base))
+                .send()
+                .await
+                .expect("report");
+            assert_eq!(res.status(), StatusCode::OK);
+            let head = format!("{:?}", res.headers());
+            assert!(head.contains(kind) && head.contains("attachment"), "{head}");
+            let body = res.text().await.expect("body");
+            let cli = std::fs::read_to_string(sb.path(file)).expect("the CLI's report");
+            assert_eq!(body, cli, "{base} {format}");
+        }
+    }
+    // A runbook that declares neither has none to show; an unknown format is a 404.
+    let v: Value = http
+        .get(format!("{}/api/runs/{plain}", s.base))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["objectives"], serde_json::json!([]));
+    let res = http
+        .get(format!("{}/api/runs/{run}/reports/pdf", s.base))
+        .send()
+        .await
+        .expect("report");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
 /// `--auth none` reads on loopback only and takes no action; a page of the history is read

@@ -81,18 +81,22 @@ pub(crate) async fn perform(
         | Prepared::Sql { .. }
         | Prepared::Http { .. }
         | Prepared::Chroma { .. } => {
+            let streams = matches!(p, Prepared::Shell { .. } | Prepared::Argv { .. });
             let a = crate::exec::Attempt {
                 timeout,
                 cancel,
                 targets: &shared.targets,
                 read_only: false,
                 filter: shared.door.stream(),
+                // A process's output is written to the log while it runs (the console's live
+                // log), then replaced by the step's log below.
+                log: log.clone().filter(|_| streams),
             };
             let r = shared
                 .actions
                 .perform(&call(shared, step, local, attempt), p, &a)
                 .await;
-            if matches!(p, Prepared::Shell { .. } | Prepared::Argv { .. }) {
+            if streams {
                 write_log(
                     shared,
                     log.as_deref(),
@@ -216,7 +220,9 @@ fn note(p: &Prepared, r: &Json) -> String {
 /// The captured streams, masked, in the step's log (never the raw bytes). A step that printed
 /// nothing has no log: its exit code is in its record, and creating a file per silent step
 /// was the largest part of Cairn's own time for such steps (decisions.md). A log left by an
-/// earlier attempt of the step is removed, so that it is never taken for this one's.
+/// earlier attempt of the step is removed, so that it is never taken for this one's. The
+/// live log the process's output was written to while it ran is replaced whole (a new file
+/// renamed over it): a reader following it sees a new file, never this text over that one.
 fn write_log(shared: &Shared, path: Option<&std::path::Path>, result: Option<&Json>) {
     let (Some(path), Some(r)) = (path, result) else {
         return;
@@ -236,7 +242,7 @@ fn write_log(shared: &Shared, path: Option<&std::path::Path>, result: Option<&Js
         "$ exit {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n",
         r["exit_code"],
     );
-    if let Err(e) = shared.door.write_file(path, &text) {
+    if let Err(e) = shared.door.replace_file(path, &text) {
         tracing::warn!(path = %path.display(), error = %e, "cannot write step log");
     }
 }
@@ -589,6 +595,7 @@ async fn poll(
             targets: &shared.targets,
             read_only: false,
             filter: shared.door.stream(),
+            log: None,
         };
         match shared
             .actions

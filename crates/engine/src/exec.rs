@@ -87,6 +87,9 @@ pub struct Attempt<'a> {
     pub read_only: bool,
     /// Applied to a process's output as it arrives (the door's masking).
     pub filter: Option<std::sync::Arc<dyn cairn_steps::shell::OutputFilter>>,
+    /// The step's live log: a process's output is written to it as it arrives, line by line,
+    /// and only as `filter` returns it (the door's masking; no filter when there is no secret).
+    pub log: Option<PathBuf>,
 }
 
 impl Peers {
@@ -248,8 +251,8 @@ impl Peers {
         spec.timeout = a.timeout;
         spec.detach = detach;
         spec.filter = a.filter.clone();
-        // Streams are written to the log by the executor, through the door: never raw to disk.
-        spec.log_path = None;
+        // Only what the door's filter let through reaches the live log: never raw to disk.
+        spec.log_path = a.log.clone();
         cairn_steps::shell::run(&spec, a.cancel).await
     }
 }

@@ -44,6 +44,9 @@ pub struct Masker {
     literals: Vec<Finder<'static>>,
     /// The longest text one match can cover: the overlap a stream keeps between chunks.
     longest: usize,
+    /// Whether a match can hold a newline (a secret holds one): then a stream's whole lines
+    /// are not safe to release before [`Masker::longest`] more bytes follow.
+    multiline: bool,
     /// Why the masks could not be built, if they could not.
     broken: Option<String>,
 }
@@ -125,6 +128,7 @@ impl Masker {
         alternatives.dedup_by(|a, b| a.1 == b.1);
         literals.sort();
         literals.dedup();
+        self.multiline = self.values.iter().any(|v| v.contains('\n'));
         self.longest = alternatives
             .iter()
             .map(|a| a.0)
@@ -226,8 +230,10 @@ impl Masker {
     }
 
     /// Masks the part of `data` that no later byte can change: everything but the last
-    /// `longest - 1` bytes, unless `at_end`. Returns the masked bytes and how many input
-    /// bytes they stand for; the rest must be given again with what follows.
+    /// `longest - 1` bytes, unless `at_end`; and, when no secret holds a newline (no form of
+    /// one can then cross a line's end), every whole line, so that a step's line is released
+    /// as soon as it ends (its live log). Returns the masked bytes and how many input bytes
+    /// they stand for; the rest must be given again with what follows.
     pub fn mask_stream(&self, data: &[u8], at_end: bool) -> (Vec<u8>, usize) {
         if self.values.is_empty() {
             return (data.to_vec(), data.len());
@@ -241,11 +247,17 @@ impl Masker {
             return (out, data.len());
         }
         // A match starting before `safe` ends inside `data`, whatever follows.
-        let safe = if at_end {
+        let mut safe = if at_end {
             data.len()
         } else {
             data.len().saturating_sub(self.longest.saturating_sub(1))
         };
+        if !self.multiline
+            && let Some(newline) = memchr::memrchr(b'\n', data)
+        {
+            // A match that starts before this newline ends before it.
+            safe = safe.max(newline + 1);
+        }
         let mut out = Vec::with_capacity(data.len());
         let mut pos = 0;
         for (start, end) in self.spans(data) {
@@ -471,6 +483,30 @@ mod tests {
             assert_eq!(used, pending.len());
             assert_eq!(String::from_utf8_lossy(&out), want, "chunks of {size}");
         }
+    }
+
+    /// A whole line goes out at once (a step's live log shows it while the step runs), and a
+    /// secret cut by a read, or by a pause in the middle of a line, is still masked whole.
+    #[test]
+    fn a_stream_releases_whole_lines_and_never_a_split_secret() {
+        let m = Masker::new([SECRET.to_string()]);
+        let (out, used) = m.mask_stream(b"first line\n", false);
+        assert_eq!((out.as_slice(), used), (&b"first line\n"[..], 11));
+        let (half, rest) = SECRET.split_at(SECRET.len() / 2);
+        let mut pending = format!("ok\nsays {half}").into_bytes();
+        let (out, used) = m.mask_stream(&pending, false);
+        assert_eq!(out, b"ok\n", "the unfinished line waits for what follows");
+        pending.drain(..used);
+        pending.extend_from_slice(format!("{rest} done\n").as_bytes());
+        let (out, used) = m.mask_stream(&pending, false);
+        assert_eq!(used, pending.len());
+        assert_eq!(String::from_utf8_lossy(&out), "says *** done\n");
+        // A secret that holds a newline: lines wait for the overlap, as before.
+        let m = Masker::new(["two\nlines".to_string()]);
+        let (out, used) = m.mask_stream(b"two\n", false);
+        assert_eq!((out.len(), used), (0, 0));
+        let (out, _) = m.mask_stream(b"two\nlines\n", true);
+        assert_eq!(out, b"***\n");
     }
 
     /// A secret of almost the 1 MiB cap: its raw and base64 forms are masked, in a text and in

@@ -4,8 +4,9 @@
 //! - the state store, through [`Door::store`] (a [`Store`] that masks what it writes);
 //! - the events the CLI renders (progress lines, JSON events, the summary), through
 //!   [`Door::sink`]; a step's one-line description is cut only after masking;
-//! - step logs and reports, written by [`Door::write_file`];
-//! - the captured output of processes, masked as a stream by [`Door::stream`];
+//! - step logs and reports, written by [`Door::write_file`] and [`Door::replace_file`];
+//! - the captured output of processes, masked as a stream by [`Door::stream`]: only what it
+//!   returns reaches a step's result and its live log (written while the process runs);
 //! - what `execute` and `resume` return: [`Door::report`] and [`Door::run_error`];
 //! - the plan and anything else the CLI prints from a runbook: [`Door::text`], with the door
 //!   the plan is built with (`Plan::door`): the same secret reader and masks as a run.
@@ -94,6 +95,23 @@ impl Door {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(path, &masked)?;
+        Ok(masked.len())
+    }
+
+    /// Writes `text`, masked, to a new file renamed over `path` (folders created), so that a
+    /// reader of the old file (a step's live log) sees a new file, never a mix of the two.
+    pub fn replace_file(&self, path: &std::path::Path, text: &str) -> std::io::Result<usize> {
+        let masked = self.masker.mask(text);
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".new");
+        let new = dir.join(name);
+        std::fs::write(&new, &masked)?;
+        std::fs::rename(&new, path)?;
         Ok(masked.len())
     }
 
@@ -266,6 +284,9 @@ impl Store for MaskedStore {
         filter: &RunFilter,
     ) -> Result<Vec<cairn_state::ListedRun>, StateError> {
         self.inner.list_run_rows(filter).await
+    }
+    async fn waiting_gates(&self, limit: u32) -> Result<Vec<cairn_state::WaitingGate>, StateError> {
+        self.inner.waiting_gates(limit).await
     }
     async fn put_step(&self, claim: &Claim, rec: &StepRecord) -> Result<(), StateError> {
         self.inner.put_step(claim, &self.door.step(rec)).await

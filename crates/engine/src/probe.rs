@@ -74,6 +74,7 @@ impl Prober {
         let attempt = Attempt {
             // Reads only: no process output to mask.
             filter: None,
+            log: None,
             timeout: Some(timeout),
             cancel: &self.cancel,
             targets: r.targets,
@@ -225,6 +226,7 @@ impl Prober {
         let attempt = Attempt {
             // Reads only: no process output to mask.
             filter: None,
+            log: None,
             timeout: Some(Duration::from_secs(10)),
             cancel: &self.cancel,
             targets,

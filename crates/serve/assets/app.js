@@ -14,6 +14,11 @@
       window.scrollTo(0, document.body.scrollHeight);
     }
   });
+  // The log was replaced (the step ended and its log was written whole, or a retry began):
+  // the text that follows is the new log from its start.
+  source.addEventListener("reset", function () {
+    log.textContent = "";
+  });
   source.addEventListener("end", function () {
     source.close();
     log.setAttribute("data-live", "false");

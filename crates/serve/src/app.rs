@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::auth::Auth;
-use crate::{actions, csrf, pages};
+use crate::{actions, csrf, logs, pages, reports};
 
 /// What the console is started with.
 pub struct Config {
@@ -14,6 +14,8 @@ pub struct Config {
     pub logs_dir: PathBuf,
     /// `--runbooks DIR`: the runbooks the console shows.
     pub runbooks: Option<PathBuf>,
+    /// The CLI's report renderers (downloads, RTO/RPO); without them the run page has neither.
+    pub reports: Option<Arc<dyn reports::Reports>>,
 }
 
 /// The console's shared state.
@@ -22,6 +24,8 @@ pub struct App {
     pub(crate) config: Config,
     pub(crate) csrf: csrf::CsrfKey,
     pub(crate) pages: pages::Pages,
+    /// The one watcher of each running step's log that streams follow.
+    pub(crate) watches: logs::Watches,
 }
 
 impl App {
@@ -31,6 +35,7 @@ impl App {
             config,
             csrf: csrf::CsrfKey::random(),
             pages: pages::Pages::new(),
+            watches: logs::Watches::default(),
         })
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::actions::{self, Outcome};
 use crate::app::App;
 use crate::auth::{Auth, Caller, Identity, Role, TOKEN_COOKIE};
-use crate::{dag, logs, openapi, pages, runbooks, view};
+use crate::{dag, logs, openapi, pages, reports, runbooks, view};
 
 type Shared = State<Arc<App>>;
 
@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/runs", get(runs_page))
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/dag.svg", get(dag_svg))
+        .route("/runs/{id}/reports/{format}", get(report_download))
         .route("/runs/{id}/steps/{step}", get(step_page))
         .route("/runs/{id}/steps/{step}/approve", post(approve_form))
         .route("/runs/{id}/steps/{step}/reject", post(reject_form))
@@ -49,6 +50,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/runs", get(runs_api))
         .route("/api/runs/{id}", get(run_api))
         .route("/api/runs/{id}/dag.svg", get(dag_svg))
+        .route("/api/runs/{id}/reports/{format}", get(report_download))
         .route("/api/runs/{id}/steps/{step}", get(step_api))
         .route("/api/runs/{id}/steps/{step}/log", get(step_log))
         .route("/api/runs/{id}/steps/{step}/approve", post(approve_api))
@@ -323,7 +325,59 @@ async fn run_api(
 ) -> Result<Json<Value>, Failure> {
     may_read(&app, &caller)?;
     let run = find_run(&app, &id).await?;
-    Ok(Json(view::run_detail(&app.store, &run).await?))
+    let mut v = view::run_detail(&app.store, &run).await?;
+    v["objectives"] = objectives(&app, &run).await;
+    Ok(Json(v))
+}
+
+/// The run's RTO and RPO as its Markdown report states them (the CLI's renderer).
+async fn objectives(app: &App, run: &RunRecord) -> Value {
+    match &app.config.reports {
+        Some(r) => r.objectives(run).await.into(),
+        None => Value::Array(Vec::new()),
+    }
+}
+
+/// A report of the run for download, by the renderer of `cairn show RUN --report` (and
+/// `--junit`, `--metrics-file`).
+async fn report_download(
+    State(app): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((id, format)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    may_read(&app, &caller)?;
+    let format = reports::Format::parse(&format).ok_or_else(|| {
+        Failure::api(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no report format {}: markdown, junit or metrics",
+                pages::visible(&format)
+            ),
+        )
+    })?;
+    let reports = app.config.reports.clone().ok_or_else(|| {
+        Failure::api(
+            StatusCode::NOT_FOUND,
+            "this console was started without the report renderers",
+        )
+    })?;
+    let run = find_run(&app, &id).await?;
+    let file = format.file_name(&run.id);
+    let text = reports
+        .render(&app.store, run, format)
+        .await
+        .map_err(|e| Failure::api(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +403,20 @@ async fn run_page(
             .find(|w| *w == d)
     });
     v["done"] = done.into();
+    // The page shows no step's result (its own page does): a result holds up to 1 MiB of each
+    // output stream, and every string of the context is scanned and copied to render it.
+    for s in v["steps"].as_array_mut().into_iter().flatten() {
+        if let Some(o) = s.as_object_mut() {
+            o.remove("result");
+        }
+        for i in s["items"].as_array_mut().into_iter().flatten() {
+            if let Some(o) = i.as_object_mut() {
+                o.remove("result");
+            }
+        }
+    }
+    v["objectives"] = objectives(&app, &run).await;
+    v["reports"] = app.config.reports.is_some().into();
     v["resumable"] = (run.parent_run.is_none()
         && matches!(
             run.status,
@@ -441,7 +509,8 @@ async fn step_page(
 }
 
 /// The step's log as Server-Sent Events: `log` events (`{"text": ...}`, id = the byte offset
-/// after the text), then one `end` when the step has stopped and all was sent.
+/// after the text), `reset` when the file was replaced (the text starts anew), then one `end`
+/// when the step has stopped and all was sent.
 async fn step_log(
     State(app): Shared,
     Extension(caller): Extension<Caller>,
@@ -472,7 +541,7 @@ async fn step_log(
         .unwrap_or_else(|| logs::tail_start(&path));
     let running =
         rec.status == cairn_state::StepStatus::Running && run.status == RunStatus::Running;
-    let follower = logs::Follower::new(app.store.clone(), rec, path, offset, running);
+    let follower = logs::Follower::new(&app.watches, &app.store, rec, path, offset, running);
     let stream = futures::stream::unfold(Some(follower), |state| async move {
         let mut f = state?;
         match f.next().await {
@@ -487,6 +556,11 @@ async fn step_log(
                     .data(data);
                 Some((Ok::<_, Infallible>(event), Some(f)))
             }
+            // Id 0: a client that reconnects after it starts the new file from its start.
+            logs::Next::Reset => Some((
+                Ok(Event::default().event("reset").id("0").data("{}")),
+                Some(f),
+            )),
             logs::Next::End => Some((Ok(Event::default().event("end").data("{}")), None)),
         }
     });

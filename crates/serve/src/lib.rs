@@ -18,6 +18,8 @@
 //!     },
 //!     logs_dir: ".cairn/logs".into(),
 //!     runbooks: Some("runbooks".into()),
+//!     // The `cairn` binary gives its own report renderers here.
+//!     reports: None,
 //! };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! cairn_serve::serve(listener, App::new(store, config)).await?;
@@ -33,6 +35,7 @@ mod handlers;
 mod logs;
 mod openapi;
 mod pages;
+pub mod reports;
 mod runbooks;
 mod view;
 

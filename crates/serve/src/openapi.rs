@@ -94,7 +94,8 @@ pub fn document() -> Value {
                     "steps": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } },
                     "waiting": { "type": "array", "items": { "$ref": "#/components/schemas/Gate" } },
                     "approvals": { "type": "array", "items": { "type": "object" } },
-                    "actions": { "type": "array", "items": { "type": "object" } } } },
+                    "actions": { "type": "array", "items": { "type": "object" } },
+                    "objectives": { "type": "array", "items": { "type": "string" }, "description": "The RTO and RPO lines of the run's Markdown report (Markdown), when its runbook declares either; empty otherwise" } } },
                 "StepDetail": { "type": "object", "properties": {
                     "run": { "$ref": "#/components/schemas/RunRow" }, "step_id": { "type": "string" },
                     "records": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } } } },
@@ -119,10 +120,21 @@ pub fn document() -> Value {
             } },
             "/api/runs/{id}": { "get": { "summary": "One run: steps, attempts, timings, outputs (masked), answers, actions", "parameters": id_params(false), "responses": ok("Run", "The run") } },
             "/api/runs/{id}/dag.svg": { "get": { "summary": "The step DAG as SVG, coloured by status", "parameters": id_params(false), "responses": { "200": { "description": "SVG", "content": { "image/svg+xml": {} } } } } },
+            "/api/runs/{id}/reports/{format}": { "get": {
+                "summary": "A report of the run for download, as `cairn show RUN --report/--junit/--metrics-file` writes it",
+                "parameters": [
+                    id_params(false)[0].clone(),
+                    { "name": "format", "in": "path", "required": true, "schema": { "type": "string", "enum": ["markdown", "junit", "metrics"] } },
+                ],
+                "responses": {
+                    "200": { "description": "The report (an attachment)", "content": { "text/markdown": {}, "application/xml": {}, "text/plain": {} } },
+                    "404": errors()["404"], "401": errors()["401"],
+                },
+            } },
             "/api/runs/{id}/steps/{step}": { "get": { "summary": "One step and its for_each items", "parameters": id_params(true), "responses": ok("StepDetail", "The step") } },
             "/api/runs/{id}/steps/{step}/log": { "get": {
                 "summary": "The step's log as Server-Sent Events",
-                "description": "Opens at the end of the log (its last 16 KiB), at `from`, or after `Last-Event-ID` on a reconnect. Events: `log` (data `{\"text\": ...}`, id = byte offset after it), then `end`.",
+                "description": "Opens at the end of the log (its last 16 KiB), at `from`, or after `Last-Event-ID` on a reconnect. Events: `log` (data `{\"text\": ...}`, id = byte offset after it), `reset` (the log was replaced, at the step's end or by a new attempt: the text starts anew), then `end`.",
                 "parameters": [
                     id_params(true)[0].clone(), id_params(true)[1].clone(),
                     { "name": "item", "in": "query", "schema": { "type": "integer", "minimum": 0 } },

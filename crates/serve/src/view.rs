@@ -140,20 +140,20 @@ fn step_json(s: &StepRecord, run: &RunRecord) -> Json {
 }
 
 /// A waiting gate and its rules, as shown to someone who may answer it.
-fn gate_json(run: &RunRecord, s: &StepRecord) -> Json {
+fn gate_json(run_id: &str, runbook: &str, starter: &str, s: &StepRecord) -> Json {
     let rules = s
         .result
         .as_ref()
         .and_then(cairn_engine::gate::Rules::from_result);
     json!({
-        "run_id": run.id,
-        "runbook": run.runbook,
+        "run_id": run_id,
+        "runbook": runbook,
         "step_id": s.step_id,
         "waiting_since": time(s.started_at),
         "message": s.result.as_ref().and_then(|r| r.get("message")).cloned(),
         "rules": rules.as_ref().map(cairn_engine::gate::Rules::describe),
         "deadline": time(rules.as_ref().and_then(|r| r.deadline)),
-        "starter": run.user,
+        "starter": starter,
     })
 }
 
@@ -187,7 +187,7 @@ pub async fn run_detail(store: &Arc<dyn Store>, run: &RunRecord) -> Result<Json,
         .filter(|s| s.item.is_none() && s.status == StepStatus::Waiting)
         // A `uses` step waits for a gate of its sub-run: that gate is answered there.
         .filter(|s| s.result.as_ref().and_then(|r| r.get("run_id")).is_none())
-        .map(|s| gate_json(run, s))
+        .map(|s| gate_json(&run.id, &run.runbook, &run.user, s))
         .collect();
     let mut head = run_row(run, &outcome);
     head["path"] = run.path.clone().into();
@@ -207,31 +207,22 @@ pub async fn run_detail(store: &Arc<dyn Store>, run: &RunRecord) -> Result<Json,
 
 /// The gates waiting for an answer across runs, oldest first.
 pub async fn waiting_gates(store: &Arc<dyn Store>) -> Result<Json, StateError> {
-    // Only paused runs wait for an answer: read by the status index, never the whole history.
-    let paused = store
-        .list_runs_page(
-            &RunFilter {
-                runbook: None,
-                status: Some(RunStatus::Paused),
-                limit: Some(1000),
-            },
-            None,
-        )
-        .await?;
-    let mut gates = Vec::new();
-    for row in paused {
-        let ListedRun::Run(run) = row else { continue };
-        for s in store.steps(&run.id).await? {
-            if s.item.is_none()
-                && s.status == StepStatus::Waiting
-                && s.result.as_ref().and_then(|r| r.get("run_id")).is_none()
-            {
-                gates.push((s.started_at, gate_json(&run, &s)));
-            }
-        }
-    }
-    gates.sort_by_key(|g| g.0);
-    Ok(json!({ "gates": gates.into_iter().map(|(_, g)| g).collect::<Vec<_>>() }))
+    // One statement for every gate of every paused run (the store's index), oldest first. A
+    // `uses` step waiting for its sub-run's gate is not a gate: the sub-run's step is listed.
+    let gates: Vec<Json> = store
+        .waiting_gates(1000)
+        .await?
+        .iter()
+        .filter(|g| {
+            g.step
+                .result
+                .as_ref()
+                .and_then(|r| r.get("run_id"))
+                .is_none()
+        })
+        .map(|g| gate_json(&g.step.run_id, &g.runbook, &g.starter, &g.step))
+        .collect();
+    Ok(json!({ "gates": gates }))
 }
 
 /// One step's records (the step and its items) and its log's place.

@@ -135,6 +135,7 @@ pub use sql::{
 pub use types::{
     Action, Approval, Claim, Decision, ListedRun, LockHolder, LockInfo, ParseStatusError,
     RunCursor, RunFilter, RunHolder, RunRecord, RunStatus, StepDef, StepRecord, StepStatus,
+    WaitingGate,
 };
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
@@ -225,6 +226,45 @@ pub trait Store: Send + Sync {
             })
             .take(limit)
             .collect())
+    }
+
+    /// The steps `waiting` (their own checkpoints, not an item's) of the runs `paused`, oldest
+    /// wait first (then run id, step id), at most `limit`: the console's approvals page. The SQL
+    /// backends read them in one statement (paused runs by the status index, their steps by
+    /// key); this default reads each paused run's steps and is for small in-memory stores.
+    /// A step waiting because its sub-run waits is listed too (its result names the sub-run).
+    async fn waiting_gates(&self, limit: u32) -> Result<Vec<WaitingGate>, StateError> {
+        let paused = self
+            .list_runs_page(
+                &RunFilter {
+                    status: Some(RunStatus::Paused),
+                    ..RunFilter::default()
+                },
+                None,
+            )
+            .await?;
+        let mut gates = Vec::new();
+        for row in paused {
+            let ListedRun::Run(run) = row else { continue };
+            for step in self.steps(&run.id).await? {
+                if step.item.is_none() && step.status == StepStatus::Waiting {
+                    gates.push(WaitingGate {
+                        runbook: run.runbook.clone(),
+                        starter: run.user.clone(),
+                        step,
+                    });
+                }
+            }
+        }
+        gates.sort_by(|a, b| {
+            (a.step.started_at, &a.step.run_id, &a.step.step_id).cmp(&(
+                b.step.started_at,
+                &b.step.run_id,
+                &b.step.step_id,
+            ))
+        });
+        gates.truncate(limit as usize);
+        Ok(gates)
     }
 
     /// Appends an action to the run's audit trail. Fails with [`StateError::RunNotFound`] for

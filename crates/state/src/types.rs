@@ -468,6 +468,17 @@ pub struct RunFilter {
     pub limit: Option<u32>,
 }
 
+/// A step waiting for an answer in a paused run, as [`crate::Store::waiting_gates`] reads it:
+/// the step's own checkpoint (not an item's) and what a list of gates shows of its run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingGate {
+    pub runbook: String,
+    /// Who started the run (the gate's self-approval rule is about them).
+    pub starter: String,
+    /// The step's checkpoint (its `run_id` is the run's).
+    pub step: StepRecord,
+}
+
 /// One row of the run history as [`crate::Store::list_run_rows`] reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ListedRun {

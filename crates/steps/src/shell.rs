@@ -16,7 +16,9 @@
 //!   its environment is Cairn's [`KEPT_FOR_DETACHED`] variables plus the step's own.
 //! - `stdout`/`stderr` in the result keep the LAST `capture_limit` bytes of each stream
 //!   (the tail is where the error is), lossy UTF-8; `*_truncated` says bytes were dropped.
-//!   `log_path`, when set, receives both whole streams, appended as they arrive.
+//!   `log_path`, when set, receives both whole streams as they arrive, line by line (a line
+//!   not ended yet after 100 ms, or longer than 64 KiB, in pieces), after the filter; the file
+//!   is created, replacing an older one, at the first byte: a silent command leaves none.
 //! - `exit_code` is the process's exit code, or 128 + N when signal N ended it (as bash reports).
 //!
 //! ```no_run
@@ -83,7 +85,9 @@ pub struct ShellSpec {
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
     pub timeout: Option<Duration>,
-    /// Both whole streams are appended here; missing folders are created.
+    /// Both whole streams are written here as they arrive, whole lines at a time, after
+    /// `filter`; the file (and its folders) is created at the first byte, replacing an older
+    /// one. A file that cannot be opened or written is warned about, and logging stops.
     pub log_path: Option<PathBuf>,
     /// Bytes kept in memory per stream (the last ones); default [`DEFAULT_CAPTURE_LIMIT`].
     pub capture_limit: usize,
@@ -146,7 +150,7 @@ pub async fn run(spec: &ShellSpec, cancel: &CancellationToken) -> Result<Value, 
         cwd: spec.cwd.as_deref(),
         clean_env: spec.detach,
     };
-    let log = capture::open_log(spec.log_path.as_deref()).await?;
+    let log = capture::LogFile::shared(spec.log_path.as_deref());
     let started = Instant::now();
     let spawner = spawner::get().map_err(|e| StepError::setup(e.to_string()))?;
     let process = spawner

@@ -162,10 +162,45 @@ async fn capture_keeps_the_tail_and_the_log_keeps_everything() {
     assert_eq!(logged.replace("oops\n", ""), expected);
     assert!(logged.contains("oops\n"));
 
-    // Appended, not replaced.
+    // A second run replaces the log (an attempt's log is its own); one that prints nothing
+    // leaves the older file alone (the engine removes it).
     ok(&spec).await;
-    let twice = std::fs::read_to_string(&log).expect("log");
-    assert_eq!(twice.len(), logged.len() * 2);
+    let again = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(again.len(), logged.len());
+    spec.command = cairn_steps::shell::Command::Shell("true".into());
+    ok(&spec).await;
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), again);
+}
+
+/// A line reaches the log while the command still runs (a live log), a line not ended yet
+/// after a pause too, and a line longer than the cap is written in pieces, not held whole.
+#[tokio::test]
+async fn the_log_grows_line_by_line_while_the_command_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("step.log");
+    let mut spec = sh(
+        "echo first; printf 'no end yet'; sleep 1.5; echo; head -c 200000 /dev/zero | tr '\\0' x; echo",
+    );
+    spec.log_path = Some(log.clone());
+    let task = tokio::spawn(async move { run(&spec, &CancellationToken::new()).await });
+    let started = Instant::now();
+    let mut seen = String::new();
+    while started.elapsed() < Duration::from_secs(1) {
+        seen = std::fs::read_to_string(&log).unwrap_or_default();
+        if seen.contains("no end yet") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, "first\nno end yet", "after {:?}", started.elapsed());
+    assert!(!task.is_finished());
+    let v = task.await.expect("join").expect("run");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        logged,
+        format!("first\nno end yet\n{}\n", "x".repeat(200_000))
+    );
+    assert_eq!(v["stdout"], logged);
 }
 
 #[tokio::test]

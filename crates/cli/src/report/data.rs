@@ -101,11 +101,7 @@ impl RunData {
     }
 
     pub fn duration_secs(&self) -> f64 {
-        let end = self.run.finished_at.unwrap_or(self.run.heartbeat_at);
-        (end - self.run.started_at)
-            .to_std()
-            .unwrap_or_default()
-            .as_secs_f64()
+        run_secs(&self.run)
     }
 
     /// The checks that were not `ok`, when the run succeeded: it then "succeeded with warnings".
@@ -145,6 +141,15 @@ impl RunData {
         }
         out
     }
+}
+
+/// A run's duration: to its end, or to its last heartbeat while it has not ended.
+pub fn run_secs(run: &RunRecord) -> f64 {
+    let end = run.finished_at.unwrap_or(run.heartbeat_at);
+    (end - run.started_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 pub fn step_secs(s: &StepRecord) -> f64 {

@@ -4,6 +4,37 @@
 use super::data::{RunData, step_secs};
 use std::fmt::Write as _;
 
+/// The report's RTO and RPO lines (Markdown), from what the runbook declares: the console's
+/// run page shows these same lines.
+pub fn objectives(
+    r: &cairn_state::RunRecord,
+    rto: Option<std::time::Duration>,
+    rpo: Option<std::time::Duration>,
+) -> [String; 2] {
+    let rto = match rto {
+        Some(rto) => {
+            let rto = rto.as_secs_f64();
+            let elapsed = super::data::run_secs(r);
+            let verdict = match (r.finished_at.is_some(), elapsed <= rto) {
+                (true, true) => "**met**",
+                (true, false) => "**missed**",
+                (false, true) => "not decided yet (the run has not ended)",
+                (false, false) => "**missed** (the run has not ended)",
+            };
+            format!("RTO {}: {verdict}, {} elapsed", secs(rto), secs(elapsed))
+        }
+        None => "RTO: none declared".to_string(),
+    };
+    let rpo = match rpo {
+        Some(rpo) => format!(
+            "RPO {}: declared; Cairn does not measure data loss, check the runbook's own verification steps",
+            secs(rpo.as_secs_f64())
+        ),
+        None => "RPO: none declared".to_string(),
+    };
+    [rto, rpo]
+}
+
 pub fn render(d: &RunData) -> String {
     let r = &d.run;
     let mut o = String::new();
@@ -47,34 +78,12 @@ pub fn render(d: &RunData) -> String {
     // RTO/RPO.
     let _ = writeln!(o, "## Objectives\n");
     let rb = d.runbook.as_ref().map(|c| &c.runbook);
-    match rb.and_then(|rb| rb.rto.as_ref()) {
-        Some(rto) => {
-            let rto = rto.value.0.as_secs_f64();
-            let elapsed = d.duration_secs();
-            let verdict = match (r.finished_at.is_some(), elapsed <= rto) {
-                (true, true) => "**met**",
-                (true, false) => "**missed**",
-                (false, true) => "not decided yet (the run has not ended)",
-                (false, false) => "**missed** (the run has not ended)",
-            };
-            let _ = writeln!(
-                o,
-                "- RTO {}: {verdict}, {} elapsed",
-                secs(rto),
-                secs(elapsed)
-            );
-        }
-        None => o.push_str("- RTO: none declared\n"),
-    }
-    match rb.and_then(|rb| rb.rpo.as_ref()) {
-        Some(rpo) => {
-            let _ = writeln!(
-                o,
-                "- RPO {}: declared; Cairn does not measure data loss, check the runbook's own verification steps",
-                secs(rpo.value.0.as_secs_f64())
-            );
-        }
-        None => o.push_str("- RPO: none declared\n"),
+    for line in objectives(
+        r,
+        rb.and_then(|rb| rb.rto.as_ref()).map(|v| v.value.0),
+        rb.and_then(|rb| rb.rpo.as_ref()).map(|v| v.value.0),
+    ) {
+        let _ = writeln!(o, "- {line}");
     }
     o.push('\n');
 

@@ -3,6 +3,7 @@
 //! All are made from what the state store recorded, so a report of a run now and one asked for
 //! later with `cairn show RUN` are the same.
 
+pub mod console;
 pub mod data;
 pub mod junit;
 pub mod markdown;

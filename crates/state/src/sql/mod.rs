@@ -32,7 +32,7 @@ use crate::lock::{judged, needs_sighting, now};
 use crate::sighting::Seen;
 use crate::types::{
     Action, Approval, Claim, ListedRun, LockHolder, LockInfo, RunCursor, RunFilter, RunHolder,
-    RunRecord, RunStatus, StepDef, StepRecord,
+    RunRecord, RunStatus, StepDef, StepRecord, WaitingGate,
 };
 pub use dialect::Dialect;
 use dialect::{Bind, Ex, Q};
@@ -42,7 +42,9 @@ pub use queue::{
     ItemClaim, QUEUE_CHANNEL, QueueItem, QueueStatus, QueueWakeups, Submission, WORKER_HEARTBEAT,
     WORKER_LEASE, WorkerRecord,
 };
-use rows::{action_from_row, approval_from_row, def_from_row, run_from_row, step_from_row};
+use rows::{
+    action_from_row, approval_from_row, def_from_row, gate_from_row, run_from_row, step_from_row,
+};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
 
@@ -777,6 +779,24 @@ impl<D: Dialect> Store for SqlStore<D> {
             .iter()
             .map(|row| Self::listed(row, &mut unconfirmed))
             .collect())
+    }
+
+    async fn waiting_gates(&self, limit: u32) -> Result<Vec<WaitingGate>, StateError> {
+        // One statement: the paused runs by the status index, each one's waiting steps by
+        // the steps' key. A run's columns are named apart from its steps' (both have a status).
+        let q = sqlx::query(
+            "SELECT r.runbook AS gate_runbook, r.username AS gate_starter, s.run_id, s.step_id, \
+             s.item, s.status, s.attempt, s.started_at, s.finished_at, s.result, s.outputs, \
+             s.error, s.log_path, s.def_hash, s.idempotent \
+             FROM cairn_runs r JOIN cairn_steps s ON s.run_id = r.id \
+             WHERE r.status = 'paused' AND s.status = 'waiting' AND s.item = -1 \
+             ORDER BY s.started_at, s.run_id, s.step_id LIMIT $1",
+        )
+        .int(i64::from(limit));
+        let rows = D::fetch_all(self.pool(), q)
+            .await
+            .map_err(StateError::query("reading the gates waiting"))?;
+        rows.iter().map(gate_from_row::<D>).collect()
     }
 
     async fn record_action(&self, a: &Action) -> Result<(), StateError> {

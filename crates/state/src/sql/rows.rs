@@ -8,7 +8,7 @@ use crate::error::StateError;
 use crate::lock::{HolderRun, Liveness, needs_sighting};
 use crate::sighting::Seen;
 use crate::types::RunStatus;
-use crate::types::{Action, Approval, LockInfo, RunRecord, StepDef, StepRecord};
+use crate::types::{Action, Approval, LockInfo, RunRecord, StepDef, StepRecord, WaitingGate};
 
 use super::dialect::{Dialect, corrupt};
 
@@ -87,6 +87,14 @@ pub(super) fn step_from_row<D: Dialect>(row: &D::Row) -> Result<StepRecord, Stat
         log_path: opt_text::<D>(row, "log_path")?,
         def_hash: text::<D>(row, "def_hash")?,
         idempotent: D::flag(row, "idempotent").map_err(corrupt("idempotent"))?,
+    })
+}
+
+pub(super) fn gate_from_row<D: Dialect>(row: &D::Row) -> Result<WaitingGate, StateError> {
+    Ok(WaitingGate {
+        runbook: text::<D>(row, "gate_runbook")?,
+        starter: text::<D>(row, "gate_starter")?,
+        step: step_from_row::<D>(row)?,
     })
 }
 

@@ -24,7 +24,7 @@ macro_rules! store_tests {
             claims_fence_writes, claims_race_one_wins, sub_runs_by_parent, sub_runs_fenced_by_their_parent,
             interrupted_detection, remote_runs_judged_by_their_counter, locks_acquire_refuse_release, locks_finished_and_paused,
             locks_dead_holders, put_steps_together, put_steps_long_and_repeated, refused_claims_change_nothing,
-            lock_release_is_fenced, runs_paged_by_cursor, actions_audit_trail);
+            lock_release_is_fenced, runs_paged_by_cursor, actions_audit_trail, waiting_gates_of_paused_runs);
     };
     (@each $with:ident: $($name:ident),+) => {
         $(
@@ -1266,4 +1266,71 @@ pub async fn actions_audit_trail(store: Arc<dyn Store>) {
         })
         .await;
     assert!(matches!(e, Err(StateError::RunNotFound(_))), "{e:?}");
+}
+
+/// The gates waiting in paused runs, in one read: a paused run's own waiting steps (not its
+/// items', not its finished ones), none of a running or failed run, oldest wait first, at most
+/// the limit.
+pub async fn waiting_gates_of_paused_runs(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for (i, status) in [
+        RunStatus::Paused,
+        RunStatus::Paused,
+        RunStatus::Failed,
+        RunStatus::Running,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = run(&format!("gated-{i}"), TimeDelta::minutes(10));
+        r.user = format!("starter-{i}");
+        create(&store, &r).await;
+        let claim = r.claim();
+        let waiting_since = now() - TimeDelta::minutes(i64::try_from(5 - i).unwrap_or(0));
+        let mut recs = Vec::new();
+        for (step, item, st) in [
+            ("gate", None, StepStatus::Waiting),
+            ("items", Some(0), StepStatus::Waiting),
+            ("done", None, StepStatus::Succeeded),
+        ] {
+            let mut s = StepRecord::new(&r.id, step, item, "h");
+            s.status = st;
+            s.started_at = Some(waiting_since);
+            s.result = Some(json!({ "message": format!("gate of run {i}") }));
+            recs.push(s);
+        }
+        store.put_steps(&claim, &recs).await.expect("put_steps");
+        let mut done = r.clone();
+        done.status = status;
+        store.update_run(&done).await.expect("update_run");
+        ids.push(r.id.clone());
+    }
+    let gates = store.waiting_gates(100).await.expect("waiting_gates");
+    let seen: Vec<(&str, &str, &str, &str)> = gates
+        .iter()
+        .map(|g| {
+            (
+                g.step.run_id.as_str(),
+                g.step.step_id.as_str(),
+                g.runbook.as_str(),
+                g.starter.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (ids[0].as_str(), "gate", "gated-0", "starter-0"),
+            (ids[1].as_str(), "gate", "gated-1", "starter-1"),
+        ]
+    );
+    assert_eq!(gates[0].step.status, StepStatus::Waiting);
+    assert_eq!(gates[0].step.item, None);
+    assert_eq!(
+        gates[0].step.result,
+        Some(json!({ "message": "gate of run 0" }))
+    );
+    let one = store.waiting_gates(1).await.expect("waiting_gates");
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].step.run_id, ids[0]);
 }
