@@ -16,6 +16,7 @@ mod queue;
 mod rows;
 mod schema;
 mod sightings;
+mod step_queue;
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -45,6 +46,7 @@ pub use queue::{
 use rows::{action_from_row, approval_from_row, def_from_row, run_from_row, step_from_row};
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
+pub use step_queue::{Routed, RoutedStep, STEPS_CHANNEL, StepItem, StepState, StepWakeups};
 
 /// A [`Store`] in a SQL database. See the crate docs for its guarantees.
 #[derive(Debug)]
