@@ -56,7 +56,15 @@ cleanup() {
 trap cleanup EXIT
 cd "$WORK"
 sql() { psql -qAt "$PG" -c "SET search_path TO $SCHEMA; $1"; }
-fresh() { psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null; }
+# A new schema; a worker of the previous part still closing its connections may hold a lock
+# for a moment, so try a few times.
+fresh() {
+    for _ in 1 2 3 4 5; do
+        psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null && return
+        sleep 1
+    done
+    exit 1
+}
 # Starts N workers with the given extra arguments; their pids in PIDS.
 start_workers() {
     local n=$1

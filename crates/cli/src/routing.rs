@@ -154,10 +154,11 @@ impl Router {
         let in_doubt = || {
             StepError::failed(
                 format!(
-                    "in doubt: the worker running step `{}` (idempotent: false) went silent; it \
-                     may or may not have run: check, then `cairn resume {} --rerun {1}` or \
-                     `--skip {1}`",
-                    call.step, call.run_id
+                    "in doubt: the worker running step `{step}` (idempotent: false) went silent; \
+                     it may or may not have run: check, then `cairn resume {run} --rerun {step}` \
+                     or `--skip {step}`",
+                    step = call.step,
+                    run = call.run_id
                 ),
                 None,
             )
