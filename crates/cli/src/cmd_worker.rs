@@ -324,7 +324,8 @@ async fn work(
         run_id: Some(item.id.clone()),
         ..RunOptions::default()
     };
-    let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(Progress::new(worker.log_format));
+    let progress: Arc<dyn cairn_engine::events::Sink> =
+        Arc::new(Progress::for_run(worker.log_format, &item.id));
     if item.claims > 1
         && let Err(e) = worker.queue.interrupt_abandoned(&item.id).await
     {

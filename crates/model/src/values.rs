@@ -316,7 +316,7 @@ pub struct Defaults {
     pub retry: Option<Retry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
-    /// Where `shell` and `argv` steps run when they say nothing (see [`RunsOn`]).
+    /// Where `shell` and `argv` steps run when they say nothing (as a step's `runs_on`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runs_on: Option<RunsOn>,
 }

@@ -234,3 +234,26 @@ fn runs_on_with_a_sqlite_state_is_refused_at_its_line_and_nothing_runs() {
     assert!(out.stderr.contains("PostgreSQL"), "{out}");
     assert!(!sb.exists("ran"));
 }
+
+#[test]
+fn every_json_event_of_a_worker_running_runs_at_once_names_its_run() {
+    let schema = PgSchema::new("route_json");
+    let sb = Sandbox::with_state(&schema.url());
+    sb.write(
+        "rb.yaml",
+        "cairn: 1\nname: interleaved\nsteps:\n  - id: a\n    shell: sleep 0.5\n  - id: b\n    shell: 'true'\n",
+    );
+    let w = worker(&sb, &["--concurrency", "2", "--log-format", "json"], &[]);
+    let ids = [submit(&sb, &["rb.yaml"]), submit(&sb, &["rb.yaml"])];
+    eventually("both runs done", HANG, || all_done(&schema, 2));
+    let events = stop(w).events();
+    for id in &ids {
+        let of_run = events.iter().filter(|e| e["run_id"] == id.as_str()).count();
+        assert!(of_run >= 5, "run {id}: {of_run} events in {events:#?}");
+    }
+    let unnamed: Vec<_> = events
+        .iter()
+        .filter(|e| !ids.iter().any(|id| e["run_id"] == id.as_str()))
+        .collect();
+    assert!(unnamed.is_empty(), "events naming no run: {unnamed:#?}");
+}
