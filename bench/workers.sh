@@ -133,6 +133,16 @@ claim_ms=$(sql "SELECT EXTRACT(EPOCH FROM (q.claimed_at - q.submitted_at)) * 100
 start_ms=$(sql "SELECT EXTRACT(EPOCH FROM (s.started_at - q.submitted_at)) * 1000 $lat_q" | pct)
 inner_ms=$(sql "SELECT EXTRACT(EPOCH FROM (s.started_at - q.claimed_at)) * 1000 $lat_q" | pct)
 fi
+if [[ $PARTS == *a* ]]; then
+echo
+echo "### Claim-to-start latency: $SAMPLES one-step runs, one idle worker ($PROFILE build)"
+echo
+echo "| from submit to | p50, ms | p99, ms | max, ms |"
+echo "|---|---|---|---|"
+echo "| the claim (wake-up by NOTIFY, claim statement) | $claim_ms |"
+echo "| the step's start (\`running\` checkpoint) | $start_ms |"
+echo "| (claim to the step's start: the worker's own work) | $inner_ms |"
+fi
 
 # --- (b) throughput -------------------------------------------------------------------------
 declare -A rate took
@@ -155,6 +165,18 @@ for workers in $WORKER_COUNTS; do
     rate[$workers]=$(python3 -c "print(f'{$RUNS / $secs:.0f}')")
 done
 
+if [[ $PARTS == *b* ]]; then
+echo
+echo "### Throughput: $RUNS queued one-step \`/bin/true\` runs ($PROFILE build, --concurrency $CONC each)"
+echo
+echo "| workers | drained in, s | runs/s | vs 1 worker |"
+echo "|---|---|---|---|"
+for workers in $WORKER_COUNTS; do
+    printf '| %s | %.2f | %s | %s |\n' "$workers" "${took[$workers]}" "${rate[$workers]}" \
+        "$(python3 -c "print(f'{${rate[$workers]} / ${rate[1]}:.2f}x')")"
+done
+fi
+
 # --- (c) a routed step's overhead -------------------------------------------------------------
 if [[ $PARTS == *c* ]]; then
 fresh
@@ -176,26 +198,6 @@ read -r local_ms local_n < <(step_ms bench-one)
 read -r routed_ms routed_n < <(step_ms bench-routed)
 fi
 
-# --- report ---------------------------------------------------------------------------------
-if [[ $PARTS == *a* ]]; then
-echo
-echo "### Claim-to-start latency: $SAMPLES one-step runs, one idle worker ($PROFILE build)"
-echo
-echo "| from submit to | p50, ms | p99, ms | max, ms |"
-echo "|---|---|---|---|"
-echo "| the claim (wake-up by NOTIFY, claim statement) | $claim_ms |"
-echo "| the step's start (\`running\` checkpoint) | $start_ms |"
-echo "| (claim to the step's start: the worker's own work) | $inner_ms |"
-fi
-echo
-echo "### Throughput: $RUNS queued one-step \`/bin/true\` runs ($PROFILE build, --concurrency $CONC each)"
-echo
-echo "| workers | drained in, s | runs/s | vs 1 worker |"
-echo "|---|---|---|---|"
-for workers in $WORKER_COUNTS; do
-    printf '| %s | %.2f | %s | %s |\n' "$workers" "${took[$workers]}" "${rate[$workers]}" \
-        "$(python3 -c "print(f'{${rate[$workers]} / ${rate[1]}:.2f}x')")"
-done
 [[ $PARTS == *c* ]] || exit 0
 echo
 echo "### A routed step's overhead: one \`/bin/true\` step, $SAMPLES runs each ($PROFILE build)"

@@ -255,11 +255,14 @@ async fn hold_step(worker: Arc<Worker>, item: StepItem) {
     };
     let outcome = crate::routed_step::perform(&item, &ran_on, &cancel).await;
     lock(&worker.steps).remove(&item.id);
-    let stopped = worker.stop.is_cancelled() && outcome.get("ok").is_none();
-    let written = if stopped && item.idempotent {
-        eprintln!("routed step {}: handed back as the worker stopped", item.id);
+    // Interrupted here (this worker stops, lost its lease, was taken over, or the run
+    // cancelled the step): an idempotent step goes back to the queue for another worker (a
+    // no-op when another holds it already); a non-idempotent one is in doubt.
+    let interrupted = cancel.is_cancelled() && outcome.get("ok").is_none();
+    let written = if interrupted && item.idempotent {
+        eprintln!("routed step {}: interrupted here, handed back", item.id);
         worker.queue.hand_back_step(&claim).await
-    } else if stopped {
+    } else if interrupted && worker.stop.is_cancelled() {
         let e = cairn_steps::StepError::failed(
             format!(
                 "in doubt: worker {} stopped while running step `{}` (idempotent: false); it may \
@@ -273,15 +276,15 @@ async fn hold_step(worker: Arc<Worker>, item: StepItem) {
             .queue
             .finish_step(&claim, &crate::routed_wire::encode(&Err(e)))
             .await
+    } else if interrupted {
+        // Lost: the run's process judges it in doubt once its lease has run out.
+        eprintln!("routed step {}: interrupted here (lease lost)", item.id);
+        Ok(true)
     } else {
         eprintln!(
             "routed step {}: {}",
             item.id,
-            if outcome.get("ok").is_some() {
-                "succeeded"
-            } else {
-                "failed"
-            }
+            if outcome.get("ok").is_some() { "succeeded" } else { "failed" }
         );
         worker.queue.finish_step(&claim, &outcome).await
     };

@@ -257,3 +257,188 @@ fn every_json_event_of_a_worker_running_runs_at_once_names_its_run() {
         .collect();
     assert!(unnamed.is_empty(), "events naming no run: {unnamed:#?}");
 }
+
+/// A small deterministic generator for the chaos test (the seed is printed on failure).
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Nanoseconds since the epoch of a `cairn show` time (RFC 3339).
+fn nanos(t: &serde_json::Value) -> i128 {
+    let t = t.as_str().unwrap_or_else(|| panic!("no time: {t}"));
+    chrono::DateTime::parse_from_rfc3339(t)
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+        .timestamp_nanos_opt()
+        .map(i128::from)
+        .expect("in range")
+}
+
+#[test]
+fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs_again() {
+    const RUNS: usize = 8;
+    const KILLS: usize = 12;
+    let seed = std::env::var("CAIRN_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64 | 1)
+        });
+    eprintln!("chaos seed {seed} (CAIRN_CHAOS_SEED={seed} replays the kill choices)");
+    let mut rng = XorShift(seed);
+    let schema = PgSchema::new("route_chaos");
+    let sb = Sandbox::with_state(&schema.url());
+    let fx = sb.file("effects.txt");
+    // Each step writes a `start` line when it starts and an `end` line when it ends, with the
+    // run, the step and the time: the side effects counted below.
+    let step = |id: &str, extra: &str, work: &str| {
+        format!(
+            "  - id: {id}\n{extra}    shell: echo \"{{{{ run.id }}}} {id} start $(date +%s%N)\" >> {fx}; {work}; echo \"{{{{ run.id }}}} {id} end $(date +%s%N)\" >> {fx}\n"
+        )
+    };
+    sb.write(
+        "rb.yaml",
+        &format!(
+            "cairn: 1\nname: chaos\nsteps:\n{}{}{}",
+            step("a", "", "sleep 0.3"),
+            step("b", "    runs_on: { host: db }\n", "sleep 0.5"),
+            step("c", "", "sleep 0.2"),
+        ),
+    );
+    let labels = ["host=app", "host=app", "host=db", "host=db"];
+    let spawn = |l: &str| worker(&sb, &["--labels", l, "--concurrency", "2"], &[]);
+    let mut live: Vec<(Live, &str)> = labels.iter().map(|l| (spawn(l), *l)).collect();
+    let ids: Vec<String> = (0..RUNS).map(|_| submit(&sb, &["rb.yaml"])).collect();
+    let mut kills = 0;
+    let deadline = std::time::Instant::now() + HANG;
+    while all_done(&schema, RUNS).is_none() {
+        assert!(std::time::Instant::now() < deadline, "seed {seed}: runs not done: {:#?}", queue(&schema));
+        std::thread::sleep(std::time::Duration::from_millis(300 + rng.below(900)));
+        if kills < KILLS {
+            let i = rng.below(live.len() as u64) as usize;
+            let (w, l) = live.swap_remove(i);
+            signal(w.pid(), Signal::SIGKILL);
+            let _ = w.finish();
+            kills += 1;
+            live.push((spawn(l), l));
+        }
+    }
+    let q = all_done(&schema, RUNS).expect("done");
+    assert!(
+        q.iter().all(|r| r["outcome"] == "succeeded"),
+        "seed {seed}: every run ends succeeded: {q:#?}"
+    );
+    let effects = sb.lines("effects.txt");
+    for id in &ids {
+        let run = sb.show(id);
+        assert_eq!(run["run"]["status"], "succeeded", "seed {seed}: {run:#}");
+        for s in ["a", "b", "c"] {
+            let rec = sb.step(id, s);
+            assert_eq!(rec["status"], "succeeded", "seed {seed}: {rec:#}");
+            let done_at = nanos(&rec["finished_at"]);
+            let starts: Vec<i128> = effects
+                .iter()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    (f.len() == 4 && f[0] == id && f[1] == s && f[2] == "start")
+                        .then(|| f[3].parse().expect("time"))
+                })
+                .collect();
+            assert!(!starts.is_empty(), "seed {seed}: {id} {s} never started");
+            // No step ever started again once it was recorded succeeded.
+            assert!(
+                starts.iter().all(|t| *t < done_at),
+                "seed {seed}: {id} {s} started after it succeeded: {starts:?} vs {done_at}"
+            );
+            if s == "b" {
+                assert_eq!(rec["result"]["ran_on"]["labels"]["host"], "db", "{rec:#}");
+            }
+        }
+    }
+    eprintln!("chaos: {kills} kills, {} effect lines", effects.len());
+    assert!(kills >= 4, "seed {seed}: only {kills} kills: the runs ended too soon to test much");
+    for (w, _) in live {
+        // Registered: its signal handlers are in place, so SIGTERM stops it cleanly.
+        worker_id(&schema, w.pid());
+        stop(w);
+    }
+}
+
+/// The local TCP ports of process `pid`'s sockets (from /proc: its fds' socket inodes, matched
+/// in /proc/net/tcp and tcp6).
+fn local_ports(pid: i32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().to_string();
+                    l.strip_prefix("socket:[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) {
+                if let Some(port) = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports
+}
+
+#[test]
+fn a_worker_cut_from_postgresql_stops_its_routed_step_and_another_takes_it_over() {
+    let schema = PgSchema::new("route_cut");
+    let sb = Sandbox::with_state(&schema.url());
+    blocking_routed(&sb, true);
+    let origin = worker(&sb, &["--labels", "role=origin"], &[]);
+    let d1 = worker(&sb, &["--labels", "host=db"], &[]);
+    let d1_id = worker_id(&schema, d1.pid());
+    let id = submit(&sb, &["rb.yaml", "--labels", "role=origin"]);
+    eventually("the routed step starts", HANG, || {
+        sb.exists("second.txt").then_some(())
+    });
+    let d2 = worker(&sb, &["--labels", "host=db"], &[]);
+    let d2_id = worker_id(&schema, d2.pid());
+    // The cut: every connection d1 makes is terminated by the server, for three leases.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        let ports = local_ports(d1.pid());
+        if !ports.is_empty() {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            crate::common::pg(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port IN ({})",
+                list.join(", ")
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let q = eventually("the run is done", HANG, || all_done(&schema, 1));
+    assert_eq!(q[0]["outcome"], "succeeded", "{q:#?}");
+    let second = sb.step(&id, "second");
+    assert_eq!(second["result"]["ran_on"]["worker"], d2_id.as_str(), "{second:#}");
+    assert_ne!(d2_id, d1_id);
+    assert_eq!(sb.lines("first.txt"), ["once"]);
+    assert_eq!(sb.lines("second.txt"), ["go", "go"]);
+    // The cut worker stopped its step (it lost its lease) and wrote nothing over the outcome.
+    let d1_out = stop(d1);
+    assert!(d1_out.stderr.contains("no heartbeat"), "{d1_out}");
+    stop(origin);
+    stop(d2);
+}
