@@ -284,7 +284,11 @@ async fn hold_step(worker: Arc<Worker>, item: StepItem) {
         eprintln!(
             "routed step {}: {}",
             item.id,
-            if outcome.get("ok").is_some() { "succeeded" } else { "failed" }
+            if outcome.get("ok").is_some() {
+                "succeeded"
+            } else {
+                "failed"
+            }
         );
         worker.queue.finish_step(&claim, &outcome).await
     };

@@ -173,7 +173,7 @@ mod tests {
             cwd: None,
             detach: false,
         };
-        let mut w = to_wire(&p).unwrap();
+        let mut w = to_wire(&p).expect("a shell action");
         let secrets = vec![
             ("long".to_string(), "s3cr3t-long".to_string()),
             ("short".to_string(), "s3cr3t".to_string()),
@@ -182,10 +182,10 @@ mod tests {
         assert_eq!(used, ["long", "short"]);
         assert!(!w.to_string().contains("s3cr3t"), "{w}");
         restore(&mut w, &secrets, "N1");
-        let back = from_wire(&w).unwrap();
+        let back = from_wire(&w).expect("readable");
         assert_eq!(
-            serde_json::to_value(&back).unwrap(),
-            serde_json::to_value(&p).unwrap()
+            serde_json::to_value(&back).expect("json"),
+            serde_json::to_value(&p).expect("json")
         );
     }
 
