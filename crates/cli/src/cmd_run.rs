@@ -55,8 +55,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     runtime.block_on(async move {
         let location = crate::location::Location::resolve(args.state.as_deref());
         let url = location.url.clone();
+        let mut opts = run_options(args.concurrency, args.auto_approve, &url);
+        // Steps with `runs_on` go to workers through the queue, which only PostgreSQL has.
+        if crate::routing::routes_steps(&checked) {
+            if !crate::location::is_postgres(&url) {
+                eprint!("{}", crate::routing::refuse_without_queue(&checked));
+                return Ok(exit::INVALID);
+            }
+            let queue = crate::location::open_queue(&location).await?;
+            let router = crate::routing::Router::new(queue, &checked).await;
+            opts.actions = Some(cairn_engine::exec::ActionPort(Arc::new(router)));
+        }
         let store = location.open().await?;
-        let opts = run_options(args.concurrency, args.auto_approve, &url);
         let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(RunIdFirst {
             inner: Progress::new(args.log_format),
             json: args.log_format == LogFormat::Json,

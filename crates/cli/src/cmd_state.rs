@@ -48,7 +48,7 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
     let url = location.url.clone();
     crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
-        let opts = run_options(a.concurrency, a.auto_approve, &url);
+        let mut opts = run_options(a.concurrency, a.auto_approve, &url);
         let ropts = ResumeOptions {
             from: a.from,
             rerun: a.rerun,
@@ -65,6 +65,17 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
             .and_then(|r| cairn_engine::resume::runbook_of(&r.path, &templates).map(|c| (c, r)))
         {
             Some((checked, run)) => {
+                // Steps with `runs_on` go to workers through the queue, as when it started.
+                if crate::routing::routes_steps(&checked) {
+                    if !crate::location::is_postgres(&url) {
+                        eprint!("{}", crate::routing::refuse_without_queue(&checked));
+                        store.close().await;
+                        return Ok(exit::INVALID);
+                    }
+                    let queue = crate::location::open_queue(&location).await?;
+                    let router = crate::routing::Router::new(queue, &checked).await;
+                    opts.actions = Some(cairn_engine::exec::ActionPort(Arc::new(router)));
+                }
                 match crate::notifying::for_run(&checked, &templates, &run.inputs, progress) {
                     Ok(pair) => pair,
                     Err(e) => {

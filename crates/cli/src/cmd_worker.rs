@@ -7,14 +7,13 @@
 use crate::exit;
 use crate::location::{Location, open_queue, parse_labels, show_labels};
 use crate::progress::{LogFormat, Progress};
+use crate::routing::{Router, lease};
 use cairn_engine::events::RunOutcome;
+use cairn_engine::exec::ActionPort;
 use cairn_engine::plan::Invocation;
 use cairn_engine::resume::{ResumeError, ResumeOptions, Resumed, resume};
 use cairn_engine::run::{RunError, RunOptions, RunReport, execute};
-use cairn_state::{
-    ItemClaim, PgStore, QueueItem, QueueStatus, RunStatus, Store, WORKER_HEARTBEAT as HEARTBEAT,
-    WORKER_LEASE as LEASE,
-};
+use cairn_state::{ItemClaim, PgStore, QueueItem, QueueStatus, RunStatus, StepItem, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,10 +47,13 @@ type Held = Arc<Mutex<HashMap<String, (ItemClaim, CancellationToken)>>>;
 /// What every run of this worker shares.
 struct Worker {
     id: String,
+    labels: BTreeMap<String, String>,
     queue: PgStore,
     store: Arc<dyn Store>,
     stop: CancellationToken,
     held: Held,
+    /// The routed steps it performs.
+    steps: Held,
     step_concurrency: usize,
     log_format: LogFormat,
     logs: std::path::PathBuf,
@@ -65,12 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let queue = open_queue(&location).await?;
         let stop = CancellationToken::new();
         crate::signals::cancel_on_signals(stop.clone());
+        let drain = CancellationToken::new();
+        crate::signals::drain_on_sigusr1(drain.clone());
         let worker = Arc::new(Worker {
             id: cairn_state::new_run_id(),
+            labels: labels.clone(),
             store: Arc::new(queue.clone()),
             queue,
             stop: stop.clone(),
             held: Arc::default(),
+            steps: Arc::default(),
             step_concurrency: args.step_concurrency.max(1),
             log_format: args.log_format,
             logs: crate::run_options::logs_dir(&location.url),
@@ -106,10 +112,26 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 None
             }
         };
+        let lease = lease();
         let mut runs = tokio::task::JoinSet::new();
-        while !stop.is_cancelled() {
-            while runs.len() < concurrency as usize && !stop.is_cancelled() {
-                match worker.queue.claim_next(&worker.id, &labels, LEASE).await {
+        let mut steps = tokio::task::JoinSet::new();
+        let busy = |stop: &CancellationToken| stop.is_cancelled() || drain.is_cancelled();
+        while !busy(&stop) {
+            // Routed steps first: a run somewhere waits for each.
+            while steps.len() < concurrency as usize && !busy(&stop) {
+                match worker.queue.claim_next_step(&worker.id, &labels, lease).await {
+                    Ok(Some(item)) => {
+                        steps.spawn(hold_step(worker.clone(), item));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("{e}; trying again");
+                        break;
+                    }
+                }
+            }
+            while runs.len() < concurrency as usize && !busy(&stop) {
+                match worker.queue.claim_next(&worker.id, &labels, lease).await {
                     Ok(Some(item)) => {
                         runs.spawn(hold(worker.clone(), item));
                     }
@@ -122,12 +144,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
             tokio::select! {
                 () = stop.cancelled() => {}
+                () = drain.cancelled() => {}
                 Some(_) = runs.join_next(), if !runs.is_empty() => {}
+                Some(_) = steps.join_next(), if !steps.is_empty() => {}
                 _ = tokio::time::timeout(POLL, wakeup.notified()) => {}
             }
         }
-        // Stopping: the runs held were cancelled with `stop`; wait for them to hand back.
+        if !stop.is_cancelled() {
+            eprintln!(
+                "worker {}: draining: claiming nothing more, finishing {} run(s) and {} routed step(s) held (SIGTERM to interrupt them and hand them back)",
+                worker.id,
+                runs.len(),
+                steps.len()
+            );
+        }
+        // Draining: the runs and steps held end by themselves (or are cancelled with `stop` by
+        // a SIGTERM meanwhile); stopping: they were cancelled with `stop`. Either way, wait
+        // for them to end or hand back.
         while runs.join_next().await.is_some() {}
+        while steps.join_next().await.is_some() {}
         heartbeat.abort();
         if let Some(l) = listener {
             l.abort();
@@ -146,22 +181,48 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// A worker that could not heartbeat for the lease (the database unreachable, a network
 /// cut) stops the runs it holds: another worker may have taken them over meanwhile.
 async fn heartbeat(worker: Arc<Worker>) {
+    let lease = lease();
     let mut renewed = tokio::time::Instant::now();
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::time::sleep(lease / 5).await;
         let held: Vec<ItemClaim> = lock(&worker.held)
             .values()
             .map(|(c, _)| c.clone())
             .collect();
-        match worker.queue.heartbeat_worker(&worker.id, &held).await {
-            Err(e) if renewed.elapsed() >= LEASE => {
-                tracing::warn!("{e}; no heartbeat for {LEASE:?}: stopping the runs held");
-                for (_, cancel) in lock(&worker.held).values() {
+        let steps: Vec<ItemClaim> = lock(&worker.steps)
+            .values()
+            .map(|(c, _)| c.clone())
+            .collect();
+        let beat = match worker.queue.heartbeat_worker(&worker.id, &held).await {
+            Ok(lost) => match worker.queue.heartbeat_steps(&worker.id, &steps).await {
+                Ok(lost_steps) => Ok((lost, lost_steps)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match beat {
+            Err(e) if renewed.elapsed() >= lease => {
+                tracing::warn!(
+                    "{e}; no heartbeat for {lease:?}: stopping the runs and routed steps held"
+                );
+                for (_, cancel) in lock(&worker.held)
+                    .values()
+                    .chain(lock(&worker.steps).values())
+                {
                     cancel.cancel();
                 }
             }
-            Ok(lost) => {
+            Ok((lost, lost_steps)) => {
                 renewed = tokio::time::Instant::now();
+                for claim in lost_steps {
+                    if let Some((_, cancel)) = lock(&worker.steps).get(&claim.id) {
+                        tracing::warn!(
+                            step = %claim.id,
+                            "this routed step was cancelled by its run or taken over by another worker; stopping it here"
+                        );
+                        cancel.cancel();
+                    }
+                }
                 for claim in lost {
                     if let Some((_, cancel)) = lock(&worker.held).get(&claim.id) {
                         tracing::warn!(
@@ -180,6 +241,62 @@ async fn heartbeat(worker: Arc<Worker>) {
 fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<String, (ItemClaim, CancellationToken)>> {
     held.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Performs one claimed routed step and writes its outcome back (a worker that stops hands an
+/// idempotent one back to the queue instead).
+async fn hold_step(worker: Arc<Worker>, item: StepItem) {
+    let claim = item.claim();
+    let cancel = worker.stop.child_token();
+    lock(&worker.steps).insert(item.id.clone(), (claim.clone(), cancel.clone()));
+    let ran_on = crate::routed_step::RanOn {
+        worker: &worker.id,
+        labels: &worker.labels,
+    };
+    let outcome = crate::routed_step::perform(&item, &ran_on, &cancel).await;
+    lock(&worker.steps).remove(&item.id);
+    // Interrupted here (this worker stops, lost its lease, was taken over, or the run
+    // cancelled the step): an idempotent step goes back to the queue for another worker (a
+    // no-op when another holds it already); a non-idempotent one is in doubt.
+    let interrupted = cancel.is_cancelled() && outcome.get("ok").is_none();
+    let written = if interrupted && item.idempotent {
+        eprintln!("routed step {}: interrupted here, handed back", item.id);
+        worker.queue.hand_back_step(&claim).await
+    } else if interrupted && worker.stop.is_cancelled() {
+        let e = cairn_steps::StepError::failed(
+            format!(
+                "in doubt: worker {} stopped while running step `{}` (idempotent: false); it may \
+                 or may not have done its work: check, then `cairn resume {} --rerun {1}` or \
+                 `--skip {1}`",
+                worker.id, item.step_id, item.run_id
+            ),
+            None,
+        );
+        worker
+            .queue
+            .finish_step(&claim, &crate::routed_wire::encode(&Err(e)))
+            .await
+    } else if interrupted {
+        // Lost: the run's process judges it in doubt once its lease has run out.
+        eprintln!("routed step {}: interrupted here (lease lost)", item.id);
+        Ok(true)
+    } else {
+        eprintln!(
+            "routed step {}: {}",
+            item.id,
+            if outcome.get("ok").is_some() {
+                "succeeded"
+            } else {
+                "failed"
+            }
+        );
+        worker.queue.finish_step(&claim, &outcome).await
+    };
+    match written {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(step = %item.id, "another worker holds this routed step now"),
+        Err(e) => tracing::warn!(step = %item.id, "{e}"),
+    }
 }
 
 /// Runs one claimed item to where it can be let go, and records that in the queue.
@@ -205,7 +322,7 @@ async fn work(
     cancel: CancellationToken,
 ) -> (QueueStatus, String) {
     let templates = Arc::new(cairn_template::Templates::new());
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         concurrency: worker.step_concurrency,
         // Who asked for the run, as a run started by `cairn run` records who typed it.
         user: item.submitter.clone(),
@@ -214,7 +331,8 @@ async fn work(
         run_id: Some(item.id.clone()),
         ..RunOptions::default()
     };
-    let progress: Arc<dyn cairn_engine::events::Sink> = Arc::new(Progress::new(worker.log_format));
+    let progress: Arc<dyn cairn_engine::events::Sink> =
+        Arc::new(Progress::for_run(worker.log_format, &item.id));
     if item.claims > 1
         && let Err(e) = worker.queue.interrupt_abandoned(&item.id).await
     {
@@ -243,6 +361,9 @@ async fn work(
             }
             None => (progress, None),
         };
+        if let Some(checked) = cairn_engine::resume::runbook_of(&run.path, &templates) {
+            opts.actions = router(worker, &checked).await;
+        }
         let r = resume(
             &item.id,
             templates,
@@ -293,6 +414,7 @@ async fn work(
         Ok(pair) => pair,
         Err(e) => return (QueueStatus::Done, format!("not run: {e}")),
     };
+    opts.actions = router(worker, &checked).await;
     let ran = execute(checked, templates, &inv, worker.store.clone(), sink, opts).await;
     if let Some(n) = &notifying {
         n.finish().await;
@@ -302,6 +424,13 @@ async fn work(
         Err(RunError::Locked(holder)) => (QueueStatus::Done, format!("failed: {holder}")),
         Err(e) => (QueueStatus::Done, format!("not run: {e}")),
     }
+}
+
+/// Routes the runbook's `runs_on` steps through the queue; none for a runbook without them.
+async fn router(worker: &Worker, checked: &cairn_model::Checked) -> Option<ActionPort> {
+    crate::routing::routes_steps(checked).then_some(ActionPort(Arc::new(
+        Router::new(worker.queue.clone(), checked).await,
+    )))
 }
 
 /// Where a run that the engine let go of leaves its queued item.

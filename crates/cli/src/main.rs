@@ -20,6 +20,9 @@ mod plan_view;
 mod progress;
 mod queued;
 mod report;
+mod routed_step;
+mod routed_wire;
+mod routing;
 mod run_options;
 mod signals;
 

@@ -23,9 +23,20 @@ pub struct Progress {
     /// The gate whose prompt is on the terminal: until it is answered no spinner draws, so
     /// nothing is drawn over the question or the answer being typed.
     prompting: Mutex<Option<String>>,
+    /// Added to every JSON event that does not name a run (a worker's runs interleave).
+    run_id: Option<String>,
 }
 
 impl Progress {
+    /// Progress of one run among several on the same stdout (a worker's): every JSON event
+    /// names the run as `run_id`.
+    pub fn for_run(format: LogFormat, run_id: &str) -> Progress {
+        Progress {
+            run_id: Some(run_id.to_string()),
+            ..Progress::new(format)
+        }
+    }
+
     pub fn new(format: LogFormat) -> Progress {
         let tty = std::io::stderr().is_terminal();
         let live = (format == LogFormat::Text && tty).then(MultiProgress::new);
@@ -35,6 +46,7 @@ impl Progress {
             bars: Mutex::new(HashMap::new()),
             color: crate::output::color_stderr(),
             prompting: Mutex::new(None),
+            run_id: None,
         }
     }
 
@@ -211,7 +223,17 @@ impl Sink for Progress {
         if self.format == LogFormat::Json {
             // Serialized whole first: written into the line-buffered stdout piece by piece, an
             // event holding a step's 1 MB output took a system call per kilobyte.
-            if let Ok(mut line) = serde_json::to_vec(event) {
+            let named = self.run_id.as_ref().and_then(|id| {
+                let mut v = serde_json::to_value(event).ok()?;
+                let o = v.as_object_mut()?;
+                o.entry("run_id").or_insert_with(|| id.clone().into());
+                Some(v)
+            });
+            let line = match named {
+                Some(v) => serde_json::to_vec(&v),
+                None => serde_json::to_vec(event),
+            };
+            if let Ok(mut line) = line {
                 line.push(b'\n');
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(&line);

@@ -33,3 +33,19 @@ pub fn cancel_on_signals(cancel: CancellationToken) {
         std::process::exit(130);
     });
 }
+
+/// SIGUSR1 drains a worker: it claims nothing more and stops once what it holds has ended.
+pub fn drain_on_sigusr1(drain: CancellationToken) {
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!(
+            "cannot install the SIGUSR1 handler: a drain signal will stop cairn at once"
+        );
+        return;
+    };
+    tokio::spawn(async move {
+        usr1.recv().await;
+        drain.cancel();
+        // Later SIGUSR1s change nothing (the default action would kill the worker).
+        while usr1.recv().await.is_some() {}
+    });
+}

@@ -22,6 +22,8 @@ mod locks;
 mod postgres;
 #[path = "state/resume.rs"]
 mod resume;
+#[path = "state/routing.rs"]
+mod routing;
 #[path = "state/semantics.rs"]
 mod semantics;
 #[path = "state/signals.rs"]

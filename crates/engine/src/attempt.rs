@@ -68,12 +68,22 @@ pub(crate) async fn drive(
         run_id: run_id.clone(),
         claim: record.claim(),
     });
+    // Stopped between beats, never during one: aborting the task in the middle of a
+    // heartbeat's transaction could hand its pooled connection back still inside it (a
+    // worker's later statements on that connection then never commit). The first beat is one
+    // period in: the run's record was just written or claimed.
+    let stop_beating = CancellationToken::new();
     let heartbeat = {
         let shared = shared.clone();
+        let stop_beating = stop_beating.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(cairn_state::HEARTBEAT_EVERY);
+            let every = cairn_state::HEARTBEAT_EVERY;
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop_beating.cancelled() => break,
+                }
                 match shared.store.heartbeat(&shared.claim).await {
                     // Another process claimed the run: stop at once rather than at the next
                     // checkpoint, which a long step may not reach for a while.
@@ -188,7 +198,8 @@ pub(crate) async fn drive(
             }
         })
         .collect();
-    heartbeat.abort();
+    stop_beating.cancel();
+    let _ = heartbeat.await;
     record.status = match outcome {
         // Not stored apart: read back from the checks' recorded results.
         RunOutcome::Succeeded | RunOutcome::SucceededWithWarnings => RunStatus::Succeeded,

@@ -61,6 +61,10 @@ fn call<'a>(shared: &'a Shared, step: &'a Step, local: &Local, attempt: u32) -> 
         step: &step.id.value,
         item: local.item.as_ref().map(|(_, k)| *k),
         attempt,
+        runs_on: step
+            .routed_to(shared.checked.runbook.defaults.as_ref())
+            .map(|r| &r.labels),
+        idempotent: step.idempotent(),
     }
 }
 

@@ -23,6 +23,11 @@ pub struct Call<'a> {
     pub step: &'a str,
     pub item: Option<usize>,
     pub attempt: u32,
+    /// The step's `runs_on`: the labels of the worker that must perform it. [`Peers`]
+    /// refuses such a call: only a routing implementation of the port may take it.
+    pub runs_on: Option<&'a std::collections::BTreeMap<String, String>>,
+    /// The step may run again after a crash interrupted it (`idempotent`, default true).
+    pub idempotent: bool,
 }
 
 /// The port through which the engine performs every external action (shell, argv, SQL, HTTP,
@@ -58,10 +63,18 @@ impl std::fmt::Debug for ActionPort {
 impl Actions for Peers {
     async fn perform(
         &self,
-        _call: &Call<'_>,
+        call: &Call<'_>,
         action: &Prepared,
         a: &Attempt<'_>,
     ) -> Result<Json, StepError> {
+        // Fail closed: a step meant for another host never runs here by default.
+        if call.runs_on.is_some() {
+            return Err(StepError::setup(format!(
+                "step `{}` has `runs_on`, and this run has no workers to send it to \
+                 (run it with `cairn run`, `cairn resume` or `cairn worker` on a PostgreSQL state)",
+                call.step
+            )));
+        }
         Peers::perform(self, action, a).await
     }
 

@@ -121,6 +121,9 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
     let outputs = f
         .get("outputs")
         .map_or_else(IndexMap::new, |n| outputs(d, n));
+    if let Some(r) = defaults.as_ref().and_then(|x| x.runs_on.as_ref()) {
+        default_routing(d, r, main.iter().chain(&finally));
+    }
     // Steps whose definition has errors are dropped; remember their ids so references to them
     // are not reported a second time as unknown. A set: a 10,000-step runbook would make a
     // list lookup per step quadratic.
@@ -166,4 +169,37 @@ pub(crate) fn runbook(d: &mut Diags, root: &Node) -> Option<Runbook> {
         source: String::new(),
         broken_ids,
     })
+}
+
+/// A default `runs_on` routes `shell` and `argv` steps. A step of another kind that would
+/// reach a host (`sql`, `http`, `chroma`, a `wait` polling one) is refused unless it says where
+/// it runs: run where the run runs, it would quietly reach from the wrong host.
+fn default_routing<'a>(
+    d: &mut Diags,
+    default: &crate::values::RunsOn,
+    steps: impl Iterator<Item = &'a crate::step::Step>,
+) {
+    use crate::step::StepKind;
+    if !default.routes() {
+        return;
+    }
+    for s in steps {
+        let reaches = matches!(
+            s.kind,
+            StepKind::Sql(_) | StepKind::Http(_) | StepKind::Chroma(_) | StepKind::Wait(_)
+        );
+        if reaches && s.runs_on.is_none() {
+            d.push(
+                Diagnostic::error(
+                    s.id.span,
+                    format!(
+                        "step `{}` is a `{}` step, which `defaults.runs_on` cannot send to a worker",
+                        s.id.value,
+                        s.kind.name()
+                    ),
+                )
+                .with_help("add `runs_on: {}` to run it where the run runs"),
+            );
+        }
+    }
 }

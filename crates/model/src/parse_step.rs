@@ -30,6 +30,7 @@ const STEP_COMMON: &[&str] = &[
     "keep_for_resume",
     "lock",
     "with",
+    "runs_on",
 ];
 
 pub(crate) fn steps(d: &mut Diags, n: &Node, what: &str) -> Vec<Step> {
@@ -148,6 +149,20 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         .get("keep_for_resume")
         .and_then(|n| boolean(d, n, "`keep_for_resume`").map(|b| Spanned::new(b, n.span)));
     let lock = f.get("lock").and_then(|n| string(d, n, "`lock`"));
+    let runs_on = f.get("runs_on").and_then(|n| {
+        let key = f.key_span("runs_on").unwrap_or(n.span);
+        crate::parse_values::runs_on(d, n, key)
+    });
+    if let Some(r) = runs_on.as_ref().filter(|r| r.routes())
+        && !f.has("shell")
+        && !f.has("argv")
+    {
+        d.push(
+            Diagnostic::error(r.span, "`runs_on` is only for `shell` and `argv` steps").with_help(
+                "other kinds run where the run runs; routing them to a worker is not built",
+            ),
+        );
+    }
     // Every kind key present is parsed (so each reports its own problems); the step has a
     // kind only when exactly one was written and it parsed.
     let mut parsed: Vec<StepKind> = Vec::new();
@@ -221,6 +236,7 @@ fn step(d: &mut Diags, n: &Node) -> Option<Step> {
         detach,
         keep_for_resume,
         lock,
+        runs_on,
         kind: parsed.pop()?,
         span,
     })

@@ -293,11 +293,67 @@ pub(crate) fn defaults(d: &mut Diags, n: &Node) -> Option<Defaults> {
     let timeout = f.get("timeout").and_then(|n| duration(d, n, "`timeout`"));
     let retry = f.get("retry").and_then(|n| retry(d, n));
     let on_failure = f.get("on_failure").and_then(|n| on_failure(d, n));
-    f.finish(d, &["timeout", "retry", "on_failure"], "`defaults`");
+    let runs_on = f
+        .get("runs_on")
+        .and_then(|n| runs_on(d, n, f.key_span("runs_on").unwrap_or(n.span)));
+    f.finish(
+        d,
+        &["timeout", "retry", "on_failure", "runs_on"],
+        "`defaults`",
+    );
     Some(Defaults {
         timeout,
         retry,
         on_failure,
+        runs_on,
+    })
+}
+
+/// `runs_on: { host: db1, zone: a }`: label names as a worker's `--labels` takes them, values
+/// as text. `key` is the `runs_on` key, where later errors about it point.
+pub(crate) fn runs_on(d: &mut Diags, n: &Node, key: crate::span::Span) -> Option<RunsOn> {
+    if n.as_map().is_none() {
+        d.push(
+            wrong(n, "a map of labels", "`runs_on`")
+                .with_help("write the labels a worker must have: `runs_on: { host: db1 }`"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    let labels = named(d, n, "`runs_on`", |d, name, at, v| {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            d.push(
+                Diagnostic::error(at, format!("invalid label name `{name}` in `runs_on`"))
+                    .with_help(
+                        "use letters, digits, `-`, `_` or `.`, as `cairn worker --labels` does",
+                    ),
+            );
+            ok = false;
+            return None;
+        }
+        match v.scalar() {
+            Some(Scalar::Str(s)) if s.contains("{{") || s.contains("{%") => {
+                d.push(
+                    Diagnostic::error(v.span, "`runs_on` labels are not templates")
+                        .with_help("a step is routed by labels written as they are: `host: db1`"),
+                );
+                ok = false;
+                None
+            }
+            Some(_) if !v.is_null() => v.text().map(str::to_string),
+            _ => {
+                d.push(wrong(v, "text", "a `runs_on` label"));
+                ok = false;
+                None
+            }
+        }
+    });
+    ok.then(|| RunsOn {
+        labels: labels.into_iter().collect(),
+        span: key,
     })
 }
 

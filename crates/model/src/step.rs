@@ -71,6 +71,10 @@ pub struct Step {
     /// A named lock held while the step runs, shared across runbooks and runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock: Option<Spanned<String>>,
+    /// `shell`/`argv` only: run the step on a worker whose labels match (`{ host: db1 }`);
+    /// `{}` runs it where the run runs, whatever `defaults.runs_on` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<crate::values::RunsOn>,
 
     /// What the step does: exactly one kind (its key and value are written beside the
     /// common keys, so a step serializes as it is written).
@@ -209,6 +213,19 @@ impl Step {
 
     pub fn idempotent(&self) -> bool {
         self.idempotent.unwrap_or(true)
+    }
+
+    /// The labels a worker must have to run this step: its own `runs_on`, else the runbook's
+    /// default for `shell` and `argv` steps. `None`: it runs where the run runs.
+    pub fn routed_to<'a>(
+        &'a self,
+        defaults: Option<&'a crate::values::Defaults>,
+    ) -> Option<&'a crate::values::RunsOn> {
+        let routable = matches!(self.kind, StepKind::Shell(_) | StepKind::Argv(_));
+        self.runs_on
+            .as_ref()
+            .or_else(|| defaults.and_then(|d| d.runs_on.as_ref()))
+            .filter(|r| routable && r.routes())
     }
 }
 

@@ -316,6 +316,30 @@ pub struct Defaults {
     pub retry: Option<Retry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// Where `shell` and `argv` steps run when they say nothing (as a step's `runs_on`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<RunsOn>,
+}
+
+/// `runs_on: { host: db1 }`: the labels a worker must have (each with the same value) to run
+/// the step; the run's other steps go on where the run runs. `{}` runs the step where the run
+/// runs (it overrides a default).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct RunsOn {
+    /// Label names: letters, digits, `-`, `_` or `.`; values: text.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The `runs_on` key, where errors about it point.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub span: crate::span::Span,
+}
+
+impl RunsOn {
+    /// Whether the step is sent to a worker (`{}` is not).
+    pub fn routes(&self) -> bool {
+        !self.labels.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, JsonSchema)]

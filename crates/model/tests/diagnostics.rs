@@ -28,6 +28,34 @@ const fn case(
 
 const CASES: &[Case] = &[
     case(
+        "runs_on on a sql step",
+        "cairn: 1\nname: demo\ntargets:\n  db: { postgres: \"postgres://h/d\" }\nsteps:\n  - id: q\n    runs_on: { host: db1 }\n    sql: { target: db, query: select 1 }\n",
+        7,
+        5,
+        "`runs_on` is only for `shell` and `argv` steps",
+    ),
+    case(
+        "runs_on label as a template",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    runs_on: { host: \"{{ inputs.h }}\" }\n    shell: x\n",
+        5,
+        22,
+        "`runs_on` labels are not templates",
+    ),
+    case(
+        "runs_on label name",
+        "cairn: 1\nname: demo\nsteps:\n  - id: a\n    runs_on: { \"ho st\": db1 }\n    shell: x\n",
+        5,
+        16,
+        "invalid label name `ho st` in `runs_on`",
+    ),
+    case(
+        "default runs_on over an http step",
+        "cairn: 1\nname: demo\ndefaults: { runs_on: { host: db1 } }\nsteps:\n  - id: ping\n    http: { get: \"http://x\" }\n",
+        5,
+        9,
+        "step `ping` is a `http` step, which `defaults.runs_on` cannot send to a worker",
+    ),
+    case(
         "yaml syntax",
         "cairn: 1\nname: [demo\nsteps: []\n",
         3,

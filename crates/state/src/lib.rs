@@ -130,7 +130,8 @@ pub use lock::{
 pub use memory::MemoryStore;
 pub use sql::{
     Dialect, Durability, ItemClaim, PgStore, QUEUE_CHANNEL, QueueItem, QueueStatus, QueueWakeups,
-    SqlStore, SqliteStore, Submission, WORKER_HEARTBEAT, WORKER_LEASE, WorkerRecord,
+    Routed, RoutedStep, STEPS_CHANNEL, SqlStore, SqliteStore, StepItem, StepState, StepWakeups,
+    Submission, WORKER_HEARTBEAT, WORKER_LEASE, WorkerRecord,
 };
 pub use types::{
     Action, Approval, Claim, Decision, ListedRun, LockHolder, LockInfo, ParseStatusError,
@@ -140,7 +141,7 @@ pub use types::{
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
 /// Both SQL backends are migrated to the same version.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The checkpoint store. Implementations are cheap to share (`Arc<dyn Store>`) and safe to call
 /// from many tasks at once.

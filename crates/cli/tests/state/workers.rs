@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Rows of `sql` (run in the test's schema) as JSON objects; none while the tables are not
 /// made yet (the first `cairn` to open the store makes them).
-fn rows(schema: &PgSchema, sql: &str) -> Vec<Value> {
+pub(crate) fn rows(schema: &PgSchema, sql: &str) -> Vec<Value> {
     use sqlx::{Connection, Row};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -44,7 +44,11 @@ fn rows(schema: &PgSchema, sql: &str) -> Vec<Value> {
 }
 
 /// Polls `check` every 100 ms until it gives a value; panics with `what` after `limit`.
-fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = check() {
@@ -61,7 +65,7 @@ fn worker(sb: &Sandbox, args: &[&str]) -> Live {
     Live::spawn(sb.command(&a))
 }
 
-fn submit(sb: &Sandbox, args: &[&str]) -> String {
+pub(crate) fn submit(sb: &Sandbox, args: &[&str]) -> String {
     let mut a = vec!["submit"];
     a.extend_from_slice(args);
     let out = sb.cairn(&a);
@@ -70,20 +74,20 @@ fn submit(sb: &Sandbox, args: &[&str]) -> String {
 }
 
 /// The queue's rows by id.
-fn queue(schema: &PgSchema) -> Vec<Value> {
+pub(crate) fn queue(schema: &PgSchema) -> Vec<Value> {
     rows(
         schema,
         "SELECT id, status, worker, claims, outcome, labels FROM cairn_queue ORDER BY id",
     )
 }
 
-fn all_done(schema: &PgSchema, n: usize) -> Option<Vec<Value>> {
+pub(crate) fn all_done(schema: &PgSchema, n: usize) -> Option<Vec<Value>> {
     let q = queue(schema);
     (q.len() == n && q.iter().all(|r| r["status"] == "done")).then_some(q)
 }
 
 /// SIGTERM, then the worker must exit 0 on its own.
-fn stop(w: Live) -> crate::common::Out {
+pub(crate) fn stop(w: Live) -> crate::common::Out {
     signal(w.pid(), Signal::SIGTERM);
     let out = w.finish();
     assert_eq!(out.code, Some(0), "{out}");
@@ -91,7 +95,7 @@ fn stop(w: Live) -> crate::common::Out {
 }
 
 /// The worker id a worker process registered under.
-fn worker_id(schema: &PgSchema, pid: i32) -> String {
+pub(crate) fn worker_id(schema: &PgSchema, pid: i32) -> String {
     eventually("the worker registers", HANG, || {
         rows(
             schema,

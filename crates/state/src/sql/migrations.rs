@@ -147,6 +147,30 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
         stopped_at TEXT
     )",
     ],
+    // 8: steps routed to a worker (`runs_on`). PostgreSQL only, as the queue.
+    &["CREATE TABLE cairn_step_queue (
+        id TEXT PRIMARY KEY NOT NULL,
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        path TEXT NOT NULL,
+        action TEXT NOT NULL,
+        secrets TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        timeout_ms INTEGER,
+        idempotent INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        worker TEXT,
+        claims INTEGER NOT NULL DEFAULT 0,
+        submitted_at TEXT NOT NULL,
+        claimed_at TEXT,
+        heartbeat_at TEXT,
+        finished_at TEXT,
+        cancel INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT
+    )"],
 ];
 
 const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -302,6 +326,34 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
         heartbeat_at TIMESTAMPTZ NOT NULL,
         stopped_at TIMESTAMPTZ
     )",
+    ],
+    // 8: steps routed to a worker (`runs_on`): the step's prepared action (secrets by name,
+    // resolved on the worker), claimed as runs are; `outcome` is what comes back to the run.
+    &[
+        "CREATE TABLE cairn_step_queue (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        item BIGINT NOT NULL,
+        attempt BIGINT NOT NULL,
+        labels JSONB NOT NULL,
+        path TEXT NOT NULL,
+        action JSONB NOT NULL,
+        secrets JSONB NOT NULL,
+        nonce TEXT NOT NULL,
+        timeout_ms BIGINT,
+        idempotent BOOLEAN NOT NULL,
+        status TEXT NOT NULL,
+        worker TEXT,
+        claims BIGINT NOT NULL DEFAULT 0,
+        submitted_at TIMESTAMPTZ NOT NULL,
+        claimed_at TIMESTAMPTZ,
+        heartbeat_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ,
+        cancel BOOLEAN NOT NULL DEFAULT false,
+        outcome JSONB
+    )",
+        "CREATE INDEX cairn_step_queue_open ON cairn_step_queue (submitted_at) WHERE status <> 'done'",
     ],
 ];
 

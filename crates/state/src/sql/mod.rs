@@ -16,6 +16,7 @@ mod queue;
 mod rows;
 mod schema;
 mod sightings;
+mod step_queue;
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -47,6 +48,7 @@ use rows::{
 };
 pub use schema::Durability;
 pub(crate) use schema::parse_url_tail;
+pub use step_queue::{Routed, RoutedStep, STEPS_CHANNEL, StepItem, StepState, StepWakeups};
 
 /// A [`Store`] in a SQL database. See the crate docs for its guarantees.
 #[derive(Debug)]
