@@ -614,11 +614,13 @@ async fn poll(
         deadline,
     } = every;
     let started = Instant::now();
+    // Intervals a test's stand-ins did not wait out still count against the deadline.
+    let mut skipped = Duration::ZERO;
     let mut polls = 0u32;
     let mut last;
     loop {
         polls += 1;
-        let left = deadline.saturating_sub(started.elapsed());
+        let left = deadline.saturating_sub(started.elapsed() + skipped);
         let a = crate::exec::Attempt {
             timeout: Some(left.max(Duration::from_millis(1))),
             cancel,
@@ -650,7 +652,7 @@ async fn poll(
             Err(StepError::Cancelled { .. }) => return Err(StepError::Cancelled { result: None }),
             Err(e) => last = e.to_string(),
         }
-        if started.elapsed() + interval > deadline {
+        if started.elapsed() + skipped + interval > deadline {
             return Err(StepError::failed(
                 format!(
                     "`{}` not met after {} ({polls} polls); last: {last}",
@@ -660,8 +662,14 @@ async fn poll(
                 None,
             ));
         }
+        let pause = shared
+            .opts
+            .stand_ins
+            .as_ref()
+            .map_or(interval, |p| p.0.pause(interval));
+        skipped += interval.saturating_sub(pause);
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
         }
     }

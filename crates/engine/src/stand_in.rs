@@ -24,6 +24,12 @@ pub trait StandIns: Send + Sync {
     /// The ports a sub-run started by step `parent_step` (`deploy`, or `deploy[2]` for an item)
     /// is given; `None`: the parent's own.
     fn child(&self, parent_step: &str) -> Option<ChildPorts>;
+
+    /// How long to really wait for a retry's delay or a `wait`'s interval (a test need not
+    /// wait them out; a `wait` still counts the planned intervals against its deadline).
+    fn pause(&self, planned: std::time::Duration) -> std::time::Duration {
+        planned
+    }
 }
 
 /// The ports of a sub-run (see [`StandIns::child`]).

@@ -64,6 +64,8 @@ impl TestFile {
 pub struct Case {
     pub name: Spanned<String>,
     pub inputs: serde_json::Map<String, Json>,
+    /// Where each input's name is written.
+    pub input_spans: Vec<Spanned<String>>,
     /// Steps without a fixture run for real even when not `readonly`.
     pub live: bool,
     pub fixtures: Fixtures,
@@ -202,6 +204,16 @@ fn case(d: &mut Diags, n: &Node) -> Option<Case> {
     if let Some(n) = f.get("description") {
         text(d, n, "`description`");
     }
+    let input_spans = f
+        .key_span("inputs")
+        .and(f.get("inputs"))
+        .and_then(Node::as_map)
+        .map(|m| {
+            m.iter()
+                .map(|(k, _)| Spanned::new(k.text().unwrap_or_default().to_string(), k.span))
+                .collect()
+        })
+        .unwrap_or_default();
     let inputs = match f.get("inputs") {
         Some(n) if n.as_map().is_some() || n.is_null() => match crate::read::json(n) {
             Json::Object(o) => o,
@@ -223,6 +235,7 @@ fn case(d: &mut Diags, n: &Node) -> Option<Case> {
     Some(Case {
         name: name?,
         inputs,
+        input_spans,
         live,
         fixtures,
         expect,
@@ -234,10 +247,33 @@ fn fixtures(d: &mut Diags, n: &Node) -> Fixtures {
     if n.is_null() {
         return Fixtures(out);
     }
-    let Some(entries) = n.as_map() else {
+    let Some(written) = n.as_map() else {
         d.push(wrong(n, "a map of step ids", "`fixtures`"));
         return Fixtures(out);
     };
+    // YAML's merge key: `<<: *shared` (or a list of them) gives the fixtures it names, and
+    // the keys written beside it replace theirs.
+    let mut entries: Vec<&(Node, Node)> = Vec::new();
+    for e in written {
+        if e.0.text() != Some("<<") {
+            continue;
+        }
+        let merged: Vec<&Node> = match e.1.as_seq() {
+            Some(all) => all.iter().collect(),
+            None => vec![&e.1],
+        };
+        for m in merged {
+            match m.as_map() {
+                Some(inner) => entries.extend(
+                    inner
+                        .iter()
+                        .filter(|(k, _)| !written.iter().any(|(w, _)| w.text() == k.text())),
+                ),
+                None => d.push(wrong(m, "a map of fixtures", "`<<`")),
+            }
+        }
+    }
+    entries.extend(written.iter().filter(|(k, _)| k.text() != Some("<<")));
     for (k, v) in entries {
         let Some(id) = k.text() else {
             d.push(Diagnostic::error(k.span, "keys in `fixtures` are step ids"));
@@ -295,6 +331,11 @@ fn given(d: &mut Diags, f: &mut Fields<'_>) -> Option<Given> {
             )
             .with_help("write several attempts as `attempts: [{ fail: … }, { result: … }]`"),
         );
+        // Taken, so that they are not reported as unknown as well.
+        for k in present {
+            f.get(k);
+        }
+        f.get("by");
         return None;
     }
     if f.has("by") && !f.has("approve") {
@@ -417,6 +458,20 @@ pub type SubLoader<'a> = dyn Fn(&Checked, &Step) -> Option<Checked> + 'a;
 pub fn check_against(file: &TestFile, runbook: &Checked, sub: &SubLoader<'_>) -> Diagnostics {
     let mut d = Vec::new();
     for case in &file.cases {
+        for Spanned { value: name, span } in &case.input_spans {
+            if !runbook.runbook.inputs.contains_key(name) {
+                d.push(
+                    Diagnostic::error(
+                        *span,
+                        format!("`{}` has no input `{name}`", runbook.runbook.name.value),
+                    )
+                    .maybe_help(did_you_mean(
+                        name,
+                        runbook.runbook.inputs.keys().map(String::as_str),
+                    )),
+                );
+            }
+        }
         check_fixtures(&mut d, &case.fixtures, runbook, sub);
         let e = &case.expect;
         for id in e.ran.iter().chain(&e.not_ran) {
@@ -711,7 +766,8 @@ pub fn schema() -> Json {
             },
             "Fixtures": {
                 "type": "object",
-                "description": "Fixtures by step id.",
+                "description": "Fixtures by step id; `<<` merges fixtures shared with other cases (YAML merge key).",
+                "properties": { "<<": { "anyOf": [ { "type": "object" }, { "type": "array", "items": { "type": "object" } } ] } },
                 "additionalProperties": { "$ref": "#/definitions/Fixture" }
             },
             "Fixture": {
@@ -737,7 +793,7 @@ pub fn schema() -> Json {
                 },
                 "patternProperties": {
                     "^steps\\.[a-z0-9_][a-z0-9_-]*\\.(status|error|outputs\\.[A-Za-z_][A-Za-z0-9_]*|result(\\..+)?)$": {},
-                    "^outputs\\.[A-Za-z_][A-Za-z0-9_]*$": {}
+                    "^outputs\\.[A-Za-z_][A-Za-z0-9_]*(\\..+)?$": {}
                 },
                 "additionalProperties": false
             }
