@@ -205,7 +205,8 @@ impl StandIns for Scope {
             .path
             .parent()
             .unwrap_or(std::path::Path::new("."));
-        let (child, _) = cairn_model::load(&base.join(&u.path.value), &self.shared.templates).ok()?;
+        let (child, _) =
+            cairn_model::load(&base.join(&u.path.value), &self.shared.templates).ok()?;
         let fixtures = match self.fixtures.0.get(id).map(|f| &f.given) {
             Some(Given::Sub(fx)) => fx.clone(),
             _ => Fixtures::default(),

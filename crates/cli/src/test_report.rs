@@ -145,7 +145,11 @@ pub fn first_difference(checked: &Checked, case: &Case, run: &CaseRun) -> Option
         };
         return Some(format!(
             "{}{notes}",
-            expected("status", &want.value, format!("{}{why}", report.outcome.as_str()))
+            expected(
+                "status",
+                &want.value,
+                format!("{}{why}", report.outcome.as_str())
+            )
         ));
     }
     for id in &e.ran {
@@ -170,7 +174,11 @@ pub fn first_difference(checked: &Checked, case: &Case, run: &CaseRun) -> Option
         }
     }
     if let Some(want) = &e.error {
-        let errors: Vec<String> = report.steps.iter().filter_map(|s| s.error.clone()).collect();
+        let errors: Vec<String> = report
+            .steps
+            .iter()
+            .filter_map(|s| s.error.clone())
+            .collect();
         if !errors.iter().any(|x| x.contains(&want.value)) {
             return Some(expected(
                 "error",
@@ -250,7 +258,9 @@ pub fn idempotence(checked: &Checked, first: &CaseRun, again: &CaseRun) -> Optio
         ));
     };
     if let Some(step) = again.missing.first() {
-        return Some(format!("idempotent: in the second run, step {step} has no fixture"));
+        return Some(format!(
+            "idempotent: in the second run, step {step} has no fixture"
+        ));
     }
     if a.outcome != b.outcome {
         return Some(expected(
@@ -291,7 +301,11 @@ pub fn junit(results: &[CaseResult], elapsed: Duration) -> String {
             "  <testsuite package=\"{}\" id=\"{id}\" name=\"{}\" timestamp=\"{now}\" hostname=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">",
             attr(&cases[0].runbook),
             attr(file),
-            attr(if host.trim().is_empty() { "unknown" } else { &host }),
+            attr(if host.trim().is_empty() {
+                "unknown"
+            } else {
+                &host
+            }),
             cases.len(),
         );
         let _ = writeln!(
@@ -345,10 +359,7 @@ impl Coverage {
     /// The items runbook `c` can show: each step ran; each `when` true and false; each gate
     /// approved and rejected; each step that may fail without stopping the run, failed.
     pub fn add_runbook(&mut self, c: &Checked) {
-        let entry = self
-            .books
-            .entry(c.runbook.name.value.clone())
-            .or_default();
+        let entry = self.books.entry(c.runbook.name.value.clone()).or_default();
         if !entry.0.is_empty() {
             return;
         }

@@ -10,12 +10,12 @@
 //! assert_eq!(file.unwrap().cases[0].name.value, "ok");
 //! ```
 
+use crate::Checked;
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::read::*;
 use crate::span::{Span, Spanned};
 use crate::step::{Poll, Step, StepKind};
 use crate::yaml::{Node, Scalar};
-use crate::Checked;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,14 @@ pub const STATUSES: &[&str] = &[
 ];
 
 const FILE_KEYS: &[&str] = &["cairn-test", "runbook", "description", "cases"];
-const CASE_KEYS: &[&str] = &["name", "description", "inputs", "live", "fixtures", "expect"];
+const CASE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "inputs",
+    "live",
+    "fixtures",
+    "expect",
+];
 const FIXTURE_KEYS: &[&str] = &[
     "result", "fail", "approve", "by", "attempts", "items", "fixtures", "again",
 ];
@@ -229,7 +236,10 @@ fn case(d: &mut Diags, n: &Node) -> Option<Case> {
         .get("live")
         .and_then(|n| boolean(d, n, "`live`"))
         .unwrap_or(false);
-    let fixtures = f.get("fixtures").map(|n| fixtures(d, n)).unwrap_or_default();
+    let fixtures = f
+        .get("fixtures")
+        .map(|n| fixtures(d, n))
+        .unwrap_or_default();
     let expect = f.get("expect").map(|n| expect(d, n)).unwrap_or_default();
     f.finish(d, CASE_KEYS, "a case");
     Some(Case {
@@ -358,7 +368,9 @@ fn given(d: &mut Diags, f: &mut Fields<'_>) -> Option<Given> {
                 string(d, i, "an answerer").map(|s| s.value)
             })
             .unwrap_or_default(),
-            Some(b) => string(d, b, "`by`").map(|s| vec![s.value]).unwrap_or_default(),
+            Some(b) => string(d, b, "`by`")
+                .map(|s| vec![s.value])
+                .unwrap_or_default(),
         };
         return Some(Given::Approve {
             approved,
@@ -406,7 +418,10 @@ fn expect(d: &mut Diags, n: &Node) -> CaseExpect {
     };
     for (k, v) in entries {
         let Some(key) = k.text() else {
-            d.push(Diagnostic::error(k.span, "keys in `expect` must be plain names"));
+            d.push(Diagnostic::error(
+                k.span,
+                "keys in `expect` must be plain names",
+            ));
             continue;
         };
         match key {
@@ -494,7 +509,10 @@ fn step_of<'c>(d: &mut Diags, rb: &'c Checked, id: &str, span: Span) -> Option<&
                 span,
                 format!("`{}` has no step `{id}`", rb.runbook.name.value),
             )
-            .maybe_help(did_you_mean(id, rb.all_steps().map(|s| s.id.value.as_str()))),
+            .maybe_help(did_you_mean(
+                id,
+                rb.all_steps().map(|s| s.id.value.as_str()),
+            )),
         );
     }
     found
@@ -514,10 +532,7 @@ fn check_value_path(d: &mut Diags, rb: &Checked, path: &Spanned<String>) {
         }
         return;
     }
-    let Some(step) = parts
-        .get(1)
-        .and_then(|id| step_of(d, rb, id, span))
-    else {
+    let Some(step) = parts.get(1).and_then(|id| step_of(d, rb, id, span)) else {
         return;
     };
     match (parts.get(2).copied(), parts.get(3).copied()) {
@@ -619,19 +634,15 @@ fn type_ok(n: &Node, want: &str) -> bool {
     }
 }
 
-fn check_given(
-    d: &mut Diags,
-    g: &Given,
-    step: &Step,
-    rb: &Checked,
-    sub: &SubLoader<'_>,
-    at: Span,
-) {
+fn check_given(d: &mut Diags, g: &Given, step: &Step, rb: &Checked, sub: &SubLoader<'_>, at: Span) {
     let id = &step.id.value;
     let kind = match shape_kind(step) {
         Ok(k) => k,
         Err(why) => {
-            d.push(Diagnostic::error(at, format!("step `{id}` takes no fixture: {why}")));
+            d.push(Diagnostic::error(
+                at,
+                format!("step `{id}` takes no fixture: {why}"),
+            ));
             return;
         }
     };

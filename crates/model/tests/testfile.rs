@@ -169,7 +169,10 @@ fn refusals_are_located() {
         {
             d = check_against(f, &rb, &|_, _| None);
         }
-        let first = d.errors().next().unwrap_or_else(|| panic!("accepted:\n{yaml}"));
+        let first = d
+            .errors()
+            .next()
+            .unwrap_or_else(|| panic!("accepted:\n{yaml}"));
         assert_eq!(
             (first.span.line, first.span.col, first.message.as_str()),
             (*line, *col, *message),
