@@ -258,6 +258,7 @@ async fn run_once(
         checked: l.checked.clone(),
         fixtures: case.fixtures.clone(),
         prefix: String::new(),
+        calls: Default::default(),
     });
     let (actions, stand_ins) = scope.ports();
     let store: Arc<dyn Store> = Arc::new(cairn_state::MemoryStore::new());

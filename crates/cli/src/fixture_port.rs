@@ -34,6 +34,8 @@ pub struct Scope {
     pub fixtures: Fixtures,
     /// `deploy/` for a sub-run of step `deploy`; empty at the top.
     pub prefix: String,
+    /// How many times each (step, item) was performed in this run.
+    pub calls: Mutex<std::collections::HashMap<(String, Option<usize>), usize>>,
 }
 
 impl Scope {
@@ -41,9 +43,19 @@ impl Scope {
         (ActionPort(self.clone()), StandInPort(self.clone()))
     }
 
-    /// The fixture standing for this call, down to one leaf (`attempts` and `items` chosen).
+    /// The fixture standing for this call, down to one leaf (`items` chosen by the item,
+    /// `attempts` by how many times the step (item) was performed before: an attempt, or a
+    /// `wait`'s poll).
     fn leaf(&self, call: &Call<'_>) -> Option<&Given> {
         let f = self.fixtures.0.get(call.step)?;
+        let n = match self.calls.lock() {
+            Ok(mut calls) => {
+                let c = calls.entry((call.step.to_string(), call.item)).or_insert(0);
+                *c += 1;
+                *c - 1
+            }
+            Err(_) => call.attempt.saturating_sub(1) as usize,
+        };
         let mut g = match (&f.again, self.shared.second) {
             (Some(again), true) => again,
             _ => &f.given,
@@ -51,7 +63,7 @@ impl Scope {
         loop {
             g = match g {
                 Given::Items(all) => pick(all, call.item.unwrap_or(0))?,
-                Given::Attempts(all) => pick(all, call.attempt.saturating_sub(1) as usize)?,
+                Given::Attempts(all) => pick(all, n)?,
                 leaf => return Some(leaf),
             };
         }
@@ -216,6 +228,7 @@ impl StandIns for Scope {
             checked: Arc::new(child),
             fixtures,
             prefix: format!("{}{parent_step}/", self.prefix),
+            calls: Default::default(),
         });
         let (actions, stand_ins) = scope.ports();
         Some(ChildPorts {

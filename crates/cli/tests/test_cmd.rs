@@ -113,6 +113,12 @@ cases:
       status: succeeded
       not_ran: [confirm, restart]
       idempotent: true
+  - name: a restart converges, so the second run has nothing to do
+    fixtures:
+      probe: { result: { status: 503 }, again: { result: { status: 200 } } }
+      confirm: { approve: true }
+      restart: { result: {} }
+    expect: { status: succeeded, ran: [restart], idempotent: true }
 "#;
 
 #[test]
@@ -125,7 +131,8 @@ fn passing_cases_pass_through_the_engine() {
         "ok   restart.test.yaml: a down service is restarted once approved (N ms)
 ok   restart.test.yaml: a rejected restart restarts nothing (N ms)
 ok   restart.test.yaml: a healthy service needs nothing, twice (N ms)
-3 cases in 1 file: 3 passed, 0 failed (N s)
+ok   restart.test.yaml: a restart converges, so the second run has nothing to do (N ms)
+4 cases in 1 file: 4 passed, 0 failed (N s)
 
 coverage:
   restart: steps 5/5, branches 6/6 (when true/false, gate approved/rejected)"

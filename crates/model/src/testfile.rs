@@ -601,6 +601,9 @@ pub fn result_keys(kind: &str) -> Option<&'static [(&'static str, Option<&'stati
             ("stdout_truncated", Some("a boolean")),
             ("stderr_truncated", Some("a boolean")),
             ("duration_ms", Some("an integer")),
+            // What a detached (or stopped) process left running: `[{pid, command}]`.
+            ("detached", Some("a list")),
+            ("stopped", Some("a list")),
         ],
         "http" => &[
             ("status", Some("an integer")),
