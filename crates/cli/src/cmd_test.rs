@@ -65,7 +65,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(exit::INVALID);
     }
     let logs = tempfile::tempdir()?;
-    let rt = crate::runtime()?;
     let mut jobs = Vec::new();
     for (fi, l) in loaded.iter().enumerate() {
         for (ci, c) in l.file.cases.iter().enumerate() {
@@ -79,23 +78,49 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     let started = Instant::now();
-    let results: Vec<CaseResult> = rt.block_on(async {
-        let mut done: Vec<(usize, CaseResult)> =
-            futures::stream::iter(jobs.iter().enumerate().map(|(k, &(fi, ci))| {
-                let l = &loaded[fi];
-                let dir = logs.path().join(k.to_string());
-                let templates = templates.clone();
-                async move {
-                    let r = run_case(l, &l.file.cases[ci], &templates, &dir).await;
-                    (k, r)
-                }
-            }))
-            .buffer_unordered(args.jobs.max(1))
-            .collect()
-            .await;
-        done.sort_by_key(|(k, _)| *k);
-        done.into_iter().map(|(_, r)| r).collect()
-    });
+    // One thread per core, each with the engine's one-thread runtime and its share of the
+    // cases, run `--jobs` at a time: a case is mostly the engine's own work (rendering,
+    // checkpoints in memory), which one thread cannot spread.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, jobs.len().max(1));
+    let per_thread = args.jobs.max(1).div_ceil(threads);
+    let mut done: Vec<(usize, CaseResult)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (loaded, jobs, logs, templates) = (&loaded, &jobs, logs.path(), &templates);
+                scope.spawn(move || -> anyhow::Result<Vec<(usize, CaseResult)>> {
+                    let rt = crate::runtime()?;
+                    Ok(rt.block_on(
+                        futures::stream::iter(
+                            jobs.iter()
+                                .enumerate()
+                                .filter(|(k, _)| k % threads == t)
+                                .map(|(k, &(fi, ci))| {
+                                    let l = &loaded[fi];
+                                    let dir = logs.join(k.to_string());
+                                    async move {
+                                        (k, run_case(l, &l.file.cases[ci], templates, &dir).await)
+                                    }
+                                }),
+                        )
+                        .buffer_unordered(per_thread)
+                        .collect(),
+                    ))
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(r) => all.extend(r?),
+                Err(_) => anyhow::bail!("a test thread panicked"),
+            }
+        }
+        Ok(all)
+    })?;
+    done.sort_by_key(|(k, _)| *k);
+    let results: Vec<CaseResult> = done.into_iter().map(|(_, r)| r).collect();
     let elapsed = started.elapsed();
     let color = color_stderr();
     let mut failed = 0;

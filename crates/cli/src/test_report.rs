@@ -129,6 +129,7 @@ pub fn first_difference(checked: &Checked, case: &Case, run: &CaseRun) -> Option
         let why = report
             .steps
             .iter()
+            .filter(|_| !report.outcome.succeeded())
             .find(|s| s.error.is_some())
             .map(|s| {
                 format!(
