@@ -143,9 +143,12 @@ impl Actions for Scope {
                 }
                 Ok(result)
             }
-            Some(Given::Fail(msg)) => {
+            Some(Given::Fail { error, result }) => {
                 self.note(&self.shared.performed, call.step);
-                Err(StepError::failed(msg.value.clone(), None))
+                let result = result
+                    .as_ref()
+                    .map(|n| complete(action.kind(), cairn_model::yaml_node_json(n)));
+                Err(StepError::failed(error.value.clone(), result))
             }
             Some(_) => Err(StepError::setup(format!(
                 "the fixture of `{}` does not fit a `{}` step",
@@ -197,9 +200,10 @@ impl StandIns for Scope {
                 self.note(&self.shared.performed, call.step);
                 Some(Ok(cairn_model::yaml_node_json(node)))
             }
-            Given::Fail(msg) => {
+            Given::Fail { error, result } => {
                 self.note(&self.shared.performed, call.step);
-                Some(Err(StepError::failed(msg.value.clone(), None)))
+                let result = result.as_ref().map(cairn_model::yaml_node_json);
+                Some(Err(StepError::failed(error.value.clone(), result)))
             }
             _ => None,
         }

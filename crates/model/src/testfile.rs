@@ -98,8 +98,12 @@ pub struct Fixture {
 pub enum Given {
     /// Its result, in the shape of its kind's result (for `uses`: the sub-run's outputs).
     Result(Node),
-    /// It fails with this error.
-    Fail(Spanned<String>),
+    /// It fails with this error, and with this result when one is given beside it (a failed
+    /// step's captured output; a failed sub-run's `{run_id, outcome, outputs}`).
+    Fail {
+        error: Spanned<String>,
+        result: Option<Node>,
+    },
     /// A gate's answer.
     Approve {
         approved: bool,
@@ -325,9 +329,11 @@ fn given_node(d: &mut Diags, n: &Node) -> Option<Given> {
 
 /// The one thing a fixture gives: exactly one of its keys.
 fn given(d: &mut Diags, f: &mut Fields<'_>) -> Option<Given> {
+    // `result` beside `fail` is the failed step's result, not a second thing given.
     let present: Vec<&str> = ["result", "fail", "approve", "attempts", "items", "fixtures"]
         .into_iter()
         .filter(|k| f.has(k))
+        .filter(|k| !(*k == "result" && f.has("fail")))
         .collect();
     if present.len() > 1 {
         let at = f.key_span(present[1]).unwrap_or(f.span);
@@ -354,11 +360,12 @@ fn given(d: &mut Diags, f: &mut Fields<'_>) -> Option<Given> {
             "`by` names who answered a gate: it goes with `approve`",
         ));
     }
+    if let Some(n) = f.get("fail") {
+        let result = f.get("result").cloned();
+        return string(d, n, "`fail` (the error)").map(|error| Given::Fail { error, result });
+    }
     if let Some(n) = f.get("result") {
         return Some(Given::Result(n.clone()));
-    }
-    if let Some(n) = f.get("fail") {
-        return string(d, n, "`fail` (the error)").map(Given::Fail);
     }
     if let Some(n) = f.get("approve") {
         let approved = boolean(d, n, "`approve`")?;
@@ -662,7 +669,10 @@ fn check_given(d: &mut Diags, g: &Given, step: &Step, rb: &Checked, sub: &SubLoa
             Diagnostic::error(at, format!("step `{id}` is a gate: its fixture is an answer"))
                 .with_help("write `approve: true` or `approve: false` (and `by: NAME`)"),
         ),
-        Given::Fail(_) => {}
+        Given::Fail { result: None, .. } => {}
+        Given::Fail {
+            result: Some(n), ..
+        } => check_given(d, &Given::Result(n.clone()), step, rb, sub, at),
         Given::Attempts(all) | Given::Items(all) => {
             for g in all {
                 check_given(d, g, step, rb, sub, at);
@@ -731,7 +741,7 @@ fn check_given(d: &mut Diags, g: &Given, step: &Step, rb: &Checked, sub: &SubLoa
 pub fn schema() -> Json {
     let given_props = serde_json::json!({
         "result": { "description": "The step's result in its kind's shape (shell: exit_code, stdout, stderr; http: status, body, headers, json; sql: rows, rows_affected; chroma: the action's result; uses: the sub-run's outputs)." },
-        "fail": { "type": "string", "description": "The step fails with this error." },
+        "fail": { "type": "string", "description": "The step fails with this error (and the `result` beside it, if any)." },
         "approve": { "type": "boolean", "description": "A gate's answer." },
         "by": { "description": "Who answered (default `approver`); a list for a quorum.", "anyOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ] },
         "fixtures": { "$ref": "#/definitions/Fixtures" }

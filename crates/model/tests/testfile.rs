@@ -125,10 +125,10 @@ const CASES: &[(&str, u32, u32, &str)] = &[
         "step `measure` takes no fixture: a `check` step is evaluated by the engine from its `value`: give fixtures to the steps it reads",
     ),
     (
-        "cairn-test: 1\nrunbook: r.yaml\ncases:\n  - name: a\n    fixtures:\n      fetch: { result: {}, fail: x }\n",
+        "cairn-test: 1\nrunbook: r.yaml\ncases:\n  - name: a\n    fixtures:\n      fetch: { result: {}, attempts: [] }\n",
         6,
         28,
-        "a fixture gives one of `result`, `fail`, `approve`, `attempts`, `items`, `fixtures`; this one gives `result` and `fail`",
+        "a fixture gives one of `result`, `fail`, `approve`, `attempts`, `items`, `fixtures`; this one gives `result` and `attempts`",
     ),
     (
         "cairn-test: 1\nrunbook: r.yaml\ncases:\n  - name: a\n    inputs: { sise: 2 }\n",
