@@ -126,7 +126,7 @@ pub struct CaseExpect {
     pub not_ran: Vec<Spanned<String>>,
     /// Run twice: the second run changes nothing (docs/decisions.md).
     pub idempotent: bool,
-    /// Part of the run's error (its first failed step's error).
+    /// Part of some step's error.
     pub error: Option<Spanned<String>>,
     /// `steps.ID.outputs.KEY`, `steps.ID.status`, `steps.ID.result.PATH`, `outputs.KEY`.
     pub values: Vec<(Spanned<String>, Json)>,
@@ -813,7 +813,7 @@ pub fn schema() -> Json {
                     "ran": { "type": "array", "items": { "type": "string" }, "description": "Steps that executed or were given by fixtures." },
                     "not_ran": { "type": "array", "items": { "type": "string" }, "description": "Steps that were skipped or never reached." },
                     "idempotent": { "type": "boolean", "description": "Run the case twice; the second run changes nothing." },
-                    "error": { "type": "string", "description": "Part of the first failed step's error." }
+                    "error": { "type": "string", "description": "Part of some step's error." }
                 },
                 "patternProperties": {
                     "^steps\\.[a-z0-9_][a-z0-9_-]*\\.(status|error|outputs\\.[A-Za-z_][A-Za-z0-9_]*|result(\\..+)?)$": {},
