@@ -40,15 +40,16 @@ total=$((copies * per_round))
 echo "$total cases ($copies copies of ${#files[@]} test files, $per_round cases each round)" >&2
 
 times=()
+cpus=()
 for r in $(seq 1 "$ROUNDS"); do
-    start=$(date +%s.%N)
-    "$CAIRN_BIN" test "$WORK" > "$WORK/out.txt" || { tail -20 "$WORK/out.txt"; exit 1; }
-    end=$(date +%s.%N)
-    t=$(echo "$end - $start" | bc)
-    times+=("$t")
-    echo "round $r: ${t} s" >&2
+    /usr/bin/time -f "%e %U %S" -o "$WORK/time.txt" "$CAIRN_BIN" test "$WORK" > "$WORK/out.txt" \
+        || { tail -20 "$WORK/out.txt"; exit 1; }
+    read -r wall user sys < "$WORK/time.txt"
+    times+=("$wall")
+    cpus+=("$(echo "$user + $sys" | bc)")
+    echo "round $r: $wall s wall, $user s user, $sys s sys" >&2
 done
-printf '%s\n' "${times[@]}" | sort -n | awk -v n="$total" '
-    { t[NR] = $1 }
-    END { m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2;
-          printf "cairn test: %d cases in %.2f s (median of %d; range %.2f-%.2f s), %.1f ms per case\n", n, m, NR, t[1], t[NR], m * 1000 / n }'
+median() { sort -n | awk '{ t[NR] = $1 } END { printf "%.2f %.2f %.2f\n", (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2, t[1], t[NR] }'; }
+read -r wall lo hi < <(printf '%s\n' "${times[@]}" | median)
+read -r cpu _ _ < <(printf '%s\n' "${cpus[@]}" | median)
+echo "cairn test: $total cases in $wall s wall (median of $ROUNDS; range $lo-$hi s), $cpu s CPU (user + sys, median)"
