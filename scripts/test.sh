@@ -45,6 +45,10 @@ python3 scripts/import-circles.py --self-test
 python3 scripts/import-circles.py
 cargo test --workspace --all-targets
 cargo test --workspace --doc
-# The game days: every procedure of the manual against its real fault (runbooks/gameday/).
 cargo build -q -p cairn-cli
+# The shipped runbooks' own tests (docs/testing.md): every gate's yes and no and every `when`,
+# on fixtures, through the real engine, in seconds; JUnit for the CI server.
+"${CARGO_TARGET_DIR:-target}/debug/cairn" test runbooks/ --coverage \
+    --junit "${CARGO_TARGET_DIR:-target}/runbook-tests.junit.xml"
+# The game days: every procedure of the manual against its real fault (runbooks/gameday/).
 CAIRN_BIN="${CARGO_TARGET_DIR:-target}/debug/cairn" bash scripts/gameday.sh

@@ -7,10 +7,12 @@ mod cmd_run;
 mod cmd_serve;
 mod cmd_state;
 mod cmd_submit;
+mod cmd_test;
 mod cmd_validate;
 mod cmd_worker;
 mod cmd_workers;
 mod diagnostics;
+mod fixture_port;
 mod graph;
 mod inputs;
 mod location;
@@ -25,6 +27,7 @@ mod routed_wire;
 mod routing;
 mod run_options;
 mod signals;
+mod test_report;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -244,12 +247,25 @@ See docs/serve.md."
 cairn graph runbooks/drill/drill.yaml --format mermaid\n  cairn graph --run 01J9Z --format mermaid   # coloured by status"
     )]
     Graph(cmd_graph::Args),
-    /// Print the JSON Schema of the runbook format
+    /// Run the cases of runbook test files (*.test.yaml) on fixtures, through the engine
     #[command(
-        after_help = "Example:\n  cairn schema > schemas/runbook.schema.json\n\nEditors use it through \
+        after_help = "Examples:\n  cairn test runbooks/\n  cairn test runbooks/emergency/outage-response.test.yaml --filter rejected\n  \
+cairn test runbooks/ --junit test-results.xml --coverage\n\nEach case runs the runbook in process on a memory store, \
+with its fixtures standing in for the steps' actions, the gates' answers and sub-runs; a step without a fixture runs \
+only if it is `readonly` or the case is `live`. One line per case; exit 0 all passed, 1 a case failed, 2 a test \
+file is invalid. See docs/testing.md."
+    )]
+    Test(cmd_test::Args),
+    /// Print the JSON Schema of the runbook format (--test: of the test-file format)
+    #[command(
+        after_help = "Examples:\n  cairn schema > schemas/runbook.schema.json\n  cairn schema --test > schemas/runbook-test.schema.json\n\nEditors use it through \
 the first line of a runbook:\n  # yaml-language-server: $schema=../schemas/runbook.schema.json"
     )]
-    Schema,
+    Schema {
+        /// The schema of runbook test files (*.test.yaml) instead
+        #[arg(long)]
+        test: bool,
+    },
     /// Print shell completions
     #[command(after_help = "Example:\n  cairn completions bash > /etc/bash_completion.d/cairn")]
     Completions {
@@ -284,7 +300,7 @@ fn main() -> ExitCode {
     };
     if matches!(
         cli.command,
-        Command::Run(_) | Command::Resume(_) | Command::Worker(_)
+        Command::Run(_) | Command::Resume(_) | Command::Worker(_) | Command::Test(_)
     ) {
         // Forked now, while cairn is one small thread: it starts every step's process.
         if let Err(e) = cairn_steps::shell::start_spawner() {
@@ -323,7 +339,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Workers(a) => cmd_workers::run(a),
         Command::Graph(a) => cmd_graph::run(a),
         Command::Serve(a) => cmd_serve::run(a),
-        Command::Schema => output::print_json(&cairn_model::schema()).map(|_| exit::OK),
+        Command::Test(a) => cmd_test::run(a),
+        Command::Schema { test: false } => {
+            output::print_json(&cairn_model::schema()).map(|_| exit::OK)
+        }
+        Command::Schema { test: true } => {
+            output::print_json(&cairn_model::testfile::schema()).map(|_| exit::OK)
+        }
         Command::Completions { shell } => {
             // Through a buffer: the generator writes a script of thousands of lines piecewise.
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -374,11 +396,20 @@ fn walk(
         let path = entry?.path();
         if path.is_dir() {
             walk(&path, out, seen)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            && !is_test_file(&path)
+        {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// A runbook's test file (`NAME.test.yaml`), which a folder search for runbooks passes over.
+pub fn is_test_file(path: &std::path::Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
 }
 
 /// Load and validate a runbook; on failure print its diagnostics and give the exit code.

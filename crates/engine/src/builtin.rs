@@ -124,7 +124,8 @@ pub(crate) async fn perform(
             fail_on,
         } => Ok(check(value, warning, critical, unit, *fail_on)),
         Prepared::Approval { message, .. } => {
-            approval(shared, step, message, attempt, cancel).await
+            let call = call(shared, step, local, attempt);
+            approval(shared, step, message, &call, cancel).await
         }
         Prepared::Sleep { duration } => {
             let d = *duration;
@@ -158,6 +159,13 @@ pub(crate) async fn perform(
             to,
         } => report(shared, template.as_deref(), inline.as_deref(), to, local),
         Prepared::Uses { runbook, with } => {
+            // A test's stand-in for the sub-run: its outputs, or its failure.
+            if let Some(port) = &shared.opts.stand_ins
+                && let Some(outcome) = port.0.sub_run(&call(shared, step, local, attempt))
+            {
+                let result = outcome?;
+                return Ok(Done::ok(result, "sub-run given by the test"));
+            }
             bounded(timeout, cancel, |c| async move {
                 shared
                     .subruns
@@ -337,9 +345,10 @@ async fn approval(
     shared: &Arc<Shared>,
     step: &Step,
     message: &str,
-    attempt: u32,
+    call: &Call<'_>,
     cancel: &CancellationToken,
 ) -> Result<Done, StepError> {
+    let attempt = call.attempt;
     let StepKind::Approval(gate) = &step.kind else {
         return Err(StepError::setup("not an approval step"));
     };
@@ -367,6 +376,33 @@ async fn approval(
         .copied()
         .unwrap_or_else(cairn_state::now);
     let rules = Rules::of(gate, &shared.starter, since);
+    // A test's answers: recorded like any other, then judged by the gate's own rules.
+    if let Some(given) = shared
+        .opts
+        .stand_ins
+        .as_ref()
+        .and_then(|p| p.0.answers(call))
+    {
+        for answer in &given {
+            // Admitted by the gate's rules like an answer from `cairn approve`; a test cannot
+            // know the machine's groups, so its answerer counts as a member of any group.
+            let earlier = answers(shared, id, since).await;
+            match gate::admit(&rules, &earlier, answer, &|_, _| true) {
+                Ok(()) => record(shared, id, answer, None).await,
+                Err(refused) => shared.sink.emit(&Event::ApprovalNote {
+                    step: id.to_string(),
+                    text: format!("not taken: {refused}"),
+                }),
+            }
+        }
+        match gate::judge(&rules, &answers(shared, id, since).await) {
+            Verdict::Pending { .. } => {}
+            verdict => {
+                announce(shared, id, &verdict);
+                return Ok(decided(message, &rules, verdict));
+            }
+        }
+    }
     if let Some(who) = &shared.opts.auto_approve {
         if !gate.declares_rules() {
             let answer = Answer::new(true, who);
@@ -588,11 +624,13 @@ async fn poll(
         deadline,
     } = every;
     let started = Instant::now();
+    // Intervals a test's stand-ins did not wait out still count against the deadline.
+    let mut skipped = Duration::ZERO;
     let mut polls = 0u32;
     let mut last;
     loop {
         polls += 1;
-        let left = deadline.saturating_sub(started.elapsed());
+        let left = deadline.saturating_sub(started.elapsed() + skipped);
         let a = crate::exec::Attempt {
             timeout: Some(left.max(Duration::from_millis(1))),
             cancel,
@@ -625,7 +663,7 @@ async fn poll(
             Err(StepError::Cancelled { .. }) => return Err(StepError::Cancelled { result: None }),
             Err(e) => last = e.to_string(),
         }
-        if started.elapsed() + interval > deadline {
+        if started.elapsed() + skipped + interval > deadline {
             return Err(StepError::failed(
                 format!(
                     "`{}` not met after {} ({polls} polls); last: {last}",
@@ -635,8 +673,14 @@ async fn poll(
                 None,
             ));
         }
+        let pause = shared
+            .opts
+            .stand_ins
+            .as_ref()
+            .map_or(interval, |p| p.0.pause(interval));
+        skipped += interval.saturating_sub(pause);
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = cancel.cancelled() => return Err(StepError::Cancelled { result: None }),
         }
     }
@@ -669,7 +713,20 @@ fn report(
         .templates
         .render_text(&text, &ctx)
         .map_err(|e| StepError::failed(format!("report template: {e}"), None))?;
-    let path = PathBuf::from(to);
+    let path = match &shared.opts.reports_under {
+        Some(dir) => dir.join(
+            std::path::Path::new(to)
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect::<PathBuf>(),
+        ),
+        None => PathBuf::from(to),
+    };
+    if shared.opts.reports_under.is_some()
+        && let Some(parent) = path.parent()
+    {
+        let _ = std::fs::create_dir_all(parent);
+    }
     let bytes = shared
         .door
         .write_file(&path, &rendered)

@@ -38,6 +38,7 @@ pub mod run;
 mod schedule;
 pub mod secrets;
 pub(crate) mod shared;
+pub mod stand_in;
 mod start;
 mod step_runner;
 mod subrun;

@@ -41,6 +41,11 @@ pub struct RunOptions {
     /// The id to give a new run instead of a fresh one (a queued run keeps the id it was
     /// submitted under). Never passed on to sub-runs.
     pub run_id: Option<String>,
+    /// A test's stand-ins for gate answers and sub-runs (`cairn test`); `None` in a real run.
+    pub stand_ins: Option<crate::stand_in::StandInPort>,
+    /// Write `report` steps' files under this folder (a relative `to` joined to it, an
+    /// absolute one with its root dropped) instead of where `to` says (`cairn test`).
+    pub reports_under: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -60,6 +65,8 @@ impl Default for RunOptions {
             inherited: Masker::default(),
             secret_inputs: Default::default(),
             run_id: None,
+            stand_ins: None,
+            reports_under: None,
         }
     }
 }

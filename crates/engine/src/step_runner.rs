@@ -392,6 +392,11 @@ async fn run_unit(
         rec.result = Some(last.result.clone());
         rec.finished_at = Some(cairn_state::now());
         shared.checkpoint(&rec).await;
+        let delay = shared
+            .opts
+            .stand_ins
+            .as_ref()
+            .map_or(delay, |p| p.0.pause(delay));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => break,

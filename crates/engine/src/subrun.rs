@@ -141,7 +141,7 @@ async fn uses_inner(
         .filter(|(_, v)| shared.door.holds_secret(v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         parent_run: Some(shared.run_id.clone()),
         parent_attempt: Some(shared.claim.attempt),
         parent_step: Some(key.clone()),
@@ -152,6 +152,13 @@ async fn uses_inner(
         run_id: None,
         ..shared.opts.clone()
     };
+    // A test's fixtures for the sub-runbook reach the child run.
+    if let Some(child) = shared.opts.stand_ins.as_ref().and_then(|p| p.0.child(&key)) {
+        opts.stand_ins = Some(child.stand_ins);
+        if let Some(actions) = child.actions {
+            opts.actions = Some(actions);
+        }
+    }
     let sink: Arc<dyn Sink> = Arc::new(Prefixed {
         prefix: step.id.value.clone(),
         inner: shared.sink.clone(),

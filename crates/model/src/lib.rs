@@ -25,6 +25,7 @@ pub mod runbook;
 pub mod source;
 pub mod span;
 pub mod step;
+pub mod testfile;
 pub mod uses;
 mod validate;
 pub mod values;
@@ -282,4 +283,9 @@ fn drop_null(v: &mut serde_json::Value) {
         Value::Array(a) => a.iter_mut().for_each(drop_null),
         _ => {}
     }
+}
+
+/// A YAML node (e.g. a test fixture's `result:`) as JSON, typed by the YAML core schema.
+pub fn yaml_node_json(n: &yaml::Node) -> serde_json::Value {
+    read::json(n)
 }

@@ -40,7 +40,11 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, seen: &mut HashSet<(u6
         let path = entry.path();
         if path.is_dir() {
             walk(&path, depth + 1, out, seen);
-        } else if path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if path.is_file()
+            && path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            // A runbook's test file (`NAME.test.yaml`) is no runbook.
+            && !path.to_string_lossy().ends_with(".test.yaml")
+        {
             out.push(path);
         }
     }
