@@ -44,6 +44,9 @@ pub async fn perform(item: &StepItem, ran_on: &RanOn<'_>, cancel: &CancellationT
         targets: &targets,
         read_only: false,
         filter: door.stream(),
+        // The step's log is the run's, on the run's host: a routed step's output comes back
+        // with its result and is written there when the step ends, not line by line.
+        log: None,
     };
     let peers = Peers::default();
     let r = peers.perform(&action, &a).await;

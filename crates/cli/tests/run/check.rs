@@ -163,10 +163,7 @@ fn ok_warning_and_critical_against_a_real_database() {
     assert_eq!(a.code, 1, "{a:?}");
     assert_eq!(a.text, "db-health: pool: warning 7 conn");
 
-    sb.write(
-        "crit.yaml",
-        health(PG_URL, "> 5").replace(">= 100", ">= 7"),
-    );
+    sb.write("crit.yaml", health(PG_URL, "> 5").replace(">= 100", ">= 7"));
     let a = check(&sb, &["crit.yaml"]);
     assert_eq!(a.code, 2, "{a:?}");
     assert_eq!(a.text, "db-health: pool: critical 7 conn");
