@@ -88,7 +88,7 @@ steps:
 fn blocking_routed(sb: &Sandbox, idempotent: bool) {
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: routed-kill
 steps:
@@ -176,7 +176,7 @@ fn sigusr1_drains_a_worker_it_finishes_what_it_holds_and_claims_nothing_more() {
     let sb = Sandbox::with_state(&schema.url());
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1
 name: drained
 steps:
@@ -223,7 +223,7 @@ fn runs_on_with_a_sqlite_state_is_refused_at_its_line_and_nothing_runs() {
     let sb = Sandbox::new();
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: no-queue\nsteps:\n  - id: a\n    shell: touch {}\n  - id: b\n    runs_on: {{ host: db1 }}\n    shell: 'true'\n",
             sb.file("ran")
         ),
@@ -306,7 +306,7 @@ fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs
     };
     sb.write(
         "rb.yaml",
-        &format!(
+        format!(
             "cairn: 1\nname: chaos\nsteps:\n{}{}{}",
             step("a", "", "sleep 0.3"),
             step("b", "    runs_on: { host: db }\n", "sleep 0.5"),
