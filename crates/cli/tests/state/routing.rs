@@ -316,10 +316,12 @@ fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs
     let labels = ["host=app", "host=app", "host=db", "host=db"];
     let spawn = |l: &str| worker(&sb, &["--labels", l, "--concurrency", "2"], &[]);
     let mut live: Vec<(Live, &str)> = labels.iter().map(|l| (spawn(l), *l)).collect();
-    let ids: Vec<String> = (0..RUNS).map(|_| submit(&sb, &["rb.yaml"])).collect();
+    let mut ids: Vec<String> = (0..RUNS).map(|_| submit(&sb, &["rb.yaml"])).collect();
     let mut kills = 0;
     let deadline = std::time::Instant::now() + HANG;
-    while all_done(&schema, RUNS).is_none() {
+    // Every kill falls while work is queued or running: on a fast machine the first runs may
+    // all end before the kills are made, and then another run is submitted.
+    while kills < KILLS || all_done(&schema, ids.len()).is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "seed {seed}: runs not done: {:#?}",
@@ -327,6 +329,9 @@ fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs
         );
         std::thread::sleep(std::time::Duration::from_millis(300 + rng.below(900)));
         if kills < KILLS {
+            if all_done(&schema, ids.len()).is_some() {
+                ids.push(submit(&sb, &["rb.yaml"]));
+            }
             let i = rng.below(live.len() as u64) as usize;
             let (w, l) = live.swap_remove(i);
             signal(w.pid(), Signal::SIGKILL);
@@ -335,7 +340,7 @@ fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs
             live.push((spawn(l), l));
         }
     }
-    let q = all_done(&schema, RUNS).expect("done");
+    let q = all_done(&schema, ids.len()).expect("done");
     assert!(
         q.iter().all(|r| r["outcome"] == "succeeded"),
         "seed {seed}: every run ends succeeded: {q:#?}"
@@ -367,10 +372,10 @@ fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs
             }
         }
     }
-    eprintln!("chaos: {kills} kills, {} effect lines", effects.len());
-    assert!(
-        kills >= 4,
-        "seed {seed}: only {kills} kills: the runs ended too soon to test much"
+    eprintln!(
+        "chaos: {kills} kills, {} runs, {} effect lines",
+        ids.len(),
+        effects.len()
     );
     for (w, _) in live {
         // Registered: its signal handlers are in place, so SIGTERM stops it cleanly.
