@@ -100,8 +100,18 @@ fn a_waiting_gate_reaches_webhook_slack_and_pagerduty_and_its_answer_resolves() 
         let sig = h.header("X-Cairn-Signature").expect("signed");
         assert_eq!(sig, format!("sha256={}", hmac(HMAC_KEY, &h.body)));
     }
-    let waiting: serde_json::Value = serde_json::from_slice(&hooks[0].body).expect("json");
-    assert_eq!(waiting["event"], "waiting");
+    // Each notice is delivered on its own: they may arrive in either order.
+    let events: Vec<serde_json::Value> = hooks
+        .iter()
+        .map(|h| serde_json::from_slice(&h.body).expect("json"))
+        .collect();
+    let mut kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["paused", "waiting"], "{events:#?}");
+    let waiting = events
+        .iter()
+        .find(|e| e["event"] == "waiting")
+        .expect("the waiting notice");
     assert_eq!(waiting["run_id"], run_id.as_str());
     assert_eq!(waiting["step"], "gate");
     assert_eq!(waiting["message"], "Restore over production?");
