@@ -79,11 +79,8 @@ impl Inner {
 
     /// A sub-run is created or claimed only under its parent's current claim.
     fn under_parent(&mut self, run: &RunRecord) -> Result<(), StateError> {
-        if let (Some(parent), Some(attempt)) = (&run.parent_run, run.parent_attempt) {
-            self.claimed(&Claim {
-                run_id: parent.clone(),
-                attempt,
-            })?;
+        if let Some(parent) = run.parent_claim() {
+            self.claimed(&parent)?;
         }
         Ok(())
     }
@@ -182,7 +179,7 @@ impl Store for MemoryStore {
         let stored = inner.run_mut(&run.id)?;
         // A sub-run taken up under its parent's claim may still be stored `running` by the
         // engine that lost the parent, which that claim fenced: it is the parent's holder's.
-        let under_parent = run.parent_attempt.is_some() && run.parent_run.is_some();
+        let under_parent = run.parent_claim().is_some();
         if stored.attempt != run.attempt.saturating_sub(1)
             || (stored.status == RunStatus::Running && !under_parent)
         {

@@ -225,6 +225,15 @@ impl RunRecord {
         }
     }
 
+    /// For a sub-run created or claimed by its parent's `uses` step, the parent's claim it
+    /// happens under ([`RunRecord::parent_attempt`]); `None` otherwise.
+    pub fn parent_claim(&self) -> Option<Claim> {
+        Some(Claim {
+            run_id: self.parent_run.clone()?,
+            attempt: self.parent_attempt?,
+        })
+    }
+
     /// The claim this record's attempt stands for.
     pub fn claim(&self) -> Claim {
         Claim {

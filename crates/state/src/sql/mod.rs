@@ -361,20 +361,19 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// For a sub-run created or claimed by its parent's `uses` step: whether the parent's
-    /// claim ([`RunRecord::parent_attempt`]) still holds, checked in the transaction `tx` (which
+    /// claim ([`RunRecord::parent_claim`]) still holds, checked in the transaction `tx` (which
     /// keeps the parent's row locked for share on PostgreSQL, so a claim of the parent waits
     /// for it and then fences what it wrote).
     async fn under_parent(
         tx: &mut sqlx::Transaction<'static, D>,
-        run: &RunRecord,
+        parent: &Claim,
         action: &str,
     ) -> Result<bool, StateError> {
-        let (Some(parent), Some(attempt)) = (&run.parent_run, run.parent_attempt) else {
-            return Ok(true);
-        };
         let held = D::fetch_optional(
             Ex::Conn(&mut **tx),
-            sqlx::query(D::HELD).text(parent).int(i64::from(attempt)),
+            sqlx::query(D::HELD)
+                .text(&parent.run_id)
+                .int(i64::from(parent.attempt)),
         )
         .await
         .map_err(StateError::query(action.to_string()))?;
@@ -509,14 +508,6 @@ fn last_of_each(recs: &[StepRecord]) -> Vec<&StepRecord> {
     out
 }
 
-/// The parent's claim a sub-run is created or claimed under.
-fn parent_claim(run: &RunRecord) -> Claim {
-    Claim {
-        run_id: run.parent_run.clone().unwrap_or_default(),
-        attempt: run.parent_attempt.unwrap_or_default(),
-    }
-}
-
 #[async_trait]
 impl<D: Dialect> Store for SqlStore<D> {
     async fn create_run(&self, run: &RunRecord, defs: &[StepDef]) -> Result<(), StateError> {
@@ -524,9 +515,12 @@ impl<D: Dialect> Store for SqlStore<D> {
         let action = format!("creating run {}", run.id);
         let q = StateError::query(action.clone());
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await.map_err(q)?;
-        if !Self::under_parent(&mut tx, run, &action).await? {
+        let parent = run.parent_claim();
+        if let Some(parent) = &parent
+            && !Self::under_parent(&mut tx, parent, &action).await?
+        {
             drop(tx);
-            return Err(self.fenced(&parent_claim(run)).await);
+            return Err(self.fenced(parent).await);
         }
         let insert = sqlx::query(concat!(
             "INSERT INTO cairn_runs (",
@@ -558,31 +552,28 @@ impl<D: Dialect> Store for SqlStore<D> {
             .begin_with(D::BEGIN_WRITE)
             .await
             .map_err(StateError::query(action.clone()))?;
-        if !Self::under_parent(&mut tx, run, &action).await? {
+        let parent = run.parent_claim();
+        if let Some(parent) = &parent
+            && !Self::under_parent(&mut tx, parent, &action).await?
+        {
             drop(tx);
-            return Err(self.fenced(&parent_claim(run)).await);
+            return Err(self.fenced(parent).await);
         }
         // One statement: SQLite decides it under its write lock, PostgreSQL under the row's
         // lock (a second claimer waits, re-reads the row at the new attempt and changes
         // nothing), so of two processes claiming the same attempt exactly one changes the row.
-        // A sub-run taken up under its parent's claim may still be stored `running` by the
-        // engine that lost the parent: that engine is fenced already (below), so the sub-run
-        // is its parent's holder's to take.
-        let q = if run.parent_attempt.is_some() && run.parent_run.is_some() {
-            sqlx::query(concat!(
-                "UPDATE cairn_runs SET ",
-                run_fields!(),
-                ", attempt = $16, claimed_at = $17 WHERE id = $1 AND attempt = $20"
-            ))
-        } else {
-            sqlx::query(concat!(
-                "UPDATE cairn_runs SET ",
-                run_fields!(),
-                ", attempt = $16, claimed_at = $17 \
-                 WHERE id = $1 AND attempt = $20 AND status <> 'running'"
-            ))
-        };
-        let q = bind_run(q, run).int(i64::from(run.attempt.saturating_sub(1)));
+        // A sub-run taken up under its parent's claim (`$21` = 1) may still be stored
+        // `running` by the engine that lost the parent: that engine is fenced already (below),
+        // so the sub-run is its parent's holder's to take.
+        let q = sqlx::query(concat!(
+            "UPDATE cairn_runs SET ",
+            run_fields!(),
+            ", attempt = $16, claimed_at = $17 \
+             WHERE id = $1 AND attempt = $20 AND (status <> 'running' OR $21 = 1)"
+        ));
+        let q = bind_run(q, run)
+            .int(i64::from(run.attempt.saturating_sub(1)))
+            .int(i64::from(parent.is_some()));
         let done = D::execute(Ex::Conn(&mut *tx), q)
             .await
             .map_err(StateError::query(action.clone()))?;
