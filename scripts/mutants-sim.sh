@@ -119,8 +119,10 @@ mutant "a stale writer is not fenced (SQL run update)" $S \
 '", parent_run = $13 WHERE id = $1 AND attempt = $16"' \
 '", parent_run = $13 WHERE id = $1 AND (attempt = $16 OR 1 = 1)"'
 mutant "two claims of one attempt both win (memory store)" $S \
-'if stored.attempt != run.attempt.saturating_sub(1) || stored.status == RunStatus::Running {' \
-'if stored.attempt == u32::MAX {'
+'        if stored.attempt != run.attempt.saturating_sub(1)
+            || (stored.status == RunStatus::Running && !under_parent)
+        {' \
+'        if stored.attempt == u32::MAX {'
 mutant "a claim does not fence the run's sub-runs (memory store)" $S \
 '                        run.attempt += 1;' \
 '                        run.attempt += 0;'
