@@ -167,8 +167,26 @@ impl QueueWakeups {
 const ITEM_COLUMNS: &str = "id, path, sets, inputs, labels, submitter, submitted_at, status, \
      worker, claims, claimed_at, heartbeat_at, finished_at, outcome";
 
-fn q(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StateError {
+pub(super) fn q(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StateError {
     StateError::query(action.into())
+}
+
+/// Wakes whoever listens on `channel` (idle workers, a run waiting for its routed step) with
+/// `payload`, in the transaction of the write it announces: sent when that commits, never
+/// before.
+pub(super) async fn notify(
+    conn: &mut sqlx::PgConnection,
+    channel: &str,
+    payload: &str,
+    action: &str,
+) -> Result<(), StateError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(conn)
+        .await
+        .map_err(q(action))?;
+    Ok(())
 }
 
 fn labels_json(labels: &BTreeMap<String, String>) -> Jsonb<&BTreeMap<String, String>> {
@@ -204,7 +222,7 @@ fn item_from_row(row: &PgRow) -> Result<QueueItem, StateError> {
     })
 }
 
-fn millis(d: Duration) -> i64 {
+pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -226,12 +244,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(q(&action))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(QUEUE_CHANNEL)
-            .bind(&s.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(q(&action))?;
+        notify(&mut tx, QUEUE_CHANNEL, &s.id, &action).await?;
         tx.commit().await.map_err(q(action))
     }
 
@@ -392,12 +405,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(q(&action))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(QUEUE_CHANNEL)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(q(&action))?;
+        notify(&mut tx, QUEUE_CHANNEL, id, &action).await?;
         tx.commit().await.map_err(q(action))?;
         Ok(done.rows_affected() == 1)
     }

@@ -19,7 +19,7 @@ use sqlx::postgres::{PgListener, PgRow};
 use sqlx::types::Json as Jsonb;
 
 use super::PgStore;
-use super::queue::{ItemClaim, QUEUE_CHANNEL};
+use super::queue::{ItemClaim, QUEUE_CHANNEL, millis, notify, q};
 use crate::error::StateError;
 
 /// The channel a worker notifies when a routed step it ran is done (the payload is the row's
@@ -126,14 +126,6 @@ impl StepWakeups {
     }
 }
 
-fn q(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StateError {
-    StateError::query(action.into())
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 const STEP_COLUMNS: &str = "id, run_id, step_id, item, attempt, path, action, secrets, nonce, \
      timeout_ms, idempotent, claims";
 
@@ -201,12 +193,7 @@ impl PgStore {
         .await
         .map_err(q(&action))?;
         let routed = if queued.is_some() {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(QUEUE_CHANNEL)
-                .bind(&s.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(q(&action))?;
+            notify(&mut tx, QUEUE_CHANNEL, &s.id, &action).await?;
             Routed::Queued
         } else {
             let row = sqlx::query("SELECT status, outcome FROM cairn_step_queue WHERE id = $1")
@@ -305,12 +292,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(q(&action))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(STEPS_CHANNEL)
-            .bind(&claim.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(q(&action))?;
+        notify(&mut tx, STEPS_CHANNEL, &claim.id, &action).await?;
         tx.commit().await.map_err(q(action))?;
         Ok(done.rows_affected() == 1)
     }
@@ -328,12 +310,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(q(&action))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(QUEUE_CHANNEL)
-            .bind(&claim.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(q(&action))?;
+        notify(&mut tx, QUEUE_CHANNEL, &claim.id, &action).await?;
         tx.commit().await.map_err(q(action))?;
         Ok(done.rows_affected() == 1)
     }
