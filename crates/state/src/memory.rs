@@ -87,11 +87,14 @@ impl Inner {
 
     /// A claim of a run fences every engine that holds one of its unfinished sub-runs (at any
     /// depth): their attempts move on, so their next write is refused.
+    /// Each run once, never the run itself: parents edited into a circle end the walk.
     fn fence_descendants(&mut self, id: &str) {
+        let mut seen = std::collections::HashSet::from([id.to_string()]);
         let mut parents = vec![id.to_string()];
         while let Some(parent) = parents.pop() {
             for run in self.runs.values_mut() {
-                if run.parent_run.as_deref() == Some(parent.as_str()) {
+                if run.parent_run.as_deref() == Some(parent.as_str()) && seen.insert(run.id.clone())
+                {
                     parents.push(run.id.clone());
                     if !matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
                         run.attempt += 1;

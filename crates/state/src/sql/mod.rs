@@ -579,16 +579,18 @@ impl<D: Dialect> Store for SqlStore<D> {
             .map_err(StateError::query(action.clone()))?;
         if done == 1 {
             // Whatever engine holds one of the run's unfinished sub-runs (at any depth) is
-            // fenced with it: their attempts move on in the same transaction.
+            // fenced with it: their attempts move on in the same transaction. `UNION`, not
+            // `UNION ALL`, and never the run itself: a store whose parents were edited into a
+            // circle ends the walk instead of looping, and the claim stands.
             D::execute(
                 Ex::Conn(&mut *tx),
                 sqlx::query(
                     "WITH RECURSIVE below(id) AS ( \
                        SELECT id FROM cairn_runs WHERE parent_run = $1 \
-                       UNION ALL \
+                       UNION \
                        SELECT r.id FROM cairn_runs r JOIN below b ON r.parent_run = b.id) \
                      UPDATE cairn_runs SET attempt = attempt + 1 \
-                     WHERE id IN (SELECT id FROM below) \
+                     WHERE id IN (SELECT id FROM below) AND id <> $1 \
                        AND status NOT IN ('succeeded', 'failed')",
                 )
                 .text(&run.id),

@@ -21,7 +21,7 @@ macro_rules! store_tests {
         store_tests!(@each $with:
             runs_create_get_list, run_update, prefix_lookup, steps_upsert_by_item,
             json_round_trip, step_defs_replaced, heartbeat_revives_and_renews, approvals,
-            claims_fence_writes, claims_race_one_wins, sub_runs_by_parent, sub_runs_fenced_by_their_parent,
+            claims_fence_writes, claims_race_one_wins, sub_runs_by_parent, sub_runs_fenced_by_their_parent, a_circle_of_parents_ends_the_fencing_walk,
             interrupted_detection, remote_runs_judged_by_their_counter, locks_acquire_refuse_release, locks_finished_and_paused,
             locks_dead_holders, put_steps_together, put_steps_long_and_repeated, refused_claims_change_nothing,
             lock_release_is_fenced, runs_paged_by_cursor, actions_audit_trail, waiting_gates_of_paused_runs);
@@ -733,6 +733,37 @@ pub async fn sub_runs_fenced_by_their_parent(store: Arc<dyn Store>) {
         "the engine it was taken from",
         store.heartbeat(&alone.claim()).await,
     );
+}
+
+/// Parents edited into a circle (a store written by hand, or damaged): a claim's walk down
+/// the sub-runs ends, fences the others, and never the run it claims.
+pub async fn a_circle_of_parents_ends_the_fencing_walk(store: Arc<dyn Store>) {
+    let mut a = run("circle", TimeDelta::minutes(2));
+    let mut b = run("circle", TimeDelta::minutes(1));
+    a.parent_run = Some(b.id.clone());
+    b.parent_run = Some(a.id.clone());
+    let mut own = run("own-parent", TimeDelta::minutes(1));
+    own.parent_run = Some(own.id.clone());
+    for r in [&mut a, &mut b, &mut own] {
+        create(&store, r).await;
+        r.status = RunStatus::Interrupted;
+        store.update_run(r).await.expect("update_run");
+    }
+    for r in [&a, &own] {
+        let mut again = r.clone();
+        again.attempt = 2;
+        again.status = RunStatus::Running;
+        let claimed =
+            tokio::time::timeout(std::time::Duration::from_secs(10), store.claim_run(&again))
+                .await
+                .expect("the claim ends");
+        assert_eq!(claimed.expect("claim"), Ok(()));
+        store
+            .heartbeat(&again.claim())
+            .await
+            .expect("the claim stands: the run did not fence itself");
+    }
+    assert_eq!(get(&store, &b.id).await.attempt, 2, "b, below a, is fenced");
 }
 
 /// Ends attempt 1 of `r` as failed and lets attempt 2 claim the run: `r`'s claim is lost.
