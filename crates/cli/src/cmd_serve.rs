@@ -91,7 +91,8 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = location.open_existing().await?;
+        // On PostgreSQL, the run queue too: a run a worker paused goes back to it when answered.
+        let (store, queue) = location.open_existing_with_queue().await?;
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", a.listen))?;
@@ -102,6 +103,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                 exe: std::env::current_exe()?,
                 state_url: url.clone(),
                 logs_dir: logs_dir.clone(),
+                queue,
             },
             logs_dir,
             runbooks: a.runbooks.clone(),

@@ -1,6 +1,7 @@
 //! What the console does to runs: answer a gate (through the engine's one door for answers,
 //! [`cairn_engine::answer::answer`], exactly as `cairn approve`/`reject`), and resume a run
-//! (by starting `cairn resume RUN` as a process of its own). Every action is written to the
+//! (by starting `cairn resume RUN` as a process of its own, or, for a run a worker paused,
+//! by queueing it again for a worker, as `cairn approve` does). Every action is written to the
 //! run's audit trail with who, from where and when, whether it was taken or refused.
 
 use std::path::PathBuf;
@@ -20,9 +21,30 @@ pub struct Resumer {
     pub state_url: String,
     /// Where each resume's own output goes (`LOGS/RUN/resume-TIME.log`).
     pub logs_dir: PathBuf,
+    /// The run queue, on PostgreSQL: a run a worker paused is queued again once its gate is
+    /// decided, for a worker whose labels match it, never resumed on the console's host
+    /// (which may lack what the run needs).
+    pub queue: Option<cairn_state::PgStore>,
 }
 
 impl Resumer {
+    /// After an answer decided a gate of the chain topped by `top_run`: queue it again when a
+    /// worker paused it, else start `cairn resume` here (as `cairn approve` tells its user to).
+    pub async fn after_answer(&self, top_run: &str) -> Result<String, String> {
+        if let Some(queue) = &self.queue {
+            match queue.requeue(top_run).await {
+                Ok(true) => {
+                    return Ok(format!(
+                        "run {top_run} is queued again for a worker to resume"
+                    ));
+                }
+                Ok(false) => {}
+                Err(e) => return Err(format!("run {top_run} could not be queued again: {e}")),
+            }
+        }
+        self.start(top_run, None)
+    }
+
     /// Starts `cairn resume RUN --state URL` in its own process group, so that it outlives
     /// the server (a restart of the console does not stop a run); its output goes to a file
     /// beside the run's step logs. The child is reaped by a task of the server.
@@ -103,7 +125,7 @@ pub struct Asked<'a> {
 }
 
 /// Answers the gate as `who`. When the answer decides the gate, the top run of its chain is
-/// resumed.
+/// resumed: queued again if a worker paused it, else by a `cairn resume` started here.
 pub async fn answer(
     store: &Arc<dyn Store>,
     resumer: &Resumer,
@@ -143,7 +165,7 @@ pub async fn answer(
                 need - have
             )),
             _ => {
-                let started = resumer.start(&answered.top.id, None);
+                let started = resumer.after_answer(&answered.top.id).await;
                 let said = match &started {
                     Ok(s) => s.clone(),
                     Err(e) => format!("the run could not be resumed: {e}"),

@@ -15,6 +15,7 @@
 //!         exe: std::env::current_exe()?,
 //!         state_url: "sqlite://.cairn/state.db".into(),
 //!         logs_dir: ".cairn/logs".into(),
+//!         queue: None,
 //!     },
 //!     logs_dir: ".cairn/logs".into(),
 //!     runbooks: Some("runbooks".into()),
