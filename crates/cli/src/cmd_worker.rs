@@ -5,7 +5,7 @@
 //! run`) and hand them back to the queue, where the next worker resumes them.
 
 use crate::exit;
-use crate::location::{Location, open_queue, parse_labels, show_labels};
+use crate::location::{Location, open_queue_pooled, parse_labels, show_labels};
 use crate::progress::{LogFormat, Progress};
 use crate::routing::{Router, lease};
 use cairn_engine::events::RunOutcome;
@@ -33,12 +33,23 @@ pub struct Args {
     /// Independent steps of one run at once
     #[arg(long, default_value_t = 8)]
     step_concurrency: usize,
+    /// Pooled PostgreSQL connections (default: concurrency + 2, at most 8); the worker holds
+    /// this many plus two (checkpoints, LISTEN) at most, so 16 workers at the default fit
+    /// PostgreSQL's default max_connections of 100
+    #[arg(long, env = "CAIRN_WORKER_POOL", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pool: Option<u32>,
     /// State store: postgres://... (the queue lives in PostgreSQL)
     #[arg(long, env = "CAIRN_STATE", value_name = "URL")]
     state: Option<String>,
     /// text (progress on stderr) or json (one event per line on stdout)
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// A worker's pooled connections unless `--pool` says: one per run it holds, one for its
+/// claims and heartbeats, one for reads beside them; never more than a store's default.
+fn default_pool(concurrency: u32) -> u32 {
+    concurrency.saturating_add(2).min(8)
 }
 
 /// The runs this worker holds: each one's claim, and the token that stops it.
@@ -64,7 +75,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let concurrency = args.concurrency.max(1);
     crate::runtime()?.block_on(async move {
         let location = Location::resolve(args.state.as_deref());
-        let queue = open_queue(&location).await?;
+        let pool = args.pool.unwrap_or_else(|| default_pool(concurrency));
+        let queue = open_queue_pooled(&location, Some(pool)).await?;
         let stop = CancellationToken::new();
         crate::signals::cancel_on_signals(stop.clone());
         let drain = CancellationToken::new();
@@ -86,7 +98,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .register_worker(&worker.id, &labels, concurrency)
             .await?;
         eprintln!(
-            "worker {} on {} (pid {}): labels {}, up to {concurrency} run(s) at once",
+            "worker {} on {} (pid {}): labels {}, up to {concurrency} run(s) at once, \
+             {pool} pooled connection(s)",
             worker.id,
             cairn_state::current_host(),
             std::process::id(),

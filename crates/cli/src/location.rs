@@ -86,6 +86,14 @@ impl StateArg {
 /// creating its tables if needed. Any other store is refused (exit 2): the queue needs a
 /// server that several hosts share and that can wake its workers.
 pub async fn open_queue(location: &Location) -> anyhow::Result<cairn_state::PgStore> {
+    open_queue_pooled(location, None).await
+}
+
+/// [`open_queue`] with at most `pool` pooled connections (the store's default when `None`).
+pub async fn open_queue_pooled(
+    location: &Location,
+    pool: Option<u32>,
+) -> anyhow::Result<cairn_state::PgStore> {
     let url = location.url.trim();
     if !is_postgres(url) {
         // The URL is not shown: a store that is not PostgreSQL may still carry a password.
@@ -104,7 +112,10 @@ pub async fn open_queue(location: &Location) -> anyhow::Result<cairn_state::PgSt
         ))
         .into());
     }
-    Ok(cairn_state::PgStore::connect(url).await?)
+    Ok(match pool {
+        Some(n) => cairn_state::PgStore::connect_pooled(url, n).await?,
+        None => cairn_state::PgStore::connect(url).await?,
+    })
 }
 
 /// `--labels host=db1,zone=a`: labels a worker has, or a queued run wants.

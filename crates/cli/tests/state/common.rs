@@ -73,11 +73,13 @@ impl Sandbox {
     /// `cairn ARGS --state URL` in the sandbox, stdin not a terminal, none of the machine's
     /// `CAIRN_*` knobs, no colour.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_on(args, &self.state)
+    }
+
+    /// [`command`](Self::command) on another URL of the store (as another database role).
+    pub fn command_on(&self, args: &[&str], state: &str) -> Command {
         let mut c = sandbox::cairn_command(self.path());
-        c.args(args)
-            .arg("--state")
-            .arg(&self.state)
-            .env("USER", "tester");
+        c.args(args).arg("--state").arg(state).env("USER", "tester");
         c
     }
 
@@ -262,6 +264,13 @@ impl Live {
 
     pub fn child(&mut self) -> &mut Child {
         &mut self.lines.child
+    }
+
+    /// The next line of stdout, whatever it is (hang protection: [`HANG`]).
+    pub fn next_line(&mut self) -> String {
+        let line = self.lines.next(HANG).expect("a line on stdout");
+        self.seen.push(line.clone());
+        line
     }
 
     /// Reads JSON events until one satisfies `pred` (hang protection: [`HANG`]).

@@ -311,6 +311,126 @@ fn a_stalled_worker_that_wakes_after_a_takeover_stops_and_writes_nothing() {
     stop(b);
 }
 
+/// A network cut between one process and the database, made with a database role of its own
+/// (a superuser, so that it needs no grants): cut, the role may not log in and its connections
+/// are terminated, so every query and reconnection of the process fails until mended.
+struct Cut {
+    role: String,
+    schema: String,
+}
+
+impl Cut {
+    fn role_for(schema: &PgSchema) -> Cut {
+        let role = format!("{}_cut", schema.name);
+        crate::common::pg(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN SUPERUSER"
+        ));
+        Cut {
+            role,
+            schema: schema.name.clone(),
+        }
+    }
+
+    /// The store's URL as this role.
+    fn url(&self) -> String {
+        format!(
+            "postgres://{}@127.0.0.1:5432/test?options=-csearch_path%3D{}",
+            self.role, self.schema
+        )
+    }
+
+    fn cut(&self) {
+        crate::common::pg(&format!(
+            "ALTER ROLE {r} NOLOGIN; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{r}'",
+            r = self.role
+        ));
+    }
+
+    fn mend(&self) {
+        crate::common::pg(&format!("ALTER ROLE {} LOGIN", self.role));
+    }
+
+    /// Connections of this role now.
+    fn connections(&self, schema: &PgSchema) -> usize {
+        rows(
+            schema,
+            &format!(
+                "SELECT pid FROM pg_stat_activity WHERE usename = '{}'",
+                self.role
+            ),
+        )
+        .len()
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        crate::common::pg(&format!(
+            "ALTER ROLE {r} NOLOGIN; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{r}'; \
+             DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}",
+            r = self.role
+        ));
+    }
+}
+
+#[test]
+fn a_worker_cut_off_the_database_stops_acting_and_another_takes_over() {
+    let schema = PgSchema::new("queue_cut");
+    let sb = Sandbox::with_state(&schema.url());
+    two_steps(&sb, true);
+    // The tables are made by the test's own role, not by the one that is cut.
+    sb.cairn(&["workers"]).expect(0);
+    let cut = Cut::role_for(&schema);
+    let leased = |mut c: std::process::Command| {
+        c.env("CAIRN_WORKER_LEASE", "3");
+        Live::spawn(c)
+    };
+    let a = leased(sb.command_on(&["worker", "--labels", "host=a,pool=p"], &cut.url()));
+    let a_id = worker_id(&schema, a.pid());
+    let id = submit(&sb, &["rb.yaml", "--labels", "pool=p"]);
+    eventually("the second step starts on a", HANG, || {
+        sb.exists("second.txt").then_some(())
+    });
+    assert!(
+        cut.connections(&schema) > 0,
+        "a is not connected as its role"
+    );
+    let b = leased(sb.command(&["worker", "--labels", "host=b,pool=p"]));
+    let b_id = worker_id(&schema, b.pid());
+    cut.cut();
+    let cut_at = Instant::now();
+    let q = eventually("the run is taken over by b and done", HANG, || {
+        all_done(&schema, 1)
+    });
+    let took = cut_at.elapsed();
+    assert!(took < Duration::from_secs(30), "taken over after {took:?}");
+    assert_eq!(q[0]["worker"], b_id.as_str(), "{q:#?}");
+    assert_eq!(q[0]["claims"], 2, "{q:#?}");
+    assert_eq!(
+        cut.connections(&schema),
+        0,
+        "a reached the database through the cut"
+    );
+    cut.mend();
+    // Back on the network, a is fenced out of the run b finished and takes new work.
+    let mine = submit(&sb, &["rb.yaml", "--labels", "host=a"]);
+    let q = eventually("a runs a run only it can run", HANG, || {
+        all_done(&schema, 2)
+    });
+    let row = q.iter().find(|r| r["id"] == mine.as_str()).expect("row");
+    assert_eq!(row["worker"], a_id.as_str(), "{q:#?}");
+    let out = stop(a);
+    assert!(out.stderr.contains("no heartbeat for"), "{out}");
+    // The first run: resumed by b, not restarted; nothing a did after the cut changed it.
+    let run = sb.show(&id);
+    assert_eq!(run["run"]["status"], "succeeded", "{run:#}");
+    assert_eq!(run["run"]["attempt"], 2, "{run:#}");
+    assert_eq!(sb.lines("first.txt"), ["once", "once"], "once per run");
+    stop(b);
+}
+
 #[test]
 fn an_in_doubt_step_that_is_not_idempotent_holds_the_taken_over_run_for_a_human() {
     let schema = PgSchema::new("queue_doubt");
@@ -423,6 +543,166 @@ steps:
     assert_eq!(sb.show(&gated)["run"]["status"], "succeeded");
     // Only a paused or held run can be requeued.
     sb.cairn(&["submit", "--requeue", &gated]).expect(2);
+    stop(w);
+}
+
+/// `cairn serve` over the queue's store, with `alice` an approver by a bearer token: the base
+/// URL it listens on.
+fn console(sb: &Sandbox) -> (Live, String) {
+    use sha2::Digest as _;
+    let hash: String = sha2::Sha256::digest(b"alice-token")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    sb.write("tokens", format!("alice approver sha256:{hash}\n"));
+    let tokens = sb.path().join("tokens");
+    let mut server = Live::spawn(sb.command(&[
+        "serve",
+        "--auth",
+        "token",
+        "--tokens",
+        tokens.to_str().expect("utf-8 path"),
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let base = server.next_line().trim().trim_end_matches('/').to_string();
+    assert!(base.starts_with("http://"), "not a URL: {base}");
+    (server, base)
+}
+
+/// POST `url` with alice's token: the status and body.
+fn post_as_alice(url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let res = reqwest::Client::new()
+            .post(url)
+            .bearer_auth("alice-token")
+            .send()
+            .await
+            .expect("POST");
+        let status = res.status().as_u16();
+        (status, res.text().await.expect("body"))
+    })
+}
+
+#[test]
+fn an_answer_given_in_the_console_queues_a_worker_paused_run_again() {
+    let schema = PgSchema::new("queue_console_answer");
+    let sb = Sandbox::with_state(&schema.url());
+    let log = sb.path().join("log.txt");
+    let log = log.display();
+    sb.write(
+        "gated.yaml",
+        format!(
+            "cairn: 1
+name: gated
+steps:
+  - id: before
+    shell: echo before >> {log}
+  - id: gate
+    approval: {{ message: go? }}
+  - id: after
+    shell: echo after >> {log}
+"
+        ),
+    );
+    let w = worker(&sb, &["--labels", "host=db1"]);
+    let id = worker_id(&schema, w.pid());
+    let gated = submit(&sb, &["gated.yaml", "--labels", "host=db1"]);
+    eventually("the gated run pauses", HANG, || {
+        (queue(&schema)[0]["status"] == "paused").then_some(())
+    });
+    let (server, base) = console(&sb);
+    let (status, body) = post_as_alice(&format!("{base}/api/runs/{gated}/steps/gate/approve"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("queued again for a worker to resume"),
+        "{body}"
+    );
+    // The worker, not the console's host, takes it past the gate: the queue saw a second claim.
+    let done = eventually("the gated run is done", HANG, || {
+        queue(&schema)
+            .into_iter()
+            .find(|r| r["id"] == gated.as_str() && r["status"] == "done")
+    });
+    assert_eq!(done["claims"], 2, "{done}");
+    assert_eq!(done["worker"], id.as_str(), "{done}");
+    assert_eq!(sb.lines("log.txt"), ["before", "after"]);
+    assert_eq!(sb.show(&gated)["run"]["status"], "succeeded");
+    // The audit trail says where the run went.
+    let said = rows(
+        &schema,
+        &format!("SELECT detail FROM cairn_actions WHERE run_id = '{gated}' AND action = 'resume'"),
+    );
+    assert!(
+        said.iter().any(|r| r["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("queued again"))),
+        "{said:?}"
+    );
+    drop(server);
+    stop(w);
+}
+
+/// The server's connections of one `cairn` process (each names its pid in
+/// `application_name`).
+fn connections_of(schema: &PgSchema, pid: i32) -> usize {
+    rows(
+        schema,
+        &format!("SELECT pid FROM pg_stat_activity WHERE application_name = 'cairn pid {pid}'"),
+    )
+    .len()
+}
+
+#[test]
+fn a_worker_keeps_to_its_pool_of_connections() {
+    let schema = PgSchema::new("queue_pool");
+    let sb = Sandbox::with_state(&schema.url());
+    // Four steps at once, each long enough to be seen.
+    let steps: String = (0..4)
+        .map(|i| format!("  - id: s{i}\n    shell: sleep 1\n"))
+        .collect();
+    sb.write(
+        "wide.yaml",
+        format!("cairn: 1\nname: wide\nsteps:\n{steps}"),
+    );
+    // The default for one run at a time: 3 pooled, plus checkpoints and LISTEN.
+    let w = worker(&sb, &[]);
+    let pid = w.pid();
+    worker_id(&schema, pid);
+    let runs: Vec<String> = (0..3).map(|_| submit(&sb, &["wide.yaml"])).collect();
+    let deadline = Instant::now() + HANG;
+    let mut most = 0;
+    while all_done(&schema, runs.len()).is_none() {
+        assert!(Instant::now() < deadline, "the runs never ended");
+        most = most.max(connections_of(&schema, pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        (1..=5).contains(&most),
+        "the worker held {most} connections"
+    );
+    stop(w);
+    // A pool of one still runs everything (nothing waits on a connection it holds itself).
+    let w = worker(&sb, &["--pool", "1"]);
+    let pid = w.pid();
+    let more: Vec<String> = (0..3).map(|_| submit(&sb, &["wide.yaml"])).collect();
+    let mut most = 0;
+    while all_done(&schema, runs.len() + more.len()).is_none() {
+        assert!(Instant::now() < deadline, "the runs never ended");
+        most = most.max(connections_of(&schema, pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        (1..=3).contains(&most),
+        "the worker held {most} connections"
+    );
+    for r in runs.iter().chain(&more) {
+        assert_eq!(sb.show(r)["run"]["status"], "succeeded", "run {r}");
+    }
     stop(w);
 }
 

@@ -133,16 +133,23 @@ impl SqlStore<Postgres> {
     /// Connects to `postgres://…` and migrates the `cairn_` tables in its search_path (set it
     /// with `?options=-c%20search_path%3Dmyschema`).
     pub async fn connect(url: &str) -> Result<Self, StateError> {
-        Self::connect_as(url, false).await
+        Self::connect_as(url, false, schema::PG_CONNECTIONS).await
+    }
+
+    /// [`connect`](Self::connect) with at most `pool` pooled connections (at least 1), besides
+    /// the one that checkpoints: a process that does little at once (a worker holding one run)
+    /// leaves the server's `max_connections` to others.
+    pub async fn connect_pooled(url: &str, pool: u32) -> Result<Self, StateError> {
+        Self::connect_as(url, false, pool.max(1)).await
     }
 
     /// Connects to a database that already holds Cairn's tables; never creates them.
     pub async fn connect_existing(url: &str) -> Result<Self, StateError> {
-        Self::connect_as(url, true).await
+        Self::connect_as(url, true, schema::PG_CONNECTIONS).await
     }
 
-    async fn connect_as(url: &str, must_exist: bool) -> Result<Self, StateError> {
-        let (pool, writer) = schema::connect_pg(url, must_exist).await?;
+    async fn connect_as(url: &str, must_exist: bool, pool: u32) -> Result<Self, StateError> {
+        let (pool, writer) = schema::connect_pg(url, must_exist, pool).await?;
         Ok(SqlStore {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(Writer {

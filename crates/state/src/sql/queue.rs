@@ -479,11 +479,25 @@ impl PgStore {
 
     /// Listens for submits, on a connection of its own.
     pub async fn queue_wakeups(&self) -> Result<QueueWakeups, StateError> {
-        let action = "listening for queued runs";
-        let mut l = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(q(action))?;
-        l.listen(QUEUE_CHANNEL).await.map_err(q(action))?;
-        Ok(QueueWakeups(l))
+        Ok(QueueWakeups(
+            self.listen(QUEUE_CHANNEL, "listening for queued runs")
+                .await?,
+        ))
+    }
+
+    /// A listener on `channel` over a connection of its own, outside the store's pool: a pooled
+    /// connection stays taken for as long as it listens, and a small pool (`cairn worker
+    /// --pool 1`) was left with nothing for the queries the listener's owner waits on.
+    pub(crate) async fn listen(
+        &self,
+        channel: &str,
+        action: &str,
+    ) -> Result<PgListener, StateError> {
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut l = PgListener::connect_with(&own).await.map_err(q(action))?;
+        l.listen(channel).await.map_err(q(action))?;
+        Ok(l)
     }
 }

@@ -33,7 +33,8 @@ pub enum Durability {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 // Writes are serialised by SQLite anyway; a few connections let reads overlap them.
 const SQLITE_CONNECTIONS: u32 = 4;
-const PG_CONNECTIONS: u32 = 8;
+/// Pooled connections of a PostgreSQL store, unless its opener asks for fewer.
+pub(crate) const PG_CONNECTIONS: u32 = 8;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 // Every statement the store runs is prepared once per connection and kept (sqlx's statement
 // cache; queries are `persistent` by default): the store has about 40 distinct statements.
@@ -153,10 +154,12 @@ async fn connect_wal(options: SqliteConnectOptions) -> Result<SqliteConnection, 
 
 /// Connects to PostgreSQL and migrates; with `must_exist`, a database without Cairn's tables is
 /// [`StateError::NoStore`] and is left untouched.
-/// The pool comes with the connection that migrated, kept for the store's checkpoints.
+/// The pool (at most `pool` connections) comes with the connection that migrated, kept for the
+/// store's checkpoints.
 pub(crate) async fn connect_pg(
     url: &str,
     must_exist: bool,
+    pool: u32,
 ) -> Result<(PgPool, PgConnection), StateError> {
     let target = cairn_url::redact(url);
     let open_err = |e: sqlx::Error| match e {
@@ -169,9 +172,14 @@ pub(crate) async fn connect_pg(
             reason: sqlx_reason(&e),
         },
     };
-    let options = PgConnectOptions::from_str(url)
+    let mut options = PgConnectOptions::from_str(url)
         .map_err(open_err)?
         .statement_cache_capacity(STATEMENT_CACHE);
+    // Named in `pg_stat_activity` (unless the URL names it): a DBA sees which process holds
+    // which connections.
+    if options.get_application_name().is_none() {
+        options = options.application_name(&format!("cairn pid {}", std::process::id()));
+    }
     // One plain connection first: a pool retries a refused connection until its timeout and
     // then reports only "timed out", while the operator needs "connection refused" or
     // "password authentication failed" at once.
@@ -195,7 +203,7 @@ pub(crate) async fn connect_pg(
     }
     migrate::<sqlx::Postgres>(&mut conn, &target).await?;
     let pool = PgPoolOptions::new()
-        .max_connections(PG_CONNECTIONS)
+        .max_connections(pool)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await

@@ -376,11 +376,9 @@ impl PgStore {
 
     /// Listens for routed steps done, on a connection of its own.
     pub async fn step_wakeups(&self) -> Result<StepWakeups, StateError> {
-        let action = "listening for routed steps";
-        let mut l = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(q(action))?;
-        l.listen(STEPS_CHANNEL).await.map_err(q(action))?;
-        Ok(StepWakeups(l))
+        Ok(StepWakeups(
+            self.listen(STEPS_CHANNEL, "listening for routed steps")
+                .await?,
+        ))
     }
 }
