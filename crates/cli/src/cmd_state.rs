@@ -209,6 +209,10 @@ pub struct RunsArgs {
     /// Only runs with this status: running, succeeded, failed, paused, interrupted
     #[arg(long)]
     status: Option<RunStatus>,
+    /// Only runs whose runbook had these labels (all of them): --label team=memory,kind=backup
+    /// or the option repeated
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = crate::location::parse_labels)]
+    label: Vec<std::collections::BTreeMap<String, String>>,
     /// At most this many, newest first
     #[arg(long, default_value_t = 50)]
     limit: u32,
@@ -246,11 +250,13 @@ pub fn runs(a: RunsArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
     crate::runtime()?.block_on(async move {
         let (store, queue) = location.open_existing_with_queue().await?;
-        let unfiltered = a.status.is_none() && a.runbook.is_none();
+        let labels: Vec<(String, String)> = a.label.into_iter().flatten().collect();
+        let unfiltered = a.status.is_none() && a.runbook.is_none() && labels.is_empty();
         let mut list = store
             .list_run_rows(&RunFilter {
                 runbook: a.runbook,
                 status: a.status,
+                labels,
                 limit: Some(a.limit),
             })
             .await?;

@@ -202,7 +202,7 @@ A step that succeeded and has been edited since is refused (name it, or pass --a
     Reject(cmd_state::AnswerArgs),
     /// Run history, newest first
     #[command(
-        after_help = "Examples:\n  cairn runs\n  cairn runs --runbook backup --status failed\n  cairn runs --output json | jq '.[0].id'"
+        after_help = "Examples:\n  cairn runs\n  cairn runs --runbook backup --status failed\n  cairn runs --label team=memory,kind=backup\n  cairn runs --output json | jq '.[0].id'"
     )]
     Runs(cmd_state::RunsArgs),
     /// One run: steps, attempts, timings, outputs (secrets masked), a step's captured log

@@ -1444,3 +1444,205 @@ fn browser_console() {
         );
     }
 }
+
+/// A gated runbook with labels.
+fn gated_with(name: &str, labels: &str) -> String {
+    GATED.replacen(
+        "name: gated\n",
+        &format!("name: {name}\nlabels: {labels}\n"),
+        1,
+    )
+}
+
+/// Runs carry their runbook's labels: the runs page and its API filter by them and show them
+/// as text. An approver scoped by label answers in a run whose labels match and is refused
+/// (403, written to the run's audit trail) in any other; the page offers buttons only where
+/// they can be used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_filter_and_label_scoped_roles() {
+    let sb = Sandbox::new();
+    let hostile = "<b>x</b>&\\\"q'";
+    let (code, memory) = sb.run(
+        "memory.yaml",
+        &gated_with(
+            "memory-gate",
+            &format!("{{ team: memory, note: \"{hostile}\" }}"),
+        ),
+    );
+    assert_eq!(code, 3, "the run pauses at its gate");
+    let (code, storage) = sb.run(
+        "storage.yaml",
+        &gated_with("storage-gate", "{ team: storage }"),
+    );
+    assert_eq!(code, 3, "the run pauses at its gate");
+    let tokens = sb.tokens(&[
+        ("alice", "approver[team=memory]", "alice-token"),
+        ("olga", "viewer,operator[team=storage]", "olga-token"),
+    ]);
+    let s = sb.serve(&[
+        "--auth",
+        "token",
+        "--tokens",
+        tokens.to_str().expect("path"),
+    ]);
+    let http = client();
+    let alice = |r: reqwest::RequestBuilder| r.header(AUTHORIZATION, bearer("alice-token"));
+    let runs = |q: String| {
+        let http = http.clone();
+        let base = s.base.clone();
+        async move {
+            let (st, _, body) = fetch(
+                http.get(format!("{base}/api/runs?{q}"))
+                    .header(AUTHORIZATION, bearer("olga-token")),
+            )
+            .await;
+            (st, body)
+        }
+    };
+
+    // The filter, by the API.
+    let (st, body) = runs(format!("label={}", urlencoding::encode("team=memory"))).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let listed: Vec<&str> = v["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(listed, [memory.as_str()]);
+    assert_eq!(v["runs"][0]["labels"]["team"], "memory");
+    assert_eq!(v["runs"][0]["labels"]["note"], hostile.replace('\\', ""));
+    assert_eq!(v["filter"]["label"], "team=memory");
+    let (_, body) = runs(format!("label={}", urlencoding::encode("team=storage"))).await;
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["runs"][0]["id"], storage.as_str());
+    assert_eq!(v["runs"].as_array().map(Vec::len), Some(1));
+    let (_, body) = runs(format!(
+        "label={}&limit=1",
+        urlencoding::encode("team=memory,kind=none")
+    ))
+    .await;
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["runs"], serde_json::json!([]), "every label must match");
+    let (st, body) = runs("label=team".to_string()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+
+    // The filter, by the page's form: the runs matching, the hostile label as text.
+    let (st, _, html) = fetch(alice(http.get(format!(
+        "{}/runs?label={}",
+        s.base,
+        urlencoding::encode("team=memory")
+    ))))
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(html.contains(&memory) && !html.contains(&storage), "{html}");
+    assert!(!html.contains("<b>x</b>"), "the label is markup: {html}");
+    assert!(
+        html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;") || html.contains("&lt;b&gt;x&lt;/b&gt;"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"name="label" value="team=memory""#),
+        "{html}"
+    );
+
+    // Alice's role and its scope.
+    let me: Value = alice(http.get(format!("{}/api/me", s.base)))
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["roles"], serde_json::json!(["approver[team=memory]"]));
+
+    // The run pages offer the answer only where alice may give it.
+    let (_, _, page) = fetch(alice(http.get(format!("{}/runs/{storage}", s.base)))).await;
+    assert!(
+        page.contains("Waiting for approval") && !page.contains("/steps/gate/approve"),
+        "{page}"
+    );
+    let (_, _, page) = fetch(alice(http.get(format!("{}/runs/{memory}", s.base)))).await;
+    assert!(page.contains("/steps/gate/approve"), "{page}");
+
+    // Out of her scope: refused, recorded, nothing answered.
+    let (st, _, body) = fetch(alice(
+        http.post(format!("{}/api/runs/{storage}/steps/gate/approve", s.base)),
+    ))
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("approver[team=memory]"), "{body}");
+    let v: Value = alice(http.get(format!("{}/api/runs/{storage}", s.base)))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["approvals"], serde_json::json!([]));
+    let refusal = &v["actions"][0];
+    assert_eq!(
+        (refusal["by"].as_str(), refusal["action"].as_str()),
+        (Some("alice"), Some("approve")),
+        "{v:#}"
+    );
+    assert!(
+        refusal["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("refused:") && d.contains("team=storage")),
+        "{v:#}"
+    );
+    // An operator scoped to storage may not resume the memory run.
+    let (st, _, body) = fetch(
+        http.post(format!("{}/api/runs/{memory}/resume", s.base))
+            .header(AUTHORIZATION, bearer("olga-token")),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+
+    // In her scope: recorded, and the run resumed to its end.
+    let (st, _, body) = fetch(alice(
+        http.post(format!("{}/api/runs/{memory}/steps/gate/approve", s.base)),
+    ))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    wait_for_status(&http, &s.base, &memory, &alice, "succeeded").await;
+    wait_for_status(&http, &s.base, &storage, &alice, "paused").await;
+}
+
+/// A scope the token file does not spell right stops the server at startup, at its line:
+/// never a role over every run.
+#[test]
+fn a_malformed_label_scope_in_the_token_file_is_refused_at_startup() {
+    let sb = Sandbox::new();
+    for (roles, why) in [
+        ("approver[team]", "KEY=VALUE"),
+        ("approver[team=memory", "`]`"),
+        ("approver[=memory]", "label key or value"),
+        ("approver[team=a b]", ""),
+        ("wizard[team=memory]", "unknown role"),
+    ] {
+        let tokens = sb.tokens(&[
+            ("vic", "viewer", "vic-token"),
+            ("alice", roles, "alice-token"),
+        ]);
+        let mut c = sb.cairn();
+        c.args([
+            "serve",
+            "--auth",
+            "token",
+            "--tokens",
+            tokens.to_str().expect("path"),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let (status, out, err) = process::capture(c, Duration::from_secs(30));
+        assert_ne!(status.code(), Some(0), "{roles}: {err}");
+        assert!(out.is_empty(), "{roles}: the server did not start");
+        assert!(
+            err.contains(&format!("{}:2:", tokens.display())) && err.contains(why),
+            "{roles}: {err}"
+        );
+    }
+}

@@ -51,6 +51,13 @@ pub(crate) async fn start(
     record.parent_run = opts.parent_run.clone();
     record.parent_attempt = opts.parent_attempt;
     record.parent_step = opts.parent_step.clone();
+    // The runbook's own labels, whoever started it (a sub-run has its runbook's, not its
+    // parent's): what the run history is filtered by and console roles are scoped by.
+    record.labels = rb
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let defs = step_defs(&checked);
     let setup = Setup::new(
         &checked,

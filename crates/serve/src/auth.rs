@@ -7,6 +7,7 @@
 //! - `token`: per-user tokens, kept in a file as SHA-256 hashes; sent as
 //!   `Authorization: Bearer TOKEN` or, from a browser, in the cookie the login form sets.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
@@ -49,6 +50,121 @@ impl Role {
     }
 }
 
+/// A role as a user holds it: over every run, or only over the runs whose labels include
+/// every label of its scope (`approver[team=memory]`). Written and shown as in the token file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Grant {
+    pub role: Role,
+    /// The labels a run must carry for the role to count in it; empty: every run.
+    pub scope: Vec<(String, String)>,
+}
+
+impl Grant {
+    /// The role over every run.
+    pub fn everywhere(role: Role) -> Grant {
+        Grant {
+            role,
+            scope: Vec::new(),
+        }
+    }
+
+    /// `ROLE` or `ROLE[KEY=VALUE,...]`. Anything else is refused with the reason: a scope
+    /// that cannot be read never becomes a role over every run.
+    pub fn parse(s: &str) -> Result<Grant, String> {
+        let s = s.trim();
+        let (name, scope) = match s.split_once('[') {
+            None => (s, None),
+            Some((name, rest)) => {
+                let Some(inner) = rest.strip_suffix(']') else {
+                    return Err(format!("`{s}`: a scope ends with `]`"));
+                };
+                (name, Some(inner))
+            }
+        };
+        let role = Role::parse(name)
+            .ok_or_else(|| format!("unknown role `{name}` (viewer, operator, approver, admin)"))?;
+        let Some(inner) = scope else {
+            return Ok(Grant::everywhere(role));
+        };
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for pair in inner.split(',') {
+            let Some((k, v)) = pair.split_once('=') else {
+                return Err(format!(
+                    "`{s}`: a scope is `{name}[KEY=VALUE,...]`, not `{pair}`"
+                ));
+            };
+            for part in [k, v] {
+                if !valid_label(part) {
+                    return Err(format!(
+                        "`{s}`: `{part}` is not a label key or value (letters, digits, `-`, \
+                         `_`, `.`, `/`, `:`, `@`, `+`)"
+                    ));
+                }
+            }
+            if pairs.iter().any(|(have, _)| have == k) {
+                return Err(format!("`{s}`: label `{k}` is given twice"));
+            }
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        pairs.sort();
+        Ok(Grant { role, scope: pairs })
+    }
+
+    /// Whether this grant gives `role` in a run with these labels.
+    pub fn gives(&self, role: Role, labels: &BTreeMap<String, String>) -> bool {
+        (self.role == role || self.role == Role::Admin || role == Role::Viewer)
+            && self
+                .scope
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+    }
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.role.as_str())?;
+        if !self.scope.is_empty() {
+            let pairs: Vec<String> = self.scope.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            write!(f, "[{}]", pairs.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for Grant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A label key or value as a scope may name it: printable, no spaces or separators of the
+/// token file's syntax, at most 128 bytes.
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '+'))
+}
+
+/// Splits at the commas outside brackets: `approver[team=a,kind=b],viewer` is two roles.
+fn split_roles(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
 /// How the identity was learnt: whether the browser sends it by itself (a cookie, or a proxy's
 /// session), which is what cross-site request forgery abuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -66,17 +182,26 @@ pub enum Via {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
     pub user: String,
-    pub roles: Vec<Role>,
+    pub roles: Vec<Grant>,
     /// Groups, for gates whose approvers name `group:NAME`.
     pub groups: Vec<String>,
     pub via: Via,
 }
 
 impl Identity {
+    /// Whether the user holds the role over some runs at least (any scope).
     pub fn has(&self, role: Role) -> bool {
-        self.roles
-            .iter()
-            .any(|&r| r == role || r == Role::Admin || role == Role::Viewer)
+        role == Role::Viewer
+            || self
+                .roles
+                .iter()
+                .any(|g| g.role == role || g.role == Role::Admin)
+    }
+
+    /// Whether the user holds the role in a run with these labels: an unscoped grant of it, or
+    /// one whose scope the labels match.
+    pub fn may(&self, role: Role, labels: &BTreeMap<String, String>) -> bool {
+        role == Role::Viewer || self.roles.iter().any(|g| g.gives(role, labels))
     }
 
     /// Sent by the browser on its own: a forged cross-site request would carry it.
@@ -89,7 +214,7 @@ impl Identity {
 #[derive(Clone, Debug)]
 pub struct TokenEntry {
     pub user: String,
-    pub roles: Vec<Role>,
+    pub roles: Vec<Grant>,
     pub groups: Vec<String>,
     hash: [u8; 32],
 }
@@ -151,15 +276,9 @@ pub fn parse_tokens(path: &str, text: &str) -> Result<Vec<TokenEntry>, TokenFile
         if !valid_name(user) {
             return Err(err(format!("`{user}` is not a user name")));
         }
-        let roles = roles
-            .split(',')
-            .map(|r| {
-                Role::parse(r).ok_or_else(|| {
-                    err(format!(
-                        "unknown role `{r}` (viewer, operator, approver, admin)"
-                    ))
-                })
-            })
+        let roles = split_roles(roles)
+            .into_iter()
+            .map(|r| Grant::parse(r).map_err(&err))
             .collect::<Result<Vec<_>, _>>()?;
         let Some(hex) = hash.strip_prefix("sha256:") else {
             return Err(err(
@@ -272,18 +391,30 @@ impl Auth {
                     header("x-forwarded-user")
                         .filter(|u| valid_name(u))
                         .map(|user| {
-                            let groups: Vec<String> = header("x-forwarded-groups")
-                                .unwrap_or("")
-                                .split(',')
+                            let given: Vec<&str> = split_roles(header("x-forwarded-groups").unwrap_or(""))
+                                .into_iter()
                                 .map(str::trim)
-                                .filter(|g| valid_name(g))
-                                .map(str::to_string)
                                 .collect();
-                            // A group named after a role (or `cairn-ROLE`) gives it; whoever the
-                            // proxy lets through may read.
-                            let mut roles = vec![Role::Viewer];
-                            roles.extend(groups.iter().filter_map(|g| {
-                                Role::parse(g.strip_prefix("cairn-").unwrap_or(g))
+                            let groups: Vec<String> = given
+                                .iter()
+                                .filter(|g| valid_name(g))
+                                .map(|g| g.to_string())
+                                .collect();
+                            // A group named after a role (or `cairn-ROLE`) gives it, scoped as
+                            // the token file writes it (`cairn-approver[team=memory]`); whoever
+                            // the proxy lets through may read. A scope that cannot be read
+                            // gives nothing.
+                            let mut roles = vec![Grant::everywhere(Role::Viewer)];
+                            roles.extend(given.iter().filter_map(|g| {
+                                let g = g.strip_prefix("cairn-").unwrap_or(g);
+                                match Grant::parse(g) {
+                                    Ok(grant) => Some(grant),
+                                    Err(reason) if g.contains('[') => {
+                                        tracing::warn!(user, group = g, %reason, "proxy group ignored: its scope cannot be read");
+                                        None
+                                    }
+                                    Err(_) => None,
+                                }
                             }));
                             roles.sort();
                             roles.dedup();
@@ -385,6 +516,85 @@ mod tests {
         assert_eq!(auth.login("a-token").map(|i| i.user), Some("alice".into()));
         assert_eq!(auth.login("b-token ").map(|i| i.user), Some("bob".into()));
         assert!(auth.login("nope").is_none());
+    }
+
+    #[test]
+    fn scoped_roles_in_the_token_file_and_from_a_proxy() {
+        let text = format!(
+            "alice approver[team=memory,kind=backup],operator[team=storage] sha256:{}\n\
+             bob viewer,approver sha256:{}\n",
+            hash("a"),
+            hash("b")
+        );
+        let t = parse_tokens("t", &text).expect("parses");
+        let shown: Vec<String> = t[0].roles.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "approver[kind=backup,team=memory]",
+                "operator[team=storage]"
+            ]
+        );
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let auth = Auth::Token { tokens: t };
+        let alice = auth.login("a").expect("alice");
+        let both = labels(&[("team", "memory"), ("kind", "backup"), ("x", "y")]);
+        assert!(alice.may(Role::Approver, &both));
+        assert!(!alice.may(Role::Approver, &labels(&[("team", "memory")])));
+        assert!(!alice.may(Role::Operator, &both));
+        assert!(alice.may(Role::Operator, &labels(&[("team", "storage")])));
+        assert!(alice.may(Role::Viewer, &BTreeMap::new()));
+        assert!(alice.has(Role::Approver) && !alice.has(Role::Admin));
+        let bob = auth.login("b").expect("bob");
+        assert!(
+            bob.may(Role::Approver, &BTreeMap::new()),
+            "unscoped: every run"
+        );
+
+        for (roles, reason) in [
+            ("approver[team]", "KEY=VALUE"),
+            ("approver[team=memory", "ends with `]`"),
+            ("approver[]", "KEY=VALUE"),
+            ("approver[team=]", "not a label key or value"),
+            ("approver[team=a,team=b]", "given twice"),
+            ("approver[te\"am=a]", "not a label key or value"),
+            ("wizard[team=a]", "unknown role"),
+        ] {
+            let text = format!("# c\nzed {roles} sha256:{}\n", hash("z"));
+            let bad = parse_tokens("t", &text).expect_err(roles);
+            assert_eq!(bad.line, 2, "{roles}");
+            assert!(bad.reason.contains(reason), "{roles}: {}", bad.reason);
+        }
+
+        let proxy = Auth::Proxy {
+            trusted: vec!["127.0.0.1/32".parse().expect("net")],
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-user", "carol".parse().expect("v"));
+        h.insert(
+            "x-forwarded-groups",
+            "ops, cairn-approver[team=memory,kind=backup], cairn-operator[team=], admin[x"
+                .parse()
+                .expect("v"),
+        );
+        let carol = proxy
+            .caller(SocketAddr::from(([127, 0, 0, 1], 1)), &h)
+            .identity
+            .expect("identity");
+        let shown: Vec<String> = carol.roles.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["viewer", "approver[kind=backup,team=memory]"],
+            "a scope that cannot be read gives nothing"
+        );
+        assert_eq!(carol.groups, ["ops"]);
+        assert!(carol.may(Role::Approver, &both));
+        assert!(!carol.may(Role::Approver, &BTreeMap::new()));
     }
 
     #[test]

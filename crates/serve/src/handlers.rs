@@ -180,8 +180,58 @@ fn may_act<'a>(
     Ok(who)
 }
 
-/// Who is asking, as pages and `/api/me` show it.
-fn me(app: &App, caller: &Caller) -> Value {
+/// An action on one run: [`may_act`], then the run, then the role's scope: a role scoped by
+/// label counts only in a run whose labels match it. A refusal for the scope is written to
+/// the run's audit trail, as the refusals of the actions themselves are.
+#[allow(clippy::too_many_arguments)]
+async fn may_act_on<'a>(
+    app: &App,
+    caller: &'a Caller,
+    role: Role,
+    headers: &HeaderMap,
+    form_token: Option<&str>,
+    id: &str,
+    action: &str,
+    step: Option<&str>,
+) -> Result<(&'a Identity, RunRecord), Failure> {
+    let who = may_act(app, caller, role, headers, form_token)?;
+    let run = find_run(app, id).await?;
+    if who.may(role, &run.labels) {
+        return Ok((who, run));
+    }
+    let scopes: Vec<String> = who
+        .roles
+        .iter()
+        .filter(|g| g.role == role || g.role == Role::Admin)
+        .map(ToString::to_string)
+        .collect();
+    let labels: Vec<String> = run.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let reason = format!(
+        "{} has the role {} only as {}, and run {} has the labels [{}]",
+        who.user,
+        role.as_str(),
+        scopes.join(", "),
+        run.id,
+        labels.join(",")
+    );
+    tracing::warn!(user = %who.user, source = %caller.source, role = role.as_str(), run_id = %run.id, "action refused: out of the role's scope");
+    app.store
+        .record_action(&cairn_state::Action {
+            run_id: run.id.clone(),
+            at: cairn_state::now(),
+            by: who.user.clone(),
+            source: caller.source.clone(),
+            action: action.to_string(),
+            step_id: step.map(str::to_string),
+            detail: Some(format!("refused: {reason}")),
+        })
+        .await?;
+    Err(Failure::api(StatusCode::FORBIDDEN, reason))
+}
+
+/// Who is asking, as pages and `/api/me` show it; with a run's labels, what the user may do in
+/// that run (the buttons a page offers).
+fn me(app: &App, caller: &Caller, run: Option<&RunRecord>) -> Value {
     match &caller.identity {
         Some(who) => json!({
             "user": who.user,
@@ -191,15 +241,26 @@ fn me(app: &App, caller: &Caller) -> Value {
             "auth": app.config.auth.name(),
             "source": caller.source,
             "csrf": app.csrf.token(&who.user),
-            "can_approve": who.has(Role::Approver),
-            "can_operate": who.has(Role::Operator),
+            "can_approve": run.map_or(who.has(Role::Approver), |r| who.may(Role::Approver, &r.labels)),
+            "can_operate": run.map_or(who.has(Role::Operator), |r| who.may(Role::Operator, &r.labels)),
         }),
         None => json!({ "user": null, "auth": app.config.auth.name(), "source": caller.source }),
     }
 }
 
-fn render(app: &App, name: &str, caller: &Caller, mut ctx: Value) -> Result<Response, Failure> {
-    ctx["me"] = me(app, caller);
+fn render(app: &App, name: &str, caller: &Caller, ctx: Value) -> Result<Response, Failure> {
+    render_for(app, name, caller, ctx, None)
+}
+
+/// [`render`] for a page of one run: its buttons are those the user's roles allow in it.
+fn render_for(
+    app: &App,
+    name: &str,
+    caller: &Caller,
+    mut ctx: Value,
+    run: Option<&RunRecord>,
+) -> Result<Response, Failure> {
+    ctx["me"] = me(app, caller, run);
     app.pages
         .render(name, ctx)
         .map(|html| Html(html).into_response())
@@ -235,6 +296,8 @@ pub struct RunsQuery {
     id: Option<String>,
     /// Only runs started before this day (`YYYY-MM-DD`, UTC) or time (RFC 3339).
     before: Option<String>,
+    /// Only runs whose runbook had these labels: `team=memory,kind=backup`.
+    label: Option<String>,
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
@@ -294,7 +357,17 @@ async fn runs_value(app: &App, q: &RunsQuery) -> Result<Value, Failure> {
         (None, None) => None,
     };
     let runbook = q.runbook.clone().filter(|s| !s.is_empty());
-    Ok(view::runs_page(&app.store, runbook, status, after, q.limit.unwrap_or(50)).await?)
+    let labels = view::parse_label_filter(q.label.as_deref().unwrap_or(""))
+        .map_err(|e| Failure::api(StatusCode::BAD_REQUEST, e))?;
+    Ok(view::runs_page(
+        &app.store,
+        runbook,
+        status,
+        labels,
+        after,
+        q.limit.unwrap_or(50),
+    )
+    .await?)
 }
 
 async fn runs_api(
@@ -425,7 +498,7 @@ async fn run_page(
     .into();
     v["rerunnable"] = (run.parent_run.is_none() && run.status != RunStatus::Running).into();
     v["cancellable"] = (run.status == RunStatus::Running).into();
-    render(&app, "run.html", &caller, v)
+    render_for(&app, "run.html", &caller, v, Some(&run))
 }
 
 async fn dag_svg(
@@ -654,10 +727,16 @@ async fn runbook_value(app: &App, file: Option<String>) -> Result<Value, Failure
         )
     })?;
     let runs = match v["name"].as_str() {
-        Some(name) => {
-            view::runs_page(&app.store, Some(name.to_string()), None, None, 10).await?["runs"]
-                .clone()
-        }
+        Some(name) => view::runs_page(
+            &app.store,
+            Some(name.to_string()),
+            None,
+            Vec::new(),
+            None,
+            10,
+        )
+        .await?["runs"]
+            .clone(),
         None => json!([]),
     };
     v["runs"] = runs;
@@ -730,8 +809,21 @@ async fn answer_with(
     csrf: Option<&str>,
     a: Answer<'_>,
 ) -> Result<String, Failure> {
-    let who = may_act(app, caller, Role::Approver, headers, csrf)?;
-    let run = find_run(app, a.id).await?;
+    let verb = match a.decision {
+        Decision::Approved => "approve",
+        Decision::Rejected => "reject",
+    };
+    let (who, run) = may_act_on(
+        app,
+        caller,
+        Role::Approver,
+        headers,
+        csrf,
+        a.id,
+        verb,
+        Some(a.step),
+    )
+    .await?;
     let asked = actions::Asked {
         run: &run,
         step: a.step,
@@ -869,9 +961,13 @@ async fn run_action(
     what: RunAction,
     from: Option<&str>,
 ) -> Result<String, Failure> {
-    let who = may_act(app, caller, Role::Operator, headers, csrf)?;
-    let run = find_run(app, id).await?;
     let from = from.filter(|f| !f.is_empty());
+    let verb = match (what, from) {
+        (RunAction::Resume, None) => "resume",
+        (RunAction::Resume, Some(_)) => "rerun",
+        (RunAction::Cancel, _) => "cancel",
+    };
+    let (who, run) = may_act_on(app, caller, Role::Operator, headers, csrf, id, verb, from).await?;
     let outcome = match what {
         RunAction::Resume => {
             actions::resume(&app.store, &app.config.resumer, &run, from, who, caller).await?
@@ -974,7 +1070,7 @@ async fn cancel_api(
 // ---- identity ----
 
 async fn me_api(State(app): Shared, Extension(caller): Extension<Caller>) -> Json<Value> {
-    Json(me(&app, &caller))
+    Json(me(&app, &caller, None))
 }
 
 async fn login_page(State(app): Shared, Extension(caller): Extension<Caller>) -> Response {

@@ -26,7 +26,7 @@ fn ok(schema: &str, description: &str) -> Value {
 fn action(summary: &str, role: &str, body: bool) -> Value {
     let mut op = json!({
         "summary": summary,
-        "description": format!("Needs the role `{role}` (or `admin`). With a cookie or a proxy identity, the header `X-CSRF-Token` (from `/api/me`) is required; with `Authorization: Bearer` it is not."),
+        "description": format!("Needs the role `{role}` (or `admin`), unscoped or with a scope the run's labels match (403 otherwise, written to the run's audit trail). With a cookie or a proxy identity, the header `X-CSRF-Token` (from `/api/me`) is required; with `Authorization: Bearer` it is not."),
         "parameters": id_params(summary.contains("gate")),
         "responses": ok("ActionResult", "Done"),
     });
@@ -72,7 +72,8 @@ pub fn document() -> Value {
                     "finished_at": { "type": ["string", "null"], "format": "date-time" },
                     "duration_s": { "type": ["number", "null"] }, "attempt": { "type": "integer" },
                     "user": { "type": "string" }, "host": { "type": "string" },
-                    "parent_run": { "type": ["string", "null"] }, "error": { "type": ["string", "null"] } } },
+                    "parent_run": { "type": ["string", "null"] }, "error": { "type": ["string", "null"] },
+                    "labels": { "type": "object", "additionalProperties": { "type": "string" }, "description": "The runbook's labels, recorded when the run was created (none for a run recorded before they were)" } } },
                 "RunsPage": { "type": "object", "required": ["runs", "next"], "properties": {
                     "runs": { "type": "array", "items": { "$ref": "#/components/schemas/RunRow" } },
                     "next": { "type": ["string", "null"], "description": "Pass as `after` for the next page" },
@@ -87,7 +88,8 @@ pub fn document() -> Value {
                 "Gate": { "type": "object", "properties": {
                     "run_id": { "type": "string" }, "runbook": { "type": "string" }, "step_id": { "type": "string" },
                     "waiting_since": { "type": ["string", "null"] }, "message": {}, "rules": { "type": ["string", "null"] },
-                    "deadline": { "type": ["string", "null"] }, "starter": { "type": "string" } } },
+                    "deadline": { "type": ["string", "null"] }, "starter": { "type": "string" },
+                    "labels": { "type": "object", "additionalProperties": { "type": "string" } } } },
                 "Run": { "type": "object", "required": ["run", "steps"], "properties": {
                     "run": { "$ref": "#/components/schemas/RunRow" },
                     "warnings": { "type": "array" },
@@ -100,7 +102,7 @@ pub fn document() -> Value {
                     "run": { "$ref": "#/components/schemas/RunRow" }, "step_id": { "type": "string" },
                     "records": { "type": "array", "items": { "$ref": "#/components/schemas/Step" } } } },
                 "Gates": { "type": "object", "required": ["gates"], "properties": { "gates": { "type": "array", "items": { "$ref": "#/components/schemas/Gate" } } } },
-                "Me": { "type": "object", "properties": { "user": { "type": ["string", "null"] }, "roles": { "type": "array", "items": { "type": "string" } }, "auth": { "type": "string" }, "csrf": { "type": "string" } } },
+                "Me": { "type": "object", "properties": { "user": { "type": ["string", "null"] }, "roles": { "type": "array", "items": { "type": "string" }, "description": "Each role, with its scope if it has one: `approver[team=memory]` counts only in runs with that label" }, "auth": { "type": "string" }, "csrf": { "type": "string" } } },
             },
         },
         "security": [{ "bearer": [] }, { "cookie": [] }, { "proxy": [] }, {}],
@@ -115,6 +117,7 @@ pub fn document() -> Value {
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 50 } },
                     { "name": "before", "in": "query", "schema": { "type": "string" }, "description": "Only runs started before this day (YYYY-MM-DD, UTC) or RFC 3339 time" },
                     { "name": "id", "in": "query", "schema": { "type": "string" }, "description": "A run id or a unique prefix: that run alone" },
+                    { "name": "label", "in": "query", "schema": { "type": "string" }, "example": "team=memory,kind=backup", "description": "Only runs whose runbook had every one of these labels: KEY=VALUE pairs, comma-separated (exact match)" },
                 ],
                 "responses": { "400": { "description": "Bad filter or cursor", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }, "200": ok("RunsPage", "A page")["200"], "401": errors()["401"] },
             } },

@@ -63,7 +63,34 @@ pub fn run_row(r: &RunRecord, outcome: &str) -> Json {
         "user": r.user,
         "host": r.host,
         "parent_run": r.parent_run,
+        "labels": r.labels,
     })
+}
+
+/// `team=memory,kind=backup`, the label filter as a URL or form gives it: every pair must
+/// match. `None` with the reason for anything else.
+pub fn parse_label_filter(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(format!(
+                "`label` is KEY=VALUE[,KEY=VALUE...], not `{}`",
+                crate::pages::visible(pair)
+            ));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err("`label`: a label has a key".to_string());
+        }
+        if out.iter().any(|(have, _)| have == k) {
+            return Err(format!(
+                "`label`: `{}` is given twice",
+                crate::pages::visible(k)
+            ));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
 }
 
 /// A page of the run history: `{runs, next}`, `next` the cursor of the following page.
@@ -71,16 +98,25 @@ pub async fn runs_page(
     store: &Arc<dyn Store>,
     runbook: Option<String>,
     status: Option<RunStatus>,
+    labels: Vec<(String, String)>,
     after: Option<RunCursor>,
     limit: u32,
 ) -> Result<Json, StateError> {
     let limit = limit.clamp(1, MAX_PAGE);
+    let label_text = (!labels.is_empty()).then(|| {
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     // One more than shown tells whether there is a next page.
     let rows = store
         .list_runs_page(
             &RunFilter {
                 runbook: runbook.clone(),
                 status,
+                labels,
                 limit: Some(limit + 1),
             },
             after.as_ref(),
@@ -108,6 +144,7 @@ pub async fn runs_page(
         "filter": {
             "runbook": runbook,
             "status": status.map(RunStatus::as_str),
+            "label": label_text,
             "before": after.as_ref().filter(|c| c.id.is_empty()).map(|c| time(Some(c.started_at))),
         },
     }))
@@ -140,7 +177,13 @@ fn step_json(s: &StepRecord, run: &RunRecord) -> Json {
 }
 
 /// A waiting gate and its rules, as shown to someone who may answer it.
-fn gate_json(run_id: &str, runbook: &str, starter: &str, s: &StepRecord) -> Json {
+fn gate_json(
+    run_id: &str,
+    runbook: &str,
+    starter: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    s: &StepRecord,
+) -> Json {
     let rules = s
         .result
         .as_ref()
@@ -154,6 +197,7 @@ fn gate_json(run_id: &str, runbook: &str, starter: &str, s: &StepRecord) -> Json
         "rules": rules.as_ref().map(cairn_engine::gate::Rules::describe),
         "deadline": time(rules.as_ref().and_then(|r| r.deadline)),
         "starter": starter,
+        "labels": labels,
     })
 }
 
@@ -187,7 +231,7 @@ pub async fn run_detail(store: &Arc<dyn Store>, run: &RunRecord) -> Result<Json,
         .filter(|s| s.item.is_none() && s.status == StepStatus::Waiting)
         // A `uses` step waits for a gate of its sub-run: that gate is answered there.
         .filter(|s| s.result.as_ref().and_then(|r| r.get("run_id")).is_none())
-        .map(|s| gate_json(&run.id, &run.runbook, &run.user, s))
+        .map(|s| gate_json(&run.id, &run.runbook, &run.user, &run.labels, s))
         .collect();
     let mut head = run_row(run, &outcome);
     head["path"] = run.path.clone().into();
@@ -220,7 +264,7 @@ pub async fn waiting_gates(store: &Arc<dyn Store>) -> Result<Json, StateError> {
                 .and_then(|r| r.get("run_id"))
                 .is_none()
         })
-        .map(|g| gate_json(&g.step.run_id, &g.runbook, &g.starter, &g.step))
+        .map(|g| gate_json(&g.step.run_id, &g.runbook, &g.starter, &g.labels, &g.step))
         .collect();
     Ok(json!({ "gates": gates }))
 }

@@ -92,11 +92,11 @@ macro_rules! run_columns {
     };
 }
 
-// The run columns as read: the stored ones and the heartbeat counter, which only the store
-// writes.
+// The run columns as read: the stored ones, the heartbeat counter, which only the store
+// writes, and the labels, written once by `create_run`.
 macro_rules! run_read_columns {
     () => {
-        concat!(run_columns!(), ", heartbeat_seq")
+        concat!(run_columns!(), ", heartbeat_seq, labels")
     };
 }
 
@@ -141,7 +141,7 @@ pub use types::{
 
 /// The schema version this build creates and understands, kept in the `cairn_schema` table.
 /// Both SQL backends are migrated to the same version.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// The checkpoint store. Implementations are cheap to share (`Arc<dyn Store>`) and safe to call
 /// from many tasks at once.
@@ -252,6 +252,7 @@ pub trait Store: Send + Sync {
                     gates.push(WaitingGate {
                         runbook: run.runbook.clone(),
                         starter: run.user.clone(),
+                        labels: run.labels.clone(),
                         step,
                     });
                 }

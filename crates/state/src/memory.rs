@@ -195,6 +195,7 @@ impl Store for MemoryStore {
             heartbeat_seq: stored.heartbeat_seq + 1,
             parent_run: stored.parent_run.clone(),
             parent_step: stored.parent_step.clone(),
+            labels: stored.labels.clone(),
             ..new
         };
         inner.fence_descendants(&run.id);
@@ -211,6 +212,7 @@ impl Store for MemoryStore {
             heartbeat_seq: stored.heartbeat_seq + 1,
             claimed_at: stored.claimed_at,
             parent_step: stored.parent_step.clone(),
+            labels: stored.labels.clone(),
             ..new
         };
         Ok(())
@@ -272,6 +274,7 @@ impl Store for MemoryStore {
             .filter_map(|id| inner.observe(id))
             .filter(|r| filter.runbook.as_ref().is_none_or(|b| &r.runbook == b))
             .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .filter(|r| r.has_labels(&filter.labels))
             .collect();
         runs.sort_by(|a, b| (b.started_at, &b.id).cmp(&(a.started_at, &a.id)));
         if let Some(limit) = filter.limit {

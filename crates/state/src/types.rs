@@ -1,5 +1,6 @@
 //! The records the store keeps: runs, steps, the step DAG, locks and approvals.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -136,6 +137,11 @@ pub struct RunRecord {
     pub content_hash: String,
     /// The inputs, already masked by the engine: never secrets.
     pub inputs: serde_json::Value,
+    /// The runbook's `labels` as they were when the run was created (a sub-run: its own
+    /// runbook's). Written once with the run and never changed; none for a run recorded
+    /// before schema version 9.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Where the run stands.
     pub status: RunStatus,
     /// When the first attempt started.
@@ -205,6 +211,7 @@ impl RunRecord {
             path: path.into(),
             content_hash: content_hash.into(),
             inputs,
+            labels: BTreeMap::new(),
             status: RunStatus::Running,
             started_at: now,
             finished_at: None,
@@ -223,6 +230,12 @@ impl RunRecord {
             parent_step: None,
             parent_attempt: None,
         }
+    }
+
+    /// True if the run carries every one of these labels (none asked: true).
+    pub fn has_labels(&self, want: &[(String, String)]) -> bool {
+        want.iter()
+            .all(|(k, v)| self.labels.get(k).is_some_and(|have| have == v))
     }
 
     /// For a sub-run created or claimed by its parent's `uses` step, the parent's claim it
@@ -473,6 +486,8 @@ pub struct RunFilter {
     pub runbook: Option<String>,
     /// Only runs in this (effective) status.
     pub status: Option<RunStatus>,
+    /// Only runs carrying every one of these labels (key, value).
+    pub labels: Vec<(String, String)>,
     /// At most this many, the newest.
     pub limit: Option<u32>,
 }
@@ -484,6 +499,8 @@ pub struct WaitingGate {
     pub runbook: String,
     /// Who started the run (the gate's self-approval rule is about them).
     pub starter: String,
+    /// The run's labels (a role scoped by label may answer only in a run that has them).
+    pub labels: BTreeMap<String, String>,
     /// The step's checkpoint (its `run_id` is the run's).
     pub step: StepRecord,
 }

@@ -59,6 +59,76 @@ fn runs_are_listed_newest_first_and_filtered() {
     sb.cairn(&["runs", "--status", "exploded"]).expect(2);
 }
 
+/// A run carries its runbook's labels (a sub-run its own runbook's); `cairn runs --label`
+/// keeps the runs having all of them, given as a comma list or the option repeated.
+#[test]
+fn runs_carry_their_runbooks_labels_and_are_filtered_by_them() {
+    let sb = Sandbox::new();
+    sb.write(
+        "backup.yaml",
+        "cairn: 1\nname: backup\nlabels: { team: memory, kind: backup }\nsteps:\n  - id: a\n    shell: \"true\"\n",
+    );
+    sb.write(
+        "restore.yaml",
+        "cairn: 1\nname: restore\nlabels: { team: memory, kind: restore }\nsteps:\n  - id: child\n    uses: child.yaml\n",
+    );
+    sb.write(
+        "child.yaml",
+        "cairn: 1\nname: child\nlabels: { team: storage }\nsteps:\n  - id: c\n    shell: \"true\"\n",
+    );
+    sb.write(
+        "plain.yaml",
+        "cairn: 1\nname: plain\nsteps:\n  - id: p\n    shell: \"true\"\n",
+    );
+    let backup = sb.run("backup.yaml", &[]).expect(0).run_id();
+    let restore = sb.run("restore.yaml", &[]).expect(0).run_id();
+    let plain = sb.run("plain.yaml", &[]).expect(0).run_id();
+
+    let all = sb.runs(&[]);
+    let labels_of = |id: &str| {
+        all.iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["labels"].clone())
+            .unwrap_or_else(|| panic!("run {id} listed: {all:#?}"))
+    };
+    assert_eq!(
+        labels_of(&backup),
+        serde_json::json!({ "team": "memory", "kind": "backup" })
+    );
+    assert_eq!(labels_of(&plain), serde_json::json!({}));
+    let child = all
+        .iter()
+        .find(|r| r["parent_run"] == restore.as_str())
+        .unwrap_or_else(|| panic!("the sub-run is listed: {all:#?}"));
+    assert_eq!(child["labels"], serde_json::json!({ "team": "storage" }));
+    let child = child["id"].as_str().expect("id").to_string();
+
+    assert_eq!(
+        ids(&sb.runs(&["--label", "team=memory"])),
+        [restore.as_str(), &backup]
+    );
+    assert_eq!(
+        ids(&sb.runs(&["--label", "team=storage"])),
+        [child.as_str()]
+    );
+    assert_eq!(
+        ids(&sb.runs(&["--label", "team=memory,kind=backup"])),
+        [backup.as_str()]
+    );
+    assert_eq!(
+        ids(&sb.runs(&["--label", "team=memory", "--label", "kind=restore"])),
+        [restore.as_str()]
+    );
+    assert_eq!(
+        ids(&sb.runs(&["--label", "team=memory", "--runbook", "backup"])),
+        [backup.as_str()]
+    );
+    assert!(sb.runs(&["--label", "team=Memory"]).is_empty());
+    let bad = sb.cairn(&["runs", "--label", "team"]);
+    bad.expect(2);
+    assert!(bad.stderr.contains("KEY=VALUE"), "{bad}");
+}
+
 #[test]
 fn show_step_prints_the_captured_log() {
     let sb = Sandbox::new();

@@ -171,6 +171,21 @@ pub(crate) const SQLITE_MIGRATIONS: &[&[&str]] = &[
         cancel INTEGER NOT NULL DEFAULT 0,
         outcome TEXT
     )"],
+    // 9: a run's labels (its runbook's), kept with the run as the record reads them and,
+    // one row per label, beside it for the label filter: the index leads with the label and
+    // orders by the run's start, so a page of runs with a label is a range of it.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN labels TEXT",
+        "CREATE TABLE cairn_run_labels (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        run_started_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )",
+        "CREATE INDEX cairn_run_labels_by_label \
+         ON cairn_run_labels (name, value, run_started_at, run_id)",
+    ],
 ];
 
 const _: () = assert!(SQLITE_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
@@ -354,6 +369,19 @@ pub(crate) const PG_MIGRATIONS: &[&[&str]] = &[
         outcome JSONB
     )",
         "CREATE INDEX cairn_step_queue_open ON cairn_step_queue (submitted_at) WHERE status <> 'done'",
+    ],
+    // 9: a run's labels, as in SQLite.
+    &[
+        "ALTER TABLE cairn_runs ADD COLUMN labels JSONB",
+        "CREATE TABLE cairn_run_labels (
+        run_id TEXT NOT NULL REFERENCES cairn_runs (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        run_started_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )",
+        "CREATE INDEX cairn_run_labels_by_label \
+         ON cairn_run_labels (name, value, run_started_at, run_id)",
     ],
 ];
 

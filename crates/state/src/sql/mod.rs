@@ -532,10 +532,11 @@ impl<D: Dialect> Store for SqlStore<D> {
         let insert = sqlx::query(concat!(
             "INSERT INTO cairn_runs (",
             run_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19)"
+            ", labels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20)"
         ));
-        D::execute(Ex::Conn(&mut *tx), bind_run(insert, run))
+        let labels = serde_json::to_value(&run.labels).unwrap_or_default();
+        D::execute(Ex::Conn(&mut *tx), bind_run(insert, run).json(&labels))
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -548,6 +549,19 @@ impl<D: Dialect> Store for SqlStore<D> {
                 }
             })?;
         Self::insert_defs(&mut tx, &run.id, defs).await?;
+        for (name, value) in &run.labels {
+            let q = sqlx::query(
+                "INSERT INTO cairn_run_labels (run_id, name, value, run_started_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .text(&run.id)
+            .text(name)
+            .text(value)
+            .time(run.started_at);
+            D::execute(Ex::Conn(&mut *tx), q)
+                .await
+                .map_err(StateError::query(action.clone()))?;
+        }
         tx.commit().await.map_err(StateError::query(action))
     }
 
@@ -708,24 +722,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn list_run_rows(&self, filter: &RunFilter) -> Result<Vec<ListedRun>, StateError> {
-        let q = || StateError::query("listing runs");
-        // Save dead runs as interrupted first, so the status filter below sees the truth.
-        let mut unconfirmed = self.observe_running().await?;
-        let listed = sqlx::query(concat!(
-            "SELECT ",
-            run_read_columns!(),
-            " FROM cairn_runs WHERE (CAST($1 AS TEXT) IS NULL OR runbook = $1) \
-             AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
-             ORDER BY started_at DESC, id DESC LIMIT $3"
-        ))
-        .opt_text(filter.runbook.as_deref())
-        .opt_text(filter.status.map(RunStatus::as_str))
-        .int(filter.limit.map_or(i64::MAX, i64::from));
-        let rows = D::fetch_all(self.pool(), listed).await.map_err(q())?;
-        Ok(rows
-            .iter()
-            .map(|row| Self::listed(row, &mut unconfirmed))
-            .collect())
+        self.list_runs_page(filter, None).await
     }
 
     async fn list_runs_page(
@@ -736,17 +733,47 @@ impl<D: Dialect> Store for SqlStore<D> {
         // The dead runs saved as interrupted first, as for the whole list (few rows: the ones
         // stored `running`, by the status index).
         let mut unconfirmed = self.observe_running().await?;
-        // Only the conditions asked for, so that the planner sees a plain range on one index.
-        let mut sql = String::from(concat!(
-            "SELECT ",
-            run_read_columns!(),
-            " FROM cairn_runs WHERE 1 = 1"
-        ));
+        // Only the conditions asked for, so that the planner sees a plain range on one index:
+        // with labels, the first label's range of `cairn_run_labels` (by label, then start
+        // and id, as the page is ordered), each further label looked up by its key.
         let mut n = 0;
         let mut next = || {
             n += 1;
             n
         };
+        let (mut sql, start, id) = if filter.labels.is_empty() {
+            (
+                String::from(concat!(
+                    "SELECT ",
+                    run_read_columns!(),
+                    " FROM cairn_runs WHERE 1 = 1"
+                )),
+                "started_at",
+                "id",
+            )
+        } else {
+            let (name, value) = (next(), next());
+            (
+                format!(
+                    concat!(
+                        "SELECT ",
+                        run_read_columns!(),
+                        " FROM cairn_run_labels l JOIN cairn_runs r ON r.id = l.run_id \
+                         WHERE l.name = ${} AND l.value = ${}"
+                    ),
+                    name, value
+                ),
+                "l.run_started_at",
+                "l.run_id",
+            )
+        };
+        for _ in filter.labels.iter().skip(1) {
+            let (name, value) = (next(), next());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM cairn_run_labels m WHERE m.run_id = r.id \
+                 AND m.name = ${name} AND m.value = ${value})"
+            ));
+        }
         if filter.runbook.is_some() {
             sql.push_str(&format!(" AND runbook = ${}", next()));
         }
@@ -754,16 +781,17 @@ impl<D: Dialect> Store for SqlStore<D> {
             sql.push_str(&format!(" AND status = ${}", next()));
         }
         if after.is_some() {
-            let (t, id) = (next(), next());
+            let (t, i) = (next(), next());
             sql.push_str(&format!(
-                " AND (started_at < ${t} OR (started_at = ${t} AND id < ${id}))"
+                " AND ({start} < ${t} OR ({start} = ${t} AND {id} < ${i}))"
             ));
         }
         let limit = next();
-        sql.push_str(&format!(
-            " ORDER BY started_at DESC, id DESC LIMIT ${limit}"
-        ));
+        sql.push_str(&format!(" ORDER BY {start} DESC, {id} DESC LIMIT ${limit}"));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (name, value) in &filter.labels {
+            q = q.text(name).text(value);
+        }
         if let Some(runbook) = &filter.runbook {
             q = q.text(runbook);
         }
@@ -787,7 +815,8 @@ impl<D: Dialect> Store for SqlStore<D> {
         // One statement: the paused runs by the status index, each one's waiting steps by
         // the steps' key. A run's columns are named apart from its steps' (both have a status).
         let q = sqlx::query(
-            "SELECT r.runbook AS gate_runbook, r.username AS gate_starter, s.run_id, s.step_id, \
+            "SELECT r.runbook AS gate_runbook, r.username AS gate_starter, \
+             r.labels AS gate_labels, s.run_id, s.step_id, \
              s.item, s.status, s.attempt, s.started_at, s.finished_at, s.result, s.outputs, \
              s.error, s.log_path, s.def_hash, s.idempotent \
              FROM cairn_runs r JOIN cairn_steps s ON s.run_id = r.id \

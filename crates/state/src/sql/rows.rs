@@ -46,6 +46,7 @@ pub(super) fn run_from_row<D: Dialect>(row: &D::Row) -> Result<RunRecord, StateE
         path: text::<D>(row, "path")?,
         content_hash: text::<D>(row, "content_hash")?,
         inputs: json::<D>(row, "inputs")?,
+        labels: labels::<D>(row, "labels")?,
         status: parse_enum(&text::<D>(row, "status")?)?,
         started_at,
         finished_at: D::time(row, "finished_at")?,
@@ -72,6 +73,18 @@ pub(super) fn run_from_row<D: Dialect>(row: &D::Row) -> Result<RunRecord, StateE
     })
 }
 
+// NULL: a run recorded before schema version 9, which has none.
+fn labels<D: Dialect>(
+    row: &D::Row,
+    column: &str,
+) -> Result<std::collections::BTreeMap<String, String>, StateError> {
+    match D::json(row, column)? {
+        None => Ok(std::collections::BTreeMap::new()),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| StateError::Corrupt(format!("column `{column}`: bad labels: {e}"))),
+    }
+}
+
 pub(super) fn step_from_row<D: Dialect>(row: &D::Row) -> Result<StepRecord, StateError> {
     Ok(StepRecord {
         run_id: text::<D>(row, "run_id")?,
@@ -94,6 +107,7 @@ pub(super) fn gate_from_row<D: Dialect>(row: &D::Row) -> Result<WaitingGate, Sta
     Ok(WaitingGate {
         runbook: text::<D>(row, "gate_runbook")?,
         starter: text::<D>(row, "gate_starter")?,
+        labels: labels::<D>(row, "gate_labels")?,
         step: step_from_row::<D>(row)?,
     })
 }

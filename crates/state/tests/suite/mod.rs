@@ -24,7 +24,8 @@ macro_rules! store_tests {
             claims_fence_writes, claims_race_one_wins, sub_runs_by_parent, sub_runs_fenced_by_their_parent, a_circle_of_parents_ends_the_fencing_walk,
             interrupted_detection, remote_runs_judged_by_their_counter, locks_acquire_refuse_release, locks_finished_and_paused,
             locks_dead_holders, put_steps_together, put_steps_long_and_repeated, refused_claims_change_nothing,
-            lock_release_is_fenced, runs_paged_by_cursor, actions_audit_trail, waiting_gates_of_paused_runs);
+            lock_release_is_fenced, runs_paged_by_cursor, actions_audit_trail, waiting_gates_of_paused_runs,
+            runs_filtered_by_label);
     };
     (@each $with:ident: $($name:ident),+) => {
         $(
@@ -128,6 +129,7 @@ pub async fn runs_create_get_list(store: Arc<dyn Store>) {
     let none = RunFilter {
         runbook: Some("restore".into()),
         status: Some(RunStatus::Failed),
+        labels: Vec::new(),
         limit: None,
     };
     assert!(ids(&store, none).await.is_empty());
@@ -1040,6 +1042,8 @@ pub async fn v1_runs_after_migration(store: Arc<dyn Store>) {
         path: "/srv/runbooks/restore.yaml".into(),
         content_hash: "sha256:aa".into(),
         inputs: json!({ "env": "prod", "dirs": ["/a", "/b"] }),
+        // A run recorded before version 9 has no labels.
+        labels: Default::default(),
         status: RunStatus::Paused,
         started_at: t("2026-01-02T03:04:05.000006Z"),
         finished_at: None,
@@ -1079,6 +1083,19 @@ pub async fn v1_runs_after_migration(store: Arc<dyn Store>) {
     assert_eq!(
         ids(&store, RunFilter::default()).await,
         [paused_id.to_string(), failed.id.clone()]
+    );
+    assert!(failed.labels.is_empty());
+    assert!(
+        ids(
+            &store,
+            RunFilter {
+                labels: vec![("team".into(), "memory".into())],
+                ..RunFilter::default()
+            }
+        )
+        .await
+        .is_empty(),
+        "no run of before version 9 matches a label"
     );
     let steps = store.steps(paused_id).await.expect("steps");
     let summary: Vec<_> = steps
@@ -1364,4 +1381,157 @@ pub async fn waiting_gates_of_paused_runs(store: Arc<dyn Store>) {
     let one = store.waiting_gates(1).await.expect("waiting_gates");
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].step.run_id, ids[0]);
+}
+
+fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn want(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A run keeps the labels it was created with (later writes of the run do not change them),
+/// and the history is filtered by them: every label asked must match, with the other filters,
+/// page by page.
+pub async fn runs_filtered_by_label(store: Arc<dyn Store>) {
+    let hostile = "<b>\"it's\"</b> ; DROP TABLE x; --";
+    let specs: [&[(&str, &str)]; 5] = [
+        &[("team", "memory"), ("kind", "backup")],
+        &[("team", "memory"), ("kind", "restore")],
+        &[("team", "storage")],
+        &[],
+        &[("team", "memory"), ("note", hostile)],
+    ];
+    let mut made: Vec<RunRecord> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let mut r = run(
+            if i == 1 { "restore" } else { "backup" },
+            TimeDelta::minutes(10),
+        );
+        r.started_at -= TimeDelta::seconds(10 - i64::try_from(i).expect("small"));
+        // The last shares the second's instant: the id breaks the tie.
+        if i == 4 {
+            r.started_at = made[1].started_at;
+        }
+        r.labels = labels(spec);
+        create(&store, &r).await;
+        made.push(r);
+    }
+    // Written again without its labels (as a resume's record may be): they stay.
+    let mut done = made[0].clone();
+    done.labels.clear();
+    done.status = RunStatus::Succeeded;
+    done.finished_at = Some(now());
+    store.update_run(&done).await.expect("update_run");
+    let mut again = made[1].clone();
+    again.labels.clear();
+    again.status = RunStatus::Failed;
+    store.update_run(&again).await.expect("update_run");
+    again.attempt = 2;
+    again.status = RunStatus::Running;
+    store
+        .claim_run(&again)
+        .await
+        .expect("claim_run")
+        .expect("claimed");
+    assert_eq!(get(&store, &made[0].id).await.labels, made[0].labels);
+    assert_eq!(get(&store, &made[1].id).await.labels, made[1].labels);
+    assert_eq!(get(&store, &made[4].id).await.labels["note"], hostile);
+
+    let by = |pairs: &[(&str, &str)]| RunFilter {
+        labels: want(pairs),
+        ..RunFilter::default()
+    };
+    let id = |i: usize| made[i].id.clone();
+    // 4 and 1 started at the same instant: the greater id first.
+    let memory_newest_first = if made[4].id > made[1].id {
+        vec![id(4), id(1), id(0)]
+    } else {
+        vec![id(1), id(4), id(0)]
+    };
+    assert_eq!(
+        ids(&store, by(&[("team", "memory")])).await,
+        memory_newest_first
+    );
+    assert_eq!(
+        ids(&store, by(&[("team", "memory"), ("kind", "backup")])).await,
+        [id(0)]
+    );
+    assert_eq!(
+        ids(&store, by(&[("kind", "backup"), ("team", "memory")])).await,
+        [id(0)],
+        "the order of the labels asked does not matter"
+    );
+    assert!(
+        ids(&store, by(&[("team", "memory"), ("kind", "none")]))
+            .await
+            .is_empty()
+    );
+    assert!(
+        ids(&store, by(&[("team", "Memory")])).await.is_empty(),
+        "values are exact"
+    );
+    assert!(
+        ids(&store, by(&[("owner", "memory")])).await.is_empty(),
+        "keys are exact"
+    );
+    assert_eq!(ids(&store, by(&[("note", hostile)])).await, [id(4)]);
+    assert_eq!(
+        ids(
+            &store,
+            RunFilter {
+                runbook: Some("restore".into()),
+                ..by(&[("team", "memory")])
+            }
+        )
+        .await,
+        [id(1)]
+    );
+    assert_eq!(
+        ids(
+            &store,
+            RunFilter {
+                status: Some(RunStatus::Succeeded),
+                ..by(&[("team", "memory")])
+            }
+        )
+        .await,
+        [id(0)]
+    );
+    let listed = store
+        .list_runs(&by(&[("team", "storage")]))
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].labels, labels(&[("team", "storage")]));
+
+    // Page by page, one run a page: the same runs as the whole list.
+    let mut paged = Vec::new();
+    let mut after: Option<RunCursor> = None;
+    loop {
+        let page = store
+            .list_runs_page(
+                &RunFilter {
+                    limit: Some(1),
+                    ..by(&[("team", "memory")])
+                },
+                after.as_ref(),
+            )
+            .await
+            .expect("page");
+        let Some(ListedRun::Run(last)) = page.last() else {
+            break;
+        };
+        assert_eq!(page.len(), 1);
+        after = Some(RunCursor::after(last));
+        paged.push(last.id.clone());
+    }
+    assert_eq!(paged, memory_newest_first);
 }
