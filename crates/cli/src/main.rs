@@ -27,6 +27,7 @@ mod routed_wire;
 mod routing;
 mod run_options;
 mod signals;
+mod telemetry;
 mod test_report;
 
 use clap::{CommandFactory, Parser, Subcommand};
