@@ -69,12 +69,20 @@ impl Telemetry {
     pub fn from_env() -> Option<Arc<Telemetry>> {
         let endpoint = endpoint()?;
         use opentelemetry_otlp::{Protocol, WithExportConfig as _};
-        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()
+            .with_protocol(Protocol::HttpBinary);
+        // A timeout given here would override the environment's.
+        if [
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ]
+        .iter()
+        .all(|k| std::env::var_os(k).is_none())
         {
+            builder = builder.with_timeout(EXPORT_TIMEOUT);
+        }
+        let exporter = match builder.build() {
             Ok(e) => e,
             Err(e) => {
                 warn(&format!(

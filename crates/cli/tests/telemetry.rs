@@ -258,3 +258,81 @@ steps:
     let stopped = worker.finish();
     assert_eq!(stopped.code, Some(0), "{stopped}");
 }
+
+#[test]
+fn an_interrupted_run_still_sends_its_spans_before_it_exits() {
+    let collector = Collector::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "rb.yaml",
+        "cairn: 1
+name: stopped
+steps:
+  - id: long
+    shell: sleep 300
+",
+    );
+    let mut live = Live::spawn(traced(
+        sb.command(&["run", "rb.yaml", "--log-format", "json"]),
+        &collector,
+    ));
+    live.wait_for(|e| e["event"] == "step_started" && e["step"] == "long");
+    signal(live.pid(), nix::sys::signal::Signal::SIGINT);
+    let out = live.finish();
+    out.expect(130);
+    // Sent before the exit: nothing is waited for here.
+    let spans = collector.spans();
+    let run = named(&spans, "run stopped");
+    assert_eq!(run.attrs["cairn.run.outcome"], "interrupted");
+    assert_eq!(run.status, 2, "{run:#?}");
+    let long = named(&spans, "step long");
+    assert_eq!(long.parent, run.span_id);
+    assert_eq!(long.attrs["cairn.step.attempt"], "1");
+}
+
+#[test]
+fn a_resumed_run_is_a_span_of_its_own_marked_resumed() {
+    let collector = Collector::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "rb.yaml",
+        format!(
+            "cairn: 1
+name: flaky
+steps:
+  - id: once
+    shell: test -f {ok} || {{ touch {ok}; exit 1; }}
+",
+            ok = sb.file("ok.txt")
+        ),
+    );
+    let first = common::finish(traced(
+        sb.command(&["run", "rb.yaml", "--log-format", "json"]),
+        &collector,
+    ));
+    first.expect(1);
+    let id = first.run_id();
+    common::finish(traced(
+        sb.command(&["resume", &id, "--log-format", "json"]),
+        &collector,
+    ))
+    .expect(0);
+    let spans = collector.spans();
+    let runs: Vec<&Got> = spans.iter().filter(|s| s.name == "run flaky").collect();
+    assert_eq!(runs.len(), 2, "{spans:#?}");
+    assert_eq!(runs[0].attrs["cairn.run.resumed"], "false");
+    assert_eq!(runs[0].status, 2);
+    assert_eq!(runs[1].attrs["cairn.run.resumed"], "true");
+    assert_eq!(runs[1].attrs["cairn.run.outcome"], "succeeded");
+    assert_eq!(runs[1].status, 1);
+    // One run id, two traces: the resume is its own command.
+    assert_eq!(runs[0].attrs["cairn.run.id"], id);
+    assert_eq!(runs[1].attrs["cairn.run.id"], id);
+    assert_ne!(runs[0].trace_id, runs[1].trace_id);
+    let resumed_step = spans
+        .iter()
+        .find(|s| s.name == "step once" && s.trace_id == runs[1].trace_id)
+        .unwrap_or_else(|| panic!("no step span in the resume's trace: {spans:#?}"));
+    assert_eq!(resumed_step.status, 1);
+    assert_eq!(resumed_step.parent, runs[1].span_id);
+}
