@@ -336,3 +336,115 @@ steps:
     assert_eq!(resumed_step.status, 1);
     assert_eq!(resumed_step.parent, runs[1].span_id);
 }
+
+#[test]
+fn for_each_items_are_children_of_their_step_and_a_retry_is_an_event() {
+    let collector = Collector::start();
+    let sb = Sandbox::new();
+    sb.write(
+        "rb.yaml",
+        format!(
+            "cairn: 1
+name: items
+steps:
+  - id: each
+    for_each: [a, b]
+    shell: echo {{{{ item }}}}
+  - id: again
+    retry: {{ attempts: 2, delay: 10ms }}
+    shell: test -f {flag} || {{ touch {flag}; exit 1; }}
+",
+            flag = sb.file("flag")
+        ),
+    );
+    common::finish(traced(
+        sb.command(&["run", "rb.yaml", "--log-format", "json"]),
+        &collector,
+    ))
+    .expect(0);
+    let spans = collector.spans();
+    let each = named(&spans, "step each");
+    for name in ["step each[0]", "step each[1]"] {
+        let item = named(&spans, name);
+        assert_eq!(item.parent, each.span_id, "{item:#?}");
+        assert_eq!(item.status, 1);
+    }
+    assert_eq!(named(&spans, "step each[1]").attrs["cairn.step.item"], "1");
+    let again = named(&spans, "step again");
+    assert_eq!(again.attrs["cairn.step.attempts"], "2");
+    assert_eq!(again.attrs["cairn.step.attempt"], "2");
+    assert_eq!(again.status, 1, "it succeeded on its second attempt");
+    let retry = again
+        .events
+        .iter()
+        .find(|(name, _)| name == "retry")
+        .unwrap_or_else(|| panic!("no retry event: {again:#?}"));
+    assert_eq!(retry.1["cairn.step.attempt"], "1");
+    assert_eq!(retry.1["exception.message"], "exit code 1");
+}
+
+#[test]
+fn a_silent_collector_holds_the_end_of_a_run_only_briefly() {
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for c in silent.incoming().take(8) {
+            open.push(c);
+        }
+    });
+    let sb = Sandbox::new();
+    sb.write(
+        "rb.yaml",
+        "cairn: 1
+name: unanswered
+steps:
+  - id: one
+    shell: \"true\"
+",
+    );
+    let mut c = sb.command(&["run", "rb.yaml", "--log-format", "json"]);
+    c.env("OTEL_EXPORTER_OTLP_ENDPOINT", &url)
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TIMEOUT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT");
+    let began = std::time::Instant::now();
+    let out = common::finish(c);
+    let took = began.elapsed();
+    out.expect(0);
+    // The export times out after 2 s and the flush waits 2 s at most: an unbounded wait for
+    // the silent collector would hang here. The bound is generous for a loaded machine.
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}\n{out}");
+    drop(held);
+}
+
+#[test]
+fn a_queued_run_on_a_worker_exports_its_spans() {
+    let collector = Collector::start();
+    let schema = PgSchema::new("otel_queued");
+    let sb = Sandbox::with_state(&schema.url());
+    sb.write(
+        "rb.yaml",
+        "cairn: 1
+name: queued
+steps:
+  - id: one
+    shell: echo one
+",
+    );
+    let mut w = traced(sb.command(&["worker"]), &collector);
+    w.env("CAIRN_WORKER_LEASE", "2");
+    let worker = Live::spawn(w);
+    let submitted = sb.cairn(&["submit", "rb.yaml"]);
+    submitted.expect(0);
+    let id = submitted.stdout.trim().to_string();
+    let run = collector.wait_for("run queued");
+    assert_eq!(run.attrs["cairn.run.id"], id);
+    assert_eq!(run.status, 1);
+    let one = collector.wait_for("step one");
+    assert_eq!(one.parent, run.span_id);
+    signal(worker.pid(), nix::sys::signal::Signal::SIGTERM);
+    let stopped = worker.finish();
+    assert_eq!(stopped.code, Some(0), "{stopped}");
+}

@@ -21,6 +21,8 @@ pub struct Got {
     pub status: i32,
     pub message: String,
     pub attrs: BTreeMap<String, String>,
+    /// The span's events: name and attributes.
+    pub events: Vec<(String, BTreeMap<String, String>)>,
     /// The resource's `service.name`.
     pub service: String,
     /// The request's path and content type.
@@ -114,6 +116,13 @@ impl Collector {
                                                     status: status.code,
                                                     message: status.message,
                                                     attrs: attrs(&s.attributes),
+                                                    events: s
+                                                        .events
+                                                        .iter()
+                                                        .map(|e| {
+                                                            (e.name.clone(), attrs(&e.attributes))
+                                                        })
+                                                        .collect(),
                                                     service: service.clone(),
                                                     path: uri.path().to_string(),
                                                     content_type: content_type.clone(),
