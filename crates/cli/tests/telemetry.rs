@@ -144,7 +144,7 @@ fn a_run_its_steps_and_its_sub_run_are_spans_of_one_trace_under_traceparent() {
 }
 
 #[test]
-fn the_traces_endpoint_is_used_as_it_is_and_the_service_is_named_by_the_environment() {
+fn the_traces_endpoint_is_used_as_it_is_the_service_is_named_and_a_bad_traceparent_ignored() {
     let collector = Collector::start();
     let sb = Sandbox::new();
     sb.write(
@@ -165,13 +165,14 @@ steps:
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             format!("{}/custom/traces", collector.url),
         )
-        .env("OTEL_SERVICE_NAME", "drills");
+        .env("OTEL_SERVICE_NAME", "drills")
+        .env("TRACEPARENT", "not-a-trace-context");
     common::finish(c).expect(0);
     let spans = collector.spans();
     let run = named(&spans, "run plain");
     assert_eq!(run.path, "/custom/traces");
     assert_eq!(run.service, "drills");
-    // No TRACEPARENT: the run is the root of its own trace.
+    // A TRACEPARENT that is not one is ignored: the run is the root of its own trace.
     assert_eq!(run.parent, "");
     assert_eq!(named(&spans, "step one").trace_id, run.trace_id);
 }
