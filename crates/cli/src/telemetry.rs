@@ -86,7 +86,9 @@ impl Telemetry {
             Ok(e) => e,
             Err(e) => {
                 warn(&format!(
-                    "OpenTelemetry: no traces exported to {endpoint}: {e}"
+                    "OpenTelemetry: no traces exported to {}: {}",
+                    cairn_url::redact(&endpoint),
+                    hide(&endpoint, &e.to_string())
                 ));
                 return None;
             }
@@ -212,6 +214,14 @@ fn extract(traceparent: &str, tracestate: &str) -> Context {
     TraceContextPropagator::new().extract(&carrier)
 }
 
+/// `text` with the credentials of the endpoint's URL hidden (an error may quote the URL).
+fn hide(endpoint: &str, text: &str) -> String {
+    cairn_url::secrets(endpoint)
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+}
+
 fn warn(text: &str) {
     crate::output::eprint_line(&format!(
         "warning: {}",
@@ -235,8 +245,9 @@ impl<E: SpanExporter> SpanExporter for WarnOnce<E> {
             && !self.warned.swap(true, Ordering::Relaxed)
         {
             warn(&format!(
-                "OpenTelemetry: spans not exported to {}: {e} (the run goes on without them)",
-                self.endpoint
+                "OpenTelemetry: spans not exported to {}: {} (the run goes on without them)",
+                cairn_url::redact(&self.endpoint),
+                hide(&self.endpoint, &e.to_string())
             ));
         }
         r

@@ -202,13 +202,16 @@ steps:
 ",
     );
     let mut c = sb.command(&["run", "rb.yaml", "--log-format", "json"]);
+    // Credentials in the endpoint are not shown in the warning.
     c.env(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
-        format!("http://127.0.0.1:{port}"),
+        format!("http://otel:pw-{CANARY}@127.0.0.1:{port}"),
     )
     .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     let out = common::finish(c);
     out.expect(0);
+    assert!(!out.stderr.contains(CANARY), "{out}");
+    out.says(&format!("http://otel:***@127.0.0.1:{port}"));
     assert_eq!(out.outcome(), "succeeded");
     assert_eq!(
         out.stderr.matches("OpenTelemetry").count(),
