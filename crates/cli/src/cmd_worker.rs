@@ -455,7 +455,7 @@ async fn work(
 async fn router(
     worker: &Worker,
     checked: &cairn_model::Checked,
-    spans: Option<Arc<crate::telemetry::RunSpans>>,
+    spans: Option<Arc<crate::run_spans::RunSpans>>,
 ) -> Option<ActionPort> {
     crate::routing::routes_steps(checked).then_some(ActionPort(Arc::new(
         Router::new(worker.queue.clone(), checked)

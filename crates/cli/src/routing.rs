@@ -81,7 +81,7 @@ pub struct Router {
     /// same step fails the same way instead of running it again.
     in_doubt: Mutex<HashSet<(String, String, Option<usize>)>>,
     /// The run's spans, whose step span's `traceparent` a routed step carries to its worker.
-    spans: Option<Arc<crate::telemetry::RunSpans>>,
+    spans: Option<Arc<crate::run_spans::RunSpans>>,
 }
 
 impl Drop for Router {
@@ -148,7 +148,7 @@ impl Router {
 
     /// This router with the run's spans: each routed step carries its span's W3C
     /// `traceparent`, for the worker's span to be its child.
-    pub fn traced(mut self, spans: Option<Arc<crate::telemetry::RunSpans>>) -> Router {
+    pub fn traced(mut self, spans: Option<Arc<crate::run_spans::RunSpans>>) -> Router {
         self.spans = spans;
         self
     }
