@@ -52,7 +52,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let inv = args.inputs.invocation(&checked.runbook)?;
     let runtime = crate::runtime()?;
-    runtime.block_on(async move {
+    // Built before the runtime's work and shut down after it: the exporter's own thread sends.
+    let telemetry = crate::telemetry::Telemetry::from_env();
+    let spans = telemetry.as_ref().map(|t| t.run(&checked, false));
+    let code = runtime.block_on(async move {
         let location = crate::location::Location::resolve(args.state.as_deref());
         let url = location.url.clone();
         let mut opts = run_options(args.concurrency, args.auto_approve, &url);
@@ -63,7 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 return Ok(exit::INVALID);
             }
             let queue = crate::location::open_queue(&location).await?;
-            let router = crate::routing::Router::new(queue, &checked).await;
+            let router = crate::routing::Router::new(queue, &checked)
+                .await
+                .traced(spans.clone());
             opts.actions = Some(cairn_engine::exec::ActionPort(Arc::new(router)));
         }
         let store = location.open().await?;
@@ -85,6 +90,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     return Ok(exit::INVALID);
                 }
             };
+        let sink = match &spans {
+            Some(spans) => spans.sink(sink),
+            None => sink,
+        };
         let ran = execute(checked, templates, &inv, store.clone(), sink, opts).await;
         if let Some(n) = &notifying {
             n.finish().await;
@@ -104,7 +113,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 Ok(e.kind().exit_code())
             }
         }
-    })
+    });
+    if let Some(t) = &telemetry {
+        t.shutdown();
+    }
+    code
 }
 
 /// Prints the run id on stdout's first line (text mode), as the contract says.

@@ -46,7 +46,9 @@ pub struct ResumeArgs {
 pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
     let location = a.state.location();
     let url = location.url.clone();
-    crate::runtime()?.block_on(async move {
+    let telemetry = crate::telemetry::Telemetry::from_env();
+    let exporter = telemetry.clone();
+    let code = crate::runtime()?.block_on(async move {
         let store = location.open_existing().await?;
         let mut opts = run_options(a.concurrency, a.auto_approve, &url);
         let ropts = ResumeOptions {
@@ -65,6 +67,12 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
             .and_then(|r| cairn_engine::resume::runbook_of(&r.path, &templates).map(|c| (c, r)))
         {
             Some((checked, run)) => {
+                // A resumed run is a span of its own, in the trace of this command.
+                let spans = telemetry.as_ref().map(|t| t.run(&checked, true));
+                let progress = match &spans {
+                    Some(spans) => spans.sink(progress),
+                    None => progress,
+                };
                 // Steps with `runs_on` go to workers through the queue, as when it started.
                 if crate::routing::routes_steps(&checked) {
                     if !crate::location::is_postgres(&url) {
@@ -73,7 +81,9 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                         return Ok(exit::INVALID);
                     }
                     let queue = crate::location::open_queue(&location).await?;
-                    let router = crate::routing::Router::new(queue, &checked).await;
+                    let router = crate::routing::Router::new(queue, &checked)
+                        .await
+                        .traced(spans.clone());
                     opts.actions = Some(cairn_engine::exec::ActionPort(Arc::new(router)));
                 }
                 match crate::notifying::for_run(&checked, &templates, &run.inputs, progress) {
@@ -113,7 +123,11 @@ pub fn resume_cmd(a: ResumeArgs) -> anyhow::Result<u8> {
                 Ok(e.kind().exit_code())
             }
         }
-    })
+    });
+    if let Some(t) = &exporter {
+        t.shutdown();
+    }
+    code
 }
 
 #[derive(clap::Args)]

@@ -68,12 +68,16 @@ struct Worker {
     step_concurrency: usize,
     log_format: LogFormat,
     logs: std::path::PathBuf,
+    /// Spans of the runs and routed steps it performs, when an OTLP endpoint is set.
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let labels = args.labels.clone().unwrap_or_default();
     let concurrency = args.concurrency.max(1);
-    crate::runtime()?.block_on(async move {
+    let telemetry = crate::telemetry::Telemetry::from_env();
+    let exported = telemetry.clone();
+    let code = crate::runtime()?.block_on(async move {
         let location = Location::resolve(args.state.as_deref());
         let pool = args.pool.unwrap_or_else(|| default_pool(concurrency));
         let queue = open_queue_pooled(&location, Some(pool)).await?;
@@ -92,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             step_concurrency: args.step_concurrency.max(1),
             log_format: args.log_format,
             logs: crate::run_options::logs_dir(&location.url),
+            telemetry,
         });
         worker
             .queue
@@ -186,7 +191,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         worker.store.close().await;
         eprintln!("worker {} stopped", worker.id);
         Ok(exit::OK)
-    })
+    });
+    if let Some(t) = &exported {
+        t.shutdown();
+    }
+    code
 }
 
 /// Every [`HEARTBEAT`]: the worker and its held runs are alive. A run another worker took
@@ -266,7 +275,14 @@ async fn hold_step(worker: Arc<Worker>, item: StepItem) {
         worker: &worker.id,
         labels: &worker.labels,
     };
+    let span = worker
+        .telemetry
+        .as_ref()
+        .map(|t| t.routed_step(&item, &worker.id));
     let outcome = crate::routed_step::perform(&item, &ran_on, &cancel).await;
+    if let Some(span) = span {
+        span.end(&outcome);
+    }
     lock(&worker.steps).remove(&item.id);
     // Interrupted here (this worker stops, lost its lease, was taken over, or the run
     // cancelled the step): an idempotent step goes back to the queue for another worker (a
@@ -363,7 +379,7 @@ async fn work(
         }
         // The run's notifiers, from its runbook as it is now and the inputs it started with
         // (a runbook that cannot be read is refused by the resume itself).
-        let (sink, notifying) = match cairn_engine::resume::runbook_of(&run.path, &templates) {
+        let (mut sink, notifying) = match cairn_engine::resume::runbook_of(&run.path, &templates) {
             Some(checked) => {
                 match crate::notifying::for_run(&checked, &templates, &run.inputs, progress) {
                     Ok(pair) => pair,
@@ -375,7 +391,11 @@ async fn work(
             None => (progress, None),
         };
         if let Some(checked) = cairn_engine::resume::runbook_of(&run.path, &templates) {
-            opts.actions = router(worker, &checked).await;
+            let spans = worker.telemetry.as_ref().map(|t| t.run(&checked, true));
+            opts.actions = router(worker, &checked, spans.clone()).await;
+            if let Some(spans) = spans {
+                sink = spans.sink(sink);
+            }
         }
         let r = resume(
             &item.id,
@@ -427,7 +447,12 @@ async fn work(
         Ok(pair) => pair,
         Err(e) => return (QueueStatus::Done, format!("not run: {e}")),
     };
-    opts.actions = router(worker, &checked).await;
+    let spans = worker.telemetry.as_ref().map(|t| t.run(&checked, false));
+    opts.actions = router(worker, &checked, spans.clone()).await;
+    let sink = match spans {
+        Some(spans) => spans.sink(sink),
+        None => sink,
+    };
     let ran = execute(checked, templates, &inv, worker.store.clone(), sink, opts).await;
     if let Some(n) = &notifying {
         n.finish().await;
@@ -440,9 +465,15 @@ async fn work(
 }
 
 /// Routes the runbook's `runs_on` steps through the queue; none for a runbook without them.
-async fn router(worker: &Worker, checked: &cairn_model::Checked) -> Option<ActionPort> {
+async fn router(
+    worker: &Worker,
+    checked: &cairn_model::Checked,
+    spans: Option<Arc<crate::run_spans::RunSpans>>,
+) -> Option<ActionPort> {
     crate::routing::routes_steps(checked).then_some(ActionPort(Arc::new(
-        Router::new(worker.queue.clone(), checked).await,
+        Router::new(worker.queue.clone(), checked)
+            .await
+            .traced(spans),
     )))
 }
 

@@ -26,7 +26,9 @@ mod routed_step;
 mod routed_wire;
 mod routing;
 mod run_options;
+mod run_spans;
 mod signals;
+mod telemetry;
 mod test_report;
 
 use clap::{CommandFactory, Parser, Subcommand};

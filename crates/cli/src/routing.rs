@@ -80,6 +80,8 @@ pub struct Router {
     /// Steps found in doubt (their worker died holding a non-idempotent one): a retry of the
     /// same step fails the same way instead of running it again.
     in_doubt: Mutex<HashSet<(String, String, Option<usize>)>>,
+    /// The run's spans, whose step span's `traceparent` a routed step carries to its worker.
+    spans: Option<Arc<crate::run_spans::RunSpans>>,
 }
 
 impl Drop for Router {
@@ -140,7 +142,15 @@ impl Router {
             waiters,
             listener,
             in_doubt: Mutex::default(),
+            spans: None,
         }
+    }
+
+    /// This router with the run's spans: each routed step carries its span's W3C
+    /// `traceparent`, for the worker's span to be its child.
+    pub fn traced(mut self, spans: Option<Arc<crate::run_spans::RunSpans>>) -> Router {
+        self.spans = spans;
+        self
     }
 
     async fn route(
@@ -187,6 +197,12 @@ impl Router {
                     call.step
                 )));
             }
+        }
+        // The trace context of the step's span, for the worker's span to be its child.
+        if let (Some(spans), Some(w)) = (&self.spans, wire.as_object_mut())
+            && let Some(tp) = spans.traceparent(call.step, call.item)
+        {
+            w.insert(crate::telemetry::TRACEPARENT_KEY.into(), Json::String(tp));
         }
         let step = RoutedStep {
             id: RoutedStep::key(
