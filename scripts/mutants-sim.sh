@@ -118,6 +118,11 @@ mutant "a stale writer is not fenced (SQL checkpoints)" $S \
 mutant "a stale writer is not fenced (SQL run update)" $S \
 '", parent_run = $13 WHERE id = $1 AND attempt = $16"' \
 '", parent_run = $13 WHERE id = $1 AND (attempt = $16 OR 1 = 1)"'
+mutant "a run's own update is not fenced (memory store)" $S \
+'        let stored = inner.claimed(&run.claim())?;
+        let new = normalized_run(run);' \
+'        let stored = inner.run_mut(&run.id)?;
+        let new = normalized_run(run);'
 mutant "two claims of one attempt both win (memory store)" $S \
 '        if stored.attempt != run.attempt.saturating_sub(1)
             || (stored.status == RunStatus::Running && !under_parent)

@@ -498,7 +498,9 @@ impl World {
 /// action, and wakes when the test says so: from then on each of its actions and store calls
 /// waits until [`Stall::release`].
 struct Stall {
+    /// The action it freezes at (counted from 1), or the checkpoint write (`write_at`).
     at: usize,
+    write_at: usize,
     performed: AtomicUsize,
     frozen: AtomicBool,
     /// Told once the process froze; dropped unsent if it ended first.
@@ -507,10 +509,15 @@ struct Stall {
 }
 
 impl Stall {
-    fn new(at: usize) -> (Arc<Stall>, tokio::sync::oneshot::Receiver<()>) {
+    fn new(point: Point) -> (Arc<Stall>, tokio::sync::oneshot::Receiver<()>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (at, write_at) = match point {
+            Point::Action(n) => (n, usize::MAX),
+            Point::Write(n) => (usize::MAX, n),
+        };
         let stall = Stall {
             at,
+            write_at,
             performed: AtomicUsize::new(0),
             frozen: AtomicBool::new(false),
             froze: Mutex::new(Some(tx)),
@@ -544,6 +551,15 @@ impl Stall {
     fn release(&self) {
         self.thaw.send_replace(true);
     }
+}
+
+/// Where a stale engine freezes: at its n-th action (before it starts it), or at its n-th
+/// checkpoint write (on its way to the store: it lands after the takeover, as a write sent by a
+/// worker whose lease ran out meanwhile).
+#[derive(Clone, Copy, Debug)]
+enum Point {
+    Action(usize),
+    Write(usize),
 }
 
 struct Script {
@@ -644,6 +660,12 @@ impl Faulty {
         }
         if self.dead.load(Ordering::SeqCst) {
             return Err(StateError::Corrupt("simulated crash".into()));
+        }
+        if let Some(stall) = &self.stall
+            && stall.write_at == n
+        {
+            stall.freeze();
+            stall.wait().await;
         }
         Ok(())
     }
@@ -1202,6 +1224,9 @@ struct Stats {
     /// memory store and on SQLite.
     stale_memory: usize,
     stale_sqlite: usize,
+    /// Engines stalled at a checkpoint write (on its way to the store), reclaimed, woken and
+    /// fenced.
+    stale_writes: usize,
     /// Runbooks with a gate the test rejects and a step below it.
     rejected_above_steps: usize,
     /// ... of which the gate has `on_failure: continue`.
@@ -1232,6 +1257,10 @@ impl Stats {
                 self.stale_memory,
             ),
             ("stale engines fenced on SQLite", self.stale_sqlite),
+            (
+                "engines stalled at a checkpoint write, reclaimed and fenced",
+                self.stale_writes,
+            ),
             ("rejected gates above steps", self.rejected_above_steps),
             (
                 "rejected gates under on_failure: continue",
@@ -1487,6 +1516,7 @@ async fn simulate(seed: u64, recrash_every: usize, stats: &mut Stats) {
         uses: on("SIM_STALE_USES", true),
         every: on("SIM_STALE_EVERY", false),
         sqlite: on("SIM_STALE_SQLITE", true),
+        writes: on("SIM_STALE_WRITES", true),
         bias: true,
     };
     simulate_with(seed, recrash_every, stale, stats).await;
@@ -1499,6 +1529,7 @@ async fn named_seed(seed: u64) {
         uses: true,
         every: false,
         sqlite: true,
+        writes: true,
         bias: false,
     };
     simulate_with(seed, 1, stale, &mut Stats::default()).await;
@@ -1514,6 +1545,9 @@ struct Stale {
     every: bool,
     /// Also on SQLite, every fourth runbook (`SIM_STALE_SQLITE=0`: not).
     sqlite: bool,
+    /// Also stalled at every checkpoint write of the first attempt, on the memory store
+    /// (`SIM_STALE_WRITES=0`: not).
+    writes: bool,
     /// Whether [`bias`] applies: not for the named seeds, which keep the runbooks they were
     /// found with.
     bias: bool,
@@ -1721,7 +1755,8 @@ async fn simulate_with(seed: u64, recrash_every: usize, stale: Stale, stats: &mu
         for at in points {
             let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
             let what = format!("an engine stalled at its action {at}, overtaken, then woken");
-            if stale_engine(&sim, &path, &logs, memory, at, &want, &what, &ctx, stats).await {
+            let point = Point::Action(at);
+            if stale_engine(&sim, &path, &logs, memory, point, &want, &what, &ctx, stats).await {
                 stats.stale_memory += 1;
             }
         }
@@ -1742,7 +1777,7 @@ async fn simulate_with(seed: u64, recrash_every: usize, stale: Stale, stats: &mu
                 &path,
                 &logs,
                 sqlite.clone(),
-                at,
+                Point::Action(at),
                 &want,
                 &what,
                 &ctx,
@@ -1753,6 +1788,21 @@ async fn simulate_with(seed: u64, recrash_every: usize, stale: Stale, stats: &mu
                 stats.stale_sqlite += 1;
             }
             sqlite.close().await;
+        }
+    }
+    // A worker whose lease ran out at each checkpoint write of the first run: the write is on
+    // its way when the worker stalls; its run is reclaimed and resumed by another to its end;
+    // then the write lands, and must be refused, and the worker must start nothing more. The
+    // creation of the run (write 1) has nothing to reclaim yet.
+    if stale.writes && (stale.uses || sim.books.len() == 1) {
+        for at in 2..=first_writes {
+            let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+            let what =
+                format!("an engine stalled at its checkpoint write {at}, reclaimed, then woken");
+            let point = Point::Write(at);
+            if stale_engine(&sim, &path, &logs, memory, point, &want, &what, &ctx, stats).await {
+                stats.stale_writes += 1;
+            }
         }
     }
     stats.cases += 1;
@@ -1771,14 +1821,14 @@ async fn stale_engine(
     path: &Path,
     logs: &Path,
     store: Arc<dyn Store>,
-    at: usize,
+    point: Point,
     want: &Outcome,
     what: &str,
     ctx: &Ctx<'_>,
     stats: &mut Stats,
 ) -> bool {
     let mut case = Case::new(sim, path, logs);
-    let (stall, froze) = Stall::new(at);
+    let (stall, froze) = Stall::new(point);
     let opts = case.opts_stalling(Some(stall.clone()));
     let mut f = Faulty::new(store.clone(), usize::MAX);
     f.stall = Some(stall.clone());
@@ -2313,6 +2363,7 @@ impl Stats {
         self.sub_runs += o.sub_runs;
         self.reruns += o.reruns;
         self.stale_memory += o.stale_memory;
+        self.stale_writes += o.stale_writes;
         self.stale_sqlite += o.stale_sqlite;
         self.rejected_above_steps += o.rejected_above_steps;
         self.rejected_under_continue += o.rejected_under_continue;
@@ -2378,7 +2429,7 @@ fn crash_at_every_checkpoint_write_then_resume() {
     }
     assert!(!failed, "a case failed: its seed is printed above");
     println!(
-        "simulation: {} runbooks ({} sub-runs), {} crash points of a first run, {} crash points of a resume after one, {} resumes ({} with --rerun), {} races of two resumes, {} stale engines fenced ({} on SQLite) (seed {seed})",
+        "simulation: {} runbooks ({} sub-runs), {} crash points of a first run, {} crash points of a resume after one, {} resumes ({} with --rerun), {} races of two resumes, {} stale engines fenced ({} on SQLite), {} stalled at a checkpoint write (seed {seed})",
         stats.cases,
         stats.sub_runs,
         stats.crash_points,
@@ -2388,6 +2439,7 @@ fn crash_at_every_checkpoint_write_then_resume() {
         stats.races,
         stats.stale_memory + stats.stale_sqlite,
         stats.stale_sqlite,
+        stats.stale_writes,
     );
     let shapes = stats.shapes();
     println!(
@@ -2441,6 +2493,7 @@ async fn a_stale_engine_is_fenced_in_its_sub_runs() {
         uses: true,
         every: true,
         sqlite: false,
+        writes: true,
         bias: true,
     };
     simulate_with(24303, 1000, stale, &mut stats).await;

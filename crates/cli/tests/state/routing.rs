@@ -283,7 +283,11 @@ fn nanos(t: &serde_json::Value) -> i128 {
 #[test]
 fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs_again() {
     const RUNS: usize = 8;
-    const KILLS: usize = 12;
+    // At least 50 kills, each while work is queued or running (`CAIRN_CHAOS_KILLS` for more).
+    let kills_wanted: usize = std::env::var("CAIRN_CHAOS_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
     let seed = std::env::var("CAIRN_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -321,14 +325,14 @@ fn chaos_workers_killed_at_random_every_run_ends_once_and_no_succeeded_step_runs
     let deadline = std::time::Instant::now() + HANG;
     // Every kill falls while work is queued or running: on a fast machine the first runs may
     // all end before the kills are made, and then another run is submitted.
-    while kills < KILLS || all_done(&schema, ids.len()).is_none() {
+    while kills < kills_wanted || all_done(&schema, ids.len()).is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "seed {seed}: runs not done: {:#?}",
             queue(&schema)
         );
         std::thread::sleep(std::time::Duration::from_millis(300 + rng.below(900)));
-        if kills < KILLS {
+        if kills < kills_wanted {
             if all_done(&schema, ids.len()).is_some() {
                 ids.push(submit(&sb, &["rb.yaml"]));
             }
