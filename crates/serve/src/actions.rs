@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use cairn_engine::answer::{Given, NotAnswered};
 use cairn_engine::gate::Verdict;
-use cairn_state::{Action, Decision, RunRecord, RunStatus, StateError, Store};
+use cairn_state::{Action, Decision, QueueStatus, RunRecord, RunStatus, StateError, Store};
 
 use crate::auth::{Caller, Identity};
 
@@ -38,7 +38,18 @@ impl Resumer {
                         "run {top_run} is queued again for a worker to resume"
                     ));
                 }
-                Ok(false) => {}
+                // Another answer queued it first, or a worker holds it: it goes on there. A
+                // `cairn resume` here would race the worker for the run.
+                Ok(false) => match queue.queue_status(top_run).await {
+                    Ok(Some(s @ (QueueStatus::Queued | QueueStatus::Claimed))) => {
+                        return Ok(format!(
+                            "run {top_run} is {} in the queue: a worker resumes it",
+                            s.as_str()
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("run {top_run}: {e}")),
+                },
                 Err(e) => return Err(format!("run {top_run} could not be queued again: {e}")),
             }
         }

@@ -647,6 +647,54 @@ steps:
     stop(w);
 }
 
+#[test]
+fn a_console_answer_to_a_run_already_queued_again_leaves_it_to_the_workers() {
+    let schema = PgSchema::new("queue_console_queued");
+    let sb = Sandbox::with_state(&schema.url());
+    let log = sb.path().join("log.txt");
+    let log = log.display();
+    sb.write(
+        "gated.yaml",
+        format!(
+            "cairn: 1
+name: gated
+steps:
+  - id: gate
+    approval: {{ message: go? }}
+  - id: after
+    shell: echo after >> {log}
+"
+        ),
+    );
+    let w = worker(&sb, &[]);
+    let gated = submit(&sb, &["gated.yaml"]);
+    eventually("the gated run pauses", HANG, || {
+        (queue(&schema)[0]["status"] == "paused").then_some(())
+    });
+    stop(w);
+    // Queued again by hand before the answer, with no worker up to take it.
+    submit(&sb, &["--requeue", &gated]);
+    let (server, base) = console(&sb);
+    let (status, body) = post_as_alice(&format!("{base}/api/runs/{gated}/steps/gate/approve"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("queued in the queue: a worker resumes it"),
+        "{body}"
+    );
+    // Nothing ran here: the run waits for a worker.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!sb.exists("log.txt"), "the console resumed the run itself");
+    assert_eq!(queue(&schema)[0]["status"], "queued");
+    let w = worker(&sb, &[]);
+    let done = eventually("a worker finishes it", HANG, || {
+        queue(&schema).into_iter().find(|r| r["status"] == "done")
+    });
+    assert_eq!(done["outcome"], "succeeded", "{done}");
+    assert_eq!(sb.lines("log.txt"), ["after"]);
+    drop(server);
+    stop(w);
+}
+
 /// The server's connections of one `cairn` process (each names its pid in
 /// `application_name`).
 fn connections_of(schema: &PgSchema, pid: i32) -> usize {

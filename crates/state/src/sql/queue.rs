@@ -410,6 +410,16 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The queue's status of run `id`; `None` when it was never queued.
+    pub async fn queue_status(&self, id: &str) -> Result<Option<QueueStatus>, StateError> {
+        let row = sqlx::query("SELECT status FROM cairn_queue WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q(format!("reading queued run {id}")))?;
+        row.map(|r| QueueStatus::parse(r.get("status"))).transpose()
+    }
+
     /// A run whose queued item's lease ran out, recorded `running` by the worker that lost it:
     /// saved `interrupted` so that it can be resumed. The lost worker, should it wake, is fenced
     /// by the resume's claim.
