@@ -33,9 +33,9 @@ pub struct Args {
     /// Independent steps of one run at once
     #[arg(long, default_value_t = 8)]
     step_concurrency: usize,
-    /// Pooled PostgreSQL connections (default: concurrency + 2, at most 8); the worker holds
-    /// this many plus two (checkpoints, LISTEN) at most, so 16 workers at the default fit
-    /// PostgreSQL's default max_connections of 100
+    /// Pooled PostgreSQL connections (default: concurrency + 2, at most 8). Besides them the
+    /// worker holds one for checkpoints, one LISTEN, and one per held run that routes steps:
+    /// 16 workers at the defaults fit PostgreSQL's default max_connections of 100
     #[arg(long, env = "CAIRN_WORKER_POOL", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pool: Option<u32>,
     /// State store: postgres://... (the queue lives in PostgreSQL)
