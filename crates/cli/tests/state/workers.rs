@@ -588,10 +588,9 @@ fn post_as_alice(url: &str) -> (u16, String) {
     })
 }
 
-#[test]
-fn an_answer_given_in_the_console_queues_a_worker_paused_run_again() {
-    let schema = PgSchema::new("queue_console_answer");
-    let sb = Sandbox::with_state(&schema.url());
+/// `gated.yaml`: a step, a gate any approver may answer, a step; each step writes its id to
+/// `log.txt`.
+fn gated(sb: &Sandbox) {
     let log = sb.path().join("log.txt");
     let log = log.display();
     sb.write(
@@ -609,6 +608,13 @@ steps:
 "
         ),
     );
+}
+
+#[test]
+fn an_answer_given_in_the_console_queues_a_worker_paused_run_again() {
+    let schema = PgSchema::new("queue_console_answer");
+    let sb = Sandbox::with_state(&schema.url());
+    gated(&sb);
     let w = worker(&sb, &["--labels", "host=db1"]);
     let id = worker_id(&schema, w.pid());
     let gated = submit(&sb, &["gated.yaml", "--labels", "host=db1"]);
@@ -651,21 +657,7 @@ steps:
 fn a_console_answer_to_a_run_already_queued_again_leaves_it_to_the_workers() {
     let schema = PgSchema::new("queue_console_queued");
     let sb = Sandbox::with_state(&schema.url());
-    let log = sb.path().join("log.txt");
-    let log = log.display();
-    sb.write(
-        "gated.yaml",
-        format!(
-            "cairn: 1
-name: gated
-steps:
-  - id: gate
-    approval: {{ message: go? }}
-  - id: after
-    shell: echo after >> {log}
-"
-        ),
-    );
+    gated(&sb);
     let w = worker(&sb, &[]);
     let gated = submit(&sb, &["gated.yaml"]);
     eventually("the gated run pauses", HANG, || {
@@ -683,14 +675,18 @@ steps:
     );
     // Nothing ran here: the run waits for a worker.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(!sb.exists("log.txt"), "the console resumed the run itself");
+    assert_eq!(
+        sb.lines("log.txt"),
+        ["before"],
+        "the console resumed the run itself"
+    );
     assert_eq!(queue(&schema)[0]["status"], "queued");
     let w = worker(&sb, &[]);
     let done = eventually("a worker finishes it", HANG, || {
         queue(&schema).into_iter().find(|r| r["status"] == "done")
     });
     assert_eq!(done["outcome"], "succeeded", "{done}");
-    assert_eq!(sb.lines("log.txt"), ["after"]);
+    assert_eq!(sb.lines("log.txt"), ["before", "after"]);
     drop(server);
     stop(w);
 }
