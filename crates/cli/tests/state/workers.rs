@@ -366,10 +366,9 @@ impl Cut {
 
 impl Drop for Cut {
     fn drop(&mut self) {
+        self.cut();
         crate::common::pg(&format!(
-            "ALTER ROLE {r} NOLOGIN; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{r}'; \
-             DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}",
+            "DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}",
             r = self.role
         ));
     }
@@ -485,22 +484,7 @@ fn sigterm_stops_a_worker_cleanly_and_hands_its_run_back_to_be_resumed() {
 fn a_paused_run_releases_its_worker_and_an_answer_queues_it_again() {
     let schema = PgSchema::new("queue_gate");
     let sb = Sandbox::with_state(&schema.url());
-    let log = sb.file("log.txt");
-    sb.write(
-        "gated.yaml",
-        format!(
-            "cairn: 1
-name: gated
-steps:
-  - id: before
-    shell: echo before >> {log}
-  - id: gate
-    approval: {{ message: go?, allow_self_approval: true }}
-  - id: after
-    shell: echo after >> {log}
-"
-        ),
-    );
+    gated(&sb, true);
     sb.write(
         "plain.yaml",
         "cairn: 1\nname: plain\nsteps:\n  - id: s\n    shell: 'true'\n",
@@ -588,11 +572,10 @@ fn post_as_alice(url: &str) -> (u16, String) {
     })
 }
 
-/// `gated.yaml`: a step, a gate any approver may answer, a step; each step writes its id to
-/// `log.txt`.
-fn gated(sb: &Sandbox) {
-    let log = sb.path().join("log.txt");
-    let log = log.display();
+/// `gated.yaml`: a step, a gate (which the run's starter may answer with `self_approval`), a
+/// step; each step writes its id to `log.txt`.
+fn gated(sb: &Sandbox, self_approval: bool) {
+    let log = sb.file("log.txt");
     sb.write(
         "gated.yaml",
         format!(
@@ -602,7 +585,7 @@ steps:
   - id: before
     shell: echo before >> {log}
   - id: gate
-    approval: {{ message: go? }}
+    approval: {{ message: go?, allow_self_approval: {self_approval} }}
   - id: after
     shell: echo after >> {log}
 "
@@ -614,7 +597,7 @@ steps:
 fn an_answer_given_in_the_console_queues_a_worker_paused_run_again() {
     let schema = PgSchema::new("queue_console_answer");
     let sb = Sandbox::with_state(&schema.url());
-    gated(&sb);
+    gated(&sb, false);
     let w = worker(&sb, &["--labels", "host=db1"]);
     let id = worker_id(&schema, w.pid());
     let gated = submit(&sb, &["gated.yaml", "--labels", "host=db1"]);
@@ -657,7 +640,7 @@ fn an_answer_given_in_the_console_queues_a_worker_paused_run_again() {
 fn a_console_answer_to_a_run_already_queued_again_leaves_it_to_the_workers() {
     let schema = PgSchema::new("queue_console_queued");
     let sb = Sandbox::with_state(&schema.url());
-    gated(&sb);
+    gated(&sb, false);
     let w = worker(&sb, &[]);
     let gated = submit(&sb, &["gated.yaml"]);
     eventually("the gated run pauses", HANG, || {
