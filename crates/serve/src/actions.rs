@@ -105,7 +105,8 @@ pub enum Outcome {
     Missing(String),
 }
 
-async fn audit(
+/// Writes an action, taken or refused, to the run's audit trail.
+pub(crate) async fn audit(
     store: &dyn Store,
     run_id: &str,
     who: &Identity,

@@ -215,17 +215,16 @@ async fn may_act_on<'a>(
         labels.join(",")
     );
     tracing::warn!(user = %who.user, source = %caller.source, role = role.as_str(), run_id = %run.id, "action refused: out of the role's scope");
-    app.store
-        .record_action(&cairn_state::Action {
-            run_id: run.id.clone(),
-            at: cairn_state::now(),
-            by: who.user.clone(),
-            source: caller.source.clone(),
-            action: action.to_string(),
-            step_id: step.map(str::to_string),
-            detail: Some(format!("refused: {reason}")),
-        })
-        .await?;
+    actions::audit(
+        app.store.as_ref(),
+        &run.id,
+        who,
+        caller,
+        action,
+        step,
+        format!("refused: {reason}"),
+    )
+    .await?;
     Err(Failure::api(StatusCode::FORBIDDEN, reason))
 }
 
